@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one list of everything sliceproxy needs on Debian 12, for building, testing and running.
+# Idempotent: packages already present are left alone, so re-running costs one dpkg query.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential g++ cmake ninja-build pkg-config clang llvm clang-format git
+  # libraries
+  libbpf-dev libelf-dev zlib1g-dev libnftnl-dev libmnl-dev libnetfilter-conntrack-dev
+  libboost1.81-dev libboost-json1.81-dev libssl-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev python3
+  # kernel tools used by tests, the demo and the benchmark harness
+  bpftool nftables conntrack iproute2 iptables procps
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (it calls apt-get)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

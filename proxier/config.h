@@ -1,0 +1,23 @@
+#pragma once
+// The daemon's settings, named after kube-proxy's flags where one exists.
+
+#include <chrono>
+#include <string>
+
+namespace sliceproxy::proxier {
+
+struct Config {
+  std::string backend = "dry-run";
+  std::string sourceDir;         // --source-dir: a manifest directory instead of the API
+  std::string hostnameOverride;  // --hostname-override: this node's name
+  std::chrono::nanoseconds minSyncPeriod = std::chrono::seconds(1);
+  std::chrono::nanoseconds syncPeriod = std::chrono::seconds(30);
+  std::string serviceProxyName;
+  int verbosity = 0;
+};
+
+// --hostname-override, else $NODE_NAME (set from the downward API in the DaemonSet), else the
+// host name; lowercased as kube-proxy does.
+std::string resolveNodeName(const Config& cfg);
+
+}  // namespace sliceproxy::proxier

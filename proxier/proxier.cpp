@@ -1,0 +1,72 @@
+#include "proxier/proxier.h"
+
+#include <spdlog/spdlog.h>
+
+namespace sliceproxy::proxier {
+
+Proxier::Proxier(ChangeTracker& tracker, Backend& backend, std::string nodeName,
+                 std::chrono::steady_clock::duration fullSyncPeriod)
+    : tracker_(tracker),
+      backend_(backend),
+      fullSyncPeriod_(fullSyncPeriod),
+      state_(std::move(nodeName)) {}
+
+void Proxier::forceFullSync() {
+  std::lock_guard lock(mu_);
+  needFull_ = true;
+}
+
+SyncStats Proxier::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+bool Proxier::syncOnce() {
+  // A cold start that programmed a half-listed cluster would drop traffic to the other half.
+  if (!tracker_.allSourcesSynced()) {
+    spdlog::debug("sync deferred: sources have not finished their initial listing");
+    return true;
+  }
+  std::lock_guard lock(mu_);
+  const auto start = std::chrono::steady_clock::now();
+  const bool full = needFull_ || start - lastFull_ >= fullSyncPeriod_;
+  PendingChanges changes = tracker_.take();
+  Diff diff = state_.apply(std::move(changes), !full);
+
+  BackendResult res;
+  if (full) {
+    res = backend_.fullSync(state_.state());
+  } else if (!diff.empty()) {
+    res = backend_.apply(diff);
+  } else {
+    return true;
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  ++stats_.syncs;
+  stats_.lastDuration = took;
+  stats_.lastUpserts = diff.upserts.size();
+  stats_.lastDeletes = diff.deletes.size();
+  stats_.lastEndpointChanges = diff.endpointChanges();
+  if (!res.ok) {
+    ++stats_.failures;
+    needFull_ = true;
+    spdlog::error("{} sync with backend {} failed, next sync will be full: {}",
+                  full ? "full" : "partial", backend_.name(), res.error);
+    return false;
+  }
+  if (full) {
+    ++stats_.fullSyncs;
+    needFull_ = false;
+    lastFull_ = start;
+    spdlog::info("full sync: {} service ports, {} kernel operations, {:.3f} ms",
+                 state_.activePortCount(), res.operations,
+                 std::chrono::duration<double, std::milli>(took).count());
+  } else {
+    spdlog::info("partial sync: {} upserted, {} deleted, {} endpoint changes, {:.3f} ms",
+                 diff.upserts.size(), diff.deletes.size(), stats_.lastEndpointChanges,
+                 std::chrono::duration<double, std::milli>(took).count());
+  }
+  return true;
+}
+
+}  // namespace sliceproxy::proxier

@@ -1,0 +1,45 @@
+#pragma once
+// One sync: take what the tracker recorded, fold it into the node-local model, and hand the
+// backend either the Diff or, when a full sync is due, the whole State.
+
+#include <chrono>
+#include <mutex>
+
+#include "proxier/backend.h"
+#include "proxier/change_tracker.h"
+#include "proxier/node_state.h"
+
+namespace sliceproxy::proxier {
+
+struct SyncStats {
+  uint64_t syncs = 0, fullSyncs = 0, failures = 0;
+  std::chrono::duration<double> lastDuration{0};
+  size_t lastUpserts = 0, lastDeletes = 0, lastEndpointChanges = 0;
+};
+
+class Proxier {
+ public:
+  Proxier(ChangeTracker& tracker, Backend& backend, std::string nodeName,
+          std::chrono::steady_clock::duration fullSyncPeriod = std::chrono::hours(1));
+
+  // Returns false when the backend failed; the next sync is then a full one.
+  bool syncOnce();
+  void forceFullSync();
+
+  // Readers outside the sync thread (debug endpoints, tests) hold this lock.
+  std::mutex& stateMutex() { return mu_; }
+  const NodeState& nodeState() const { return state_; }
+  SyncStats stats() const;
+
+ private:
+  ChangeTracker& tracker_;
+  Backend& backend_;
+  const std::chrono::steady_clock::duration fullSyncPeriod_;
+  mutable std::mutex mu_;
+  NodeState state_;
+  bool needFull_ = true;
+  std::chrono::steady_clock::time_point lastFull_;
+  SyncStats stats_;
+};
+
+}  // namespace sliceproxy::proxier

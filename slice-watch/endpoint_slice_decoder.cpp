@@ -1,0 +1,168 @@
+#include "slice-watch/endpoint_slice_decoder.h"
+
+#include <fmt/format.h>
+
+#include "slice-watch/reasons.h"
+
+namespace sliceproxy::slicewatch::detail {
+
+namespace {
+
+constexpr size_t kMaxAddressesPerEndpoint = 100;  // the API server's own limit
+
+const char* addressTypeName(proxier::AddressType t) {
+  switch (t) {
+    case proxier::AddressType::IPv4: return "IPv4";
+    case proxier::AddressType::IPv6: return "IPv6";
+    case proxier::AddressType::FQDN: return "FQDN";
+  }
+  return "?";
+}
+
+proxier::IpFamily familyOf(proxier::AddressType t) {
+  return t == proxier::AddressType::IPv6 ? proxier::IpFamily::V6 : proxier::IpFamily::V4;
+}
+
+void names(Reader& r, od::value& v, std::vector<std::string>& out) {
+  r.forEachElement(v, [&](size_t, od::value& e) {
+    r.forEachField(e, [&](Field& f) {
+      if (f.is("name")) out.emplace_back(r.optString(f.value).value_or(""));
+    });
+  });
+}
+
+}  // namespace
+
+void EndpointSliceDecoder::field(Field& f) {
+  if (f.is("addressType")) {
+    std::string_view text = r_.string(f.value);
+    addressType_ = proxier::parseAddressType(text);
+    if (!addressType_) {
+      r_.fail(reason::kInvalidValue,
+              fmt::format("unknown value {}; expected IPv4, IPv6 or FQDN", inQuotes(text)));
+    }
+  } else if (f.is("endpoints")) {
+    Reader::Limit limit{proxier::kMaxEndpointsPerSlice, reason::kTooManyEndpoints,
+                        "endpoints in one slice"};
+    r_.forEachElement(f.value, limit, [&](size_t, od::value& e) {
+      endpoint(e, slice_->endpoints.emplace_back());
+    });
+  } else if (f.is("ports")) {
+    Reader::Limit limit{proxier::kMaxPortsPerSlice, reason::kTooManyPorts, "ports in one slice"};
+    r_.forEachElement(f.value, limit, [&](size_t, od::value& e) { port(e); });
+  }
+}
+
+void EndpointSliceDecoder::endpoint(od::value& v, proxier::Endpoint& ep) {
+  bool haveAddresses = false;
+  r_.forEachField(v, [&](Field& f) {
+    if (f.is("addresses")) {
+      Reader::Limit limit{kMaxAddressesPerEndpoint, reason::kTooManyAddresses,
+                          "addresses in one endpoint"};
+      size_t n = r_.forEachElement(f.value, limit, [&](size_t, od::value& e) { address(e, ep); });
+      haveAddresses = n > 0;
+    } else if (f.is("conditions")) {
+      r_.forEachField(f.value, [&](Field& c) {
+        if (c.is("ready")) {
+          ep.conditions.ready = r_.optBool(c.value);
+        } else if (c.is("serving")) {
+          ep.conditions.serving = r_.optBool(c.value);
+        } else if (c.is("terminating")) {
+          ep.conditions.terminating = r_.optBool(c.value);
+        }
+      });
+    } else if (f.is("nodeName")) {
+      ep.nodeName = r_.optString(f.value).value_or("");
+    } else if (f.is("zone")) {
+      ep.zone = r_.optString(f.value).value_or("");
+    } else if (f.is("hints")) {
+      r_.forEachField(f.value, [&](Field& h) {
+        if (h.is("forZones")) {
+          names(r_, h.value, ep.zoneHints);
+        } else if (h.is("forNodes")) {
+          names(r_, h.value, ep.nodeHints);
+        }
+      });
+    }
+  });
+  if (!haveAddresses) {
+    r_.path.push("addresses");
+    r_.fail(reason::kMissingField, "an endpoint needs at least one address");
+  }
+}
+
+void EndpointSliceDecoder::address(od::value& v, proxier::Endpoint& ep) {
+  std::string_view text = r_.string(v);
+  // FQDN slices carry host names; the proxier skips them, so there is nothing to parse.
+  if (addressType_ == proxier::AddressType::FQDN) return;
+  auto ip = proxier::IpAddr::parse(text);
+  if (ip) {
+    ep.addresses.push_back(*ip);
+    return;
+  }
+  if (addressType_) {
+    r_.fail(reason::kInvalidIp, fmt::format("{} is not a valid {} address", inQuotes(text),
+                                            addressTypeName(*addressType_)));
+  }
+  if (!pendingBad_) pendingBad_ = PendingBadAddress{r_.path.str(), std::string(text)};
+}
+
+void EndpointSliceDecoder::port(od::value& v) {
+  proxier::EndpointPort p;
+  bool havePort = false;
+  r_.forEachField(v, [&](Field& f) {
+    if (f.is("name")) {
+      p.name = r_.optString(f.value).value_or("");
+    } else if (f.is("protocol")) {
+      auto text = r_.optString(f.value);
+      if (!text) return;
+      auto proto = proxier::parseProtocol(*text);
+      if (!proto) {
+        r_.fail(reason::kInvalidValue,
+                fmt::format("unknown value {}; expected TCP, UDP or SCTP", inQuotes(*text)));
+      }
+      p.protocol = *proto;
+    } else if (f.is("port")) {
+      if (r_.isNull(f.value)) return;
+      p.port = r_.port(f.value, 1);
+      havePort = true;
+    }
+  });
+  // A nil port means "all ports" in the API, which a service proxy cannot program; kube-proxy
+  // skips such entries and so do we.
+  if (havePort) slice_->ports.push_back(std::move(p));
+}
+
+proxier::SlicePtr EndpointSliceDecoder::finish(ObjectMeta&& meta) {
+  proxier::EndpointSlice& s = *slice_;
+  if (!addressType_) r_.failAt("addressType", reason::kMissingField, "addressType is required");
+  s.addressType = *addressType_;
+  if (s.addressType == proxier::AddressType::FQDN) {
+    for (auto& ep : s.endpoints) ep.addresses.clear();
+  } else {
+    if (pendingBad_) {
+      r_.failAt(pendingBad_->field, reason::kInvalidIp,
+                fmt::format("{} is not a valid {} address", inQuotes(pendingBad_->text),
+                            addressTypeName(s.addressType)));
+    }
+    proxier::IpFamily want = familyOf(s.addressType);
+    for (size_t i = 0; i < s.endpoints.size(); ++i) {
+      const auto& addrs = s.endpoints[i].addresses;
+      for (size_t j = 0; j < addrs.size(); ++j) {
+        if (addrs[j].family == want) continue;
+        r_.failAt(fmt::format("endpoints[{}].addresses[{}]", i, j),
+                  reason::kAddressFamilyMismatch,
+                  fmt::format("{} is an {} address but the slice's addressType is {}",
+                              inQuotes(addrs[j].str()), proxier::familyName(addrs[j].family),
+                              addressTypeName(s.addressType)));
+      }
+    }
+  }
+  s.key = {std::move(meta.ns), std::move(meta.name)};
+  s.resourceVersion = std::move(meta.resourceVersion);
+  s.labels = std::move(meta.labels);
+  if (auto* svc = s.labels.get(proxier::kLabelServiceName)) s.serviceName = *svc;
+  return std::move(slice_);
+}
+
+}  // namespace sliceproxy::slicewatch::detail

@@ -1,0 +1,184 @@
+#include "slice-watch/service_decoder.h"
+
+#include <fmt/format.h>
+
+#include "slice-watch/reasons.h"
+
+namespace sliceproxy::slicewatch::detail {
+
+namespace {
+
+constexpr int64_t kMaxAffinityTimeoutSeconds = 86400;  // the API server's own limit
+
+// An enum-valued string field: nullopt for null or "" (the API treats both as unset).
+template <class T, class Parse>
+std::optional<T> enumField(Reader& r, od::value& v, Parse parse, const char* allowed) {
+  auto text = r.optString(v);
+  if (!text || text->empty()) return std::nullopt;
+  auto parsed = parse(*text);
+  if (!parsed) {
+    r.fail(reason::kInvalidValue, fmt::format("unknown value {}; expected {}", inQuotes(*text), allowed));
+  }
+  return parsed;
+}
+
+}  // namespace
+
+void ServiceDecoder::field(Field& f) {
+  if (f.is("spec")) {
+    spec(f.value);
+  } else if (f.is("status")) {
+    r_.forEachField(f.value, [&](Field& s) {
+      if (!s.is("loadBalancer")) return;
+      r_.forEachField(s.value, [&](Field& lb) {
+        if (!lb.is("ingress")) return;
+        r_.forEachElement(lb.value, [&](size_t, od::value& e) {
+          ingress(e, svc_->loadBalancerIngress.emplace_back());
+        });
+      });
+    });
+  }
+}
+
+proxier::TrafficPolicy ServiceDecoder::trafficPolicy(od::value& v) {
+  return enumField<proxier::TrafficPolicy>(r_, v, proxier::parseTrafficPolicy, "Cluster or Local")
+      .value_or(proxier::TrafficPolicy::Cluster);
+}
+
+void ServiceDecoder::spec(od::value& v) {
+  proxier::Service& s = *svc_;
+  r_.forEachField(v, [&](Field& f) {
+    if (f.is("type")) {
+      s.type = enumField<proxier::ServiceType>(r_, f.value, proxier::parseServiceType,
+                                               "ClusterIP, NodePort, LoadBalancer or ExternalName")
+                   .value_or(proxier::ServiceType::ClusterIP);
+    } else if (f.is("clusterIP")) {
+      auto text = r_.optString(f.value);
+      if (text == "None") {
+        clusterIPNone_ = true;
+      } else if (text && !text->empty()) {
+        clusterIP_ = r_.ipFrom(*text);
+      }
+    } else if (f.is("clusterIPs")) {
+      clusterIPs(f.value);
+    } else if (f.is("ports")) {
+      r_.forEachElement(f.value, [&](size_t, od::value& e) { port(e, s.ports.emplace_back()); });
+    } else if (f.is("externalIPs")) {
+      r_.forEachElement(f.value,
+                        [&](size_t, od::value& e) { s.externalIPs.push_back(r_.ip(e)); });
+    } else if (f.is("loadBalancerSourceRanges")) {
+      r_.forEachElement(f.value, [&](size_t, od::value& e) {
+        s.loadBalancerSourceRanges.push_back(r_.cidr(e));
+      });
+    } else if (f.is("externalTrafficPolicy")) {
+      s.externalTrafficPolicy = trafficPolicy(f.value);
+    } else if (f.is("internalTrafficPolicy")) {
+      s.internalTrafficPolicy = trafficPolicy(f.value);
+    } else if (f.is("sessionAffinity")) {
+      s.sessionAffinity = enumField<proxier::SessionAffinity>(
+                              r_, f.value, proxier::parseSessionAffinity, "None or ClientIP")
+                              .value_or(proxier::SessionAffinity::None);
+    } else if (f.is("sessionAffinityConfig")) {
+      r_.forEachField(f.value, [&](Field& c) {
+        if (!c.is("clientIP")) return;
+        r_.forEachField(c.value, [&](Field& t) {
+          if (!t.is("timeoutSeconds") || r_.isNull(t.value)) return;
+          s.affinityTimeoutSeconds = static_cast<uint32_t>(
+              r_.integer(t.value, 1, kMaxAffinityTimeoutSeconds, reason::kValueOutOfRange));
+        });
+      });
+    } else if (f.is("healthCheckNodePort")) {
+      if (!r_.isNull(f.value)) s.healthCheckNodePort = r_.port(f.value, 0);
+    } else if (f.is("trafficDistribution")) {
+      s.trafficDistribution = r_.optString(f.value).value_or("");
+    } else if (f.is("externalName")) {
+      s.externalName = r_.optString(f.value).value_or("");
+    }
+  });
+}
+
+void ServiceDecoder::clusterIPs(od::value& v) {
+  proxier::Service& s = *svc_;
+  Reader::Limit limit{2, reason::kTooManyAddresses, "addresses (one per IP family)"};
+  r_.forEachElement(v, limit, [&](size_t i, od::value& e) {
+        haveClusterIPs_ = true;
+        std::string_view text = r_.string(e);
+        if (i == 0 && text == "None") {
+          s.headless = true;
+          return;
+        }
+        proxier::IpAddr ip = r_.ipFrom(text);
+        // A dual-stack service has one address per family, never two of one.
+        if (i == 1 && !s.clusterIPs.empty() && s.clusterIPs[0].family == ip.family) {
+          r_.fail(reason::kDuplicateIpFamily,
+                  fmt::format("{} is a second {} address; clusterIPs holds at most one per family",
+                              inQuotes(text), proxier::familyName(ip.family)));
+        }
+        s.clusterIPs.push_back(ip);
+  });
+}
+
+void ServiceDecoder::port(od::value& v, proxier::ServicePortSpec& p) {
+  bool havePort = false;
+  bool haveTarget = false;
+  r_.forEachField(v, [&](Field& f) {
+    if (f.is("name")) {
+      p.name = r_.optString(f.value).value_or("");
+    } else if (f.is("protocol")) {
+      p.protocol = enumField<proxier::Protocol>(r_, f.value, proxier::parseProtocol,
+                                                "TCP, UDP or SCTP")
+                       .value_or(proxier::Protocol::TCP);
+    } else if (f.is("port")) {
+      p.port = r_.port(f.value, 1);
+      havePort = true;
+    } else if (f.is("nodePort")) {
+      if (!r_.isNull(f.value)) p.nodePort = r_.port(f.value, 0);
+    } else if (f.is("targetPort")) {
+      od::json_type t = f.value.type();
+      if (t == od::json_type::null) return;
+      haveTarget = true;
+      if (t == od::json_type::number) {
+        p.targetPort.number = static_cast<int32_t>(r_.port(f.value, 1));
+      } else if (t == od::json_type::string) {
+        p.targetPort.name = std::string(r_.string(f.value));
+      } else {
+        r_.wrongType(f.value, "an integer or a string");
+      }
+    }
+  });
+  if (!havePort) {
+    r_.path.push("port");
+    r_.fail(reason::kMissingField, "a service port needs a port number");
+  }
+  // The API server defaults targetPort to port; hand-written manifests never went through it.
+  if (!haveTarget) p.targetPort.number = p.port;
+}
+
+void ServiceDecoder::ingress(od::value& v, proxier::LoadBalancerIngress& in) {
+  r_.forEachField(v, [&](Field& f) {
+    if (f.is("ip")) {
+      auto text = r_.optString(f.value);
+      if (text && !text->empty()) in.ip = r_.ipFrom(*text);
+    } else if (f.is("hostname")) {
+      in.hostname = r_.optString(f.value).value_or("");
+    } else if (f.is("ipMode")) {
+      in.ipMode = enumField<proxier::LoadBalancerIpMode>(r_, f.value, proxier::parseIpMode,
+                                                         "VIP or Proxy")
+                      .value_or(proxier::LoadBalancerIpMode::VIP);
+    }
+  });
+}
+
+proxier::ServicePtr ServiceDecoder::finish(ObjectMeta&& meta) {
+  proxier::Service& s = *svc_;
+  s.key = {std::move(meta.ns), std::move(meta.name)};
+  s.resourceVersion = std::move(meta.resourceVersion);
+  s.labels = std::move(meta.labels);
+  if (!haveClusterIPs_) {
+    s.headless = clusterIPNone_;
+    if (clusterIP_) s.clusterIPs.push_back(*clusterIP_);
+  }
+  return std::move(svc_);
+}
+
+}  // namespace sliceproxy::slicewatch::detail
