@@ -6,7 +6,9 @@
 
 namespace sliceproxy::backends {
 
-std::vector<std::string> backendNames() { return {"dry-run"}; }
+std::vector<std::string> backendNames() {
+  return {"dry-run"};
+}
 
 std::unique_ptr<proxier::Backend> makeBackend(const std::string& name, std::string& error) {
   if (name == "dry-run") return std::make_unique<DryRunBackend>(std::cout);

@@ -30,7 +30,9 @@ std::shared_ptr<Service> makeService(const std::string& name, uint32_t index, Se
   svc->key = {"bench", name};
   svc->type = type;
   svc->clusterIPs = {serviceAddress(index + 1)};
-  svc->ports = {{"http", Protocol::TCP, 80,
+  svc->ports = {{"http",
+                 Protocol::TCP,
+                 80,
                  static_cast<uint16_t>(type == ServiceType::NodePort ? 30080 : 0),
                  {8080, ""}}};
   return svc;

@@ -5,7 +5,9 @@
 namespace sliceproxy::proxier {
 
 ChangeTracker::ChangeTracker(std::string nodeName, FilterConfig filter, int expectedSources)
-    : nodeName_(std::move(nodeName)), filter_(std::move(filter)), expectedSources_(expectedSources) {}
+    : nodeName_(std::move(nodeName)),
+      filter_(std::move(filter)),
+      expectedSources_(expectedSources) {}
 
 void ChangeTracker::notify() {
   {

@@ -30,22 +30,32 @@ uint8_t endpointFlags(const Endpoint& ep, const NodeIdentity& node) {
 
 const char* clusterModeName(ClusterMode m) {
   switch (m) {
-    case ClusterMode::Unused: return "Unused";
-    case ClusterMode::AllReady: return "AllReady";
-    case ClusterMode::PreferSameNode: return "PreferSameNode";
-    case ClusterMode::PreferSameZone: return "PreferSameZone";
-    case ClusterMode::ServingTerminating: return "ServingTerminating";
-    case ClusterMode::None: return "None";
+    case ClusterMode::Unused:
+      return "Unused";
+    case ClusterMode::AllReady:
+      return "AllReady";
+    case ClusterMode::PreferSameNode:
+      return "PreferSameNode";
+    case ClusterMode::PreferSameZone:
+      return "PreferSameZone";
+    case ClusterMode::ServingTerminating:
+      return "ServingTerminating";
+    case ClusterMode::None:
+      return "None";
   }
   return "?";
 }
 
 const char* localModeName(LocalMode m) {
   switch (m) {
-    case LocalMode::Unused: return "Unused";
-    case LocalMode::Ready: return "Ready";
-    case LocalMode::ServingTerminating: return "ServingTerminating";
-    case LocalMode::None: return "None";
+    case LocalMode::Unused:
+      return "Unused";
+    case LocalMode::Ready:
+      return "Ready";
+    case LocalMode::ServingTerminating:
+      return "ServingTerminating";
+    case LocalMode::None:
+      return "None";
   }
   return "?";
 }
@@ -101,23 +111,33 @@ uint8_t endpointSets(const SelectionModes& m, uint8_t f) {
   const bool servTerm = (f & kServing) && (f & kTerminating);
   uint8_t sets = 0;
   switch (m.cluster) {
-    case ClusterMode::AllReady: sets |= ready ? epset::kCluster : 0; break;
+    case ClusterMode::AllReady:
+      sets |= ready ? epset::kCluster : 0;
+      break;
     case ClusterMode::PreferSameNode:
       sets |= ready && (f & kNodeMatch) ? epset::kCluster : 0;
       break;
     case ClusterMode::PreferSameZone:
       sets |= ready && (f & kZoneMatch) ? epset::kCluster : 0;
       break;
-    case ClusterMode::ServingTerminating: sets |= servTerm ? epset::kCluster : 0; break;
+    case ClusterMode::ServingTerminating:
+      sets |= servTerm ? epset::kCluster : 0;
+      break;
     case ClusterMode::Unused:
-    case ClusterMode::None: break;
+    case ClusterMode::None:
+      break;
   }
   if (f & kLocal) {
     switch (m.local) {
-      case LocalMode::Ready: sets |= ready ? epset::kLocal : 0; break;
-      case LocalMode::ServingTerminating: sets |= servTerm ? epset::kLocal : 0; break;
+      case LocalMode::Ready:
+        sets |= ready ? epset::kLocal : 0;
+        break;
+      case LocalMode::ServingTerminating:
+        sets |= servTerm ? epset::kLocal : 0;
+        break;
       case LocalMode::Unused:
-      case LocalMode::None: break;
+      case LocalMode::None:
+        break;
     }
   }
   return sets;

@@ -13,9 +13,8 @@ namespace sliceproxy::proxier {
 
 // What this node knows about one merged endpoint, packed so the selection never touches strings.
 namespace epflag {
-inline constexpr uint8_t kReady = 1, kServing = 2, kTerminating = 4, kLocal = 8,
-                         kHasZoneHints = 16, kZoneMatch = 32, kHasNodeHints = 64,
-                         kNodeMatch = 128;
+inline constexpr uint8_t kReady = 1, kServing = 2, kTerminating = 4, kLocal = 8, kHasZoneHints = 16,
+                         kZoneMatch = 32, kHasNodeHints = 64, kNodeMatch = 128;
 }
 
 // Membership bits of an endpoint: the cluster-wide set and the node-local set.

@@ -25,7 +25,7 @@ void setupLogging(int verbosity) {
   // Logs go to stderr so that stdout stays clean for the dry-run backend's JSON lines.
   auto logger = spdlog::stderr_color_mt("sliceproxy");
   spdlog::set_default_logger(logger);
-  spdlog::set_level(verbosity >= 4 ? spdlog::level::trace
+  spdlog::set_level(verbosity >= 4   ? spdlog::level::trace
                     : verbosity >= 2 ? spdlog::level::debug
                                      : spdlog::level::info);
 }
@@ -42,7 +42,8 @@ int runCleanup(const proxier::Config& cfg) {
     spdlog::error("cleanup with backend {} failed: {}", backend->name(), res.error);
     return 1;
   }
-  spdlog::info("cleanup with backend {}: removed {} kernel objects", backend->name(), res.operations);
+  spdlog::info("cleanup with backend {}: removed {} kernel objects", backend->name(),
+               res.operations);
   return 0;
 }
 
@@ -58,9 +59,10 @@ int runDaemon(const proxier::Config& cfg) {
     return kExitUsage;
   }
   const std::string nodeName = proxier::resolveNodeName(cfg);
-  spdlog::info("sliceproxy starting: node {}, backend {}, source {}, min-sync-period {}, sync-period {}",
-               nodeName, backend->name(), cfg.sourceDir, proxier::formatDuration(cfg.minSyncPeriod),
-               proxier::formatDuration(cfg.syncPeriod));
+  spdlog::info(
+      "sliceproxy starting: node {}, backend {}, source {}, min-sync-period {}, sync-period {}",
+      nodeName, backend->name(), cfg.sourceDir, proxier::formatDuration(cfg.minSyncPeriod),
+      proxier::formatDuration(cfg.syncPeriod));
 
   // Signals are taken synchronously by the main thread; every other thread inherits the mask.
   sigset_t signals;
@@ -104,8 +106,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("sliceproxy ") + SLICEPROXY_VERSION);
   proxier::Config cfg;
   std::string minSync = "1s", sync = "30s";
-  app.add_option("--backend", cfg.backend, "Data plane to program: dry-run")
-      ->capture_default_str();
+  app.add_option("--backend", cfg.backend, "Data plane to program: dry-run")->capture_default_str();
   app.add_option("--source-dir", cfg.sourceDir,
                  "Read Services, EndpointSlices and Nodes from YAML/JSON manifests in DIR, watched "
                  "with inotify");

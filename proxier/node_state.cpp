@@ -36,7 +36,9 @@ std::vector<const MergedEndpoint*> ServicePortView::sortedEndpoints() const {
   return out;
 }
 
-NodeState::NodeState(std::string nodeName) { node_.identity.nodeName = std::move(nodeName); }
+NodeState::NodeState(std::string nodeName) {
+  node_.identity.nodeName = std::move(nodeName);
+}
 
 ServicePortView& NodeState::portView(ServiceRecord& rec, const ObjectKey& key,
                                      const PortGroupKey& group) {
@@ -218,7 +220,8 @@ void NodeState::applyService(ServiceChanges& change, WorkList& work) {
 
   if (change.serviceChanged) {
     rec.service = change.service;
-    auto infos = rec.service ? buildServicePortInfos(*rec.service) : std::vector<ServicePortInfoPtr>{};
+    auto infos =
+        rec.service ? buildServicePortInfos(*rec.service) : std::vector<ServicePortInfoPtr>{};
     for (auto& [group, view] : rec.ports) {
       if (view->active()) {
         Work& w = work.add(*view);

@@ -37,8 +37,8 @@ struct ServicePortInfo {
   uint16_t port = 0;
   uint16_t nodePort = 0;
   IntOrString targetPort;
-  std::vector<IpAddr> externalIPs;      // this family only
-  std::vector<IpAddr> loadBalancerIPs;  // status ingress IPs of this family with ipMode VIP
+  std::vector<IpAddr> externalIPs;             // this family only
+  std::vector<IpAddr> loadBalancerIPs;         // status ingress IPs of this family with ipMode VIP
   std::vector<Cidr> loadBalancerSourceRanges;  // this family only
   bool internalPolicyLocal = false;
   // Local only when the service is of a type that accepts external traffic, as kube-proxy's

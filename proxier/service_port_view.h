@@ -65,8 +65,12 @@ class ServicePortView {
 
   // Which epset bit serves traffic addressed to the clusterIP, and which serves traffic arriving
   // from outside (NodePort, externalIPs, LB VIPs).
-  uint8_t internalSet() const { return info_ && info_->internalPolicyLocal ? epset::kLocal : epset::kCluster; }
-  uint8_t externalSet() const { return info_ && info_->externalPolicyLocal ? epset::kLocal : epset::kCluster; }
+  uint8_t internalSet() const {
+    return info_ && info_->internalPolicyLocal ? epset::kLocal : epset::kCluster;
+  }
+  uint8_t externalSet() const {
+    return info_ && info_->externalPolicyLocal ? epset::kLocal : epset::kCluster;
+  }
   uint32_t countOf(uint8_t set) const { return set == epset::kLocal ? localCount_ : clusterCount_; }
 
   size_t endpointCount() const { return endpoints_.size(); }

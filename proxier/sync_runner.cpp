@@ -7,9 +7,13 @@ SyncRunner::SyncRunner(Options opts, std::function<bool()> fn)
       fn_(std::move(fn)),
       schedule_(opts.minInterval, opts.burst, opts.maxInterval, SyncSchedule::Clock::now()) {}
 
-SyncRunner::~SyncRunner() { stop(); }
+SyncRunner::~SyncRunner() {
+  stop();
+}
 
-void SyncRunner::start() { thread_ = std::thread([this] { loop(); }); }
+void SyncRunner::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void SyncRunner::stop() {
   {

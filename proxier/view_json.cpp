@@ -57,7 +57,8 @@ json::object infoToJson(const ServicePortInfo& info) {
 }
 
 json::object viewToJson(const ServicePortView& view) {
-  json::object o = view.info() ? infoToJson(*view.info()) : json::object{{"servicePort", view.key().str()}};
+  json::object o =
+      view.info() ? infoToJson(*view.info()) : json::object{{"servicePort", view.key().str()}};
   o["clusterMode"] = clusterModeName(view.modes().cluster);
   o["localMode"] = localModeName(view.modes().local);
   o["hasEndpoints"] = view.hasAnyEndpoints();
@@ -66,7 +67,8 @@ json::object viewToJson(const ServicePortView& view) {
   for (const MergedEndpoint* e : view.sortedEndpoints()) {
     auto s = endpointString(e->key);
     if (e->sets & in) internal.emplace_back(s);
-    if (view.info() && view.info()->externallyAccessible() && (e->sets & ex)) external.emplace_back(s);
+    if (view.info() && view.info()->externallyAccessible() && (e->sets & ex))
+      external.emplace_back(s);
     if (e->sets & epset::kCluster) cluster.emplace_back(s);
   }
   o["internalEndpoints"] = std::move(internal);

@@ -12,9 +12,12 @@ constexpr size_t kMaxAddressesPerEndpoint = 100;  // the API server's own limit
 
 const char* addressTypeName(proxier::AddressType t) {
   switch (t) {
-    case proxier::AddressType::IPv4: return "IPv4";
-    case proxier::AddressType::IPv6: return "IPv6";
-    case proxier::AddressType::FQDN: return "FQDN";
+    case proxier::AddressType::IPv4:
+      return "IPv4";
+    case proxier::AddressType::IPv6:
+      return "IPv6";
+    case proxier::AddressType::FQDN:
+      return "FQDN";
   }
   return "?";
 }
@@ -44,9 +47,8 @@ void EndpointSliceDecoder::field(Field& f) {
   } else if (f.is("endpoints")) {
     Reader::Limit limit{proxier::kMaxEndpointsPerSlice, reason::kTooManyEndpoints,
                         "endpoints in one slice"};
-    r_.forEachElement(f.value, limit, [&](size_t, od::value& e) {
-      endpoint(e, slice_->endpoints.emplace_back());
-    });
+    r_.forEachElement(f.value, limit,
+                      [&](size_t, od::value& e) { endpoint(e, slice_->endpoints.emplace_back()); });
   } else if (f.is("ports")) {
     Reader::Limit limit{proxier::kMaxPortsPerSlice, reason::kTooManyPorts, "ports in one slice"};
     r_.forEachElement(f.value, limit, [&](size_t, od::value& e) { port(e); });
@@ -150,8 +152,7 @@ proxier::SlicePtr EndpointSliceDecoder::finish(ObjectMeta&& meta) {
       const auto& addrs = s.endpoints[i].addresses;
       for (size_t j = 0; j < addrs.size(); ++j) {
         if (addrs[j].family == want) continue;
-        r_.failAt(fmt::format("endpoints[{}].addresses[{}]", i, j),
-                  reason::kAddressFamilyMismatch,
+        r_.failAt(fmt::format("endpoints[{}].addresses[{}]", i, j), reason::kAddressFamilyMismatch,
                   fmt::format("{} is an {} address but the slice's addressType is {}",
                               inQuotes(addrs[j].str()), proxier::familyName(addrs[j].family),
                               addressTypeName(s.addressType)));

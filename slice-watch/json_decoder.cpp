@@ -60,9 +60,9 @@ KindSource lookupKind(od::object& obj) {
 }
 
 FieldError unknownKind(std::string_view kind) {
-  return FieldError{"kind", reason::kUnknownKind,
-                    fmt::format("unknown kind {}; expected Service, EndpointSlice or Node",
-                                inQuotes(kind))};
+  return FieldError{
+      "kind", reason::kUnknownKind,
+      fmt::format("unknown kind {}; expected Service, EndpointSlice or Node", inQuotes(kind))};
 }
 
 DecodeResult decodeOne(od::object& obj, KindSource src, const DecodeOptions& opts) {
@@ -143,9 +143,11 @@ DecodeResult decodeOne(od::object& obj, KindSource src, const DecodeOptions& opt
       error = std::move(e);
     }
   }
-  return proxier::Rejection{opts.origin,           std::move(src.kind),
+  return proxier::Rejection{opts.origin,
+                            std::move(src.kind),
                             key.name.empty() ? std::string() : key.str(),
-                            std::move(error->field), std::string(error->reason),
+                            std::move(error->field),
+                            std::string(error->reason),
                             std::move(error->message)};
 }
 
@@ -189,9 +191,9 @@ void decodeList(od::object& root, const std::string& listKind, const DecodeOptio
     size_t i = 0;
     for (auto elemResult : items.get_array()) {
       od::value item = take(std::move(elemResult));
-      std::string index = fmt::format("items[{}]", i++);
+      auto index = [n = i++] { return fmt::format("items[{}]", n); };
       if (item.type() != od::json_type::object) {
-        out.push_back(proxier::Rejection{opts.origin, "", "", index,
+        out.push_back(proxier::Rejection{opts.origin, "", "", index(),
                                          std::string(reason::kWrongType),
                                          "a list item must be an object"});
         continue;
@@ -200,7 +202,7 @@ void decodeList(od::object& root, const std::string& listKind, const DecodeOptio
       KindSource src = itemKind.empty() ? lookupKind(obj) : KindSource{itemKind, false, {}};
       DecodeResult r = decodeOne(obj, std::move(src), opts);
       if (auto* rej = std::get_if<proxier::Rejection>(&r); rej && rej->object.empty()) {
-        rej->field = rej->field.empty() ? index : index + "." + rej->field;
+        rej->field = rej->field.empty() ? index() : index() + "." + rej->field;
       }
       out.push_back(std::move(r));
     }
@@ -211,8 +213,8 @@ void decodeList(od::object& root, const std::string& listKind, const DecodeOptio
 
 DecodeResult decodeObject(od::object obj, std::string_view kindHint, const DecodeOptions& opts) {
   try {
-    KindSource src = kindHint.empty() ? lookupKind(obj)
-                                      : KindSource{std::string(kindHint), false, {}};
+    KindSource src =
+        kindHint.empty() ? lookupKind(obj) : KindSource{std::string(kindHint), false, {}};
     return decodeOne(obj, std::move(src), opts);
   } catch (simdjson::simdjson_error& e) {
     return malformed(opts, kindHint, e.error(), "");
@@ -240,8 +242,8 @@ std::vector<DecodeResult> decodeJsonDocument(std::string_view text, const Decode
     // on-demand reads lazily and would never look past the root; text after it (a stray brace,
     // a second document) means the file is not what its author thinks it is.
     std::string_view span = root.raw_json();
-    size_t end = static_cast<size_t>(span.data() + span.size() - padded.data());
-    if (!isBlank(text.substr(std::min(end, text.size())))) {
+    size_t end = std::min(text.size(), size_t(span.data() + span.size() - padded.data()));
+    if (!isBlank(text.substr(end))) {
       out.push_back(proxier::Rejection{
           opts.origin, "", "", "", std::string(reason::kMalformedJson),
           fmt::format("malformed JSON at line {}: unexpected text after the end of the document",

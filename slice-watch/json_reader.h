@@ -32,7 +32,6 @@ class FieldPath {
   void push(std::string_view name) { segs_.push_back({name, -1}); }
   void push(size_t index) { segs_.push_back({{}, static_cast<int64_t>(index)}); }
   void pop() { segs_.pop_back(); }
-  size_t depth() const { return segs_.size(); }
   void truncate(size_t depth) { segs_.resize(depth); }
   std::string str() const;
 
@@ -132,7 +131,8 @@ class Reader {
     size_t i = 0;
     for (auto result : *arr) {
       if (i == limit.max) {
-        fail(limit.reason, "more than " + std::to_string(limit.max) + " " + std::string(limit.what));
+        fail(limit.reason,
+             "more than " + std::to_string(limit.max) + " " + std::string(limit.what));
       }
       od::value elem = take(std::move(result));
       path.push(i);

@@ -16,6 +16,19 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Events of one batch reach the sink together, so a sync never sees half of them (a Service
+// saved without its slices yet, or a file's old objects deleted before its new ones arrive).
+class SinkBatch {
+ public:
+  explicit SinkBatch(proxier::EventSink& sink) : sink_(sink) { sink_.beginBatch(); }
+  ~SinkBatch() { sink_.endBatch(); }
+  SinkBatch(const SinkBatch&) = delete;
+  SinkBatch& operator=(const SinkBatch&) = delete;
+
+ private:
+  proxier::EventSink& sink_;
+};
+
 // Built from the same parts a Rejection carries (kind, object), so a rejected object can be
 // matched to the version it would have replaced.
 std::string idOf(std::string_view kind, const std::string& object) {
@@ -27,7 +40,9 @@ std::string idOf(std::string_view kind, const std::string& object) {
 ManifestDirSource::ManifestDirSource(fs::path dir, proxier::EventSink& sink)
     : dir_(std::move(dir)), sink_(sink) {}
 
-ManifestDirSource::~ManifestDirSource() { stop(); }
+ManifestDirSource::~ManifestDirSource() {
+  stop();
+}
 
 void ManifestDirSource::start() {
   if (watcher_) throw std::logic_error("ManifestDirSource::start called twice");
@@ -36,7 +51,10 @@ void ManifestDirSource::start() {
   std::error_code ec;
   fs::directory_iterator probe(dir_, ec);
   if (ec) throw std::system_error(ec, "cannot list " + dir_.string());
-  rescanAll();
+  {
+    SinkBatch batch(sink_);
+    rescanAll();
+  }
   sink_.synced();
   thread_ = std::thread([this] { run(); });
 }
@@ -57,6 +75,7 @@ void ManifestDirSource::run() {
     }
     if (batch.stopped) return;
     try {
+      SinkBatch together(sink_);
       if (batch.rescanAll) {
         rescanAll();
       } else {
@@ -102,7 +121,9 @@ void ManifestDirSource::processFile(const std::string& name) {
     for (auto& r : results) {
       auto* rej = std::get_if<proxier::Rejection>(&r);
       if (rej && reason::isDocumentLevel(rej->reason)) {
-        rej->message += "; everything the file defined before stays in effect";
+        if (files_.contains(name)) {
+          rej->message += "; everything the file defined before stays in effect";
+        }
         sink_.rejected(*rej);
         return;
       }

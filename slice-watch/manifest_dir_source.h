@@ -16,6 +16,8 @@
 //   file that cannot be read or parsed at all is rejected once while everything it defined
 //   before stays in effect. Every Rejection has origin = the file's path.
 // - Rejections are reported each time the file holding them is read.
+// - The first read is one sink batch (beginBatch/endBatch) followed by synced(); after that,
+//   each burst of changes (every file touched within the watcher's settle window) is one batch.
 
 #include <filesystem>
 #include <map>

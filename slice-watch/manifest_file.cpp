@@ -32,9 +32,9 @@ std::vector<DecodeResult> decodeManifestFile(const std::filesystem::path& path,
   std::ostringstream text;
   if (in) text << in.rdbuf();
   if (!in || in.bad()) {
-    return {proxier::Rejection{opts.origin, "", "", "", std::string(reason::kReadError),
-                               fmt::format("cannot read {}: {}", path.string(),
-                                           std::strerror(errno))}};
+    return {
+        proxier::Rejection{opts.origin, "", "", "", std::string(reason::kReadError),
+                           fmt::format("cannot read {}: {}", path.string(), std::strerror(errno))}};
   }
   return decodeManifest(text.view(), format.value_or(ManifestFormat::Yaml), opts);
 }

@@ -12,7 +12,8 @@ inline constexpr std::string_view kReadError = "read_error";
 inline constexpr std::string_view kUnknownKind = "unknown_kind";
 inline constexpr std::string_view kMissingField = "missing_field";
 inline constexpr std::string_view kWrongType = "wrong_type";
-inline constexpr std::string_view kInvalidValue = "invalid_value";  // unknown enum value, empty name
+inline constexpr std::string_view kInvalidValue =
+    "invalid_value";  // unknown enum value, empty name
 inline constexpr std::string_view kInvalidIp = "invalid_ip";
 inline constexpr std::string_view kInvalidCidr = "invalid_cidr";
 inline constexpr std::string_view kPortOutOfRange = "port_out_of_range";

@@ -17,7 +17,8 @@ std::optional<T> enumField(Reader& r, od::value& v, Parse parse, const char* all
   if (!text || text->empty()) return std::nullopt;
   auto parsed = parse(*text);
   if (!parsed) {
-    r.fail(reason::kInvalidValue, fmt::format("unknown value {}; expected {}", inQuotes(*text), allowed));
+    r.fail(reason::kInvalidValue,
+           fmt::format("unknown value {}; expected {}", inQuotes(*text), allowed));
   }
   return parsed;
 }
@@ -64,12 +65,10 @@ void ServiceDecoder::spec(od::value& v) {
     } else if (f.is("ports")) {
       r_.forEachElement(f.value, [&](size_t, od::value& e) { port(e, s.ports.emplace_back()); });
     } else if (f.is("externalIPs")) {
-      r_.forEachElement(f.value,
-                        [&](size_t, od::value& e) { s.externalIPs.push_back(r_.ip(e)); });
+      r_.forEachElement(f.value, [&](size_t, od::value& e) { s.externalIPs.push_back(r_.ip(e)); });
     } else if (f.is("loadBalancerSourceRanges")) {
-      r_.forEachElement(f.value, [&](size_t, od::value& e) {
-        s.loadBalancerSourceRanges.push_back(r_.cidr(e));
-      });
+      r_.forEachElement(
+          f.value, [&](size_t, od::value& e) { s.loadBalancerSourceRanges.push_back(r_.cidr(e)); });
     } else if (f.is("externalTrafficPolicy")) {
       s.externalTrafficPolicy = trafficPolicy(f.value);
     } else if (f.is("internalTrafficPolicy")) {
@@ -101,20 +100,20 @@ void ServiceDecoder::clusterIPs(od::value& v) {
   proxier::Service& s = *svc_;
   Reader::Limit limit{2, reason::kTooManyAddresses, "addresses (one per IP family)"};
   r_.forEachElement(v, limit, [&](size_t i, od::value& e) {
-        haveClusterIPs_ = true;
-        std::string_view text = r_.string(e);
-        if (i == 0 && text == "None") {
-          s.headless = true;
-          return;
-        }
-        proxier::IpAddr ip = r_.ipFrom(text);
-        // A dual-stack service has one address per family, never two of one.
-        if (i == 1 && !s.clusterIPs.empty() && s.clusterIPs[0].family == ip.family) {
-          r_.fail(reason::kDuplicateIpFamily,
-                  fmt::format("{} is a second {} address; clusterIPs holds at most one per family",
-                              inQuotes(text), proxier::familyName(ip.family)));
-        }
-        s.clusterIPs.push_back(ip);
+    haveClusterIPs_ = true;
+    std::string_view text = r_.string(e);
+    if (i == 0 && text == "None") {
+      s.headless = true;
+      return;
+    }
+    proxier::IpAddr ip = r_.ipFrom(text);
+    // A dual-stack service has one address per family, never two of one.
+    if (i == 1 && !s.clusterIPs.empty() && s.clusterIPs[0].family == ip.family) {
+      r_.fail(reason::kDuplicateIpFamily,
+              fmt::format("{} is a second {} address; clusterIPs holds at most one per family",
+                          inQuotes(text), proxier::familyName(ip.family)));
+    }
+    s.clusterIPs.push_back(ip);
   });
 }
 
@@ -125,9 +124,9 @@ void ServiceDecoder::port(od::value& v, proxier::ServicePortSpec& p) {
     if (f.is("name")) {
       p.name = r_.optString(f.value).value_or("");
     } else if (f.is("protocol")) {
-      p.protocol = enumField<proxier::Protocol>(r_, f.value, proxier::parseProtocol,
-                                                "TCP, UDP or SCTP")
-                       .value_or(proxier::Protocol::TCP);
+      p.protocol =
+          enumField<proxier::Protocol>(r_, f.value, proxier::parseProtocol, "TCP, UDP or SCTP")
+              .value_or(proxier::Protocol::TCP);
     } else if (f.is("port")) {
       p.port = r_.port(f.value, 1);
       havePort = true;
@@ -162,9 +161,9 @@ void ServiceDecoder::ingress(od::value& v, proxier::LoadBalancerIngress& in) {
     } else if (f.is("hostname")) {
       in.hostname = r_.optString(f.value).value_or("");
     } else if (f.is("ipMode")) {
-      in.ipMode = enumField<proxier::LoadBalancerIpMode>(r_, f.value, proxier::parseIpMode,
-                                                         "VIP or Proxy")
-                      .value_or(proxier::LoadBalancerIpMode::VIP);
+      in.ipMode =
+          enumField<proxier::LoadBalancerIpMode>(r_, f.value, proxier::parseIpMode, "VIP or Proxy")
+              .value_or(proxier::LoadBalancerIpMode::VIP);
     }
   });
 }

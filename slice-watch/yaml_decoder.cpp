@@ -13,9 +13,9 @@ std::vector<DecodeResult> decodeYaml(std::string_view text, const DecodeOptions&
   try {
     docs = yamlToJson(text);
   } catch (const YamlError& e) {
-    return {proxier::Rejection{opts.origin, "", "", "", std::string(reason::kMalformedYaml),
-                               fmt::format("malformed YAML at line {}, column {}: {}", e.line,
-                                           e.column, e.what())}};
+    return {proxier::Rejection{
+        opts.origin, "", "", "", std::string(reason::kMalformedYaml),
+        fmt::format("malformed YAML at line {}, column {}: {}", e.line, e.column, e.what())}};
   }
   std::vector<DecodeResult> out;
   for (const auto& doc : docs) {

@@ -50,6 +50,8 @@ BackendResult DryRunBackend::fullSync(const State& state) {
   return {true, "", ops};
 }
 
-BackendResult DryRunBackend::cleanup() { return {}; }
+BackendResult DryRunBackend::cleanup() {
+  return {};
+}
 
 }  // namespace sliceproxy::backends

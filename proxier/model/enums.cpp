@@ -5,24 +5,33 @@ namespace sliceproxy::proxier {
 
 const char* protocolName(Protocol p) {
   switch (p) {
-    case Protocol::TCP: return "TCP";
-    case Protocol::UDP: return "UDP";
-    case Protocol::SCTP: return "SCTP";
+    case Protocol::TCP:
+      return "TCP";
+    case Protocol::UDP:
+      return "UDP";
+    case Protocol::SCTP:
+      return "SCTP";
   }
   return "?";
 }
 
 const char* serviceTypeName(ServiceType t) {
   switch (t) {
-    case ServiceType::ClusterIP: return "ClusterIP";
-    case ServiceType::NodePort: return "NodePort";
-    case ServiceType::LoadBalancer: return "LoadBalancer";
-    case ServiceType::ExternalName: return "ExternalName";
+    case ServiceType::ClusterIP:
+      return "ClusterIP";
+    case ServiceType::NodePort:
+      return "NodePort";
+    case ServiceType::LoadBalancer:
+      return "LoadBalancer";
+    case ServiceType::ExternalName:
+      return "ExternalName";
   }
   return "?";
 }
 
-const char* trafficPolicyName(TrafficPolicy p) { return p == TrafficPolicy::Local ? "Local" : "Cluster"; }
+const char* trafficPolicyName(TrafficPolicy p) {
+  return p == TrafficPolicy::Local ? "Local" : "Cluster";
+}
 
 std::optional<Protocol> parseProtocol(std::string_view s) {
   if (s == "TCP") return Protocol::TCP;

@@ -69,6 +69,8 @@ bool Cidr::contains(const IpAddr& ip) const {
   return (ip.bytes[full] & mask) == (addr.bytes[full] & mask);
 }
 
-std::string Cidr::str() const { return addr.str() + "/" + std::to_string(prefixLen); }
+std::string Cidr::str() const {
+  return addr.str() + "/" + std::to_string(prefixLen);
+}
 
 }  // namespace sliceproxy::proxier

@@ -15,7 +15,9 @@ namespace sliceproxy::proxier {
 
 enum class IpFamily : uint8_t { V4 = 4, V6 = 6 };
 
-inline const char* familyName(IpFamily f) { return f == IpFamily::V4 ? "IPv4" : "IPv6"; }
+inline const char* familyName(IpFamily f) {
+  return f == IpFamily::V4 ? "IPv4" : "IPv6";
+}
 
 struct IpAddr {
   // IPv4 uses the first 4 bytes; the rest stay zero so comparison and hashing need no branch.
@@ -52,7 +54,8 @@ struct IpAddrHash {
     uint64_t lo, hi;
     std::memcpy(&lo, a.bytes.data(), 8);
     std::memcpy(&hi, a.bytes.data() + 8, 8);
-    uint64_t h = lo * 0x9E3779B97F4A7C15ULL ^ (hi + static_cast<uint64_t>(a.family)) * 0xC2B2AE3D27D4EB4FULL;
+    uint64_t h =
+        lo * 0x9E3779B97F4A7C15ULL ^ (hi + static_cast<uint64_t>(a.family)) * 0xC2B2AE3D27D4EB4FULL;
     return static_cast<size_t>(h ^ (h >> 29));
   }
 };

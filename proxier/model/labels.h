@@ -39,7 +39,8 @@ inline const std::string* Labels::get(std::string_view key) const {
 
 // Well-known label and annotation keys the proxy reads.
 inline constexpr std::string_view kLabelServiceName = "kubernetes.io/service-name";
-inline constexpr std::string_view kLabelServiceProxyName = "service.kubernetes.io/service-proxy-name";
+inline constexpr std::string_view kLabelServiceProxyName =
+    "service.kubernetes.io/service-proxy-name";
 inline constexpr std::string_view kLabelHeadless = "service.kubernetes.io/headless";
 inline constexpr std::string_view kLabelTopologyZone = "topology.kubernetes.io/zone";
 

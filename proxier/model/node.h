@@ -11,7 +11,7 @@
 namespace sliceproxy::proxier {
 
 struct NodeAddress {
-  std::string type;  // InternalIP, ExternalIP, Hostname, ...
+  std::string type;          // InternalIP, ExternalIP, Hostname, ...
   std::optional<IpAddr> ip;  // set for the IP types
   std::string text;
   friend bool operator==(const NodeAddress&, const NodeAddress&) = default;

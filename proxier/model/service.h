@@ -56,7 +56,7 @@ struct Service {
   std::string resourceVersion;
   Labels labels;
   ServiceType type = ServiceType::ClusterIP;
-  bool headless = false;  // clusterIP "None"
+  bool headless = false;           // clusterIP "None"
   std::vector<IpAddr> clusterIPs;  // primary first; dual-stack services have one per family
   std::vector<ServicePortSpec> ports;
   std::vector<IpAddr> externalIPs;

@@ -11,7 +11,9 @@ namespace sliceproxy::testing {
 
 using namespace proxier;
 
-inline IpAddr ip(std::string_view s) { return *IpAddr::parse(s); }
+inline IpAddr ip(std::string_view s) {
+  return *IpAddr::parse(s);
+}
 
 struct SvcSpec {
   std::string ns = "default", name = "svc";

@@ -12,9 +12,10 @@ class DiffTest : public ProxierFixture {
       std::string name = "svc-" + std::to_string(i);
       std::string cip = "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
       tracker.upsertService(service({.name = name, .clusterIPs = {cip}}));
-      tracker.upsertSlice(slice(name + "-abc", name,
-                                {{"10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250)},
-                                 {"10.2." + std::to_string(i / 250) + "." + std::to_string(i % 250)}}));
+      tracker.upsertSlice(
+          slice(name + "-abc", name,
+                {{"10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250)},
+                 {"10.2." + std::to_string(i / 250) + "." + std::to_string(i % 250)}}));
     }
     sync();
   }
@@ -59,7 +60,8 @@ TEST_F(DiffTest, ReadinessFlipIsOneEndpointChange) {
 
 TEST_F(DiffTest, ServiceChangeMarksInfoChanged) {
   seed(10);
-  tracker.upsertService(service({.name = "svc-4", .clusterIPs = {"10.96.0.5"},
+  tracker.upsertService(service({.name = "svc-4",
+                                 .clusterIPs = {"10.96.0.5"},
                                  .ports = {{"http", Protocol::TCP, 81, 0, {8080, ""}}}}));
   Diff d = sync();
   ASSERT_EQ(d.upserts.size(), 1u);
@@ -72,7 +74,8 @@ TEST_F(DiffTest, ServiceChangeMarksInfoChanged) {
 
 TEST_F(DiffTest, RenamedPortIsDeleteAndCreate) {
   seed(2);
-  tracker.upsertService(service({.name = "svc-1", .clusterIPs = {"10.96.0.2"},
+  tracker.upsertService(service({.name = "svc-1",
+                                 .clusterIPs = {"10.96.0.2"},
                                  .ports = {{"web", Protocol::TCP, 80, 0, {8080, ""}}}}));
   Diff d = sync();
   ASSERT_EQ(d.deletes.size(), 1u);
@@ -85,9 +88,9 @@ TEST_F(DiffTest, RenamedPortIsDeleteAndCreate) {
 
 TEST_F(DiffTest, ModeFlipRewritesWholeSet) {
   tracker.upsertService(service({}));
-  tracker.upsertSlice(slice("a", "svc",
-                            {{"10.244.1.1", "node-b", false, true, true},
-                             {"10.244.1.2", "node-b", false, true, true}}));
+  tracker.upsertSlice(slice(
+      "a", "svc",
+      {{"10.244.1.1", "node-b", false, true, true}, {"10.244.1.2", "node-b", false, true, true}}));
   sync();
   EXPECT_EQ(view()->clusterCount(), 2u);
   // One endpoint becomes ready: the terminating fallback ends for both of the others.

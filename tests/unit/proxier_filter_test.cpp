@@ -1,7 +1,7 @@
 // kube-proxy's rules for what a service proxy ignores.
 
-#include "proxier_fixture.h"
 #include "proxier/filter.h"
+#include "proxier_fixture.h"
 
 namespace sliceproxy::testing {
 namespace {
@@ -36,7 +36,8 @@ TEST(FilterTest, ServiceProxyNameLabel) {
 }
 
 TEST(FilterTest, HeadlessLabelSkipped) {
-  EXPECT_TRUE(serviceSkipReason(*service({.labels = {{"service.kubernetes.io/headless", ""}}}), {}));
+  EXPECT_TRUE(
+      serviceSkipReason(*service({.labels = {{"service.kubernetes.io/headless", ""}}}), {}));
   auto sl = std::make_shared<EndpointSlice>(*slice("a", "svc", {{"10.244.1.1"}}));
   sl->labels.set("service.kubernetes.io/headless", "");
   EXPECT_TRUE(sliceSkipReason(*sl, {}));

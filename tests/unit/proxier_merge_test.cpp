@@ -45,11 +45,13 @@ TEST_F(MergeTest, OrderDoesNotDependOnArrival) {
     s.apply(t.take());
     std::vector<std::string> out;
     auto* v = s.find({{"default", "svc"}, {"http", Protocol::TCP, IpFamily::V4}});
-    for (auto* e : v->sortedEndpoints()) out.push_back(endpointString(e->key) + "@" + e->source().nodeName);
+    for (auto* e : v->sortedEndpoints())
+      out.push_back(endpointString(e->key) + "@" + e->source().nodeName);
     return out;
   };
   EXPECT_EQ(run(false), run(true));
-  EXPECT_EQ(run(false), (Strings{"10.244.1.1:8080@node-b", "10.244.2.1:8080@node-b", "10.244.3.1:8080@node-b"}));
+  EXPECT_EQ(run(false), (Strings{"10.244.1.1:8080@node-b", "10.244.2.1:8080@node-b",
+                                 "10.244.3.1:8080@node-b"}));
 }
 
 TEST_F(MergeTest, SamePortNameDifferentNumbersAreDistinctEndpoints) {
@@ -68,7 +70,8 @@ TEST_F(MergeTest, PortsAreMatchedByNameAndProtocol) {
   tracker.upsertSlice(slice("a", "svc", {{"10.244.1.1"}},
                             {{"dns", Protocol::UDP, 5353}, {"dns-tcp", Protocol::TCP, 5354}}));
   sync();
-  EXPECT_EQ(internal(view("svc", "dns", IpFamily::V4, Protocol::UDP)), (Strings{"10.244.1.1:5353"}));
+  EXPECT_EQ(internal(view("svc", "dns", IpFamily::V4, Protocol::UDP)),
+            (Strings{"10.244.1.1:5353"}));
   EXPECT_EQ(internal(view("svc", "dns-tcp")), (Strings{"10.244.1.1:5354"}));
 }
 

@@ -63,8 +63,7 @@ SvcSpec etpLocal() {
 
 TEST_F(NodeViewTest, ExternalPolicyLocalWithLocalEndpoints) {
   tracker.upsertService(service(etpLocal()));
-  tracker.upsertSlice(
-      slice("s1", "svc", {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}}));
+  tracker.upsertSlice(slice("s1", "svc", {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}}));
   sync();
   auto* v = view();
   EXPECT_EQ(external(v), (Strings{"10.244.1.1:8080"}));
@@ -95,9 +94,8 @@ TEST_F(NodeViewTest, ExternalPolicyLocalPrefersLocalReadyOverLocalTerminating) {
   EXPECT_EQ(external(view()), (Strings{"10.244.1.2:8080"}));
   // The ready local endpoint goes away: the local serving+terminating one takes over, even
   // though ready endpoints remain on other nodes.
-  tracker.upsertSlice(slice("s1", "svc",
-                            {{"10.244.1.1", "node-a", false, true, true},
-                             {"10.244.2.1", "node-b"}}));
+  tracker.upsertSlice(
+      slice("s1", "svc", {{"10.244.1.1", "node-a", false, true, true}, {"10.244.2.1", "node-b"}}));
   sync();
   EXPECT_EQ(view()->modes().local, LocalMode::ServingTerminating);
   EXPECT_EQ(external(view()), (Strings{"10.244.1.1:8080"}));
@@ -117,8 +115,7 @@ TEST_F(NodeViewTest, InternalPolicyLocal) {
   SvcSpec s;
   s.itp = TrafficPolicy::Local;
   tracker.upsertService(service(s));
-  tracker.upsertSlice(
-      slice("s1", "svc", {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}}));
+  tracker.upsertSlice(slice("s1", "svc", {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}}));
   sync();
   auto* v = view();
   EXPECT_EQ(internal(v), (Strings{"10.244.1.1:8080"}));
@@ -190,21 +187,19 @@ TEST_F(ZoneHintsTest, NodeZoneChangeRedecides) {
 }
 
 TEST_F(ZoneHintsTest, NodeHintsWinOverZoneHints) {
-  tracker.upsertSlice(
-      slice("s1", "svc",
-            {{"10.244.1.1", "node-a", true, {}, {}, {"zone-a"}, {"node-a"}},
-             {"10.244.1.2", "node-x", true, {}, {}, {"zone-a"}, {"node-x"}},
-             {"10.244.2.1", "node-b", true, {}, {}, {"zone-b"}, {"node-b"}}}));
+  tracker.upsertSlice(slice("s1", "svc",
+                            {{"10.244.1.1", "node-a", true, {}, {}, {"zone-a"}, {"node-a"}},
+                             {"10.244.1.2", "node-x", true, {}, {}, {"zone-a"}, {"node-x"}},
+                             {"10.244.2.1", "node-b", true, {}, {}, {"zone-b"}, {"node-b"}}}));
   sync();
   EXPECT_EQ(view()->modes().cluster, ClusterMode::PreferSameNode);
   EXPECT_EQ(internal(view()), (Strings{"10.244.1.1:8080"}));
 }
 
 TEST_F(ZoneHintsTest, NodeHintsWithoutMatchFallBackToZone) {
-  tracker.upsertSlice(
-      slice("s1", "svc",
-            {{"10.244.1.2", "node-x", true, {}, {}, {"zone-a"}, {"node-x"}},
-             {"10.244.2.1", "node-b", true, {}, {}, {"zone-b"}, {"node-b"}}}));
+  tracker.upsertSlice(slice("s1", "svc",
+                            {{"10.244.1.2", "node-x", true, {}, {}, {"zone-a"}, {"node-x"}},
+                             {"10.244.2.1", "node-b", true, {}, {}, {"zone-b"}, {"node-b"}}}));
   sync();
   EXPECT_EQ(view()->modes().cluster, ClusterMode::PreferSameZone);
   EXPECT_EQ(internal(view()), (Strings{"10.244.1.2:8080"}));

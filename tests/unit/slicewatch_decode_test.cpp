@@ -13,7 +13,9 @@ namespace {
 using proxier::IpAddr;
 using proxier::Rejection;
 
-IpAddr ip(std::string_view s) { return IpAddr::parse(s).value(); }
+IpAddr ip(std::string_view s) {
+  return IpAddr::parse(s).value();
+}
 
 std::vector<DecodeResult> decode(std::string_view json) {
   return decodeJsonDocument(json, DecodeOptions{"test.json"});
@@ -228,8 +230,8 @@ TEST(SlicewatchDecodeService, PortRejections) {
                  reason::kPortOutOfRange);
   expectRejected(service(R"("ports":[{"port":80,"targetPort":0}])"), "spec.ports[0].targetPort",
                  reason::kPortOutOfRange);
-  expectRejected(service(R"("ports":[{"port":80,"targetPort":true}])"),
-                 "spec.ports[0].targetPort", reason::kWrongType);
+  expectRejected(service(R"("ports":[{"port":80,"targetPort":true}])"), "spec.ports[0].targetPort",
+                 reason::kWrongType);
   expectRejected(service(R"("ports":[{"port":80,"protocol":"ICMP"}])"), "spec.ports[0].protocol",
                  reason::kInvalidValue);
   expectRejected(service(R"("healthCheckNodePort":-1)"), "spec.healthCheckNodePort",
@@ -260,12 +262,12 @@ TEST(SlicewatchDecodeService, AddressRejections) {
                  reason::kDuplicateIpFamily);
   expectRejected(service(R"("clusterIPs":["fd00::1","fd00::2"])"), "spec.clusterIPs[1]",
                  reason::kDuplicateIpFamily);
-  expectRejected(service(R"("clusterIPs":["10.96.0.1","fd00::1","10.96.0.2"])"),
-                 "spec.clusterIPs", reason::kTooManyAddresses);
+  expectRejected(service(R"("clusterIPs":["10.96.0.1","fd00::1","10.96.0.2"])"), "spec.clusterIPs",
+                 reason::kTooManyAddresses);
   expectRejected(service(R"("clusterIPs":["10.96.0.1","None"])"), "spec.clusterIPs[1]",
                  reason::kInvalidIp);
-  expectRejected(service(R"("externalIPs":["192.168.1.1","example.com"])"),
-                 "spec.externalIPs[1]", reason::kInvalidIp);
+  expectRejected(service(R"("externalIPs":["192.168.1.1","example.com"])"), "spec.externalIPs[1]",
+                 reason::kInvalidIp);
   expectRejected(service(R"("loadBalancerSourceRanges":["203.0.113.0/33"])"),
                  "spec.loadBalancerSourceRanges[0]", reason::kInvalidCidr);
   expectRejected(service(R"("loadBalancerSourceRanges":["203.0.113.0"])"),
@@ -279,8 +281,7 @@ TEST(SlicewatchDecodeService, AffinityTimeoutRange) {
                  "spec.sessionAffinityConfig.clientIP.timeoutSeconds", reason::kValueOutOfRange);
   expectRejected(service(R"("sessionAffinityConfig":{"clientIP":{"timeoutSeconds":86401}})"),
                  "spec.sessionAffinityConfig.clientIP.timeoutSeconds", reason::kValueOutOfRange);
-  auto svc =
-      as<proxier::Service>(one(service(R"("sessionAffinityConfig":{"clientIP":{}})")));
+  auto svc = as<proxier::Service>(one(service(R"("sessionAffinityConfig":{"clientIP":{}})")));
   EXPECT_EQ(svc->affinityTimeoutSeconds, proxier::kDefaultAffinityTimeoutSeconds);
 }
 
@@ -305,8 +306,9 @@ TEST(SlicewatchDecodeService, RejectionNamesObjectEvenWhenMetadataComesLast) {
   EXPECT_EQ(r.object, "shop/web");
   EXPECT_EQ(r.field, "spec.ports[0].port");
   EXPECT_EQ(r.reason, reason::kPortOutOfRange);
-  EXPECT_EQ(r.describe(), "test.json: Service shop/web field spec.ports[0].port: -5 is out of "
-                          "range 1..65535");
+  EXPECT_EQ(r.describe(),
+            "test.json: Service shop/web field spec.ports[0].port: -5 is out of "
+            "range 1..65535");
 }
 
 TEST(SlicewatchDecodeService, WrongTypeMessageShowsWhatWasThere) {
@@ -415,9 +417,9 @@ TEST(SlicewatchDecodeSlice, AddressTypeAfterEndpoints) {
       R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[{"addresses":["10.0.0.1"]}],)"
       R"("addressType":"IPv4"})"));
   EXPECT_EQ(v4->endpoints[0].addresses, std::vector<IpAddr>{ip("10.0.0.1")});
-  auto fqdn = as<proxier::EndpointSlice>(one(
-      R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[{"addresses":["a.b"]}],)"
-      R"("addressType":"FQDN"})"));
+  auto fqdn = as<proxier::EndpointSlice>(
+      one(R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[{"addresses":["a.b"]}],)"
+          R"("addressType":"FQDN"})"));
   EXPECT_TRUE(fqdn->endpoints[0].addresses.empty());
   expectRejected(
       R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[{"addresses":["10.0.0.1"]},)"
@@ -430,14 +432,16 @@ TEST(SlicewatchDecodeSlice, AddressTypeAfterEndpoints) {
 }
 
 TEST(SlicewatchDecodeSlice, InvalidAddressMessage) {
-  Rejection r = rejectionOf(one(slice(
-      R"("endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"]},)"
-      R"({"addresses":["10.0.0.3"]},{"addresses":["10.0.0.300"]}])")));
+  Rejection r =
+      rejectionOf(one(slice(R"("endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"]},)"
+                            R"({"addresses":["10.0.0.3"]},{"addresses":["10.0.0.300"]}])")));
   EXPECT_EQ(r.field, "endpoints[3].addresses[0]");
   EXPECT_EQ(r.reason, reason::kInvalidIp);
   EXPECT_EQ(r.kind, "EndpointSlice");
   EXPECT_EQ(r.object, "default/web-abc");
-  EXPECT_EQ(r.describe(), R"(test.json: EndpointSlice default/web-abc field endpoints[3].addresses[0]: "10.0.0.300" is not a valid IPv4 address)");
+  EXPECT_EQ(
+      r.describe(),
+      R"(test.json: EndpointSlice default/web-abc field endpoints[3].addresses[0]: "10.0.0.300" is not a valid IPv4 address)");
 }
 
 TEST(SlicewatchDecodeSlice, FamilyMismatch) {
@@ -467,7 +471,8 @@ TEST(SlicewatchDecodeSlice, SizeLimits) {
 
   auto ports = [](size_t n) {
     std::string s = R"("ports":[)";
-    for (size_t i = 0; i < n; ++i) s += std::string(i ? "," : "") + R"({"port":)" + std::to_string(i + 1) + "}";
+    for (size_t i = 0; i < n; ++i)
+      s += std::string(i ? "," : "") + R"({"port":)" + std::to_string(i + 1) + "}";
     return s + "]";
   };
   auto okPorts = as<proxier::EndpointSlice>(one(slice(ports(proxier::kMaxPortsPerSlice))));
@@ -487,8 +492,9 @@ TEST(SlicewatchDecodeSlice, Rejections) {
                  reason::kWrongType);
   expectRejected(slice(R"("endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":"yes"}}])"),
                  "endpoints[0].conditions.ready", reason::kWrongType);
-  expectRejected(slice(R"("endpoints":[{"addresses":["10.0.0.1"],"hints":{"forZones":[{"name":1}]}}])"),
-                 "endpoints[0].hints.forZones[0].name", reason::kWrongType);
+  expectRejected(
+      slice(R"("endpoints":[{"addresses":["10.0.0.1"],"hints":{"forZones":[{"name":1}]}}])"),
+      "endpoints[0].hints.forZones[0].name", reason::kWrongType);
   expectRejected(slice(R"("endpoints":[],"ports":[{"port":0}])"), "ports[0].port",
                  reason::kPortOutOfRange);
   expectRejected(slice(R"("endpoints":[],"ports":[{"port":80,"protocol":"TPC"}])"),
@@ -536,8 +542,8 @@ TEST(SlicewatchDecodeNode, PodCidrFallbackAndNoDeletion) {
   ASSERT_EQ(n->podCIDRs.size(), 1u);
   EXPECT_EQ(n->podCIDRs[0].str(), "10.244.2.0/24");
   EXPECT_FALSE(n->beingDeleted);
-  auto nullDeletion = as<proxier::Node>(
-      one(R"({"kind":"Node","metadata":{"name":"n","deletionTimestamp":null}})"));
+  auto nullDeletion =
+      as<proxier::Node>(one(R"({"kind":"Node","metadata":{"name":"n","deletionTimestamp":null}})"));
   EXPECT_FALSE(nullDeletion->beingDeleted);
 }
 
@@ -546,8 +552,8 @@ TEST(SlicewatchDecodeNode, Rejections) {
                  "status.addresses[0].address", reason::kInvalidIp);
   expectRejected(node(R"("status":{"addresses":[{"type":"InternalIP"}]})"),
                  "status.addresses[0].address", reason::kMissingField);
-  expectRejected(node(R"("spec":{"podCIDRs":["10.244.1.0/24","10.244.2.0"]})"),
-                 "spec.podCIDRs[1]", reason::kInvalidCidr);
+  expectRejected(node(R"("spec":{"podCIDRs":["10.244.1.0/24","10.244.2.0"]})"), "spec.podCIDRs[1]",
+                 reason::kInvalidCidr);
   expectRejected(node(R"("spec":{"podCIDR":"nonsense"})"), "spec.podCIDR", reason::kInvalidCidr);
   expectRejected(node(R"("spec":{"taints":[{"key":1}]})"), "spec.taints[0].key",
                  reason::kWrongType);
@@ -587,7 +593,8 @@ TEST(SlicewatchDecodeDocument, ListKeepsGoodItemsAroundABadOne) {
 }
 
 TEST(SlicewatchDecodeDocument, TypedListItemsTakeTheListKind) {
-  auto results = decode(R"({"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"5"},
+  auto results =
+      decode(R"({"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"5"},
       "items":[{"metadata":{"name":"a"},"spec":{}},
                {"kind":"Service","metadata":{"name":"b"}},
                {"kind":"Node","metadata":{"name":"c"}}]})");
@@ -626,7 +633,8 @@ TEST(SlicewatchDecodeDocument, MalformedJson) {
             reason::kMalformedJson);
   Rejection second = rejectionOf(one("{\"kind\":\"Node\",\"metadata\":{\"name\":\"a\"}}\n\n{}"));
   EXPECT_EQ(second.reason, reason::kMalformedJson);
-  EXPECT_EQ(second.message, "malformed JSON at line 3: unexpected text after the end of the document");
+  EXPECT_EQ(second.message,
+            "malformed JSON at line 3: unexpected text after the end of the document");
   EXPECT_EQ(rejectionOf(one(R"({"kind":"Service","metadata":{"name":"x",}})")).reason,
             reason::kMalformedJson);
   EXPECT_EQ(rejectionOf(one("\"just a string\"")).reason, reason::kWrongType);
@@ -658,9 +666,9 @@ TEST(SlicewatchDecodeDocument, EscapedStrings) {
 // The entry point for the API client: objects inside a watch event, with and without a kind.
 TEST(SlicewatchDecodeDocument, DecodeObjectFromAStream) {
   simdjson::ondemand::parser parser;
-  auto json = simdjson::padded_string(std::string_view(
-      R"({"type":"ADDED","object":{"metadata":{"name":"web","namespace":"shop"},)"
-      R"("spec":{"clusterIP":"10.96.0.5"}}})"));
+  auto json = simdjson::padded_string(
+      std::string_view(R"({"type":"ADDED","object":{"metadata":{"name":"web","namespace":"shop"},)"
+                       R"("spec":{"clusterIP":"10.96.0.5"}}})"));
   simdjson::ondemand::document doc = parser.iterate(json);
   simdjson::ondemand::object ev = doc.get_object();
   EXPECT_EQ(std::string_view(ev["type"]), "ADDED");
@@ -669,8 +677,8 @@ TEST(SlicewatchDecodeDocument, DecodeObjectFromAStream) {
   EXPECT_EQ(svc->key, (proxier::ObjectKey{"shop", "web"}));
   EXPECT_EQ(svc->clusterIPs, std::vector<IpAddr>{ip("10.96.0.5")});
 
-  auto json2 = simdjson::padded_string(
-      std::string_view(R"({"kind":"Node","metadata":{"name":"n"}})"));
+  auto json2 =
+      simdjson::padded_string(std::string_view(R"({"kind":"Node","metadata":{"name":"n"}})"));
   simdjson::ondemand::document doc2 = parser.iterate(json2);
   Rejection mismatch =
       rejectionOf(decodeObject(doc2.get_object(), "Service", DecodeOptions{"watch"}));

@@ -61,6 +61,14 @@ class RecordingSink : public proxier::EventSink {
     std::lock_guard lock(mu_);
     add("synced");
   }
+  void beginBatch() override {
+    std::lock_guard lock(mu_);
+    ++depth_;
+  }
+  void endBatch() override {
+    std::lock_guard lock(mu_);
+    --depth_;
+  }
 
   // Waits until at least n events were recorded since the last take(), then returns them all
   // after making sure no further event follows within kQuiet.
@@ -77,6 +85,14 @@ class RecordingSink : public proxier::EventSink {
     std::lock_guard lock(mu_);
     return rejections_;
   }
+  std::vector<std::string> outOfBatch() {
+    std::lock_guard lock(mu_);
+    return outOfBatch_;
+  }
+  int openBatches() {
+    std::lock_guard lock(mu_);
+    return depth_;
+  }
   proxier::ServicePtr service(const std::string& key) {
     std::lock_guard lock(mu_);
     auto it = services_.find(key);
@@ -85,6 +101,8 @@ class RecordingSink : public proxier::EventSink {
 
  private:
   void add(std::string e) {
+    // Everything but synced() belongs to a batch, so a sync never sees half a file.
+    if ((depth_ == 0) != (e == "synced")) outOfBatch_.push_back(e);
     events_.push_back(std::move(e));
     cv_.notify_all();
   }
@@ -94,6 +112,8 @@ class RecordingSink : public proxier::EventSink {
   std::vector<std::string> events_;
   std::vector<proxier::Rejection> rejections_;
   std::map<std::string, proxier::ServicePtr> services_;
+  std::vector<std::string> outOfBatch_;
+  int depth_ = 0;
 };
 
 std::string serviceYaml(std::string_view name, int port, std::string_view clusterIP = "") {
@@ -119,6 +139,8 @@ class SlicewatchManifestDir : public ::testing::Test {
   }
   void TearDown() override {
     source_.reset();
+    EXPECT_EQ(sink_.outOfBatch(), std::vector<std::string>{});
+    EXPECT_EQ(sink_.openBatches(), 0);
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
@@ -228,6 +250,24 @@ TEST_F(SlicewatchManifestDir, MovingAFileOutOfTheDirectoryDeletes) {
   EXPECT_EQ(sink_.take(1), Events{"upsert Service default/a"});
 }
 
+// A ConfigMap volume: every visible file is a symlink through ..data, and an update swaps ..data
+// in one rename, with no event for the visible names.
+TEST_F(SlicewatchManifestDir, ConfigMapVolumeUpdate) {
+  fs::create_directory(dir_ / "..v1");
+  write("..v1/app.yaml", serviceYaml("a", 80) + "---\n" + serviceYaml("b", 81));
+  fs::create_directory_symlink("..v1", dir_ / "..data");
+  fs::create_symlink("..data/app.yaml", dir_ / "app.yaml");
+  start();
+  EXPECT_EQ(sink_.take(3), (Events{"upsert Service default/a", "upsert Service default/b",
+                                   "synced"}));
+  fs::create_directory(dir_ / "..v2");
+  write("..v2/app.yaml", serviceYaml("a", 80) + "---\n" + serviceYaml("b", 82));
+  fs::create_directory_symlink("..v2", dir_ / "..data_tmp");
+  fs::rename(dir_ / "..data_tmp", dir_ / "..data");
+  EXPECT_EQ(sink_.take(1), Events{"upsert Service default/b"});
+  EXPECT_EQ(sink_.service("default/b")->ports[0].port, 82);
+}
+
 TEST_F(SlicewatchManifestDir, BadFileIsOneRejectionAndOthersKeepWorking) {
   write("bad.yaml", "kind: Service\nmetadata:\n  name: [oops\n");
   write("good.yaml", serviceYaml("a", 80));
@@ -259,8 +299,8 @@ TEST_F(SlicewatchManifestDir, BadObjectKeepsItsLastGoodVersion) {
   start();
   EXPECT_EQ(sink_.take(3).size(), 3u);
   write("app.yaml", serviceYaml("a", 70000) + "---\n" + serviceYaml("b", 82));
-  EXPECT_EQ(sink_.take(2), (Events{"rejected port_out_of_range Service default/a",
-                                   "upsert Service default/b"}));
+  EXPECT_EQ(sink_.take(2),
+            (Events{"rejected port_out_of_range Service default/a", "upsert Service default/b"}));
   auto rej = sink_.rejections().back();
   EXPECT_EQ(rej.field, "spec.ports[0].port");
   EXPECT_EQ(rej.origin, path("app.yaml"));
