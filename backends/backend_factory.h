@@ -5,11 +5,14 @@
 #include <vector>
 
 #include "proxier/backend.h"
+#include "proxier/network_config.h"
 
 namespace sliceproxy::backends {
 
 std::vector<std::string> backendNames();
 // Null, with `error` set, for an unknown or unavailable backend.
-std::unique_ptr<proxier::Backend> makeBackend(const std::string& name, std::string& error);
+std::unique_ptr<proxier::Backend> makeBackend(const std::string& name,
+                                              const proxier::NetworkConfig& net,
+                                              std::string& error);
 
 }  // namespace sliceproxy::backends

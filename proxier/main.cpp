@@ -13,7 +13,8 @@
 #include "proxier/duration.h"
 #include "proxier/proxier.h"
 #include "proxier/sync_runner.h"
-#include "slice-watch/manifest_dir_source.h"
+#include "proxier/view_json.h"
+#include "slice-watch/source.h"
 
 using namespace sliceproxy;
 
@@ -32,7 +33,7 @@ void setupLogging(int verbosity) {
 
 int runCleanup(const proxier::Config& cfg) {
   std::string error;
-  auto backend = backends::makeBackend(cfg.backend, error);
+  auto backend = backends::makeBackend(cfg.backend, cfg.network, error);
   if (!backend) {
     spdlog::error("{}", error);
     return kExitUsage;
@@ -47,22 +48,28 @@ int runCleanup(const proxier::Config& cfg) {
   return 0;
 }
 
-int runDaemon(const proxier::Config& cfg) {
-  if (cfg.sourceDir.empty()) {
-    spdlog::error("no source: pass --source-dir DIR (the Kubernetes API source is not built yet)");
+int printCapabilities(const proxier::Config& cfg) {
+  std::string error;
+  auto backend = backends::makeBackend(cfg.backend, cfg.network, error);
+  if (!backend) {
+    spdlog::error("{}", error);
     return kExitUsage;
   }
+  std::cout << capabilitiesJson(*backend) << std::endl;
+  return 0;
+}
+
+int runDaemon(const proxier::Config& cfg) {
   std::string error;
-  auto backend = backends::makeBackend(cfg.backend, error);
+  auto backend = backends::makeBackend(cfg.backend, cfg.network, error);
   if (!backend) {
     spdlog::error("{}", error);
     return kExitUsage;
   }
   const std::string nodeName = proxier::resolveNodeName(cfg);
-  spdlog::info(
-      "sliceproxy starting: node {}, backend {}, source {}, min-sync-period {}, sync-period {}",
-      nodeName, backend->name(), cfg.sourceDir, proxier::formatDuration(cfg.minSyncPeriod),
-      proxier::formatDuration(cfg.syncPeriod));
+  spdlog::info("sliceproxy starting: node {}, backend {}, min-sync-period {}, sync-period {}",
+               nodeName, backend->name(), proxier::formatDuration(cfg.minSyncPeriod),
+               proxier::formatDuration(cfg.syncPeriod));
 
   // Signals are taken synchronously by the main thread; every other thread inherits the mask.
   sigset_t signals;
@@ -81,11 +88,18 @@ int runDaemon(const proxier::Config& cfg) {
   tracker.setOnChange([&] { runner.run(); });
   runner.start();
 
-  slicewatch::ManifestDirSource source(cfg.sourceDir, tracker);
+  slicewatch::SourceOptions sourceOpts{cfg.sourceDir, cfg.kubeconfig, cfg.master, nodeName,
+                                       cfg.serviceProxyName};
+  auto source = slicewatch::makeSource(sourceOpts, tracker, error);
+  if (!source) {
+    spdlog::error("{}", error);
+    runner.stop();
+    return kExitUsage;
+  }
   try {
-    source.start();
+    source->start();
   } catch (const std::exception& e) {
-    spdlog::error("cannot read manifest directory {}: {}", cfg.sourceDir, e.what());
+    spdlog::error("cannot start {}: {}", source->describe(), e.what());
     runner.stop();
     return 1;
   }
@@ -94,7 +108,7 @@ int runDaemon(const proxier::Config& cfg) {
   sigwait(&signals, &sig);
   spdlog::info("received {}, stopping; the data plane is left as programmed",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
-  source.stop();
+  source->stop();
   runner.stop();
   return 0;
 }
@@ -103,6 +117,8 @@ int runDaemon(const proxier::Config& cfg) {
 
 int main(int argc, char** argv) {
   CLI::App app{"sliceproxy: a kube-proxy replacement that programs nftables, IPVS or eBPF"};
+  // Flags may follow a subcommand (sliceproxy cleanup --backend nftables).
+  app.fallthrough();
   app.set_version_flag("--version", std::string("sliceproxy ") + SLICEPROXY_VERSION);
   proxier::Config cfg;
   std::string minSync = "1s", sync = "30s";
@@ -110,6 +126,9 @@ int main(int argc, char** argv) {
   app.add_option("--source-dir", cfg.sourceDir,
                  "Read Services, EndpointSlices and Nodes from YAML/JSON manifests in DIR, watched "
                  "with inotify");
+  app.add_option("--kubeconfig", cfg.kubeconfig,
+                 "Path to a kubeconfig (default: in-cluster configuration)");
+  app.add_option("--master", cfg.master, "Kubernetes API server address; overrides the kubeconfig");
   app.add_option("--hostname-override", cfg.hostnameOverride,
                  "This node's name (default: $NODE_NAME, else the host name)");
   app.add_option("--min-sync-period", minSync,
@@ -121,7 +140,34 @@ int main(int argc, char** argv) {
                  "Handle only objects labelled service.kubernetes.io/service-proxy-name=NAME");
   app.add_option("-v,--v", cfg.verbosity, "Log verbosity: 0 info, 2 debug, 4 trace")
       ->capture_default_str();
+  app.add_option("--cluster-cidr", cfg.clusterCIDRs,
+                 "Pod CIDRs of the cluster, one per family (comma-separated); traffic from them is "
+                 "local for --detect-local-mode=ClusterCIDR")
+      ->delimiter(',');
+  app.add_option("--detect-local-mode", cfg.detectLocalMode,
+                 "How to tell pod traffic from outside traffic: ClusterCIDR, NodeCIDR, "
+                 "InterfaceNamePrefix, BridgeInterface (default ClusterCIDR when --cluster-cidr "
+                 "is set)");
+  app.add_option("--pod-interface-name-prefix", cfg.network.podInterfacePrefix,
+                 "Pod interface name prefix, for --detect-local-mode=InterfaceNamePrefix");
+  app.add_option("--pod-bridge-interface", cfg.network.podBridgeInterface,
+                 "Pod bridge name, for --detect-local-mode=BridgeInterface");
+  app.add_flag("--masquerade-all", cfg.network.masqueradeAll,
+               "Masquerade all traffic sent to service addresses");
+  app.add_option("--masquerade-bit", cfg.masqueradeBit,
+                 "Bit of the packet mark that flags traffic to masquerade (0..31)")
+      ->capture_default_str();
+  app.add_option("--snat-address", cfg.snatAddresses,
+                 "SNAT masqueraded traffic to this fixed address instead of MASQUERADE (one per "
+                 "family, comma-separated), for hosts whose egress address is not routable")
+      ->delimiter(',');
+  app.add_option("--nodeport-addresses", cfg.nodePortAddresses,
+                 "CIDRs of local addresses that accept NodePorts, or \"primary\" for the Node's "
+                 "InternalIPs (default: every local address)")
+      ->delimiter(',');
   auto* cleanup = app.add_subcommand("cleanup", "Remove everything sliceproxy programmed and exit");
+  auto* capabilities = app.add_subcommand(
+      "capabilities", "Print, as JSON, the service features the chosen --backend supports");
   CLI11_PARSE(app, argc, argv);
 
   setupLogging(cfg.verbosity);
@@ -134,6 +180,14 @@ int main(int argc, char** argv) {
     }
     *target = *d;
   }
+  if (auto err =
+          proxier::buildNetworkConfig(cfg.network, cfg.clusterCIDRs, cfg.detectLocalMode,
+                                      cfg.snatAddresses, cfg.nodePortAddresses, cfg.masqueradeBit);
+      !err.empty()) {
+    spdlog::error("{}", err);
+    return kExitUsage;
+  }
   if (*cleanup) return runCleanup(cfg);
+  if (*capabilities) return printCapabilities(cfg);
   return runDaemon(cfg);
 }

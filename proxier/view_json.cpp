@@ -113,4 +113,16 @@ json::object nodeToJson(const NodeContext& node) {
   return o;
 }
 
+std::string capabilitiesJson(const Backend& backend) {
+  auto caps = backend.capabilities();
+  json::array supported, unsupported;
+  for (int f = 0; f <= static_cast<int>(Feature::Hairpin); ++f) {
+    auto feature = static_cast<Feature>(f);
+    (caps.supports(feature) ? supported : unsupported).emplace_back(featureName(feature));
+  }
+  return json::serialize(json::object{{"backend", backend.name()},
+                                      {"supported", std::move(supported)},
+                                      {"unsupported", std::move(unsupported)}});
+}
+
 }  // namespace sliceproxy::proxier

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <string>
 
+#include "proxier/backend.h"
 #include "proxier/diff.h"
 
 namespace sliceproxy::proxier {
@@ -16,5 +17,7 @@ boost::json::object viewToJson(const ServicePortView& view);
 boost::json::object upsertToJson(const ServicePortUpsert& u);
 boost::json::object deleteToJson(const ServicePortDelete& d);
 boost::json::object nodeToJson(const NodeContext& node);
+// {"backend": name, "supported": [...], "unsupported": [...]}, feature names as featureName().
+std::string capabilitiesJson(const Backend& backend);
 
 }  // namespace sliceproxy::proxier

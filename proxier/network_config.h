@@ -1,0 +1,47 @@
+#pragma once
+// How this node's network looks to a backend: which traffic counts as local (and so is not
+// masqueraded), which addresses accept NodePorts, and how to masquerade. Parsed and validated
+// once from flags; backends encode it, they do not interpret flags themselves.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxier/model/ip.h"
+
+namespace sliceproxy::proxier {
+
+enum class LocalDetectMode : uint8_t {
+  None,
+  ClusterCIDR,
+  NodeCIDR,
+  InterfaceNamePrefix,
+  BridgeInterface
+};
+
+const char* localDetectModeName(LocalDetectMode m);
+std::optional<LocalDetectMode> parseLocalDetectMode(std::string_view s);
+
+struct NetworkConfig {
+  LocalDetectMode detectLocal = LocalDetectMode::None;
+  std::vector<Cidr> clusterCIDRs;       // --cluster-cidr, one per family at most
+  std::string podInterfacePrefix;       // --pod-interface-name-prefix
+  std::string podBridgeInterface;       // --pod-bridge-interface
+  bool masqueradeAll = false;           // --masquerade-all
+  std::vector<IpAddr> snatAddresses;    // --snat-address: SNAT to these instead of MASQUERADE
+  std::vector<Cidr> nodePortAddresses;  // --nodeport-addresses; empty = every local address
+  bool nodePortPrimaryOnly = false;     // --nodeport-addresses=primary: the Node's InternalIPs
+  uint32_t masqueradeMark = 0x4000;     // bit --masquerade-bit (default 14)
+
+  const IpAddr* snatAddress(IpFamily f) const;
+  const Cidr* clusterCIDR(IpFamily f) const;
+};
+
+// Validates the flag values; returns an error message naming the flag, or "" when valid.
+std::string buildNetworkConfig(NetworkConfig& out, const std::vector<std::string>& clusterCIDRs,
+                               const std::string& detectLocalMode,
+                               const std::vector<std::string>& snatAddresses,
+                               const std::vector<std::string>& nodePortAddresses,
+                               int masqueradeBit);
+
+}  // namespace sliceproxy::proxier

@@ -1,0 +1,34 @@
+#pragma once
+// A source of Service, EndpointSlice and Node events. start() delivers the initial state and
+// calls EventSink::synced(), then follows changes on threads of its own until stop().
+
+#include <memory>
+#include <string>
+
+#include "proxier/events.h"
+
+namespace sliceproxy::slicewatch {
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  // Throws std::exception with a message naming what could not be reached or read.
+  virtual void start() = 0;
+  virtual void stop() = 0;
+  virtual std::string describe() const = 0;
+};
+
+struct SourceOptions {
+  std::string sourceDir;         // --source-dir: a manifest directory
+  std::string kubeconfig;        // --kubeconfig
+  std::string master;            // --master: overrides the kubeconfig's server
+  std::string nodeName;          // this node: its Node object is watched
+  std::string serviceProxyName;  // --service-proxy-name: narrows the label selector
+};
+
+// The manifest directory when --source-dir is set, else the Kubernetes API. Null with `error`
+// set when neither can be built.
+std::unique_ptr<Source> makeSource(const SourceOptions& opts, proxier::EventSink& sink,
+                                   std::string& error);
+
+}  // namespace sliceproxy::slicewatch
