@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "backends/dryrun/dry_run_backend.h"
+#include "backends/nftables/nftables_backend.h"
 
 namespace sliceproxy::backends {
 
@@ -11,10 +12,18 @@ std::vector<std::string> backendNames() {
 }
 
 std::unique_ptr<proxier::Backend> makeBackend(const std::string& name,
-                                              const proxier::NetworkConfig& /*net*/,
+                                              const proxier::NetworkConfig& net,
                                               std::string& error) {
   if (name == "dry-run") return std::make_unique<DryRunBackend>(std::cout);
-  error = "unknown backend \"" + name + "\"; available: dry-run";
+  if (name == "nftables") {
+    try {
+      return std::make_unique<nft::NftablesBackend>(net);
+    } catch (const std::exception& e) {
+      error = std::string("nftables backend: ") + e.what();
+      return nullptr;
+    }
+  }
+  error = "unknown backend \"" + name + "\"; available: nftables, dry-run";
   return nullptr;
 }
 

@@ -29,8 +29,10 @@ bool Proxier::syncOnce() {
   }
   std::lock_guard lock(mu_);
   const auto start = std::chrono::steady_clock::now();
-  const bool full = needFull_ || start - lastFull_ >= fullSyncPeriod_;
   PendingChanges changes = tracker_.take();
+  // This node's addresses and pod CIDRs shape every backend's skeleton; they change rarely, so
+  // a change to them is simply a full sync.
+  const bool full = needFull_ || start - lastFull_ >= fullSyncPeriod_ || changes.nodeChanged;
   Diff diff = state_.apply(std::move(changes), !full);
 
   BackendResult res;

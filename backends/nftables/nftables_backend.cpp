@@ -1,0 +1,377 @@
+// glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
+#include <netinet/in.h>
+
+#include "backends/nftables/nftables_backend.h"
+
+#include <fmt/format.h>
+#include <linux/netfilter.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/unordered/unordered_flat_set.hpp>
+
+namespace sliceproxy::backends::nft {
+
+using namespace proxier;
+
+// --- SlotTable ---------------------------------------------------------------------------
+
+void SlotTable::touch(uint32_t slot) {
+  if (before_.contains(slot)) return;
+  before_.emplace(slot, slot < slots_.size() ? std::optional<Slot>(slots_[slot]) : std::nullopt);
+}
+
+void SlotTable::add(const EndpointKey& k, bool local) {
+  if (index_.contains(k)) return;
+  const uint32_t slot = size();
+  touch(slot);
+  slots_.push_back({k, local});
+  index_.emplace(k, slot);
+}
+
+void SlotTable::remove(const EndpointKey& k) {
+  auto it = index_.find(k);
+  if (it == index_.end()) return;
+  const uint32_t slot = it->second, last = size() - 1;
+  index_.erase(it);
+  touch(slot);
+  touch(last);
+  if (slot != last) {
+    slots_[slot] = slots_[last];
+    index_[slots_[slot].key] = slot;
+  }
+  slots_.pop_back();
+}
+
+std::vector<std::pair<uint32_t, std::optional<SlotTable::Slot>>> SlotTable::takeChanges() {
+  std::vector<std::pair<uint32_t, std::optional<Slot>>> out(before_.begin(), before_.end());
+  before_.clear();
+  return out;
+}
+
+// --- mirror ------------------------------------------------------------------------------
+
+struct NftablesBackend::Port {
+  uint32_t id = 0;
+  ServicePortInfoPtr info;
+  PortChains chains;
+  ChainInputs inputs;
+  std::vector<Elem> front;
+  SlotTable slots[2];  // [0] cluster-wide, [1] node-local
+};
+
+struct NftablesBackend::Family {
+  FamilyContext ctx;
+  std::map<ServicePortKey, Port> ports;
+  uint32_t nextId = 0;
+  boost::unordered_flat_map<IpAddr, uint32_t, IpAddrHash> clusterIpRefs, hairpinRefs;
+  std::optional<Cidr> nodePodCIDR;
+};
+
+// Everything one transaction must do, gathered first and then emitted in an order the kernel
+// accepts: deletions of elements before the chains they point to go away, chains before the
+// rules and elements that refer to them.
+class NftablesBackend::Changes {
+ public:
+  std::vector<Elem> del, add;
+  std::vector<std::string> newChains, flushChains, deadChains;
+  std::vector<Port*> rewrite;
+  boost::unordered_flat_map<IpAddr, int, IpAddrHash> clusterIpDelta, hairpinDelta;
+  std::vector<Port*> slotPorts;
+  bool empty() const {
+    return del.empty() && add.empty() && newChains.empty() && flushChains.empty() &&
+           deadChains.empty() && rewrite.empty() && clusterIpDelta.empty() &&
+           hairpinDelta.empty() && slotPorts.empty();
+  }
+};
+
+namespace {
+
+uint8_t slotIndex(uint8_t set) { return set == epset::kLocal ? 1 : 0; }
+
+void diffElems(const std::vector<Elem>& before, const std::vector<Elem>& after,
+               std::vector<Elem>& del, std::vector<Elem>& add) {
+  for (const auto& e : before) {
+    if (std::find(after.begin(), after.end(), e) == after.end()) del.push_back(e);
+  }
+  for (const auto& e : after) {
+    if (std::find(before.begin(), before.end(), e) == before.end()) add.push_back(e);
+  }
+}
+
+void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* what) {
+  std::sort(elems.begin(), elems.end(), [](const Elem& a, const Elem& b) { return a.set < b.set; });
+  std::vector<nftnl_set_elem*> batch;
+  for (size_t i = 0; i < elems.size();) {
+    uint8_t set = elems[i].set;
+    for (; i < elems.size() && elems[i].set == set; ++i) {
+      batch.push_back(makeElem(elems[i].key, add ? &elems[i].value : nullptr));
+    }
+    if (add) {
+      tx.addElements(kTable, setName(set), batch, what);
+    } else {
+      tx.deleteElements(kTable, setName(set), batch, what);
+    }
+  }
+}
+
+}  // namespace
+
+// --- backend -----------------------------------------------------------------------------
+
+NftablesBackend::NftablesBackend(NetworkConfig net) : net_(std::move(net)) {
+  sock_ = std::make_unique<Socket>();
+  families_[0] = std::make_unique<Family>();
+  families_[0]->ctx = {IpFamily::V4, NFPROTO_IPV4, &net_};
+  families_[1] = std::make_unique<Family>();
+  families_[1]->ctx = {IpFamily::V6, NFPROTO_IPV6, &net_};
+}
+
+NftablesBackend::~NftablesBackend() = default;
+
+Capabilities NftablesBackend::capabilities() const {
+  return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
+                       Feature::ExternalIPs, Feature::ExternalTrafficPolicyLocal,
+                       Feature::InternalTrafficPolicyLocal, Feature::SessionAffinity,
+                       Feature::LoadBalancerSourceRanges, Feature::IPv6, Feature::SCTP,
+                       Feature::Hairpin}};
+}
+
+namespace {
+
+struct PortOps {
+  static void chainsOf(const PortChains& c, std::vector<std::string>& out) {
+    out.push_back(c.svc);
+    if (!c.ext.empty()) out.push_back(c.ext);
+    if (!c.fw.empty()) out.push_back(c.fw);
+  }
+};
+
+}  // namespace
+
+BackendResult NftablesBackend::commit(Family& f, Changes& ch,
+                                      const std::function<void(Transaction&)>& prelude) {
+  if (ch.empty() && !prelude) return {};
+  const FamilyContext& ctx = f.ctx;
+  Transaction tx(*sock_, ctx.nfproto);
+  if (prelude) prelude(tx);
+
+  // Endpoint slots that changed become element deletions and additions.
+  for (Port* p : ch.slotPorts) {
+    for (uint8_t s = 0; s < 2; ++s) {
+      const uint32_t setId = endpointSetId(p->id, s == 0 ? epset::kCluster : epset::kLocal);
+      std::vector<std::pair<EndpointKey, bool>> gone, came;
+      for (auto& [slot, before] : p->slots[s].takeChanges()) {
+        const bool now = slot < p->slots[s].size();
+        if (before && now && before->key == p->slots[s].at(slot).key) continue;
+        Bytes key = Bytes().u32(setId).u32(slot);
+        if (before) {
+          ch.del.push_back({kEndpoints, key, {}});
+          gone.emplace_back(before->key, before->local);
+        }
+        if (now) {
+          const auto& cur = p->slots[s].at(slot);
+          ch.add.push_back(
+              {kEndpoints, key, {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)}});
+          came.emplace_back(cur.key, cur.local);
+        }
+      }
+      // A moved endpoint shows up as gone from one slot and come to another: no net change.
+      boost::unordered_flat_set<EndpointKey, EndpointKeyHash> goneKeys, cameKeys;
+      for (auto& g : gone) goneKeys.insert(g.first);
+      for (auto& c : came) cameKeys.insert(c.first);
+      std::erase_if(gone, [&](const auto& g) { return cameKeys.contains(g.first); });
+      std::erase_if(came, [&](const auto& c) { return goneKeys.contains(c.first); });
+      const bool affinity = p->info->sessionAffinity == SessionAffinity::ClientIP;
+      for (auto& [k, local] : gone) {
+        if (affinity) ch.del.push_back({kEndpointMembers, Bytes().u32(setId).addr(k.ip).port(k.port), {}});
+        if (local) --ch.hairpinDelta[k.ip];
+      }
+      for (auto& [k, local] : came) {
+        if (affinity) ch.add.push_back({kEndpointMembers, Bytes().u32(setId).addr(k.ip).port(k.port), {}});
+        if (local) ++ch.hairpinDelta[k.ip];
+      }
+    }
+  }
+  auto refs = [&](auto& table, auto& delta, uint8_t set, auto key) {
+    for (auto& [addr, d] : delta) {
+      if (d == 0) continue;
+      uint32_t& n = table[addr];
+      const uint32_t before = n;
+      n = static_cast<uint32_t>(static_cast<int64_t>(n) + d);
+      if (before == 0 && n > 0) ch.add.push_back({set, key(addr), {}});
+      if (before > 0 && n == 0) ch.del.push_back({set, key(addr), {}});
+      if (n == 0) table.erase(addr);
+    }
+  };
+  refs(f.clusterIpRefs, ch.clusterIpDelta, kClusterIps, [](const IpAddr& a) { return Bytes().addr(a); });
+  refs(f.hairpinRefs, ch.hairpinDelta, kHairpin, [](const IpAddr& a) { return Bytes().addr(a).addr(a); });
+
+  emitElems(tx, ch.del, false, "service changes");
+  for (const auto& c : ch.flushChains) tx.flushChain(kTable, c);
+  for (const auto& c : ch.newChains) tx.addChain(kTable, c);
+  for (Port* p : ch.rewrite) addPortRules(tx, ctx, p->id, *p->info, p->chains, p->inputs);
+  emitElems(tx, ch.add, true, "service changes");
+  for (const auto& c : ch.deadChains) tx.deleteChain(kTable, c);
+
+  auto res = tx.commit();
+  stats_.lastMessages += res.messages;
+  stats_.lastBytes += res.bytes;
+  if (!res.ok) return BackendResult::failure(fmt::format("{} table: {}", familyName(ctx.family), res.error));
+  return {true, "", res.messages};
+}
+
+namespace {
+
+ChainInputs inputsOf(const SlotTable (&slots)[2], const ServicePortView& v, const std::optional<Cidr>& podCIDR) {
+  return ChainInputs{slots[0].size(), slots[1].size(), v.hasAnyEndpoints(),
+                     podCIDR ? &*podCIDR : nullptr};
+}
+
+}  // namespace
+
+NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortView& v, Changes& ch) {
+  Port& p = f.ports[v.key()];
+  // Ids are never reused while this mirror lives, so a stale affinity entry can never name a
+  // new port's endpoint set.
+  p.id = f.nextId++;
+  p.info = v.info();
+  p.chains = chainNames(p.id, *p.info);
+  PortOps::chainsOf(p.chains, ch.newChains);
+  v.forEachEndpoint([&](const MergedEndpoint& e) {
+    if (e.sets & epset::kCluster) p.slots[0].add(e.key, e.isLocal());
+    if (e.sets & epset::kLocal) p.slots[1].add(e.key, e.isLocal());
+  });
+  p.inputs = inputsOf(p.slots, v, f.nodePodCIDR);
+  ch.rewrite.push_back(&p);
+  p.front = frontendElems(*p.info, p.chains, p.inputs, v.internalSet(), v.externalSet());
+  ch.add.insert(ch.add.end(), p.front.begin(), p.front.end());
+  ++ch.clusterIpDelta[p.info->clusterIP];
+  ch.slotPorts.push_back(&p);
+  return p;
+}
+
+BackendResult NftablesBackend::apply(const Diff& diff) {
+  stats_ = {};
+  uint64_t ops = 0;
+  for (auto& fam : families_) {
+    Family& f = *fam;
+    Changes ch;
+    auto drop = [&](std::map<ServicePortKey, Port>::iterator it) {
+      Port& p = it->second;
+      ch.del.insert(ch.del.end(), p.front.begin(), p.front.end());
+      --ch.clusterIpDelta[p.info->clusterIP];
+      for (uint8_t s = 0; s < 2; ++s) {
+        while (p.slots[s].size() > 0) p.slots[s].remove(p.slots[s].at(p.slots[s].size() - 1).key);
+      }
+      std::vector<std::string> chains;
+      PortOps::chainsOf(p.chains, chains);
+      for (auto& c : chains) {
+        ch.flushChains.push_back(c);
+        ch.deadChains.push_back(c);
+      }
+    };
+    // Ports removed (or about to be rebuilt) keep their slot tables alive until the commit has
+    // turned them into element deletions.
+    std::vector<std::unique_ptr<Port>> graveyard;
+    auto bury = [&](std::map<ServicePortKey, Port>::iterator it) {
+      drop(it);
+      graveyard.push_back(std::make_unique<Port>(std::move(it->second)));
+      ch.slotPorts.push_back(graveyard.back().get());
+      f.ports.erase(it);
+    };
+
+    for (const auto& d : diff.deletes) {
+      if (d.key.port.family != f.ctx.family) continue;
+      auto it = f.ports.find(d.key);
+      if (it != f.ports.end()) bury(it);
+    }
+    for (const auto& u : diff.upserts) {
+      const ServicePortView& v = *u.view;
+      if (v.key().port.family != f.ctx.family) continue;
+      auto it = f.ports.find(v.key());
+      const bool rebuild = it == f.ports.end() || u.created || u.infoChanged;
+      if (rebuild) {
+        if (it != f.ports.end()) bury(it);
+        createPort(f, v, ch);
+        continue;
+      }
+      Port& p = it->second;
+      for (const auto& c : u.endpoints) {
+        const bool local = c.flags & epflag::kLocal;
+        for (uint8_t set : {epset::kCluster, epset::kLocal}) {
+          SlotTable& t = p.slots[slotIndex(set)];
+          const bool was = c.oldSets & set, now = c.newSets & set;
+          if (was && !now) t.remove(c.key);
+          if (!was && now) t.add(c.key, local);
+        }
+      }
+      ch.slotPorts.push_back(&p);
+      ChainInputs in = inputsOf(p.slots, v, f.nodePodCIDR);
+      if (!(in == p.inputs)) {
+        p.inputs = in;
+        PortOps::chainsOf(p.chains, ch.flushChains);
+        ch.rewrite.push_back(&p);
+      }
+      auto front = frontendElems(*p.info, p.chains, p.inputs, v.internalSet(), v.externalSet());
+      diffElems(p.front, front, ch.del, ch.add);
+      p.front = std::move(front);
+    }
+    auto res = commit(f, ch);
+    if (!res.ok) return res;
+    ops += res.operations;
+  }
+  return {true, "", ops};
+}
+
+BackendResult NftablesBackend::fullSync(const State& state) {
+  stats_ = {};
+  uint64_t ops = 0;
+  for (auto& fam : families_) {
+    const FamilyContext ctx = fam->ctx;
+    // A fresh mirror: the whole table is replaced in this one transaction.
+    fam = std::make_unique<Family>();
+    Family& f = *fam;
+    f.ctx = ctx;
+    if (state.node && state.node->node) {
+      for (const auto& c : state.node->node->podCIDRs) {
+        if (c.addr.family == ctx.family && !f.nodePodCIDR) f.nodePodCIDR = c;
+      }
+    }
+    Changes ch;
+    for (const ServicePortView* v : state.ports) {
+      if (v->key().port.family == ctx.family) createPort(f, *v, ch);
+    }
+    auto res = commit(f, ch, [&](Transaction& tx) {
+      // add, delete, add: replaces whatever a previous run left in one atomic step, whether
+      // or not the table exists, so a restart never opens a window without rules.
+      tx.addTable(kTable);
+      tx.deleteTable(kTable, "replacing the previous table");
+      tx.addTable(kTable);
+      buildSkeleton(tx, ctx, state.node);
+    });
+    if (!res.ok) return res;
+    ops += res.operations;
+  }
+  return {true, "", ops};
+}
+
+BackendResult NftablesBackend::cleanup() {
+  uint64_t ops = 0;
+  for (auto& fam : families_) {
+    Transaction tx(*sock_, fam->ctx.nfproto);
+    tx.addTable(kTable);
+    tx.deleteTable(kTable, "removing sliceproxy's table");
+    auto r = tx.commit();
+    if (!r.ok) {
+      return BackendResult::failure(fmt::format("cleanup of the {} table: {}", familyName(fam->ctx.family), r.error));
+    }
+    ops += 1;
+    const FamilyContext ctx = fam->ctx;
+    fam = std::make_unique<Family>();
+    fam->ctx = ctx;
+  }
+  return {true, "", ops};
+}
+
+}  // namespace sliceproxy::backends::nft
