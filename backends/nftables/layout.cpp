@@ -44,8 +44,6 @@ void addSet(Transaction& tx, uint8_t id, const SetSpec& s) {
                       s.dataType == kTypeVerdict ? NFT_DATA_VERDICT : s.dataType);
     nftnl_set_set_u32(set, NFTNL_SET_DATA_LEN, s.dataLen);
   }
-  if (s.flags & NFT_SET_TIMEOUT) nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, 1u << 20);
-  nftnl_set_set_u32(set, NFTNL_SET_ID, id + 1);
   tx.addSet(kTable, set, std::string("set ") + setName(id));
 }
 
@@ -53,9 +51,9 @@ void addSet(Transaction& tx, uint8_t id, const SetSpec& s) {
 
 const char* setName(uint8_t id) {
   static const char* names[kSetCount] = {
-      "service-ips",      "service-nodeports", "cluster-ips", "nodeport-ips",
+      "service-ips",          "service-nodeports",     "cluster-ips",  "nodeport-ips",
       "no-endpoint-services", "no-endpoint-nodeports", "firewall-ips", "endpoints",
-      "endpoint-members", "affinity",          "hairpin"};
+      "hairpin"};
   return id < kSetCount ? names[id] : "?";
 }
 
@@ -74,9 +72,6 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
          {concat({kTypeProto, kTypeService}), 8, NFT_SET_MAP, kTypeVerdict, 0});
   addSet(tx, kFirewallIps, {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
   addSet(tx, kEndpoints, {concat({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, epData, al + 4});
-  addSet(tx, kEndpointMembers, {concat({kTypeMark, ipType, kTypeService}), al + 8});
-  addSet(tx, kAffinity, {concat({kTypeMark, ipType}), 4 + al,
-                         NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, epData, al + 4});
   addSet(tx, kHairpin, {concat({ipType, ipType}), 2 * al});
 
   const Hook natPre{"nat", NF_INET_PRE_ROUTING, -100}, natOut{"nat", NF_INET_LOCAL_OUT, -100},

@@ -25,8 +25,6 @@ enum SetId : uint8_t {
   kNoEndpointNodePorts,  // proto . dport : verdict (reject or drop)
   kFirewallIps,          // daddr . proto . dport : verdict (goto fw- chain)
   kEndpoints,            // endpoint set id . slot : addr . port
-  kEndpointMembers,      // endpoint set id . addr . port, to validate affinity entries
-  kAffinity,             // endpoint set id . saddr : addr . port, dynamic with timeout
   kHairpin,              // addr . addr for local endpoints: a pod reaching itself
   kSetCount
 };

@@ -58,6 +58,12 @@ struct NftablesBackend::Port {
   ChainInputs inputs;
   std::vector<Elem> front;
   SlotTable slots[2];  // [0] cluster-wide, [1] node-local
+  // ClientIP affinity only: each endpoint's serial, stable while it stays in the set so its
+  // clients' timeout set survives other endpoints coming and going.
+  boost::unordered_flat_map<EndpointKey, uint32_t, EndpointKeyHash> affinitySerial[2];
+  uint32_t nextSerial = 0;
+  AffinityNames affinity;
+  bool hasAffinity() const { return info->sessionAffinity == SessionAffinity::ClientIP; }
 };
 
 struct NftablesBackend::Family {
@@ -78,10 +84,24 @@ class NftablesBackend::Changes {
   std::vector<Port*> rewrite;
   boost::unordered_flat_map<IpAddr, int, IpAddrHash> clusterIpDelta, hairpinDelta;
   std::vector<Port*> slotPorts;
+  std::vector<nftnl_set*> newSets;
+  std::vector<std::string> flushSets, deadSets;
+  struct AffinityEndpoint {
+    std::string name;
+    EndpointKey key;
+    uint32_t timeout;
+  };
+  std::vector<AffinityEndpoint> affinityRules;
+  struct AffinitySlot {
+    std::string map;
+    uint32_t slot;
+    std::string chain;
+  };
+  std::vector<AffinitySlot> affinitySlots;
   bool empty() const {
     return del.empty() && add.empty() && newChains.empty() && flushChains.empty() &&
            deadChains.empty() && rewrite.empty() && clusterIpDelta.empty() &&
-           hairpinDelta.empty() && slotPorts.empty();
+           hairpinDelta.empty() && slotPorts.empty() && newSets.empty() && deadSets.empty();
   }
 };
 
@@ -182,13 +202,10 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
       for (auto& c : came) cameKeys.insert(c.first);
       std::erase_if(gone, [&](const auto& g) { return cameKeys.contains(g.first); });
       std::erase_if(came, [&](const auto& c) { return goneKeys.contains(c.first); });
-      const bool affinity = p->info->sessionAffinity == SessionAffinity::ClientIP;
       for (auto& [k, local] : gone) {
-        if (affinity) ch.del.push_back({kEndpointMembers, Bytes().u32(setId).addr(k.ip).port(k.port), {}});
         if (local) --ch.hairpinDelta[k.ip];
       }
       for (auto& [k, local] : came) {
-        if (affinity) ch.add.push_back({kEndpointMembers, Bytes().u32(setId).addr(k.ip).port(k.port), {}});
         if (local) ++ch.hairpinDelta[k.ip];
       }
     }
@@ -208,11 +225,30 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   refs(f.hairpinRefs, ch.hairpinDelta, kHairpin, [](const IpAddr& a) { return Bytes().addr(a).addr(a); });
 
   emitElems(tx, ch.del, false, "service changes");
+  for (const auto& s : ch.flushSets) tx.flushSet(kTable, s);
   for (const auto& c : ch.flushChains) tx.flushChain(kTable, c);
+  for (nftnl_set* s : ch.newSets) {
+    tx.addSet(kTable, s, std::string("set ") + nftnl_set_get_str(s, NFTNL_SET_NAME));
+  }
+  ch.newSets.clear();
   for (const auto& c : ch.newChains) tx.addChain(kTable, c);
-  for (Port* p : ch.rewrite) addPortRules(tx, ctx, p->id, *p->info, p->chains, p->inputs);
+  for (Port* p : ch.rewrite) {
+    addPortRules(tx, ctx, p->id, *p->info, p->chains, p->inputs,
+                 p->hasAffinity() ? &p->affinity : nullptr);
+  }
+  for (const auto& a : ch.affinityRules) addAffinityEndpointRules(tx, ctx, a.name, a.key, a.timeout);
   emitElems(tx, ch.add, true, "service changes");
+  for (size_t i = 0; i < ch.affinitySlots.size();) {
+    const std::string& map = ch.affinitySlots[i].map;
+    std::vector<nftnl_set_elem*> elems;
+    for (; i < ch.affinitySlots.size() && ch.affinitySlots[i].map == map; ++i) {
+      ElemValue v{ElemValue::Goto, ch.affinitySlots[i].chain, {}};
+      elems.push_back(makeElem(Bytes().u32(ch.affinitySlots[i].slot), &v));
+    }
+    tx.addElements(kTable, map, elems, "affinity endpoints");
+  }
   for (const auto& c : ch.deadChains) tx.deleteChain(kTable, c);
+  for (const auto& s : ch.deadSets) tx.deleteSet(kTable, s);
 
   auto res = tx.commit();
   stats_.lastMessages += res.messages;
@@ -248,7 +284,62 @@ NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortV
   ch.add.insert(ch.add.end(), p.front.begin(), p.front.end());
   ++ch.clusterIpDelta[p.info->clusterIP];
   ch.slotPorts.push_back(&p);
+  syncAffinity(f, p, ch, true);
   return p;
+}
+
+void NftablesBackend::syncAffinity(Family& f, Port& p, Changes& ch, bool fresh) {
+  if (!p.hasAffinity()) return;
+  for (uint8_t s = 0; s < 2; ++s) {
+    const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
+    const std::string map = affinityMapName(setId);
+    if (fresh) {
+      ch.newSets.push_back(affinityMap(map));
+    } else {
+      ch.flushSets.push_back(map);
+    }
+    auto& serials = p.affinitySerial[s];
+    std::vector<EndpointKey> gone;
+    for (const auto& [k, serial] : serials) {
+      if (p.slots[s].contains(k)) continue;
+      const std::string name = affinityName(setId, serial);
+      ch.flushChains.push_back(name);
+      ch.deadChains.push_back(name);
+      ch.deadSets.push_back(name);
+      gone.push_back(k);
+    }
+    for (const auto& k : gone) serials.erase(k);
+    auto& names = p.affinity.bySlot[s];
+    names.clear();
+    for (uint32_t i = 0; i < p.slots[s].size(); ++i) {
+      const EndpointKey& k = p.slots[s].at(i).key;
+      auto [it, added] = serials.try_emplace(k, p.nextSerial);
+      const std::string name = affinityName(setId, it->second);
+      if (added) {
+        ++p.nextSerial;
+        ch.newSets.push_back(affinitySet(f.ctx, name, p.info->affinityTimeoutSeconds));
+        ch.newChains.push_back(name);
+        ch.affinityRules.push_back({name, k, p.info->affinityTimeoutSeconds});
+      }
+      names.push_back(name);
+      ch.affinitySlots.push_back({map, i, name});
+    }
+  }
+}
+
+void NftablesBackend::dropAffinity(Port& p, Changes& ch) {
+  if (!p.hasAffinity()) return;
+  for (uint8_t s = 0; s < 2; ++s) {
+    const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
+    ch.flushSets.push_back(affinityMapName(setId));
+    for (auto& [k, serial] : p.affinitySerial[s]) {
+      const std::string name = affinityName(setId, serial);
+      ch.flushChains.push_back(name);
+      ch.deadChains.push_back(name);
+      ch.deadSets.push_back(name);
+    }
+    ch.deadSets.push_back(affinityMapName(setId));
+  }
 }
 
 BackendResult NftablesBackend::apply(const Diff& diff) {
@@ -259,6 +350,7 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
     Changes ch;
     auto drop = [&](std::map<ServicePortKey, Port>::iterator it) {
       Port& p = it->second;
+      dropAffinity(p, ch);
       ch.del.insert(ch.del.end(), p.front.begin(), p.front.end());
       --ch.clusterIpDelta[p.info->clusterIP];
       for (uint8_t s = 0; s < 2; ++s) {
@@ -308,7 +400,10 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       }
       ch.slotPorts.push_back(&p);
       ChainInputs in = inputsOf(p.slots, v, f.nodePodCIDR);
-      if (!(in == p.inputs)) {
+      // Affinity ports list their endpoints in their rules, so any endpoint change rewrites them.
+      const bool affinityChanged = p.hasAffinity() && !u.endpoints.empty();
+      if (affinityChanged) syncAffinity(f, p, ch, false);
+      if (!(in == p.inputs) || affinityChanged) {
         p.inputs = in;
         PortOps::chainsOf(p.chains, ch.flushChains);
         ch.rewrite.push_back(&p);

@@ -61,6 +61,8 @@ class NftablesBackend : public proxier::Backend {
   class Changes;
 
   Port& createPort(Family& f, const proxier::ServicePortView& v, Changes& ch);
+  void syncAffinity(Family& f, Port& p, Changes& ch, bool fresh);
+  void dropAffinity(Port& p, Changes& ch);
   proxier::BackendResult commit(Family& f, Changes& ch,
                                 const std::function<void(Transaction&)>& prelude = nullptr);
 

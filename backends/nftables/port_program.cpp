@@ -63,44 +63,78 @@ bool matchLocalTraffic(RuleBuilder& b, const FamilyContext& ctx, const ChainInpu
 
 using Prefix = std::function<void(RuleBuilder&)>;
 
-// DNAT to one of the `count` endpoints of endpoint set `setId`, at random, or to the client's
-// remembered endpoint under ClientIP affinity.
+// DNAT to one of the `count` endpoints of endpoint set `setId`, at random; under ClientIP
+// affinity, first to the endpoint this client used within the timeout.
 void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& chain,
              const ServicePortInfo& info, uint32_t setId, uint32_t count, const Prefix& prefix,
-             const char* what) {
+             const char* what, const AffinityNames* affinity, int slotTable) {
   if (count == 0) return;
-  const uint32_t aw = ctx.addrWords(), al = ctx.addrLen();
-  const bool affinity = info.sessionAffinity == SessionAffinity::ClientIP;
-  const uint64_t timeoutMs = static_cast<uint64_t>(info.affinityTimeoutSeconds) * 1000;
-  if (affinity) {
-    // Known client: its endpoint, if still a member of this set; refresh the timeout.
+  const uint32_t aw = ctx.addrWords();
+  if (info.sessionAffinity == SessionAffinity::ClientIP && affinity) {
+    for (const auto& name : affinity->bySlot[slotTable]) {
+      RuleBuilder b;
+      if (prefix) prefix(b);
+      b.loadAddr(true, ctx.family, NFT_REG_1).lookup(NFT_REG_1, name).verdict(NFT_GOTO, name);
+      tx.addRule(kTable, chain, b.release(), fmt::format("{}: client seen by {}", what, name));
+    }
     RuleBuilder b;
     if (prefix) prefix(b);
-    b.constant(reg32(0), setId).loadAddr(true, ctx.family, reg32(1));
-    b.mapLookup(reg32(0), setName(kAffinity), reg32(1));
-    b.lookup(reg32(0), setName(kEndpointMembers));
-    b.constant(reg32(aw + 2), setId).loadAddr(true, ctx.family, reg32(aw + 3));
-    b.dynset(NFT_DYNSET_OP_UPDATE, setName(kAffinity), reg32(aw + 2), reg32(1), timeoutMs);
-    b.nat(NFT_NAT_DNAT, ctx.nfproto, reg32(1), reg32(1 + aw), 0);
-    tx.addRule(kTable, chain, b.release(), fmt::format("{}: session affinity", what));
+    b.numgen(NFT_REG_1, count).mapLookup(NFT_REG_1, affinityMapName(setId), NFT_REG_VERDICT);
+    tx.addRule(kTable, chain, b.release(), fmt::format("{}: {} endpoints", what, count));
+    return;
   }
   RuleBuilder b;
   if (prefix) prefix(b);
   b.constant(reg32(0), setId).numgen(reg32(1), count);
   b.mapLookup(reg32(0), setName(kEndpoints), reg32(0));
-  if (affinity) {
-    b.constant(reg32(aw + 1), setId).loadAddr(true, ctx.family, reg32(aw + 2));
-    b.dynset(NFT_DYNSET_OP_ADD, setName(kAffinity), reg32(aw + 1), reg32(0), timeoutMs);
-  }
   b.nat(NFT_NAT_DNAT, ctx.nfproto, reg32(0), reg32(aw), 0);
-  (void)al;
   tx.addRule(kTable, chain, b.release(), fmt::format("{}: {} endpoints", what, count));
 }
 
 }  // namespace
 
+std::string affinityName(uint32_t setId, uint32_t serial) {
+  return fmt::format("aff-{}-{}", setId, serial);
+}
+
+std::string affinityMapName(uint32_t setId) { return fmt::format("affmap-{}", setId); }
+
+nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32_t timeoutSeconds) {
+  nftnl_set* set = nftnl_set_alloc();
+  nftnl_set_set_str(set, NFTNL_SET_NAME, name.c_str());
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, ctx.family == IpFamily::V4 ? 7 : 8);
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_LEN, ctx.addrLen());
+  nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
+  nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT, static_cast<uint64_t>(timeoutSeconds) * 1000);
+  nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, 1u << 16);
+  return set;
+}
+
+nftnl_set* affinityMap(const std::string& name) {
+  nftnl_set* set = nftnl_set_alloc();
+  nftnl_set_set_str(set, NFTNL_SET_NAME, name.c_str());
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, 19 /* mark */);
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_LEN, 4);
+  nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_MAP);
+  nftnl_set_set_u32(set, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
+  return set;
+}
+
+void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& name,
+                              const EndpointKey& ep, uint32_t timeoutSeconds) {
+  const uint32_t aw = ctx.addrWords();
+  RuleBuilder b;
+  b.loadAddr(true, ctx.family, NFT_REG_1);
+  b.dynset(NFT_DYNSET_OP_UPDATE, name, NFT_REG_1, 0, static_cast<uint64_t>(timeoutSeconds) * 1000);
+  Bytes port = Bytes().port(ep.port);
+  b.immediate(reg32(0), ep.ip.bytes.data(), ctx.addrLen()).immediate(reg32(aw), port.b, 2);
+  b.nat(NFT_NAT_DNAT, ctx.nfproto, reg32(0), reg32(aw), 0);
+  tx.addRule(kTable, name, b.release(), "remember the client and DNAT to " + ep.ip.str());
+}
+
 void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
-                  const ServicePortInfo& info, const PortChains& chains, const ChainInputs& in) {
+                  const ServicePortInfo& info, const PortChains& chains, const ChainInputs& in,
+                  const AffinityNames* affinity) {
   const uint32_t clusterSet = endpointSetId(id, epset::kCluster);
   const uint32_t localSet = endpointSetId(id, epset::kLocal);
   const uint32_t internalSet = info.internalPolicyLocal ? localSet : clusterSet;
@@ -119,14 +153,16 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
       tx.addRule(kTable, chains.svc, b.release(), svc + ": masquerade non-pod traffic");
     }
   }
-  addDnat(tx, ctx, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str());
+  addDnat(tx, ctx, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str(), affinity,
+          info.internalPolicyLocal ? 1 : 0);
 
   if (!chains.ext.empty()) {
     if (!info.externalPolicyLocal) {
       RuleBuilder b;
       b.verdict(NFT_JUMP, "mark-for-masquerade");
       tx.addRule(kTable, chains.ext, b.release(), svc + ": masquerade external traffic");
-      addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str());
+      addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str(), affinity,
+              0);
     } else {
       // Pods and the node itself reach the whole cluster-wide set (kube-proxy's
       // short-circuit); only traffic from outside is limited to local endpoints.
@@ -134,16 +170,16 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
       if (matchLocalTraffic(probe, ctx, in, false)) {
         addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount,
                 [&](RuleBuilder& b) { matchLocalTraffic(b, ctx, in, false); },
-                (svc + " (pod short-circuit)").c_str());
+                (svc + " (pod short-circuit)").c_str(), affinity, 0);
       }
       RuleBuilder m;
       m.fibAddrTypeLocal(true).verdict(NFT_JUMP, "mark-for-masquerade");
       tx.addRule(kTable, chains.ext, m.release(), svc + ": masquerade traffic from this node");
       addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount,
               [](RuleBuilder& b) { b.fibAddrTypeLocal(true); },
-              (svc + " (node short-circuit)").c_str());
+              (svc + " (node short-circuit)").c_str(), affinity, 0);
       addDnat(tx, ctx, chains.ext, info, localSet, in.localCount, nullptr,
-              (svc + " (local endpoints)").c_str());
+              (svc + " (local endpoints)").c_str(), affinity, 1);
     }
   }
 

@@ -31,10 +31,23 @@ struct ChainInputs {
   friend bool operator==(const ChainInputs&, const ChainInputs&) = default;
 };
 
+// ClientIP affinity, kube-proxy's way, so that `nft list ruleset` can print every rule: each
+// endpoint of an affinity port has a chain that records the client in a per-endpoint timeout
+// set and DNATs to it, and a map from slot to that chain replaces the endpoints map.
+struct AffinityNames {
+  std::vector<std::string> bySlot[2];  // chain (= set) name of the endpoint in each slot
+};
+std::string affinityName(uint32_t setId, uint32_t serial);
+std::string affinityMapName(uint32_t setId);
+void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& name,
+                              const proxier::EndpointKey& ep, uint32_t timeoutSeconds);
+nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32_t timeoutSeconds);
+nftnl_set* affinityMap(const std::string& name);
+
 // Adds the rules of the port's chains (which must exist and be empty) to the transaction.
 void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
                   const proxier::ServicePortInfo& info, const PortChains& chains,
-                  const ChainInputs& in);
+                  const ChainInputs& in, const AffinityNames* affinity);
 
 // The port's elements in the frontend maps (everything except endpoints).
 std::vector<Elem> frontendElems(const proxier::ServicePortInfo& info, const PortChains& chains,

@@ -144,6 +144,8 @@ void Transaction::addRule(const std::string& table, const std::string& chain, nf
 void Transaction::addSet(const std::string& table, nftnl_set* s, std::string what) {
   nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
   nftnl_set_set_u32(s, NFTNL_SET_FAMILY, family_);
+  // The kernel requires a transaction-unique id for every new set.
+  nftnl_set_set_u32(s, NFTNL_SET_ID, ++setIds_);
   auto* nlh = header(NFT_MSG_NEWSET, NLM_F_CREATE, std::move(what));
   nftnl_set_nlmsg_build_payload(nlh, s);
   nftnl_set_free(s);
@@ -188,6 +190,17 @@ void Transaction::flushSet(const std::string& table, const std::string& set) {
   nftnl_set_set_u32(s, NFTNL_SET_FAMILY, family_);
   auto* nlh = header(NFT_MSG_DELSETELEM, 0, "flushing set " + set);
   nftnl_set_elems_nlmsg_build_payload(nlh, s);
+  nftnl_set_free(s);
+  next();
+}
+
+void Transaction::deleteSet(const std::string& table, const std::string& set) {
+  nftnl_set* s = nftnl_set_alloc();
+  nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
+  nftnl_set_set_u32(s, NFTNL_SET_FAMILY, family_);
+  auto* nlh = header(NFT_MSG_DELSET, 0, "deleting set " + set);
+  nftnl_set_nlmsg_build_payload(nlh, s);
   nftnl_set_free(s);
   next();
 }

@@ -73,6 +73,7 @@ class Transaction {
   void deleteElements(const std::string& table, const std::string& set,
                       std::vector<nftnl_set_elem*>& elems, std::string what);
   void flushSet(const std::string& table, const std::string& set);
+  void deleteSet(const std::string& table, const std::string& set);
 
   size_t messages() const { return descriptions_.size(); }
   bool empty() const { return descriptions_.empty(); }
@@ -88,6 +89,7 @@ class Transaction {
   uint16_t family_;
   nftnl_batch* batch_;
   uint32_t firstSeq_ = 0;
+  uint32_t setIds_ = 0;
   std::vector<std::string> descriptions_;  // by seq - firstSeq_ - 1
 };
 
