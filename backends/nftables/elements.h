@@ -60,6 +60,7 @@ struct Elem {
   uint8_t set;  // index into the layout's set names
   Bytes key;
   ElemValue value;
+  uint8_t shard = 0;  // for sharded sets
   friend bool operator==(const Elem&, const Elem&) = default;
 };
 

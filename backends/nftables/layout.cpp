@@ -3,6 +3,7 @@
 
 #include "backends/nftables/layout.h"
 
+#include <fmt/format.h>
 #include <libnftnl/set.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
@@ -33,9 +34,9 @@ struct SetSpec {
   uint32_t dataType = 0, dataLen = 0;  // maps only
 };
 
-void addSet(Transaction& tx, uint8_t id, const SetSpec& s) {
+void addSet(Transaction& tx, const std::string& name, const SetSpec& s) {
   nftnl_set* set = nftnl_set_alloc();
-  nftnl_set_set_str(set, NFTNL_SET_NAME, setName(id));
+  nftnl_set_set_str(set, NFTNL_SET_NAME, name.c_str());
   nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, s.keyType);
   nftnl_set_set_u32(set, NFTNL_SET_KEY_LEN, s.keyLen);
   nftnl_set_set_u32(set, NFTNL_SET_FLAGS, s.flags);
@@ -44,8 +45,10 @@ void addSet(Transaction& tx, uint8_t id, const SetSpec& s) {
                       s.dataType == kTypeVerdict ? NFT_DATA_VERDICT : s.dataType);
     nftnl_set_set_u32(set, NFTNL_SET_DATA_LEN, s.dataLen);
   }
-  tx.addSet(kTable, set, std::string("set ") + setName(id));
+  tx.addSet(kTable, set, "set " + name);
 }
+
+void addSet(Transaction& tx, uint8_t id, const SetSpec& s) { addSet(tx, setName(id), s); }
 
 }  // namespace
 
@@ -55,6 +58,11 @@ const char* setName(uint8_t id) {
       "no-endpoint-services", "no-endpoint-nodeports", "firewall-ips", "endpoints",
       "hairpin"};
   return id < kSetCount ? names[id] : "?";
+}
+
+std::string elemSetName(uint8_t set, uint8_t shard) {
+  if (set == kEndpoints) return fmt::format("endpoints-{:02x}", shard);
+  return setName(set);
 }
 
 void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node) {
@@ -71,7 +79,10 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
   addSet(tx, kNoEndpointNodePorts,
          {concat({kTypeProto, kTypeService}), 8, NFT_SET_MAP, kTypeVerdict, 0});
   addSet(tx, kFirewallIps, {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
-  addSet(tx, kEndpoints, {concat({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, epData, al + 4});
+  for (uint32_t shard = 0; shard < kEndpointShards; ++shard) {
+    addSet(tx, elemSetName(kEndpoints, static_cast<uint8_t>(shard)),
+           {concat({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, epData, al + 4});
+  }
   addSet(tx, kHairpin, {concat({ipType, ipType}), 2 * al});
 
   const Hook natPre{"nat", NF_INET_PRE_ROUTING, -100}, natOut{"nat", NF_INET_LOCAL_OUT, -100},

@@ -24,12 +24,21 @@ enum SetId : uint8_t {
   kNoEndpointServices,   // daddr . proto . dport : verdict (reject or drop)
   kNoEndpointNodePorts,  // proto . dport : verdict (reject or drop)
   kFirewallIps,          // daddr . proto . dport : verdict (goto fw- chain)
-  kEndpoints,            // endpoint set id . slot : addr . port
+  kEndpoints,            // endpoint set id . slot : addr . port, sharded (see below)
   kHairpin,              // addr . addr for local endpoints: a pod reaching itself
   kSetCount
 };
 
 const char* setName(uint8_t id);
+
+// The kernel validates a map's every element each time a rule binds it, and every binding each
+// time an element is added, so one endpoints map shared by 10,000 service rules costs
+// bindings x elements. Sharding by endpoint set keeps both factors small.
+inline constexpr uint32_t kEndpointShards = 256;
+inline uint8_t endpointShard(uint32_t endpointSetId) {
+  return static_cast<uint8_t>(endpointSetId % kEndpointShards);
+}
+std::string elemSetName(uint8_t set, uint8_t shard);
 
 struct FamilyContext {
   proxier::IpFamily family;

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <tuple>
 #include <boost/unordered/unordered_flat_set.hpp>
 
 namespace sliceproxy::backends::nft {
@@ -120,17 +121,19 @@ void diffElems(const std::vector<Elem>& before, const std::vector<Elem>& after,
 }
 
 void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* what) {
-  std::sort(elems.begin(), elems.end(), [](const Elem& a, const Elem& b) { return a.set < b.set; });
+  std::stable_sort(elems.begin(), elems.end(), [](const Elem& a, const Elem& b) {
+    return std::tie(a.set, a.shard) < std::tie(b.set, b.shard);
+  });
   std::vector<nftnl_set_elem*> batch;
   for (size_t i = 0; i < elems.size();) {
-    uint8_t set = elems[i].set;
-    for (; i < elems.size() && elems[i].set == set; ++i) {
+    const uint8_t set = elems[i].set, shard = elems[i].shard;
+    for (; i < elems.size() && elems[i].set == set && elems[i].shard == shard; ++i) {
       batch.push_back(makeElem(elems[i].key, add ? &elems[i].value : nullptr));
     }
     if (add) {
-      tx.addElements(kTable, setName(set), batch, what);
+      tx.addElements(kTable, elemSetName(set, shard), batch, what);
     } else {
-      tx.deleteElements(kTable, setName(set), batch, what);
+      tx.deleteElements(kTable, elemSetName(set, shard), batch, what);
     }
   }
 }
@@ -186,13 +189,14 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
         if (before && now && before->key == p->slots[s].at(slot).key) continue;
         Bytes key = Bytes().u32(setId).u32(slot);
         if (before) {
-          ch.del.push_back({kEndpoints, key, {}});
+          ch.del.push_back({kEndpoints, key, {}, endpointShard(setId)});
           gone.emplace_back(before->key, before->local);
         }
         if (now) {
           const auto& cur = p->slots[s].at(slot);
           ch.add.push_back(
-              {kEndpoints, key, {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)}});
+              {kEndpoints, key, {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)},
+               endpointShard(setId)});
           came.emplace_back(cur.key, cur.local);
         }
       }

@@ -86,7 +86,7 @@ void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& chain
   RuleBuilder b;
   if (prefix) prefix(b);
   b.constant(reg32(0), setId).numgen(reg32(1), count);
-  b.mapLookup(reg32(0), setName(kEndpoints), reg32(0));
+  b.mapLookup(reg32(0), elemSetName(kEndpoints, endpointShard(setId)), reg32(0));
   b.nat(NFT_NAT_DNAT, ctx.nfproto, reg32(0), reg32(aw), 0);
   tx.addRule(kTable, chain, b.release(), fmt::format("{}: {} endpoints", what, count));
 }
@@ -144,12 +144,12 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
   // Traffic to the clusterIP from outside the pod network is masqueraded.
   if (ctx.net->masqueradeAll) {
     RuleBuilder b;
-    b.verdict(NFT_JUMP, "mark-for-masquerade");
+    b.markSet(ctx.net->masqueradeMark);
     tx.addRule(kTable, chains.svc, b.release(), svc + ": --masquerade-all");
   } else {
     RuleBuilder b;
     if (matchLocalTraffic(b, ctx, in, true)) {
-      b.verdict(NFT_JUMP, "mark-for-masquerade");
+      b.markSet(ctx.net->masqueradeMark);
       tx.addRule(kTable, chains.svc, b.release(), svc + ": masquerade non-pod traffic");
     }
   }
@@ -159,7 +159,7 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
   if (!chains.ext.empty()) {
     if (!info.externalPolicyLocal) {
       RuleBuilder b;
-      b.verdict(NFT_JUMP, "mark-for-masquerade");
+      b.markSet(ctx.net->masqueradeMark);
       tx.addRule(kTable, chains.ext, b.release(), svc + ": masquerade external traffic");
       addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str(), affinity,
               0);
@@ -173,7 +173,7 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
                 (svc + " (pod short-circuit)").c_str(), affinity, 0);
       }
       RuleBuilder m;
-      m.fibAddrTypeLocal(true).verdict(NFT_JUMP, "mark-for-masquerade");
+      m.fibAddrTypeLocal(true).markSet(ctx.net->masqueradeMark);
       tx.addRule(kTable, chains.ext, m.release(), svc + ": masquerade traffic from this node");
       addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount,
               [](RuleBuilder& b) { b.fibAddrTypeLocal(true); },
