@@ -10,7 +10,7 @@
 namespace sliceproxy::proxier {
 
 struct Config {
-  std::string backend = "dry-run";
+  std::string backend = "nftables";
   std::string sourceDir;         // --source-dir: a manifest directory instead of the API
   std::string kubeconfig;        // --kubeconfig
   std::string master;            // --master

@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("sliceproxy ") + SLICEPROXY_VERSION);
   proxier::Config cfg;
   std::string minSync = "1s", sync = "30s";
-  app.add_option("--backend", cfg.backend, "Data plane to program: dry-run")->capture_default_str();
+  app.add_option("--backend", cfg.backend, "Data plane to program: nftables, or dry-run (prints what it would program)")->capture_default_str();
   app.add_option("--source-dir", cfg.sourceDir,
                  "Read Services, EndpointSlices and Nodes from YAML/JSON manifests in DIR, watched "
                  "with inotify");

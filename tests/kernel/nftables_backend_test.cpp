@@ -1,0 +1,179 @@
+// The nftables backend against the real kernel, in a network namespace this test process
+// creates for itself (main() unshares it before any test runs).
+
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "../unit/builders.h"
+#include "backends/nftables/nftables_backend.h"
+#include "proxier/change_tracker.h"
+#include "proxier/node_state.h"
+
+namespace sliceproxy::testing {
+namespace {
+
+std::string run(const std::string& cmd) {
+  std::array<char, 4096> buf;
+  std::string out;
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen((cmd + " 2>&1").c_str(), "r"), pclose);
+  if (!p) return "popen failed";
+  while (fgets(buf.data(), buf.size(), p.get())) out += buf.data();
+  return out;
+}
+
+NetworkConfig net() {
+  NetworkConfig n;
+  n.detectLocal = LocalDetectMode::ClusterCIDR;
+  n.clusterCIDRs = {*Cidr::parse("10.244.0.0/16"), *Cidr::parse("fd00:244::/48")};
+  return n;
+}
+
+class NftablesBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(backend.cleanup().ok); }
+  void TearDown() override { backend.cleanup(); }
+  Diff sync() { return state.apply(tracker.take()); }
+
+  ChangeTracker tracker{"node-a", {}};
+  NodeState state{"node-a"};
+  backends::nft::NftablesBackend backend{net()};
+};
+
+TEST_F(NftablesBackendTest, FullSyncProgramsEveryFamilyAndNftCanListIt) {
+  SvcSpec s;
+  s.clusterIPs = {"10.96.0.1", "fd00:96::1"};
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, 30080, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(slice("v4", "svc", {{"10.244.1.1", "node-a"}, {"10.244.2.1"}}));
+  tracker.upsertSlice(slice("v6", "svc", {{"fd00:244:1::1", "node-a"}}));
+  state.apply(tracker.take(), false);
+  auto res = backend.fullSync(state.state());
+  ASSERT_TRUE(res.ok) << res.error;
+  std::string v4 = run("nft list table ip sliceproxy");
+  EXPECT_NE(v4.find("svc-0-default/svc/http/TCP"), std::string::npos) << v4;
+  EXPECT_NE(v4.find("10.244.2.1 . 8080"), std::string::npos) << v4;
+  EXPECT_NE(v4.find("10.244.1.1 . 10.244.1.1"), std::string::npos) << "local endpoint hairpin";
+  std::string v6 = run("nft list table ip6 sliceproxy");
+  EXPECT_NE(v6.find("fd00:244:1::1 . 8080"), std::string::npos) << v6;
+  EXPECT_EQ(run("nft list ruleset").find("Assertion"), std::string::npos);
+}
+
+TEST_F(NftablesBackendTest, IncrementalChangeTouchesOnlyWhatChanged) {
+  tracker.upsertService(service({}));
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}, {"10.244.2.2"}}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2"}, {"10.244.2.3"}}));
+  auto res = backend.apply(sync());
+  ASSERT_TRUE(res.ok) << res.error;
+  std::string t = run("nft list table ip sliceproxy");
+  EXPECT_EQ(t.find("10.244.2.1 . 8080"), std::string::npos) << t;
+  EXPECT_NE(t.find("10.244.2.3 . 8080"), std::string::npos) << t;
+  EXPECT_NE(t.find("numgen random mod 2"), std::string::npos) << t;
+  // A small change is a small transaction.
+  EXPECT_LT(backend.lastStats().lastBytes, 1000u);
+}
+
+TEST_F(NftablesBackendTest, ServiceWithoutEndpointsIsRejectedNotRouted) {
+  tracker.upsertService(service({}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  std::string t = run("nft list map ip sliceproxy no-endpoint-services");
+  EXPECT_NE(t.find("10.96.0.1 . tcp . 80 : goto reject-chain"), std::string::npos) << t;
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}}));
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  t = run("nft list map ip sliceproxy no-endpoint-services");
+  EXPECT_EQ(t.find("10.96.0.1"), std::string::npos) << t;
+  t = run("nft list map ip sliceproxy service-ips");
+  EXPECT_NE(t.find("10.96.0.1 . tcp . 80 : goto svc-"), std::string::npos) << t;
+}
+
+TEST_F(NftablesBackendTest, DeletedServiceLeavesNoChainBehind) {
+  tracker.upsertService(service({}));
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  tracker.deleteService({"default", "svc"});
+  auto res = backend.apply(sync());
+  ASSERT_TRUE(res.ok) << res.error;
+  std::string t = run("nft list table ip sliceproxy");
+  EXPECT_EQ(t.find("svc-0"), std::string::npos) << t;
+  EXPECT_EQ(t.find("10.244.2.1"), std::string::npos) << t;
+}
+
+TEST_F(NftablesBackendTest, KernelErrorNamesWhatWasProgrammedAndFullSyncRecovers) {
+  tracker.upsertService(service({}));
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  // Someone removes our table behind our back: the next incremental change must fail loudly.
+  run("nft delete table ip sliceproxy");
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2"}}));
+  auto res = backend.apply(sync());
+  ASSERT_FALSE(res.ok);
+  EXPECT_NE(res.error.find("programming"), std::string::npos) << res.error;
+  EXPECT_NE(res.error.find("IPv4 table"), std::string::npos) << res.error;
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  EXPECT_NE(run("nft list table ip sliceproxy").find("10.244.2.2 . 8080"), std::string::npos);
+}
+
+TEST_F(NftablesBackendTest, RestartReplacesThePreviousTableInOneStep) {
+  tracker.upsertService(service({}));
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  // A second process (a restart) with different state replaces the table wholesale.
+  backends::nft::NftablesBackend second(net());
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.9"}}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(second.fullSync(state.state()).ok);
+  std::string t = run("nft list table ip sliceproxy");
+  EXPECT_EQ(t.find("10.244.2.1 "), std::string::npos) << t;
+  EXPECT_NE(t.find("10.244.2.9 . 8080"), std::string::npos) << t;
+}
+
+TEST_F(NftablesBackendTest, CleanupRemovesEverything) {
+  tracker.upsertService(service({}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  ASSERT_TRUE(backend.cleanup().ok);
+  EXPECT_EQ(run("nft list tables").find("sliceproxy"), std::string::npos);
+}
+
+TEST_F(NftablesBackendTest, AffinityPortsListPerEndpointChains) {
+  auto s = std::make_shared<Service>(*service({}));
+  s->sessionAffinity = SessionAffinity::ClientIP;
+  s->affinityTimeoutSeconds = 30;
+  tracker.upsertService(s);
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}, {"10.244.2.2"}}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  std::string t = run("nft list table ip sliceproxy");
+  EXPECT_NE(t.find("update @aff-0-0 { ip saddr timeout 30s }"), std::string::npos) << t;
+  // Removing one endpoint keeps the other's client set (its stickiness).
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2"}}));
+  auto res = backend.apply(sync());
+  ASSERT_TRUE(res.ok) << res.error;
+  t = run("nft list table ip sliceproxy");
+  EXPECT_EQ(t.find("dnat to 10.244.2.1:8080"), std::string::npos) << t;
+  EXPECT_NE(t.find("dnat to 10.244.2.2:8080"), std::string::npos) << t;
+}
+
+}  // namespace
+}  // namespace sliceproxy::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  // Fails loudly rather than skipping: this suite exists to run against the real kernel.
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("kernel tests need root to create a network namespace: unshare(CLONE_NEWNET)");
+    return 1;
+  }
+  return RUN_ALL_TESTS();
+}
