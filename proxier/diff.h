@@ -27,6 +27,8 @@ struct ServicePortUpsert {
   bool modesChanged = false;              // the selection mode of a whole set flipped
   ServicePortInfoPtr previousInfo;        // what was programmed before; null if created
   std::vector<EndpointChange> endpoints;  // sorted by key
+  // Set sizes before this sync (0 if created), e.g. to find ports that went from 0 to N.
+  uint32_t previousClusterCount = 0, previousLocalCount = 0;
 };
 
 struct ServicePortDelete {

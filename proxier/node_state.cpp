@@ -131,6 +131,7 @@ void NodeState::finalize(Work& w, Diff* diff) {
   ServicePortView& v = *w.view;
   const ServicePortInfoPtr oldInfo = v.info_;
   const bool wasActive = oldInfo != nullptr;
+  const uint32_t oldCluster = v.clusterCount_, oldLocal = v.localCount_;
   bool infoChanged = false;
   if (w.infoUpdate) {
     infoChanged = !(oldInfo && w.newInfo && *oldInfo == *w.newInfo) && (oldInfo || w.newInfo);
@@ -197,6 +198,8 @@ void NodeState::finalize(Work& w, Diff* diff) {
     u.modesChanged = modesChanged;
     u.previousInfo = wasActive ? oldInfo : nullptr;
     u.endpoints = std::move(changes);
+    u.previousClusterCount = wasActive ? oldCluster : 0;
+    u.previousLocalCount = wasActive ? oldLocal : 0;
     diff->upserts.push_back(std::move(u));
   } else if (wasActive && !isActive) {
     diff->deletes.push_back(ServicePortDelete{v.key_, oldInfo, std::move(changes)});

@@ -56,6 +56,7 @@ bool Proxier::syncOnce() {
                   full ? "full" : "partial", backend_.name(), res.error);
     return false;
   }
+  for (auto* o : observers_) o->afterSync(diff, full);
   if (full) {
     ++stats_.fullSyncs;
     needFull_ = false;

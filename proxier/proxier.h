@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <vector>
 
 #include "proxier/backend.h"
 #include "proxier/change_tracker.h"
@@ -17,6 +18,15 @@ struct SyncStats {
   size_t lastUpserts = 0, lastDeletes = 0, lastEndpointChanges = 0;
 };
 
+// Told about every successful sync, on the sync thread, while the Diff's views are valid.
+// Conntrack cleanup hangs here: it must act only on what was really programmed.
+class SyncObserver {
+ public:
+  virtual ~SyncObserver() = default;
+  // `full` syncs carry no per-endpoint changes.
+  virtual void afterSync(const Diff& diff, bool full) = 0;
+};
+
 class Proxier {
  public:
   Proxier(ChangeTracker& tracker, Backend& backend, std::string nodeName,
@@ -25,6 +35,7 @@ class Proxier {
   // Returns false when the backend failed; the next sync is then a full one.
   bool syncOnce();
   void forceFullSync();
+  void addObserver(SyncObserver* o) { observers_.push_back(o); }
 
   // Readers outside the sync thread (debug endpoints, tests) hold this lock.
   std::mutex& stateMutex() { return mu_; }
@@ -40,6 +51,7 @@ class Proxier {
   bool needFull_ = true;
   std::chrono::steady_clock::time_point lastFull_;
   SyncStats stats_;
+  std::vector<SyncObserver*> observers_;
 };
 
 }  // namespace sliceproxy::proxier
