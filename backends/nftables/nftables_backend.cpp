@@ -160,17 +160,6 @@ Capabilities NftablesBackend::capabilities() const {
                        Feature::Hairpin}};
 }
 
-namespace {
-
-struct PortOps {
-  static void chainsOf(const PortChains& c, std::vector<std::string>& out) {
-    out.push_back(c.svc);
-    if (!c.ext.empty()) out.push_back(c.ext);
-    if (!c.fw.empty()) out.push_back(c.fw);
-  }
-};
-
-}  // namespace
 
 BackendResult NftablesBackend::commit(Family& f, Changes& ch,
                                       const std::function<void(Transaction&)>& prelude) {
@@ -277,7 +266,7 @@ NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortV
   p.id = f.nextId++;
   p.info = v.info();
   p.chains = chainNames(p.id, *p.info);
-  PortOps::chainsOf(p.chains, ch.newChains);
+  p.chains.appendTo(ch.newChains);
   v.forEachEndpoint([&](const MergedEndpoint& e) {
     if (e.sets & epset::kCluster) p.slots[0].add(e.key, e.isLocal());
     if (e.sets & epset::kLocal) p.slots[1].add(e.key, e.isLocal());
@@ -361,7 +350,7 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
         while (p.slots[s].size() > 0) p.slots[s].remove(p.slots[s].at(p.slots[s].size() - 1).key);
       }
       std::vector<std::string> chains;
-      PortOps::chainsOf(p.chains, chains);
+      p.chains.appendTo(chains);
       for (auto& c : chains) {
         ch.flushChains.push_back(c);
         ch.deadChains.push_back(c);
@@ -409,7 +398,7 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       if (affinityChanged) syncAffinity(f, p, ch, false);
       if (!(in == p.inputs) || affinityChanged) {
         p.inputs = in;
-        PortOps::chainsOf(p.chains, ch.flushChains);
+        p.chains.appendTo(ch.flushChains);
         ch.rewrite.push_back(&p);
       }
       auto front = frontendElems(*p.info, p.chains, p.inputs, v.internalSet(), v.externalSet());

@@ -15,6 +15,11 @@ namespace sliceproxy::backends::nft {
 
 struct PortChains {
   std::string svc, ext, fw;  // chain names; ext/fw empty when the port has none
+  void appendTo(std::vector<std::string>& out) const {
+    out.push_back(svc);
+    if (!ext.empty()) out.push_back(ext);
+    if (!fw.empty()) out.push_back(fw);
+  }
 };
 
 PortChains chainNames(uint32_t id, const proxier::ServicePortInfo& info);
