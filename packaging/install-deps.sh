@@ -10,7 +10,9 @@ packages=(
   libbpf-dev libelf-dev zlib1g-dev libnftnl-dev libmnl-dev libnetfilter-conntrack-dev
   libboost1.81-dev libboost-json1.81-dev libssl-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev python3
+  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-yaml
+  # the test Kubernetes API server (certificates) and a real client it is checked with
+  openssl python3-kubernetes
   # kernel tools used by tests, the demo and the benchmark harness
   bpftool nftables conntrack iproute2 iptables procps
 )
@@ -18,6 +20,12 @@ packages=(
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: run as root (it calls apt-get)" >&2
   exit 1
+fi
+
+# kubectl for the test API server's checks: Debian's kubernetes-client, unless a kubectl is
+# already installed (another package's /usr/bin/kubectl would conflict with it).
+if ! command -v kubectl >/dev/null 2>&1; then
+  packages+=(kubernetes-client)
 fi
 
 missing=()

@@ -4,6 +4,8 @@
 #include "backends/nftables/layout.h"
 
 #include <fmt/format.h>
+
+#include <functional>
 #include <libnftnl/set.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
@@ -169,26 +171,38 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
     b.meta(NFT_META_L4PROTO, reg32(0));
     b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(1));
   };
-  // NodePorts answer on every local address (or the --nodeport-addresses ones), but not on
-  // loopback, as kube-proxy's nftables mode.
-  auto matchNodePortAddress = [&](RuleBuilder& b) {
-    if (ctx.net->nodePortAddresses.empty() && !ctx.net->nodePortPrimaryOnly) {
+  // NodePorts answer on every local address but loopback (as kube-proxy's nftables mode), or on
+  // the local addresses inside the --nodeport-addresses CIDRs (one rule per CIDR, so addresses
+  // added to interfaces later are covered), or on the Node's InternalIPs for "primary".
+  std::vector<std::function<void(RuleBuilder&)>> nodePortMatches;
+  if (ctx.net->nodePortPrimaryOnly) {
+    nodePortMatches.push_back([&](RuleBuilder& b) {
+      b.loadAddr(false, ctx.family, NFT_REG_1).lookup(NFT_REG_1, setName(kNodePortIps));
+    });
+  }
+  for (const auto& c : ctx.net->nodePortAddresses) {
+    if (c.addr.family != ctx.family) continue;
+    nodePortMatches.push_back([&ctx, c](RuleBuilder& b) {
+      b.fibAddrTypeLocal(false);
+      b.matchAddr(false, c);
+    });
+  }
+  if (!ctx.net->nodePortPrimaryOnly && ctx.net->nodePortAddresses.empty()) {
+    nodePortMatches.push_back([&](RuleBuilder& b) {
       b.fibAddrTypeLocal(false);
       proxier::Cidr loop = v4 ? *proxier::Cidr::parse("127.0.0.0/8") : *proxier::Cidr::parse("::1/128");
       b.matchAddr(false, loop, true);
-    } else {
-      b.loadAddr(false, ctx.family, NFT_REG_1).lookup(NFT_REG_1, setName(kNodePortIps));
-    }
-  };
+    });
+  }
   {
     RuleBuilder b;
     loadFrontend(b);
     b.mapLookup(reg32(0), setName(kServiceIps), NFT_REG_VERDICT);
     rule("services", b, "service frontends");
   }
-  {
+  for (const auto& match : nodePortMatches) {
     RuleBuilder b;
-    matchNodePortAddress(b);
+    match(b);
     loadNodePort(b);
     b.mapLookup(reg32(0), setName(kServiceNodePorts), NFT_REG_VERDICT);
     rule("services", b, "NodePorts");
@@ -224,9 +238,9 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
     b.mapLookup(reg32(0), setName(kNoEndpointServices), NFT_REG_VERDICT);
     rule("endpoints-check", b, "services without usable endpoints");
   }
-  {
+  for (const auto& match : nodePortMatches) {
     RuleBuilder b;
-    matchNodePortAddress(b);
+    match(b);
     loadNodePort(b);
     b.mapLookup(reg32(0), setName(kNoEndpointNodePorts), NFT_REG_VERDICT);
     rule("endpoints-check", b, "NodePorts without usable endpoints");
@@ -244,14 +258,13 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
     rule("reject-chain", b, "reject");
   }
 
-  if (ctx.net->nodePortPrimaryOnly || !ctx.net->nodePortAddresses.empty()) {
+  if (ctx.net->nodePortPrimaryOnly) {
     std::vector<nftnl_set_elem*> elems;
     if (node && node->node) {
       for (const auto& a : node->node->addresses) {
-        if (!a.ip || a.ip->family != ctx.family) continue;
-        bool wanted = ctx.net->nodePortPrimaryOnly && a.type == "InternalIP";
-        for (const auto& c : ctx.net->nodePortAddresses) wanted = wanted || c.contains(*a.ip);
-        if (wanted) elems.push_back(makeElem(Bytes().addr(*a.ip), nullptr));
+        if (a.ip && a.ip->family == ctx.family && a.type == "InternalIP") {
+          elems.push_back(makeElem(Bytes().addr(*a.ip), nullptr));
+        }
       }
     }
     if (!elems.empty()) tx.addElements(kTable, setName(kNodePortIps), elems, "NodePort addresses");
