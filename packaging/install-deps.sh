@@ -9,8 +9,9 @@ packages=(
   # libraries
   libbpf-dev libelf-dev zlib1g-dev libnftnl-dev libmnl-dev libnetfilter-conntrack-dev
   libboost1.81-dev libboost-json1.81-dev libssl-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
+  prometheus-cpp-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-yaml
+  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-yaml python3-prometheus-client
   # the test Kubernetes API server (certificates) and a real client it is checked with
   openssl python3-kubernetes
   # kernel tools used by tests, the demo and the benchmark harness

@@ -53,6 +53,9 @@ class Backend {
   virtual BackendResult fullSync(const State& state) = 0;
   // Removes everything this backend owns.
   virtual BackendResult cleanup() = 0;
+  // Names of the kernel objects that carry this service port (chains, maps, map keys), for
+  // `sliceproxy explain`; empty when the backend cannot say. Called under the proxier's lock.
+  virtual std::vector<std::string> kernelObjects(const ServicePortKey&) const { return {}; }
 };
 
 }  // namespace sliceproxy::proxier

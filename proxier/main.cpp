@@ -5,12 +5,17 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <iostream>
 
 #include "backends/backend_factory.h"
 #include "proxier/change_tracker.h"
 #include "proxier/config.h"
 #include "proxier/duration.h"
+#include "proxier/explain.h"
+#include "proxier/failing_backend.h"
+#include "proxier/kube_proxy_config.h"
+#include "proxier/ops.h"
 #include "proxier/proxier.h"
 #include "proxier/sync_runner.h"
 #include "proxier/view_json.h"
@@ -59,6 +64,43 @@ int printCapabilities(const proxier::Config& cfg) {
   return 0;
 }
 
+int runExplain(int port, const std::string& target, const std::string& from, bool asJson) {
+  std::string error, body;
+  if (!proxier::parseExplainTarget(target, from, error)) {
+    spdlog::error("explain: {}", error);
+    return kExitUsage;
+  }
+  auto enc = [](const std::string& v) {
+    std::string out;
+    for (unsigned char c : v) {
+      if (std::isalnum(c) || c == '.' || c == '-' || c == '_') {
+        out += static_cast<char>(c);
+      } else {
+        out += fmt::format("%{:02X}", c);
+      }
+    }
+    return out;
+  };
+  unsigned status = proxier::httpGetLoopback(
+      static_cast<uint16_t>(port), "/debug/explain?target=" + enc(target) + "&from=" + enc(from),
+      body, error);
+  if (status == 0) {
+    spdlog::error("explain: cannot reach the daemon on 127.0.0.1:{} (--debug-port): {}", port,
+                  error);
+    return 1;
+  }
+  if (status != 200) {
+    spdlog::error("explain: daemon answered {}: {}", status, body);
+    return 1;
+  }
+  if (asJson) {
+    std::cout << body;
+  } else {
+    std::cout << proxier::explainText(boost::json::parse(body).as_object());
+  }
+  return 0;
+}
+
 int runDaemon(const proxier::Config& cfg) {
   std::string error;
   auto backend = backends::makeBackend(cfg.backend, cfg.network, error);
@@ -79,13 +121,25 @@ int runDaemon(const proxier::Config& cfg) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   proxier::ChangeTracker tracker(nodeName, proxier::FilterConfig{cfg.serviceProxyName});
-  proxier::Proxier proxy(tracker, *backend, nodeName);
+  std::unique_ptr<proxier::Backend> failing;
+  if (cfg.testingFailFirstSyncs > 0) {
+    failing = std::make_unique<proxier::FailingBackend>(*backend, cfg.testingFailFirstSyncs);
+  }
+  proxier::Proxier proxy(tracker, failing ? *failing : *backend, nodeName);
+  proxier::Ops ops(cfg, tracker, proxy, *backend);
+  if (auto err = ops.start(); !err.empty()) {
+    spdlog::error("{}", err);
+    return 1;
+  }
   proxier::SyncRunner runner(
       {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,
        std::chrono::hours(1),
        std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.syncPeriod)},
       [&] { return proxy.syncOnce(); });
-  tracker.setOnChange([&] { runner.run(); });
+  tracker.setOnChange([&] {
+    ops.queued();
+    runner.run();
+  });
   runner.start();
 
   slicewatch::SourceOptions sourceOpts{cfg.sourceDir, cfg.kubeconfig, cfg.master, nodeName,
@@ -110,6 +164,7 @@ int runDaemon(const proxier::Config& cfg) {
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   source->stop();
   runner.stop();
+  ops.stop();
   return 0;
 }
 
@@ -165,12 +220,50 @@ int main(int argc, char** argv) {
                  "CIDRs of local addresses that accept NodePorts, or \"primary\" for the Node's "
                  "InternalIPs (default: every local address)")
       ->delimiter(',');
+  app.add_option("--healthz-bind-address", cfg.healthzBindAddress,
+                 "host:port for /healthz and /livez (\"\" disables)")
+      ->capture_default_str();
+  app.add_option("--metrics-bind-address", cfg.metricsBindAddress,
+                 "host:port for /metrics (\"\" disables)")
+      ->capture_default_str();
+  app.add_option("--debug-port", cfg.debugPort,
+                 "Port on 127.0.0.1 for /debug/state and `sliceproxy explain` (0 disables)")
+      ->capture_default_str();
+  app.add_option("--testing-fail-first-syncs", cfg.testingFailFirstSyncs)->group("");
+  std::string configFile, writeConfigTo;
+  app.add_option("--config", configFile,
+                 "KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1); flags given "
+                 "on the command line override it");
+  app.add_option("--write-config-to", writeConfigTo,
+                 "Write the effective configuration to FILE as a KubeProxyConfiguration and exit");
   auto* cleanup = app.add_subcommand("cleanup", "Remove everything sliceproxy programmed and exit");
   auto* capabilities = app.add_subcommand(
       "capabilities", "Print, as JSON, the service features the chosen --backend supports");
+  auto* explainCmd = app.add_subcommand(
+      "explain", "Ask the running daemon (--debug-port) what a packet to ADDRESS:PORT would meet");
+  std::string explainTarget, explainFrom, explainOutput = "text";
+  explainCmd->add_option("target", explainTarget, "ADDRESS:PORT[/tcp|udp]")->required();
+  explainCmd->add_option("--from", explainFrom, "Source address of the packet");
+  explainCmd->add_option("-o,--output", explainOutput, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
   CLI11_PARSE(app, argc, argv);
+  if (*explainCmd) {
+    setupLogging(cfg.verbosity);
+    return runExplain(cfg.debugPort, explainTarget, explainFrom, explainOutput == "json");
+  }
 
   setupLogging(cfg.verbosity);
+  if (!configFile.empty()) {
+    auto res = proxier::applyConfigFile(configFile, cfg, minSync, sync, [&](const std::string& f) {
+      auto* opt = app.get_option_no_throw(f);
+      return opt && opt->count() > 0;
+    });
+    for (const auto& w : res.warnings) spdlog::warn("{}", w);
+    if (!res.error.empty()) {
+      spdlog::error("{}", res.error);
+      return kExitUsage;
+    }
+  }
   for (auto [text, target, flag] : {std::tuple{&minSync, &cfg.minSyncPeriod, "--min-sync-period"},
                                     std::tuple{&sync, &cfg.syncPeriod, "--sync-period"}}) {
     auto d = proxier::parseDuration(*text);
@@ -186,6 +279,20 @@ int main(int argc, char** argv) {
       !err.empty()) {
     spdlog::error("{}", err);
     return kExitUsage;
+  }
+  if (auto err = proxier::validateOpsConfig(cfg); !err.empty()) {
+    spdlog::error("{}", err);
+    return kExitUsage;
+  }
+  if (!writeConfigTo.empty()) {
+    std::ofstream out(writeConfigTo);
+    out << proxier::renderConfig(cfg);
+    if (!out.flush()) {
+      spdlog::error("--write-config-to: cannot write {}", writeConfigTo);
+      return 1;
+    }
+    spdlog::info("wrote the effective configuration to {}", writeConfigTo);
+    return 0;
   }
   if (*cleanup) return runCleanup(cfg);
   if (*capabilities) return printCapabilities(cfg);

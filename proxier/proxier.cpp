@@ -9,7 +9,8 @@ Proxier::Proxier(ChangeTracker& tracker, Backend& backend, std::string nodeName,
     : tracker_(tracker),
       backend_(backend),
       fullSyncPeriod_(fullSyncPeriod),
-      state_(std::move(nodeName)) {}
+      state_(std::move(nodeName)),
+      backendName_(backend.name()) {}
 
 void Proxier::forceFullSync() {
   std::lock_guard lock(mu_);
@@ -30,10 +31,27 @@ bool Proxier::syncOnce() {
   std::lock_guard lock(mu_);
   const auto start = std::chrono::steady_clock::now();
   PendingChanges changes = tracker_.take();
+  SyncReport report;
+  report.start = start;
+  report.wallStart = std::chrono::system_clock::now();
+  report.serviceEvents = changes.serviceEvents;
+  report.sliceEvents = changes.sliceEvents;
+  report.oldestEvent = changes.oldestEvent;
+  report.state = &state_;
+  auto tell = [&](bool ok, bool programmed, std::chrono::steady_clock::duration took,
+                  uint64_t ops) {
+    report.ok = ok;
+    report.programmed = programmed;
+    report.took = took;
+    report.operations = ops;
+    for (auto* l : listeners_) l->onSync(report);
+  };
   // This node's addresses and pod CIDRs shape every backend's skeleton; they change rarely, so
   // a change to them is simply a full sync.
   const bool full = needFull_ || start - lastFull_ >= fullSyncPeriod_ || changes.nodeChanged;
   Diff diff = state_.apply(std::move(changes), !full);
+  report.full = full;
+  report.diff = &diff;
 
   BackendResult res;
   if (full) {
@@ -41,6 +59,7 @@ bool Proxier::syncOnce() {
   } else if (!diff.empty()) {
     res = backend_.apply(diff);
   } else {
+    tell(true, false, std::chrono::steady_clock::now() - start, 0);
     return true;
   }
   const auto took = std::chrono::steady_clock::now() - start;
@@ -54,9 +73,11 @@ bool Proxier::syncOnce() {
     needFull_ = true;
     spdlog::error("{} sync with backend {} failed, next sync will be full: {}",
                   full ? "full" : "partial", backend_.name(), res.error);
+    tell(false, true, took, res.operations);
     return false;
   }
   for (auto* o : observers_) o->afterSync(diff, full);
+  tell(true, true, took, res.operations);
   if (full) {
     ++stats_.fullSyncs;
     needFull_ = false;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "proxier/backend.h"
@@ -27,6 +28,29 @@ class SyncObserver {
   virtual void afterSync(const Diff& diff, bool full) = 0;
 };
 
+// What one sync attempt did, for health and metrics. Not reported: syncs deferred because the
+// sources have not finished listing.
+struct SyncReport {
+  bool ok = true;
+  bool full = false;
+  bool programmed = false;  // false when nothing changed and the backend was not called
+  std::chrono::steady_clock::time_point start;
+  std::chrono::system_clock::time_point wallStart;
+  std::chrono::duration<double> took{0};
+  uint64_t operations = 0;
+  uint64_t serviceEvents = 0, sliceEvents = 0;  // events folded into this sync
+  std::optional<std::chrono::steady_clock::time_point> oldestEvent;
+  const Diff* diff = nullptr;        // empty for full syncs
+  const NodeState* state = nullptr;  // readable without stateMutex() during the call
+};
+
+// Told about every sync attempt (successful or not), on the sync thread, under stateMutex().
+class SyncListener {
+ public:
+  virtual ~SyncListener() = default;
+  virtual void onSync(const SyncReport& report) = 0;
+};
+
 class Proxier {
  public:
   Proxier(ChangeTracker& tracker, Backend& backend, std::string nodeName,
@@ -36,6 +60,8 @@ class Proxier {
   bool syncOnce();
   void forceFullSync();
   void addObserver(SyncObserver* o) { observers_.push_back(o); }
+  void addListener(SyncListener* l) { listeners_.push_back(l); }
+  const std::string& backendName() const { return backendName_; }
 
   // Readers outside the sync thread (debug endpoints, tests) hold this lock.
   std::mutex& stateMutex() { return mu_; }
@@ -52,6 +78,8 @@ class Proxier {
   std::chrono::steady_clock::time_point lastFull_;
   SyncStats stats_;
   std::vector<SyncObserver*> observers_;
+  std::vector<SyncListener*> listeners_;
+  const std::string backendName_;
 };
 
 }  // namespace sliceproxy::proxier

@@ -1,3 +1,7 @@
+#include <spdlog/spdlog.h>
+
+#include "slice-watch/api_source.h"
+#include "slice-watch/kubeconfig.h"
 #include "slice-watch/manifest_dir_source.h"
 #include "slice-watch/source.h"
 
@@ -18,13 +22,36 @@ class ManifestSourceAdapter : public Source {
   ManifestDirSource source_;
 };
 
+// client-go's rules: --kubeconfig (with --master overriding its server), else --master alone
+// (no credentials), else the in-cluster service account.
+ApiConfig apiConfig(const SourceOptions& opts) {
+  if (!opts.kubeconfig.empty()) return loadKubeconfig(opts.kubeconfig, opts.master);
+  if (!opts.master.empty()) {
+    std::string error;
+    auto url = parseServerUrl(opts.master, error);
+    if (!url) throw std::runtime_error("--master: " + error);
+    ApiConfig cfg;
+    cfg.server = *url;
+    cfg.origin = "--master " + opts.master;
+    return cfg;
+  }
+  return inClusterConfig();
+}
+
 }  // namespace
 
 std::unique_ptr<Source> makeSource(const SourceOptions& opts, proxier::EventSink& sink,
                                    std::string& error) {
   if (!opts.sourceDir.empty()) return std::make_unique<ManifestSourceAdapter>(opts.sourceDir, sink);
-  error = "no source: pass --source-dir DIR (the Kubernetes API source is not built yet)";
-  return nullptr;
+  try {
+    ApiSourceOptions apiOpts;
+    apiOpts.nodeName = opts.nodeName;
+    apiOpts.serviceProxyName = opts.serviceProxyName;
+    return std::make_unique<ApiSource>(apiConfig(opts), std::move(apiOpts), sink);
+  } catch (const std::exception& e) {
+    error = e.what();
+    return nullptr;
+  }
 }
 
 }  // namespace sliceproxy::slicewatch

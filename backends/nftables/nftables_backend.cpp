@@ -462,4 +462,26 @@ BackendResult NftablesBackend::cleanup() {
   return {true, "", ops};
 }
 
+// For `sliceproxy explain`: where this port lives in the kernel, as `nft list` names it.
+std::vector<std::string> NftablesBackend::kernelObjects(const ServicePortKey& key) const {
+  const Family& f = *families_[key.port.family == IpFamily::V4 ? 0 : 1];
+  auto it = f.ports.find(key);
+  if (it == f.ports.end()) return {};
+  const Port& p = it->second;
+  const std::string table = std::string(key.port.family == IpFamily::V4 ? "ip " : "ip6 ") + kTable;
+  std::vector<std::string> out;
+  std::vector<std::string> chains;
+  p.chains.appendTo(chains);
+  for (const auto& c : chains) out.push_back(fmt::format("chain {} {}", table, c));
+  out.push_back(fmt::format("map {} {}", table, setName(kServiceIps)));
+  if (p.info->nodePort) out.push_back(fmt::format("map {} {}", table, setName(kServiceNodePorts)));
+  out.push_back(fmt::format("map {} {} (set ids {} cluster, {} local)", table,
+                            setName(kEndpoints), endpointSetId(p.id, epset::kCluster),
+                            endpointSetId(p.id, epset::kLocal)));
+  for (int s = 0; s < 2; ++s) {
+    for (const auto& a : p.affinity.bySlot[s]) out.push_back(fmt::format("chain {} {}", table, a));
+  }
+  return out;
+}
+
 }  // namespace sliceproxy::backends::nft

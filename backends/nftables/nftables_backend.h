@@ -49,6 +49,7 @@ class NftablesBackend : public proxier::Backend {
   proxier::BackendResult apply(const proxier::Diff& diff) override;
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;
+  std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
 
   struct Stats {
     size_t lastMessages = 0, lastBytes = 0;

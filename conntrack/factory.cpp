@@ -1,0 +1,32 @@
+#include "conntrack/factory.h"
+
+#include <spdlog/spdlog.h>
+
+#include "conntrack/netfilter_cleaner.h"
+#include "proxier/duration.h"
+
+namespace sliceproxy::conntrack {
+
+std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backend, bool enabled,
+                                                       std::chrono::nanoseconds reconcilePeriod,
+                                                       proxier::Proxier& proxy) {
+  if (!enabled) {
+    spdlog::info("conntrack cleanup disabled: stale UDP flows stay until they time out");
+    return nullptr;
+  }
+  if (backend != "nftables" && backend != "ipvs") {
+    spdlog::info("conntrack cleanup: backend {} keeps no conntrack flows to clean", backend);
+    return nullptr;
+  }
+  auto cleaner = std::make_unique<NetfilterCleaner>();
+  spdlog::info("conntrack cleanup: UDP{} flows, reconcile {}",
+               cleaner->sctpTracked() ? " and SCTP" : "",
+               reconcilePeriod.count() > 0 ? "every " + proxier::formatDuration(reconcilePeriod)
+                                           : std::string("after start only"));
+  CleanupOptions opts;
+  opts.reconcilePeriod = reconcilePeriod;
+  return std::make_unique<StaleFlowCleanup>(std::move(cleaner), proxy.nodeState(),
+                                            &proxy.stateMutex(), opts);
+}
+
+}  // namespace sliceproxy::conntrack

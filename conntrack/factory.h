@@ -1,0 +1,19 @@
+#pragma once
+// Which stale-flow cleaner a data plane gets: the kernel's conntrack table for the netfilter
+// data planes (nftables, IPVS); none for dry-run, which programs nothing.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "conntrack/stale_flow_cleanup.h"
+
+namespace sliceproxy::conntrack {
+
+// Null when cleanup is disabled or the backend keeps no flows that need it. The result must be
+// registered with proxy.addObserver() and outlive the sync runner.
+std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backend, bool enabled,
+                                                       std::chrono::nanoseconds reconcilePeriod,
+                                                       proxier::Proxier& proxy);
+
+}  // namespace sliceproxy::conntrack

@@ -1,0 +1,68 @@
+#pragma once
+// The interface a data plane implements to forget flows a sync made stale. The nftables and IPVS
+// data planes keep their flows in the kernel's conntrack table (NetfilterCleaner); the eBPF data
+// plane keeps its own flow state and will provide its own cleaner. Deciding WHAT is stale is not
+// the cleaner's job (see StaleFlowCleanup); a cleaner only finds and deletes flows, efficiently.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+
+#include "conntrack/flow.h"
+#include "conntrack/selector.h"
+#include "proxier/model/service.h"
+
+namespace sliceproxy::conntrack {
+
+struct CleanResult {
+  uint64_t deleted = 0;   // flows deleted
+  uint64_t vanished = 0;  // matched but already gone when deleted (expired, or deleted twice)
+  uint64_t errors = 0;    // deletes or dumps that failed
+  uint64_t examined = 0;  // flows the kernel handed back and we looked at
+  uint64_t dumps = 0;     // kernel table walks
+  std::chrono::duration<double> took{0};
+  CleanResult& operator+=(const CleanResult& o);
+};
+
+// Running totals, read by the metrics endpoint from any thread.
+struct CleanerCounters {
+  std::atomic<uint64_t> deleted{0}, vanished{0}, errors{0}, examined{0}, dumps{0}, sweeps{0};
+  void add(const CleanResult& r);
+};
+
+// Decides, during a sweep, which of the cleaner's flows are stale. The cleaner calls
+// `underLock` around judging one chunk of flows and deleting the stale ones, so what was judged
+// cannot change (a sync programming a new endpoint) before it is deleted.
+class FlowJudge {
+ public:
+  virtual ~FlowJudge() = default;
+  virtual void underLock(const std::function<void()>& fn) = 0;
+  virtual std::optional<StaleReason> judge(const Flow& f) = 0;
+};
+
+class StaleFlowCleaner {
+ public:
+  virtual ~StaleFlowCleaner() = default;
+  virtual const char* name() const = 0;
+  // Protocols whose stale flows this cleaner deletes: UDP, and SCTP where the kernel tracks it.
+  // Never TCP: TCP flows end by themselves, and deleting them breaks graceful termination.
+  virtual bool handles(proxier::Protocol p) const = 0;
+  // Deletes every flow that matches one of the selectors. Never throws and never fails the
+  // caller: errors are logged with the flow and counted.
+  virtual CleanResult deleteFlows(std::span<const FlowSelector> selectors) = 0;
+  // Streams every flow of a handled protocol through `judge` and deletes the stale ones, in
+  // memory bounded by a chunk, not by the size of the table.
+  virtual CleanResult sweep(FlowJudge& judge) = 0;
+
+  const CleanerCounters& counters() const { return counters_; }
+  uint64_t deletedTotal() const { return counters_.deleted.load(std::memory_order_relaxed); }
+  uint64_t errorsTotal() const { return counters_.errors.load(std::memory_order_relaxed); }
+
+ protected:
+  CleanerCounters counters_;
+};
+
+}  // namespace sliceproxy::conntrack

@@ -1,0 +1,339 @@
+#include "slice-watch/beast_transport.h"
+
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <optional>
+#include <vector>
+
+namespace sliceproxy::slicewatch {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr size_t kReadChunk = 256 * 1024;
+
+bool isIpAddress(const std::string& host) {
+  error_code ec;
+  net::ip::make_address(host, ec);
+  return !ec;
+}
+
+}  // namespace
+
+struct BeastTransport::Impl {
+  ApiConfig cfg;
+  std::shared_ptr<BearerToken> token;
+  std::string userAgent;
+
+  // Declared first so that it is destroyed last, after every stream that uses it.
+  net::io_context ioc;
+  ssl::context ctx{ssl::context::tls_client};
+  tcp::resolver resolver{ioc};
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  bool connected = false;
+  bool reusable = false;  // the last response was read to its end and the server keeps alive
+  std::atomic<bool> cancelled{false};
+  std::vector<char> chunk = std::vector<char>(kReadChunk);
+
+  Impl(const ApiConfig& c, std::shared_ptr<BearerToken> t, std::string ua)
+      : cfg(c), token(std::move(t)), userAgent(std::move(ua)) {
+    setupTls();
+  }
+
+  void setupTls() {
+    if (!cfg.server.tls) return;
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    try {
+      if (cfg.insecureSkipTlsVerify) {
+        ctx.set_verify_mode(ssl::verify_none);
+      } else {
+        ctx.set_verify_mode(ssl::verify_peer);
+        if (cfg.caPem.empty()) {
+          ctx.set_default_verify_paths();
+        } else {
+          ctx.add_certificate_authority(net::buffer(cfg.caPem));
+        }
+      }
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error(
+          fmt::format("{}: the certificate authority is not a usable PEM certificate ({})",
+                      cfg.origin, e.code().message()));
+    }
+    if (!cfg.clientCertPem.empty()) {
+      try {
+        ctx.use_certificate_chain(net::buffer(cfg.clientCertPem));
+        ctx.use_private_key(net::buffer(cfg.clientKeyPem), ssl::context::pem);
+      } catch (const boost::system::system_error& e) {
+        throw std::runtime_error(fmt::format("{}: the client certificate or key is not usable ({})",
+                                             cfg.origin, e.code().message()));
+      }
+      if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+        throw std::runtime_error(
+            fmt::format("{}: the client key does not match the client certificate", cfg.origin));
+      }
+    }
+  }
+
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+
+  template <class F>
+  void withStream(F&& f) {
+    if (tls) {
+      f(*tls);
+    } else {
+      f(*plain);
+    }
+  }
+
+  // Runs one asynchronous operation to completion on this thread. `start` receives the
+  // completion handler to pass to the operation.
+  template <class Start>
+  error_code run(Start&& start) {
+    if (cancelled) throw Cancelled();
+    ioc.restart();
+    // Checked after restart(): a cancel() from now on stops the loop below.
+    if (cancelled) throw Cancelled();
+    std::optional<error_code> result;
+    start([&result](error_code ec, auto&&...) { result = ec; });
+    while (!result && ioc.run_one() > 0) {
+    }
+    if (!result) throw Cancelled();
+    return *result;
+  }
+
+  void close() {
+    error_code ignored;
+    if (tls) beast::get_lowest_layer(*tls).socket().close(ignored);
+    if (plain) plain->socket().close(ignored);
+    // The streams stay allocated until the next connect or the destructor: a cancelled
+    // operation may still be queued on the stopped io_context and refer to them.
+    connected = false;
+    reusable = false;
+  }
+
+  std::string where() const { return cfg.server.str(); }
+
+  std::string describe(const error_code& ec) const {
+    if (ec == beast::error::timeout) return "timed out";
+    if (ec == net::error::eof || ec == ssl::error::stream_truncated) {
+      return "connection closed by the server";
+    }
+    return ec.message();
+  }
+
+  void connect(Clock::time_point deadline) {
+    close();
+    buffer.clear();
+    tls.reset();
+    plain.reset();
+    const auto connectBy = std::min(deadline, Clock::now() + kConnectTimeout);
+
+    tcp::resolver::results_type endpoints;
+    net::steady_timer guard(ioc);
+    guard.expires_at(connectBy);
+    guard.async_wait([this](error_code ec) {
+      if (!ec) resolver.cancel();
+    });
+    error_code ec = run([&](auto done) {
+      resolver.async_resolve(
+          cfg.server.host, cfg.server.port,
+          [&endpoints, done](error_code e, tcp::resolver::results_type r) mutable {
+            endpoints = std::move(r);
+            done(e);
+          });
+    });
+    guard.cancel();
+    if (ec) {
+      throw TransportError(
+          fmt::format("cannot resolve {}: {}", cfg.server.host,
+                      ec == net::error::operation_aborted ? "timed out" : ec.message()));
+    }
+
+    if (cfg.server.tls) {
+      tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, ctx);
+    } else {
+      plain = std::make_unique<beast::tcp_stream>(ioc);
+    }
+    lowest().expires_at(connectBy);
+    ec = run([&](auto done) {
+      lowest().async_connect(endpoints,
+                             [done](error_code e, const tcp::endpoint&) mutable { done(e); });
+    });
+    if (ec) throw TransportError(fmt::format("cannot connect to {}: {}", where(), describe(ec)));
+
+    auto& sock = lowest().socket();
+    sock.set_option(tcp::no_delay(true), ec);
+    sock.set_option(net::socket_base::keep_alive(true), ec);
+    int idle = 30, interval = 10, count = 3;
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+
+    if (tls) handshake(connectBy);
+    connected = true;
+  }
+
+  void handshake(Clock::time_point by) {
+    SSL* s = tls->native_handle();
+    const std::string& name = cfg.tlsServerName.empty() ? cfg.server.host : cfg.tlsServerName;
+    const bool ip = isIpAddress(name);
+    if (!ip) SSL_set_tlsext_host_name(s, name.c_str());  // SNI carries DNS names only
+    if (!cfg.insecureSkipTlsVerify) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(s);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str())
+                  : X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+      if (ok != 1) throw TransportError(fmt::format("cannot verify the server name {}", name));
+    }
+    lowest().expires_at(by);
+    error_code ec = run([&](auto done) { tls->async_handshake(ssl::stream_base::client, done); });
+    if (!ec) return;
+    std::string why = describe(ec);
+    long verify = SSL_get_verify_result(s);
+    if (verify != X509_V_OK) {
+      why = fmt::format("the server certificate was refused: {} (verified against {}{})",
+                        X509_verify_cert_error_string(verify),
+                        cfg.caPem.empty() ? "the system trust store" : "the CA of ",
+                        cfg.caPem.empty() ? "" : cfg.origin);
+    }
+    close();
+    throw TransportError(fmt::format("TLS handshake with {} failed: {}", where(), why));
+  }
+};
+
+namespace {
+
+class BeastResponse : public HttpResponse {
+ public:
+  BeastResponse(BeastTransport::Impl& t, Clock::time_point deadline) : t_(t), deadline_(deadline) {
+    parser_.body_limit(boost::none);  // a list page of 500 big slices is tens of megabytes
+  }
+  ~BeastResponse() override {
+    // Abandoned before its end: what is left of the body would be read as the next response.
+    if (!done_) t_.close();
+  }
+
+  http::response_parser<http::buffer_body>& parser() { return parser_; }
+  void setStatus(int s) { status_ = s; }
+
+  bool read(std::string& out) override {
+    if (done_) return false;
+    if (parser_.is_done()) {
+      finish();
+      return false;
+    }
+    auto& body = parser_.get().body();
+    body.data = t_.chunk.data();
+    body.size = t_.chunk.size();
+    t_.lowest().expires_at(deadline_);
+    error_code ec = t_.run([&](auto done) {
+      t_.withStream([&](auto& s) { http::async_read_some(s, t_.buffer, parser_, done); });
+    });
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      done_ = true;
+      t_.close();
+      throw TransportError(fmt::format("reading from {} failed: {}", t_.where(), t_.describe(ec)));
+    }
+    out.append(t_.chunk.data(), t_.chunk.size() - body.size);
+    if (parser_.is_done()) finish();
+    return true;
+  }
+
+ private:
+  void finish() {
+    done_ = true;
+    t_.reusable = parser_.get().keep_alive();
+    if (!t_.reusable) t_.close();
+  }
+
+  BeastTransport::Impl& t_;
+  Clock::time_point deadline_;
+  http::response_parser<http::buffer_body> parser_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+BeastTransport::BeastTransport(const ApiConfig& cfg, std::shared_ptr<BearerToken> token,
+                               std::string userAgent)
+    : impl_(std::make_unique<Impl>(cfg, std::move(token), std::move(userAgent))) {}
+
+BeastTransport::~BeastTransport() {
+  if (impl_) impl_->close();
+}
+
+void BeastTransport::cancel() {
+  impl_->cancelled = true;
+  impl_->ioc.stop();
+}
+
+void BeastTransport::credentialsRejected() {
+  if (impl_->token) impl_->token->invalidate();
+}
+
+std::unique_ptr<HttpResponse> BeastTransport::get(const std::string& target,
+                                                  std::chrono::seconds timeout) {
+  Impl& t = *impl_;
+  const auto deadline = Clock::now() + timeout;
+  for (int attempt = 0;; ++attempt) {
+    const bool reused = t.connected && t.reusable;
+    if (!reused) t.connect(deadline);
+    t.reusable = false;
+
+    http::request<http::empty_body> req{http::verb::get, t.cfg.server.basePath + target, 11};
+    req.set(http::field::host, t.cfg.server.hostHeader());
+    req.set(http::field::user_agent, t.userAgent);
+    req.set(http::field::accept, "application/json");
+    if (t.token) {
+      std::string bearer = t.token->get();
+      if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
+    }
+    req.keep_alive(true);
+
+    auto resp = std::make_unique<BeastResponse>(t, deadline);
+    t.lowest().expires_at(deadline);
+    error_code ec =
+        t.run([&](auto done) { t.withStream([&](auto& s) { http::async_write(s, req, done); }); });
+    if (!ec) {
+      t.lowest().expires_at(deadline);
+      ec = t.run([&](auto done) {
+        t.withStream([&](auto& s) { http::async_read_header(s, t.buffer, resp->parser(), done); });
+      });
+    }
+    if (ec) {
+      t.close();
+      // A kept-alive connection the server has meanwhile closed: try once on a fresh one.
+      if (reused && attempt == 0) continue;
+      throw TransportError(fmt::format("request to {} failed: {}", t.where(), t.describe(ec)));
+    }
+    resp->setStatus(resp->parser().get().result_int());
+    return resp;
+  }
+}
+
+}  // namespace sliceproxy::slicewatch

@@ -1,0 +1,380 @@
+#include "slice-watch/reflector.h"
+
+#include <fmt/format.h>
+#include <malloc.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include <random>
+#include <unordered_set>
+
+#include "slice-watch/list_page.h"
+#include "slice-watch/watch_event.h"
+
+namespace sliceproxy::slicewatch {
+
+namespace {
+
+// A failure the reflector recovers from by backing off and trying again.
+class RetryableError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::string seconds(Reflector::Clock::duration d) {
+  return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
+}
+
+// Status.message of an error body, or a prefix of the body when it is not a Status.
+std::string bodyMessage(const std::string& body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(body).get(doc) == simdjson::SUCCESS) {
+    std::string_view msg;
+    if (doc["message"].get(msg) == simdjson::SUCCESS) return std::string(msg);
+  }
+  std::string text = body.substr(0, 200);
+  for (char& c : text) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return text;
+}
+
+std::optional<proxier::ObjectKey> keyOfRejection(const proxier::Rejection& r, bool namespaced) {
+  if (r.object.empty()) return std::nullopt;
+  auto slash = r.object.find('/');
+  if (!namespaced || slash == std::string::npos) return proxier::ObjectKey{"", r.object};
+  return proxier::ObjectKey{r.object.substr(0, slash), r.object.substr(slash + 1)};
+}
+
+constexpr size_t kTrimAfterBytes = 4 << 20;
+
+bool isBlank(const std::string& s) {
+  return s.find_first_not_of(" \t\r\n") == std::string::npos;
+}
+
+}  // namespace
+
+Reflector::Reflector(ResourceSpec resource, ReflectorOptions opts, HttpTransport& transport,
+                     proxier::EventSink& sink, std::function<void()> onFirstList)
+    : resource_(std::move(resource)),
+      opts_(std::move(opts)),
+      transport_(transport),
+      sink_(sink),
+      onFirstList_(std::move(onFirstList)),
+      decodeOpts_{opts_.origin + resource_.path},
+      backoff_(opts_.backoff) {}
+
+std::string Reflector::label() const {
+  if (!resource_.fieldSelector.empty()) return resource_.kind + " " + resource_.fieldSelector;
+  return resource_.kind + "s";
+}
+
+Reflector::Status Reflector::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+void Reflector::stop() {
+  stopping_ = true;
+  { std::lock_guard lock(mu_); }
+  cv_.notify_all();
+  transport_.cancel();
+}
+
+void Reflector::sleepFor(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, d, [&] { return stopping_.load(); });
+}
+
+void Reflector::touch() {
+  std::lock_guard lock(mu_);
+  status_.lastContact = Clock::now();
+}
+
+void Reflector::failed(const std::string& what) {
+  if (!failingSince_) failingSince_ = Clock::now();
+  auto delay = backoff_.next();
+  spdlog::warn("{}: {}; retrying in {} (last good state kept)", label(), what, seconds(delay));
+  sleepFor(delay);
+}
+
+void Reflector::contactRestored() {
+  if (!failingSince_) return;
+  spdlog::info("{}: in contact with the API server again after {}", label(),
+               seconds(Clock::now() - *failingSince_));
+  failingSince_.reset();
+}
+
+std::string Reflector::statusError(int status, const std::string& body) {
+  std::string msg = bodyMessage(body);
+  switch (status) {
+    case 401:
+      transport_.credentialsRejected();
+      return fmt::format("401 Unauthorized: the API server refused our credentials{}{}: {}",
+                         opts_.authHint.empty() ? "" : " from ", opts_.authHint, msg);
+    case 403:
+      return fmt::format("403 Forbidden: our credentials may not list and watch {} (RBAC): {}",
+                         resource_.path, msg);
+    default:
+      return fmt::format("HTTP {} from {}: {}", status, resource_.path, msg);
+  }
+}
+
+void Reflector::run() {
+  bool needList = true;
+  while (!stopping_) {
+    try {
+      if (needList) {
+        list();
+        needList = false;
+        backoff_.reset();
+        contactRestored();
+      }
+      WatchEnd end = watch();
+      if (end == WatchEnd::Expired) {
+        needList = true;
+        // Expired again before anything was received: do not spin on relists.
+        if (++expiredInARow_ > 1) failed("the resourceVersion expired again at once");
+      } else if (end == WatchEnd::Failed) {
+        failed("the watch ended at once");
+      }
+    } catch (const Cancelled&) {
+      break;
+    } catch (const std::exception& e) {
+      if (stopping_) break;
+      failed(e.what());
+    }
+  }
+}
+
+void Reflector::list() {
+  const auto started = Clock::now();
+  std::vector<DecodedObject> fresh;
+  std::unordered_map<proxier::ObjectKey, size_t, proxier::ObjectKeyHash> index;
+  std::vector<proxier::Rejection> rejections;
+  std::unordered_set<proxier::ObjectKey, proxier::ObjectKeyHash> rejectedKeys;
+  std::string cont, rv;
+  size_t pages = 0, bytes = 0;
+  int restarts = 0;
+  while (true) {
+    auto resp = transport_.get(listTarget(resource_, opts_.pageSize, cont), opts_.requestTimeout);
+    std::string body = readAll(*resp);
+    bytes += body.size();
+    touch();
+    if (resp->status() == 410 && !cont.empty() && restarts < 3) {
+      ++restarts;
+      spdlog::info("{}: the list's continue token expired; listing again from the start", label());
+      fresh.clear();
+      index.clear();
+      rejections.clear();
+      rejectedKeys.clear();
+      cont.clear();
+      rv.clear();
+      pages = 0;
+      continue;
+    }
+    if (resp->status() != 200) throw RetryableError("list: " + statusError(resp->status(), body));
+    ListPage page = decodeListPage(body, resource_.kind, decodeOpts_);
+    if (!page.error.empty()) {
+      throw RetryableError(fmt::format("list of {}: {}", resource_.path, page.error));
+    }
+    for (auto& item : page.items) {
+      if (auto* obj = std::get_if<DecodedObject>(&item)) {
+        auto [it, inserted] = index.try_emplace(obj->key, fresh.size());
+        if (inserted) {
+          fresh.push_back(std::move(*obj));
+        } else {
+          fresh[it->second] = std::move(*obj);
+        }
+      } else {
+        auto& rej = std::get<proxier::Rejection>(item);
+        if (auto key = keyOfRejection(rej, resource_.namespaced)) rejectedKeys.insert(*key);
+        rejections.push_back(std::move(rej));
+      }
+    }
+    rv = std::move(page.resourceVersion);
+    cont = std::move(page.continueToken);
+    ++pages;
+    if (cont.empty()) break;
+  }
+
+  // Deliver the difference with what is known, as one batch.
+  size_t upserts = 0, deletes = 0, unchanged = 0;
+  {
+    proxier::BatchGuard batch(sink_);
+    for (const auto& r : rejections) sink_.rejected(r);
+    for (const auto& obj : fresh) {
+      auto it = known_.find(obj.key);
+      if (it != known_.end() && sameContent(it->second.object, obj.object)) {
+        ++unchanged;
+        continue;
+      }
+      deliverUpsert(sink_, obj);
+      ++upserts;
+    }
+    for (const auto& [key, obj] : known_) {
+      if (index.contains(key) || rejectedKeys.contains(key)) continue;
+      deliverDelete(sink_, obj.kind, key);
+      ++deletes;
+    }
+  }
+  Known next;
+  next.reserve(fresh.size());
+  // A rejected object keeps its last good version.
+  for (const auto& key : rejectedKeys) {
+    if (index.contains(key)) continue;
+    if (auto it = known_.find(key); it != known_.end()) next.emplace(key, std::move(it->second));
+  }
+  for (auto& obj : fresh) {
+    proxier::ObjectKey key = obj.key;
+    next.insert_or_assign(std::move(key), std::move(obj));
+  }
+  known_ = std::move(next);
+  rv_ = std::move(rv);
+
+  bool first;
+  {
+    std::lock_guard lock(mu_);
+    first = !status_.listed;
+    status_.listed = true;
+    ++status_.lists;
+    status_.resourceVersion = rv_;
+  }
+  spdlog::info(
+      "{}: {} at resourceVersion {}: {} objects in {} page(s), {} upserted, {} deleted, "
+      "{} unchanged, {} rejected, in {}",
+      label(), first ? "listed" : "relisted", rv_, fresh.size(), pages, upserts, deletes, unchanged,
+      rejections.size(), seconds(Clock::now() - started));
+  if (first && onFirstList_) onFirstList_();
+  // The page buffers were freed, but glibc keeps big freed blocks for reuse; a list happens once
+  // an hour at most, so give them back to the system instead of carrying them as RSS.
+  if (bytes >= kTrimAfterBytes) malloc_trim(0);
+}
+
+Reflector::WatchEnd Reflector::watch() {
+  std::chrono::seconds timeout = opts_.minWatchTimeout;
+  if (opts_.maxWatchTimeout > opts_.minWatchTimeout) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::uniform_int_distribution<int64_t> pick(opts_.minWatchTimeout.count(),
+                                                opts_.maxWatchTimeout.count());
+    timeout = std::chrono::seconds(pick(rng));
+  }
+  const auto started = Clock::now();
+  auto resp = transport_.get(watchTarget(resource_, rv_, timeout), timeout + opts_.watchGrace);
+  if (resp->status() == 410) {
+    touch();
+    spdlog::info("{}: resourceVersion {} is too old to watch (410 Gone); relisting", label(), rv_);
+    return WatchEnd::Expired;
+  }
+  if (resp->status() != 200) {
+    std::string body = readAll(*resp);
+    touch();
+    throw RetryableError("watch: " + statusError(resp->status(), body));
+  }
+  touch();
+  contactRestored();
+  {
+    std::lock_guard lock(mu_);
+    status_.watching = true;
+    ++status_.watches;
+  }
+  struct NotWatching {
+    Reflector* r;
+    ~NotWatching() {
+      std::lock_guard lock(r->mu_);
+      r->status_.watching = false;
+    }
+  } guard{this};
+  spdlog::debug("{}: watching from resourceVersion {} for {}s", label(), rv_, timeout.count());
+
+  std::string buf, line;
+  size_t events = 0;
+  auto healthy = [&] { return events > 0 || Clock::now() - started >= opts_.healthyWatch; };
+  try {
+    while (resp->read(buf)) {
+      touch();
+      size_t start = 0;
+      for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+        line.assign(buf, start, nl - start);
+        if (isBlank(line)) continue;
+        if (handleLine(line)) return WatchEnd::Expired;
+        // The first good event proves the connection: the next failure backs off from the start.
+        if (++events == 1) backoff_.reset();
+      }
+      buf.erase(0, start);
+    }
+    if (!isBlank(buf)) {
+      if (handleLine(buf)) return WatchEnd::Expired;
+      ++events;
+    }
+  } catch (const TransportError& e) {
+    if (!healthy()) throw;
+    spdlog::warn("{}: watch dropped after {} event(s) ({}); resuming from resourceVersion {}",
+                 label(), events, e.what(), rv_);
+    backoff_.reset();
+    expiredInARow_ = 0;
+    return WatchEnd::Ended;
+  }
+  spdlog::debug("{}: watch ended after {} event(s); resuming from resourceVersion {}", label(),
+                events, rv_);
+  if (!healthy() && Clock::now() - started < std::chrono::seconds(1)) return WatchEnd::Failed;
+  backoff_.reset();
+  expiredInARow_ = 0;
+  return WatchEnd::Ended;
+}
+
+bool Reflector::handleLine(std::string& line) {
+  std::string error;
+  auto ev = decodeWatchEvent(line, resource_.kind, resource_.namespaced, decodeOpts_, error);
+  if (!ev) {
+    std::string excerpt = line.substr(0, 80);
+    for (char& c : excerpt) {
+      if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    }
+    throw RetryableError(
+        fmt::format("malformed watch stream ({}) at \"{}\"; restarting the watch", error, excerpt));
+  }
+  switch (ev->type) {
+    case WatchEvent::Type::Error:
+      if (ev->code == 410 || ev->reason == "Expired" || ev->reason == "Gone") {
+        spdlog::info("{}: resourceVersion {} expired ({} {}); relisting", label(), rv_, ev->code,
+                     ev->reason);
+        return true;
+      }
+      throw RetryableError(fmt::format("the server ended the watch with an error: {} {}: {}",
+                                       ev->code, ev->reason, ev->message));
+    case WatchEvent::Type::Bookmark:
+      expiredInARow_ = 0;
+      break;
+    case WatchEvent::Type::Added:
+    case WatchEvent::Type::Modified:
+      if (auto* obj = std::get_if<DecodedObject>(&*ev->decoded)) {
+        auto it = known_.find(obj->key);
+        if (it == known_.end() || !sameContent(it->second.object, obj->object)) {
+          deliverUpsert(sink_, *obj);
+          proxier::ObjectKey key = obj->key;
+          known_.insert_or_assign(std::move(key), std::move(*obj));
+        }
+      } else {
+        sink_.rejected(std::get<proxier::Rejection>(*ev->decoded));
+      }
+      expiredInARow_ = 0;
+      break;
+    case WatchEvent::Type::Deleted:
+      if (auto it = known_.find(ev->key); it != known_.end()) {
+        deliverDelete(sink_, resource_.kind, ev->key);
+        known_.erase(it);
+      }
+      expiredInARow_ = 0;
+      break;
+  }
+  if (!ev->resourceVersion.empty()) rv_ = std::move(ev->resourceVersion);
+  {
+    std::lock_guard lock(mu_);
+    status_.resourceVersion = rv_;
+  }
+  return false;
+}
+
+}  // namespace sliceproxy::slicewatch
