@@ -24,7 +24,9 @@ void DeleteQueue::flush() {
   flows.reserve(items_.size());
   for (const auto& i : items_) flows.push_back(&i.flow);
   std::vector<int> results;
+  const auto start = std::chrono::steady_clock::now();
   const int batchErr = socket_.deleteFlows(flows, results);
+  result_.deleting += std::chrono::steady_clock::now() - start;
   if (batchErr) {
     spdlog::warn("conntrack: a batch of {} deletes failed: {}", items_.size(),
                  std::strerror(batchErr));

@@ -9,7 +9,8 @@ namespace sliceproxy::conntrack {
 
 std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backend, bool enabled,
                                                        std::chrono::nanoseconds reconcilePeriod,
-                                                       proxier::Proxier& proxy) {
+                                                       proxier::Proxier& proxy,
+                                                       proxier::ConntrackMetrics* metrics) {
   if (!enabled) {
     spdlog::info("conntrack cleanup disabled: stale UDP flows stay until they time out");
     return nullptr;
@@ -25,6 +26,7 @@ std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backen
                                            : std::string("after start only"));
   CleanupOptions opts;
   opts.reconcilePeriod = reconcilePeriod;
+  opts.metrics = metrics;
   return std::make_unique<StaleFlowCleanup>(std::move(cleaner), proxy.nodeState(),
                                             &proxy.stateMutex(), opts);
 }

@@ -11,9 +11,10 @@
 namespace sliceproxy::conntrack {
 
 // Null when cleanup is disabled or the backend keeps no flows that need it. The result must be
-// registered with proxy.addObserver() and outlive the sync runner.
+// registered with proxy.addObserver() and outlive the sync runner. `metrics` may be null.
 std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backend, bool enabled,
                                                        std::chrono::nanoseconds reconcilePeriod,
-                                                       proxier::Proxier& proxy);
+                                                       proxier::Proxier& proxy,
+                                                       proxier::ConntrackMetrics* metrics);
 
 }  // namespace sliceproxy::conntrack

@@ -9,6 +9,7 @@ CleanResult& CleanResult::operator+=(const CleanResult& o) {
   examined += o.examined;
   dumps += o.dumps;
   took += o.took;
+  deleting += o.deleting;
   return *this;
 }
 

@@ -24,6 +24,7 @@ struct CleanResult {
   uint64_t examined = 0;  // flows the kernel handed back and we looked at
   uint64_t dumps = 0;     // kernel table walks
   std::chrono::duration<double> took{0};
+  std::chrono::duration<double> deleting{0};  // of which: waiting for delete batches
   CleanResult& operator+=(const CleanResult& o);
 };
 

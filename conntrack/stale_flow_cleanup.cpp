@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxier/metrics.h"
+
 namespace sliceproxy::conntrack {
 
 namespace {
@@ -83,6 +85,7 @@ void StaleFlowCleanup::afterSync(const proxier::Diff& diff, bool full) {
   }
   for (const auto& s : selectors) spdlog::debug("conntrack: stale: {}", s.str());
   const CleanResult r = cleaner_->deleteFlows(selectors);
+  if (opts_.metrics && r.deleted) opts_.metrics->conntrackEntriesDeleted(r.deleted);
   const auto level = r.deleted || r.errors ? spdlog::level::info : spdlog::level::debug;
   spdlog::log(level,
               "conntrack: {} stale flows deleted, {} already gone, {} errors ({} selectors, {} "
@@ -97,6 +100,7 @@ CleanResult StaleFlowCleanup::sweepNow() {
   }
   Judge judge(*this);
   const CleanResult r = cleaner_->sweep(judge);
+  if (opts_.metrics && r.deleted) opts_.metrics->conntrackEntriesDeleted(r.deleted);
   const auto level = r.deleted || r.errors ? spdlog::level::info : spdlog::level::debug;
   spdlog::log(level,
               "conntrack: sweep examined {} flows: {} stale deleted, {} already gone, {} errors "

@@ -16,6 +16,10 @@
 #include "proxier/node_state.h"
 #include "proxier/proxier.h"
 
+namespace sliceproxy::proxier {
+class ConntrackMetrics;
+}
+
 namespace sliceproxy::conntrack {
 
 struct CleanupOptions {
@@ -24,6 +28,8 @@ struct CleanupOptions {
   // One sweep after the first full sync, for flows left stale while sliceproxy was not running
   // (its data plane stays programmed across restarts, its endpoints may not stay valid).
   bool sweepAfterStart = true;
+  // Told how many flows each cleanup deleted (may be null).
+  proxier::ConntrackMetrics* metrics = nullptr;
 };
 
 class StaleFlowCleanup final : public proxier::SyncObserver {

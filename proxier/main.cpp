@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "backends/backend_factory.h"
+#include "conntrack/factory.h"
 #include "proxier/change_tracker.h"
 #include "proxier/config.h"
 #include "proxier/duration.h"
@@ -131,6 +132,9 @@ int runDaemon(const proxier::Config& cfg) {
     spdlog::error("{}", err);
     return 1;
   }
+  auto conntrackCleanup = conntrack::makeStaleFlowCleanup(
+      cfg.backend, cfg.conntrackCleanup, cfg.conntrackReconcilePeriod, proxy, &ops.metrics());
+  if (conntrackCleanup) proxy.addObserver(conntrackCleanup.get());
   proxier::SyncRunner runner(
       {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,
        std::chrono::hours(1),
@@ -176,7 +180,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   app.set_version_flag("--version", std::string("sliceproxy ") + SLICEPROXY_VERSION);
   proxier::Config cfg;
-  std::string minSync = "1s", sync = "30s";
+  std::string minSync = "1s", sync = "30s", conntrackReconcile = "0s";
   app.add_option("--backend", cfg.backend, "Data plane to program: nftables, or dry-run (prints what it would program)")->capture_default_str();
   app.add_option("--source-dir", cfg.sourceDir,
                  "Read Services, EndpointSlices and Nodes from YAML/JSON manifests in DIR, watched "
@@ -220,6 +224,12 @@ int main(int argc, char** argv) {
                  "CIDRs of local addresses that accept NodePorts, or \"primary\" for the Node's "
                  "InternalIPs (default: every local address)")
       ->delimiter(',');
+  app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
+               "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
+  app.add_option("--conntrack-reconcile-period", conntrackReconcile,
+                 "Also sweep every UDP/SCTP conntrack entry for stale ones this often (Go "
+                 "duration; 0s: never)")
+      ->capture_default_str();
   app.add_option("--healthz-bind-address", cfg.healthzBindAddress,
                  "host:port for /healthz and /livez (\"\" disables)")
       ->capture_default_str();
@@ -265,7 +275,9 @@ int main(int argc, char** argv) {
     }
   }
   for (auto [text, target, flag] : {std::tuple{&minSync, &cfg.minSyncPeriod, "--min-sync-period"},
-                                    std::tuple{&sync, &cfg.syncPeriod, "--sync-period"}}) {
+                                    std::tuple{&sync, &cfg.syncPeriod, "--sync-period"},
+                                    std::tuple{&conntrackReconcile, &cfg.conntrackReconcilePeriod,
+                                               "--conntrack-reconcile-period"}}) {
     auto d = proxier::parseDuration(*text);
     if (!d || d->count() < 0) {
       spdlog::error("{}: \"{}\" is not a duration (examples: 500ms, 1s, 1m30s)", flag, *text);

@@ -128,7 +128,9 @@ void Reflector::run() {
       if (needList) {
         list();
         needList = false;
-        backoff_.reset();
+        // Not after a relist forced by 410: a server that expires every fresh resourceVersion
+        // would otherwise have us relisting the whole cluster every second.
+        if (expiredInARow_ == 0) backoff_.reset();
         contactRestored();
       }
       WatchEnd end = watch();

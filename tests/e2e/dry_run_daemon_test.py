@@ -44,7 +44,9 @@ class Daemon:
     def __init__(self, manifest_dir):
         self.proc = subprocess.Popen(
             [BINARY, "--backend", "dry-run", "--source-dir", manifest_dir,
-             "--hostname-override", "node-a", "--min-sync-period", "100ms"],
+             "--hostname-override", "node-a", "--min-sync-period", "100ms",
+             # Other tests run daemons in this network namespace at the same time.
+             "--healthz-bind-address", "", "--metrics-bind-address", "", "--debug-port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
         self.stderr = []
