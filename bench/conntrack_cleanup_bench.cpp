@@ -11,6 +11,8 @@
 //
 //   bench_conntrack_cleanup [--unrelated N] [--flows M] [--endpoints K] [--removals R]
 //                           [--same-netns]   (unrelated UDP entries in the node's own namespace)
+//                           [--daemon PATH]  (then also run the real daemon there: its memory
+//                                             and its cleanup time, from its own log)
 
 #include <malloc.h>
 #include <netinet/in.h>
@@ -24,10 +26,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "conntrack/ctnetlink.h"
@@ -46,6 +52,7 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   size_t unrelated = 1000000, flows = 10000, endpoints = 10, removals = 5;
   bool sameNetns = false;
+  std::string daemon;
 };
 
 template <typename D>
@@ -143,12 +150,152 @@ Flow serviceFlow(size_t i, size_t k) {
   return f;
 }
 
-std::string endpointAddr(size_t e) { return v4(0x0AF40001u + static_cast<uint32_t>(e)).str(); }
+std::string endpointAddr(size_t e) {
+  return v4(0x0AF40001u + static_cast<uint32_t>(e)).str();
+}
 
 proxier::SlicePtr sliceWithout(size_t k, size_t removedCount) {
   std::vector<testing::Ep> eps;
   for (size_t e = removedCount; e < k; ++e) eps.push_back({endpointAddr(e)});
   return testing::slice("dns-1", "dns", eps, {{"dns", proxier::Protocol::UDP, 5353}});
+}
+
+// The real daemon in this namespace: its memory before and after one endpoint removal, and the
+// cleanup time it logs.
+struct DaemonLog {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  bool has(const std::string& text, std::string* line = nullptr) {
+    std::lock_guard lock(mu);
+    for (const auto& l : lines) {
+      if (l.find(text) != std::string::npos) {
+        if (line) *line = l;
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+long pidStatusKiB(pid_t pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + std::strlen(field));
+  }
+  return -1;
+}
+
+std::string sliceYaml(size_t k, size_t from) {
+  std::string eps;
+  for (size_t e = from; e < k; ++e) {
+    eps += "  - addresses: [\"" + endpointAddr(e) + "\"]\n    conditions: {ready: true}\n";
+  }
+  return "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: dns-1\n"
+         "  namespace: default\n  labels: {kubernetes.io/service-name: dns}\naddressType: IPv4\n"
+         "ports: [{name: dns, protocol: UDP, port: 5353}]\nendpoints:\n" +
+         eps;
+}
+
+void writeAtomically(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string tmp = dir + "/." + name + ".tmp";
+  std::ofstream(tmp) << text;
+  std::rename(tmp.c_str(), (dir + "/" + name).c_str());
+}
+
+std::string runDaemon(const Options& o) {
+  char tmpl[] = "/tmp/sliceproxy-ctbench-XXXXXX";
+  if (!mkdtemp(tmpl)) return "  daemon: cannot create a manifest directory\n";
+  const std::string dir = tmpl;
+  writeAtomically(dir, "node.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n");
+  const std::string svc =
+      "apiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: default}\nspec:\n"
+      "  clusterIP: 10.96.0.10\n  ports: [{name: dns, protocol: UDP, port: 53, targetPort: 5353}]\n"
+      "---\n";
+  writeAtomically(dir, "dns.yaml", svc + sliceYaml(o.endpoints, 0));
+  int fds[2];
+  if (pipe(fds) != 0) return "  daemon: pipe failed\n";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    const char* argv[] = {o.daemon.c_str(),
+                          "--backend",
+                          "nftables",
+                          "--source-dir",
+                          dir.c_str(),
+                          "--hostname-override",
+                          "node-a",
+                          "--min-sync-period",
+                          "1s",
+                          "--healthz-bind-address",
+                          "",
+                          "--metrics-bind-address",
+                          "",
+                          "--debug-port",
+                          "0",
+                          "-v",
+                          "2",
+                          nullptr};
+    execv(argv[0], const_cast<char**>(argv));
+    _exit(127);
+  }
+  close(fds[1]);
+  DaemonLog log;
+  std::thread reader([&] {
+    FILE* in = fdopen(fds[0], "r");
+    char buf[4096];
+    while (in && fgets(buf, sizeof(buf), in)) {
+      std::lock_guard lock(log.mu);
+      log.lines.emplace_back(buf);
+    }
+    if (in) fclose(in);
+  });
+  auto waitFor = [&](const std::string& text, double seconds, std::string* line = nullptr) {
+    const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+    while (Clock::now() < end) {
+      if (log.has(text, line)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  std::string out;
+  std::string sweepLine;
+  const bool started =
+      waitFor("full sync", 30) && waitFor("conntrack: sweep examined", 60, &sweepLine);
+  if (!started) {
+    out = "  daemon: did not start (see its log)\n";
+  } else {
+    // Put back the flows the in-process run deleted, so every endpoint has M/K flows again.
+    fill(o.flows, [&](size_t i) { return serviceFlow(i, o.endpoints); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // past --min-sync-period
+    const long rss0 = pidStatusKiB(pid, "VmRSS:"), hwm0 = pidStatusKiB(pid, "VmHWM:");
+    writeAtomically(dir, "dns.yaml", svc + sliceYaml(o.endpoints, 1));
+    std::string line;
+    if (waitFor("stale flows deleted", 30, &line)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      const long rss1 = pidStatusKiB(pid, "VmRSS:"), hwm1 = pidStatusKiB(pid, "VmHWM:");
+      auto trim = [](std::string l) {
+        auto p = l.find("conntrack:");
+        l = p == std::string::npos ? l : l.substr(p);
+        while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+        return l;
+      };
+      out += "  daemon startup sweep: " + trim(sweepLine) + "\n";
+      out += "  daemon, one endpoint removed: " + trim(line) + "\n";
+      out += fmt::format(
+          "  daemon memory: VmRSS {} KiB before the removal, {} KiB after; VmHWM {} "
+          "-> {} KiB\n",
+          rss0, rss1, hwm0, hwm1);
+    } else {
+      out += "  daemon: no cleanup logged within 30 s\n";
+    }
+  }
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  reader.join();
+  std::filesystem::remove_all(dir);
+  return out;
 }
 
 int runWorker(const Options& o) {
@@ -200,11 +347,13 @@ int runWorker(const Options& o) {
   tracker.upsertSlice(sliceWithout(o.endpoints, 0));
   state.apply(tracker.take(), false);
   conntrack::CleanupOptions copts;
+  copts.worker = false;  // timed here, step by step
   copts.sweepAfterStart = false;
   conntrack::StaleFlowCleanup cleanup(std::make_unique<conntrack::NetfilterCleaner>(), state,
                                       nullptr, copts);
   proxier::Diff none;
   cleanup.afterSync(none, true);
+  cleanup.runPending();
 
   const size_t heap0 = mallinfo2().uordblks;
   const long rss0 = statusKiB("VmRSS:");
@@ -216,6 +365,7 @@ int runWorker(const Options& o) {
     const uint64_t before = cleanup.deletedTotal();
     const auto t0 = Clock::now();
     cleanup.afterSync(diff, false);
+    cleanup.runPending();
     took.push_back(ms(Clock::now() - t0));
     deleted.push_back(cleanup.deletedTotal() - before);
   }
@@ -228,6 +378,7 @@ int runWorker(const Options& o) {
   none1.endpoint = *proxier::IpAddr::parse("10.244.99.99");
   none1.endpointPort = 5353;
   std::vector<double> walk;
+  std::string phases;
   {
     // One removal again, timed by phase, through the cleaner directly.
     tracker.upsertSlice(sliceWithout(o.endpoints, o.removals + 1));
@@ -235,10 +386,10 @@ int runWorker(const Options& o) {
     conntrack::FlowSelector gone = none1;
     gone.endpoint = *proxier::IpAddr::parse(endpointAddr(o.removals));
     auto res = cleanup.cleaner().deleteFlows({&gone, 1});
-    std::printf("  phases of one removal: total %.2f ms, of which %.2f ms in delete batches "
-                "(%lu deleted, %lu examined)\n",
-                ms(res.took), ms(res.deleting), static_cast<unsigned long>(res.deleted),
-                static_cast<unsigned long>(res.examined));
+    phases = fmt::format(
+        "  phases of one removal: total {:.2f} ms, of which {:.2f} ms in delete "
+        "batches ({} deleted, {} examined)\n",
+        ms(res.took), ms(res.deleting), res.deleted, res.examined);
   }
   for (int i = 0; i < 5; ++i) {
     auto res = cleanup.cleaner().deleteFlows({&none1, 1});
@@ -253,36 +404,43 @@ int runWorker(const Options& o) {
   std::sort(took.begin(), took.end());
   std::sort(walk.begin(), walk.end());
   std::printf("conntrack cleanup bench (pid %d)\n", static_cast<int>(self));
-  std::printf("  unrelated entries: %zu (%s), fill %.0f ms; service flows: %zu over %zu endpoints\n",
-              o.unrelated, o.sameNetns ? "same namespace, UDP" : "scratch namespace, UDP", fillMs,
-              o.flows, o.endpoints);
+  std::printf(
+      "  unrelated entries: %zu (%s), fill %.0f ms; service flows: %zu over %zu endpoints\n",
+      o.unrelated, o.sameNetns ? "same namespace, UDP" : "scratch namespace, UDP", fillMs, o.flows,
+      o.endpoints);
   std::printf("  nf_conntrack_buckets %s, node namespace count %s\n",
               readFile("/proc/sys/net/netfilter/nf_conntrack_buckets").c_str(),
               readFile("/proc/sys/net/netfilter/nf_conntrack_count").c_str());
   for (size_t i = 0; i < deleted.size(); ++i) {
-    std::printf("  removal %zu: %lu flows deleted\n", i + 1, static_cast<unsigned long>(deleted[i]));
+    std::printf("  removal %zu: %lu flows deleted\n", i + 1,
+                static_cast<unsigned long>(deleted[i]));
   }
+  std::printf("%s", phases.c_str());
   if (!took.empty()) {
-    std::printf("  remove one endpoint (afterSync: plan + kernel walk + deletes): median %.2f ms, "
-                "min %.2f, max %.2f (n=%zu)\n",
-                took[took.size() / 2], took.front(), took.back(), took.size());
+    std::printf(
+        "  remove one endpoint (afterSync + runPending: plan, kernel walk, deletes): median %.2f "
+        "ms, "
+        "min %.2f, max %.2f (n=%zu)\n",
+        took[took.size() / 2], took.front(), took.back(), took.size());
   }
   std::printf("  kernel-filtered walk that matches nothing: median %.2f ms, min %.2f, max %.2f\n",
               walk[walk.size() / 2], walk.front(), walk.back());
   std::printf("  sweep (UDP+SCTP, both families): %.1f ms, %lu flows examined, %lu deleted\n",
               sweepMs, static_cast<unsigned long>(sweep.examined),
               static_cast<unsigned long>(sweep.deleted));
-  std::printf("  heap held across the removals and the sweep: %+ld bytes; VmRSS %ld -> %ld KiB, "
-              "VmHWM %ld KiB\n",
-              static_cast<long>(heap1) - static_cast<long>(heap0), rss0, rss1, statusKiB("VmHWM:"));
+  std::printf(
+      "  heap held across the removals and the sweep: %+ld bytes; VmRSS %ld -> %ld KiB, "
+      "VmHWM %ld KiB\n",
+      static_cast<long>(heap1) - static_cast<long>(heap0), rss0, rss1, statusKiB("VmHWM:"));
+  if (!o.daemon.empty()) std::printf("%s", runDaemon(o).c_str());
   std::fflush(stdout);
   if (scratch) {
     kill(scratch, SIGKILL);
     waitpid(scratch, nullptr, 0);
   }
-  const bool ok = !deleted.empty() &&
-                  std::all_of(deleted.begin(), deleted.end(),
-                              [&](uint64_t d) { return d == o.flows / o.endpoints; });
+  const bool ok = !deleted.empty() && std::all_of(deleted.begin(), deleted.end(), [&](uint64_t d) {
+    return d == o.flows / o.endpoints;
+  });
   if (!ok) std::fprintf(stderr, "unexpected number of deleted flows\n");
   return ok ? 0 : 1;
 }
@@ -293,12 +451,21 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&]() -> size_t { return i + 1 < argc ? std::strtoull(argv[++i], nullptr, 10) : 0; };
-    if (a == "--unrelated") o.unrelated = next();
-    else if (a == "--flows") o.flows = next();
-    else if (a == "--endpoints") o.endpoints = next();
-    else if (a == "--removals") o.removals = next();
-    else if (a == "--same-netns") o.sameNetns = true;
+    auto next = [&]() -> size_t {
+      return i + 1 < argc ? std::strtoull(argv[++i], nullptr, 10) : 0;
+    };
+    if (a == "--unrelated")
+      o.unrelated = next();
+    else if (a == "--flows")
+      o.flows = next();
+    else if (a == "--endpoints")
+      o.endpoints = next();
+    else if (a == "--removals")
+      o.removals = next();
+    else if (a == "--same-netns")
+      o.sameNetns = true;
+    else if (a == "--daemon" && i + 1 < argc)
+      o.daemon = argv[++i];
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -308,8 +475,10 @@ int main(int argc, char** argv) {
   const char* maxPath = "/proc/sys/net/netfilter/nf_conntrack_max";
   const std::string oldMax = readFile(maxPath);
   const size_t need = o.unrelated + o.flows + 100000;
-  if (std::strtoull(oldMax.c_str(), nullptr, 10) < need && !writeFile(maxPath, std::to_string(need))) {
-    std::fprintf(stderr, "cannot raise %s to %zu (needs root in the initial namespace)\n", maxPath, need);
+  if (std::strtoull(oldMax.c_str(), nullptr, 10) < need &&
+      !writeFile(maxPath, std::to_string(need))) {
+    std::fprintf(stderr, "cannot raise %s to %zu (needs root in the initial namespace)\n", maxPath,
+                 need);
     return 1;
   }
   pid_t worker = fork();

@@ -22,7 +22,9 @@ constexpr uint32_t kFilterIpSrc = 1u << 0, kFilterIpDst = 1u << 1, kFilterProtoN
 
 constexpr size_t kRecvBuffer = 64 * 1024;
 
-uint8_t afOf(IpFamily f) { return f == IpFamily::V4 ? AF_INET : AF_INET6; }
+uint8_t afOf(IpFamily f) {
+  return f == IpFamily::V4 ? AF_INET : AF_INET6;
+}
 
 struct CtDeleter {
   void operator()(nf_conntrack* ct) const { nfct_destroy(ct); }
@@ -141,13 +143,14 @@ CtSocket::CtSocket(mnl_socket* nl)
   buf_.resize(kRecvBuffer);
 }
 
-CtSocket::~CtSocket() { mnl_socket_close(nl_); }
+CtSocket::~CtSocket() {
+  mnl_socket_close(nl_);
+}
 
-int CtSocket::dump(const DumpFilter& f, const ChunkFn& onChunk) {
+int CtSocket::dump(const DumpFilter& f, const ChunkFn& onChunk, const StopFn& stop) {
   char req[MNL_SOCKET_BUFFER_SIZE];
   const uint32_t seq = ++seq_;
-  nlmsghdr* nlh =
-      putHeader(req, IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, f.family);
+  nlmsghdr* nlh = putHeader(req, IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, f.family);
   if (f.proto) {
     CtPtr ct(nfct_new());
     if (!ct) return ENOMEM;
@@ -202,6 +205,11 @@ int CtSocket::dump(const DumpFilter& f, const ChunkFn& onChunk) {
     if (!ctx.flows.empty()) onChunk(ctx.flows);
     if (ret < 0) return err ? err : EIO;
     if (ret == MNL_CB_STOP) return 0;
+    if (stop && stop()) {
+      // The kernel still holds the rest of the dump for this socket: only a new socket is
+      // clean, so the caller must not reuse this one.
+      return ECANCELED;
+    }
   }
 }
 
@@ -211,8 +219,8 @@ int CtSocket::deleteFlows(std::span<const Flow* const> flows, std::vector<int>& 
 
 int CtSocket::insertFlows(std::span<const Flow* const> flows, uint32_t timeoutSeconds,
                           std::vector<int>& result) {
-  return batch(IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, flows,
-               timeoutSeconds, result);
+  return batch(IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, flows, timeoutSeconds,
+               result);
 }
 
 int CtSocket::batch(uint16_t msgType, uint16_t flags, std::span<const Flow* const> flows,
@@ -232,8 +240,8 @@ int CtSocket::batch(uint16_t msgType, uint16_t flags, std::span<const Flow* cons
     // Only failures are reported, plus an ack for the last message: the kernel handles the
     // batch in order, so that ack means every failure before it has been queued too.
     const uint16_t msgFlags = i + 1 == flows.size() ? flags | NLM_F_ACK : flags;
-    nlmsghdr* nlh = putHeader(out.data() + used, msgType, msgFlags,
-                              base + static_cast<uint32_t>(i), f.family);
+    nlmsghdr* nlh =
+        putHeader(out.data() + used, msgType, msgFlags, base + static_cast<uint32_t>(i), f.family);
     CtPtr ct(nfct_new());
     if (!ct) return ENOMEM;
     nfct_set_attr_u8(ct.get(), ATTR_ORIG_L3PROTO, afOf(f.family));

@@ -36,9 +36,11 @@ class CtSocket {
   CtSocket& operator=(const CtSocket&) = delete;
 
   using ChunkFn = std::function<void(std::span<const Flow>)>;
+  using StopFn = std::function<bool()>;
   // Streams the flows that match `f` to `onChunk`, one call per message batch the kernel sends
-  // (at most ~32 KiB of flows), so memory never grows with the table. Returns 0 or an errno.
-  int dump(const DumpFilter& f, const ChunkFn& onChunk);
+  // (at most ~32 KiB of flows), so memory never grows with the table. Returns 0 or an errno;
+  // ECANCELED when `stop` (checked between batches) said so.
+  int dump(const DumpFilter& f, const ChunkFn& onChunk, const StopFn& stop = {});
 
   // Deletes the flows by original tuple, zone and id (a flow re-created since it was dumped has
   // another id and is left alone). result[i] gets 0 or the errno for flows[i]. At most

@@ -14,8 +14,9 @@ void DeleteQueue::add(const Flow& f, const FlowSelector* why, StaleReason reason
 }
 
 std::string DeleteQueue::describe(const Item& item) const {
-  return fmt::format("{}: {}", item.flow.str(),
-                     item.why ? item.why->str() : fmt::format("{} (reconcile)", reasonName(item.reason)));
+  return fmt::format(
+      "{}: {}", item.flow.str(),
+      item.why ? item.why->str() : fmt::format("{} (reconcile)", reasonName(item.reason)));
 }
 
 void DeleteQueue::flush() {

@@ -7,10 +7,14 @@ namespace sliceproxy::conntrack {
 
 const char* protoName(uint8_t proto) {
   switch (proto) {
-    case IPPROTO_UDP: return "UDP";
-    case IPPROTO_SCTP: return "SCTP";
-    case IPPROTO_TCP: return "TCP";
-    default: return "proto?";
+    case IPPROTO_UDP:
+      return "UDP";
+    case IPPROTO_SCTP:
+      return "SCTP";
+    case IPPROTO_TCP:
+      return "TCP";
+    default:
+      return "proto?";
   }
 }
 

@@ -35,9 +35,12 @@ uint32_t servingCount(const proxier::ServicePortInfo& info, FrontendKind kind, u
 
 uint8_t ipProto(proxier::Protocol p) {
   switch (p) {
-    case proxier::Protocol::TCP: return IPPROTO_TCP;
-    case proxier::Protocol::UDP: return IPPROTO_UDP;
-    case proxier::Protocol::SCTP: return IPPROTO_SCTP;
+    case proxier::Protocol::TCP:
+      return IPPROTO_TCP;
+    case proxier::Protocol::UDP:
+      return IPPROTO_UDP;
+    case proxier::Protocol::SCTP:
+      return IPPROTO_SCTP;
   }
   return 0;
 }

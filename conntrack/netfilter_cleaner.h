@@ -1,12 +1,10 @@
 #pragma once
 // StaleFlowCleaner over the kernel's conntrack table, for the nftables and IPVS data planes.
 //
-// deleteFlows() turns selectors into a few kernel-filtered dumps: one per frontend address and
-// port (narrowed further to the endpoint when only one endpoint of that frontend went away), so
-// the kernel walks its table and hands back only candidate flows; each is checked again against
-// the selectors in userspace and deleted in batches. When a sync touched so many frontends that
-// one walk per frontend would cost more, it does one walk per protocol and family instead and
-// matches through a hash index. Memory is bounded by one netlink message batch either way.
+// deleteFlows() turns selectors into as few kernel-filtered dumps as it can (see dump_plan.h):
+// the kernel walks its table once per dump and hands back only candidate flows; each is checked
+// again against the selectors in userspace (through a hash index) and deleted in batches. Memory
+// is bounded by one netlink message batch, whatever the size of the table.
 
 #include <memory>
 #include <string>
@@ -16,8 +14,8 @@
 namespace sliceproxy::conntrack {
 
 struct NetfilterCleanerOptions {
-  // Above this many distinct frontends in one call, walk the table once per protocol and family
-  // (filtered by protocol) instead of once per frontend.
+  // Above this many narrow walks in one call, walk the table once per protocol and family
+  // (filtered by protocol only) instead.
   size_t maxFilteredDumps = 8;
   // Per call, log at most this many individual delete failures (the rest are only counted).
   size_t maxLoggedErrors = 10;
@@ -28,7 +26,8 @@ class NetfilterCleaner final : public StaleFlowCleaner {
   explicit NetfilterCleaner(NetfilterCleanerOptions opts = {});
   const char* name() const override { return "conntrack"; }
   bool handles(proxier::Protocol p) const override;
-  CleanResult deleteFlows(std::span<const FlowSelector> selectors) override;
+  CleanResult deleteFlows(std::span<const FlowSelector> selectors,
+                          FlowJudge* judge = nullptr) override;
   CleanResult sweep(FlowJudge& judge) override;
 
   bool sctpTracked() const { return sctp_; }

@@ -40,7 +40,8 @@ void planTransition(const PortTransition& t, std::vector<FlowSelector>& out) {
   const Frontends after = t.after ? frontendsOf(*t.after) : Frontends();
 
   for (const auto& f : before) {
-    if (!findFrontend(after, f)) out.push_back(selectorFor(StaleReason::FrontendRemoved, t.before, f));
+    if (!findFrontend(after, f))
+      out.push_back(selectorFor(StaleReason::FrontendRemoved, t.before, f));
   }
   for (const auto& f : after) {
     const Frontend* old = findFrontend(before, f);

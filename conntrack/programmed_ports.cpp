@@ -21,7 +21,8 @@ void ProgrammedPorts::unindex(Port& p) {
     auto it = map.find(key);
     if (it == map.end()) return;
     auto& refs = it->second;
-    refs.erase(std::remove_if(refs.begin(), refs.end(), [&](const FrontendRef& r) { return r.port == &p; }),
+    refs.erase(std::remove_if(refs.begin(), refs.end(),
+                              [&](const FrontendRef& r) { return r.port == &p; }),
                refs.end());
     if (refs.empty()) map.erase(it);
   };
@@ -71,13 +72,14 @@ void ProgrammedPorts::applyDiff(const proxier::Diff& diff, std::vector<FlowSelec
       // Which sets serve a frontend moved: endpoints whose own sets did not change matter too.
       u.view->forEachEndpoint([&](const MergedEndpoint& e) {
         if (!e.sets) return;
-        auto it = std::lower_bound(u.endpoints.begin(), u.endpoints.end(), e.key,
-                                   [](const proxier::EndpointChange& c, const EndpointKey& k) { return c.key < k; });
+        auto it = std::lower_bound(
+            u.endpoints.begin(), u.endpoints.end(), e.key,
+            [](const proxier::EndpointChange& c, const EndpointKey& k) { return c.key < k; });
         if (it == u.endpoints.end() || it->key != e.key) eps.push_back({e.key, e.sets, e.sets});
       });
     }
-    planTransition({before, info, p.cluster, p.local, u.view->clusterCount(), u.view->localCount(), eps},
-                   out);
+    planTransition(
+        {before, info, p.cluster, p.local, u.view->clusterCount(), u.view->localCount(), eps}, out);
 
     for (const auto& c : u.endpoints) {
       if (c.newSets) {
@@ -166,16 +168,30 @@ void ProgrammedPorts::applyState(const proxier::State& state, std::vector<FlowSe
   seeded_ = true;
 }
 
-std::optional<StaleReason> ProgrammedPorts::judge(const Flow& f, const LocalAddresses& local) const {
+ProgrammedPorts::Refs ProgrammedPorts::frontendsOfFlow(const Flow& f,
+                                                       const LocalAddresses& local) const {
   Refs refs;
   if (auto it = byAddr_.find(AddrPortKey{f.orig.dst, f.orig.dport, f.proto}); it != byAddr_.end()) {
     refs.insert(refs.end(), it->second.begin(), it->second.end());
   }
   if (!byNodePort_.empty() && local.contains(f.orig.dst)) {
-    if (auto it = byNodePort_.find(NodePortKey{f.family, f.proto, f.orig.dport}); it != byNodePort_.end()) {
+    if (auto it = byNodePort_.find(NodePortKey{f.family, f.proto, f.orig.dport});
+        it != byNodePort_.end()) {
       refs.insert(refs.end(), it->second.begin(), it->second.end());
     }
   }
+  return refs;
+}
+
+bool ProgrammedPorts::stillStale(const FlowSelector& s, const Flow& f,
+                                 const LocalAddresses& local) const {
+  if (s.reason == StaleReason::FrontendRemoved) return frontendsOfFlow(f, local).empty();
+  return judge(f, local).has_value();
+}
+
+std::optional<StaleReason> ProgrammedPorts::judge(const Flow& f,
+                                                  const LocalAddresses& local) const {
+  const Refs refs = frontendsOfFlow(f, local);
   if (refs.empty()) return std::nullopt;
   if (f.translated()) {
     const EndpointKey ep{f.reply.src, f.reply.sport};

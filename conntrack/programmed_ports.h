@@ -42,6 +42,9 @@ class ProgrammedPorts {
   // For a sweep: why this flow is stale given what is programmed, or nothing if it is not (or
   // is not addressed to a service frontend at all).
   std::optional<StaleReason> judge(const Flow& f, const LocalAddresses& local) const;
+  // Whether a flow that `s` matched when a sync planned it is still stale: a later sync may
+  // have put its endpoint back, or made its removed frontend a frontend again.
+  bool stillStale(const FlowSelector& s, const Flow& f, const LocalAddresses& local) const;
 
  private:
   struct Port {
@@ -59,6 +62,7 @@ class ProgrammedPorts {
   using Refs = boost::container::small_vector<FrontendRef, 1>;
 
   void setInfo(Port& p, const proxier::ServicePortInfoPtr& info);
+  Refs frontendsOfFlow(const Flow& f, const LocalAddresses& local) const;
   void unindex(Port& p);
 
   Handles handles_;

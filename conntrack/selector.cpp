@@ -6,9 +6,12 @@ namespace sliceproxy::conntrack {
 
 const char* reasonName(StaleReason r) {
   switch (r) {
-    case StaleReason::EndpointGone: return "endpoint gone";
-    case StaleReason::Untranslated: return "service got endpoints";
-    case StaleReason::FrontendRemoved: return "frontend removed";
+    case StaleReason::EndpointGone:
+      return "endpoint gone";
+    case StaleReason::Untranslated:
+      return "service got endpoints";
+    case StaleReason::FrontendRemoved:
+      return "frontend removed";
   }
   return "?";
 }
@@ -19,15 +22,18 @@ bool FlowSelector::matches(const Flow& f, const LocalAddresses& local) const {
   switch (reason) {
     case StaleReason::EndpointGone:
       return f.translated() && f.reply.src == endpoint && f.reply.sport == endpointPort;
-    case StaleReason::Untranslated: return !f.translated();
-    case StaleReason::FrontendRemoved: return f.translated();
+    case StaleReason::Untranslated:
+      return !f.translated();
+    case StaleReason::FrontendRemoved:
+      return f.translated();
   }
   return false;
 }
 
 std::string FlowSelector::str() const {
-  std::string to = anyLocalAddress ? fmt::format("{} to any local address:{}", protoName(proto), dport)
-                                   : fmt::format("{} to {}", protoName(proto), hostPort(dst, dport));
+  std::string to = anyLocalAddress
+                       ? fmt::format("{} to any local address:{}", protoName(proto), dport)
+                       : fmt::format("{} to {}", protoName(proto), hostPort(dst, dport));
   std::string by = reason == StaleReason::EndpointGone
                        ? fmt::format(" answered by {}", hostPort(endpoint, endpointPort))
                    : reason == StaleReason::Untranslated ? std::string(" never translated")

@@ -13,20 +13,4 @@ SelectorIndex::SelectorIndex(std::span<const FlowSelector> selectors) : selector
   }
 }
 
-const FlowSelector* SelectorIndex::match(const Flow& f, const LocalAddresses& local) const {
-  if (auto it = byAddr_.find(AddrPortKey{f.orig.dst, f.orig.dport, f.proto}); it != byAddr_.end()) {
-    for (uint32_t i : it->second) {
-      if (selectors_[i].matches(f, local)) return &selectors_[i];
-    }
-  }
-  if (!byPort_.empty()) {
-    if (auto it = byPort_.find(NodePortKey{f.family, f.proto, f.orig.dport}); it != byPort_.end()) {
-      for (uint32_t i : it->second) {
-        if (selectors_[i].matches(f, local)) return &selectors_[i];
-      }
-    }
-  }
-  return nullptr;
-}
-
 }  // namespace sliceproxy::conntrack

@@ -14,8 +14,28 @@ namespace sliceproxy::conntrack {
 class SelectorIndex {
  public:
   explicit SelectorIndex(std::span<const FlowSelector> selectors);
-  // The first selector that matches the flow, or null.
-  const FlowSelector* match(const Flow& f, const LocalAddresses& local) const;
+  // The first selector that matches the flow (and that `accept` accepts), or null.
+  const FlowSelector* match(const Flow& f, const LocalAddresses& local) const {
+    return match(f, local, [](const FlowSelector&) { return true; });
+  }
+  template <typename Accept>
+  const FlowSelector* match(const Flow& f, const LocalAddresses& local, Accept&& accept) const {
+    if (auto it = byAddr_.find(AddrPortKey{f.orig.dst, f.orig.dport, f.proto});
+        it != byAddr_.end()) {
+      for (uint32_t i : it->second) {
+        if (selectors_[i].matches(f, local) && accept(selectors_[i])) return &selectors_[i];
+      }
+    }
+    if (!byPort_.empty()) {
+      if (auto it = byPort_.find(NodePortKey{f.family, f.proto, f.orig.dport});
+          it != byPort_.end()) {
+        for (uint32_t i : it->second) {
+          if (selectors_[i].matches(f, local) && accept(selectors_[i])) return &selectors_[i];
+        }
+      }
+    }
+    return nullptr;
+  }
   bool needsLocalAddresses() const { return !byPort_.empty(); }
 
  private:

@@ -34,14 +34,19 @@ struct CleanerCounters {
   void add(const CleanResult& r);
 };
 
-// Decides, during a sweep, which of the cleaner's flows are stale. The cleaner calls
-// `underLock` around judging one chunk of flows and deleting the stale ones, so what was judged
-// cannot change (a sync programming a new endpoint) before it is deleted.
+// Judges flows against what is programmed now. The cleaner calls `underLock` around judging one
+// chunk of flows and deleting the stale ones, so what was judged cannot change (a sync putting
+// an endpoint back) before it is deleted.
 class FlowJudge {
  public:
   virtual ~FlowJudge() = default;
   virtual void underLock(const std::function<void()>& fn) = 0;
+  // For a sweep: why this flow is stale, if it is.
   virtual std::optional<StaleReason> judge(const Flow& f) = 0;
+  // For deleteFlows: whether a flow `s` matched (when a sync ran) is still stale now.
+  virtual bool stillStale(const FlowSelector& s, const Flow& f) = 0;
+  // True when the caller is shutting down: the cleaner stops at the next batch.
+  virtual bool cancelled() const { return false; }
 };
 
 class StaleFlowCleaner {
@@ -51,9 +56,11 @@ class StaleFlowCleaner {
   // Protocols whose stale flows this cleaner deletes: UDP, and SCTP where the kernel tracks it.
   // Never TCP: TCP flows end by themselves, and deleting them breaks graceful termination.
   virtual bool handles(proxier::Protocol p) const = 0;
-  // Deletes every flow that matches one of the selectors. Never throws and never fails the
-  // caller: errors are logged with the flow and counted.
-  virtual CleanResult deleteFlows(std::span<const FlowSelector> selectors) = 0;
+  // Deletes every flow that matches one of the selectors (and, with a judge, is still stale
+  // when it is deleted). Never throws and never fails the caller: errors are logged with the
+  // flow and counted.
+  virtual CleanResult deleteFlows(std::span<const FlowSelector> selectors,
+                                  FlowJudge* judge = nullptr) = 0;
   // Streams every flow of a handled protocol through `judge` and deletes the stale ones, in
   // memory bounded by a chunk, not by the size of the table.
   virtual CleanResult sweep(FlowJudge& judge) = 0;

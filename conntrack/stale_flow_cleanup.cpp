@@ -12,6 +12,19 @@ double millis(std::chrono::duration<double> d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
+void dedupe(std::vector<FlowSelector>& sels) {
+  // Usually a handful; past a few hundred, duplicates only cost a wasted delete each.
+  if (sels.size() > 256) return;
+  std::vector<FlowSelector> out;
+  out.reserve(sels.size());
+  for (auto& s : sels) {
+    bool seen = false;
+    for (const auto& o : out) seen = seen || o == s;
+    if (!seen) out.push_back(std::move(s));
+  }
+  sels = std::move(out);
+}
+
 }  // namespace
 
 class StaleFlowCleanup::Judge final : public FlowJudge {
@@ -24,6 +37,10 @@ class StaleFlowCleanup::Judge final : public FlowJudge {
     fn();
   }
   std::optional<StaleReason> judge(const Flow& f) override { return c_.ports_.judge(f, local_); }
+  bool stillStale(const FlowSelector& s, const Flow& f) override {
+    return c_.ports_.stillStale(s, f, local_);
+  }
+  bool cancelled() const override { return c_.stopping_.load(std::memory_order_relaxed); }
 
  private:
   StaleFlowCleanup& c_;
@@ -38,17 +55,16 @@ StaleFlowCleanup::StaleFlowCleanup(std::unique_ptr<StaleFlowCleaner> cleaner,
       syncMutex_(syncMutex),
       opts_(opts),
       ports_([c = cleaner_.get()](proxier::Protocol p) { return c->handles(p); }) {
-  if (opts_.sweepAfterStart || opts_.reconcilePeriod.count() > 0) {
-    thread_ = std::thread([this] { sweepLoop(); });
-  }
+  if (opts_.worker) thread_ = std::thread([this] { workerLoop(); });
 }
 
 StaleFlowCleanup::~StaleFlowCleanup() {
+  stopping_ = true;
   {
-    std::lock_guard lock(loopMu_);
+    std::lock_guard lock(queueMu_);
     stop_ = true;
   }
-  loopCv_.notify_all();
+  queueCv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -69,28 +85,35 @@ void StaleFlowCleanup::afterSync(const proxier::Diff& diff, bool full) {
       ports_.applyDiff(diff, selectors);
     }
   }
-  if (first && opts_.sweepAfterStart) requestSweep();
-  if (selectors.empty()) return;
-  // Two ports can rarely name the same flows (a shared external IP); deleting twice is harmless
-  // but costs a table walk, so drop exact duplicates.
-  for (size_t i = 0; i < selectors.size(); ++i) {
-    for (size_t j = i + 1; j < selectors.size();) {
-      if (selectors[j] == selectors[i]) {
-        selectors.erase(selectors.begin() + static_cast<std::ptrdiff_t>(j));
-      } else {
-        ++j;
-      }
-    }
-    if (selectors.size() > 64) break;  // quadratic guard: the cleaner copes with duplicates
-  }
+  if (selectors.empty() && !(first && opts_.sweepAfterStart)) return;
   for (const auto& s : selectors) spdlog::debug("conntrack: stale: {}", s.str());
-  const CleanResult r = cleaner_->deleteFlows(selectors);
+  {
+    std::lock_guard lock(queueMu_);
+    pending_.insert(pending_.end(), std::make_move_iterator(selectors.begin()),
+                    std::make_move_iterator(selectors.end()));
+    if (first && opts_.sweepAfterStart) sweepRequested_ = true;
+  }
+  queueCv_.notify_all();
+}
+
+CleanResult StaleFlowCleanup::runPending() {
+  std::vector<FlowSelector> selectors;
+  {
+    std::lock_guard lock(queueMu_);
+    selectors.swap(pending_);
+  }
+  if (selectors.empty()) return {};
+  dedupe(selectors);
+  Judge judge(*this);
+  const CleanResult r = cleaner_->deleteFlows(selectors, &judge);
   if (opts_.metrics && r.deleted) opts_.metrics->conntrackEntriesDeleted(r.deleted);
   const auto level = r.deleted || r.errors ? spdlog::level::info : spdlog::level::debug;
   spdlog::log(level,
               "conntrack: {} stale flows deleted, {} already gone, {} errors ({} selectors, {} "
               "kernel walks, {} flows examined, {:.3f} ms)",
-              r.deleted, r.vanished, r.errors, selectors.size(), r.dumps, r.examined, millis(r.took));
+              r.deleted, r.vanished, r.errors, selectors.size(), r.dumps, r.examined,
+              millis(r.took));
+  return r;
 }
 
 CleanResult StaleFlowCleanup::sweepNow() {
@@ -109,32 +132,37 @@ CleanResult StaleFlowCleanup::sweepNow() {
   return r;
 }
 
-void StaleFlowCleanup::requestSweep() {
-  {
-    std::lock_guard lock(loopMu_);
-    sweepRequested_ = true;
-  }
-  loopCv_.notify_all();
+void StaleFlowCleanup::waitIdle() {
+  std::unique_lock lock(queueMu_);
+  queueCv_.wait(lock, [&] { return stop_ || !opts_.worker || (pending_.empty() && !busy_); });
 }
 
-void StaleFlowCleanup::sweepLoop() {
+void StaleFlowCleanup::workerLoop() {
   const auto period = opts_.reconcilePeriod;
-  auto next = std::chrono::steady_clock::now() + period;
-  std::unique_lock lock(loopMu_);
+  auto nextSweep = std::chrono::steady_clock::now() + period;
+  std::unique_lock lock(queueMu_);
   for (;;) {
+    auto ready = [&] { return stop_ || !pending_.empty() || sweepRequested_; };
     if (period.count() > 0) {
-      loopCv_.wait_until(lock, next, [&] { return stop_ || sweepRequested_; });
+      queueCv_.wait_until(lock, nextSweep, ready);
     } else {
-      loopCv_.wait(lock, [&] { return stop_ || sweepRequested_; });
+      queueCv_.wait(lock, ready);
     }
     if (stop_) return;
-    const bool due = period.count() > 0 && std::chrono::steady_clock::now() >= next;
-    if (!sweepRequested_ && !due) continue;
+    const bool sweepDue =
+        sweepRequested_ || (period.count() > 0 && std::chrono::steady_clock::now() >= nextSweep);
+    if (pending_.empty() && !sweepDue) continue;
+    busy_ = true;
     sweepRequested_ = false;
     lock.unlock();
-    sweepNow();
+    runPending();  // what the syncs made stale first: it is what clients are waiting on
+    if (sweepDue) {
+      sweepNow();
+      nextSweep = std::chrono::steady_clock::now() + period;
+    }
     lock.lock();
-    if (period.count() > 0) next = std::chrono::steady_clock::now() + period;
+    busy_ = false;
+    queueCv_.notify_all();
   }
 }
 

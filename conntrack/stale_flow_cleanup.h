@@ -1,15 +1,20 @@
 #pragma once
-// The proxier's side of conntrack cleanup: after each successful sync, on the sync thread, it
-// works out which flows the sync made stale (for the protocols its cleaner handles) and has the
-// cleaner delete them. Optionally, a background sweep judges every UDP/SCTP flow against what is
-// programmed, to catch what event-driven cleanup missed (flows created while sliceproxy was down,
-// races with the kernel), in bounded memory.
+// The proxier's side of conntrack cleanup. After each successful sync, on the sync thread, it
+// works out which flows the sync made stale (for the protocols its cleaner handles) and queues
+// them; a worker thread has the cleaner delete them, so a large conntrack table (every kernel
+// walk costs O(table)) never delays the next sync. Before deleting, each matched flow is judged
+// again against what is programmed by then, under the sync lock: an endpoint put back by a later
+// sync keeps its flows. The same worker runs the optional sweep, which judges every UDP/SCTP flow
+// against what is programmed, to catch what event-driven cleanup missed (flows left while
+// sliceproxy was down, races with the kernel), in bounded memory.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "conntrack/programmed_ports.h"
 #include "conntrack/stale_flow_cleaner.h"
@@ -23,10 +28,14 @@ class ConntrackMetrics;
 namespace sliceproxy::conntrack {
 
 struct CleanupOptions {
-  // Period of the background sweep; zero turns it off.
+  // Delete on a worker thread. Without it nothing is deleted until runPending() is called
+  // (tests and benchmarks, which want to time or order each step).
+  bool worker = true;
+  // Period of the background sweep; zero turns it off. Needs the worker.
   std::chrono::nanoseconds reconcilePeriod{0};
   // One sweep after the first full sync, for flows left stale while sliceproxy was not running
-  // (its data plane stays programmed across restarts, its endpoints may not stay valid).
+  // (its data plane stays programmed across restarts, its endpoints may not stay valid). Needs
+  // the worker.
   bool sweepAfterStart = true;
   // Told how many flows each cleanup deleted (may be null).
   proxier::ConntrackMetrics* metrics = nullptr;
@@ -35,15 +44,19 @@ struct CleanupOptions {
 class StaleFlowCleanup final : public proxier::SyncObserver {
  public:
   // `state` is read during full syncs (the Diff of a full sync lists no endpoint changes);
-  // `syncMutex` (the Proxier's state mutex, may be null) is held while a sweep judges flows, so
-  // a sync cannot change what is programmed between a verdict and its delete.
+  // `syncMutex` (the Proxier's state mutex, may be null) is held while flows are judged and
+  // deleted, so a sync cannot change what is programmed between a verdict and its delete.
   StaleFlowCleanup(std::unique_ptr<StaleFlowCleaner> cleaner, const proxier::NodeState& state,
                    std::mutex* syncMutex, CleanupOptions opts);
   ~StaleFlowCleanup() override;
 
   void afterSync(const proxier::Diff& diff, bool full) override;
+  // Deletes what the syncs so far made stale, on the calling thread.
+  CleanResult runPending();
   // One sweep now, on the calling thread.
   CleanResult sweepNow();
+  // Waits until the worker has nothing queued (tests).
+  void waitIdle();
 
   StaleFlowCleaner& cleaner() { return *cleaner_; }
   uint64_t deletedTotal() const { return cleaner_->deletedTotal(); }
@@ -52,8 +65,7 @@ class StaleFlowCleanup final : public proxier::SyncObserver {
 
  private:
   class Judge;
-  void sweepLoop();
-  void requestSweep();
+  void workerLoop();
 
   std::unique_ptr<StaleFlowCleaner> cleaner_;
   const proxier::NodeState& state_;
@@ -63,9 +75,11 @@ class StaleFlowCleanup final : public proxier::SyncObserver {
   mutable std::mutex mu_;  // guards ports_
   ProgrammedPorts ports_;
 
-  std::mutex loopMu_;
-  std::condition_variable loopCv_;
-  bool stop_ = false, sweepRequested_ = false;
+  std::mutex queueMu_;
+  std::condition_variable queueCv_;
+  std::vector<FlowSelector> pending_;  // guarded by queueMu_
+  bool stop_ = false, sweepRequested_ = false, busy_ = false;
+  std::atomic<bool> stopping_{false};  // read by a running cleanup, to stop early
   std::thread thread_;
 };
 

@@ -19,7 +19,10 @@ SvcSpec udpService(ServiceType type = ServiceType::NodePort) {
   SvcSpec s;
   s.type = type;
   s.clusterIPs = {"10.96.0.10"};
-  s.ports = {{"dns", Protocol::UDP, 53, static_cast<uint16_t>(type == ServiceType::ClusterIP ? 0 : 30053),
+  s.ports = {{"dns",
+              Protocol::UDP,
+              53,
+              static_cast<uint16_t>(type == ServiceType::ClusterIP ? 0 : 30053),
               {5353, ""}}};
   s.externalIPs = {"192.0.2.10"};
   return s;
@@ -36,6 +39,7 @@ class CleanupTest : public ::testing::Test {
 
   conntrack::CleanupOptions options() {
     conntrack::CleanupOptions o;
+    o.worker = false;  // each test runs the deletes itself, in order
     o.sweepAfterStart = false;
     return o;
   }
@@ -45,8 +49,12 @@ class CleanupTest : public ::testing::Test {
     Diff none;
     none.node = &state.node();
     cleanup.afterSync(none, true);
+    cleanup.runPending();
   }
-  void partialSync() { cleanup.afterSync(state.apply(tracker.take()), false); }
+  void partialSync() {
+    cleanup.afterSync(state.apply(tracker.take()), false);
+    cleanup.runPending();
+  }
 
   ChangeTracker tracker{"node-a", {}};
   NodeState state{"node-a"};
@@ -62,7 +70,7 @@ TEST_F(CleanupTest, RemovedEndpointLosesItsFlowsToEveryFrontendAfterThePartialSy
   const std::vector<Flow> stale = {
       natFlow("172.30.0.2", 50001, "10.96.0.10", 53, "10.244.1.1", 5353),
       natFlow("172.30.0.2", 50002, "192.168.50.1", 30053, "10.244.1.1", 5353),  // NodePort
-      natFlow("172.30.0.2", 50003, "192.0.2.10", 53, "10.244.1.1", 5353),      // externalIP
+      natFlow("172.30.0.2", 50003, "192.0.2.10", 53, "10.244.1.1", 5353),       // externalIP
   };
   const std::vector<Flow> keep = {
       natFlow("172.30.0.3", 50004, "10.96.0.10", 53, "10.244.1.2", 5353),
@@ -191,7 +199,8 @@ TEST_F(CleanupTest, InternalTrafficPolicyLocalDropsRemoteEndpointsFromTheCluster
   tracker.upsertSlice(udpSlice({{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}}));
   fullSync();
   const Flow remoteViaCluster = natFlow("172.30.0.2", 58001, "10.96.0.10", 53, "10.244.2.1", 5353);
-  const Flow remoteViaNodePort = natFlow("172.30.0.2", 58002, "192.168.50.1", 30053, "10.244.2.1", 5353);
+  const Flow remoteViaNodePort =
+      natFlow("172.30.0.2", 58002, "192.168.50.1", 30053, "10.244.2.1", 5353);
   const Flow localViaCluster = natFlow("172.30.0.2", 58003, "10.96.0.10", 53, "10.244.1.1", 5353);
   ASSERT_EQ(insert({remoteViaCluster, remoteViaNodePort, localViaCluster}), 3u);
   SvcSpec s = udpService();
@@ -204,14 +213,62 @@ TEST_F(CleanupTest, InternalTrafficPolicyLocalDropsRemoteEndpointsFromTheCluster
   EXPECT_TRUE(present(t, localViaCluster));
 }
 
+TEST_F(CleanupTest, EndpointPutBackBeforeTheDeletesRunKeepsItsFlows) {
+  tracker.upsertService(service(udpService()));
+  tracker.upsertSlice(udpSlice({{"10.244.1.1"}, {"10.244.1.2"}}));
+  fullSync();
+  const Flow f = natFlow("172.30.0.2", 61001, "10.96.0.10", 53, "10.244.1.1", 5353);
+  ASSERT_EQ(insert({f}), 1u);
+  tracker.upsertSlice(udpSlice({{"10.244.1.2"}}));
+  cleanup.afterSync(state.apply(tracker.take()), false);  // queued, not yet deleted
+  tracker.upsertSlice(udpSlice({{"10.244.1.1"}, {"10.244.1.2"}}));
+  cleanup.afterSync(state.apply(tracker.take()), false);
+  cleanup.runPending();
+  EXPECT_TRUE(present(table(), f));
+  EXPECT_EQ(cleanup.deletedTotal(), 0u);
+}
+
+TEST_F(CleanupTest, EndpointGoneThenServiceDeletedInOneBatchStillDeletes) {
+  tracker.upsertService(service(udpService()));
+  tracker.upsertSlice(udpSlice({{"10.244.1.1"}, {"10.244.1.2"}}));
+  fullSync();
+  const Flow f = natFlow("172.30.0.2", 62001, "10.96.0.10", 53, "10.244.1.1", 5353);
+  ASSERT_EQ(insert({f}), 1u);
+  tracker.upsertSlice(udpSlice({{"10.244.1.2"}}));
+  cleanup.afterSync(state.apply(tracker.take()), false);
+  tracker.deleteService({"default", "svc"});
+  cleanup.afterSync(state.apply(tracker.take()), false);
+  cleanup.runPending();
+  EXPECT_FALSE(present(table(), f));
+}
+
+TEST_F(CleanupTest, WorkerDeletesWithoutBlockingTheSync) {
+  conntrack::CleanupOptions o;
+  o.sweepAfterStart = false;
+  conntrack::StaleFlowCleanup async(std::make_unique<conntrack::NetfilterCleaner>(), state, nullptr,
+                                    o);
+  tracker.upsertService(service(udpService()));
+  tracker.upsertSlice(udpSlice({{"10.244.1.1"}, {"10.244.1.2"}}));
+  state.apply(tracker.take(), false);
+  Diff none;
+  async.afterSync(none, true);
+  const Flow f = natFlow("172.30.0.2", 63001, "10.96.0.10", 53, "10.244.1.1", 5353);
+  ASSERT_EQ(insert({f}), 1u);
+  tracker.upsertSlice(udpSlice({{"10.244.1.2"}}));
+  async.afterSync(state.apply(tracker.take()), false);
+  async.waitIdle();
+  EXPECT_FALSE(present(table(), f));
+  EXPECT_EQ(async.deletedTotal(), 1u);
+}
+
 TEST_F(CleanupTest, SweepDeletesWhatEventsMissedAndNothingElse) {
   tracker.upsertService(service(udpService()));
   tracker.upsertSlice(udpSlice({{"10.244.1.1"}, {"10.244.1.2"}}));
   fullSync();
   const std::vector<Flow> stale = {
-      natFlow("172.30.0.2", 59001, "10.96.0.10", 53, "10.244.1.9", 5353),     // gone endpoint
+      natFlow("172.30.0.2", 59001, "10.96.0.10", 53, "10.244.1.9", 5353),  // gone endpoint
       natFlow("172.30.0.2", 59002, "192.168.50.1", 30053, "10.244.1.9", 5353),
-      plainFlow("172.30.0.2", 59003, "10.96.0.10", 53),                        // stuck
+      plainFlow("172.30.0.2", 59003, "10.96.0.10", 53),  // stuck
   };
   const std::vector<Flow> keep = {
       natFlow("172.30.0.2", 59004, "10.96.0.10", 53, "10.244.1.1", 5353),

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include "../unit/builders.h"
+#include "conntrack/dump_plan.h"
 #include "conntrack/frontends.h"
 #include "conntrack/planner.h"
 
@@ -15,7 +16,9 @@ using conntrack::FlowSelector;
 using conntrack::PortTransition;
 using conntrack::StaleReason;
 
-ServicePortInfoPtr info(const SvcSpec& s) { return buildServicePortInfos(*service(s)).front(); }
+ServicePortInfoPtr info(const SvcSpec& s) {
+  return buildServicePortInfos(*service(s)).front();
+}
 
 SvcSpec udp() {
   SvcSpec s;
@@ -39,7 +42,9 @@ std::vector<std::string> describe(const std::vector<FlowSelector>& sels) {
   return out;
 }
 
-EndpointKey ep(const char* a) { return EndpointKey{ip(a), 5353}; }
+EndpointKey ep(const char* a) {
+  return EndpointKey{ip(a), 5353};
+}
 
 TEST(ConntrackPlanner, FrontendsOfALoadBalancerPort) {
   auto f = conntrack::frontendsOf(*info(udp()));
@@ -88,8 +93,9 @@ TEST(ConntrackPlanner, ChangedNodePortRemovesTheOldAndActivatesTheNew) {
   s.ports[0].nodePort = 30054;
   auto after = info(s);
   auto sels = plan({before, after, 1, 0, 1, 0, {}});
-  EXPECT_EQ(describe(sels), (std::vector<std::string>{"UDP to any local address:30053 translated",
-                                                      "UDP to any local address:30054 never translated"}));
+  EXPECT_EQ(describe(sels),
+            (std::vector<std::string>{"UDP to any local address:30053 translated",
+                                      "UDP to any local address:30054 never translated"}));
 }
 
 TEST(ConntrackPlanner, DeletedPortRemovesEveryFrontend) {
@@ -102,11 +108,13 @@ TEST(ConntrackPlanner, ExternalTrafficPolicyLocalServesExternalFrontendsFromBoth
   SvcSpec s = udp();
   s.etp = TrafficPolicy::Local;
   auto i = info(s);
-  EXPECT_EQ(conntrack::servingSets(*i, conntrack::FrontendKind::External), epset::kCluster | epset::kLocal);
+  EXPECT_EQ(conntrack::servingSets(*i, conntrack::FrontendKind::External),
+            epset::kCluster | epset::kLocal);
   EXPECT_EQ(conntrack::servingSets(*i, conntrack::FrontendKind::Internal), epset::kCluster);
   // A local endpoint leaves the local set only (it is not ready, the cluster set falls back
   // to serving+terminating including it): nothing is stale, it still serves every frontend.
-  std::vector<EndpointTransition> eps = {{ep("10.244.1.1"), epset::kCluster | epset::kLocal, epset::kCluster}};
+  std::vector<EndpointTransition> eps = {
+      {ep("10.244.1.1"), epset::kCluster | epset::kLocal, epset::kCluster}};
   EXPECT_TRUE(plan({i, i, 1, 1, 1, 0, eps}).empty());
 }
 
@@ -117,6 +125,64 @@ TEST(ConntrackPlanner, PolicyChangeIsDetected) {
   SvcSpec t = udp();
   t.externalIPs = {"192.0.2.11"};
   EXPECT_FALSE(conntrack::servingChanged(*info(udp()), *info(t)));
+}
+
+}  // namespace
+}  // namespace sliceproxy::testing
+
+namespace sliceproxy::testing {
+namespace {
+
+TEST(ConntrackDumpPlan, OneEndpointGoneFromManyFrontendsIsOneWalkByReplySource) {
+  auto i = info(udp());
+  std::vector<EndpointTransition> eps = {{ep("10.244.1.1"), epset::kCluster, 0}};
+  auto sels = plan({i, i, 2, 0, 1, 0, eps});
+  ASSERT_EQ(sels.size(), 4u);
+  auto walks = conntrack::planDumps(sels, 8);
+  ASSERT_EQ(walks.size(), 1u);
+  EXPECT_EQ(walks[0].str(), "IPv4 UDP answered by 10.244.1.1:5353");
+}
+
+TEST(ConntrackDumpPlan, ClusterIpOnlyServiceIsNarrowedOnBothTuples) {
+  SvcSpec s;
+  s.clusterIPs = {"10.96.0.10"};
+  s.ports = {{"dns", Protocol::UDP, 53, 0, {5353, ""}}};
+  auto i = info(s);
+  std::vector<EndpointTransition> eps = {{ep("10.244.1.1"), epset::kCluster, 0}};
+  auto walks = conntrack::planDumps(plan({i, i, 2, 0, 1, 0, eps}), 8);
+  ASSERT_EQ(walks.size(), 1u);
+  EXPECT_EQ(walks[0].str(), "IPv4 UDP to 10.96.0.10:53 answered by 10.244.1.1:5353");
+}
+
+TEST(ConntrackDumpPlan, ManyEndpointsOfOneFrontendAreOneWalkByDestination) {
+  SvcSpec s;
+  s.clusterIPs = {"10.96.0.10"};
+  s.ports = {{"dns", Protocol::UDP, 53, 0, {5353, ""}}};
+  auto i = info(s);
+  std::vector<EndpointTransition> eps;
+  for (int n = 1; n <= 5; ++n) {
+    eps.push_back({EndpointKey{ip("10.244.1." + std::to_string(n)), 5353}, epset::kCluster, 0});
+  }
+  auto walks = conntrack::planDumps(plan({i, i, 6, 0, 1, 0, eps}), 8);
+  ASSERT_EQ(walks.size(), 1u);
+  EXPECT_EQ(walks[0].str(), "IPv4 UDP to 10.96.0.10:53");
+}
+
+TEST(ConntrackDumpPlan, PastTheLimitOneWalkPerProtocolAndFamily) {
+  std::vector<FlowSelector> sels;
+  for (int n = 1; n <= 20; ++n) {
+    FlowSelector f;
+    f.reason = StaleReason::Untranslated;
+    f.proto = IPPROTO_UDP;
+    f.dst = ip("10.96.1." + std::to_string(n));
+    f.dport = 53;
+    sels.push_back(f);
+  }
+  sels.back().proto = IPPROTO_SCTP;
+  auto walks = conntrack::planDumps(sels, 8);
+  ASSERT_EQ(walks.size(), 2u);
+  EXPECT_EQ(walks[0].str(), "IPv4 UDP");
+  EXPECT_EQ(walks[1].str(), "IPv4 SCTP");
 }
 
 }  // namespace

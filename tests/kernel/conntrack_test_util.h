@@ -26,7 +26,9 @@ inline std::string run(const std::string& cmd) {
   return out;
 }
 
-inline proxier::IpAddr addr(std::string_view s) { return *proxier::IpAddr::parse(s); }
+inline proxier::IpAddr addr(std::string_view s) {
+  return *proxier::IpAddr::parse(s);
+}
 
 // A client's flow to a service frontend, DNATed to an endpoint.
 inline Flow natFlow(std::string_view client, uint16_t cport, std::string_view vip, uint16_t vport,
