@@ -28,6 +28,15 @@ struct Rejection {
   std::string describe() const;
 };
 
+// How fresh a source's view of the cluster is, for /healthz. A source that lost its API server
+// keeps the last good state (the data plane does not change), so this informs; it does not
+// make the node unhealthy.
+struct SourceHealth {
+  std::string source;               // e.g. "Kubernetes API https://10.0.0.1:6443"
+  bool connected = true;            // every watch currently established
+  double secondsSinceContact = -1;  // since the last successful exchange; -1 unknown
+};
+
 class EventSink {
  public:
   virtual ~EventSink() = default;

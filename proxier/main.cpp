@@ -154,10 +154,12 @@ int runDaemon(const proxier::Config& cfg) {
     runner.stop();
     return kExitUsage;
   }
+  ops.health().setSourceHealth([&source] { return source->health(); });
   try {
     source->start();
   } catch (const std::exception& e) {
     spdlog::error("cannot start {}: {}", source->describe(), e.what());
+    ops.stop();
     runner.stop();
     return 1;
   }
@@ -166,9 +168,9 @@ int runDaemon(const proxier::Config& cfg) {
   sigwait(&signals, &sig);
   spdlog::info("received {}, stopping; the data plane is left as programmed",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
+  ops.stop();
   source->stop();
   runner.stop();
-  ops.stop();
   return 0;
 }
 

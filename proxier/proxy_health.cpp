@@ -80,6 +80,11 @@ ProxyHealth::Status ProxyHealth::status() const {
   return s;
 }
 
+void ProxyHealth::setSourceHealth(std::function<SourceHealth()> fn) {
+  std::lock_guard lock(mu_);
+  sourceHealth_ = std::move(fn);
+}
+
 HttpResponse ProxyHealth::respond(bool livez) const {
   Status s = status();
   const bool ok = s.healthy && (livez || s.nodeEligible);
@@ -92,6 +97,17 @@ HttpResponse ProxyHealth::respond(bool livez) const {
                     {"nodeEligible", s.nodeEligible},
                     {"healthy", ok},
                     {"status", json::object{{"IPv4", family}, {"IPv6", family}}}};
+  std::function<SourceHealth()> sourceHealth;
+  {
+    std::lock_guard lock(mu_);
+    sourceHealth = sourceHealth_;
+  }
+  if (sourceHealth) {
+    SourceHealth src = sourceHealth();
+    json::object o{{"name", src.source}, {"connected", src.connected}};
+    if (src.secondsSinceContact >= 0) o["secondsSinceContact"] = src.secondsSinceContact;
+    body["source"] = std::move(o);
+  }
   return {ok ? 200u : 503u, "application/json", {}, json::serialize(body) + "\n"};
 }
 

@@ -1,4 +1,5 @@
 #pragma once
+#include "proxier/events.h"
 // kube-proxy's proxier health (/healthz, /livez): the proxy is unhealthy when an update has
 // been queued for longer than the health timeout (2 x sync period) without being applied.
 // /healthz is also unhealthy when this Node is being deleted or is tainted
@@ -24,8 +25,9 @@ bool nodeEligible(const Node* node);
 class ProxyHealth : public SyncListener {
  public:
   using Clock = std::chrono::system_clock;
-  explicit ProxyHealth(std::chrono::nanoseconds timeout,
-                       std::function<Clock::time_point()> now = [] { return Clock::now(); });
+  explicit ProxyHealth(
+      std::chrono::nanoseconds timeout,
+      std::function<Clock::time_point()> now = [] { return Clock::now(); });
 
   // A change is waiting for a sync.
   void queued();
@@ -34,6 +36,8 @@ class ProxyHealth : public SyncListener {
   // Testing and callers without a Proxier.
   void updated(Clock::time_point syncStart);
   void setNode(NodePtr node);
+  // Where /healthz reads the source's freshness from (called on each request).
+  void setSourceHealth(std::function<SourceHealth()> fn);
 
   struct Status {
     bool healthy = true;       // no update pending longer than the timeout
@@ -56,6 +60,7 @@ class ProxyHealth : public SyncListener {
   bool everSynced_ = false;
   std::optional<Clock::time_point> oldestQueued_, newestQueued_;
   NodePtr node_;
+  std::function<SourceHealth()> sourceHealth_;
 };
 
 // RFC 3339 with nanoseconds, UTC: 2024-05-01T12:00:00.123456789Z.

@@ -100,4 +100,13 @@ std::vector<Reflector::Status> ApiSource::status() const {
   return out;
 }
 
+proxier::SourceHealth ApiSource::health() const {
+  proxier::SourceHealth h{describe(), connected(), -1};
+  const auto last = lastSuccessfulContact();
+  if (last != Clock::time_point{}) {
+    h.secondsSinceContact = std::chrono::duration<double>(Clock::now() - last).count();
+  }
+  return h;
+}
+
 }  // namespace sliceproxy::slicewatch

@@ -42,6 +42,7 @@ class ApiSource : public Source {
   void start() override;
   void stop() override;
   std::string describe() const override;
+  proxier::SourceHealth health() const override;
 
   // For a health endpoint. synced: every initial list delivered. connected: every watch is
   // established right now. lastSuccessfulContact: how fresh the state is, the oldest of the

@@ -16,6 +16,8 @@ class Source {
   virtual void start() = 0;
   virtual void stop() = 0;
   virtual std::string describe() const = 0;
+  // Freshness for /healthz; a local directory is always current.
+  virtual proxier::SourceHealth health() const { return {describe(), true, -1}; }
 };
 
 struct SourceOptions {

@@ -69,6 +69,18 @@ TEST(OpsHealth, NodeEligibility) {
   EXPECT_TRUE(body.at("status").at("IPv4").at("healthy").as_bool());
 }
 
+TEST(OpsHealth, SourceFreshnessIsReportedButDoesNotFailHealthz) {
+  FakeClock clock;
+  ProxyHealth h(2s, clock.fn());
+  h.updated(clock.t);
+  h.setSourceHealth([] { return SourceHealth{"Kubernetes API https://10.0.0.1:6443", false, 42.5}; });
+  auto r = h.respond(false);
+  EXPECT_EQ(r.status, 200u);
+  auto body = boost::json::parse(r.body).as_object();
+  EXPECT_EQ(body["source"].as_object()["connected"].as_bool(), false);
+  EXPECT_EQ(body["source"].as_object()["secondsSinceContact"].as_double(), 42.5);
+}
+
 TEST(OpsHealth, FormatTime) {
   EXPECT_EQ(formatTime(std::chrono::system_clock::time_point(std::chrono::nanoseconds(
                 1'700'000'000'000'000'007LL))),
