@@ -51,6 +51,14 @@ std::string FieldPath::str() const {
   return out;
 }
 
+std::string optString(od::value& v) {
+  std::string_view s;
+  auto err = v.get_string().get(s);
+  if (err == simdjson::INCORRECT_TYPE) return "";
+  check(err);
+  return std::string(s);
+}
+
 std::string inQuotes(std::string_view text) {
   constexpr size_t kMax = 80;
   std::string out = "\"";

@@ -52,6 +52,14 @@ T take(simdjson::simdjson_result<T>&& result) {
   return out;
 }
 
+// Throws on any error other than success: a failed step leaves the on-demand iterator unusable.
+inline void check(simdjson::error_code e) {
+  if (e != simdjson::SUCCESS) throw simdjson::simdjson_error(e);
+}
+
+// A string field; null and other types count as unset.
+std::string optString(od::value& v);
+
 // For messages: the text in quotes, cut short so a hostile input cannot flood the log.
 std::string inQuotes(std::string_view text);
 

@@ -4,33 +4,17 @@
 #include <simdjson.h>
 
 #include "slice-watch/json_decoder.h"
+#include "slice-watch/json_reader.h"
 #include "slice-watch/reasons.h"
 
 namespace sliceproxy::slicewatch {
 
 namespace od = simdjson::ondemand;
+using detail::check;
+using detail::optString;
+using detail::take;
 
 namespace {
-
-void check(simdjson::error_code e) {
-  if (e != simdjson::SUCCESS) throw simdjson::simdjson_error(e);
-}
-
-template <class T>
-T take(simdjson::simdjson_result<T>&& r) {
-  T out;
-  check(std::move(r).get(out));
-  return out;
-}
-
-// A string field; null and other types count as unset.
-std::string optString(od::value& v) {
-  std::string_view s;
-  auto err = v.get_string().get(s);
-  if (err == simdjson::INCORRECT_TYPE) return "";
-  check(err);
-  return std::string(s);
-}
 
 bool isMalformed(const DecodeResult& r) {
   auto* rej = std::get_if<proxier::Rejection>(&r);

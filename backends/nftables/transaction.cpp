@@ -50,6 +50,34 @@ void Socket::reserve(size_t bytes) {
   reserved_ = bytes;
 }
 
+namespace {
+
+// The identity every message about a table, chain or set carries.
+nftnl_table* tableObj(const std::string& table, uint16_t family) {
+  nftnl_table* t = nftnl_table_alloc();
+  nftnl_table_set_str(t, NFTNL_TABLE_NAME, table.c_str());
+  nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, family);
+  return t;
+}
+
+nftnl_chain* chainObj(const std::string& table, const std::string& chain, uint16_t family) {
+  nftnl_chain* c = nftnl_chain_alloc();
+  nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
+  nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain.c_str());
+  nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, family);
+  return c;
+}
+
+nftnl_set* setObj(const std::string& table, const std::string& set, uint16_t family) {
+  nftnl_set* s = nftnl_set_alloc();
+  nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
+  nftnl_set_set_u32(s, NFTNL_SET_FAMILY, family);
+  return s;
+}
+
+}  // namespace
+
 Transaction::Transaction(Socket& sock, uint16_t family)
     : sock_(sock), family_(family), batch_(nftnl_batch_alloc(kPageSize, kOverrun)) {
   firstSeq_ = sock_.nextSeq();
@@ -71,9 +99,7 @@ nlmsghdr* Transaction::header(uint16_t type, uint16_t flags, std::string what) {
 }
 
 void Transaction::addTable(const std::string& table) {
-  nftnl_table* t = nftnl_table_alloc();
-  nftnl_table_set_str(t, NFTNL_TABLE_NAME, table.c_str());
-  nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, family_);
+  nftnl_table* t = tableObj(table, family_);
   auto* nlh = header(NFT_MSG_NEWTABLE, NLM_F_CREATE, "table " + table);
   nftnl_table_nlmsg_build_payload(nlh, t);
   nftnl_table_free(t);
@@ -81,9 +107,7 @@ void Transaction::addTable(const std::string& table) {
 }
 
 void Transaction::deleteTable(const std::string& table, std::string what) {
-  nftnl_table* t = nftnl_table_alloc();
-  nftnl_table_set_str(t, NFTNL_TABLE_NAME, table.c_str());
-  nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, family_);
+  nftnl_table* t = tableObj(table, family_);
   auto* nlh = header(NFT_MSG_DELTABLE, 0, std::move(what));
   nftnl_table_nlmsg_build_payload(nlh, t);
   nftnl_table_free(t);
@@ -91,10 +115,7 @@ void Transaction::deleteTable(const std::string& table, std::string what) {
 }
 
 void Transaction::addChain(const std::string& table, const std::string& chain, const Hook* hook) {
-  nftnl_chain* c = nftnl_chain_alloc();
-  nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
-  nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain.c_str());
-  nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, family_);
+  nftnl_chain* c = chainObj(table, chain, family_);
   if (hook) {
     nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, hook->type);
     nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, hook->hooknum);
@@ -119,10 +140,7 @@ void Transaction::flushChain(const std::string& table, const std::string& chain)
 }
 
 void Transaction::deleteChain(const std::string& table, const std::string& chain) {
-  nftnl_chain* c = nftnl_chain_alloc();
-  nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
-  nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain.c_str());
-  nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, family_);
+  nftnl_chain* c = chainObj(table, chain, family_);
   auto* nlh = header(NFT_MSG_DELCHAIN, 0, "deleting chain " + chain);
   nftnl_chain_nlmsg_build_payload(nlh, c);
   nftnl_chain_free(c);
@@ -157,10 +175,7 @@ void Transaction::elements(uint16_t type, uint16_t flags, const std::string& tab
                            const std::string& what) {
   size_t i = 0;
   while (i < elems.size()) {
-    nftnl_set* s = nftnl_set_alloc();
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
-    nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
-    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, family_);
+    nftnl_set* s = setObj(table, set, family_);
     size_t end = std::min(elems.size(), i + kElemsPerMessage);
     for (; i < end; ++i) nftnl_set_elem_add(s, elems[i]);
     auto* nlh = header(type, flags, fmt::format("{} elements of {} ({})",
@@ -184,10 +199,7 @@ void Transaction::deleteElements(const std::string& table, const std::string& se
 }
 
 void Transaction::flushSet(const std::string& table, const std::string& set) {
-  nftnl_set* s = nftnl_set_alloc();
-  nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
-  nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
-  nftnl_set_set_u32(s, NFTNL_SET_FAMILY, family_);
+  nftnl_set* s = setObj(table, set, family_);
   auto* nlh = header(NFT_MSG_DELSETELEM, 0, "flushing set " + set);
   nftnl_set_elems_nlmsg_build_payload(nlh, s);
   nftnl_set_free(s);
@@ -195,10 +207,7 @@ void Transaction::flushSet(const std::string& table, const std::string& set) {
 }
 
 void Transaction::deleteSet(const std::string& table, const std::string& set) {
-  nftnl_set* s = nftnl_set_alloc();
-  nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
-  nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
-  nftnl_set_set_u32(s, NFTNL_SET_FAMILY, family_);
+  nftnl_set* s = setObj(table, set, family_);
   auto* nlh = header(NFT_MSG_DELSET, 0, "deleting set " + set);
   nftnl_set_nlmsg_build_payload(nlh, s);
   nftnl_set_free(s);
