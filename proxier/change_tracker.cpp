@@ -9,15 +9,17 @@ ChangeTracker::ChangeTracker(std::string nodeName, FilterConfig filter, int expe
       filter_(std::move(filter)),
       expectedSources_(expectedSources) {}
 
-void ChangeTracker::notify() {
-  {
-    std::lock_guard lock(mu_);
-    if (batchDepth_ > 0) {
-      notifyHeld_ = true;
-      return;
-    }
+// Decided under the lock the change was recorded in, so an event costs one lock, not two.
+bool ChangeTracker::shouldNotifyLocked() {
+  if (batchDepth_ > 0) {
+    notifyHeld_ = true;
+    return false;
   }
-  if (onChange_) onChange_();
+  return true;
+}
+
+void ChangeTracker::notify(bool fire) {
+  if (fire && onChange_) onChange_();
 }
 
 void ChangeTracker::beginBatch() {
@@ -59,27 +61,31 @@ void ChangeTracker::upsertService(ServicePtr svc) {
     deleteService(svc->key);
     return;
   }
+  bool fire;
   {
     std::lock_guard lock(mu_);
     Dirty& d = dirtyLocked(svc->key);
     d.serviceChanged = true;
     d.service = std::move(svc);
     ++serviceEvents_;
+    fire = shouldNotifyLocked();
   }
   counters_.serviceChanges.fetch_add(1, std::memory_order_relaxed);
-  notify();
+  notify(fire);
 }
 
 void ChangeTracker::deleteService(const ObjectKey& key) {
+  bool fire;
   {
     std::lock_guard lock(mu_);
     Dirty& d = dirtyLocked(key);
     d.serviceChanged = true;
     d.service = nullptr;
     ++serviceEvents_;
+    fire = shouldNotifyLocked();
   }
   counters_.serviceChanges.fetch_add(1, std::memory_order_relaxed);
-  notify();
+  notify(fire);
 }
 
 void ChangeTracker::upsertSlice(SlicePtr slice) {
@@ -88,6 +94,7 @@ void ChangeTracker::upsertSlice(SlicePtr slice) {
     deleteSlice(slice->key);
     return;
   }
+  bool fire;
   {
     std::lock_guard lock(mu_);
     ObjectKey service = slice->serviceKey();
@@ -99,41 +106,48 @@ void ChangeTracker::upsertSlice(SlicePtr slice) {
     }
     const std::string name = slice->key.name;
     recordSliceLocked(service, name, std::move(slice));
+    fire = shouldNotifyLocked();
   }
-  notify();
+  notify(fire);
 }
 
 void ChangeTracker::deleteSlice(const ObjectKey& key) {
+  bool fire;
   {
     std::lock_guard lock(mu_);
     auto it = sliceOwner_.find(key);
     if (it == sliceOwner_.end()) return;
     recordSliceLocked(it->second, key.name, nullptr);
     sliceOwner_.erase(it);
+    fire = shouldNotifyLocked();
   }
-  notify();
+  notify(fire);
 }
 
 void ChangeTracker::upsertNode(NodePtr node) {
   if (node->key.name != nodeName_) return;
+  bool fire;
   {
     std::lock_guard lock(mu_);
     nodeChanged_ = true;
     node_ = std::move(node);
     if (!oldestEvent_) oldestEvent_ = std::chrono::steady_clock::now();
+    fire = shouldNotifyLocked();
   }
-  notify();
+  notify(fire);
 }
 
 void ChangeTracker::deleteNode(const ObjectKey& key) {
   if (key.name != nodeName_) return;
+  bool fire;
   {
     std::lock_guard lock(mu_);
     nodeChanged_ = true;
     node_ = nullptr;
     if (!oldestEvent_) oldestEvent_ = std::chrono::steady_clock::now();
+    fire = shouldNotifyLocked();
   }
-  notify();
+  notify(fire);
 }
 
 void ChangeTracker::rejected(const Rejection& r) {
@@ -144,11 +158,13 @@ void ChangeTracker::rejected(const Rejection& r) {
 }
 
 void ChangeTracker::synced() {
+  bool fire;
   {
     std::lock_guard lock(mu_);
     ++syncedSources_;
+    fire = shouldNotifyLocked();
   }
-  notify();
+  notify(fire);
 }
 
 bool ChangeTracker::allSourcesSynced() const {

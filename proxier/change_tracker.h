@@ -57,7 +57,8 @@ class ChangeTracker : public EventSink {
   };
   Dirty& dirtyLocked(const ObjectKey& service);
   void recordSliceLocked(const ObjectKey& service, const std::string& name, SlicePtr slice);
-  void notify();
+  bool shouldNotifyLocked();
+  void notify(bool fire);
 
   const std::string nodeName_;
   const FilterConfig filter_;
