@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "backends/backend_factory.h"
+#include "backends/kube_proxy_cleanup/kube_proxy_cleanup.h"
 #include "conntrack/factory.h"
 #include "proxier/change_tracker.h"
 #include "proxier/config.h"
@@ -51,6 +52,29 @@ int runCleanup(const proxier::Config& cfg) {
   }
   spdlog::info("cleanup with backend {}: removed {} kernel objects", backend->name(),
                res.operations);
+  return 0;
+}
+
+int runCleanupKubeProxy(const std::vector<std::string>& excludeCIDRs, bool withoutKubeIpvs0) {
+  backends::kube_proxy_cleanup::Options opts;
+  opts.ipvsWithoutKubeIpvs0 = withoutKubeIpvs0;
+  for (const auto& text : excludeCIDRs) {
+    auto c = proxier::Cidr::parse(text);
+    if (!c) {
+      spdlog::error("--ipvs-exclude-cidrs: \"{}\" is not a CIDR", text);
+      return kExitUsage;
+    }
+    opts.ipvsExcludeCIDRs.push_back(*c);
+  }
+  auto report = backends::kube_proxy_cleanup::cleanupKubeProxy(opts);
+  for (const auto& r : report.removed) std::cout << "removed: " << r << "\n";
+  for (const auto& f : report.found) std::cout << "checked: " << f << "\n";
+  std::cout << std::flush;
+  for (const auto& e : report.errors) spdlog::error("cleanup-kube-proxy: {}", e);
+  if (!report.ok()) return 1;
+  spdlog::info("cleanup-kube-proxy: {}", report.removed.empty()
+                                             ? "nothing of kube-proxy's was left on this node"
+                                             : "kube-proxy's leftovers are removed");
   return 0;
 }
 
@@ -249,6 +273,20 @@ int main(int argc, char** argv) {
   app.add_option("--write-config-to", writeConfigTo,
                  "Write the effective configuration to FILE as a KubeProxyConfiguration and exit");
   auto* cleanup = app.add_subcommand("cleanup", "Remove everything sliceproxy programmed and exit");
+  auto* cleanupKubeProxy = app.add_subcommand(
+      "cleanup-kube-proxy",
+      "Remove what kube-proxy left on this node (KUBE-* iptables chains, nftables tables "
+      "ip/ip6 kube-proxy, IPVS services, kube-ipvs0, KUBE-* ipsets) and nothing else");
+  std::vector<std::string> ipvsExcludeCIDRs;
+  bool ipvsWithoutKubeIpvs0 = false;
+  cleanupKubeProxy
+      ->add_option("--ipvs-exclude-cidrs", ipvsExcludeCIDRs,
+                   "IPVS services with an address in these CIDRs stay (default: the --config "
+                   "file's ipvs.excludeCIDRs)")
+      ->delimiter(',');
+  cleanupKubeProxy->add_flag("--ipvs-without-kube-ipvs0", ipvsWithoutKubeIpvs0,
+                             "Remove IPVS services even when there is no kube-ipvs0 link (by "
+                             "default they are then not kube-proxy's and stay)");
   auto* capabilities = app.add_subcommand(
       "capabilities", "Print, as JSON, the service features the chosen --backend supports");
   auto* explainCmd = app.add_subcommand(
@@ -309,6 +347,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*cleanup) return runCleanup(cfg);
+  if (*cleanupKubeProxy) {
+    return runCleanupKubeProxy(ipvsExcludeCIDRs.empty() ? cfg.ipvs.excludeCIDRs : ipvsExcludeCIDRs,
+                               ipvsWithoutKubeIpvs0);
+  }
   if (*capabilities) return printCapabilities(cfg);
   return runDaemon(cfg);
 }
