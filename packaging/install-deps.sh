@@ -15,7 +15,7 @@ packages=(
   # the test Kubernetes API server (certificates) and a real client it is checked with
   openssl python3-kubernetes
   # kernel tools used by tests, the demo and the benchmark harness
-  bpftool nftables conntrack iproute2 iptables procps
+  bpftool nftables conntrack iproute2 iptables procps ipset
 )
 
 if [ "$(id -u)" -ne 0 ]; then
