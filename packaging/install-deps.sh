@@ -16,6 +16,9 @@ packages=(
   openssl python3-kubernetes
   # kernel tools used by tests, the demo and the benchmark harness
   bpftool nftables conntrack iproute2 iptables procps ipset
+  # bare-metal packaging: the Debian package and its checks, the systemd unit's checks, the OCI
+  # image built without a daemon
+  debhelper dpkg-dev help2man lintian man-db systemd debootstrap umoci
 )
 
 if [ "$(id -u)" -ne 0 ]; then
