@@ -16,6 +16,8 @@ packages=(
   openssl python3-kubernetes
   # kernel tools used by tests, the demo and the benchmark harness
   bpftool nftables conntrack iproute2 iptables procps ipset
+  # tests/qemu/vm.sh: a Debian kernel under qemu, for kernel features this host may lack (IPVS)
+  qemu-system-x86 busybox-static kmod ipvsadm
   # bare-metal packaging: the Debian package and its checks, the systemd unit's checks, the OCI
   # image built without a daemon
   debhelper dpkg-dev help2man lintian man-db systemd debootstrap umoci

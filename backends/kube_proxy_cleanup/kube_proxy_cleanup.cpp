@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <linux/netfilter.h>
 
+#include <unistd.h>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -232,6 +234,12 @@ void cleanIpsets(Report& report) {
     report.found.push_back("ipset: not installed, KUBE-* ipsets not checked");
     return;
   }
+  // ip_set shows in /sys/module when built in (it has parameters) or loaded; without it there
+  // are no sets and the tool could not open a session anyway.
+  if (access("/sys/module/ip_set", F_OK) != 0) {
+    report.found.push_back("ipset: not in this kernel");
+    return;
+  }
   auto list = runTool(*ipset, {"list", "-n"});
   if (!list.error.empty() || list.exitCode != 0) {
     report.errors.push_back(
@@ -264,7 +272,13 @@ void cleanIpsets(Report& report) {
 Report cleanupKubeProxy(const Options& opts) {
   Report report;
   std::vector<NftTable> tables;
-  if (int rc = listNftTables(tables); rc != 0) {
+  if (int rc = listNftTables(tables); rc == EPROTONOSUPPORT || rc == EOPNOTSUPP) {
+    // Without nfnetlink or nf_tables there can be no nftables table, iptables-nft's included.
+    report.found.push_back(fmt::format("nftables: not in this kernel ({})", strerror(rc)));
+    for (const auto& v : kVariants) {
+      if (v.legacy) cleanIptables(v, tables, report);
+    }
+  } else if (rc != 0) {
     report.errors.push_back(fmt::format("listing nftables tables: {}", strerror(rc)));
   } else {
     cleanNftTables(tables, report);
