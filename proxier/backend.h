@@ -37,6 +37,9 @@ struct BackendResult {
   bool ok = true;
   std::string error;        // what was being programmed and what the kernel said
   uint64_t operations = 0;  // kernel objects added, changed or removed
+  // The change succeeded, but the backend's layout has outgrown the choices it made at the last
+  // full sync (how many tables to spread services over): the next sync should be full.
+  bool wantsFullSync = false;
 
   static BackendResult failure(std::string why) { return {false, std::move(why), 0}; }
 };

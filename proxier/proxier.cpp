@@ -76,6 +76,7 @@ bool Proxier::syncOnce() {
     tell(false, true, took, res.operations);
     return false;
   }
+  if (res.wantsFullSync) needFull_ = true;
   for (auto* o : observers_) o->afterSync(diff, full);
   tell(true, true, took, res.operations);
   if (full) {

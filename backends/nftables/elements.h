@@ -60,7 +60,8 @@ struct Elem {
   uint8_t set;  // index into the layout's set names
   Bytes key;
   ElemValue value;
-  uint8_t shard = 0;  // for sharded sets
+  uint8_t part = 0;      // which of a sharded set's parts
+  uint8_t table = 0xff;  // the main table (kMainTable) or a service table
   friend bool operator==(const Elem&, const Elem&) = default;
 };
 

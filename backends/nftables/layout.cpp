@@ -36,7 +36,7 @@ struct SetSpec {
   uint32_t dataType = 0, dataLen = 0;  // maps only
 };
 
-void addSet(Transaction& tx, const std::string& name, const SetSpec& s) {
+void addSet(Transaction& tx, const std::string& table, const std::string& name, const SetSpec& s) {
   nftnl_set* set = nftnl_set_alloc();
   nftnl_set_set_str(set, NFTNL_SET_NAME, name.c_str());
   nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, s.keyType);
@@ -47,86 +47,132 @@ void addSet(Transaction& tx, const std::string& name, const SetSpec& s) {
                       s.dataType == kTypeVerdict ? NFT_DATA_VERDICT : s.dataType);
     nftnl_set_set_u32(set, NFTNL_SET_DATA_LEN, s.dataLen);
   }
-  tx.addSet(kTable, set, "set " + name);
+  tx.addSet(table, set, "set " + name);
 }
 
-void addSet(Transaction& tx, uint8_t id, const SetSpec& s) { addSet(tx, setName(id), s); }
+// Matches of the local addresses that accept NodePorts: every local address but loopback (as
+// kube-proxy's nftables mode), or the local addresses inside the --nodeport-addresses CIDRs (one
+// rule per CIDR, so addresses added to interfaces later are covered), or the Node's InternalIPs
+// for "primary" (in the table's nodeport-ips set).
+std::vector<std::function<void(RuleBuilder&)>> nodePortMatches(const FamilyContext& ctx) {
+  std::vector<std::function<void(RuleBuilder&)>> out;
+  if (ctx.net->nodePortPrimaryOnly) {
+    out.push_back([&ctx](RuleBuilder& b) {
+      b.loadAddr(false, ctx.family, NFT_REG_1).lookup(NFT_REG_1, setName(kNodePortIps));
+    });
+  }
+  for (const auto& c : ctx.net->nodePortAddresses) {
+    if (c.addr.family != ctx.family) continue;
+    out.push_back([c](RuleBuilder& b) {
+      b.fibAddrTypeLocal(false);
+      b.matchAddr(false, c);
+    });
+  }
+  if (!ctx.net->nodePortPrimaryOnly && ctx.net->nodePortAddresses.empty()) {
+    const bool v4 = ctx.family == IpFamily::V4;
+    out.push_back([v4](RuleBuilder& b) {
+      b.fibAddrTypeLocal(false);
+      proxier::Cidr loop =
+          v4 ? *proxier::Cidr::parse("127.0.0.0/8") : *proxier::Cidr::parse("::1/128");
+      b.matchAddr(false, loop, true);
+    });
+  }
+  return out;
+}
+
+void loadFrontend(RuleBuilder& b, const FamilyContext& ctx) {
+  b.loadAddr(false, ctx.family, reg32(0));
+  b.meta(NFT_META_L4PROTO, reg32(ctx.addrWords()));
+  b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(ctx.addrWords() + 1));
+}
+
+void loadNodePort(RuleBuilder& b) {
+  b.meta(NFT_META_L4PROTO, reg32(0));
+  b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(1));
+}
+
+uint32_t ipType(const FamilyContext& ctx) {
+  return ctx.family == IpFamily::V4 ? kTypeIp4 : kTypeIp6;
+}
+
+void addNodePortIps(Transaction& tx, const FamilyContext& ctx, const std::string& table,
+                    const proxier::NodeContext* node) {
+  addSet(tx, table, setName(kNodePortIps), {ipType(ctx), ctx.addrLen()});
+  if (!ctx.net->nodePortPrimaryOnly) return;
+  std::vector<nftnl_set_elem*> elems;
+  if (node && node->node) {
+    for (const auto& a : node->node->addresses) {
+      if (a.ip && a.ip->family == ctx.family && a.type == "InternalIP") {
+        elems.push_back(makeElem(Bytes().addr(*a.ip), nullptr));
+      }
+    }
+  }
+  if (!elems.empty()) tx.addElements(table, setName(kNodePortIps), elems, "NodePort addresses");
+}
 
 }  // namespace
 
+std::string serviceTableName(uint32_t shard) { return fmt::format("sliceproxy-svc-{}", shard); }
+
+bool isOwnTable(const std::string& name) {
+  return name == kTable || name.starts_with("sliceproxy-svc-");
+}
+
+uint32_t serviceTablesFor(size_t ports) {
+  uint32_t k = 1;
+  while (k < kMaxServiceTables && static_cast<size_t>(k) * 1024 < ports) k *= 2;
+  return k;
+}
+
 const char* setName(uint8_t id) {
   static const char* names[kSetCount] = {
-      "service-ips",          "service-nodeports",     "cluster-ips",  "nodeport-ips",
-      "no-endpoint-services", "no-endpoint-nodeports", "firewall-ips", "endpoints",
+      "service-ips",          "service-nodeports",     "endpoints",    "cluster-ips",
+      "nodeport-ips",         "no-endpoint-services", "no-endpoint-nodeports", "firewall-ips",
       "hairpin"};
   return id < kSetCount ? names[id] : "?";
 }
 
-std::string elemSetName(uint8_t set, uint8_t shard) {
-  if (set == kEndpoints) return fmt::format("endpoints-{:02x}", shard);
+std::string elemSetName(uint8_t set, uint8_t part) {
+  if (set == kEndpoints) return fmt::format("endpoints-{:02x}", part);
   return setName(set);
 }
 
 void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node) {
   const bool v4 = ctx.family == IpFamily::V4;
-  const uint32_t ipType = v4 ? kTypeIp4 : kTypeIp6, al = ctx.addrLen();
-  const uint32_t frontendType = concat({ipType, kTypeProto, kTypeService});
-  const uint32_t epData = concat({ipType, kTypeService});
+  const uint32_t al = ctx.addrLen();
+  const uint32_t frontendType = concat({ipType(ctx), kTypeProto, kTypeService});
+  const std::string& t = kTable;
 
-  addSet(tx, kServiceIps, {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
-  addSet(tx, kServiceNodePorts, {concat({kTypeProto, kTypeService}), 8, NFT_SET_MAP, kTypeVerdict, 0});
-  addSet(tx, kClusterIps, {ipType, al});
-  addSet(tx, kNodePortIps, {ipType, al});
-  addSet(tx, kNoEndpointServices, {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
-  addSet(tx, kNoEndpointNodePorts,
+  addSet(tx, t, setName(kClusterIps), {ipType(ctx), al});
+  addNodePortIps(tx, ctx, t, node);
+  addSet(tx, t, setName(kNoEndpointServices), {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
+  addSet(tx, t, setName(kNoEndpointNodePorts),
          {concat({kTypeProto, kTypeService}), 8, NFT_SET_MAP, kTypeVerdict, 0});
-  addSet(tx, kFirewallIps, {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
-  for (uint32_t shard = 0; shard < kEndpointShards; ++shard) {
-    addSet(tx, elemSetName(kEndpoints, static_cast<uint8_t>(shard)),
-           {concat({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, epData, al + 4});
-  }
-  addSet(tx, kHairpin, {concat({ipType, ipType}), 2 * al});
+  addSet(tx, t, setName(kFirewallIps), {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
+  addSet(tx, t, setName(kHairpin), {concat({ipType(ctx), ipType(ctx)}), 2 * al});
 
-  const Hook natPre{"nat", NF_INET_PRE_ROUTING, -100}, natOut{"nat", NF_INET_LOCAL_OUT, -100},
-      natPost{"nat", NF_INET_POST_ROUTING, 100}, fwPre{"filter", NF_INET_PRE_ROUTING, -110},
+  const Hook natPost{"nat", NF_INET_POST_ROUTING, 100}, fwPre{"filter", NF_INET_PRE_ROUTING, -110},
       fwOut{"filter", NF_INET_LOCAL_OUT, -110}, fIn{"filter", NF_INET_LOCAL_IN, 0},
       fFwd{"filter", NF_INET_FORWARD, 0}, fOut{"filter", NF_INET_LOCAL_OUT, 0};
-  for (const char* c : {"services", "masquerading", "mark-for-masquerade", "firewall-check",
-                        "endpoints-check", "reject-chain", "cluster-ips-check"}) {
-    tx.addChain(kTable, c);
+  for (const char* c : {"masquerading", "firewall-check", "endpoints-check", "reject-chain",
+                        "cluster-ips-check"}) {
+    tx.addChain(t, c);
   }
-  tx.addChain(kTable, "nat-prerouting", &natPre);
-  tx.addChain(kTable, "nat-output", &natOut);
-  tx.addChain(kTable, "nat-postrouting", &natPost);
-  tx.addChain(kTable, "filter-prerouting-pre-dnat", &fwPre);
-  tx.addChain(kTable, "filter-output-pre-dnat", &fwOut);
-  tx.addChain(kTable, "filter-input", &fIn);
-  tx.addChain(kTable, "filter-forward", &fFwd);
-  tx.addChain(kTable, "filter-output", &fOut);
+  tx.addChain(t, "nat-postrouting", &natPost);
+  tx.addChain(t, "filter-prerouting-pre-dnat", &fwPre);
+  tx.addChain(t, "filter-output-pre-dnat", &fwOut);
+  tx.addChain(t, "filter-input", &fIn);
+  tx.addChain(t, "filter-forward", &fFwd);
+  tx.addChain(t, "filter-output", &fOut);
 
   auto rule = [&](const char* chain, RuleBuilder& b, const char* what) {
-    tx.addRule(kTable, chain, b.release(), what);
+    tx.addRule(t, chain, b.release(), what);
   };
   const uint32_t mark = ctx.net->masqueradeMark;
   {
     RuleBuilder b;
-    b.verdict(NFT_JUMP, "services");
-    rule("nat-prerouting", b, "to services");
-  }
-  {
-    RuleBuilder b;
-    b.verdict(NFT_JUMP, "services");
-    rule("nat-output", b, "to services");
-  }
-  {
-    RuleBuilder b;
     b.verdict(NFT_JUMP, "masquerading");
     rule("nat-postrouting", b, "to masquerading");
-  }
-  {
-    RuleBuilder b;
-    b.markSet(mark);
-    rule("mark-for-masquerade", b, "set the masquerade mark");
   }
   {
     // A pod reaching itself through a service must see another source, or it would answer
@@ -162,51 +208,6 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
       rule("masquerading", b, "masquerade");
     }
   }
-  auto loadFrontend = [&](RuleBuilder& b) {
-    b.loadAddr(false, ctx.family, reg32(0));
-    b.meta(NFT_META_L4PROTO, reg32(ctx.addrWords()));
-    b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(ctx.addrWords() + 1));
-  };
-  auto loadNodePort = [&](RuleBuilder& b) {
-    b.meta(NFT_META_L4PROTO, reg32(0));
-    b.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(1));
-  };
-  // NodePorts answer on every local address but loopback (as kube-proxy's nftables mode), or on
-  // the local addresses inside the --nodeport-addresses CIDRs (one rule per CIDR, so addresses
-  // added to interfaces later are covered), or on the Node's InternalIPs for "primary".
-  std::vector<std::function<void(RuleBuilder&)>> nodePortMatches;
-  if (ctx.net->nodePortPrimaryOnly) {
-    nodePortMatches.push_back([&](RuleBuilder& b) {
-      b.loadAddr(false, ctx.family, NFT_REG_1).lookup(NFT_REG_1, setName(kNodePortIps));
-    });
-  }
-  for (const auto& c : ctx.net->nodePortAddresses) {
-    if (c.addr.family != ctx.family) continue;
-    nodePortMatches.push_back([&ctx, c](RuleBuilder& b) {
-      b.fibAddrTypeLocal(false);
-      b.matchAddr(false, c);
-    });
-  }
-  if (!ctx.net->nodePortPrimaryOnly && ctx.net->nodePortAddresses.empty()) {
-    nodePortMatches.push_back([&](RuleBuilder& b) {
-      b.fibAddrTypeLocal(false);
-      proxier::Cidr loop = v4 ? *proxier::Cidr::parse("127.0.0.0/8") : *proxier::Cidr::parse("::1/128");
-      b.matchAddr(false, loop, true);
-    });
-  }
-  {
-    RuleBuilder b;
-    loadFrontend(b);
-    b.mapLookup(reg32(0), setName(kServiceIps), NFT_REG_VERDICT);
-    rule("services", b, "service frontends");
-  }
-  for (const auto& match : nodePortMatches) {
-    RuleBuilder b;
-    match(b);
-    loadNodePort(b);
-    b.mapLookup(reg32(0), setName(kServiceNodePorts), NFT_REG_VERDICT);
-    rule("services", b, "NodePorts");
-  }
   for (const char* base : {"filter-prerouting-pre-dnat", "filter-output-pre-dnat"}) {
     RuleBuilder b;
     uint32_t isNew = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
@@ -216,7 +217,7 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
   }
   {
     RuleBuilder b;
-    loadFrontend(b);
+    loadFrontend(b, ctx);
     b.mapLookup(reg32(0), setName(kFirewallIps), NFT_REG_VERDICT);
     rule("firewall-check", b, "loadBalancerSourceRanges");
   }
@@ -234,11 +235,11 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
   }
   {
     RuleBuilder b;
-    loadFrontend(b);
+    loadFrontend(b, ctx);
     b.mapLookup(reg32(0), setName(kNoEndpointServices), NFT_REG_VERDICT);
     rule("endpoints-check", b, "services without usable endpoints");
   }
-  for (const auto& match : nodePortMatches) {
+  for (const auto& match : nodePortMatches(ctx)) {
     RuleBuilder b;
     match(b);
     loadNodePort(b);
@@ -257,17 +258,47 @@ void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::Nod
     b.reject(NFT_REJECT_ICMP_UNREACH, v4 ? 3 /* port unreachable */ : 4 /* ICMPv6 port unreachable */);
     rule("reject-chain", b, "reject");
   }
+}
 
-  if (ctx.net->nodePortPrimaryOnly) {
-    std::vector<nftnl_set_elem*> elems;
-    if (node && node->node) {
-      for (const auto& a : node->node->addresses) {
-        if (a.ip && a.ip->family == ctx.family && a.type == "InternalIP") {
-          elems.push_back(makeElem(Bytes().addr(*a.ip), nullptr));
-        }
-      }
+void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node,
+                       uint8_t shard) {
+  const uint32_t al = ctx.addrLen();
+  const std::string t = serviceTableName(shard);
+  tx.addTable(t);
+  addSet(tx, t, setName(kServiceIps),
+         {concat({ipType(ctx), kTypeProto, kTypeService}), al + 8, NFT_SET_MAP, kTypeVerdict, 0});
+  addSet(tx, t, setName(kServiceNodePorts),
+         {concat({kTypeProto, kTypeService}), 8, NFT_SET_MAP, kTypeVerdict, 0});
+  for (uint32_t part = 0; part < ctx.endpointMaps(); ++part) {
+    addSet(tx, t, elemSetName(kEndpoints, static_cast<uint8_t>(part)),
+           {concat({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, concat({ipType(ctx), kTypeService}),
+            al + 4});
+  }
+  if (ctx.net->nodePortPrimaryOnly) addNodePortIps(tx, ctx, t, node);
+
+  // Every new connection's first packet passes each service table's hooks (the nat hooks see
+  // nothing else), so dispatch is inline: no jump, a hash lookup, and for NodePorts a cheap
+  // membership test before the costlier address checks.
+  const Hook natPre{"nat", NF_INET_PRE_ROUTING, -100}, natOut{"nat", NF_INET_LOCAL_OUT, -100};
+  tx.addChain(t, "nat-prerouting", &natPre);
+  tx.addChain(t, "nat-output", &natOut);
+  const auto matches = nodePortMatches(ctx);
+  for (const char* base : {"nat-prerouting", "nat-output"}) {
+    {
+      RuleBuilder b;
+      loadFrontend(b, ctx);
+      b.mapLookup(reg32(0), setName(kServiceIps), NFT_REG_VERDICT);
+      tx.addRule(t, base, b.release(), "service frontends");
     }
-    if (!elems.empty()) tx.addElements(kTable, setName(kNodePortIps), elems, "NodePort addresses");
+    for (const auto& match : matches) {
+      RuleBuilder b;
+      loadNodePort(b);
+      b.lookup(reg32(0), setName(kServiceNodePorts));
+      match(b);
+      loadNodePort(b);
+      b.mapLookup(reg32(0), setName(kServiceNodePorts), NFT_REG_VERDICT);
+      tx.addRule(t, base, b.release(), "NodePorts");
+    }
   }
 }
 

@@ -1,8 +1,11 @@
 #pragma once
-// The fixed shape of sliceproxy's table, one per address family. The number of chains grows
-// with service ports only (one or two each, plus one per firewalled LoadBalancer port), never
-// with endpoints: endpoints live in one map, so the kernel's validation of the jump graph does
-// not grow with them.
+// The fixed shape of sliceproxy's tables, per address family: one main table (masquerading,
+// firewalls, reject/drop of services without endpoints, hairpin) and K service tables, each
+// holding the frontend maps and chains of a share of the service ports with their endpoints.
+// The number of chains grows with service ports only (one or two each), never with endpoints:
+// endpoints live in maps. Services are spread over tables because the kernel validates a
+// table's whole jump graph whenever a transaction adds a jump, a goto or a NAT rule to it (about
+// 2 us per chain): with one table, adding one service to 10,000 cost 20 ms.
 
 #include <cstdint>
 #include <string>
@@ -15,16 +18,34 @@ namespace sliceproxy::backends::nft {
 
 inline const std::string kTable = "sliceproxy";
 
-// Named sets and maps; Elem::set indexes this list.
+// Which table an object lives in: the main table, or service table `shard`.
+inline constexpr uint8_t kMainTable = 0xff;
+inline constexpr uint32_t kMaxServiceTables = 64;
+std::string serviceTableName(uint32_t shard);
+inline std::string tableName(uint8_t table) {
+  return table == kMainTable ? kTable : serviceTableName(table);
+}
+// Tables a previous run of any layout may have left: the main table and every service table.
+bool isOwnTable(const std::string& name);
+
+// Service tables for `ports` service ports at a full sync: about a thousand ports each, a power
+// of two, so adding a service validates a graph of at most ~2,000 chains.
+uint32_t serviceTablesFor(size_t ports);
+// Beyond this many ports per service table on average, the next sync should be a full one that
+// spreads the ports over more tables.
+inline constexpr size_t kPortsPerServiceTableLimit = 2048;
+
+// Named sets and maps; Elem::set indexes this list. The first three exist in every service
+// table, the others in the main table (kNodePortIps in both).
 enum SetId : uint8_t {
   kServiceIps,           // daddr . proto . dport : verdict (goto svc-/ext- chain)
   kServiceNodePorts,     // proto . dport : verdict (goto ext- chain)
+  kEndpoints,            // endpoint set id . slot : addr . port, sharded (see below)
   kClusterIps,           // daddr, to reject ports a service does not define
-  kNodePortIps,          // local addresses that accept NodePorts (only with --nodeport-addresses)
+  kNodePortIps,          // local addresses that accept NodePorts (--nodeport-addresses primary)
   kNoEndpointServices,   // daddr . proto . dport : verdict (reject or drop)
   kNoEndpointNodePorts,  // proto . dport : verdict (reject or drop)
   kFirewallIps,          // daddr . proto . dport : verdict (goto fw- chain)
-  kEndpoints,            // endpoint set id . slot : addr . port, sharded (see below)
   kHairpin,              // addr . addr for local endpoints: a pod reaching itself
   kSetCount
 };
@@ -33,23 +54,32 @@ const char* setName(uint8_t id);
 
 // The kernel validates a map's every element each time a rule binds it, and every binding each
 // time an element is added, so one endpoints map shared by 10,000 service rules costs
-// bindings x elements. Sharding by endpoint set keeps both factors small.
-inline constexpr uint32_t kEndpointShards = 256;
-inline uint8_t endpointShard(uint32_t endpointSetId) {
-  return static_cast<uint8_t>(endpointSetId % kEndpointShards);
-}
-std::string elemSetName(uint8_t set, uint8_t shard);
+// bindings x elements. Sharding by endpoint set keeps both factors small: 256 endpoints maps in
+// all, split evenly over the service tables.
+inline constexpr uint32_t kEndpointMapsTotal = 256;
+std::string elemSetName(uint8_t set, uint8_t part);
 
 struct FamilyContext {
   proxier::IpFamily family;
   uint16_t nfproto;  // NFPROTO_IPV4 / NFPROTO_IPV6
   const proxier::NetworkConfig* net;
+  uint32_t serviceTables = 1;  // chosen at each full sync
   uint32_t addrLen() const { return family == proxier::IpFamily::V4 ? 4 : 16; }
   uint32_t addrWords() const { return addrLen() / 4; }
+  uint32_t endpointMaps() const { return kEndpointMapsTotal / serviceTables; }
+  // Which of its table's endpoints maps holds endpoint set `setId`. Hashed: the ids that land
+  // in one service table follow the tables' round-robin, so their low bits are not spread.
+  uint8_t endpointMap(uint32_t setId) const {
+    return static_cast<uint8_t>(((setId * 2654435761u) >> 16) % endpointMaps());
+  }
 };
 
-// Creates the table's sets, base chains and static chains with their rules. `node` supplies
-// the addresses for --nodeport-addresses=primary and the pod CIDR for NodeCIDR detection.
+// Creates the main table's sets, base chains and static chains with their rules. `node`
+// supplies the addresses for --nodeport-addresses=primary and the pod CIDR for NodeCIDR
+// detection.
 void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node);
+// Creates service table `shard` (which must not exist) with its maps and dispatch chains.
+void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node,
+                       uint8_t shard);
 
 }  // namespace sliceproxy::backends::nft

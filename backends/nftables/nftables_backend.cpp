@@ -71,6 +71,7 @@ struct NftablesBackend::Family {
   FamilyContext ctx;
   std::map<ServicePortKey, Port> ports;
   uint32_t nextId = 0;
+  std::vector<uint32_t> tableLoad;  // service ports per service table
   boost::unordered_flat_map<IpAddr, uint32_t, IpAddrHash> clusterIpRefs, hairpinRefs;
   std::optional<Cidr> nodePodCIDR;
 };
@@ -81,20 +82,21 @@ struct NftablesBackend::Family {
 class NftablesBackend::Changes {
  public:
   std::vector<Elem> del, add;
-  std::vector<std::string> newChains, flushChains, deadChains;
+  std::vector<ObjRef> newChains, flushChains, deadChains;
   std::vector<Port*> rewrite;
   boost::unordered_flat_map<IpAddr, int, IpAddrHash> clusterIpDelta, hairpinDelta;
   std::vector<Port*> slotPorts;
-  std::vector<nftnl_set*> newSets;
-  std::vector<std::string> flushSets, deadSets;
+  std::vector<std::pair<uint8_t, nftnl_set*>> newSets;
+  std::vector<ObjRef> flushSets, deadSets;
   struct AffinityEndpoint {
+    uint8_t table;
     std::string name;
     EndpointKey key;
     uint32_t timeout;
   };
   std::vector<AffinityEndpoint> affinityRules;
   struct AffinitySlot {
-    std::string map;
+    ObjRef map;
     uint32_t slot;
     std::string chain;
   };
@@ -122,18 +124,20 @@ void diffElems(const std::vector<Elem>& before, const std::vector<Elem>& after,
 
 void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* what) {
   std::stable_sort(elems.begin(), elems.end(), [](const Elem& a, const Elem& b) {
-    return std::tie(a.set, a.shard) < std::tie(b.set, b.shard);
+    return std::tie(a.table, a.set, a.part) < std::tie(b.table, b.set, b.part);
   });
   std::vector<nftnl_set_elem*> batch;
   for (size_t i = 0; i < elems.size();) {
-    const uint8_t set = elems[i].set, shard = elems[i].shard;
-    for (; i < elems.size() && elems[i].set == set && elems[i].shard == shard; ++i) {
+    const uint8_t table = elems[i].table, set = elems[i].set, part = elems[i].part;
+    for (; i < elems.size() && elems[i].table == table && elems[i].set == set &&
+           elems[i].part == part;
+         ++i) {
       batch.push_back(makeElem(elems[i].key, add ? &elems[i].value : nullptr));
     }
     if (add) {
-      tx.addElements(kTable, elemSetName(set, shard), batch, what);
+      tx.addElements(tableName(table), elemSetName(set, part), batch, what);
     } else {
-      tx.deleteElements(kTable, elemSetName(set, shard), batch, what);
+      tx.deleteElements(tableName(table), elemSetName(set, part), batch, what);
     }
   }
 }
@@ -144,13 +148,18 @@ void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* 
 
 NftablesBackend::NftablesBackend(NetworkConfig net) : net_(std::move(net)) {
   sock_ = std::make_unique<Socket>();
-  families_[0] = std::make_unique<Family>();
-  families_[0]->ctx = {IpFamily::V4, NFPROTO_IPV4, &net_};
-  families_[1] = std::make_unique<Family>();
-  families_[1]->ctx = {IpFamily::V6, NFPROTO_IPV6, &net_};
+  families_[0] = freshFamily({IpFamily::V4, NFPROTO_IPV4, &net_});
+  families_[1] = freshFamily({IpFamily::V6, NFPROTO_IPV6, &net_});
 }
 
 NftablesBackend::~NftablesBackend() = default;
+
+std::unique_ptr<NftablesBackend::Family> NftablesBackend::freshFamily(const FamilyContext& ctx) {
+  auto f = std::make_unique<Family>();
+  f->ctx = ctx;
+  f->tableLoad.assign(ctx.serviceTables, 0);
+  return f;
+}
 
 Capabilities NftablesBackend::capabilities() const {
   return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
@@ -177,15 +186,16 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
         const bool now = slot < p->slots[s].size();
         if (before && now && before->key == p->slots[s].at(slot).key) continue;
         Bytes key = Bytes().u32(setId).u32(slot);
+        const uint8_t part = ctx.endpointMap(setId), table = p->chains.shard;
         if (before) {
-          ch.del.push_back({kEndpoints, key, {}, endpointShard(setId)});
+          ch.del.push_back({kEndpoints, key, {}, part, table});
           gone.emplace_back(before->key, before->local);
         }
         if (now) {
           const auto& cur = p->slots[s].at(slot);
           ch.add.push_back(
               {kEndpoints, key, {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)},
-               endpointShard(setId)});
+               part, table});
           came.emplace_back(cur.key, cur.local);
         }
       }
@@ -218,30 +228,32 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   refs(f.hairpinRefs, ch.hairpinDelta, kHairpin, [](const IpAddr& a) { return Bytes().addr(a).addr(a); });
 
   emitElems(tx, ch.del, false, "service changes");
-  for (const auto& s : ch.flushSets) tx.flushSet(kTable, s);
-  for (const auto& c : ch.flushChains) tx.flushChain(kTable, c);
-  for (nftnl_set* s : ch.newSets) {
-    tx.addSet(kTable, s, std::string("set ") + nftnl_set_get_str(s, NFTNL_SET_NAME));
+  for (const auto& s : ch.flushSets) tx.flushSet(tableName(s.table), s.name);
+  for (const auto& c : ch.flushChains) tx.flushChain(tableName(c.table), c.name);
+  for (auto [table, s] : ch.newSets) {
+    tx.addSet(tableName(table), s, std::string("set ") + nftnl_set_get_str(s, NFTNL_SET_NAME));
   }
   ch.newSets.clear();
-  for (const auto& c : ch.newChains) tx.addChain(kTable, c);
+  for (const auto& c : ch.newChains) tx.addChain(tableName(c.table), c.name);
   for (Port* p : ch.rewrite) {
     addPortRules(tx, ctx, p->id, *p->info, p->chains, p->inputs,
                  p->hasAffinity() ? &p->affinity : nullptr);
   }
-  for (const auto& a : ch.affinityRules) addAffinityEndpointRules(tx, ctx, a.name, a.key, a.timeout);
+  for (const auto& a : ch.affinityRules) {
+    addAffinityEndpointRules(tx, ctx, tableName(a.table), a.name, a.key, a.timeout);
+  }
   emitElems(tx, ch.add, true, "service changes");
   for (size_t i = 0; i < ch.affinitySlots.size();) {
-    const std::string& map = ch.affinitySlots[i].map;
+    const ObjRef& map = ch.affinitySlots[i].map;
     std::vector<nftnl_set_elem*> elems;
     for (; i < ch.affinitySlots.size() && ch.affinitySlots[i].map == map; ++i) {
       ElemValue v{ElemValue::Goto, ch.affinitySlots[i].chain, {}};
       elems.push_back(makeElem(Bytes().u32(ch.affinitySlots[i].slot), &v));
     }
-    tx.addElements(kTable, map, elems, "affinity endpoints");
+    tx.addElements(tableName(map.table), map.name, elems, "affinity endpoints");
   }
-  for (const auto& c : ch.deadChains) tx.deleteChain(kTable, c);
-  for (const auto& s : ch.deadSets) tx.deleteSet(kTable, s);
+  for (const auto& c : ch.deadChains) tx.deleteChain(tableName(c.table), c.name);
+  for (const auto& s : ch.deadSets) tx.deleteSet(tableName(s.table), s.name);
 
   auto res = tx.commit();
   stats_.lastMessages += res.messages;
@@ -265,7 +277,10 @@ NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortV
   // new port's endpoint set.
   p.id = f.nextId++;
   p.info = v.info();
-  p.chains = chainNames(p.id, *p.info);
+  // The least loaded service table; a full sync deals ports out evenly in creation order.
+  const auto least = std::min_element(f.tableLoad.begin(), f.tableLoad.end());
+  ++*least;
+  p.chains = chainNames(p.id, static_cast<uint8_t>(least - f.tableLoad.begin()), *p.info);
   p.chains.appendTo(ch.newChains);
   v.forEachEndpoint([&](const MergedEndpoint& e) {
     if (e.sets & epset::kCluster) p.slots[0].add(e.key, e.isLocal());
@@ -285,9 +300,10 @@ void NftablesBackend::syncAffinity(Family& f, Port& p, Changes& ch, bool fresh) 
   if (!p.hasAffinity()) return;
   for (uint8_t s = 0; s < 2; ++s) {
     const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
-    const std::string map = affinityMapName(setId);
+    const uint8_t table = p.chains.shard;
+    const ObjRef map{table, affinityMapName(setId)};
     if (fresh) {
-      ch.newSets.push_back(affinityMap(map));
+      ch.newSets.emplace_back(table, affinityMap(map.name));
     } else {
       ch.flushSets.push_back(map);
     }
@@ -295,7 +311,7 @@ void NftablesBackend::syncAffinity(Family& f, Port& p, Changes& ch, bool fresh) 
     std::vector<EndpointKey> gone;
     for (const auto& [k, serial] : serials) {
       if (p.slots[s].contains(k)) continue;
-      const std::string name = affinityName(setId, serial);
+      const ObjRef name{table, affinityName(setId, serial)};
       ch.flushChains.push_back(name);
       ch.deadChains.push_back(name);
       ch.deadSets.push_back(name);
@@ -310,9 +326,9 @@ void NftablesBackend::syncAffinity(Family& f, Port& p, Changes& ch, bool fresh) 
       const std::string name = affinityName(setId, it->second);
       if (added) {
         ++p.nextSerial;
-        ch.newSets.push_back(affinitySet(f.ctx, name, p.info->affinityTimeoutSeconds));
-        ch.newChains.push_back(name);
-        ch.affinityRules.push_back({name, k, p.info->affinityTimeoutSeconds});
+        ch.newSets.emplace_back(table, affinitySet(f.ctx, name, p.info->affinityTimeoutSeconds));
+        ch.newChains.push_back({table, name});
+        ch.affinityRules.push_back({table, name, k, p.info->affinityTimeoutSeconds});
       }
       names.push_back(name);
       ch.affinitySlots.push_back({map, i, name});
@@ -324,20 +340,22 @@ void NftablesBackend::dropAffinity(Port& p, Changes& ch) {
   if (!p.hasAffinity()) return;
   for (uint8_t s = 0; s < 2; ++s) {
     const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
-    ch.flushSets.push_back(affinityMapName(setId));
+    const uint8_t table = p.chains.shard;
+    ch.flushSets.push_back({table, affinityMapName(setId)});
     for (auto& [k, serial] : p.affinitySerial[s]) {
-      const std::string name = affinityName(setId, serial);
+      const ObjRef name{table, affinityName(setId, serial)};
       ch.flushChains.push_back(name);
       ch.deadChains.push_back(name);
       ch.deadSets.push_back(name);
     }
-    ch.deadSets.push_back(affinityMapName(setId));
+    ch.deadSets.push_back({table, affinityMapName(setId)});
   }
 }
 
 BackendResult NftablesBackend::apply(const Diff& diff) {
   stats_ = {};
   uint64_t ops = 0;
+  bool outgrown = false;
   for (auto& fam : families_) {
     Family& f = *fam;
     Changes ch;
@@ -349,12 +367,13 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       for (uint8_t s = 0; s < 2; ++s) {
         while (p.slots[s].size() > 0) p.slots[s].remove(p.slots[s].at(p.slots[s].size() - 1).key);
       }
-      std::vector<std::string> chains;
+      std::vector<ObjRef> chains;
       p.chains.appendTo(chains);
       for (auto& c : chains) {
         ch.flushChains.push_back(c);
         ch.deadChains.push_back(c);
       }
+      --f.tableLoad[p.chains.shard];
     };
     // Ports removed (or about to be rebuilt) keep their slot tables alive until the commit has
     // turned them into element deletions.
@@ -408,19 +427,35 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
     auto res = commit(f, ch);
     if (!res.ok) return res;
     ops += res.operations;
+    if (f.ports.size() > f.ctx.serviceTables * kPortsPerServiceTableLimit &&
+        f.ctx.serviceTables < kMaxServiceTables) {
+      outgrown = true;
+    }
   }
-  return {true, "", ops};
+  BackendResult out{true, "", ops};
+  if (outgrown) {
+    out.wantsFullSync = true;
+    spdlog::info("nftables: the service ports outgrew the service tables; the next sync is full "
+                 "and spreads them over more tables");
+  }
+  return out;
 }
 
 BackendResult NftablesBackend::fullSync(const State& state) {
   stats_ = {};
   uint64_t ops = 0;
   for (auto& fam : families_) {
-    const FamilyContext ctx = fam->ctx;
-    // A fresh mirror: the whole table is replaced in this one transaction.
-    fam = std::make_unique<Family>();
+    FamilyContext ctx = fam->ctx;
+    // Tables of a previous run, whatever its number of service tables, go in the same
+    // transaction that creates ours.
+    auto previous = listTables(*sock_, ctx.nfproto);
+    if (!previous.ok) return BackendResult::failure(previous.error);
+    size_t ports = 0;
+    for (const ServicePortView* v : state.ports) ports += v->key().port.family == ctx.family;
+    ctx.serviceTables = serviceTablesFor(ports);
+    // A fresh mirror: the tables are replaced in this one transaction.
+    fam = freshFamily(ctx);
     Family& f = *fam;
-    f.ctx = ctx;
     if (state.node && state.node->node) {
       for (const auto& c : state.node->node->podCIDRs) {
         if (c.addr.family == ctx.family && !f.nodePodCIDR) f.nodePodCIDR = c;
@@ -435,8 +470,14 @@ BackendResult NftablesBackend::fullSync(const State& state) {
       // or not the table exists, so a restart never opens a window without rules.
       tx.addTable(kTable);
       tx.deleteTable(kTable, "replacing the previous table");
+      for (const auto& name : previous.names) {
+        if (name != kTable && isOwnTable(name)) tx.deleteTable(name, "replacing table " + name);
+      }
       tx.addTable(kTable);
       buildSkeleton(tx, ctx, state.node);
+      for (uint32_t shard = 0; shard < ctx.serviceTables; ++shard) {
+        buildServiceTable(tx, ctx, state.node, static_cast<uint8_t>(shard));
+      }
     });
     if (!res.ok) return res;
     ops += res.operations;
@@ -447,17 +488,19 @@ BackendResult NftablesBackend::fullSync(const State& state) {
 BackendResult NftablesBackend::cleanup() {
   uint64_t ops = 0;
   for (auto& fam : families_) {
-    Transaction tx(*sock_, fam->ctx.nfproto);
-    tx.addTable(kTable);
-    tx.deleteTable(kTable, "removing sliceproxy's table");
+    const FamilyContext ctx = fam->ctx;
+    auto tables = listTables(*sock_, ctx.nfproto);
+    if (!tables.ok) return BackendResult::failure(tables.error);
+    Transaction tx(*sock_, ctx.nfproto);
+    for (const auto& name : tables.names) {
+      if (isOwnTable(name)) tx.deleteTable(name, "removing sliceproxy's table " + name);
+    }
     auto r = tx.commit();
     if (!r.ok) {
-      return BackendResult::failure(fmt::format("cleanup of the {} table: {}", familyName(fam->ctx.family), r.error));
+      return BackendResult::failure(fmt::format("cleanup of the {} tables: {}", familyName(ctx.family), r.error));
     }
-    ops += 1;
-    const FamilyContext ctx = fam->ctx;
-    fam = std::make_unique<Family>();
-    fam->ctx = ctx;
+    ops += tx.messages();
+    fam = freshFamily(ctx);
   }
   return {true, "", ops};
 }
@@ -468,16 +511,22 @@ std::vector<std::string> NftablesBackend::kernelObjects(const ServicePortKey& ke
   auto it = f.ports.find(key);
   if (it == f.ports.end()) return {};
   const Port& p = it->second;
-  const std::string table = std::string(key.port.family == IpFamily::V4 ? "ip " : "ip6 ") + kTable;
+  const char* family = key.port.family == IpFamily::V4 ? "ip" : "ip6";
+  const std::string table = fmt::format("{} {}", family, serviceTableName(p.chains.shard));
   std::vector<std::string> out;
-  std::vector<std::string> chains;
+  std::vector<ObjRef> chains;
   p.chains.appendTo(chains);
-  for (const auto& c : chains) out.push_back(fmt::format("chain {} {}", table, c));
+  for (const auto& c : chains) {
+    out.push_back(fmt::format("chain {} {} {}", family, tableName(c.table), c.name));
+  }
   out.push_back(fmt::format("map {} {}", table, setName(kServiceIps)));
   if (p.info->nodePort) out.push_back(fmt::format("map {} {}", table, setName(kServiceNodePorts)));
-  out.push_back(fmt::format("map {} {} (set ids {} cluster, {} local)", table,
-                            setName(kEndpoints), endpointSetId(p.id, epset::kCluster),
-                            endpointSetId(p.id, epset::kLocal)));
+  for (uint8_t set : {epset::kCluster, epset::kLocal}) {
+    const uint32_t id = endpointSetId(p.id, set);
+    out.push_back(fmt::format("map {} {} (set id {}, {})", table,
+                              elemSetName(kEndpoints, f.ctx.endpointMap(id)), id,
+                              set == epset::kCluster ? "cluster-wide" : "node-local"));
+  }
   for (int s = 0; s < 2; ++s) {
     for (const auto& a : p.affinity.bySlot[s]) out.push_back(fmt::format("chain {} {}", table, a));
   }

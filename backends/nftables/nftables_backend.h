@@ -61,6 +61,7 @@ class NftablesBackend : public proxier::Backend {
   struct Family;
   class Changes;
 
+  static std::unique_ptr<Family> freshFamily(const FamilyContext& ctx);
   Port& createPort(Family& f, const proxier::ServicePortView& v, Changes& ch);
   void syncAffinity(Family& f, Port& p, Changes& ch, bool fresh);
   void dropAffinity(Port& p, Changes& ch);

@@ -14,7 +14,7 @@ namespace sliceproxy::backends::nft {
 
 using namespace proxier;
 
-PortChains chainNames(uint32_t id, const ServicePortInfo& info) {
+PortChains chainNames(uint32_t id, uint8_t shard, const ServicePortInfo& info) {
   // The service's name in the chain name lets an operator read `nft list ruleset`; the id
   // keeps it unique and short enough (chain names are limited to 255 bytes).
   std::string tag = fmt::format("{}/{}/{}/{}", info.key.service.ns, info.key.service.name,
@@ -22,6 +22,7 @@ PortChains chainNames(uint32_t id, const ServicePortInfo& info) {
                                 protocolName(info.key.port.protocol));
   if (tag.size() > 200) tag.resize(200);
   PortChains c;
+  c.shard = shard;
   c.svc = fmt::format("svc-{}-{}", id, tag);
   if (info.externallyAccessible()) c.ext = fmt::format("ext-{}-{}", id, tag);
   if (!info.loadBalancerIPs.empty() && !info.loadBalancerSourceRanges.empty()) {
@@ -65,7 +66,8 @@ using Prefix = std::function<void(RuleBuilder&)>;
 
 // DNAT to one of the `count` endpoints of endpoint set `setId`, at random; under ClientIP
 // affinity, first to the endpoint this client used within the timeout.
-void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& chain,
+void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& table,
+             const std::string& chain,
              const ServicePortInfo& info, uint32_t setId, uint32_t count, const Prefix& prefix,
              const char* what, const AffinityNames* affinity, int slotTable) {
   if (count == 0) return;
@@ -75,20 +77,20 @@ void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& chain
       RuleBuilder b;
       if (prefix) prefix(b);
       b.loadAddr(true, ctx.family, NFT_REG_1).lookup(NFT_REG_1, name).verdict(NFT_GOTO, name);
-      tx.addRule(kTable, chain, b.release(), fmt::format("{}: client seen by {}", what, name));
+      tx.addRule(table, chain, b.release(), fmt::format("{}: client seen by {}", what, name));
     }
     RuleBuilder b;
     if (prefix) prefix(b);
     b.numgen(NFT_REG_1, count).mapLookup(NFT_REG_1, affinityMapName(setId), NFT_REG_VERDICT);
-    tx.addRule(kTable, chain, b.release(), fmt::format("{}: {} endpoints", what, count));
+    tx.addRule(table, chain, b.release(), fmt::format("{}: {} endpoints", what, count));
     return;
   }
   RuleBuilder b;
   if (prefix) prefix(b);
   b.constant(reg32(0), setId).numgen(reg32(1), count);
-  b.mapLookup(reg32(0), elemSetName(kEndpoints, endpointShard(setId)), reg32(0));
+  b.mapLookup(reg32(0), elemSetName(kEndpoints, ctx.endpointMap(setId)), reg32(0));
   b.nat(NFT_NAT_DNAT, ctx.nfproto, reg32(0), reg32(aw), 0);
-  tx.addRule(kTable, chain, b.release(), fmt::format("{}: {} endpoints", what, count));
+  tx.addRule(table, chain, b.release(), fmt::format("{}: {} endpoints", what, count));
 }
 
 }  // namespace
@@ -120,8 +122,9 @@ nftnl_set* affinityMap(const std::string& name) {
   return set;
 }
 
-void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& name,
-                              const EndpointKey& ep, uint32_t timeoutSeconds) {
+void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& table,
+                              const std::string& name, const EndpointKey& ep,
+                              uint32_t timeoutSeconds) {
   const uint32_t aw = ctx.addrWords();
   RuleBuilder b;
   b.loadAddr(true, ctx.family, NFT_REG_1);
@@ -129,7 +132,7 @@ void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const s
   Bytes port = Bytes().port(ep.port);
   b.immediate(reg32(0), ep.ip.bytes.data(), ctx.addrLen()).immediate(reg32(aw), port.b, 2);
   b.nat(NFT_NAT_DNAT, ctx.nfproto, reg32(0), reg32(aw), 0);
-  tx.addRule(kTable, name, b.release(), "remember the client and DNAT to " + ep.ip.str());
+  tx.addRule(table, name, b.release(), "remember the client and DNAT to " + ep.ip.str());
 }
 
 void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
@@ -140,45 +143,46 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
   const uint32_t internalSet = info.internalPolicyLocal ? localSet : clusterSet;
   const uint32_t internalCount = info.internalPolicyLocal ? in.localCount : in.clusterCount;
   const std::string svc = info.key.str();
+  const std::string table = serviceTableName(chains.shard);
 
   // Traffic to the clusterIP from outside the pod network is masqueraded.
   if (ctx.net->masqueradeAll) {
     RuleBuilder b;
     b.markSet(ctx.net->masqueradeMark);
-    tx.addRule(kTable, chains.svc, b.release(), svc + ": --masquerade-all");
+    tx.addRule(table, chains.svc, b.release(), svc + ": --masquerade-all");
   } else {
     RuleBuilder b;
     if (matchLocalTraffic(b, ctx, in, true)) {
       b.markSet(ctx.net->masqueradeMark);
-      tx.addRule(kTable, chains.svc, b.release(), svc + ": masquerade non-pod traffic");
+      tx.addRule(table, chains.svc, b.release(), svc + ": masquerade non-pod traffic");
     }
   }
-  addDnat(tx, ctx, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str(), affinity,
+  addDnat(tx, ctx, table, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str(), affinity,
           info.internalPolicyLocal ? 1 : 0);
 
   if (!chains.ext.empty()) {
     if (!info.externalPolicyLocal) {
       RuleBuilder b;
       b.markSet(ctx.net->masqueradeMark);
-      tx.addRule(kTable, chains.ext, b.release(), svc + ": masquerade external traffic");
-      addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str(), affinity,
+      tx.addRule(table, chains.ext, b.release(), svc + ": masquerade external traffic");
+      addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str(), affinity,
               0);
     } else {
       // Pods and the node itself reach the whole cluster-wide set (kube-proxy's
       // short-circuit); only traffic from outside is limited to local endpoints.
       RuleBuilder probe;
       if (matchLocalTraffic(probe, ctx, in, false)) {
-        addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount,
+        addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
                 [&](RuleBuilder& b) { matchLocalTraffic(b, ctx, in, false); },
                 (svc + " (pod short-circuit)").c_str(), affinity, 0);
       }
       RuleBuilder m;
       m.fibAddrTypeLocal(true).markSet(ctx.net->masqueradeMark);
-      tx.addRule(kTable, chains.ext, m.release(), svc + ": masquerade traffic from this node");
-      addDnat(tx, ctx, chains.ext, info, clusterSet, in.clusterCount,
+      tx.addRule(table, chains.ext, m.release(), svc + ": masquerade traffic from this node");
+      addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
               [](RuleBuilder& b) { b.fibAddrTypeLocal(true); },
               (svc + " (node short-circuit)").c_str(), affinity, 0);
-      addDnat(tx, ctx, chains.ext, info, localSet, in.localCount, nullptr,
+      addDnat(tx, ctx, table, chains.ext, info, localSet, in.localCount, nullptr,
               (svc + " (local endpoints)").c_str(), affinity, 1);
     }
   }
@@ -236,6 +240,9 @@ std::vector<Elem> frontendElems(const ServicePortInfo& info, const PortChains& c
     for (const auto& a : info.loadBalancerIPs) {
       out.push_back({kFirewallIps, frontend(a, info.port), go(chains.fw)});
     }
+  }
+  for (auto& e : out) {
+    if (e.set == kServiceIps || e.set == kServiceNodePorts) e.table = chains.shard;
   }
   return out;
 }

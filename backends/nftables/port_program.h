@@ -13,16 +13,24 @@
 
 namespace sliceproxy::backends::nft {
 
+// A chain or set in one of the family's tables.
+struct ObjRef {
+  uint8_t table;  // kMainTable or a service table
+  std::string name;
+  friend bool operator==(const ObjRef&, const ObjRef&) = default;
+};
+
 struct PortChains {
+  uint8_t shard = 0;         // the service table holding svc and ext (fw is in the main table)
   std::string svc, ext, fw;  // chain names; ext/fw empty when the port has none
-  void appendTo(std::vector<std::string>& out) const {
-    out.push_back(svc);
-    if (!ext.empty()) out.push_back(ext);
-    if (!fw.empty()) out.push_back(fw);
+  void appendTo(std::vector<ObjRef>& out) const {
+    out.push_back({shard, svc});
+    if (!ext.empty()) out.push_back({shard, ext});
+    if (!fw.empty()) out.push_back({kMainTable, fw});
   }
 };
 
-PortChains chainNames(uint32_t id, const proxier::ServicePortInfo& info);
+PortChains chainNames(uint32_t id, uint8_t shard, const proxier::ServicePortInfo& info);
 
 // Endpoint set ids in the endpoints map: two per port, cluster-wide and node-local.
 inline uint32_t endpointSetId(uint32_t portId, uint8_t set) {
@@ -44,8 +52,9 @@ struct AffinityNames {
 };
 std::string affinityName(uint32_t setId, uint32_t serial);
 std::string affinityMapName(uint32_t setId);
-void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& name,
-                              const proxier::EndpointKey& ep, uint32_t timeoutSeconds);
+void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& table,
+                              const std::string& name, const proxier::EndpointKey& ep,
+                              uint32_t timeoutSeconds);
 nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32_t timeoutSeconds);
 nftnl_set* affinityMap(const std::string& name);
 
@@ -54,7 +63,7 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
                   const proxier::ServicePortInfo& info, const PortChains& chains,
                   const ChainInputs& in, const AffinityNames* affinity);
 
-// The port's elements in the frontend maps (everything except endpoints).
+// The port's elements in the frontend maps (everything except endpoints), each in its table.
 std::vector<Elem> frontendElems(const proxier::ServicePortInfo& info, const PortChains& chains,
                                 const ChainInputs& in, uint8_t internalSet, uint8_t externalSet);
 

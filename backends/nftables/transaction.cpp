@@ -302,4 +302,35 @@ CommitResult Transaction::commit() {
   return res;
 }
 
+namespace {
+
+int onTable(const nlmsghdr* nlh, void* data) {
+  nftnl_table* t = nftnl_table_alloc();
+  if (nftnl_table_nlmsg_parse(nlh, t) == 0) {
+    static_cast<TableList*>(data)->names.emplace_back(nftnl_table_get_str(t, NFTNL_TABLE_NAME));
+  }
+  nftnl_table_free(t);
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+TableList listTables(Socket& sock, uint16_t family) {
+  TableList out;
+  std::vector<char> buf(1 << 16);
+  const uint32_t seq = sock.nextSeq();
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, family, NLM_F_DUMP, seq);
+  if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) {
+    return {false, fmt::format("listing the nftables tables: {}", strerror(errno)), {}};
+  }
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock.get(), buf.data(), buf.size());
+    if (n < 0) return {false, fmt::format("listing the nftables tables: {}", strerror(errno)), {}};
+    int r = mnl_cb_run(buf.data(), n, seq, sock.portId(), onTable, &out);
+    if (r < 0) return {false, fmt::format("listing the nftables tables: {}", strerror(errno)), {}};
+    if (r == MNL_CB_STOP) break;
+  }
+  return out;
+}
+
 }  // namespace sliceproxy::backends::nft

@@ -49,6 +49,14 @@ struct CommitResult {
   size_t bytes = 0;
 };
 
+// Names of the family's tables, or an error message.
+struct TableList {
+  bool ok = true;
+  std::string error;
+  std::vector<std::string> names;
+};
+TableList listTables(Socket& sock, uint16_t family);
+
 class Transaction {
  public:
   Transaction(Socket& sock, uint16_t family);

@@ -1,6 +1,7 @@
 // The nftables backend against the real kernel, in a network namespace this test process
 // creates for itself (main() unshares it before any test runs).
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 
@@ -55,11 +56,11 @@ TEST_F(NftablesBackendTest, FullSyncProgramsEveryFamilyAndNftCanListIt) {
   state.apply(tracker.take(), false);
   auto res = backend.fullSync(state.state());
   ASSERT_TRUE(res.ok) << res.error;
-  std::string v4 = run("nft list table ip sliceproxy");
+  std::string v4 = run("nft list ruleset ip");
   EXPECT_NE(v4.find("svc-0-default/svc/http/TCP"), std::string::npos) << v4;
   EXPECT_NE(v4.find("10.244.2.1 . 8080"), std::string::npos) << v4;
   EXPECT_NE(v4.find("10.244.1.1 . 10.244.1.1"), std::string::npos) << "local endpoint hairpin";
-  std::string v6 = run("nft list table ip6 sliceproxy");
+  std::string v6 = run("nft list ruleset ip6");
   EXPECT_NE(v6.find("fd00:244:1::1 . 8080"), std::string::npos) << v6;
   EXPECT_EQ(run("nft list ruleset").find("Assertion"), std::string::npos);
 }
@@ -72,7 +73,7 @@ TEST_F(NftablesBackendTest, IncrementalChangeTouchesOnlyWhatChanged) {
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2"}, {"10.244.2.3"}}));
   auto res = backend.apply(sync());
   ASSERT_TRUE(res.ok) << res.error;
-  std::string t = run("nft list table ip sliceproxy");
+  std::string t = run("nft list ruleset ip");
   EXPECT_EQ(t.find("10.244.2.1 . 8080"), std::string::npos) << t;
   EXPECT_NE(t.find("10.244.2.3 . 8080"), std::string::npos) << t;
   EXPECT_NE(t.find("numgen random mod 2"), std::string::npos) << t;
@@ -90,7 +91,7 @@ TEST_F(NftablesBackendTest, ServiceWithoutEndpointsIsRejectedNotRouted) {
   ASSERT_TRUE(backend.apply(sync()).ok);
   t = run("nft list map ip sliceproxy no-endpoint-services");
   EXPECT_EQ(t.find("10.96.0.1"), std::string::npos) << t;
-  t = run("nft list map ip sliceproxy service-ips");
+  t = run("nft list map ip sliceproxy-svc-0 service-ips");
   EXPECT_NE(t.find("10.96.0.1 . tcp . 80 : goto svc-"), std::string::npos) << t;
 }
 
@@ -102,8 +103,8 @@ TEST_F(NftablesBackendTest, DeletedServiceLeavesNoChainBehind) {
   tracker.deleteService({"default", "svc"});
   auto res = backend.apply(sync());
   ASSERT_TRUE(res.ok) << res.error;
-  std::string t = run("nft list table ip sliceproxy");
-  EXPECT_EQ(t.find("svc-0"), std::string::npos) << t;
+  std::string t = run("nft list ruleset ip");
+  EXPECT_EQ(t.find("svc-0-default"), std::string::npos) << t;
   EXPECT_EQ(t.find("10.244.2.1"), std::string::npos) << t;
 }
 
@@ -113,14 +114,14 @@ TEST_F(NftablesBackendTest, KernelErrorNamesWhatWasProgrammedAndFullSyncRecovers
   state.apply(tracker.take(), false);
   ASSERT_TRUE(backend.fullSync(state.state()).ok);
   // Someone removes our table behind our back: the next incremental change must fail loudly.
-  run("nft delete table ip sliceproxy");
+  run("nft delete table ip sliceproxy-svc-0");
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2"}}));
   auto res = backend.apply(sync());
   ASSERT_FALSE(res.ok);
   EXPECT_NE(res.error.find("programming"), std::string::npos) << res.error;
   EXPECT_NE(res.error.find("IPv4 table"), std::string::npos) << res.error;
   ASSERT_TRUE(backend.fullSync(state.state()).ok);
-  EXPECT_NE(run("nft list table ip sliceproxy").find("10.244.2.2 . 8080"), std::string::npos);
+  EXPECT_NE(run("nft list ruleset ip").find("10.244.2.2 . 8080"), std::string::npos);
 }
 
 TEST_F(NftablesBackendTest, RestartReplacesThePreviousTableInOneStep) {
@@ -133,7 +134,7 @@ TEST_F(NftablesBackendTest, RestartReplacesThePreviousTableInOneStep) {
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.9"}}));
   state.apply(tracker.take(), false);
   ASSERT_TRUE(second.fullSync(state.state()).ok);
-  std::string t = run("nft list table ip sliceproxy");
+  std::string t = run("nft list ruleset ip");
   EXPECT_EQ(t.find("10.244.2.1 "), std::string::npos) << t;
   EXPECT_NE(t.find("10.244.2.9 . 8080"), std::string::npos) << t;
 }
@@ -146,6 +147,46 @@ TEST_F(NftablesBackendTest, CleanupRemovesEverything) {
   EXPECT_EQ(run("nft list tables").find("sliceproxy"), std::string::npos);
 }
 
+// Services are spread over several tables once there are many, so adding one validates a small
+// jump graph; a restart with fewer service tables removes the extra ones in the same step.
+TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
+  for (int i = 0; i < 1500; ++i) {
+    SvcSpec s;
+    s.name = fmt::format("svc{}", i);
+    s.clusterIPs = {fmt::format("10.96.{}.{}", i / 250, i % 250 + 1)};
+    tracker.upsertService(service(s));
+    tracker.upsertSlice(slice(fmt::format("s{}", i), s.name,
+                              {{fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)}}));
+  }
+  state.apply(tracker.take(), false);
+  auto res = backend.fullSync(state.state());
+  ASSERT_TRUE(res.ok) << res.error;
+  std::string tables = run("nft list tables ip");
+  EXPECT_NE(tables.find("table ip sliceproxy-svc-0\n"), std::string::npos) << tables;
+  EXPECT_NE(tables.find("table ip sliceproxy-svc-1\n"), std::string::npos) << tables;
+  EXPECT_EQ(tables.find("table ip sliceproxy-svc-2\n"), std::string::npos) << tables;
+  // Both tables carry about half of the services.
+  for (const char* t : {"sliceproxy-svc-0", "sliceproxy-svc-1"}) {
+    std::string m = run(fmt::format("nft list map ip {} service-ips", t));
+    size_t n = 0;
+    for (size_t pos = 0; (pos = m.find("goto svc-", pos)) != std::string::npos; ++pos) ++n;
+    EXPECT_EQ(n, 750u) << t;
+  }
+  // An incremental change lands in the table that holds the port.
+  tracker.upsertSlice(slice("s7", "svc7", {{"10.244.0.8"}, {"10.244.9.9"}}));
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  EXPECT_NE(run("nft list ruleset ip").find("10.244.9.9 . 8080"), std::string::npos);
+
+  for (int i = 1; i < 1500; ++i) tracker.deleteService({"default", fmt::format("svc{}", i)});
+  state.apply(tracker.take(), false);
+  backends::nft::NftablesBackend restarted(net());
+  ASSERT_TRUE(restarted.fullSync(state.state()).ok);
+  tables = run("nft list tables ip");
+  EXPECT_NE(tables.find("table ip sliceproxy-svc-0\n"), std::string::npos) << tables;
+  EXPECT_EQ(tables.find("table ip sliceproxy-svc-1\n"), std::string::npos) << tables;
+  EXPECT_NE(run("nft list ruleset ip").find("10.244.0.1 . 8080"), std::string::npos);
+}
+
 TEST_F(NftablesBackendTest, AffinityPortsListPerEndpointChains) {
   auto s = std::make_shared<Service>(*service({}));
   s->sessionAffinity = SessionAffinity::ClientIP;
@@ -154,13 +195,13 @@ TEST_F(NftablesBackendTest, AffinityPortsListPerEndpointChains) {
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}, {"10.244.2.2"}}));
   state.apply(tracker.take(), false);
   ASSERT_TRUE(backend.fullSync(state.state()).ok);
-  std::string t = run("nft list table ip sliceproxy");
+  std::string t = run("nft list ruleset ip");
   EXPECT_NE(t.find("update @aff-0-0 { ip saddr timeout 30s }"), std::string::npos) << t;
   // Removing one endpoint keeps the other's client set (its stickiness).
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2"}}));
   auto res = backend.apply(sync());
   ASSERT_TRUE(res.ok) << res.error;
-  t = run("nft list table ip sliceproxy");
+  t = run("nft list ruleset ip");
   EXPECT_EQ(t.find("dnat to 10.244.2.1:8080"), std::string::npos) << t;
   EXPECT_NE(t.find("dnat to 10.244.2.2:8080"), std::string::npos) << t;
 }
