@@ -187,6 +187,25 @@ TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
   EXPECT_NE(run("nft list ruleset ip").find("10.244.0.1 . 8080"), std::string::npos);
 }
 
+// Services added incrementally beyond what the service tables were sized for ask for a full sync,
+// which spreads them over more tables.
+TEST_F(NftablesBackendTest, OutgrownServiceTablesAskForAFullSync) {
+  tracker.upsertService(service({}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  for (int i = 0; i < 2048; ++i) {
+    SvcSpec s;
+    s.name = fmt::format("svc{}", i);
+    s.clusterIPs = {fmt::format("10.96.{}.{}", 1 + i / 250, i % 250 + 1)};
+    tracker.upsertService(service(s));
+  }
+  auto res = backend.apply(sync());
+  ASSERT_TRUE(res.ok) << res.error;
+  EXPECT_TRUE(res.wantsFullSync);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  EXPECT_NE(run("nft list tables ip").find("table ip sliceproxy-svc-1\n"), std::string::npos);
+}
+
 TEST_F(NftablesBackendTest, AffinityPortsListPerEndpointChains) {
   auto s = std::make_shared<Service>(*service({}));
   s->sessionAffinity = SessionAffinity::ClientIP;
