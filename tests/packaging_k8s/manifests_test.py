@@ -14,6 +14,7 @@
 
 import glob
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -249,6 +250,52 @@ class ManifestsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("nothing of kube-proxy's was left on this node", r.stderr)
 
+    def test_migration_node_selector(self):
+        # The README has users uncomment this line before the first apply.
+        with open(os.path.join(MANIFESTS, "daemonset.yaml")) as f:
+            text = f.read()
+        line = "# proxy.sliceproxy.io/node: sliceproxy"
+        self.assertEqual(text.count(line), 1)
+        ds = yaml.safe_load(text.replace(line, line[2:]))
+        self.assertEqual(ds["spec"]["template"]["spec"]["nodeSelector"],
+                         {"kubernetes.io/os": "linux", "proxy.sliceproxy.io/node": "sliceproxy"})
+        self.assertEqual(schema_errors(ds, "V1DaemonSet", "DaemonSet"), [])
+
+    def readme_patches_apply(self, srv, kubectl):
+        """The README's `kubectl ... patch ds` commands, as written there, in client dry runs
+        against the objects they patch (the test server has no PATCH; a client dry run only
+        reads the object and patches it locally)."""
+        with open(os.path.join(ROOT, "README.md")) as f:
+            text = f.read().replace("\\\n", " ")
+        cmds = [shlex.split(l.strip()) for l in text.splitlines()
+                if l.strip().startswith("kubectl -n kube-system patch ds ")]
+        self.assertEqual(len(cmds), 2, "the README's migration has two `patch ds` commands")
+        srv.create({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+                    "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+                             "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                                          "spec": {"containers": [{"name": "kube-proxy", "image": "kube-proxy"}]}}}})
+        # sliceproxy's DaemonSet as the migration applies it: the node selector uncommented.
+        with open(os.path.join(MANIFESTS, "daemonset.yaml")) as f:
+            migrating = f.read().replace("# proxy.sliceproxy.io/node: sliceproxy",
+                                         "proxy.sliceproxy.io/node: sliceproxy")
+        path = os.path.join(self.tmp, "daemonset-migrating.yaml")
+        with open(path, "w") as f:
+            f.write(migrating)
+        kubectl("create", "--validate=false", "-f", path)
+        before = len(srv.requests)
+        results = {}
+        for cmd in cmds:
+            self.assertEqual(cmd[0], "kubectl")
+            results[cmd[5]] = yaml.safe_load(kubectl(*cmd[1:], "--dry-run=client", "-o", "json"))
+        self.assertFalse([m for m, _ in srv.requests[before:] if m != "GET"], "a dry run wrote")
+        terms = results["kube-proxy"]["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        self.assertEqual(terms, [{"matchExpressions": [{"key": "proxy.sliceproxy.io/node",
+                                                        "operator": "DoesNotExist"}]}])
+        self.assertEqual(results["sliceproxy"]["spec"]["template"]["spec"]["nodeSelector"],
+                         {"kubernetes.io/os": "linux"})
+
     # -- kubectl -----------------------------------------------------------------------------
 
     def test_kubectl_accepts_them(self):
@@ -288,8 +335,14 @@ class ManifestsTest(unittest.TestCase):
             self.assertEqual(got["spec"]["template"]["spec"]["containers"][0]["securityContext"],
                              pod["containers"][0]["securityContext"])
             self.assertIn("sliceproxy", kubectl("get", "clusterrole", "-o", "name"))
-            kubectl("delete", "-f", MANIFESTS)
+            # The roll-back's `kubectl delete -f`, one object per kubectl: the test server leaves
+            # a DELETE's request body unread, so a second request on that connection could
+            # read garbage.
+            for name in sorted(names):
+                ns = [] if name.startswith("cluster") else ["-n", "kube-system"]
+                kubectl("delete", *ns, name)
             self.assertEqual(kubectl("-n", "kube-system", "get", "daemonsets", "-o", "name").strip(), "")
+            self.readme_patches_apply(srv, kubectl)
         finally:
             srv.stop()
             for k in extra:
