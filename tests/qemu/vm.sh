@@ -40,10 +40,17 @@ done
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9
-pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+kernel_package() {
+  apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'
+}
+pkg="$(kernel_package)"
 if [ -z "$pkg" ]; then
-  # No package lists yet (a fresh machine): use an unpacked kernel if there is one.
+  # No package lists: use an unpacked kernel if there is one, else fetch the lists.
   pkg="$(ls -d "$cache"/linux-image-*-amd64 2>/dev/null | head -1 | xargs -r basename)"
+  if [ -z "$pkg" ]; then
+    apt-get update -qq >&2
+    pkg="$(kernel_package)"
+  fi
 fi
 [ -n "$pkg" ] || { echo "vm.sh: cannot tell which linux-image package linux-image-amd64 means (run apt-get update)" >&2; exit 1; }
 kver="${pkg#linux-image-}"
