@@ -84,8 +84,8 @@ int countNftObjects(uint16_t family, const std::string& name, size_t& chains, si
 }
 
 std::string deleteNftTable(uint16_t family, const std::string& name) {
-  const std::string what =
-      fmt::format("the deletion of nftables table {} {}", nftFamilyName(family), name);
+  // The caller names the table; the kernel's refusal is about deleting it.
+  const std::string what = "the table's deletion";
   try {
     nft::Socket sock;
     nft::Transaction tx(sock, family);

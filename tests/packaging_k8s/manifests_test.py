@@ -131,6 +131,8 @@ class ManifestsTest(unittest.TestCase):
         labels = ds["spec"]["template"]["metadata"]["labels"]
         self.assertEqual(ds["spec"]["selector"]["matchLabels"].items() - labels.items(), set())
         self.assertIs(pod["hostNetwork"], True)
+        # Cluster DNS sits behind a Service address that only sliceproxy would route.
+        self.assertEqual(pod["dnsPolicy"], "Default")
         self.assertEqual(pod["priorityClassName"], "system-node-critical")
         self.assertIn({"operator": "Exists"}, pod["tolerations"])
         self.assertEqual(pod["serviceAccountName"], self.one("ServiceAccount")["metadata"]["name"])
