@@ -292,7 +292,8 @@ class CleanupKubeProxyTest(unittest.TestCase):
             if text is IPTABLES_V4:
                 text = text.replace("-A USER-FILTER -s 192.168.77.0/24 -j DROP\n",
                                     IPSET_RULE + "\n-A USER-FILTER -s 192.168.77.0/24 -j DROP\n")
-            sh(restore, input=text)
+            # The legacy tools share /run/xtables.lock with everything else on this machine.
+            sh(restore, *(["--wait=10"] if "legacy" in restore else []), input=text)
         sh("nft", "-f", "-", input=NFT)
         # kube-ipvs0 that is not a dummy (this kernel has no dummy driver): not kube-proxy's.
         sh("ip", "link", "add", "kube-ipvs0", "type", "bridge")
