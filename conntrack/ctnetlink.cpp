@@ -223,8 +223,13 @@ int CtSocket::insertFlows(std::span<const Flow* const> flows, uint32_t timeoutSe
                result);
 }
 
+int CtSocket::lookupFlows(std::span<const Flow* const> flows, std::vector<Flow>& found) {
+  std::vector<int> result;
+  return batch(IPCTNL_MSG_CT_GET, NLM_F_REQUEST, flows, 0, result, &found);
+}
+
 int CtSocket::batch(uint16_t msgType, uint16_t flags, std::span<const Flow* const> flows,
-                    uint32_t timeoutSeconds, std::vector<int>& result) {
+                    uint32_t timeoutSeconds, std::vector<int>& result, std::vector<Flow>* found) {
   result.assign(flows.size(), 0);
   if (flows.empty()) return 0;
   if (flows.size() > kMaxBatch) return E2BIG;
@@ -262,7 +267,7 @@ int CtSocket::batch(uint16_t msgType, uint16_t flags, std::span<const Flow* cons
     if (f.hasZone) nfct_set_attr_u16(ct.get(), ATTR_ZONE, f.zone);
     if (nfct_nlmsg_build(nlh, ct.get()) < 0) return errno ? errno : EINVAL;
     // libnetfilter_conntrack reads CTA_ID with ntohl; put it back the way the kernel sent it.
-    if (!create && f.id) mnl_attr_put_u32(nlh, CTA_ID, htonl(f.id));
+    if (msgType == IPCTNL_MSG_CT_DELETE && f.id) mnl_attr_put_u32(nlh, CTA_ID, htonl(f.id));
     used += MNL_ALIGN(nlh->nlmsg_len);
   }
   if (mnl_socket_sendto(nl_, out.data(), used) < 0) return errno;
@@ -282,7 +287,14 @@ int CtSocket::batch(uint16_t msgType, uint16_t flags, std::span<const Flow* cons
     int len = static_cast<int>(n);
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(nlh, len);
          nlh = mnl_nlmsg_next(nlh, &len)) {
-      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+      if (nlh->nlmsg_type != NLMSG_ERROR) {
+        if (found) {
+          DumpContext ctx;
+          onDumpMessage(nlh, &ctx);
+          found->insert(found->end(), ctx.flows.begin(), ctx.flows.end());
+        }
+        continue;
+      }
       const uint32_t idx = nlh->nlmsg_seq - base;
       if (idx >= flows.size()) continue;
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));

@@ -48,6 +48,10 @@ class CtSocket {
   static constexpr size_t kMaxBatch = 512;
   int deleteFlows(std::span<const Flow* const> flows, std::vector<int>& result);
 
+  // Reads the current state of the flows with these original tuples (and zones): the ones that
+  // exist are appended to `found`, with their ids and reply tuples. Same batching as deletes.
+  int lookupFlows(std::span<const Flow* const> flows, std::vector<Flow>& found);
+
   // Creates the flows as given (both tuples, so a "translated" flow needs no NAT rule), for
   // tests and benchmarks that need a populated table. Same batching and results as deletes.
   int insertFlows(std::span<const Flow* const> flows, uint32_t timeoutSeconds,
@@ -56,7 +60,7 @@ class CtSocket {
  private:
   explicit CtSocket(mnl_socket* nl);
   int batch(uint16_t msgType, uint16_t flags, std::span<const Flow* const> flows,
-            uint32_t timeoutSeconds, std::vector<int>& result);
+            uint32_t timeoutSeconds, std::vector<int>& result, std::vector<Flow>* found = nullptr);
   mnl_socket* nl_;
   uint32_t portid_;
   uint32_t seq_;

@@ -10,7 +10,8 @@ namespace sliceproxy::conntrack {
 std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backend, bool enabled,
                                                        std::chrono::nanoseconds reconcilePeriod,
                                                        proxier::Proxier& proxy,
-                                                       proxier::ConntrackMetrics* metrics) {
+                                                       proxier::ConntrackMetrics* metrics,
+                                                       std::shared_ptr<proxier::FlowIndex> flows) {
   if (!enabled) {
     spdlog::info("conntrack cleanup disabled: stale UDP flows stay until they time out");
     return nullptr;
@@ -20,8 +21,11 @@ std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backen
     return nullptr;
   }
   auto cleaner = std::make_unique<NetfilterCleaner>();
-  spdlog::info("conntrack cleanup: UDP{} flows, reconcile {}",
+  const bool recorded = flows != nullptr;
+  cleaner->setFlowIndex(std::move(flows));
+  spdlog::info("conntrack cleanup: UDP{} flows, found {}, reconcile {}",
                cleaner->sctpTracked() ? " and SCTP" : "",
+               recorded ? "through the data plane's flow record" : "by walking the table",
                reconcilePeriod.count() > 0 ? "every " + proxier::formatDuration(reconcilePeriod)
                                            : std::string("after start only"));
   CleanupOptions opts;

@@ -7,14 +7,17 @@
 #include <string>
 
 #include "conntrack/stale_flow_cleanup.h"
+#include "proxier/flow_index.h"
 
 namespace sliceproxy::conntrack {
 
 // Null when cleanup is disabled or the backend keeps no flows that need it. The result must be
-// registered with proxy.addObserver() and outlive the sync runner. `metrics` may be null.
+// registered with proxy.addObserver() and outlive the sync runner. `metrics` may be null;
+// `flows` (may be null) is the data plane's record of the flows it translated.
 std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backend, bool enabled,
                                                        std::chrono::nanoseconds reconcilePeriod,
                                                        proxier::Proxier& proxy,
-                                                       proxier::ConntrackMetrics* metrics);
+                                                       proxier::ConntrackMetrics* metrics,
+                                                       std::shared_ptr<proxier::FlowIndex> flows);
 
 }  // namespace sliceproxy::conntrack

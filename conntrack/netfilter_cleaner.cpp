@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <cstring>
 
 #include "conntrack/ctnetlink.h"
@@ -34,7 +35,77 @@ bool openSockets(Sockets& s, CleanResult& r) {
   return true;
 }
 
+Flow fromRecord(const proxier::RecordedFlow& rf) {
+  Flow f;
+  f.family = rf.family;
+  f.proto = rf.proto;
+  f.orig = {rf.client, rf.frontend, rf.clientPort, rf.frontendPort};
+  f.reply.src = rf.endpoint;
+  f.reply.sport = rf.endpointPort;
+  return f;
+}
+
+proxier::RecordedFlow toRecord(const Flow& f) {
+  return {f.family,      f.proto,      f.orig.src,    f.orig.dst,
+          f.reply.src,   f.orig.sport, f.orig.dport, f.reply.sport};
+}
+
 }  // namespace
+
+void NetfilterCleaner::deleteRecorded(std::vector<FlowSelector>& selectors, CtSocket& socket,
+                                      const std::function<void(std::span<const Flow>)>& onChunk,
+                                      CleanResult& r) {
+  for (IpFamily family : {IpFamily::V4, IpFamily::V6}) {
+    std::vector<FlowSelector> mine;
+    boost::unordered_flat_set<IpAddr, proxier::IpAddrHash> endpoints;
+    for (const auto& s : selectors) {
+      if (s.family == family && s.reason == StaleReason::EndpointGone) {
+        mine.push_back(s);
+        endpoints.insert(s.endpoint);
+      }
+    }
+    if (mine.empty()) continue;
+    const SelectorIndex index(mine);
+    const LocalAddresses local =
+        index.needsLocalAddresses() ? LocalAddresses::read() : LocalAddresses();
+    // Candidates by the record, then each one's current state from the kernel (its id and real
+    // reply tuple), which is what gets judged and deleted: the record may be behind.
+    std::vector<Flow> candidates;
+    std::string error;
+    const auto coverage = flows_->flowsAnsweredBy(
+        family, [&](const IpAddr& a) { return endpoints.contains(a); },
+        [&](const proxier::RecordedFlow& rf) {
+          Flow f = fromRecord(rf);
+          if (index.match(f, local)) candidates.push_back(f);
+        },
+        error);
+    if (coverage != proxier::FlowIndex::Coverage::Complete) {
+      if (!error.empty()) {
+        ++r.errors;
+        spdlog::warn("conntrack: {}; walking the table instead", error);
+      }
+      continue;
+    }
+    ++r.recordLookups;
+    std::erase_if(selectors, [&](const FlowSelector& s) {
+      return s.family == family && s.reason == StaleReason::EndpointGone;
+    });
+    std::vector<Flow> found;
+    std::vector<const Flow*> batch;
+    for (size_t i = 0; i < candidates.size(); i += CtSocket::kMaxBatch) {
+      batch.clear();
+      for (size_t j = i; j < candidates.size() && j < i + CtSocket::kMaxBatch; ++j) {
+        batch.push_back(&candidates[j]);
+      }
+      found.clear();
+      if (int err = socket.lookupFlows(batch, found); err) {
+        ++r.errors;
+        spdlog::warn("conntrack: reading {} recorded flows: {}", batch.size(), std::strerror(err));
+      }
+      onChunk(found);
+    }
+  }
+}
 
 NetfilterCleaner::NetfilterCleaner(NetfilterCleanerOptions opts) : opts_(opts) {
   // The kernel tracks SCTP when its conntrack helper is built in or loaded; its sysctls say so.
@@ -74,7 +145,9 @@ CleanResult NetfilterCleaner::deleteFlows(std::span<const FlowSelector> selector
       });
     };
     auto stop = [&] { return judge && judge->cancelled(); };
-    for (const DumpFilter& filter : planDumps(selectors, opts_.maxFilteredDumps)) {
+    std::vector<FlowSelector> walk(selectors.begin(), selectors.end());
+    if (flows_) deleteRecorded(walk, *socks.dump, onChunk, r);
+    for (const DumpFilter& filter : planDumps(walk, opts_.maxFilteredDumps)) {
       ++r.dumps;
       int err = socks.dump->dump(filter, onChunk, stop);
       if ((err == EINVAL || err == EOPNOTSUPP) &&
@@ -106,6 +179,22 @@ CleanResult NetfilterCleaner::sweep(FlowJudge& judge) {
   CleanResult r;
   const auto start = Clock::now();
   Sockets socks;
+  // Seeding the flow record: translated flows that stay are recorded as they are walked.
+  const bool seed = flows_ && flows_->needsSeed();
+  const uint64_t generation = seed ? flows_->generation() : 0;
+  bool seedFailed = false;
+  std::vector<proxier::RecordedFlow> toRecord;
+  auto recordSeen = [&] {
+    if (toRecord.empty()) return;
+    std::string error;
+    flows_->recordFlows(toRecord, error);
+    toRecord.clear();
+    if (!error.empty() && !seedFailed) {
+      seedFailed = true;
+      ++r.errors;
+      spdlog::warn("conntrack: seeding the flow record: {}; cleanups keep walking the table", error);
+    }
+  };
   if (openSockets(socks, r)) {
     DeleteQueue queue(*socks.del, r, opts_.maxLoggedErrors);
     for (IpFamily family : {IpFamily::V4, IpFamily::V6}) {
@@ -124,18 +213,30 @@ CleanResult NetfilterCleaner::sweep(FlowJudge& judge) {
               judge.underLock([&] {
                 for (const Flow& f : flows) {
                   if (f.proto != proto) continue;
-                  if (auto reason = judge.judge(f)) queue.add(f, nullptr, *reason);
+                  if (auto reason = judge.judge(f)) {
+                    queue.add(f, nullptr, *reason);
+                  } else if (seed && f.translated()) {
+                    toRecord.push_back(conntrack::toRecord(f));
+                  }
                 }
                 queue.flush();
               });
+              recordSeen();
             },
             [&] { return judge.cancelled(); });
+        if (err == ECANCELED) seedFailed = true;
         if (err == ECANCELED) break;
         if (err) {
           ++r.errors;
+          seedFailed = true;
           spdlog::warn("conntrack: cannot list flows ({}): {}", filter.str(), std::strerror(err));
         }
       }
+    }
+    if (seed && !seedFailed) {
+      flows_->markSeeded(generation);
+      spdlog::info("conntrack: the flow record is seeded; endpoint removals no longer walk the "
+                   "conntrack table");
     }
   }
   r.took = Clock::now() - start;

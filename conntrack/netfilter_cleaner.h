@@ -6,12 +6,17 @@
 // again against the selectors in userspace (through a hash index) and deleted in batches. Memory
 // is bounded by one netlink message batch, whatever the size of the table.
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "conntrack/stale_flow_cleaner.h"
+#include "proxier/flow_index.h"
 
 namespace sliceproxy::conntrack {
+
+class CtSocket;
 
 struct NetfilterCleanerOptions {
   // Above this many narrow walks in one call, walk the table once per protocol and family
@@ -29,12 +34,22 @@ class NetfilterCleaner final : public StaleFlowCleaner {
   CleanResult deleteFlows(std::span<const FlowSelector> selectors,
                           FlowJudge* judge = nullptr) override;
   CleanResult sweep(FlowJudge& judge) override;
+  bool needsSweep() const override { return flows_ && flows_->needsSeed(); }
 
   bool sctpTracked() const { return sctp_; }
+  // The data plane's record of translated flows: with it, an endpoint's flows are found by
+  // exact tuple (a hash lookup each) instead of a walk of the whole conntrack table. Sweeps
+  // seed it with the flows it has not seen.
+  void setFlowIndex(std::shared_ptr<proxier::FlowIndex> flows) { flows_ = std::move(flows); }
 
  private:
+  // Answers the selectors the flow record can answer (endpoint removals, while the record is
+  // complete) and removes them from `selectors`; the rest are left to walks.
+  void deleteRecorded(std::vector<FlowSelector>& selectors, CtSocket& socket,
+                      const std::function<void(std::span<const Flow>)>& onChunk, CleanResult& r);
   NetfilterCleanerOptions opts_;
   bool sctp_ = false;
+  std::shared_ptr<proxier::FlowIndex> flows_;
 };
 
 }  // namespace sliceproxy::conntrack

@@ -8,6 +8,7 @@ CleanResult& CleanResult::operator+=(const CleanResult& o) {
   errors += o.errors;
   examined += o.examined;
   dumps += o.dumps;
+  recordLookups += o.recordLookups;
   took += o.took;
   deleting += o.deleting;
   return *this;

@@ -23,6 +23,7 @@ struct CleanResult {
   uint64_t errors = 0;    // deletes or dumps that failed
   uint64_t examined = 0;  // flows the kernel handed back and we looked at
   uint64_t dumps = 0;     // kernel table walks
+  uint64_t recordLookups = 0;  // lookups in the data plane's flow record instead of a walk
   std::chrono::duration<double> took{0};
   std::chrono::duration<double> deleting{0};  // of which: waiting for delete batches
   CleanResult& operator+=(const CleanResult& o);
@@ -64,6 +65,8 @@ class StaleFlowCleaner {
   // Streams every flow of a handled protocol through `judge` and deletes the stale ones, in
   // memory bounded by a chunk, not by the size of the table.
   virtual CleanResult sweep(FlowJudge& judge) = 0;
+  // True when the cleaner needs a sweep to work at its best (to seed a flow record).
+  virtual bool needsSweep() const { return false; }
 
   const CleanerCounters& counters() const { return counters_; }
   uint64_t deletedTotal() const { return counters_.deleted.load(std::memory_order_relaxed); }

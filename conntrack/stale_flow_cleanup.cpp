@@ -75,23 +75,26 @@ size_t StaleFlowCleanup::trackedPorts() const {
 
 void StaleFlowCleanup::afterSync(const proxier::Diff& diff, bool full) {
   std::vector<FlowSelector> selectors;
-  bool first = false;
+  bool first = false, seedRecord = false;
   {
     std::lock_guard lock(mu_);
     if (full) {
       first = !ports_.seeded();
+      // The data plane (re)created its flow record: one sweep seeds it.
+      seedRecord = opts_.worker && cleaner_->needsSweep();
       ports_.applyState(state_.state(), &selectors);
     } else {
       ports_.applyDiff(diff, selectors);
     }
   }
-  if (selectors.empty() && !(first && opts_.sweepAfterStart)) return;
+  const bool sweep = (first && opts_.sweepAfterStart) || seedRecord;
+  if (selectors.empty() && !sweep) return;
   for (const auto& s : selectors) spdlog::debug("conntrack: stale: {}", s.str());
   {
     std::lock_guard lock(queueMu_);
     pending_.insert(pending_.end(), std::make_move_iterator(selectors.begin()),
                     std::make_move_iterator(selectors.end()));
-    if (first && opts_.sweepAfterStart) sweepRequested_ = true;
+    if (sweep) sweepRequested_ = true;
   }
   queueCv_.notify_all();
 }
@@ -110,9 +113,9 @@ CleanResult StaleFlowCleanup::runPending() {
   const auto level = r.deleted || r.errors ? spdlog::level::info : spdlog::level::debug;
   spdlog::log(level,
               "conntrack: {} stale flows deleted, {} already gone, {} errors ({} selectors, {} "
-              "kernel walks, {} flows examined, {:.3f} ms)",
-              r.deleted, r.vanished, r.errors, selectors.size(), r.dumps, r.examined,
-              millis(r.took));
+              "kernel walks, {} flow record lookups, {} flows examined, {:.3f} ms)",
+              r.deleted, r.vanished, r.errors, selectors.size(), r.dumps, r.recordLookups,
+              r.examined, millis(r.took));
   return r;
 }
 

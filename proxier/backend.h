@@ -3,10 +3,12 @@
 // kernel objects; they never decide which endpoints serve which traffic.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "proxier/diff.h"
+#include "proxier/flow_index.h"
 
 namespace sliceproxy::proxier {
 
@@ -59,6 +61,9 @@ class Backend {
   // Names of the kernel objects that carry this service port (chains, maps, map keys), for
   // `sliceproxy explain`; empty when the backend cannot say. Called under the proxier's lock.
   virtual std::vector<std::string> kernelObjects(const ServicePortKey&) const { return {}; }
+  // The flows this backend records as it translates them, for stale-flow cleanup; null when it
+  // records none. Safe to use from another thread than the one syncing.
+  virtual std::shared_ptr<FlowIndex> flowIndex() { return nullptr; }
 };
 
 }  // namespace sliceproxy::proxier

@@ -157,7 +157,8 @@ int runDaemon(const proxier::Config& cfg) {
     return 1;
   }
   auto conntrackCleanup = conntrack::makeStaleFlowCleanup(
-      cfg.backend, cfg.conntrackCleanup, cfg.conntrackReconcilePeriod, proxy, &ops.metrics());
+      cfg.backend, cfg.conntrackCleanup, cfg.conntrackReconcilePeriod, proxy, &ops.metrics(),
+      backend->flowIndex());
   if (conntrackCleanup) proxy.addObserver(conntrackCleanup.get());
   proxier::SyncRunner runner(
       {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,

@@ -25,7 +25,8 @@ std::string serviceTableName(uint32_t shard);
 inline std::string tableName(uint8_t table) {
   return table == kMainTable ? kTable : serviceTableName(table);
 }
-// Tables a previous run of any layout may have left: the main table and every service table.
+// Tables a full sync replaces: the main table and every service table of a previous run, of any
+// layout. (The flow record, sliceproxy-flows, survives full syncs; cleanup removes it too.)
 bool isOwnTable(const std::string& name);
 
 // Service tables for `ports` service ports at a full sync: about a thousand ports each, a power

@@ -148,6 +148,7 @@ void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* 
 
 NftablesBackend::NftablesBackend(NetworkConfig net) : net_(std::move(net)) {
   sock_ = std::make_unique<Socket>();
+  flows_ = std::make_shared<FlowRecord>();
   families_[0] = freshFamily({IpFamily::V4, NFPROTO_IPV4, &net_});
   families_[1] = freshFamily({IpFamily::V6, NFPROTO_IPV6, &net_});
 }
@@ -478,6 +479,7 @@ BackendResult NftablesBackend::fullSync(const State& state) {
       for (uint32_t shard = 0; shard < ctx.serviceTables; ++shard) {
         buildServiceTable(tx, ctx, state.node, static_cast<uint8_t>(shard));
       }
+      flows_->ensure(tx, ctx, previous);
     });
     if (!res.ok) return res;
     ops += res.operations;
@@ -493,7 +495,9 @@ BackendResult NftablesBackend::cleanup() {
     if (!tables.ok) return BackendResult::failure(tables.error);
     Transaction tx(*sock_, ctx.nfproto);
     for (const auto& name : tables.names) {
-      if (isOwnTable(name)) tx.deleteTable(name, "removing sliceproxy's table " + name);
+      if (isOwnTable(name) || name == kFlowTable) {
+        tx.deleteTable(name, "removing sliceproxy's table " + name);
+      }
     }
     auto r = tx.commit();
     if (!r.ok) {
@@ -502,6 +506,7 @@ BackendResult NftablesBackend::cleanup() {
     ops += tx.messages();
     fam = freshFamily(ctx);
   }
+  flows_->removed();
   return {true, "", ops};
 }
 

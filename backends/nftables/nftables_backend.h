@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "backends/nftables/flow_record.h"
 #include "backends/nftables/layout.h"
 #include "backends/nftables/port_program.h"
 #include "proxier/backend.h"
@@ -50,6 +51,8 @@ class NftablesBackend : public proxier::Backend {
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;
   std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
+  std::shared_ptr<proxier::FlowIndex> flowIndex() override { return flows_; }
+  FlowRecord& flowRecord() { return *flows_; }
 
   struct Stats {
     size_t lastMessages = 0, lastBytes = 0;
@@ -70,6 +73,7 @@ class NftablesBackend : public proxier::Backend {
 
   proxier::NetworkConfig net_;
   std::unique_ptr<Socket> sock_;
+  std::shared_ptr<FlowRecord> flows_;
   std::unique_ptr<Family> families_[2];
   Stats stats_;
 };

@@ -119,10 +119,11 @@ RuleBuilder& RuleBuilder::fib(uint32_t flags, uint32_t result, uint32_t dreg) {
   return add(e);
 }
 
-RuleBuilder& RuleBuilder::ct(uint32_t key, uint32_t dreg) {
+RuleBuilder& RuleBuilder::ct(uint32_t key, uint32_t dreg, int dir) {
   nftnl_expr* e = nftnl_expr_alloc("ct");
   nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
   nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, dreg);
+  if (dir >= 0) nftnl_expr_set_u8(e, NFTNL_EXPR_CT_DIR, static_cast<uint8_t>(dir));
   return add(e);
 }
 

@@ -38,7 +38,8 @@ class RuleBuilder {
   RuleBuilder& constant(uint32_t dreg, uint32_t value) { return numgen(dreg, 1, value); }
   RuleBuilder& bitwise(uint32_t sreg, uint32_t dreg, uint32_t len, const void* mask, const void* xorv);
   RuleBuilder& fib(uint32_t flags, uint32_t result, uint32_t dreg);
-  RuleBuilder& ct(uint32_t key, uint32_t dreg);
+  // `dir`: IP_CT_DIR_ORIGINAL or IP_CT_DIR_REPLY for keys that have a direction, else -1.
+  RuleBuilder& ct(uint32_t key, uint32_t dreg, int dir = -1);
   RuleBuilder& nat(uint32_t type, uint32_t family, uint32_t regAddr, uint32_t regProto, uint32_t flags);
   RuleBuilder& masq(uint32_t flags);
   RuleBuilder& reject(uint32_t type, uint8_t code);

@@ -317,17 +317,23 @@ int onTable(const nlmsghdr* nlh, void* data) {
 
 TableList listTables(Socket& sock, uint16_t family) {
   TableList out;
+  auto fail = [](const char* step) {
+    TableList f;
+    f.ok = false;
+    f.error = fmt::format("listing the nftables tables ({}): {}", step, strerror(errno));
+    return f;
+  };
   std::vector<char> buf(1 << 16);
   const uint32_t seq = sock.nextSeq();
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, family, NLM_F_DUMP, seq);
   if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) {
-    return {false, fmt::format("listing the nftables tables: {}", strerror(errno)), {}};
+    return fail("sending");
   }
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(sock.get(), buf.data(), buf.size());
-    if (n < 0) return {false, fmt::format("listing the nftables tables: {}", strerror(errno)), {}};
+    if (n < 0) return fail("receiving");
     int r = mnl_cb_run(buf.data(), n, seq, sock.portId(), onTable, &out);
-    if (r < 0) return {false, fmt::format("listing the nftables tables: {}", strerror(errno)), {}};
+    if (r < 0) return fail("parsing");
     if (r == MNL_CB_STOP) break;
   }
   return out;

@@ -1,0 +1,235 @@
+// glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
+#include <netinet/in.h>
+
+#include "backends/nftables/flow_record.h"
+
+#include <fmt/format.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tuple_common.h>
+#include <linux/netfilter/nf_tables.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "backends/nftables/elements.h"
+#include "backends/nftables/rule_builder.h"
+
+namespace sliceproxy::backends::nft {
+
+using proxier::IpAddr;
+using proxier::IpFamily;
+using proxier::RecordedFlow;
+
+namespace {
+
+constexpr const char* kSet = "flows";
+
+uint32_t readSysctl(const char* name) {
+  std::ifstream in(std::string("/proc/sys/net/netfilter/") + name);
+  uint32_t v = 0;
+  in >> v;
+  return in ? v : 0;
+}
+
+// Longest time a live UDP/SCTP flow can go without a packet, plus a margin; capped at a day (an
+// SCTP association idle longer than that would be missed by the record, and walked for by the
+// periodic reconcile if enabled).
+std::chrono::seconds elementTimeoutFromSysctls() {
+  uint32_t t = std::max({readSysctl("nf_conntrack_udp_timeout_stream"),
+                         readSysctl("nf_conntrack_udp_timeout"),
+                         readSysctl("nf_conntrack_sctp_timeout_established"), 120u});
+  return std::chrono::seconds(std::min<uint32_t>(t + 30, 86400));
+}
+
+uint32_t addrLen(IpFamily f) {
+  return f == IpFamily::V4 ? 4 : 16;
+}
+
+// endpoint . endpoint port . protocol . client . client port . frontend . frontend port, each
+// field on a 4-byte boundary (ports in network order, protocol one byte).
+uint32_t keyLen(IpFamily f) {
+  return 3 * addrLen(f) + 16;
+}
+
+Bytes keyOf(const RecordedFlow& f) {
+  Bytes b;
+  b.addr(f.endpoint).port(f.endpointPort);
+  b.b[b.len] = f.proto;
+  b.len += 4;
+  b.addr(f.client).port(f.clientPort).addr(f.frontend).port(f.frontendPort);
+  return b;
+}
+
+bool decode(IpFamily family, const uint8_t* k, uint32_t len, RecordedFlow& out) {
+  const uint32_t al = addrLen(family);
+  if (len != keyLen(family)) return false;
+  auto addr = [&](uint32_t off) {
+    IpAddr a;
+    a.family = family;
+    std::memcpy(a.bytes.data(), k + off, al);
+    return a;
+  };
+  auto port = [&](uint32_t off) { return static_cast<uint16_t>((k[off] << 8) | k[off + 1]); };
+  out.family = family;
+  out.endpoint = addr(0);
+  out.endpointPort = port(al);
+  out.proto = k[al + 4];
+  out.client = addr(al + 8);
+  out.clientPort = port(2 * al + 8);
+  out.frontend = addr(2 * al + 12);
+  out.frontendPort = port(3 * al + 12);
+  return true;
+}
+
+// Loads the key of the packet's flow into registers 0.. and records it: the packet's conntrack
+// entry has both tuples, the reply one naming the endpoint DNAT chose.
+void addRecordRule(Transaction& tx, const FamilyContext& ctx, const char* chain, uint8_t proto) {
+  const bool v4 = ctx.family == IpFamily::V4;
+  const uint32_t aw = ctx.addrWords();
+  const uint32_t srcIp = v4 ? NFT_CT_SRC_IP : NFT_CT_SRC_IP6,
+                 dstIp = v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6;
+  RuleBuilder b;
+  b.meta(NFT_META_L4PROTO, NFT_REG_1).cmp(NFT_REG_1, NFT_CMP_EQ, &proto, 1);
+  uint32_t dnat = IPS_DST_NAT, zero = 0;
+  b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
+  b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
+  b.ct(srcIp, reg32(0), IP_CT_DIR_REPLY).ct(NFT_CT_PROTO_SRC, reg32(aw), IP_CT_DIR_REPLY);
+  b.meta(NFT_META_L4PROTO, reg32(aw + 1));
+  b.ct(srcIp, reg32(aw + 2), IP_CT_DIR_ORIGINAL);
+  b.ct(NFT_CT_PROTO_SRC, reg32(2 * aw + 2), IP_CT_DIR_ORIGINAL);
+  b.ct(dstIp, reg32(2 * aw + 3), IP_CT_DIR_ORIGINAL);
+  b.ct(NFT_CT_PROTO_DST, reg32(3 * aw + 3), IP_CT_DIR_ORIGINAL);
+  b.dynset(NFT_DYNSET_OP_UPDATE, kSet, reg32(0), 0, 0);
+  tx.addRule(kFlowTable, chain, b.release(),
+             fmt::format("record translated {} flows", proto == IPPROTO_UDP ? "UDP" : "SCTP"));
+}
+
+struct ListState {
+  IpFamily family;
+  const std::function<bool(const IpAddr&)>* wanted;
+  std::vector<RecordedFlow> matched;
+  size_t elements = 0;
+};
+
+int onElements(const nlmsghdr* nlh, void* data) {
+  auto* st = static_cast<ListState*>(data);
+  nftnl_set* s = nftnl_set_alloc();
+  if (nftnl_set_elems_nlmsg_parse(nlh, s) == 0) {
+    nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(s);
+    for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) {
+      ++st->elements;
+      uint32_t len = 0;
+      const auto* k = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
+      RecordedFlow f;
+      if (k && decode(st->family, k, len, f) && (*st->wanted)(f.endpoint)) st->matched.push_back(f);
+    }
+    nftnl_set_elems_iter_destroy(it);
+  }
+  nftnl_set_free(s);
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+FlowRecord::FlowRecord() : timeout_(elementTimeoutFromSysctls()) {}
+
+void FlowRecord::ensure(Transaction& tx, const FamilyContext& ctx, const TableList& existing) {
+  const int fi = ctx.family == IpFamily::V4 ? 0 : 1;
+  std::lock_guard lock(mu_);
+  const bool there =
+      std::find(existing.names.begin(), existing.names.end(), kFlowTable) != existing.names.end();
+  exists_[fi] = true;
+  if (there) return;
+  // Created now (first start, or removed behind our back): what it has not seen needs a seed.
+  ++generation_;
+  tx.addTable(kFlowTable);
+  nftnl_set* set = nftnl_set_alloc();
+  nftnl_set_set_str(set, NFTNL_SET_NAME, kSet);
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, 0);
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_LEN, keyLen(ctx.family));
+  nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
+  nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT, static_cast<uint64_t>(timeout_.count()) * 1000);
+  nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, kMaxFlows);
+  tx.addSet(kFlowTable, set, "set flows (translated UDP/SCTP flows)");
+  // After DNAT: forwarded to a pod, delivered to a host-network endpoint, or sent by this node.
+  const Hook fwd{"filter", NF_INET_FORWARD, 10}, in{"filter", NF_INET_LOCAL_IN, 10},
+      out{"filter", NF_INET_LOCAL_OUT, 10};
+  for (auto [chain, hook] : {std::pair{"record-forward", &fwd}, std::pair{"record-input", &in},
+                             std::pair{"record-output", &out}}) {
+    tx.addChain(kFlowTable, chain, hook);
+    addRecordRule(tx, ctx, chain, IPPROTO_UDP);
+    addRecordRule(tx, ctx, chain, IPPROTO_SCTP);
+  }
+}
+
+void FlowRecord::recordFlows(std::span<const RecordedFlow> flows, std::string& error) {
+  for (IpFamily family : {IpFamily::V4, IpFamily::V6}) {
+    std::vector<nftnl_set_elem*> elems;
+    for (const auto& f : flows) {
+      if (f.family == family) elems.push_back(makeElem(keyOf(f), nullptr));
+    }
+    if (elems.empty()) continue;
+    std::lock_guard lock(mu_);
+    Transaction tx(sock_, family == IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    tx.addElements(kFlowTable, kSet, elems, "recorded flows");
+    auto r = tx.commit();
+    if (!r.ok) {
+      error = fmt::format("{} {}: {}", proxier::familyName(family), kFlowTable, r.error);
+      return;
+    }
+  }
+}
+
+void FlowRecord::markSeeded(uint64_t generation) {
+  seeded_.store(generation);
+}
+
+void FlowRecord::removed() {
+  std::lock_guard lock(mu_);
+  exists_[0] = exists_[1] = false;
+}
+
+proxier::FlowIndex::Coverage FlowRecord::flowsAnsweredBy(
+    IpFamily family, const std::function<bool(const IpAddr&)>& wanted,
+    const std::function<void(const RecordedFlow&)>& fn, std::string& error) {
+  const int fi = family == IpFamily::V4 ? 0 : 1;
+  // Matches are handed out after the lock is released: `fn` may wait for a sync, and a sync may
+  // be waiting for this lock (ensure).
+  std::unique_lock lock(mu_);
+  if (!exists_[fi] || needsSeed()) return Coverage::Incomplete;
+  std::vector<char> buf(1 << 17);
+  const uint32_t seq = sock_.nextSeq();
+  const uint16_t nfproto = family == IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, nfproto, NLM_F_DUMP, seq);
+  nftnl_set* s = nftnl_set_alloc();
+  nftnl_set_set_str(s, NFTNL_SET_TABLE, kFlowTable.c_str());
+  nftnl_set_set_str(s, NFTNL_SET_NAME, kSet);
+  nftnl_set_elems_nlmsg_build_payload(nlh, s);
+  nftnl_set_free(s);
+  auto fail = [&](const char* step) {
+    error = fmt::format("reading the flow record ({} {}): {} {}", proxier::familyName(family),
+                        kFlowTable, step, std::strerror(errno));
+    return Coverage::Error;
+  };
+  if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return fail("sending:");
+  ListState st{family, &wanted, {}, 0};
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), buf.data(), buf.size());
+    if (n < 0) return fail("receiving:");
+    int r = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, sock_.portId(), onElements, &st);
+    if (r < 0) return fail("parsing:");
+    if (r == MNL_CB_STOP) break;
+  }
+  lock.unlock();
+  // A full set stops recording new flows: what it misses, only a walk finds.
+  if (st.elements + 64 >= kMaxFlows) return Coverage::Incomplete;
+  for (const auto& f : st.matched) fn(f);
+  return Coverage::Complete;
+}
+
+}  // namespace sliceproxy::backends::nft
