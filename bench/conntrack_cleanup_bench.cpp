@@ -13,6 +13,11 @@
 //                           [--same-netns]   (unrelated UDP entries in the node's own namespace)
 //                           [--daemon PATH]  (then also run the real daemon there: its memory
 //                                             and its cleanup time, from its own log)
+//                           [--walk]         (no flow record: every removal walks the table)
+//
+// By default the nftables backend programs the node namespace and its flow record holds the
+// service's flows (recorded here as the data plane records them from packets, since the flows
+// are created through ctnetlink), so removals are answered by exact tuple, as in the daemon.
 
 #include <malloc.h>
 #include <netinet/in.h>
@@ -36,6 +41,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backends/nftables/nftables_backend.h"
 #include "conntrack/ctnetlink.h"
 #include "conntrack/netfilter_cleaner.h"
 #include "conntrack/stale_flow_cleanup.h"
@@ -51,7 +57,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   size_t unrelated = 1000000, flows = 10000, endpoints = 10, removals = 5;
-  bool sameNetns = false;
+  bool sameNetns = false, walk = false;
   std::string daemon;
 };
 
@@ -148,6 +154,19 @@ Flow serviceFlow(size_t i, size_t k) {
   f.reply.sport = 5353;
   f.reply.dport = f.orig.sport;
   return f;
+}
+
+// The flows as the nftables data plane records them from their packets.
+void recordServiceFlows(size_t n, size_t k) {
+  std::vector<proxier::RecordedFlow> rec;
+  for (size_t i = 0; i < n; ++i) {
+    Flow f = serviceFlow(i, k);
+    rec.push_back({f.family, f.proto, f.orig.src, f.orig.dst, f.reply.src, f.orig.sport,
+                   f.orig.dport, f.reply.sport});
+  }
+  std::string error;
+  backends::nft::FlowRecord().recordFlows(rec, error);
+  if (!error.empty()) std::fprintf(stderr, "recording the service flows: %s\n", error.c_str());
 }
 
 std::string endpointAddr(size_t e) {
@@ -268,6 +287,7 @@ std::string runDaemon(const Options& o) {
   } else {
     // Put back the flows the in-process run deleted, so every endpoint has M/K flows again.
     fill(o.flows, [&](size_t i) { return serviceFlow(i, o.endpoints); });
+    if (!o.walk) recordServiceFlows(o.flows, o.endpoints);
     std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // past --min-sync-period
     const long rss0 = pidStatusKiB(pid, "VmRSS:"), hwm0 = pidStatusKiB(pid, "VmHWM:");
     writeAtomically(dir, "dns.yaml", svc + sliceYaml(o.endpoints, 1));
@@ -349,8 +369,20 @@ int runWorker(const Options& o) {
   conntrack::CleanupOptions copts;
   copts.worker = false;  // timed here, step by step
   copts.sweepAfterStart = false;
-  conntrack::StaleFlowCleanup cleanup(std::make_unique<conntrack::NetfilterCleaner>(), state,
-                                      nullptr, copts);
+  // The data plane, for its flow record.
+  backends::nft::NftablesBackend backend{proxier::NetworkConfig{}};
+  auto cleaner = std::make_unique<conntrack::NetfilterCleaner>();
+  if (!o.walk) {
+    if (auto r = backend.fullSync(state.state()); !r.ok) {
+      std::fprintf(stderr, "programming nftables: %s\n", r.error.c_str());
+      return 1;
+    }
+    recordServiceFlows(o.flows, o.endpoints);
+    backend.flowRecord().markSeeded(backend.flowRecord().generation());
+    cleaner->setFlowIndex(backend.flowIndex());
+  }
+  conntrack::StaleFlowCleanup cleanup(std::move(cleaner), state, nullptr, copts);
+  conntrack::NetfilterCleaner walker;  // no record: what a walk costs
   proxier::Diff none;
   cleanup.afterSync(none, true);
   cleanup.runPending();
@@ -388,11 +420,11 @@ int runWorker(const Options& o) {
     auto res = cleanup.cleaner().deleteFlows({&gone, 1});
     phases = fmt::format(
         "  phases of one removal: total {:.2f} ms, of which {:.2f} ms in delete "
-        "batches ({} deleted, {} examined)\n",
-        ms(res.took), ms(res.deleting), res.deleted, res.examined);
+        "batches ({} deleted, {} examined, {} kernel walks, {} flow record lookups)\n",
+        ms(res.took), ms(res.deleting), res.deleted, res.examined, res.dumps, res.recordLookups);
   }
   for (int i = 0; i < 5; ++i) {
-    auto res = cleanup.cleaner().deleteFlows({&none1, 1});
+    auto res = walker.deleteFlows({&none1, 1});
     walk.push_back(ms(res.took));
   }
   const auto s0 = Clock::now();
@@ -464,6 +496,8 @@ int main(int argc, char** argv) {
       o.removals = next();
     else if (a == "--same-netns")
       o.sameNetns = true;
+    else if (a == "--walk")
+      o.walk = true;
     else if (a == "--daemon" && i + 1 < argc)
       o.daemon = argv[++i];
     else {
