@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from k8s_selectors import SelectorError, labels_of, parse_field_selector, parse_label_selector  # noqa: E402
 from k8s_store import ApiError, Store, key_of, status_object  # noqa: E402
+from netns import run_in as run_in_netns  # noqa: E402
 
 
 class Resource:
@@ -87,8 +88,9 @@ class _Watcher:
 class ApiServer:
     def __init__(self, certs, tokens=("test-token",), port=0, host="127.0.0.1",
                  client_ca=None, bookmark_interval=5.0, watch_410_as_status=False,
-                 max_watch_timeout=1800, require_auth=True, verbose=False, tls=True):
-        """certs: a certs.Bundle-like object with ca_cert, server_cert, server_key paths."""
+                 max_watch_timeout=1800, require_auth=True, verbose=False, tls=True, netns=None):
+        """certs: a certs.Bundle-like object with ca_cert, server_cert, server_key paths.
+        netns: listen in this network namespace (`ip netns` name) instead of this process's."""
         self.store = Store(RESOURCES)
         self.tokens = set(tokens)
         self.certs = certs
@@ -101,6 +103,7 @@ class ApiServer:
         self.require_auth = require_auth
         self.verbose = verbose
         self.tls = tls  # False: plain HTTP (as behind `kubectl proxy` or an insecure port)
+        self.netns = netns
         self.stall_until = 0.0
         self.requests = []  # (method, path) of every request, for tests
         self.on_event_sent = None  # called (resource, type, obj) after a watch event is written
@@ -127,7 +130,7 @@ class ApiServer:
 
     def start(self):
         handler = type("BoundHandler", (_Handler,), {"api": self})
-        self._httpd = _HTTPServer((self.host, self.port), handler)
+        self._httpd = run_in_netns(self.netns, lambda: _HTTPServer((self.host, self.port), handler))
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         daemon=True)
