@@ -23,8 +23,8 @@ HTTP_NP = port(80, 8080, node_port=30080)
 
 
 def ours(tables):
-    """sliceproxy's main table and its service tables (sliceproxy-svc-N)."""
-    return [t for t in tables if t[1] == "sliceproxy" or t[1].startswith("sliceproxy-svc-")]
+    """sliceproxy's tables: main, service tables (sliceproxy-svc-N), flow record (sliceproxy-flows)."""
+    return [t for t in tables if t[1] == "sliceproxy" or t[1].startswith("sliceproxy-")]
 
 
 class RestartAndCleanup(unittest.TestCase):
