@@ -20,7 +20,7 @@ packages=(
   qemu-system-x86 busybox-static kmod ipvsadm
   # bare-metal packaging: the Debian package and its checks, the systemd unit's checks, the OCI
   # image built without a daemon
-  debhelper dpkg-dev help2man lintian man-db systemd debootstrap umoci
+  debhelper dpkg-dev help2man lintian man-db systemd systemd-container debootstrap umoci
 )
 
 if [ "$(id -u)" -ne 0 ]; then
