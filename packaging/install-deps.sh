@@ -16,6 +16,8 @@ packages=(
   openssl python3-kubernetes
   # kernel tools used by tests, the demo and the benchmark harness
   bpftool nftables conntrack iproute2 iptables procps ipset
+  # the benchmark harness's plots (bench/run)
+  gnuplot-nox
   # tests/qemu/vm.sh: a Debian kernel under qemu, for kernel features this host may lack (IPVS)
   qemu-system-x86 busybox-static kmod ipvsadm
   # bare-metal packaging: the Debian package and its checks, the systemd unit's checks, the OCI
