@@ -1,8 +1,10 @@
 """The hardened unit under a real systemd: the Debian image's root (the package installed by apt),
 plus systemd, booted with systemd-nspawn in a private network namespace. Checks that the unit
-stays inactive without a kubeconfig, runs sandboxed as written once one exists (programs the
-examples into nftables, answers `explain`), is restarted after a crash, is not restarted after
-a configuration error (exit code 2), and that stopping it leaves the data plane in place."""
+stays inactive without a kubeconfig (also when the package is upgraded), runs sandboxed as
+written once one exists (programs the examples into nftables, answers `explain`), is restarted
+by an upgrade with its data plane kept, is restarted after a crash, is not restarted after a
+configuration error (exit code 2), that stopping it leaves the data plane in place, and that
+the README's drop-in for a kubeconfig elsewhere works."""
 
 import json
 import os
@@ -11,8 +13,8 @@ import signal
 import subprocess
 import time
 
-from packaging_common import (SOURCE_DIR, WORK_DIR, fail, require_env, require_tools, run, step,
-                              unit_value)
+from packaging_common import (DEB_DIR, SOURCE_DIR, WORK_DIR, fail, require_env, require_tools,
+                              run, step, unit_value)
 
 MACHINE = f"sp-pkgsd-{os.getpid()}"
 CAP_BITS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38,
@@ -128,6 +130,19 @@ def main():
         if c.tables():
             fail(f"nftables tables without a kubeconfig: {c.tables()}")
 
+        step("upgrade N -> N+1 with systemd running and no kubeconfig: still not started")
+        next_deb = os.path.realpath(os.path.join(DEB_DIR, "sliceproxy-N+1.deb"))
+        # /var/tmp: the booted container has a fresh tmpfs on /tmp.
+        shutil.copy(next_deb, os.path.join(rootfs, "var/tmp/sliceproxy-next.deb"))
+        dpkg = ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--force-confdef",
+                "--force-confold", "--install", "/var/tmp/sliceproxy-next.deb"]
+        c.sh(*dpkg)
+        version = c.sh("dpkg-query", "-W", "-f=${Version}", "sliceproxy").stdout
+        if not version.endswith("+test1"):
+            fail(f"the upgrade left version {version}")
+        if c.show("ActiveState") != "inactive" or c.tables():
+            fail(f"the upgrade's restart started the unit: {c.show('ActiveState')}, {c.tables()}")
+
         step("with a kubeconfig: runs sandboxed and programs the examples")
         # The manifest directory stands in for an API server; the kubeconfig only has to exist.
         with open(os.path.join(rootfs, "etc/sliceproxy/kubeconfig"), "w") as f:
@@ -161,6 +176,14 @@ def main():
         print(out)
         if "web" not in out:
             fail("explain inside the booted node does not know default/web")
+
+        step("an upgrade (the package reinstalled) restarts it; the data plane stays")
+        c.sh(*dpkg)
+        c.wait_for("the restart", lambda: c.show("ActiveState") == "active"
+                   and c.show("MainPID") not in ("0", pid))
+        if "table ip sliceproxy" not in c.tables():
+            fail(f"tables after the restart: {c.tables()}")
+        pid = c.show("MainPID")
 
         step("a crash is restarted (Restart=on-failure)")
         c.sh("systemctl", "kill", "--kill-whom=main", "--signal=SIGSEGV", "sliceproxy")
