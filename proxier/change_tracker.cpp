@@ -43,8 +43,18 @@ void ChangeTracker::endBatch() {
 ChangeTracker::Dirty& ChangeTracker::dirtyLocked(const ObjectKey& service) {
   auto [it, inserted] = dirty_.try_emplace(service);
   if (inserted) dirtyOrder_.push_back(service);
-  if (!oldestEvent_) oldestEvent_ = std::chrono::steady_clock::now();
   return it->second;
+}
+
+void ChangeTracker::changeStartedLocked(
+    std::optional<std::chrono::system_clock::time_point> trigger) {
+  if (!trigger) {
+    changeStarts_.push_back(std::chrono::system_clock::now());
+  } else if (*trigger >= created_) {
+    changeStarts_.push_back(*trigger);
+  }
+  // else, as kube-proxy: a change that started before this process did (every slice of the
+  // initial list carries its last trigger time) says nothing about this process's latency.
 }
 
 void ChangeTracker::recordSliceLocked(const ObjectKey& service, const std::string& name,
@@ -68,6 +78,7 @@ void ChangeTracker::upsertService(ServicePtr svc) {
     d.serviceChanged = true;
     d.service = std::move(svc);
     ++serviceEvents_;
+    changeStartedLocked(std::nullopt);
     fire = shouldNotifyLocked();
   }
   counters_.serviceChanges.fetch_add(1, std::memory_order_relaxed);
@@ -82,6 +93,7 @@ void ChangeTracker::deleteService(const ObjectKey& key) {
     d.serviceChanged = true;
     d.service = nullptr;
     ++serviceEvents_;
+    changeStartedLocked(std::nullopt);
     fire = shouldNotifyLocked();
   }
   counters_.serviceChanges.fetch_add(1, std::memory_order_relaxed);
@@ -105,6 +117,7 @@ void ChangeTracker::upsertSlice(SlicePtr slice) {
       it->second = service;
     }
     const std::string name = slice->key.name;
+    changeStartedLocked(slice->triggerTime);
     recordSliceLocked(service, name, std::move(slice));
     fire = shouldNotifyLocked();
   }
@@ -119,6 +132,7 @@ void ChangeTracker::deleteSlice(const ObjectKey& key) {
     if (it == sliceOwner_.end()) return;
     recordSliceLocked(it->second, key.name, nullptr);
     sliceOwner_.erase(it);
+    changeStartedLocked(std::nullopt);
     fire = shouldNotifyLocked();
   }
   notify(fire);
@@ -131,7 +145,7 @@ void ChangeTracker::upsertNode(NodePtr node) {
     std::lock_guard lock(mu_);
     nodeChanged_ = true;
     node_ = std::move(node);
-    if (!oldestEvent_) oldestEvent_ = std::chrono::steady_clock::now();
+    changeStartedLocked(std::nullopt);
     fire = shouldNotifyLocked();
   }
   notify(fire);
@@ -144,7 +158,7 @@ void ChangeTracker::deleteNode(const ObjectKey& key) {
     std::lock_guard lock(mu_);
     nodeChanged_ = true;
     node_ = nullptr;
-    if (!oldestEvent_) oldestEvent_ = std::chrono::steady_clock::now();
+    changeStartedLocked(std::nullopt);
     fire = shouldNotifyLocked();
   }
   notify(fire);
@@ -197,8 +211,7 @@ PendingChanges ChangeTracker::take() {
     out.serviceEvents = serviceEvents_;
     out.sliceEvents = sliceEvents_;
     serviceEvents_ = sliceEvents_ = 0;
-    out.oldestEvent = oldestEvent_;
-    oldestEvent_.reset();
+    out.changeStarts.swap(changeStarts_);
   }
   // Built outside the lock so sources are never held up by a big batch.
   out.services.reserve(order.size());

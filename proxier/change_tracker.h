@@ -4,12 +4,15 @@
 // event costs O(1) on top of decoding it.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "proxier/events.h"
 #include "proxier/filter.h"
@@ -57,6 +60,7 @@ class ChangeTracker : public EventSink {
   };
   Dirty& dirtyLocked(const ObjectKey& service);
   void recordSliceLocked(const ObjectKey& service, const std::string& name, SlicePtr slice);
+  void changeStartedLocked(std::optional<std::chrono::system_clock::time_point> trigger);
   bool shouldNotifyLocked();
   void notify(bool fire);
 
@@ -74,7 +78,8 @@ class ChangeTracker : public EventSink {
   bool nodeChanged_ = false;
   NodePtr node_;
   uint64_t serviceEvents_ = 0, sliceEvents_ = 0;
-  std::optional<std::chrono::steady_clock::time_point> oldestEvent_;
+  const std::chrono::system_clock::time_point created_ = std::chrono::system_clock::now();
+  std::vector<std::chrono::system_clock::time_point> changeStarts_;
   int syncedSources_ = 0;
   int batchDepth_ = 0;
   bool notifyHeld_ = false;

@@ -3,6 +3,8 @@
 #include <prometheus/collectable.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+
 #include "proxier/node_state.h"
 
 namespace sliceproxy::proxier {
@@ -81,14 +83,13 @@ class Metrics::Live : public prom::Collectable {
         pending(epTotal, m_.takenSliceEvents_.load()));
     add("kubeproxy_sync_proxy_rules_endpoint_changes_total",
         "Cumulative proxy rules Endpoint changes", T::Counter, static_cast<double>(epTotal));
-    add("kubeproxy_sync_proxy_rules_service_changes_pending",
-        "Pending proxy rules Service changes", T::Gauge,
-        pending(svcTotal, m_.takenServiceEvents_.load()));
+    add("kubeproxy_sync_proxy_rules_service_changes_pending", "Pending proxy rules Service changes",
+        T::Gauge, pending(svcTotal, m_.takenServiceEvents_.load()));
     add("kubeproxy_sync_proxy_rules_service_changes_total",
         "Cumulative proxy rules Service changes", T::Counter, static_cast<double>(svcTotal));
-    auto rej = family("sliceproxy_objects_rejected_total",
-                      "Services, EndpointSlices and Nodes rejected as invalid, by reason",
-                      T::Counter);
+    auto rej =
+        family("sliceproxy_objects_rejected_total",
+               "Services, EndpointSlices and Nodes rejected as invalid, by reason", T::Counter);
     for (const auto& [reason, n] : rejected) {
       rej.metric.push_back(value(static_cast<double>(n), T::Counter, {{"reason", reason}}));
     }
@@ -124,10 +125,22 @@ Metrics::Metrics(std::string backendName, const ChangeTracker* tracker)
                       .Add({}, syncBuckets);
   netProgramming_ = &prom::BuildHistogram()
                          .Name("kubeproxy_network_programming_duration_seconds")
-                         .Help("In Cluster Network Programming Latency in seconds (from the "
-                               "arrival of a change to its programming)")
+                         .Help(
+                             "In Cluster Network Programming Latency in seconds: from an "
+                             "EndpointSlice's last-change-trigger-time (or, without one, the "
+                             "arrival of the change) to the sync that programmed it")
                          .Register(r)
                          .Add({}, networkProgrammingBuckets());
+  netProgrammingQuantiles_ =
+      &prom::BuildSummary()
+           .Name("sliceproxy_network_programming_duration_seconds")
+           .Help(
+               "kubeproxy_network_programming_duration_seconds as quantiles over the last 5 "
+               "to 10 minutes")
+           .Register(r)
+           .Add({}, prom::Summary::Quantiles{{0.5, 0.01}, {0.9, 0.005}, {0.99, 0.001}},
+                // Two age buckets: each observation is inserted into every bucket (~0.5 us each).
+                std::chrono::minutes(10), 2);
   lastTimestamp_ = &prom::BuildGauge()
                         .Name("kubeproxy_sync_proxy_rules_last_timestamp_seconds")
                         .Help("The last time proxy rules were successfully synced")
@@ -193,9 +206,8 @@ Metrics::Metrics(std::string backendName, const ChangeTracker* tracker)
 Metrics::~Metrics() = default;
 
 void Metrics::queued() {
-  lastQueued_->Set(std::chrono::duration<double>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count());
+  lastQueued_->Set(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 void Metrics::healthServed(bool livez, unsigned code) {
@@ -230,10 +242,13 @@ void Metrics::onSync(const SyncReport& report) {
     kernelOps_->Increment(static_cast<double>(report.operations));
     kernelOpsPerSync_->Observe(static_cast<double>(report.operations));
   }
-  if (report.oldestEvent) {
-    netProgramming_->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - *report.oldestEvent)
-            .count());
+  // One observation per change, as kube-proxy makes one per trigger time.
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& started : report.changeStarts) {
+    // A wall clock stepped back must not produce a negative latency.
+    const double s = std::max(0.0, std::chrono::duration<double>(now - started).count());
+    netProgramming_->Observe(s);
+    netProgrammingQuantiles_->Observe(s);
   }
   // Services with a Local policy and no local endpoints, kept per port and updated from the diff.
   std::lock_guard lock(mu_);

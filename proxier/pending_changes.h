@@ -26,8 +26,9 @@ struct PendingChanges {
   NodePtr node;  // this node's object; null when deleted or never seen
   uint64_t serviceEvents = 0;
   uint64_t sliceEvents = 0;
-  // When the oldest change in this batch arrived: the start of network programming latency.
-  std::optional<std::chrono::steady_clock::time_point> oldestEvent;
+  // When each change in this batch started, the start of its network programming latency: an
+  // EndpointSlice's trigger time when it carries one, otherwise the moment the change arrived.
+  std::vector<std::chrono::system_clock::time_point> changeStarts;
 
   bool empty() const { return services.empty() && !nodeChanged; }
 };

@@ -36,7 +36,7 @@ bool Proxier::syncOnce() {
   report.wallStart = std::chrono::system_clock::now();
   report.serviceEvents = changes.serviceEvents;
   report.sliceEvents = changes.sliceEvents;
-  report.oldestEvent = changes.oldestEvent;
+  report.changeStarts = std::move(changes.changeStarts);
   report.state = &state_;
   auto tell = [&](bool ok, bool programmed, std::chrono::steady_clock::duration took,
                   uint64_t ops) {

@@ -39,7 +39,8 @@ struct SyncReport {
   std::chrono::duration<double> took{0};
   uint64_t operations = 0;
   uint64_t serviceEvents = 0, sliceEvents = 0;  // events folded into this sync
-  std::optional<std::chrono::steady_clock::time_point> oldestEvent;
+  // When each change folded into this sync started (PendingChanges::changeStarts).
+  std::vector<std::chrono::system_clock::time_point> changeStarts;
   const Diff* diff = nullptr;        // empty for full syncs
   const NodeState* state = nullptr;  // readable without stateMutex() during the call
 };

@@ -162,6 +162,7 @@ proxier::SlicePtr EndpointSliceDecoder::finish(ObjectMeta&& meta) {
   s.key = {std::move(meta.ns), std::move(meta.name)};
   s.resourceVersion = std::move(meta.resourceVersion);
   s.labels = std::move(meta.labels);
+  s.triggerTime = meta.lastChangeTriggerTime;
   if (auto* svc = s.labels.get(proxier::kLabelServiceName)) s.serviceName = *svc;
   return std::move(slice_);
 }

@@ -1,5 +1,7 @@
 #include "slice-watch/object_meta.h"
 
+#include "slice-watch/rfc3339.h"
+
 namespace sliceproxy::slicewatch::detail {
 
 namespace {
@@ -18,6 +20,19 @@ void decodeLabels(Reader& r, od::value& v, proxier::Labels& labels) {
   }
 }
 
+// Where the EndpointSlice controller records when the change a slice carries started; kube-proxy
+// measures network programming latency from it.
+constexpr std::string_view kAnnotationLastChangeTriggerTime =
+    "endpoints.kubernetes.io/last-change-trigger-time";
+
+void decodeAnnotations(Reader& r, od::value& v, ObjectMeta& meta) {
+  r.forEachField(v, [&](Field& f) {
+    if (!f.is(kAnnotationLastChangeTriggerTime)) return;
+    // Like kube-proxy, a value that does not parse only costs the measurement, not the object.
+    if (auto text = r.optString(f.value)) meta.lastChangeTriggerTime = parseRfc3339(*text);
+  });
+}
+
 }  // namespace
 
 void decodeObjectMeta(Reader& r, od::value& v, ObjectMeta& meta) {
@@ -30,6 +45,8 @@ void decodeObjectMeta(Reader& r, od::value& v, ObjectMeta& meta) {
       meta.resourceVersion = r.optString(f.value).value_or("");
     } else if (f.is("labels")) {
       decodeLabels(r, f.value, meta.labels);
+    } else if (f.is("annotations")) {
+      decodeAnnotations(r, f.value, meta);
     } else if (f.is("deletionTimestamp")) {
       meta.deletionTimestampSet = !r.isNull(f.value);
     }

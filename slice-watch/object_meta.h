@@ -1,6 +1,8 @@
 #pragma once
 // Internal to the decoders: the metadata fields shared by every kind.
 
+#include <chrono>
+#include <optional>
 #include <string>
 
 #include "proxier/model/labels.h"
@@ -14,9 +16,12 @@ struct ObjectMeta {
   std::string resourceVersion;
   proxier::Labels labels;
   bool deletionTimestampSet = false;
+  // annotations[endpoints.kubernetes.io/last-change-trigger-time], when present and valid.
+  std::optional<std::chrono::system_clock::time_point> lastChangeTriggerTime;
 };
 
-// Decodes metadata.{name,namespace,resourceVersion,labels,deletionTimestamp}; the caller has
+// Decodes metadata.{name,namespace,resourceVersion,labels,deletionTimestamp} and the one
+// annotation the proxy reads (the others are skipped unread); the caller has
 // already pushed "metadata" on the path.
 void decodeObjectMeta(Reader& r, od::value& v, ObjectMeta& meta);
 

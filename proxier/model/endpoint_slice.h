@@ -1,6 +1,7 @@
 #pragma once
 // The EndpointSlice fields a service proxy reads, in binary form.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +54,10 @@ struct EndpointSlice {
   AddressType addressType = AddressType::IPv4;
   std::vector<Endpoint> endpoints;
   std::vector<EndpointPort> ports;
+  // When the change this version carries started (a pod became ready, went away, ...), from the
+  // annotation endpoints.kubernetes.io/last-change-trigger-time: network programming latency is
+  // measured from it, as kube-proxy does.
+  std::optional<std::chrono::system_clock::time_point> triggerTime;
 
   ObjectKey serviceKey() const { return {key.ns, serviceName}; }
   friend bool operator==(const EndpointSlice&, const EndpointSlice&) = default;

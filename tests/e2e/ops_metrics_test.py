@@ -45,6 +45,7 @@ EXPECTED = {
     "kubeproxy_sync_full_proxy_rules_duration_seconds": "histogram",
     "kubeproxy_sync_partial_proxy_rules_duration_seconds": "histogram",
     "kubeproxy_network_programming_duration_seconds": "histogram",
+    "sliceproxy_network_programming_duration_seconds": "summary",
     "kubeproxy_sync_proxy_rules_last_timestamp_seconds": "gauge",
     "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": "gauge",
     "kubeproxy_sync_proxy_rules_endpoint_changes_pending": "gauge",
