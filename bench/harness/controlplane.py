@@ -38,7 +38,7 @@ def sliceproxy_row(bins, backend, kind, size, repeat, label):
 
 
 def peer_row(bins, system, kind, size, repeat, label, timeout, workdir):
-    dump = os.path.join(workdir, f"dump-{label}.jsonl")
+    dump = os.path.join(workdir, f"dump-{label}-{repeat}.jsonl")
     if not os.path.exists(dump):
         with open(dump, "w") as f:
             subprocess.run([bins["cp"], "dump", *workload_args(kind, size), "--changes",

@@ -100,8 +100,9 @@ def control_plane(res, cfg, bins, systems, workdir, only_peers):
                                "status": "skipped",
                                "reason": "a smaller size already exceeded the time limit"}
                     else:
-                        row = controlplane.peer_row(bins, system, kind, size, cfg["peer_repeat"],
-                                                    label, cfg["peer_timeout"], workdir)
+                        repeat = cfg.get("peer_repeat_for", {}).get(system, cfg["peer_repeat"])
+                        row = controlplane.peer_row(bins, system, kind, size, repeat, label,
+                                                    cfg["peer_timeout"], workdir)
                         if row.get("cold_ms") is None:
                             timed_out.add(system)
                             row["status"] = "timeout"

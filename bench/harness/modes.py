@@ -41,6 +41,7 @@ MODES = {
         # iptables-nft-restore grows quadratically with chains (measured 1.2 s at 5k endpoints,
         # 4.7 s at 10k, over 15 minutes at 100k): past 50k it cannot finish in the run.
         "peer_max_endpoints": {"kube-proxy-iptables": 50000},
+        "peer_repeat_for": {"kube-proxy-iptables": 1},
         "churn": [{"endpoints": 5000, "roll": 5000, "rate": 200, "min_sync_ms": 1000},
                   {"endpoints": 5000, "roll": 5000, "rate": 200, "min_sync_ms": 100}],
         "dp_services": [10, 1000, 10000],

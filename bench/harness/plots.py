@@ -38,7 +38,7 @@ def sweep(data, out_dir):
     _gnuplot(f"""
 set terminal pngcairo size 1400,560 font 'DejaVu Sans,11'
 set output 'sweep.png'
-set multiplot layout 1,2 title 'One service, N endpoints (seed shape): programming the kernel\\n(kube-proxy peers: kernel apply only, a lower bound)'
+set multiplot layout 1,2 title "One service, N endpoints (seed shape): programming the kernel\\n(kube-proxy peers: kernel apply only, a lower bound)"
 set logscale xy
 set grid
 set key top left
@@ -78,9 +78,10 @@ def churn(data, out_dir):
     _gnuplot(f"""
 set terminal pngcairo size 1000,560 font 'DejaVu Sans,11'
 set output 'churn_latency.png'
-set title 'Churn: a {int(c["endpoints"])}-endpoint service rolled at {c["rate_per_s"]:.0f} events/s\\nevents-to-kernel latency (event handed to the proxier -> its sync finished programming)'
+set title "Churn: a {int(c["endpoints"])}-endpoint service rolled at {c["rate_per_s"]:.0f} events/s\\nevents-to-kernel latency (event handed to the proxier -> its sync finished programming)"
+set logscale x
 set grid
-set key bottom right
+set key top left
 set xlabel 'milliseconds'
 set ylabel 'fraction of events'
 set yrange [0:1]
@@ -91,3 +92,11 @@ plot {', '.join(plots)}
 def draw(data, out_dir):
     sweep(data, out_dir)
     churn(data, out_dir)
+
+
+if __name__ == "__main__":
+    # Redraw from a finished run: plots.py OUT_DIR (the directory holding results.json).
+    import json
+    import sys
+    with open(os.path.join(sys.argv[1], "results.json")) as f:
+        draw(json.load(f), sys.argv[1])

@@ -250,3 +250,11 @@ def check(data):
             problems.append(f"data plane {system} {count} {test}: "
                             f"{r.get('reason') or r.get('first_error') or 'errors'}")
     return problems
+
+
+if __name__ == "__main__":
+    # Re-render a finished run's tables: report.py OUT_DIR/results.json
+    import json
+    import sys
+    with open(sys.argv[1]) as f:
+        print(markdown(json.load(f)), end="")
