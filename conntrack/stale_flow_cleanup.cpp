@@ -110,6 +110,7 @@ CleanResult StaleFlowCleanup::runPending() {
   Judge judge(*this);
   const CleanResult r = cleaner_->deleteFlows(selectors, &judge);
   if (opts_.metrics && r.deleted) opts_.metrics->conntrackEntriesDeleted(r.deleted);
+  if (opts_.metrics && r.errors) opts_.metrics->conntrackErrors(r.errors);
   const auto level = r.deleted || r.errors ? spdlog::level::info : spdlog::level::debug;
   spdlog::log(level,
               "conntrack: {} stale flows deleted, {} already gone, {} errors ({} selectors, {} "
@@ -127,6 +128,7 @@ CleanResult StaleFlowCleanup::sweepNow() {
   Judge judge(*this);
   const CleanResult r = cleaner_->sweep(judge);
   if (opts_.metrics && r.deleted) opts_.metrics->conntrackEntriesDeleted(r.deleted);
+  if (opts_.metrics && r.errors) opts_.metrics->conntrackErrors(r.errors);
   const auto level = r.deleted || r.errors ? spdlog::level::info : spdlog::level::debug;
   spdlog::log(level,
               "conntrack: sweep examined {} flows: {} stale deleted, {} already gone, {} errors "

@@ -189,6 +189,11 @@ Metrics::Metrics(std::string backendName, const ChangeTracker* tracker)
                            .Help("Stale UDP conntrack entries deleted after syncs")
                            .Register(r)
                            .Add({});
+  conntrackErrors_ = &prom::BuildCounter()
+                          .Name("sliceproxy_conntrack_cleanup_errors_total")
+                          .Help("Conntrack deletes and reads that failed during stale-flow cleanup")
+                          .Register(r)
+                          .Add({});
   reconnects_ = &prom::BuildCounter()
                      .Name("sliceproxy_watch_reconnects_total")
                      .Help("Watches of the API server re-established, by resource")
@@ -221,6 +226,8 @@ void Metrics::watchReconnected(const std::string& resource) {
 void Metrics::relisted(const std::string& resource) {
   relists_->Add({{"resource", resource}}).Increment();
 }
+
+void Metrics::conntrackErrors(uint64_t n) { conntrackErrors_->Increment(static_cast<double>(n)); }
 
 void Metrics::conntrackEntriesDeleted(uint64_t n) {
   conntrackDeleted_->Increment(static_cast<double>(n));

@@ -34,6 +34,8 @@ class ConntrackMetrics {
  public:
   virtual ~ConntrackMetrics() = default;
   virtual void conntrackEntriesDeleted(uint64_t n) = 0;
+  // Deletes, reads of the table or of the flow record that failed (never a failed sync).
+  virtual void conntrackErrors(uint64_t n) = 0;
 };
 
 class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetrics {
@@ -49,6 +51,7 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   void watchReconnected(const std::string& resource) override;
   void relisted(const std::string& resource) override;
   void conntrackEntriesDeleted(uint64_t n) override;
+  void conntrackErrors(uint64_t n) override;
 
   // Prometheus text exposition format 0.0.4.
   std::string render() const;
@@ -67,7 +70,7 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   // between 1 s and 60 s) cannot tell 1.1 s from 1.9 s.
   prometheus::Summary* netProgrammingQuantiles_;
   prometheus::Gauge *lastTimestamp_, *lastQueued_, *noLocalInternal_, *noLocalExternal_;
-  prometheus::Counter *kernelOps_, *syncFailures_, *conntrackDeleted_;
+  prometheus::Counter *kernelOps_, *syncFailures_, *conntrackDeleted_, *conntrackErrors_;
   prometheus::Family<prometheus::Counter>* healthz_;
   prometheus::Family<prometheus::Counter>* livez_;
   prometheus::Family<prometheus::Counter>* reconnects_;

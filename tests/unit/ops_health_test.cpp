@@ -120,11 +120,13 @@ TEST(OpsMetrics, RenderHasFamiliesAndFeeds) {
   m.healthServed(false, 200);
   m.healthServed(true, 503);
   m.conntrackEntriesDeleted(3);
+  m.conntrackErrors(2);
   m.relisted("services");
   auto text = m.render();
   EXPECT_NE(text.find("kubeproxy_proxy_healthz_total{code=\"200\"} 1"), std::string::npos);
   EXPECT_NE(text.find("kubeproxy_proxy_livez_total{code=\"503\"} 1"), std::string::npos);
   EXPECT_NE(text.find("sliceproxy_conntrack_entries_deleted_total 3"), std::string::npos);
+  EXPECT_NE(text.find("sliceproxy_conntrack_cleanup_errors_total 2"), std::string::npos);
   EXPECT_NE(text.find("sliceproxy_watch_relists_total{resource=\"services\"} 1"),
             std::string::npos);
   EXPECT_NE(text.find("# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram"),
