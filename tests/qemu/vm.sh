@@ -8,7 +8,8 @@
 #
 # --modules: loaded (with their dependencies) from the Debian kernel before the script runs.
 # In the guest: /tmp and /run are empty tmpfs, /proc /sys /dev are the guest's own, everything
-# else is the host's, read-only. SLICEPROXY_VM_* variables from the caller's environment are
+# else is the host's, read-only; this checkout is shared again at its own path, so a checkout
+# (and its build directory) under /tmp or /run, as in CI's clean clones, is visible too. SLICEPROXY_VM_* variables from the caller's environment are
 # passed through, and the guest sees SLICEPROXY_VM_KVER and SLICEPROXY_VM_MODDIR (for
 # `modprobe -d "$SLICEPROXY_VM_MODDIR" -S "$SLICEPROXY_VM_KVER" NAME`).
 #
@@ -103,6 +104,9 @@ done
   echo
 } > "$job/initramfs/job.sh"
 
+checkout="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+echo "$checkout" > "$job/initramfs/checkout-path"
+
 cat > "$job/initramfs/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -112,6 +116,10 @@ mount -t devtmpfs dev /dev
 for m in /mod/*; do insmod "$m" || echo "vm: insmod $m failed"; done
 if mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose hostroot /newroot; then
   for d in proc sys dev tmp run; do mount -t tmpfs none /newroot/$d 2>/dev/null; done
+  co="$(cat /checkout-path)"
+  mkdir -p "/newroot$co" 2>/dev/null
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose checkout "/newroot$co" ||
+    echo "vm: mounting the checkout $co failed"
   umount /newroot/proc /newroot/sys /newroot/dev
   mount -t proc proc /newroot/proc
   mount -t sysfs sys /newroot/sys
@@ -140,6 +148,7 @@ timeout "$timeout_s" qemu-system-x86_64 \
   -kernel "$vmlinuz" -initrd "$job/initramfs.gz" \
   -append "console=ttyS0 panic=-1 quiet loglevel=3" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs local,path="$checkout",mount_tag=checkout,security_model=none,readonly=on,multidevs=remap \
   | tee "$job/console.log" | grep -v -e '^SLICEPROXY-VM-EXIT' -e 'reboot: Power down'
 qemu_rc=${PIPESTATUS[0]}
 set -e
