@@ -227,6 +227,13 @@ class ApiNftablesTest(unittest.TestCase):
         return sum(float(m.group(1)) for m in
                    re.finditer(r"^sliceproxy_objects_rejected_total\{[^}]*\} (\S+)$", body, re.M))
 
+    def expect_rejected_total(self, n, timeout=5.0):
+        # The counter moves just after the log line: poll, do not race it.
+        deadline = time.monotonic() + timeout
+        while self.rejected_total() != n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.rejected_total(), n, self.failure("sliceproxy_objects_rejected_total"))
+
     # -- the steps --------------------------------------------------------------------------
 
     def test_1_initial_list_is_programmed(self):
@@ -333,7 +340,7 @@ class ApiNftablesTest(unittest.TestCase):
             self.srv.create(bad)
             self.proxy.wait_log(r"rejected .*: EndpointSlice %s/web-bad field "
                                 r"endpoints\[0\]\.addresses\[0\]: \"not-an-ip\"" % mf.NAMESPACE)
-            self.assertEqual(self.rejected_total(), rejected + 1)
+            self.expect_rejected_total(rejected + 1)
             # Every other service keeps working, and keeps changing (web too: only the bad
             # slice is refused, not its service).
             self.srv.update(slice_of("web", "web-1", eps("a3", "b8")))
@@ -348,7 +355,7 @@ class ApiNftablesTest(unittest.TestCase):
             self.proxy.wait_log(r"malformed watch stream")
             self.srv.update(slice_of("web", "web-1", eps("a3")))
             self.expect_within(10, answered("a10", WEB_IP, 80, {"a3"}))
-            self.assertEqual(self.rejected_total(), rejected + 2)
+            self.expect_rejected_total(rejected + 2)
             time.sleep(1.0)
         finally:
             self.assert_no_failed_connection(streams)
