@@ -151,8 +151,13 @@ def install(system, run, topo, svcs, bins, workdir, log):
             if p.poll() is not None:
                 raise RuntimeError(f"sliceproxy exited ({p.returncode}); see {logf.name}")
             with open(logf.name) as f:
-                if "full sync:" in f.read():
-                    return p, time.monotonic() - t0
+                text = f.read()
+            if "full sync:" in text:
+                return p, time.monotonic() - t0
+            failed = [line for line in text.splitlines() if "sync with backend" in line and
+                      "failed" in line]
+            if failed:
+                raise RuntimeError(f"sliceproxy's first sync failed: {failed[0][:400]}")
             time.sleep(0.2)
         raise RuntimeError("sliceproxy did not finish its first sync in 600 s")
     exec_ = ["ip", "netns", "exec", topo.node]

@@ -225,7 +225,13 @@ def targets(data):
         lo, hi = counts[0], counts[-1]
         for test in ("tcp_crr", "tcp_rr", "udp_rr"):
             a, b = _dp(data, "sliceproxy-nftables", lo, test), _dp(data, "sliceproxy-nftables", hi, test)
-            if a and b and a.get("p50_us") and b.get("p50_us"):
+            bad = next((r for r in (a, b) if r is None or r.get("status") != "ok"), None)
+            if bad is not None or not (a or {}).get("p50_us") or not (b or {}).get("p50_us"):
+                why = (bad or {}).get("reason") or (bad or {}).get("first_error") or "no data"
+                out.append((f"sliceproxy nftables {test} p50 at {hi:,} services within 10% of {lo}",
+                            f"not measured: {why[:200]}", False))
+                continue
+            if a and b:
                 ratio = b["p50_us"] / a["p50_us"]
                 out.append((f"sliceproxy nftables {test} p50 at {hi:,} services within 10% of {lo}",
                             f"{a['p50_us']:.0f} us -> {b['p50_us']:.0f} us ({100 * (ratio - 1):+.1f}%)",
