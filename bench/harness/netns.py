@@ -19,6 +19,7 @@ def die_with_parent():
     process outlives a run (the setting survives exec, e.g. through `ip netns exec`)."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
+
 PREFIX = "sp7-"
 
 
