@@ -245,4 +245,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted: everything this run created has been removed")
+        sys.exit(130)
