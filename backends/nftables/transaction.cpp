@@ -94,8 +94,11 @@ void Transaction::next() {
 nlmsghdr* Transaction::header(uint16_t type, uint16_t flags, std::string what) {
   uint32_t seq = sock_.nextSeq();
   descriptions_.push_back(std::move(what));
-  return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(batch_)), type, family_,
-                               flags | NLM_F_ACK, seq);
+  // Only the last message asks for an acknowledgement (see commit()); failures are reported
+  // for every message anyway.
+  last_ = nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(batch_)), type, family_,
+                                flags, seq);
+  return last_;
 }
 
 void Transaction::addTable(const std::string& table) {
@@ -237,6 +240,10 @@ CommitResult Transaction::commit() {
   CommitResult res;
   res.messages = descriptions_.size();
   if (descriptions_.empty()) return res;
+  // One acknowledgement per message would be one socket buffer each in the receive queue: tens
+  // of thousands of them overflow it (ENOBUFS). The kernel handles a batch in order and reports
+  // every failure, so the last message's acknowledgement means every failure is queued.
+  last_->nlmsg_flags |= NLM_F_ACK;
   nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(batch_)), sock_.nextSeq());
   next();
 
@@ -244,8 +251,8 @@ CommitResult Transaction::commit() {
   std::vector<iovec> iov(iovlen);
   nftnl_batch_iovec(batch_, iov.data(), iovlen);
   for (const auto& v : iov) res.bytes += v.iov_len;
-  // Room for the batch itself and for one acknowledgement per message.
-  sock_.reserve(res.bytes + descriptions_.size() * 64 + (1 << 20));
+  // Room for the batch itself and for its acknowledgements.
+  sock_.reserve(res.bytes + (1 << 20));
 
   sockaddr_nl snl{};
   snl.nl_family = AF_NETLINK;
@@ -264,7 +271,7 @@ CommitResult Transaction::commit() {
   // The kernel processes a batch synchronously inside sendmsg(), so every acknowledgement is
   // already queued: read until the queue is empty instead of waiting for a count that a failed
   // commit (acknowledged on the batch header) would never reach.
-  AckState st{firstSeq_, descriptions_.size(), 0, {}};
+  AckState st{firstSeq_, 1, 0, {}};
   mnl_cb_t ctl[NLMSG_MIN_TYPE] = {};
   ctl[NLMSG_ERROR] = onError;
   std::vector<char> buf(1 << 20);
@@ -281,7 +288,7 @@ CommitResult Transaction::commit() {
   }
   if (st.errors.empty() && st.received < st.expected) {
     res.ok = false;
-    res.error = fmt::format("nftables acknowledged {} of {} messages", st.received, st.expected);
+    res.error = fmt::format("nftables did not acknowledge the batch of {} messages", res.messages);
     return res;
   }
   if (!st.errors.empty()) {

@@ -97,6 +97,7 @@ class Transaction {
   uint16_t family_;
   nftnl_batch* batch_;
   uint32_t firstSeq_ = 0;
+  nlmsghdr* last_ = nullptr;  // the latest message's header, still in the batch buffer
   uint32_t setIds_ = 0;
   std::vector<std::string> descriptions_;  // by seq - firstSeq_ - 1
 };

@@ -187,6 +187,23 @@ TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
   EXPECT_NE(run("nft list ruleset ip").find("10.244.0.1 . 8080"), std::string::npos);
 }
 
+// A transaction of tens of thousands of messages: one acknowledgement per message used to
+// overflow the socket's receive queue (ENOBUFS) at 10,000 one-endpoint services.
+TEST_F(NftablesBackendTest, TenThousandServicesInOneTransaction) {
+  for (int i = 0; i < 10000; ++i) {
+    SvcSpec s;
+    s.name = fmt::format("svc{}", i);
+    s.clusterIPs = {fmt::format("10.96.{}.{}", i / 250, i % 250 + 1)};
+    tracker.upsertService(service(s));
+    tracker.upsertSlice(slice(fmt::format("s{}", i), s.name,
+                              {{fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)}}));
+  }
+  state.apply(tracker.take(), false);
+  auto res = backend.fullSync(state.state());
+  ASSERT_TRUE(res.ok) << res.error;
+  EXPECT_GT(res.operations, 20000u);
+}
+
 // Services added incrementally beyond what the service tables were sized for ask for a full sync,
 // which spreads them over more tables.
 TEST_F(NftablesBackendTest, OutgrownServiceTablesAskForAFullSync) {
