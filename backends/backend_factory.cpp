@@ -8,7 +8,7 @@
 namespace sliceproxy::backends {
 
 std::vector<std::string> backendNames() {
-  return {"dry-run"};
+  return {"nftables", "dry-run"};
 }
 
 std::unique_ptr<proxier::Backend> makeBackend(const std::string& name,

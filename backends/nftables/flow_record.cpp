@@ -203,6 +203,7 @@ proxier::FlowIndex::Coverage FlowRecord::flowsAnsweredBy(
   std::unique_lock lock(mu_);
   if (!exists_[fi] || needsSeed()) return Coverage::Incomplete;
   std::vector<char> buf(1 << 17);
+  sock_.drain();
   const uint32_t seq = sock_.nextSeq();
   const uint16_t nfproto = family == IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, nfproto, NLM_F_DUMP, seq);

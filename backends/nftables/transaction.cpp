@@ -41,6 +41,12 @@ Socket::~Socket() {
   if (nl_) mnl_socket_close(nl_);
 }
 
+void Socket::drain() {
+  char buf[8192];
+  while (recv(mnl_socket_get_fd(nl_), buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+  }
+}
+
 void Socket::reserve(size_t bytes) {
   if (bytes <= reserved_) return;
   // FORCE variants ignore net.core.[rw]mem_max; we run with CAP_NET_ADMIN.
@@ -254,6 +260,7 @@ CommitResult Transaction::commit() {
   // Room for the batch itself and for its acknowledgements.
   sock_.reserve(res.bytes + (1 << 20));
 
+  sock_.drain();
   sockaddr_nl snl{};
   snl.nl_family = AF_NETLINK;
   msghdr msg{};
@@ -331,6 +338,7 @@ TableList listTables(Socket& sock, uint16_t family) {
     return f;
   };
   std::vector<char> buf(1 << 16);
+  sock.drain();
   const uint32_t seq = sock.nextSeq();
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, family, NLM_F_DUMP, seq);
   if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) {

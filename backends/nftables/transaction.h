@@ -34,6 +34,9 @@ class Socket {
   // Grows both socket buffers to hold a batch of `bytes` and its acknowledgements.
   void reserve(size_t bytes);
   uint32_t nextSeq() { return seq_++; }
+  // Discards whatever a failed exchange left queued (acknowledgements of a batch whose reading
+  // stopped early), so the next request reads only its own answers.
+  void drain();
 
  private:
   mnl_socket* nl_ = nullptr;
