@@ -33,14 +33,24 @@ def main():
     shutil.rmtree(args.out, ignore_errors=True)
     before = namespaces()
     t0 = time.monotonic()
-    p = subprocess.run(["bash", args.run, "smoke", "--no-build", "--build-dir", args.build_dir,
-                        "--out", args.out], capture_output=True, text=True, timeout=170)
+    proc = subprocess.Popen(["bash", args.run, "smoke", "--no-build", "--build-dir", args.build_dir,
+                             "--out", args.out], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        out, err = proc.communicate(timeout=170)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    # bench/run names everything it creates sp7-<its pid>-*: only this run's names count, not
+    # those of another run on the same machine.
+    mine = f"sp7-{proc.pid}-"
     took = time.monotonic() - t0
     print(p.stdout[-6000:])
     print(p.stderr[-3000:], file=sys.stderr)
     expect(p.returncode == 0, f"bench/run smoke exited {p.returncode}")
     expect(took < 90, f"smoke mode took {took:.0f} s (budget 90 s)")
-    leaked = {ns for ns in namespaces() - before if ns.startswith("sp7-")}
+    leaked = {ns for ns in namespaces() - before if ns.startswith(mine)}
     expect(not leaked, f"namespaces left behind: {sorted(leaked)}")
 
     with open(os.path.join(args.out, "results.json")) as f:
