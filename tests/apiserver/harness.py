@@ -15,6 +15,10 @@ in a network-namespace sandbox (a plane that sends real traffic):
                                      to any service fails) for `seconds`
   plane.wait_log(pattern, timeout)   sliceproxy's stderr shows `pattern` (a regex)
   plane.stop() -> exit code
+
+The kernel variant of tests/e2e/api_source_test.py is tests/e2e/api_nftables_test.py: the same
+acceptance steps with the nftables backend in the conformance sandbox, where traffic needs the
+sandbox's pods and so its own objects.
 """
 
 import json
