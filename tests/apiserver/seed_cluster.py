@@ -20,8 +20,8 @@ real kernel: the whole run then moves into a private network namespace of its ow
 
 The server, the load generator and the reader are one Python process. Its cyclic garbage
 collector is frozen and disabled for the run (--python-gc keeps it): with the store and event
-history holding millions of objects, each full collection paused the whole process for 0.1 to
-0.7 s, delaying watch events and dry-run reads alike, and showed up as a missed p99.
+history holding millions of objects, each full collection paused the whole process for up to
+0.8 s, delaying watch events and dry-run reads alike, and showed up as a missed p99.
 
 Usage: python3 tests/apiserver/seed_cluster.py --bin build/sliceproxy [--rate 200 --duration 30]
            [--min-sync-period 1s] [--backend nftables]
