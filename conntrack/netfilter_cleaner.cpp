@@ -224,8 +224,10 @@ CleanResult NetfilterCleaner::sweep(FlowJudge& judge) {
               recordSeen();
             },
             [&] { return judge.cancelled(); });
-        if (err == ECANCELED) seedFailed = true;
-        if (err == ECANCELED) break;
+        if (err == ECANCELED) {
+          seedFailed = true;
+          break;
+        }
         if (err) {
           ++r.errors;
           seedFailed = true;

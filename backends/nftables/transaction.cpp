@@ -94,7 +94,13 @@ Transaction::Transaction(Socket& sock, uint16_t family)
 Transaction::~Transaction() { nftnl_batch_free(batch_); }
 
 void Transaction::next() {
+  const uint32_t len = last_ ? last_->nlmsg_len : 0;
   if (nftnl_batch_update(batch_) < 0) throw std::runtime_error("nftables batch: out of memory");
+  // A message that overflows its page is copied to the start of a new one: wherever it is, it
+  // ends where the batch's free space begins.
+  if (last_) {
+    last_ = reinterpret_cast<nlmsghdr*>(static_cast<char*>(nftnl_batch_buffer(batch_)) - len);
+  }
 }
 
 nlmsghdr* Transaction::header(uint16_t type, uint16_t flags, std::string what) {
@@ -251,6 +257,7 @@ CommitResult Transaction::commit() {
   // every failure, so the last message's acknowledgement means every failure is queued.
   last_->nlmsg_flags |= NLM_F_ACK;
   nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(batch_)), sock_.nextSeq());
+  last_ = nullptr;
   next();
 
   const int iovlen = nftnl_batch_iovec_len(batch_);

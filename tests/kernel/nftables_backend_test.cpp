@@ -12,6 +12,7 @@
 
 #include "../unit/builders.h"
 #include "backends/nftables/nftables_backend.h"
+#include "backends/nftables/rule_builder.h"
 #include "proxier/change_tracker.h"
 #include "proxier/node_state.h"
 
@@ -202,6 +203,40 @@ TEST_F(NftablesBackendTest, TenThousandServicesInOneTransaction) {
   auto res = backend.fullSync(state.state());
   ASSERT_TRUE(res.ok) << res.error;
   EXPECT_GT(res.operations, 20000u);
+}
+
+// Only a batch's last message asks for an acknowledgement. A message that overflows the batch's
+// page is moved to a new page, and the request must move with it: around the first page
+// boundary, one of these batches ends with such a message.
+TEST(NftablesTransaction, LastMessageMovedToANewPageIsAcknowledged) {
+  using backends::nft::RuleBuilder;
+  using backends::nft::Transaction;
+  backends::nft::Socket sock;
+  auto batch = [&](size_t rules) {
+    Transaction tx(sock, NFPROTO_IPV4);
+    tx.addTable("acktest");
+    tx.deleteTable("acktest", "acktest");
+    tx.addTable("acktest");
+    tx.addChain("acktest", "c");
+    for (size_t i = 0; i < rules; ++i) {
+      RuleBuilder b;
+      b.counter();
+      tx.addRule("acktest", "c", b.release(), "counter");
+    }
+    return tx.commit();
+  };
+  const auto small = batch(1000), large = batch(2000);
+  ASSERT_TRUE(small.ok && large.ok) << small.error << large.error;
+  const size_t perRule = (large.bytes - small.bytes) / 1000;
+  const size_t fixed = small.bytes - 1000 * perRule;
+  const size_t atBoundary = ((1u << 20) - fixed) / perRule;
+  for (size_t n = atBoundary - 3; n <= atBoundary + 3; ++n) {
+    auto res = batch(n);
+    EXPECT_TRUE(res.ok) << n << " rules: " << res.error;
+  }
+  Transaction tx(sock, NFPROTO_IPV4);
+  tx.deleteTable("acktest", "acktest");
+  EXPECT_TRUE(tx.commit().ok);
 }
 
 // Services added incrementally beyond what the service tables were sized for ask for a full sync,
