@@ -372,6 +372,11 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(400, "BadRequest", "the name in the body does not match the URL")
                 return self._send_json(200, self.api.store.update(res.name, obj))
             if method == "DELETE":
+                # kubectl sends DeleteOptions: read them, or the next request on this
+                # connection would start in the middle of them.
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
                 if not name:
                     raise ApiError(405, "MethodNotAllowed", "collection delete is not supported")
                 return self._send_json(200, self.api.store.delete(res.name, ns or "", name))
