@@ -40,6 +40,20 @@ class NftablesBackendTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(backend.cleanup().ok); }
   void TearDown() override { backend.cleanup(); }
   Diff sync() { return state.apply(tracker.take()); }
+  // Services svc0..svcN-1 on clusterIPs 10.96.<firstBlock + i/250>.x, each with one endpoint
+  // 10.244.<i/250>.x unless `endpoints` is false.
+  void addServices(int n, bool endpoints = true, int firstBlock = 0) {
+    for (int i = 0; i < n; ++i) {
+      SvcSpec s;
+      s.name = fmt::format("svc{}", i);
+      s.clusterIPs = {fmt::format("10.96.{}.{}", firstBlock + i / 250, i % 250 + 1)};
+      tracker.upsertService(service(s));
+      if (endpoints) {
+        tracker.upsertSlice(slice(fmt::format("s{}", i), s.name,
+                                  {{fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)}}));
+      }
+    }
+  }
 
   ChangeTracker tracker{"node-a", {}};
   NodeState state{"node-a"};
@@ -151,14 +165,7 @@ TEST_F(NftablesBackendTest, CleanupRemovesEverything) {
 // Services are spread over several tables once there are many, so adding one validates a small
 // jump graph; a restart with fewer service tables removes the extra ones in the same step.
 TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
-  for (int i = 0; i < 1500; ++i) {
-    SvcSpec s;
-    s.name = fmt::format("svc{}", i);
-    s.clusterIPs = {fmt::format("10.96.{}.{}", i / 250, i % 250 + 1)};
-    tracker.upsertService(service(s));
-    tracker.upsertSlice(slice(fmt::format("s{}", i), s.name,
-                              {{fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)}}));
-  }
+  addServices(1500);
   state.apply(tracker.take(), false);
   auto res = backend.fullSync(state.state());
   ASSERT_TRUE(res.ok) << res.error;
@@ -191,14 +198,7 @@ TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
 // A transaction of tens of thousands of messages: one acknowledgement per message used to
 // overflow the socket's receive queue (ENOBUFS) at 10,000 one-endpoint services.
 TEST_F(NftablesBackendTest, TenThousandServicesInOneTransaction) {
-  for (int i = 0; i < 10000; ++i) {
-    SvcSpec s;
-    s.name = fmt::format("svc{}", i);
-    s.clusterIPs = {fmt::format("10.96.{}.{}", i / 250, i % 250 + 1)};
-    tracker.upsertService(service(s));
-    tracker.upsertSlice(slice(fmt::format("s{}", i), s.name,
-                              {{fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)}}));
-  }
+  addServices(10000);
   state.apply(tracker.take(), false);
   auto res = backend.fullSync(state.state());
   ASSERT_TRUE(res.ok) << res.error;
@@ -245,12 +245,7 @@ TEST_F(NftablesBackendTest, OutgrownServiceTablesAskForAFullSync) {
   tracker.upsertService(service({}));
   state.apply(tracker.take(), false);
   ASSERT_TRUE(backend.fullSync(state.state()).ok);
-  for (int i = 0; i < 2048; ++i) {
-    SvcSpec s;
-    s.name = fmt::format("svc{}", i);
-    s.clusterIPs = {fmt::format("10.96.{}.{}", 1 + i / 250, i % 250 + 1)};
-    tracker.upsertService(service(s));
-  }
+  addServices(2048, /*endpoints=*/false, /*firstBlock=*/1);
   auto res = backend.apply(sync());
   ASSERT_TRUE(res.ok) << res.error;
   EXPECT_TRUE(res.wantsFullSync);
