@@ -202,29 +202,22 @@ proxier::FlowIndex::Coverage FlowRecord::flowsAnsweredBy(
   // be waiting for this lock (ensure).
   std::unique_lock lock(mu_);
   if (!exists_[fi] || needsSeed()) return Coverage::Incomplete;
-  std::vector<char> buf(1 << 17);
-  sock_.drain();
-  const uint32_t seq = sock_.nextSeq();
   const uint16_t nfproto = family == IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, nfproto, NLM_F_DUMP, seq);
-  nftnl_set* s = nftnl_set_alloc();
-  nftnl_set_set_str(s, NFTNL_SET_TABLE, kFlowTable.c_str());
-  nftnl_set_set_str(s, NFTNL_SET_NAME, kSet);
-  nftnl_set_elems_nlmsg_build_payload(nlh, s);
-  nftnl_set_free(s);
-  auto fail = [&](const char* step) {
-    error = fmt::format("reading the flow record ({} {}): {} {}", proxier::familyName(family),
-                        kFlowTable, step, std::strerror(errno));
-    return Coverage::Error;
-  };
-  if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return fail("sending:");
   ListState st{family, &wanted, {}, 0};
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(sock_.get(), buf.data(), buf.size());
-    if (n < 0) return fail("receiving:");
-    int r = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, sock_.portId(), onElements, &st);
-    if (r < 0) return fail("parsing:");
-    if (r == MNL_CB_STOP) break;
+  const std::string err = sock_.dump(
+      NFT_MSG_GETSETELEM, nfproto,
+      [](nlmsghdr* nlh) {
+        nftnl_set* s = nftnl_set_alloc();
+        nftnl_set_set_str(s, NFTNL_SET_TABLE, kFlowTable.c_str());
+        nftnl_set_set_str(s, NFTNL_SET_NAME, kSet);
+        nftnl_set_elems_nlmsg_build_payload(nlh, s);
+        nftnl_set_free(s);
+      },
+      onElements, &st);
+  if (!err.empty()) {
+    error = fmt::format("reading the flow record ({} {}): {}", proxier::familyName(family),
+                        kFlowTable, err);
+    return Coverage::Error;
   }
   lock.unlock();
   // A full set stops recording new flows: what it misses, only a walk finds.

@@ -47,6 +47,24 @@ void Socket::drain() {
   }
 }
 
+std::string Socket::dump(uint16_t type, uint16_t family,
+                         const std::function<void(nlmsghdr*)>& build, mnl_cb_t cb, void* data) {
+  std::vector<char> buf(1 << 17);
+  drain();
+  const uint32_t seq = nextSeq();
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, family, NLM_F_DUMP, seq);
+  if (build) build(nlh);
+  auto fail = [](const char* step) { return fmt::format("{}: {}", step, strerror(errno)); };
+  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return fail("sending");
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
+    if (n < 0) return fail("receiving");
+    int r = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, portId_, cb, data);
+    if (r < 0) return fail("parsing");
+    if (r == MNL_CB_STOP) return "";
+  }
+}
+
 void Socket::reserve(size_t bytes) {
   if (bytes <= reserved_) return;
   // FORCE variants ignore net.core.[rw]mem_max; we run with CAP_NET_ADMIN.
@@ -338,25 +356,11 @@ int onTable(const nlmsghdr* nlh, void* data) {
 
 TableList listTables(Socket& sock, uint16_t family) {
   TableList out;
-  auto fail = [](const char* step) {
+  if (auto err = sock.dump(NFT_MSG_GETTABLE, family, nullptr, onTable, &out); !err.empty()) {
     TableList f;
     f.ok = false;
-    f.error = fmt::format("listing the nftables tables ({}): {}", step, strerror(errno));
+    f.error = "listing the nftables tables (" + err + ")";
     return f;
-  };
-  std::vector<char> buf(1 << 16);
-  sock.drain();
-  const uint32_t seq = sock.nextSeq();
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, family, NLM_F_DUMP, seq);
-  if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) {
-    return fail("sending");
-  }
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(sock.get(), buf.data(), buf.size());
-    if (n < 0) return fail("receiving");
-    int r = mnl_cb_run(buf.data(), n, seq, sock.portId(), onTable, &out);
-    if (r < 0) return fail("parsing");
-    if (r == MNL_CB_STOP) break;
   }
   return out;
 }

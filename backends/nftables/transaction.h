@@ -10,6 +10,7 @@
 #include <libnftnl/set.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,10 @@ class Socket {
   // Discards whatever a failed exchange left queued (acknowledgements of a batch whose reading
   // stopped early), so the next request reads only its own answers.
   void drain();
+  // Sends a dump request built by `build` (into the buffer, with this sequence number) and runs
+  // `cb` on every answer. Returns "" or which step failed and why.
+  std::string dump(uint16_t type, uint16_t family,
+                   const std::function<void(nlmsghdr*)>& build, mnl_cb_t cb, void* data);
 
  private:
   mnl_socket* nl_ = nullptr;
