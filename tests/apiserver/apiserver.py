@@ -8,11 +8,14 @@ proxy reads: Services, EndpointSlices and Nodes.
   resourceVersion (or the current state), timeoutSeconds, allowWatchBookmarks, label and field
   selectors applied to old and new objects the way the watch cache does (an object that stops
   matching is DELETED); a too-old resourceVersion gets an ERROR 410 event (or HTTP 410 with
-  watch_410_as_status).
+  watch_410_as_status); a resourceVersion the store has not reached gets 504 "Too large resource
+  version" once it has not arrived within too_large_wait seconds (the watch cache's wait), one
+  that is not a number 400.
 - discovery (/api, /apis, /api/v1, /apis/discovery.k8s.io/v1, /version) for kubectl.
 - TLS with a generated CA; bearer tokens (401 otherwise) and client certificates.
 - faults for tests: drop every watch, stall, inject a malformed object or garbage into watch
-  streams, refuse connections for a while, restart with compacted history (forcing 410).
+  streams, refuse connections for a while, restart with compacted history (forcing 410), restore
+  an older etcd snapshot (store.backup()/restore(): resourceVersions go back, forcing 504).
 
 In-process use (tests): ApiServer(...).start(), then drive it with create/update/delete and the
 fault methods. Standalone: python3 server.py --dir DIR (writes certs and a kubeconfig there; the
@@ -88,7 +91,8 @@ class _Watcher:
 class ApiServer:
     def __init__(self, certs, tokens=("test-token",), port=0, host="127.0.0.1",
                  client_ca=None, bookmark_interval=5.0, watch_410_as_status=False,
-                 max_watch_timeout=1800, require_auth=True, verbose=False, tls=True, netns=None):
+                 max_watch_timeout=1800, require_auth=True, verbose=False, tls=True, netns=None,
+                 too_large_wait=1.0):
         """certs: a certs.Bundle-like object with ca_cert, server_cert, server_key paths.
         netns: listen in this network namespace (`ip netns` name) instead of this process's."""
         self.store = Store(RESOURCES)
@@ -100,6 +104,7 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.watch_410_as_status = watch_410_as_status
         self.max_watch_timeout = max_watch_timeout
+        self.too_large_wait = too_large_wait
         self.require_auth = require_auth
         self.verbose = verbose
         self.tls = tls  # False: plain HTTP (as behind `kubectl proxy` or an insecure port)
@@ -524,6 +529,17 @@ class _Handler(BaseHTTPRequestHandler):
                     pos = int(rv_text)
                 except ValueError:
                     raise ApiError(400, "BadRequest", "invalid resourceVersion %r" % rv_text)
+                deadline = time.time() + api.too_large_wait
+                while pos > store.rv and time.time() < deadline:
+                    store.cond.wait(timeout=max(0.01, deadline - time.time()))
+                if pos > store.rv:
+                    # k8s.io/apiserver storage.NewTooLargeResourceVersionError
+                    too_large = status_object(504, "Timeout", "Too large resource version: %d, current: %d"
+                                              % (pos, store.rv))
+                    too_large["details"] = {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                        "message": "Too large resource version"}],
+                                            "retryAfterSeconds": 1}
+                    return self._send_json(504, too_large)
                 if pos < store.min_rv:
                     gone = status_object(410, "Expired", "too old resource version: %d (%d)" % (pos, store.min_rv))
                     if api.watch_410_as_status:

@@ -178,6 +178,26 @@ class ApiServerTest(unittest.TestCase):
         self.assertEqual(resp.status, 200)
         conn.close()
 
+    def test_restored_etcd_answers_too_large_and_bad_resource_versions_400(self):
+        self.seed(1)
+        snap = self.srv.store.backup()
+        for i in range(3):
+            self.srv.create(k.service("later-%d" % i, "10.96.1.%d" % (i + 1)))
+        ahead = str(self.srv.store.rv)
+        self.srv.store.restore(snap)
+        self.srv.too_large_wait = 0.2
+        st, lst = self.c.get("/api/v1/services")
+        self.assertEqual((st, len(lst["items"])), (200, 1), "the restore took the later objects away")
+        conn, resp = self.c.watch("/api/v1/services", resourceVersion=ahead)
+        body = json.loads(resp.read())
+        conn.close()
+        self.assertEqual((resp.status, body["reason"], body["details"]["causes"][0]["reason"]),
+                         (504, "Timeout", "ResourceVersionTooLarge"))
+        self.assertIn("Too large resource version", body["message"])
+        conn, resp = self.c.watch("/api/v1/services", resourceVersion="not-a-number")
+        self.assertEqual(resp.status, 400)
+        conn.close()
+
     def test_authentication(self):
         self.assertEqual(Client(self.srv, self.certs.ca_cert, token="wrong").get("/api/v1/services")[0], 401)
         self.assertEqual(Client(self.srv, self.certs.ca_cert, token=None).get("/api/v1/services")[0], 401)

@@ -52,7 +52,10 @@ class SliceproxyProcess:
     """sliceproxy with its stdout lines in a queue and its stderr collected."""
 
     def __init__(self, args, binary=BINARY):
-        self.proc = subprocess.Popen([binary, *quiet_flags(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        quiet = quiet_flags(binary)
+        # A listener the test asks for (e.g. --healthz-bind-address) is not turned off.
+        quiet = [x for i in range(0, len(quiet), 2) if quiet[i] not in args for x in quiet[i:i + 2]]
+        self.proc = subprocess.Popen([binary, *quiet, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self.lines = queue.Queue()
         self.stderr_lines = []

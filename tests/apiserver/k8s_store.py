@@ -145,6 +145,18 @@ class Store:
             self.log_rvs.clear()
             self.cond.notify_all()
 
+    def backup(self):
+        """A copy of everything, as an etcd snapshot would hold it."""
+        with self.cond:
+            return copy.deepcopy((self.rv, self.min_rv, self.objects, self.log, self.log_rvs))
+
+    def restore(self, snapshot):
+        """Goes back to a backup(), as an etcd restore does: objects written since are gone and the
+        resourceVersion goes back, so clients hold resourceVersions the server has not reached."""
+        with self.cond:
+            (self.rv, self.min_rv, self.objects, self.log, self.log_rvs) = copy.deepcopy(snapshot)
+            self.cond.notify_all()
+
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, resource, ns, name):
