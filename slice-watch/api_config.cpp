@@ -19,9 +19,23 @@ std::string ServerUrl::hostHeader() const {
   return v6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
-std::optional<ServerUrl> parseServerUrl(std::string_view text, std::string& error) {
+std::string redactUrl(std::string_view url) {
+  // The user info ends at the last '@' of the authority, which ends at the first '/'.
+  const size_t scheme = url.find("://");
+  const size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const std::string_view authority = url.substr(start, url.find('/', start) - start);
+  const size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  const size_t colon = authority.substr(0, at).find(':');
+  if (colon == std::string_view::npos) return std::string(url);
+  return fmt::format("{}xxxxx{}", url.substr(0, start + colon + 1), url.substr(start + at));
+}
+
+std::optional<ServerUrl> parseServerUrl(std::string_view original, std::string& error) {
+  // Only the redacted text goes into errors; parsing reads `original`.
+  const std::string text = redactUrl(original);
   ServerUrl url;
-  std::string_view rest = text;
+  std::string_view rest = original;
   if (auto p = rest.find("://"); p != std::string_view::npos) {
     std::string_view scheme = rest.substr(0, p);
     if (scheme == "https") {

@@ -20,8 +20,12 @@ struct ServerUrl {
 };
 
 // Parses "https://host[:port][/prefix]"; a bare "host[:port]" means https. nullopt with
-// `error` set when it is not a usable URL.
+// `error` set when it is not a usable URL; the error shows the URL redacted (redactUrl).
 std::optional<ServerUrl> parseServerUrl(std::string_view text, std::string& error);
+
+// `url` with the password of its user info replaced by "xxxxx" (Go's url.Redacted, which
+// client-go uses in its errors): "https://user:xxxxx@host". For anything that shows a URL.
+std::string redactUrl(std::string_view url);
 
 struct ApiConfig {
   ServerUrl server;

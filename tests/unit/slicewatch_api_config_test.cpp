@@ -72,6 +72,21 @@ TEST(SlicewatchApiServerUrl, ParsesSchemesPortsAndPrefixes) {
   }
 }
 
+// client-go (url.Redacted) shows "user:xxxxx@": the user, never the password.
+TEST(SlicewatchApiServerUrl, ErrorsNeverShowThePassword) {
+  for (const char* bad : {"https://admin:s3cret@host:6443", "ftp://admin:s3cret@host",
+                          "https://admin:s3cret@host:99999", "admin:s3cret@[::1",
+                          "https://admin:s3cret@:443/p", "https://admin:pa@ss:s3cret@host"}) {
+    std::string err;
+    EXPECT_FALSE(parseServerUrl(bad, err)) << bad;
+    EXPECT_EQ(err.find("s3cret"), std::string::npos) << err;
+    EXPECT_NE(err.find("admin:xxxxx@"), std::string::npos) << err;
+  }
+  EXPECT_EQ(redactUrl("https://admin:s3cret@host:6443/x"), "https://admin:xxxxx@host:6443/x");
+  EXPECT_EQ(redactUrl("https://host:6443/a@b"), "https://host:6443/a@b");
+  EXPECT_EQ(redactUrl("https://token@host"), "https://token@host");
+}
+
 TEST(SlicewatchApiBase64, DecodesWithAndWithoutPadding) {
   EXPECT_EQ(decodeBase64("aGVsbG8="), "hello");
   EXPECT_EQ(decodeBase64("aGVsbG8"), "hello");
