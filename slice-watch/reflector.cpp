@@ -8,6 +8,7 @@
 #include <random>
 #include <unordered_set>
 
+#include "slice-watch/api_status.h"
 #include "slice-watch/list_page.h"
 #include "slice-watch/watch_event.h"
 
@@ -21,23 +22,14 @@ class RetryableError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The server answered a watch, but with an error: counts towards a relist.
+class WatchError : public RetryableError {
+ public:
+  using RetryableError::RetryableError;
+};
+
 std::string seconds(Reflector::Clock::duration d) {
   return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
-}
-
-// Status.message of an error body, or a prefix of the body when it is not a Status.
-std::string bodyMessage(const std::string& body) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  if (parser.parse(body).get(doc) == simdjson::SUCCESS) {
-    std::string_view msg;
-    if (doc["message"].get(msg) == simdjson::SUCCESS) return std::string(msg);
-  }
-  std::string text = body.substr(0, 200);
-  for (char& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return text;
 }
 
 std::optional<proxier::ObjectKey> keyOfRejection(const proxier::Rejection& r, bool namespaced) {
@@ -63,7 +55,10 @@ Reflector::Reflector(ResourceSpec resource, ReflectorOptions opts, HttpTransport
       sink_(sink),
       onFirstList_(std::move(onFirstList)),
       decodeOpts_{opts_.origin + resource_.path},
-      backoff_(opts_.backoff) {}
+      backoff_(opts_.backoff),
+      relistBackoff_(opts_.backoff) {
+  status_.lastProgress = Clock::now();
+}
 
 std::string Reflector::label() const {
   if (!resource_.fieldSelector.empty()) return resource_.kind + " " + resource_.fieldSelector;
@@ -71,8 +66,12 @@ std::string Reflector::label() const {
 }
 
 Reflector::Status Reflector::status() const {
+  const auto now = Clock::now();
   std::lock_guard lock(mu_);
-  return status_;
+  Status s = status_;
+  // An idle cluster sends nothing for minutes: a watch that stays up is progress.
+  if (s.watching && now - watchingSince_ >= opts_.healthyWatch) s.lastProgress = now;
+  return s;
 }
 
 void Reflector::stop() {
@@ -107,7 +106,7 @@ void Reflector::contactRestored() {
 }
 
 std::string Reflector::statusError(int status, const std::string& body) {
-  std::string msg = bodyMessage(body);
+  std::string msg = parseStatusBody(status, body).message;
   switch (status) {
     case 401:
       transport_.credentialsRejected();
@@ -121,29 +120,73 @@ std::string Reflector::statusError(int status, const std::string& body) {
   }
 }
 
+void Reflector::progressed(bool byWatch) {
+  backoff_.reset();
+  watchErrors_ = 0;
+  if (byWatch) {
+    relistBackoff_.reset();
+    listedSinceWatchProgress_ = false;
+  } else {
+    listedSinceWatchProgress_ = true;
+  }
+  std::lock_guard lock(mu_);
+  status_.lastProgress = Clock::now();
+}
+
+void Reflector::watchFailed(const std::string& what) {
+  if (++watchErrors_ < kRelistAfterWatchErrors) return failed(what);
+  spdlog::warn("{}: {}; the watch failed {} times in a row, listing again", label(), what,
+               watchErrors_);
+  watchErrors_ = 0;
+  if (!failingSince_) failingSince_ = Clock::now();
+  pauseBeforeRelist(true);
+}
+
+void Reflector::pauseBeforeRelist(bool afterFailure) {
+  needList_ = true;
+  std::chrono::milliseconds delay{0};
+  if (listedSinceWatchProgress_) {
+    // The last list led to no watch progress: a server that expires or refuses every fresh
+    // resourceVersion must not have us listing the whole cluster in a loop.
+    delay = relistBackoff_.next();
+    spdlog::warn("{}: no watch worked since the last list; listing again in {}", label(),
+                 seconds(delay));
+  } else if (afterFailure) {
+    delay = backoff_.next();
+  }
+  sleepFor(delay);
+}
+
 void Reflector::run() {
-  bool needList = true;
+  {
+    std::lock_guard lock(mu_);
+    status_.lastProgress = Clock::now();  // stuck is measured from the start
+  }
   while (!stopping_) {
     try {
-      if (needList) {
+      if (needList_) {
         list();
-        needList = false;
-        // Not after a relist forced by 410: a server that expires every fresh resourceVersion
-        // would otherwise have us relisting the whole cluster every second.
-        if (expiredInARow_ == 0) backoff_.reset();
+        needList_ = false;
+        progressed(false);
         contactRestored();
       }
-      WatchEnd end = watch();
-      if (end == WatchEnd::Expired) {
-        needList = true;
-        // Expired again before anything was received: do not spin on relists.
-        if (++expiredInARow_ > 1) failed("the resourceVersion expired again at once");
-      } else if (end == WatchEnd::Failed) {
-        failed("the watch ended at once");
+      switch (watch()) {
+        case WatchEnd::Ended:
+          break;
+        case WatchEnd::Relist:
+          pauseBeforeRelist(false);
+          break;
+        case WatchEnd::Failed:
+          watchFailed("the watch ended at once");
+          break;
       }
     } catch (const Cancelled&) {
       break;
+    } catch (const WatchError& e) {
+      if (stopping_) break;
+      watchFailed(e.what());
     } catch (const std::exception& e) {
+      // A list that failed, or a connection that did: try the same thing again.
       if (stopping_) break;
       failed(e.what());
     }
@@ -264,15 +307,21 @@ Reflector::WatchEnd Reflector::watch() {
   }
   const auto started = Clock::now();
   auto resp = transport_.get(watchTarget(resource_, rv_, timeout), timeout + opts_.watchGrace);
-  if (resp->status() == 410) {
-    touch();
-    spdlog::info("{}: resourceVersion {} is too old to watch (410 Gone); relisting", label(), rv_);
-    return WatchEnd::Expired;
-  }
   if (resp->status() != 200) {
     std::string body = readAll(*resp);
     touch();
-    throw RetryableError("watch: " + statusError(resp->status(), body));
+    ApiStatus st = parseStatusBody(resp->status(), body);
+    if (needsRelist(st)) {
+      spdlog::info(
+          "{}: the API server cannot resume a watch from resourceVersion {} (HTTP {} {}: "
+          "{}); relisting",
+          label(), rv_, resp->status(), st.reason, st.message);
+      return WatchEnd::Relist;
+    }
+    std::string what = "watch: " + statusError(resp->status(), body);
+    // Too many requests: back off and resume, as client-go does; a relist would add load.
+    if (resp->status() == 429) throw RetryableError(what);
+    throw WatchError(what);
   }
   touch();
   contactRestored();
@@ -280,6 +329,7 @@ Reflector::WatchEnd Reflector::watch() {
     std::lock_guard lock(mu_);
     status_.watching = true;
     ++status_.watches;
+    watchingSince_ = started;
   }
   struct NotWatching {
     Reflector* r;
@@ -300,29 +350,29 @@ Reflector::WatchEnd Reflector::watch() {
       for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
         line.assign(buf, start, nl - start);
         if (isBlank(line)) continue;
-        if (handleLine(line)) return WatchEnd::Expired;
-        // The first good event proves the connection: the next failure backs off from the start.
-        if (++events == 1) backoff_.reset();
+        if (handleLine(line)) return WatchEnd::Relist;
+        ++events;
+        progressed(true);
       }
       buf.erase(0, start);
     }
     if (!isBlank(buf)) {
-      if (handleLine(buf)) return WatchEnd::Expired;
+      if (handleLine(buf)) return WatchEnd::Relist;
       ++events;
+      progressed(true);
     }
   } catch (const TransportError& e) {
     if (!healthy()) throw;
     spdlog::warn("{}: watch dropped after {} event(s) ({}); resuming from resourceVersion {}",
                  label(), events, e.what(), rv_);
-    backoff_.reset();
-    expiredInARow_ = 0;
+    progressed(true);
     return WatchEnd::Ended;
   }
   spdlog::debug("{}: watch ended after {} event(s); resuming from resourceVersion {}", label(),
                 events, rv_);
   if (!healthy() && Clock::now() - started < std::chrono::seconds(1)) return WatchEnd::Failed;
-  backoff_.reset();
-  expiredInARow_ = 0;
+  // The server ended the watch at its timeout: nothing happened, which is news too.
+  progressed(true);
   return WatchEnd::Ended;
 }
 
@@ -334,20 +384,19 @@ bool Reflector::handleLine(std::string& line) {
     for (char& c : excerpt) {
       if (static_cast<unsigned char>(c) < 0x20) c = ' ';
     }
-    throw RetryableError(
+    throw WatchError(
         fmt::format("malformed watch stream ({}) at \"{}\"; restarting the watch", error, excerpt));
   }
   switch (ev->type) {
     case WatchEvent::Type::Error:
-      if (ev->code == 410 || ev->reason == "Expired" || ev->reason == "Gone") {
-        spdlog::info("{}: resourceVersion {} expired ({} {}); relisting", label(), rv_, ev->code,
-                     ev->reason);
+      if (needsRelist(ev->status)) {
+        spdlog::info("{}: the watch from resourceVersion {} cannot go on ({} {}: {}); relisting",
+                     label(), rv_, ev->status.code, ev->status.reason, ev->status.message);
         return true;
       }
-      throw RetryableError(fmt::format("the server ended the watch with an error: {} {}: {}",
-                                       ev->code, ev->reason, ev->message));
+      throw WatchError(fmt::format("the server ended the watch with an error: {} {}: {}",
+                                   ev->status.code, ev->status.reason, ev->status.message));
     case WatchEvent::Type::Bookmark:
-      expiredInARow_ = 0;
       break;
     case WatchEvent::Type::Added:
     case WatchEvent::Type::Modified:
@@ -361,14 +410,12 @@ bool Reflector::handleLine(std::string& line) {
       } else {
         sink_.rejected(std::get<proxier::Rejection>(*ev->decoded));
       }
-      expiredInARow_ = 0;
       break;
     case WatchEvent::Type::Deleted:
       if (auto it = known_.find(ev->key); it != known_.end()) {
         deliverDelete(sink_, resource_.kind, ev->key);
         known_.erase(it);
       }
-      expiredInARow_ = 0;
       break;
   }
   if (!ev->resourceVersion.empty()) rv_ = std::move(ev->resourceVersion);

@@ -6,21 +6,31 @@
 //   from the list's resourceVersion with bookmarks and a random timeoutSeconds in
 //   [minWatchTimeout, maxWatchTimeout]. A watch that ends (timeout, dropped connection) resumes
 //   from the last resourceVersion seen, bookmarks included.
-// - 410 (HTTP status, or an ERROR event with code 410 / reason Expired or Gone) means that
-//   resourceVersion is gone: list again and deliver only the difference with what is known, in
-//   one sink batch: upserts for new and changed objects, deletes for the vanished ones, nothing
-//   for unchanged ones (sameContent).
-// - Failures (no connection, TLS refused, 401/403/5xx, malformed stream) wait an exponential
-//   backoff with jitter and retry; nothing is ever deleted because the server is unreachable.
-//   The backoff starts over after a complete list or a watch's first good event.
+// - A watch the server cannot resume from our resourceVersion means a new list, which reads
+//   without one (resourceVersion="", a consistent read from etcd, what client-go falls back to
+//   after these errors), then a watch from the list's resourceVersion: 410 Expired/Gone (HTTP
+//   status or ERROR event: compacted), 504 "Too large resource version" (an etcd restore, a
+//   lagging replica), 400 (a resourceVersion it cannot parse). The relist delivers only the
+//   difference with what is known, in one sink batch: upserts for new and changed objects,
+//   deletes for the vanished ones, nothing for unchanged ones (sameContent).
+// - Failures wait an exponential backoff with jitter and retry; nothing is ever deleted because
+//   the server is unreachable. A connection that fails (refused, reset, timed out) or a 429
+//   resumes the watch from where it was, however long it lasts, so an API server restart costs
+//   no relist. A server that answers but fails the watch (5xx, an ERROR event, a malformed or
+//   instantly ending stream) kRelistAfterWatchErrors times in a row gets a relist.
+// - Progress (a complete list, a watch event or bookmark, a watch that stayed up healthyWatch)
+//   starts the backoff over: the next failure waits the initial delay. Relists that lead to no
+//   watch progress (a server that expires every fresh resourceVersion) wait a backoff of their
+//   own, so the whole cluster is not listed in a loop.
 // - One object that fails to decode is reported (sink.rejected) and skipped; its previous good
-//   version, if any, stays in effect. A stream that is not JSON ends the watch (backoff, resume).
+//   version, if any, stays in effect.
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -67,24 +77,35 @@ class Reflector {
     uint64_t lists = 0;               // complete lists delivered (1 + relists)
     uint64_t watches = 0;             // watches established
     std::string resourceVersion;
+    // The last progress: a complete list, a watch event or bookmark, or now while a watch has
+    // been established for healthyWatch. A source stuck behind failures falls behind this.
+    Clock::time_point lastProgress{};
   };
   Status status() const;
   const ResourceSpec& resource() const { return resource_; }
+  // "Services", "Node metadata.name=n1": for logs and health.
+  std::string label() const;
 
  private:
-  enum class WatchEnd { Expired, Ended, Failed };
+  static constexpr int kRelistAfterWatchErrors = 3;
+  // Ended: the watch ended normally and resumes. Relist: our resourceVersion cannot be
+  // resumed from. Failed: the server answered but the watch did not work.
+  enum class WatchEnd { Ended, Relist, Failed };
   using Known = std::unordered_map<proxier::ObjectKey, DecodedObject, proxier::ObjectKeyHash>;
 
   void list();
   WatchEnd watch();
-  // Handles one event line; true when it says "resourceVersion expired".
+  // Handles one event line; true when it says the watch cannot resume: relist.
   bool handleLine(std::string& line);
   void sleepFor(std::chrono::milliseconds d);
   void touch();
   void failed(const std::string& what);
+  void watchFailed(const std::string& what);
+  // After a complete list (byWatch false) or an event, bookmark or long-lived watch.
+  void progressed(bool byWatch);
+  void pauseBeforeRelist(bool afterFailure);
   void contactRestored();
   std::string statusError(int status, const std::string& body);
-  std::string label() const;
 
   const ResourceSpec resource_;
   const ReflectorOptions opts_;
@@ -97,8 +118,12 @@ class Reflector {
   // Owned by the run() thread.
   Known known_;
   std::string rv_;
-  int expiredInARow_ = 0;
+  bool needList_ = true;
+  int watchErrors_ = 0;                   // watch failures since the last progress
+  bool listedSinceWatchProgress_ = true;  // a list happened and no watch progressed since
+  Backoff relistBackoff_;
   std::optional<Clock::time_point> failingSince_;
+  Clock::time_point watchingSince_{};
 
   std::atomic<bool> stopping_{false};
   mutable std::mutex mu_;

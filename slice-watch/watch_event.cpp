@@ -53,17 +53,32 @@ void readMeta(od::object& obj, WatchEvent& ev, bool namespaced) {
   }
 }
 
-void readStatus(od::object& obj, WatchEvent& ev) {
+void readStatus(od::object& obj, ApiStatus& status) {
   for (auto result : obj) {
     od::field f = take(std::move(result));
     std::string_view k = take(f.unescaped_key());
     if (k == "code") {
       int64_t c = 0;
-      if (f.value().get_int64().get(c) == simdjson::SUCCESS) ev.code = static_cast<int>(c);
+      if (f.value().get_int64().get(c) == simdjson::SUCCESS) status.code = static_cast<int>(c);
     } else if (k == "reason") {
-      ev.reason = optString(f.value());
+      status.reason = optString(f.value());
     } else if (k == "message") {
-      ev.message = optString(f.value());
+      status.message = optString(f.value());
+    } else if (k == "details") {
+      od::object details;
+      if (f.value().get_object().get(details) != simdjson::SUCCESS) continue;
+      od::array causes;
+      if (details.find_field_unordered("causes").get_array().get(causes) != simdjson::SUCCESS) {
+        continue;
+      }
+      for (auto cause : causes) {
+        od::object c;
+        std::string_view reason;
+        if (cause.get_object().get(c) == simdjson::SUCCESS &&
+            c.find_field_unordered("reason").get_string().get(reason) == simdjson::SUCCESS) {
+          status.causes.emplace_back(reason);
+        }
+      }
     }
   }
 }
@@ -104,7 +119,7 @@ std::optional<WatchEvent> decodeWatchEvent(std::string& line, std::string_view k
     }
     od::object obj = take(objValue.get_object());
     if (ev.type == WatchEvent::Type::Error) {
-      readStatus(obj, ev);
+      readStatus(obj, ev.status);
       return ev;
     }
     readMeta(obj, ev, namespaced);

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "slice-watch/api_status.h"
 #include "slice-watch/decoded_object.h"
 
 namespace sliceproxy::slicewatch {
@@ -18,8 +19,7 @@ struct WatchEvent {
   std::string resourceVersion;          // the object's metadata.resourceVersion, if any
   proxier::ObjectKey key;               // from the object's metadata (namespace defaulted)
   std::optional<DecodeResult> decoded;  // ADDED, MODIFIED
-  int code = 0;                         // ERROR: Status.code
-  std::string reason, message;          // ERROR: Status.reason / Status.message
+  ApiStatus status;                     // ERROR: the Status the server sent
 };
 
 // `line` is one event without its newline; it may be grown (simdjson needs padding), its

@@ -98,9 +98,26 @@ TEST(SlicewatchApiWatchEvent, Types) {
               err);
   ASSERT_TRUE(ev) << err;
   EXPECT_EQ(ev->type, WatchEvent::Type::Error);
-  EXPECT_EQ(ev->code, 410);
-  EXPECT_EQ(ev->reason, "Expired");
-  EXPECT_EQ(ev->message, "too old");
+  EXPECT_EQ(ev->status.code, 410);
+  EXPECT_EQ(ev->status.reason, "Expired");
+  EXPECT_EQ(ev->status.message, "too old");
+  EXPECT_TRUE(needsRelist(ev->status));
+
+  ev = decode(R"({"type":"ERROR","object":{"kind":"Status","message":"Too large resource version: )"
+              R"(9, current: 5","reason":"Timeout","details":{"causes":[{"reason":)"
+              R"("ResourceVersionTooLarge","message":"Too large resource version"}]},"code":504}})",
+              err);
+  ASSERT_TRUE(ev) << err;
+  EXPECT_EQ(ev->status.causes, std::vector<std::string>{"ResourceVersionTooLarge"});
+  EXPECT_TRUE(isTooLargeResourceVersion(ev->status));
+  EXPECT_FALSE(isExpired(ev->status));
+  EXPECT_FALSE(needsRelist(parseStatusBody(500, R"({"kind":"Status","code":500,"message":"x"})")));
+  EXPECT_FALSE(needsRelist(parseStatusBody(503, "<html>busy</html>")));
+  EXPECT_TRUE(
+      needsRelist(parseStatusBody(400, R"({"kind":"Status","code":400,"message":"bad rv"})")));
+  // A server from before the cause existed.
+  EXPECT_TRUE(isTooLargeResourceVersion(
+      parseStatusBody(504, R"({"reason":"Timeout","message":"Too large resource version: 9"})")));
 
   ev = decode(R"({"type":"ADDED","object":{"metadata":{"name":"n1","namespace":"x"}}})", err, false,
               "Node");

@@ -45,6 +45,7 @@ class FakeTransport : public HttpTransport {
   std::unique_ptr<HttpResponse> get(const std::string& target, std::chrono::seconds) override {
     std::unique_lock lock(mu_);
     targets_.push_back(target);
+    times_.push_back(std::chrono::steady_clock::now());
     cv_.notify_all();
     cv_.wait(lock, [&] { return cancelled_ || !script_.empty(); });
     if (cancelled_) throw Cancelled();
@@ -68,6 +69,11 @@ class FakeTransport : public HttpTransport {
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, kTimeout, [&] { return targets_.size() >= n; });
     return targets_;
+  }
+  // When the i-th request was made.
+  std::chrono::steady_clock::time_point timeOf(size_t i) {
+    std::lock_guard lock(mu_);
+    return times_.at(i);
   }
   int rejectedCredentials() {
     std::lock_guard lock(mu_);
@@ -103,6 +109,7 @@ class FakeTransport : public HttpTransport {
   std::condition_variable cv_;
   std::deque<Reply> script_;
   std::vector<std::string> targets_;
+  std::vector<std::chrono::steady_clock::time_point> times_;
   bool cancelled_ = false;
   int hangsEnded_ = 0;
   int rejectedCredentials_ = 0;
@@ -189,12 +196,12 @@ std::string gone() {
 
 class SlicewatchApiReflector : public ::testing::Test {
  protected:
-  void start(size_t pageSize = 500) {
+  void start(size_t pageSize = 500, BackoffPolicy backoff = {1ms, 5ms, 2.0, 0.2}) {
     ReflectorOptions o;
     o.pageSize = pageSize;
     o.minWatchTimeout = 300s;
     o.maxWatchTimeout = 600s;
-    o.backoff = BackoffPolicy{1ms, 5ms, 2.0, 0.2};
+    o.backoff = backoff;
     o.origin = "https://api";
     reflector_ = std::make_unique<Reflector>(endpointSlicesResource(""), o, transport_, sink_,
                                              [this] { sink_.synced(); });
@@ -401,6 +408,122 @@ TEST_F(SlicewatchApiReflector, StopInterruptsAHangingWatch) {
   thread_.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
   EXPECT_FALSE(reflector_->status().watching);
+}
+
+// k8s.io/apiserver's NewTooLargeResourceVersionError, as a watch request's answer.
+const char* kTooLarge =
+    R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"Too large resource )"
+    R"(version: 40, current: 20","reason":"Timeout","details":{"causes":[{"reason":)"
+    R"("ResourceVersionTooLarge","message":"Too large resource version"}],"retryAfterSeconds":1},)"
+    R"("code":504})";
+
+bool isList(const std::string& target) {
+  return target.find("watch=true") == std::string::npos;
+}
+
+TEST_F(SlicewatchApiReflector, TooLargeResourceVersionRelists) {
+  transport_.push({200, {page("40", {slice("a", "10.0.0.1", "5"), slice("b", "10.0.0.2", "6")})}});
+  transport_.push({504, {kTooLarge}});
+  // The server was restored from an older backup: b is gone, the resourceVersion went back.
+  transport_.push({200, {page("20", {slice("a", "10.0.0.1", "5")})}});
+  transport_.push({200, {event("ADDED", slice("c", "10.0.0.3", "21"))}, Reply::End::Hang});
+  start();
+  EXPECT_EQ(sink_.take(5).size(), 5u);
+  EXPECT_EQ(sink_.take(4), (std::vector<std::string>{"{", "delete EndpointSlice ns/b", "}",
+                                                     "upsert EndpointSlice ns/c 10.0.0.3"}));
+  auto targets = transport_.waitTargets(4);
+  ASSERT_EQ(targets.size(), 4u);
+  EXPECT_TRUE(isList(targets[2])) << targets[2];
+  EXPECT_EQ(param(targets[2], "resourceVersion"), "<none>") << "a consistent read from etcd";
+  EXPECT_EQ(param(targets[3], "resourceVersion"), "20");
+}
+
+TEST_F(SlicewatchApiReflector, TooLargeAsAWatchErrorEventRelists) {
+  transport_.push({200, {page("40", {})}});
+  transport_.push({200, {event("ERROR", kTooLarge)}});
+  transport_.push({200, {page("20", {slice("a", "10.0.0.1", "5")})}});
+  transport_.push({200, {}, Reply::End::Hang});
+  start();
+  EXPECT_EQ(sink_.take(6), (std::vector<std::string>{"{", "}", "synced", "{",
+                                                     "upsert EndpointSlice ns/a 10.0.0.1", "}"}));
+  auto targets = transport_.waitTargets(3);
+  EXPECT_TRUE(isList(targets[2])) << targets[2];
+}
+
+TEST_F(SlicewatchApiReflector, UnparseableResourceVersionRelists) {
+  transport_.push({200, {page("10", {})}});
+  transport_.push({200, {bookmark("not-a-number")}, Reply::End::Drop});
+  transport_.push({400,
+                   {R"({"kind":"Status","code":400,"reason":"BadRequest",)"
+                    R"("message":"invalid resourceVersion 'not-a-number'"})"}});
+  transport_.push({200, {page("12", {slice("a", "10.0.0.1", "11")})}});
+  transport_.push({200, {}, Reply::End::Hang});
+  start();
+  EXPECT_EQ(sink_.take(6), (std::vector<std::string>{"{", "}", "synced", "{",
+                                                     "upsert EndpointSlice ns/a 10.0.0.1", "}"}));
+  auto targets = transport_.waitTargets(5);
+  ASSERT_EQ(targets.size(), 5u);
+  EXPECT_EQ(param(targets[2], "resourceVersion"), "not-a-number");
+  EXPECT_TRUE(isList(targets[3])) << targets[3];
+  EXPECT_EQ(param(targets[4], "resourceVersion"), "12");
+}
+
+TEST_F(SlicewatchApiReflector, RepeatedWatchErrorsRelistButRefusedConnectionsResume) {
+  transport_.push({200, {page("10", {})}});
+  // An unreachable server: the watch is retried from its resourceVersion, however long.
+  for (int i = 0; i < 5; ++i) transport_.pushFailure();
+  // A server that answers but cannot serve this watch: after three failures, a relist.
+  for (int i = 0; i < 3; ++i) {
+    transport_.push({500, {R"({"kind":"Status","code":500,"message":"watch cache broken"})"}});
+  }
+  transport_.push({200, {page("30", {slice("a", "10.0.0.1", "25")})}});
+  transport_.push({200, {}, Reply::End::Hang});
+  start();
+  EXPECT_EQ(sink_.take(6), (std::vector<std::string>{"{", "}", "synced", "{",
+                                                     "upsert EndpointSlice ns/a 10.0.0.1", "}"}));
+  auto targets = transport_.waitTargets(11);
+  ASSERT_EQ(targets.size(), 11u);
+  for (size_t i = 1; i <= 8; ++i) {
+    EXPECT_EQ(param(targets[i], "resourceVersion"), "10") << i << " " << targets[i];
+  }
+  EXPECT_TRUE(isList(targets[9])) << targets[9];
+  EXPECT_EQ(param(targets[10], "resourceVersion"), "30");
+}
+
+TEST_F(SlicewatchApiReflector, BackoffStartsOverAfterARelist) {
+  // No jitter; 5 ms, 100 ms, 2 s, ...: a grown backoff is easy to tell from a fresh one.
+  transport_.push({200, {page("10", {})}});
+  transport_.push({200, {event("ADDED", slice("a", "10.0.0.1", "11"))}, Reply::End::Drop});
+  // An outage: the backoff grows.
+  transport_.pushFailure();
+  transport_.pushFailure();
+  // The server is back with its history compacted: relist, then the new watch drops at once.
+  transport_.push({410, {R"({"kind":"Status","code":410,"reason":"Expired"})"}});
+  transport_.push({200, {page("20", {slice("a", "10.0.0.1", "11")})}});
+  transport_.push({200, {}, Reply::End::Drop});
+  transport_.push({200, {}, Reply::End::Hang});
+  start(500, BackoffPolicy{5ms, 10s, 20.0, 0.0});
+  auto targets = transport_.waitTargets(8);
+  ASSERT_EQ(targets.size(), 8u);
+  EXPECT_TRUE(isList(targets[5])) << targets[5];
+  auto retry = transport_.timeOf(7) - transport_.timeOf(6);
+  EXPECT_LT(retry, 500ms) << "the relist was progress: the next failure waits the initial delay";
+  EXPECT_EQ(param(targets[7], "resourceVersion"), "20");
+}
+
+TEST_F(SlicewatchApiReflector, ProgressIsAListAnEventOrAnEstablishedWatch) {
+  const auto t0 = Reflector::Clock::now();
+  transport_.push({200, {page("10", {})}});
+  transport_.push({200, {bookmark("11")}, Reply::End::Hang});
+  start();
+  EXPECT_EQ(sink_.take(3).size(), 3u);
+  auto deadline = Reflector::Clock::now() + kTimeout;
+  while (reflector_->status().resourceVersion != "11" && Reflector::Clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  auto st = reflector_->status();
+  EXPECT_GE(st.lastProgress, t0);
+  EXPECT_EQ(st.resourceVersion, "11");
 }
 
 }  // namespace
