@@ -33,6 +33,8 @@ struct Config {
   std::string hostnameOverride;  // --hostname-override: this node's name
   std::chrono::nanoseconds minSyncPeriod = std::chrono::seconds(1);
   std::chrono::nanoseconds syncPeriod = std::chrono::seconds(30);
+  // --source-progress-timeout: /healthz fails while the source has made no progress this long.
+  std::chrono::nanoseconds sourceProgressTimeout = std::chrono::minutes(2);
   std::string serviceProxyName;
   int verbosity = 0;
   NetworkConfig network;  // validated from the flags below

@@ -35,6 +35,10 @@ struct SourceHealth {
   std::string source;               // e.g. "Kubernetes API https://10.0.0.1:6443"
   bool connected = true;            // every watch currently established
   double secondsSinceContact = -1;  // since the last successful exchange; -1 unknown
+  // Since the source last made progress (a list, a watch event or bookmark, a watch that stays
+  // up); -1: it always does (a local directory). `lagging` names what is furthest behind.
+  double secondsWithoutProgress = -1;
+  std::string lagging;
 };
 
 class EventSink {

@@ -179,7 +179,8 @@ int runDaemon(const proxier::Config& cfg) {
     runner.stop();
     return kExitUsage;
   }
-  ops.health().setSourceHealth([&source] { return source->health(); });
+  ops.health().setSourceHealth([&source] { return source->health(); },
+                               cfg.sourceProgressTimeout);
   try {
     source->start();
   } catch (const std::exception& e) {
@@ -207,7 +208,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   app.set_version_flag("--version", std::string("sliceproxy ") + SLICEPROXY_VERSION);
   proxier::Config cfg;
-  std::string minSync = "1s", sync = "30s", conntrackReconcile = "0s";
+  std::string minSync = "1s", sync = "30s", conntrackReconcile = "0s", sourceProgress = "2m";
   app.add_option("--backend", cfg.backend, "Data plane to program: nftables, or dry-run (prints what it would program)")->capture_default_str();
   app.add_option("--source-dir", cfg.sourceDir,
                  "Read Services, EndpointSlices and Nodes from YAML/JSON manifests in DIR, watched "
@@ -256,6 +257,10 @@ int main(int argc, char** argv) {
   app.add_option("--conntrack-reconcile-period", conntrackReconcile,
                  "Also sweep every UDP/SCTP conntrack entry for stale ones this often (Go "
                  "duration; 0s: never)")
+      ->capture_default_str();
+  app.add_option("--source-progress-timeout", sourceProgress,
+                 "/healthz fails (503) while the API source has made no progress (no list, watch "
+                 "event or working watch) for this long (Go duration; 0s: never)")
       ->capture_default_str();
   app.add_option("--healthz-bind-address", cfg.healthzBindAddress,
                  "host:port for /healthz and /livez (\"\" disables)")
@@ -318,7 +323,9 @@ int main(int argc, char** argv) {
   for (auto [text, target, flag] : {std::tuple{&minSync, &cfg.minSyncPeriod, "--min-sync-period"},
                                     std::tuple{&sync, &cfg.syncPeriod, "--sync-period"},
                                     std::tuple{&conntrackReconcile, &cfg.conntrackReconcilePeriod,
-                                               "--conntrack-reconcile-period"}}) {
+                                               "--conntrack-reconcile-period"},
+                                    std::tuple{&sourceProgress, &cfg.sourceProgressTimeout,
+                                               "--source-progress-timeout"}}) {
     auto d = proxier::parseDuration(*text);
     if (!d || d->count() < 0) {
       spdlog::error("{}: \"{}\" is not a duration (examples: 500ms, 1s, 1m30s)", flag, *text);

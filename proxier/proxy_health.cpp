@@ -80,14 +80,16 @@ ProxyHealth::Status ProxyHealth::status() const {
   return s;
 }
 
-void ProxyHealth::setSourceHealth(std::function<SourceHealth()> fn) {
+void ProxyHealth::setSourceHealth(std::function<SourceHealth()> fn,
+                                  std::chrono::nanoseconds progressTimeout) {
   std::lock_guard lock(mu_);
   sourceHealth_ = std::move(fn);
+  sourceProgressTimeout_ = progressTimeout;
 }
 
 HttpResponse ProxyHealth::respond(bool livez) const {
   Status s = status();
-  const bool ok = s.healthy && (livez || s.nodeEligible);
+  bool ok = s.healthy && (livez || s.nodeEligible);
   json::object family{{"healthy", s.healthy},
                       {"lastUpdated", s.everSynced ? formatTime(s.lastUpdated) : ""}};
   if (s.oldestPendingQueued) family["oldestPendingQueued"] = formatTime(*s.oldestPendingQueued);
@@ -98,14 +100,32 @@ HttpResponse ProxyHealth::respond(bool livez) const {
                     {"healthy", ok},
                     {"status", json::object{{"IPv4", family}, {"IPv6", family}}}};
   std::function<SourceHealth()> sourceHealth;
+  std::chrono::nanoseconds progressTimeout;
   {
     std::lock_guard lock(mu_);
     sourceHealth = sourceHealth_;
+    progressTimeout = sourceProgressTimeout_;
   }
   if (sourceHealth) {
     SourceHealth src = sourceHealth();
     json::object o{{"name", src.source}, {"connected", src.connected}};
     if (src.secondsSinceContact >= 0) o["secondsSinceContact"] = src.secondsSinceContact;
+    if (src.secondsWithoutProgress >= 0) {
+      const double limit = std::chrono::duration<double>(progressTimeout).count();
+      const bool stuck = limit > 0 && src.secondsWithoutProgress > limit;
+      o["secondsWithoutProgress"] = src.secondsWithoutProgress;
+      o["stuck"] = stuck;
+      if (stuck) {
+        o["message"] = fmt::format(
+            "{}: {} made no progress (no list, watch event or working watch) for {:.1f}s, "
+            "longer than --source-progress-timeout {}s",
+            src.source, src.lagging, src.secondsWithoutProgress, limit);
+        if (!livez) {
+          ok = false;
+          body["healthy"] = false;
+        }
+      }
+    }
     body["source"] = std::move(o);
   }
   return {ok ? 200u : 503u, "application/json", {}, json::serialize(body) + "\n"};

@@ -4,6 +4,10 @@
 // been queued for longer than the health timeout (2 x sync period) without being applied.
 // /healthz is also unhealthy when this Node is being deleted or is tainted
 // ToBeDeletedByClusterAutoscaler, so load balancers drain it; /livez ignores that.
+// sliceproxy adds its source: /healthz is also unhealthy while the source (the API watches) has
+// made no progress for longer than the source progress timeout, so a proxy that silently stopped
+// following the cluster shows; /livez ignores that too (a restart would not reach the API
+// server any better).
 
 #include <chrono>
 #include <functional>
@@ -36,8 +40,10 @@ class ProxyHealth : public SyncListener {
   // Testing and callers without a Proxier.
   void updated(Clock::time_point syncStart);
   void setNode(NodePtr node);
-  // Where /healthz reads the source's freshness from (called on each request).
-  void setSourceHealth(std::function<SourceHealth()> fn);
+  // Where /healthz reads the source's freshness from (called on each request); a source
+  // without progress for longer than `progressTimeout` (0: no limit) makes /healthz 503.
+  void setSourceHealth(std::function<SourceHealth()> fn,
+                       std::chrono::nanoseconds progressTimeout = std::chrono::nanoseconds(0));
 
   struct Status {
     bool healthy = true;       // no update pending longer than the timeout
@@ -61,6 +67,7 @@ class ProxyHealth : public SyncListener {
   std::optional<Clock::time_point> oldestQueued_, newestQueued_;
   NodePtr node_;
   std::function<SourceHealth()> sourceHealth_;
+  std::chrono::nanoseconds sourceProgressTimeout_{0};
 };
 
 // RFC 3339 with nanoseconds, UTC: 2024-05-01T12:00:00.123456789Z.

@@ -101,10 +101,18 @@ std::vector<Reflector::Status> ApiSource::status() const {
 }
 
 proxier::SourceHealth ApiSource::health() const {
-  proxier::SourceHealth h{describe(), connected(), -1};
+  proxier::SourceHealth h{describe(), connected(), -1, -1, {}};
   const auto last = lastSuccessfulContact();
+  const auto now = Clock::now();
   if (last != Clock::time_point{}) {
-    h.secondsSinceContact = std::chrono::duration<double>(Clock::now() - last).count();
+    h.secondsSinceContact = std::chrono::duration<double>(now - last).count();
+  }
+  for (const auto& r : reflectors_) {
+    const double behind = std::chrono::duration<double>(now - r->status().lastProgress).count();
+    if (behind > h.secondsWithoutProgress) {
+      h.secondsWithoutProgress = behind;
+      h.lagging = r->label();
+    }
   }
   return h;
 }

@@ -17,7 +17,7 @@ class Source {
   virtual void stop() = 0;
   virtual std::string describe() const = 0;
   // Freshness for /healthz; a local directory is always current.
-  virtual proxier::SourceHealth health() const { return {describe(), true, -1}; }
+  virtual proxier::SourceHealth health() const { return {describe(), true, -1, -1, {}}; }
 };
 
 struct SourceOptions {

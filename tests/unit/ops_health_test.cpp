@@ -73,7 +73,9 @@ TEST(OpsHealth, SourceFreshnessIsReportedButDoesNotFailHealthz) {
   FakeClock clock;
   ProxyHealth h(2s, clock.fn());
   h.updated(clock.t);
-  h.setSourceHealth([] { return SourceHealth{"Kubernetes API https://10.0.0.1:6443", false, 42.5}; });
+  h.setSourceHealth([] {
+    return SourceHealth{"Kubernetes API https://10.0.0.1:6443", false, 42.5, -1, {}};
+  });
   auto r = h.respond(false);
   EXPECT_EQ(r.status, 200u);
   auto body = boost::json::parse(r.body).as_object();
@@ -81,9 +83,51 @@ TEST(OpsHealth, SourceFreshnessIsReportedButDoesNotFailHealthz) {
   EXPECT_EQ(body["source"].as_object()["secondsSinceContact"].as_double(), 42.5);
 }
 
+// Issue 12: a source that stopped making progress (a watch it can never resume) shows.
+TEST(OpsHealth, SourceWithoutProgressBeyondTheBoundFailsHealthzButNotLivez) {
+  FakeClock clock;
+  ProxyHealth h(2s, clock.fn());
+  h.updated(clock.t);
+  double behind = 59.0;
+  h.setSourceHealth(
+      [&] {
+        SourceHealth src{"Kubernetes API https://10.0.0.1:6443", false, 1.0, -1, {}};
+        src.secondsWithoutProgress = behind;
+        src.lagging = "EndpointSlices";
+        return src;
+      },
+      60s);
+  auto r = h.respond(false);
+  EXPECT_EQ(r.status, 200u) << r.body;
+  auto src = boost::json::parse(r.body).as_object()["source"].as_object();
+  EXPECT_EQ(src["stuck"].as_bool(), false);
+  EXPECT_EQ(src["secondsWithoutProgress"].as_double(), 59.0);
+
+  behind = 61.5;
+  r = h.respond(false);
+  EXPECT_EQ(r.status, 503u) << r.body;
+  auto body = boost::json::parse(r.body).as_object();
+  EXPECT_EQ(body["healthy"].as_bool(), false);
+  src = body["source"].as_object();
+  EXPECT_EQ(src["stuck"].as_bool(), true);
+  std::string msg(src["message"].as_string());
+  EXPECT_NE(msg.find("Kubernetes API https://10.0.0.1:6443: EndpointSlices made no progress"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("61.5s"), std::string::npos) << msg;
+  EXPECT_EQ(h.respond(true).status, 200u) << "livez: a restart would not help";
+
+  // Back in progress: healthy again. And without a bound, never stuck.
+  behind = 0.2;
+  EXPECT_EQ(h.respond(false).status, 200u);
+  behind = 1e6;
+  h.setSourceHealth([&] { return SourceHealth{"x", true, -1, behind, "Services"}; });
+  EXPECT_EQ(h.respond(false).status, 200u);
+}
+
 TEST(OpsHealth, FormatTime) {
-  EXPECT_EQ(formatTime(std::chrono::system_clock::time_point(std::chrono::nanoseconds(
-                1'700'000'000'000'000'007LL))),
+  EXPECT_EQ(formatTime(std::chrono::system_clock::time_point(
+                std::chrono::nanoseconds(1'700'000'000'000'000'007LL))),
             "2023-11-14T22:13:20.000000007Z");
 }
 
