@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "proxier/backend.h"
-#include "proxier/network_config.h"
+#include "proxier/core/backend.h"
+#include "proxier/config/network_config.h"
 
 namespace sliceproxy::backends {
 

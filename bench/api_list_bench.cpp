@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "bench/workloads.h"
-#include "proxier/change_tracker.h"
+#include "proxier/core/change_tracker.h"
 #include "slice-watch/list_page.h"
 #include "slice-watch/reflector.h"
 

@@ -45,8 +45,8 @@
 #include "conntrack/ctnetlink.h"
 #include "conntrack/netfilter_cleaner.h"
 #include "conntrack/stale_flow_cleanup.h"
-#include "proxier/change_tracker.h"
-#include "proxier/node_state.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/node_state.h"
 #include "tests/unit/builders.h"
 
 namespace {

@@ -6,8 +6,8 @@
 #include <malloc.h>
 
 #include "bench/workloads.h"
-#include "proxier/change_tracker.h"
-#include "proxier/node_state.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/node_state.h"
 
 namespace sliceproxy::bench {
 namespace {

@@ -9,9 +9,9 @@
 #include "backends/backend_factory.h"
 #include "bench/harness_workload.h"
 #include "bench/timed_backend.h"
-#include "proxier/change_tracker.h"
-#include "proxier/proxier.h"
-#include "proxier/sync_runner.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/proxier.h"
+#include "proxier/core/sync_runner.h"
 
 namespace sliceproxy::bench {
 

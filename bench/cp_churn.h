@@ -8,7 +8,7 @@
 #include <string>
 
 #include "bench/harness_stats.h"
-#include "proxier/network_config.h"
+#include "proxier/config/network_config.h"
 
 namespace sliceproxy::bench {
 

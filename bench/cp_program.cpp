@@ -5,8 +5,8 @@
 
 #include "backends/backend_factory.h"
 #include "bench/timed_backend.h"
-#include "proxier/change_tracker.h"
-#include "proxier/proxier.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/proxier.h"
 
 namespace sliceproxy::bench {
 

@@ -6,7 +6,7 @@
 
 #include "bench/harness_stats.h"
 #include "bench/harness_workload.h"
-#include "proxier/network_config.h"
+#include "proxier/config/network_config.h"
 
 namespace sliceproxy::bench {
 

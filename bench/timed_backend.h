@@ -3,7 +3,7 @@
 // kernel-programming time without touching the proxier.
 
 #include "bench/harness_stats.h"
-#include "proxier/backend.h"
+#include "proxier/core/backend.h"
 
 namespace sliceproxy::bench {
 

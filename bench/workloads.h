@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 
 namespace sliceproxy::bench {
 

@@ -3,7 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "conntrack/netfilter_cleaner.h"
-#include "proxier/duration.h"
+#include "proxier/config/duration.h"
 
 namespace sliceproxy::conntrack {
 

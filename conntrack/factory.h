@@ -7,7 +7,7 @@
 #include <string>
 
 #include "conntrack/stale_flow_cleanup.h"
-#include "proxier/flow_index.h"
+#include "proxier/core/flow_index.h"
 
 namespace sliceproxy::conntrack {
 

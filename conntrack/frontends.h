@@ -7,8 +7,8 @@
 #include <boost/container/small_vector.hpp>
 #include <cstdint>
 
-#include "proxier/endpoint_selection.h"
-#include "proxier/service_port.h"
+#include "proxier/core/endpoint_selection.h"
+#include "proxier/core/service_port.h"
 
 namespace sliceproxy::conntrack {
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "conntrack/stale_flow_cleaner.h"
-#include "proxier/flow_index.h"
+#include "proxier/core/flow_index.h"
 
 namespace sliceproxy::conntrack {
 

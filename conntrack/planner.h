@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "conntrack/selector.h"
-#include "proxier/service_port_view.h"
+#include "proxier/core/service_port_view.h"
 
 namespace sliceproxy::conntrack {
 

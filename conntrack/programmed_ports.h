@@ -16,7 +16,7 @@
 #include "conntrack/frontend_keys.h"
 #include "conntrack/frontends.h"
 #include "conntrack/selector.h"
-#include "proxier/diff.h"
+#include "proxier/core/diff.h"
 
 namespace sliceproxy::conntrack {
 

@@ -8,7 +8,7 @@
 
 #include "conntrack/flow.h"
 #include "conntrack/local_addresses.h"
-#include "proxier/service_port.h"
+#include "proxier/core/service_port.h"
 
 namespace sliceproxy::conntrack {
 

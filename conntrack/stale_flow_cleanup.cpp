@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proxier/metrics.h"
+#include "proxier/ops/metrics.h"
 
 namespace sliceproxy::conntrack {
 

@@ -18,8 +18,8 @@
 
 #include "conntrack/programmed_ports.h"
 #include "conntrack/stale_flow_cleaner.h"
-#include "proxier/node_state.h"
-#include "proxier/proxier.h"
+#include "proxier/core/node_state.h"
+#include "proxier/core/proxier.h"
 
 namespace sliceproxy::proxier {
 class ConntrackMetrics;

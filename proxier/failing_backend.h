@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-#include "proxier/backend.h"
+#include "proxier/core/backend.h"
 
 namespace sliceproxy::proxier {
 

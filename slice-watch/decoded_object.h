@@ -7,7 +7,7 @@
 #include <variant>
 #include <vector>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 #include "proxier/model/object_key.h"
 
 namespace sliceproxy::slicewatch {

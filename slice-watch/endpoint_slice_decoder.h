@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 #include "slice-watch/json_reader.h"
 #include "slice-watch/object_meta.h"
 

@@ -26,7 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 #include "slice-watch/decoded_object.h"
 #include "slice-watch/dir_watcher.h"
 

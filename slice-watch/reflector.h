@@ -34,7 +34,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 #include "slice-watch/api_resources.h"
 #include "slice-watch/backoff.h"
 #include "slice-watch/decoded_object.h"

@@ -4,7 +4,7 @@
 #include <memory>
 #include <optional>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 #include "slice-watch/json_reader.h"
 #include "slice-watch/object_meta.h"
 

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 
 namespace sliceproxy::slicewatch {
 

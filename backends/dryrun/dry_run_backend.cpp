@@ -1,6 +1,6 @@
 #include "backends/dryrun/dry_run_backend.h"
 
-#include "proxier/view_json.h"
+#include "proxier/ops/view_json.h"
 
 namespace sliceproxy::backends {
 

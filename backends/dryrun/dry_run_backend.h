@@ -5,7 +5,7 @@
 #include <mutex>
 #include <ostream>
 
-#include "proxier/backend.h"
+#include "proxier/core/backend.h"
 
 namespace sliceproxy::backends {
 

@@ -16,7 +16,7 @@
 
 #include "backends/nftables/layout.h"
 #include "backends/nftables/transaction.h"
-#include "proxier/flow_index.h"
+#include "proxier/core/flow_index.h"
 
 namespace sliceproxy::backends::nft {
 

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "backends/nftables/transaction.h"
-#include "proxier/diff.h"
-#include "proxier/network_config.h"
+#include "proxier/core/diff.h"
+#include "proxier/config/network_config.h"
 
 namespace sliceproxy::backends::nft {
 

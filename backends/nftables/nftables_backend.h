@@ -13,8 +13,8 @@
 #include "backends/nftables/flow_record.h"
 #include "backends/nftables/layout.h"
 #include "backends/nftables/port_program.h"
-#include "proxier/backend.h"
-#include "proxier/network_config.h"
+#include "proxier/core/backend.h"
+#include "proxier/config/network_config.h"
 
 namespace sliceproxy::backends::nft {
 

@@ -9,7 +9,7 @@
 #include "backends/nftables/elements.h"
 #include "backends/nftables/layout.h"
 #include "backends/nftables/transaction.h"
-#include "proxier/service_port_view.h"
+#include "proxier/core/service_port_view.h"
 
 namespace sliceproxy::backends::nft {
 

@@ -7,8 +7,8 @@
 #include "conntrack/netfilter_cleaner.h"
 #include "conntrack/stale_flow_cleanup.h"
 #include "conntrack_test_util.h"
-#include "proxier/change_tracker.h"
-#include "proxier/node_state.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/node_state.h"
 
 namespace sliceproxy::testing {
 namespace {

@@ -13,8 +13,8 @@
 #include "../unit/builders.h"
 #include "backends/nftables/nftables_backend.h"
 #include "backends/nftables/rule_builder.h"
-#include "proxier/change_tracker.h"
-#include "proxier/node_state.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/node_state.h"
 
 namespace sliceproxy::testing {
 namespace {

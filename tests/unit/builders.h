@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "proxier/events.h"
+#include "proxier/core/events.h"
 
 namespace sliceproxy::testing {
 

@@ -4,9 +4,9 @@
 
 #include <boost/json.hpp>
 
-#include "proxier/http_server.h"
-#include "proxier/metrics.h"
-#include "proxier/proxy_health.h"
+#include "proxier/ops/http_server.h"
+#include "proxier/ops/metrics.h"
+#include "proxier/ops/proxy_health.h"
 
 using namespace sliceproxy::proxier;
 using namespace std::chrono_literals;

@@ -1,6 +1,6 @@
 // kube-proxy's rules for what a service proxy ignores.
 
-#include "proxier/filter.h"
+#include "proxier/core/filter.h"
 #include "proxier_fixture.h"
 
 namespace sliceproxy::testing {

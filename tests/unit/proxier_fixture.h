@@ -6,9 +6,9 @@
 #include <algorithm>
 
 #include "builders.h"
-#include "proxier/change_tracker.h"
-#include "proxier/node_state.h"
-#include "proxier/view_json.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/node_state.h"
+#include "proxier/ops/view_json.h"
 
 namespace sliceproxy::testing {
 

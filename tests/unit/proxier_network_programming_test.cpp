@@ -7,9 +7,9 @@
 #include <algorithm>
 
 #include "builders.h"
-#include "proxier/change_tracker.h"
-#include "proxier/metrics.h"
-#include "proxier/sync_schedule.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/ops/metrics.h"
+#include "proxier/core/sync_schedule.h"
 
 namespace sliceproxy::testing {
 namespace {

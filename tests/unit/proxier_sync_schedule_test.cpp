@@ -5,9 +5,9 @@
 #include <atomic>
 #include <thread>
 
-#include "proxier/duration.h"
-#include "proxier/sync_runner.h"
-#include "proxier/sync_schedule.h"
+#include "proxier/config/duration.h"
+#include "proxier/core/sync_runner.h"
+#include "proxier/core/sync_schedule.h"
 
 namespace sliceproxy::testing {
 namespace {

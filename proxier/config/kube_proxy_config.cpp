@@ -1,0 +1,372 @@
+#include "proxier/config/kube_proxy_config.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "proxier/config/duration.h"
+#include "proxier/ops/http_server.h"
+#include "proxier/model/ip.h"
+#include "proxier/config/network_config.h"
+
+namespace sliceproxy::proxier {
+
+namespace {
+
+struct Invalid {
+  std::string message;
+};
+
+class Reader {
+ public:
+  Reader(std::string origin, ConfigFileResult& out,
+         const std::function<bool(const std::string&)>& flagGiven)
+      : origin_(std::move(origin)), out_(out), flagGiven_(flagGiven) {}
+
+  [[noreturn]] void fail(const std::string& field, const std::string& why) const {
+    throw Invalid{fmt::format("{}: {}: {}", origin_, field, why)};
+  }
+  void warn(const std::string& what) { out_.warnings.push_back(origin_ + ": " + what); }
+  bool overridden(const char* flag) const { return flag && flagGiven_ && flagGiven_(flag); }
+
+  std::string str(const YAML::Node& n, const std::string& field) const {
+    if (n.IsNull()) return "";
+    if (!n.IsScalar()) fail(field, "must be a string");
+    return n.Scalar();
+  }
+  bool boolean(const YAML::Node& n, const std::string& field) const {
+    bool b = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, b)) fail(field, "must be true or false");
+    return b;
+  }
+  int64_t integer(const YAML::Node& n, const std::string& field, int64_t lo, int64_t hi) const {
+    int64_t v = 0;
+    if (!n.IsScalar() || !YAML::convert<int64_t>::decode(n, v)) fail(field, "must be an integer");
+    if (v < lo || v > hi) fail(field, fmt::format("{} is out of range {}..{}", v, lo, hi));
+    return v;
+  }
+  std::chrono::nanoseconds duration(const YAML::Node& n, const std::string& field) const {
+    auto text = str(n, field);
+    auto d = parseDuration(text);
+    if (!d || d->count() < 0) {
+      fail(field, fmt::format("\"{}\" is not a duration (examples: 500ms, 1s, 1m30s)", text));
+    }
+    return *d;
+  }
+  std::vector<std::string> list(const YAML::Node& n, const std::string& field) const {
+    std::vector<std::string> out;
+    if (n.IsNull()) return out;
+    if (!n.IsSequence()) fail(field, "must be a list of strings");
+    for (const auto& e : n) out.push_back(str(e, field));
+    return out;
+  }
+  void cidr(const std::string& text, const std::string& field) const {
+    if (!Cidr::parse(text)) fail(field, fmt::format("\"{}\" is not a CIDR", text));
+  }
+
+ private:
+  std::string origin_;
+  ConfigFileResult& out_;
+  const std::function<bool(const std::string&)>& flagGiven_;
+};
+
+std::vector<std::string> splitComma(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    auto b = part.find_first_not_of(" \t"), e = part.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(part.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncText,
+           std::string& syncText) {
+  if (!root.IsMap()) r.fail("document", "must be a KubeProxyConfiguration object");
+  const auto apiVersion = r.str(root["apiVersion"], "apiVersion");
+  if (apiVersion != kKubeProxyConfigAPIVersion) {
+    r.fail("apiVersion", fmt::format("\"{}\" is not supported (want {})", apiVersion,
+                                     kKubeProxyConfigAPIVersion));
+  }
+  if (auto kind = r.str(root["kind"], "kind"); kind != "KubeProxyConfiguration") {
+    r.fail("kind", fmt::format("\"{}\" is not KubeProxyConfiguration", kind));
+  }
+  // Fields kube-proxy has and sliceproxy does not need.
+  static const std::set<std::string> ignored = {
+      "configSyncPeriod", "enableProfiling", "oomScoreAdj",  "portRange",
+      "showHiddenMetricsForVersion", "logging", "winkernel", "windowsRunAsService",
+      "iptables", "udpIdleTimeout", "nodePortAddressesPrimary"};
+
+  auto setString = [&](const char* flag, std::string& target, const YAML::Node& n,
+                       const std::string& field) {
+    auto v = r.str(n, field);
+    if (!r.overridden(flag)) target = v;
+  };
+  auto setDuration = [&](const char* flag, std::string& text, const YAML::Node& n,
+                         const std::string& field) {
+    auto d = r.duration(n, field);
+    if (!r.overridden(flag) && !n.IsNull()) text = formatDuration(d);
+  };
+  auto bindAddr = [&](const char* flag, std::string& target, const YAML::Node& n,
+                      const std::string& field) {
+    auto v = r.str(n, field);
+    std::string err;
+    if (!v.empty() && !parseHostPort(v, err)) r.fail(field, err);
+    if (!r.overridden(flag)) target = v;
+  };
+
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    if (key == "apiVersion" || key == "kind") continue;
+    if (key == "mode") {
+      auto mode = r.str(v, key);
+      std::string backend;
+      if (mode.empty() || mode == "nftables") {
+        backend = "nftables";
+      } else if (mode == "iptables") {
+        r.warn("mode: iptables is served by the nftables backend");
+        backend = "nftables";
+      } else if (mode == "ipvs") {
+        backend = "ipvs";
+      } else {
+        r.fail(key, fmt::format("\"{}\" is not a proxy mode (nftables, iptables, ipvs)", mode));
+      }
+      if (!r.overridden("--backend")) cfg.backend = backend;
+    } else if (key == "clusterCIDR") {
+      auto cidrs = splitComma(r.str(v, key));
+      for (auto& c : cidrs) r.cidr(c, key);
+      if (!r.overridden("--cluster-cidr")) cfg.clusterCIDRs = cidrs;
+    } else if (key == "hostnameOverride") {
+      setString("--hostname-override", cfg.hostnameOverride, v, key);
+    } else if (key == "bindAddress") {
+      auto a = r.str(v, key);
+      if (!a.empty() && !IpAddr::parse(a)) r.fail(key, fmt::format("\"{}\" is not an IP address", a));
+      cfg.bindAddress = a;
+    } else if (key == "healthzBindAddress") {
+      bindAddr("--healthz-bind-address", cfg.healthzBindAddress, v, key);
+    } else if (key == "metricsBindAddress") {
+      bindAddr("--metrics-bind-address", cfg.metricsBindAddress, v, key);
+    } else if (key == "nodePortAddresses") {
+      auto addrs = r.list(v, key);
+      for (auto& a : addrs) {
+        if (a != "primary") r.cidr(a, key);
+      }
+      if (!r.overridden("--nodeport-addresses")) cfg.nodePortAddresses = addrs;
+    } else if (key == "detectLocalMode") {
+      auto m = r.str(v, key);
+      if (!m.empty() && !parseLocalDetectMode(m)) {
+        r.fail(key, fmt::format("\"{}\" is not one of ClusterCIDR, NodeCIDR, "
+                                "InterfaceNamePrefix, BridgeInterface", m));
+      }
+      if (!r.overridden("--detect-local-mode")) cfg.detectLocalMode = m;
+    } else if (key == "detectLocal") {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) r.fail(key, "must be an object");
+      for (const auto& d : v) {
+        auto k = d.first.as<std::string>(), field = key + "." + k;
+        if (k == "bridgeInterface") {
+          setString("--pod-bridge-interface", cfg.network.podBridgeInterface, d.second, field);
+        } else if (k == "interfaceNamePrefix") {
+          setString("--pod-interface-name-prefix", cfg.network.podInterfacePrefix, d.second, field);
+        } else {
+          r.warn("unknown field " + field);
+        }
+      }
+    } else if (key == "syncPeriod") {
+      setDuration("--sync-period", syncText, v, key);
+    } else if (key == "minSyncPeriod") {
+      setDuration("--min-sync-period", minSyncText, v, key);
+    } else if (key == "nftables") {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) r.fail(key, "must be an object");
+      for (const auto& d : v) {
+        auto k = d.first.as<std::string>(), field = key + "." + k;
+        if (k == "masqueradeAll") {
+          bool b = r.boolean(d.second, field);
+          if (!r.overridden("--masquerade-all")) cfg.network.masqueradeAll = b;
+        } else if (k == "masqueradeBit") {
+          if (d.second.IsNull()) continue;
+          int bit = static_cast<int>(r.integer(d.second, field, 0, 31));
+          if (!r.overridden("--masquerade-bit")) cfg.masqueradeBit = bit;
+        } else if (k == "minSyncPeriod") {
+          setDuration("--min-sync-period", minSyncText, d.second, field);
+        } else if (k == "syncPeriod") {
+          setDuration("--sync-period", syncText, d.second, field);
+        } else {
+          r.warn("unknown field " + field);
+        }
+      }
+    } else if (key == "conntrack") {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) r.fail(key, "must be an object");
+      auto& c = cfg.conntrack;
+      for (const auto& d : v) {
+        auto k = d.first.as<std::string>(), field = key + "." + k;
+        const auto& n = d.second;
+        if (n.IsNull()) continue;
+        if (k == "maxPerCore") c.maxPerCore = static_cast<int32_t>(r.integer(n, field, 0, INT32_MAX));
+        else if (k == "min") c.min = static_cast<int32_t>(r.integer(n, field, 0, INT32_MAX));
+        else if (k == "tcpEstablishedTimeout") c.tcpEstablishedTimeout = r.duration(n, field);
+        else if (k == "tcpCloseWaitTimeout") c.tcpCloseWaitTimeout = r.duration(n, field);
+        else if (k == "tcpBeLiberal") c.tcpBeLiberal = r.boolean(n, field);
+        else if (k == "udpTimeout") c.udpTimeout = r.duration(n, field);
+        else if (k == "udpStreamTimeout") c.udpStreamTimeout = r.duration(n, field);
+        else r.warn("unknown field " + field);
+      }
+    } else if (key == "ipvs") {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) r.fail(key, "must be an object");
+      auto& i = cfg.ipvs;
+      for (const auto& d : v) {
+        auto k = d.first.as<std::string>(), field = key + "." + k;
+        const auto& n = d.second;
+        if (n.IsNull()) continue;
+        if (k == "scheduler") i.scheduler = r.str(n, field);
+        else if (k == "excludeCIDRs") {
+          i.excludeCIDRs = r.list(n, field);
+          for (auto& c : i.excludeCIDRs) r.cidr(c, field);
+        } else if (k == "strictARP") i.strictARP = r.boolean(n, field);
+        else if (k == "tcpTimeout") i.tcpTimeout = r.duration(n, field);
+        else if (k == "tcpFinTimeout") i.tcpFinTimeout = r.duration(n, field);
+        else if (k == "udpTimeout") i.udpTimeout = r.duration(n, field);
+        else if (k == "syncPeriod" || k == "minSyncPeriod") r.duration(n, field);  // nftables.* rule
+        else r.warn("unknown field " + field);
+      }
+    } else if (key == "featureGates") {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) r.fail(key, "must be a map of gate names to booleans");
+      std::vector<std::string> gates;
+      for (const auto& g : v) gates.push_back(g.first.as<std::string>());
+      if (!gates.empty()) r.warn("featureGates accepted and ignored: " + fmt::format("{}", fmt::join(gates, ", ")));
+    } else if (key == "clientConnection") {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) r.fail(key, "must be an object");
+      if (v["kubeconfig"]) setString("--kubeconfig", cfg.kubeconfig, v["kubeconfig"], key + ".kubeconfig");
+    } else if (key == "sliceproxy") {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) r.fail(key, "must be an object");
+      for (const auto& d : v) {
+        auto k = d.first.as<std::string>(), field = key + "." + k;
+        const auto& n = d.second;
+        if (k == "backend") setString("--backend", cfg.backend, n, field);
+        else if (k == "sourceDir") setString("--source-dir", cfg.sourceDir, n, field);
+        else if (k == "master") setString("--master", cfg.master, n, field);
+        else if (k == "serviceProxyName") setString("--service-proxy-name", cfg.serviceProxyName, n, field);
+        else if (k == "snatAddresses") {
+          auto a = r.list(n, field);
+          for (auto& s : a) {
+            if (!IpAddr::parse(s)) r.fail(field, fmt::format("\"{}\" is not an IP address", s));
+          }
+          if (!r.overridden("--snat-address")) cfg.snatAddresses = a;
+        } else if (k == "debugPort") {
+          int p = static_cast<int>(r.integer(n, field, 0, 65535));
+          if (!r.overridden("--debug-port")) cfg.debugPort = p;
+        } else {
+          r.warn("unknown field " + field);
+        }
+      }
+    } else if (ignored.contains(key)) {
+      continue;
+    } else {
+      r.warn("unknown field " + key);
+    }
+  }
+}
+
+}  // namespace
+
+ConfigFileResult applyConfigText(const std::string& text, const std::string& origin, Config& cfg,
+                                 std::string& minSyncText, std::string& syncText,
+                                 const std::function<bool(const std::string&)>& flagGiven) {
+  ConfigFileResult out;
+  Reader r(origin, out, flagGiven);
+  try {
+    // Work on a copy: an invalid file leaves cfg as it was.
+    Config next = cfg;
+    std::string minSync = minSyncText, sync = syncText;
+    apply(YAML::Load(text), r, next, minSync, sync);
+    cfg = std::move(next);
+    minSyncText = minSync;
+    syncText = sync;
+  } catch (const Invalid& e) {
+    out.error = e.message;
+  } catch (const YAML::Exception& e) {
+    out.error = fmt::format("{}: not valid YAML: {}", origin, e.what());
+  }
+  return out;
+}
+
+ConfigFileResult applyConfigFile(const std::string& path, Config& cfg, std::string& minSyncText,
+                                 std::string& syncText,
+                                 const std::function<bool(const std::string&)>& flagGiven) {
+  std::ifstream in(path);
+  if (!in) return {fmt::format("--config: cannot read {}", path), {}};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return applyConfigText(ss.str(), path, cfg, minSyncText, syncText, flagGiven);
+}
+
+std::string renderConfig(const Config& cfg) {
+  auto join = [](const std::vector<std::string>& v) { return fmt::format("{}", fmt::join(v, ",")); };
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  e << YAML::Key << "apiVersion" << YAML::Value << kKubeProxyConfigAPIVersion;
+  e << YAML::Key << "kind" << YAML::Value << "KubeProxyConfiguration";
+  e << YAML::Key << "mode" << YAML::Value << (cfg.backend == "ipvs" ? "ipvs" : "nftables");
+  e << YAML::Key << "bindAddress" << YAML::Value << cfg.bindAddress;
+  e << YAML::Key << "clusterCIDR" << YAML::Value << join(cfg.clusterCIDRs);
+  e << YAML::Key << "hostnameOverride" << YAML::Value << cfg.hostnameOverride;
+  e << YAML::Key << "healthzBindAddress" << YAML::Value << cfg.healthzBindAddress;
+  e << YAML::Key << "metricsBindAddress" << YAML::Value << cfg.metricsBindAddress;
+  e << YAML::Key << "nodePortAddresses" << YAML::Value << YAML::Flow << cfg.nodePortAddresses;
+  e << YAML::Key << "detectLocalMode" << YAML::Value << cfg.detectLocalMode;
+  e << YAML::Key << "detectLocal" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "bridgeInterface" << YAML::Value << cfg.network.podBridgeInterface;
+  e << YAML::Key << "interfaceNamePrefix" << YAML::Value << cfg.network.podInterfacePrefix;
+  e << YAML::EndMap;
+  e << YAML::Key << "clientConnection" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "kubeconfig" << YAML::Value << cfg.kubeconfig;
+  e << YAML::EndMap;
+  const auto& c = cfg.conntrack;
+  e << YAML::Key << "conntrack" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "maxPerCore" << YAML::Value << c.maxPerCore;
+  e << YAML::Key << "min" << YAML::Value << c.min;
+  e << YAML::Key << "tcpEstablishedTimeout" << YAML::Value << formatDuration(c.tcpEstablishedTimeout);
+  e << YAML::Key << "tcpCloseWaitTimeout" << YAML::Value << formatDuration(c.tcpCloseWaitTimeout);
+  e << YAML::Key << "tcpBeLiberal" << YAML::Value << c.tcpBeLiberal;
+  e << YAML::Key << "udpTimeout" << YAML::Value << formatDuration(c.udpTimeout);
+  e << YAML::Key << "udpStreamTimeout" << YAML::Value << formatDuration(c.udpStreamTimeout);
+  e << YAML::EndMap;
+  e << YAML::Key << "nftables" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "masqueradeAll" << YAML::Value << cfg.network.masqueradeAll;
+  e << YAML::Key << "masqueradeBit" << YAML::Value << cfg.masqueradeBit;
+  e << YAML::Key << "minSyncPeriod" << YAML::Value << formatDuration(cfg.minSyncPeriod);
+  e << YAML::Key << "syncPeriod" << YAML::Value << formatDuration(cfg.syncPeriod);
+  e << YAML::EndMap;
+  const auto& i = cfg.ipvs;
+  e << YAML::Key << "ipvs" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "scheduler" << YAML::Value << i.scheduler;
+  e << YAML::Key << "excludeCIDRs" << YAML::Value << YAML::Flow << i.excludeCIDRs;
+  e << YAML::Key << "strictARP" << YAML::Value << i.strictARP;
+  e << YAML::Key << "tcpTimeout" << YAML::Value << formatDuration(i.tcpTimeout);
+  e << YAML::Key << "tcpFinTimeout" << YAML::Value << formatDuration(i.tcpFinTimeout);
+  e << YAML::Key << "udpTimeout" << YAML::Value << formatDuration(i.udpTimeout);
+  e << YAML::EndMap;
+  e << YAML::Key << "sliceproxy" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "backend" << YAML::Value << cfg.backend;
+  e << YAML::Key << "sourceDir" << YAML::Value << cfg.sourceDir;
+  e << YAML::Key << "master" << YAML::Value << cfg.master;
+  e << YAML::Key << "serviceProxyName" << YAML::Value << cfg.serviceProxyName;
+  e << YAML::Key << "snatAddresses" << YAML::Value << YAML::Flow << cfg.snatAddresses;
+  e << YAML::Key << "debugPort" << YAML::Value << cfg.debugPort;
+  e << YAML::EndMap;
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace sliceproxy::proxier

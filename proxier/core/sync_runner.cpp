@@ -1,0 +1,52 @@
+#include "proxier/core/sync_runner.h"
+
+namespace sliceproxy::proxier {
+
+SyncRunner::SyncRunner(Options opts, std::function<bool()> fn)
+    : opts_(opts),
+      fn_(std::move(fn)),
+      schedule_(opts.minInterval, opts.burst, opts.maxInterval, SyncSchedule::Clock::now()) {}
+
+SyncRunner::~SyncRunner() {
+  stop();
+}
+
+void SyncRunner::start() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void SyncRunner::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SyncRunner::run() {
+  {
+    std::lock_guard lock(mu_);
+    schedule_.request();
+  }
+  cv_.notify_all();
+}
+
+void SyncRunner::loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    auto now = SyncSchedule::Clock::now();
+    auto next = schedule_.nextRun(now);
+    if (next > now) {
+      cv_.wait_until(lock, next);
+      continue;
+    }
+    schedule_.started(now);
+    lock.unlock();
+    const bool ok = fn_();
+    lock.lock();
+    if (!ok) schedule_.retryAfter(SyncSchedule::Clock::now(), opts_.retryInterval);
+  }
+}
+
+}  // namespace sliceproxy::proxier
