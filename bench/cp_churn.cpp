@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "backends/backend_factory.h"
+#include "backends/registry.h"
 #include "bench/harness_workload.h"
 #include "bench/timed_backend.h"
 #include "proxier/core/change_tracker.h"
@@ -89,7 +89,7 @@ class EventClock : public SyncListener {
 
 JsonObject measureChurn(const ChurnOptions& o, const NetworkConfig& net) {
   std::string error;
-  auto backend = backends::makeBackend(o.backend, net, error);
+  auto backend = proxier::makeBackend(backends::registry(), o.backend, net, error);
   if (!backend) throw std::runtime_error("backend " + o.backend + ": " + error);
   const size_t roll = o.roll == 0 ? o.endpoints : std::min(o.roll, o.endpoints);
   const size_t events = roll * 3;

@@ -17,7 +17,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "backends/backend_factory.h"
+#include "backends/registry.h"
 #include "bench/cp_churn.h"
 #include "bench/cp_program.h"
 #include "bench/harness_workload.h"
@@ -77,15 +77,14 @@ int main(int argc, char** argv) {
     if (a.command == "dump") {
       dumpWorkload(workloadFrom(a), static_cast<uint32_t>(a.num("changes", 3)), stdout);
     } else if (a.command == "backends") {
-      // backendNames() may not list every kernel backend, so ask the factory for each known one.
+      // The kernel backends this build has and this host's kernel can run.
       enterPrivateNetns();
-      std::set<std::string> names = {"nftables", "ipvs", "ebpf"};
-      for (const auto& n : sliceproxy::backends::backendNames()) names.insert(n);
-      names.erase("dry-run");
-      for (const auto& name : names) {
+      for (const auto& b : sliceproxy::backends::registry()) {
+        if (!b.programsKernel) continue;
         std::string error;
-        if (sliceproxy::backends::makeBackend(name, harnessNetwork(), error)) {
-          std::printf("%s\n", name.c_str());
+        if (sliceproxy::proxier::makeBackend(sliceproxy::backends::registry(), b.name,
+                                             harnessNetwork(), error)) {
+          std::printf("%.*s\n", static_cast<int>(b.name.size()), b.name.data());
         }
       }
     } else if (a.command == "program") {

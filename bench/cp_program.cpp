@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "backends/backend_factory.h"
+#include "backends/registry.h"
 #include "bench/timed_backend.h"
 #include "proxier/core/change_tracker.h"
 #include "proxier/core/proxier.h"
@@ -53,7 +53,7 @@ struct Samples {
 JsonObject measureProgram(const HarnessWorkload& hw, const ProgramOptions& o,
                           const NetworkConfig& net) {
   std::string error;
-  auto backend = backends::makeBackend(o.backend, net, error);
+  auto backend = proxier::makeBackend(backends::registry(), o.backend, net, error);
   if (!backend) throw std::runtime_error("backend " + o.backend + ": " + error);
   TimedBackend timed(*backend);
   ChangeTracker tracker(kBenchNode, {});

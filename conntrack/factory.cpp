@@ -7,7 +7,8 @@
 
 namespace sliceproxy::conntrack {
 
-std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backend, bool enabled,
+std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const proxier::BackendInfo& backend,
+                                                       bool enabled,
                                                        std::chrono::nanoseconds reconcilePeriod,
                                                        proxier::Proxier& proxy,
                                                        proxier::ConntrackMetrics* metrics,
@@ -16,8 +17,11 @@ std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const std::string& backen
     spdlog::info("conntrack cleanup disabled: stale UDP flows stay until they time out");
     return nullptr;
   }
-  if (backend != "nftables" && backend != "ipvs") {
-    spdlog::info("conntrack cleanup: backend {} keeps no conntrack flows to clean", backend);
+  if (backend.cleaner != proxier::StaleFlowCleaner::Conntrack) {
+    spdlog::info("conntrack cleanup: backend {} keeps no conntrack flows to clean{}", backend.name,
+                 backend.cleaner == proxier::StaleFlowCleaner::Backend
+                     ? " (it removes its own stale flows)"
+                     : "");
     return nullptr;
   }
   auto cleaner = std::make_unique<NetfilterCleaner>();

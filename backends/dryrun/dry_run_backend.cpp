@@ -7,7 +7,7 @@ namespace sliceproxy::backends {
 namespace json = boost::json;
 using namespace proxier;
 
-Capabilities DryRunBackend::capabilities() const {
+Capabilities DryRunBackend::supported() {
   // It programs nothing, so it can "do" everything; the conformance suite never runs it.
   return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
                        Feature::ExternalIPs, Feature::ExternalTrafficPolicyLocal,

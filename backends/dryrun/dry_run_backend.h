@@ -13,7 +13,8 @@ class DryRunBackend : public proxier::Backend {
  public:
   explicit DryRunBackend(std::ostream& out) : out_(out) {}
   std::string name() const override { return "dry-run"; }
-  proxier::Capabilities capabilities() const override;
+  static proxier::Capabilities supported();
+  proxier::Capabilities capabilities() const override { return supported(); }
   proxier::BackendResult apply(const proxier::Diff& diff) override;
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;

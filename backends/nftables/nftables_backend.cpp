@@ -162,7 +162,7 @@ std::unique_ptr<NftablesBackend::Family> NftablesBackend::freshFamily(const Fami
   return f;
 }
 
-Capabilities NftablesBackend::capabilities() const {
+Capabilities NftablesBackend::supported() {
   return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
                        Feature::ExternalIPs, Feature::ExternalTrafficPolicyLocal,
                        Feature::InternalTrafficPolicyLocal, Feature::SessionAffinity,

@@ -46,7 +46,8 @@ class NftablesBackend : public proxier::Backend {
   explicit NftablesBackend(proxier::NetworkConfig net);
   ~NftablesBackend() override;
   std::string name() const override { return "nftables"; }
-  proxier::Capabilities capabilities() const override;
+  static proxier::Capabilities supported();
+  proxier::Capabilities capabilities() const override { return supported(); }
   proxier::BackendResult apply(const proxier::Diff& diff) override;
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;

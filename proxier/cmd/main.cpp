@@ -8,18 +8,19 @@
 #include <fstream>
 #include <iostream>
 
-#include "backends/backend_factory.h"
 #include "backends/kube_proxy_cleanup/kube_proxy_cleanup.h"
+#include "backends/registry.h"
 #include "conntrack/factory.h"
-#include "proxier/core/change_tracker.h"
+#include "proxier/config/backend_choice.h"
 #include "proxier/config/config.h"
 #include "proxier/config/duration.h"
-#include "proxier/ops/explain.h"
-#include "proxier/failing_backend.h"
 #include "proxier/config/kube_proxy_config.h"
-#include "proxier/ops/ops.h"
+#include "proxier/core/change_tracker.h"
 #include "proxier/core/proxier.h"
 #include "proxier/core/sync_runner.h"
+#include "proxier/failing_backend.h"
+#include "proxier/ops/explain.h"
+#include "proxier/ops/ops.h"
 #include "proxier/ops/view_json.h"
 #include "slice-watch/source.h"
 
@@ -40,7 +41,7 @@ void setupLogging(int verbosity) {
 
 int runCleanup(const proxier::Config& cfg) {
   std::string error;
-  auto backend = backends::makeBackend(cfg.backend, cfg.network, error);
+  auto backend = proxier::makeBackend(backends::registry(), cfg.backend, cfg.network, error);
   if (!backend) {
     spdlog::error("{}", error);
     return kExitUsage;
@@ -79,13 +80,15 @@ int runCleanupKubeProxy(const std::vector<std::string>& excludeCIDRs, bool witho
 }
 
 int printCapabilities(const proxier::Config& cfg) {
-  std::string error;
-  auto backend = backends::makeBackend(cfg.backend, cfg.network, error);
-  if (!backend) {
-    spdlog::error("{}", error);
+  // Declared, not probed: capabilities are printed also where this kernel cannot run the
+  // backend (the answer's "kernel" part says so).
+  const auto* info = proxier::findBackend(backends::registry(), cfg.backend);
+  if (!info) {
+    spdlog::error("--backend: unknown backend \"{}\"; this build has: {}", cfg.backend,
+                  proxier::backendNames(backends::registry()));
     return kExitUsage;
   }
-  std::cout << capabilitiesJson(*backend) << std::endl;
+  std::cout << capabilitiesJson(*info) << std::endl;
   return 0;
 }
 
@@ -128,7 +131,7 @@ int runExplain(int port, const std::string& target, const std::string& from, boo
 
 int runDaemon(const proxier::Config& cfg) {
   std::string error;
-  auto backend = backends::makeBackend(cfg.backend, cfg.network, error);
+  auto backend = proxier::makeBackend(backends::registry(), cfg.backend, cfg.network, error);
   if (!backend) {
     spdlog::error("{}", error);
     return kExitUsage;
@@ -157,8 +160,8 @@ int runDaemon(const proxier::Config& cfg) {
     return 1;
   }
   auto conntrackCleanup = conntrack::makeStaleFlowCleanup(
-      cfg.backend, cfg.conntrackCleanup, cfg.conntrackReconcilePeriod, proxy, &ops.metrics(),
-      backend->flowIndex());
+      *proxier::findBackend(backends::registry(), cfg.backend), cfg.conntrackCleanup,
+      cfg.conntrackReconcilePeriod, proxy, &ops.metrics(), backend->flowIndex());
   if (conntrackCleanup) proxy.addObserver(conntrackCleanup.get());
   proxier::SyncRunner runner(
       {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,
@@ -179,8 +182,7 @@ int runDaemon(const proxier::Config& cfg) {
     runner.stop();
     return kExitUsage;
   }
-  ops.health().setSourceHealth([&source] { return source->health(); },
-                               cfg.sourceProgressTimeout);
+  ops.health().setSourceHealth([&source] { return source->health(); }, cfg.sourceProgressTimeout);
   try {
     source->start();
   } catch (const std::exception& e) {
@@ -209,7 +211,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("sliceproxy ") + SLICEPROXY_VERSION);
   proxier::Config cfg;
   std::string minSync = "1s", sync = "30s", conntrackReconcile = "0s", sourceProgress = "2m";
-  app.add_option("--backend", cfg.backend, "Data plane to program: nftables, or dry-run (prints what it would program)")->capture_default_str();
+  app.add_option("--backend", cfg.backend,
+                 "Data plane to program: " + proxier::backendNames(backends::registry()) +
+                     " (`sliceproxy backends` describes each; dry-run prints what it would "
+                     "program)")
+      ->capture_default_str();
   app.add_option("--source-dir", cfg.sourceDir,
                  "Read Services, EndpointSlices and Nodes from YAML/JSON manifests in DIR, watched "
                  "with inotify");
@@ -295,6 +301,8 @@ int main(int argc, char** argv) {
                              "default they are then not kube-proxy's and stay)");
   auto* capabilities = app.add_subcommand(
       "capabilities", "Print, as JSON, the service features the chosen --backend supports");
+  auto* backendsCmd = app.add_subcommand(
+      "backends", "Print, as JSON, the backends of this build and whether this kernel runs each");
   auto* explainCmd = app.add_subcommand(
       "explain", "Ask the running daemon (--debug-port) what a packet to ADDRESS:PORT would meet");
   std::string explainTarget, explainFrom, explainOutput = "text";
@@ -309,6 +317,10 @@ int main(int argc, char** argv) {
   }
 
   setupLogging(cfg.verbosity);
+  if (*backendsCmd) {
+    std::cout << proxier::backendsJson(backends::registry()) << std::endl;
+    return 0;
+  }
   if (!configFile.empty()) {
     auto res = proxier::applyConfigFile(configFile, cfg, minSync, sync, [&](const std::string& f) {
       auto* opt = app.get_option_no_throw(f);
@@ -320,12 +332,22 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
-  for (auto [text, target, flag] : {std::tuple{&minSync, &cfg.minSyncPeriod, "--min-sync-period"},
-                                    std::tuple{&sync, &cfg.syncPeriod, "--sync-period"},
-                                    std::tuple{&conntrackReconcile, &cfg.conntrackReconcilePeriod,
-                                               "--conntrack-reconcile-period"},
-                                    std::tuple{&sourceProgress, &cfg.sourceProgressTimeout,
-                                               "--source-progress-timeout"}}) {
+  if (app.get_option("--backend")->count() > 0) cfg.backendNamed = true;
+  {
+    std::vector<std::string> warnings;
+    auto err = proxier::chooseBackend(cfg, backends::registry(), warnings);
+    for (const auto& w : warnings) spdlog::warn("{}", w);
+    if (!err.empty()) {
+      spdlog::error("{}", err);
+      return kExitUsage;
+    }
+  }
+  for (auto [text, target, flag] :
+       {std::tuple{&minSync, &cfg.minSyncPeriod, "--min-sync-period"},
+        std::tuple{&sync, &cfg.syncPeriod, "--sync-period"},
+        std::tuple{&conntrackReconcile, &cfg.conntrackReconcilePeriod,
+                   "--conntrack-reconcile-period"},
+        std::tuple{&sourceProgress, &cfg.sourceProgressTimeout, "--source-progress-timeout"}}) {
     auto d = proxier::parseDuration(*text);
     if (!d || d->count() < 0) {
       spdlog::error("{}: \"{}\" is not a duration (examples: 500ms, 1s, 1m30s)", flag, *text);

@@ -27,6 +27,11 @@ struct IpvsSettings {
 
 struct Config {
   std::string backend = "nftables";
+  // The KubeProxyConfiguration `mode` as written ("" when absent) and the file it came from;
+  // chooseBackend() resolves it against the backend registry and then holds the chosen
+  // backend's mode here. backendNamed: --backend or sliceproxy.backend named the backend.
+  std::string mode, modeOrigin;
+  bool backendNamed = false;
   std::string sourceDir;         // --source-dir: a manifest directory instead of the API
   std::string kubeconfig;        // --kubeconfig
   std::string master;            // --master

@@ -30,6 +30,7 @@ class Reader {
     throw Invalid{fmt::format("{}: {}: {}", origin_, field, why)};
   }
   void warn(const std::string& what) { out_.warnings.push_back(origin_ + ": " + what); }
+  const std::string& origin() const { return origin_; }
   bool overridden(const char* flag) const { return flag && flagGiven_ && flagGiven_(flag); }
 
   std::string str(const YAML::Node& n, const std::string& field) const {
@@ -124,19 +125,10 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
     const YAML::Node& v = kv.second;
     if (key == "apiVersion" || key == "kind") continue;
     if (key == "mode") {
-      auto mode = r.str(v, key);
-      std::string backend;
-      if (mode.empty() || mode == "nftables") {
-        backend = "nftables";
-      } else if (mode == "iptables") {
-        r.warn("mode: iptables is served by the nftables backend");
-        backend = "nftables";
-      } else if (mode == "ipvs") {
-        backend = "ipvs";
-      } else {
-        r.fail(key, fmt::format("\"{}\" is not a proxy mode (nftables, iptables, ipvs)", mode));
-      }
-      if (!r.overridden("--backend")) cfg.backend = backend;
+      // Which backend serves it is the registry's answer (chooseBackend), checked even when
+      // --backend overrides it, so that a typo never passes unnoticed.
+      cfg.mode = r.str(v, key);
+      cfg.modeOrigin = r.origin();
     } else if (key == "clusterCIDR") {
       auto cidrs = splitComma(r.str(v, key));
       for (auto& c : cidrs) r.cidr(c, key);
@@ -253,7 +245,10 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
       for (const auto& d : v) {
         auto k = d.first.as<std::string>(), field = key + "." + k;
         const auto& n = d.second;
-        if (k == "backend") setString("--backend", cfg.backend, n, field);
+        if (k == "backend") {
+          setString("--backend", cfg.backend, n, field);
+          cfg.backendNamed = true;
+        }
         else if (k == "sourceDir") setString("--source-dir", cfg.sourceDir, n, field);
         else if (k == "master") setString("--master", cfg.master, n, field);
         else if (k == "serviceProxyName") setString("--service-proxy-name", cfg.serviceProxyName, n, field);
@@ -317,7 +312,7 @@ std::string renderConfig(const Config& cfg) {
   e << YAML::BeginMap;
   e << YAML::Key << "apiVersion" << YAML::Value << kKubeProxyConfigAPIVersion;
   e << YAML::Key << "kind" << YAML::Value << "KubeProxyConfiguration";
-  e << YAML::Key << "mode" << YAML::Value << (cfg.backend == "ipvs" ? "ipvs" : "nftables");
+  e << YAML::Key << "mode" << YAML::Value << cfg.mode;
   e << YAML::Key << "bindAddress" << YAML::Value << cfg.bindAddress;
   e << YAML::Key << "clusterCIDR" << YAML::Value << join(cfg.clusterCIDRs);
   e << YAML::Key << "hostnameOverride" << YAML::Value << cfg.hostnameOverride;

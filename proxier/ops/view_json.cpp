@@ -113,16 +113,41 @@ json::object nodeToJson(const NodeContext& node) {
   return o;
 }
 
-std::string capabilitiesJson(const Backend& backend) {
+namespace {
+
+json::object kernelSupportJson(const BackendInfo& backend) {
+  std::string missing = backend.kernelSupport();
+  json::object o{{"available", missing.empty()}};
+  if (!missing.empty()) o["missing"] = missing;
+  return o;
+}
+
+}  // namespace
+
+std::string capabilitiesJson(const BackendInfo& backend) {
   auto caps = backend.capabilities();
   json::array supported, unsupported;
   for (int f = 0; f <= static_cast<int>(Feature::Hairpin); ++f) {
     auto feature = static_cast<Feature>(f);
     (caps.supports(feature) ? supported : unsupported).emplace_back(featureName(feature));
   }
-  return json::serialize(json::object{{"backend", backend.name()},
+  return json::serialize(json::object{{"backend", backend.name},
                                       {"supported", std::move(supported)},
-                                      {"unsupported", std::move(unsupported)}});
+                                      {"unsupported", std::move(unsupported)},
+                                      {"kernel", kernelSupportJson(backend)}});
+}
+
+std::string backendsJson(BackendRegistry registry) {
+  json::array out;
+  for (const auto& b : registry) {
+    out.push_back(json::object{{"name", b.name},
+                               {"mode", b.mode},
+                               {"summary", b.summary},
+                               {"programsKernel", b.programsKernel},
+                               {"staleFlowCleaner", staleFlowCleanerName(b.cleaner)},
+                               {"kernel", kernelSupportJson(b)}});
+  }
+  return json::serialize(out);
 }
 
 }  // namespace sliceproxy::proxier

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "proxier/core/backend.h"
+#include "proxier/core/backend_registry.h"
 #include "proxier/core/diff.h"
 
 namespace sliceproxy::proxier {
@@ -17,7 +18,10 @@ boost::json::object viewToJson(const ServicePortView& view);
 boost::json::object upsertToJson(const ServicePortUpsert& u);
 boost::json::object deleteToJson(const ServicePortDelete& d);
 boost::json::object nodeToJson(const NodeContext& node);
-// {"backend": name, "supported": [...], "unsupported": [...]}, feature names as featureName().
-std::string capabilitiesJson(const Backend& backend);
+// {"backend": name, "supported": [...], "unsupported": [...], "kernel": {...}}, feature names
+// as featureName(); "kernel" says whether this host can run it and, if not, what is missing.
+std::string capabilitiesJson(const BackendInfo& backend);
+// `sliceproxy backends`: every registry entry with its mode, cleaner and kernel support.
+std::string backendsJson(BackendRegistry registry);
 
 }  // namespace sliceproxy::proxier

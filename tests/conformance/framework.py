@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import kernel_state
 import manifests
 import proxy as proxymod
 from sandbox import NODES, family
@@ -322,7 +323,8 @@ class Runner:
         lines.append("  sliceproxy flags: %s" % " ".join(proxy.command()[1:]))
         lines.append("  sliceproxy log (tail):\n    " + proxy.log(15).replace("\n", "\n    "))
         if os.environ.get("SLICEPROXY_CONFORMANCE_RULESET", "1") != "0":
-            lines.append("  node-a ruleset:\n" + proxymod.nft_ruleset(self.sb))
+            lines.append("  node-a kernel state (%s):\n" % self.backend
+                         + kernel_state.describe(self.sb, self.backend))
         return "\n".join(lines)
 
 

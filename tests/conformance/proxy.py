@@ -37,20 +37,6 @@ def cleanup(sandbox, backend_name=None):
                              check=False)
 
 
-def nft_tables(sandbox, node="node-a"):
-    """[(family, name)] of every nftables table in the node's namespace."""
-    out = sandbox.node_exec(["nft", "list", "tables"], node=node).stdout
-    return [tuple(l.split()[1:3]) for l in out.splitlines() if l.startswith("table ")]
-
-
-def nft_ruleset(sandbox, node="node-a", limit=400):
-    p = sandbox.node_exec(["nft", "list", "ruleset"], node=node, check=False)
-    lines = (p.stdout + p.stderr).splitlines()
-    if len(lines) > limit:
-        lines = lines[:limit] + ["... (%d more lines)" % (len(lines) - limit)]
-    return "\n".join(lines)
-
-
 def _proc_state(pid):
     """The kernel's view of a process that does not exit: state, wait channel, kernel stack."""
     out = []

@@ -10,6 +10,7 @@ network namespaces and fails (never skips) if it cannot.
     sudo python3 tests/conformance/test_conformance.py -k etp     # cases whose name matches
 """
 
+import json
 import os
 import sys
 import time
@@ -19,14 +20,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import cases  # noqa: E402
+import kernel_state  # noqa: E402
 import proxy  # noqa: E402
 from framework import FEATURES, Runner  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 
-# Per backend: (features it must declare unsupported, features it may declare either way).
-# A backend missing from this table fails the suite: add it here when it lands.
+# Per backend: (features it must declare unsupported, features it may declare either way), from
+# expectations.json. A registered backend missing from it fails the suite: add it when it lands.
 EXPECTED_UNSUPPORTED = {
-    "nftables": (frozenset(), frozenset({"SCTP"})),
+    name: (frozenset(e["unsupported"]), frozenset(e["either"]))
+    for name, e in kernel_state.expectations().items()
 }
 
 
@@ -61,6 +64,15 @@ class Conformance(unittest.TestCase):
         self.assertLessEqual(unsupported, must | may,
                              "declared unsupported but expected to work: %s"
                              % sorted(unsupported - must - may))
+
+    def test_001_registry_and_expectations_agree(self):
+        # Every backend of the build that programs a kernel has an expectations entry (and so a
+        # CTest registration), and every entry names a backend of the build.
+        p = self.sb.node_exec([proxy.binary(), "backends"], check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        registered = {b["name"] for b in json.loads(p.stdout) if b["programsKernel"]}
+        self.assertEqual(registered, set(EXPECTED_UNSUPPORTED),
+                         "`sliceproxy backends` and tests/conformance/expectations.json differ")
 
 
 def make_test(case):

@@ -13,6 +13,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import kernel_state  # noqa: E402
 import manifests  # noqa: E402
 import proxy as proxymod  # noqa: E402
 from framework import CLUSTER_CIDR, Streams, answered, dropped, evaluate, refused  # noqa: E402
@@ -22,9 +23,9 @@ from sandbox import Sandbox  # noqa: E402
 HTTP_NP = port(80, 8080, node_port=30080)
 
 
-def ours(tables):
-    """sliceproxy's tables: main, service tables (sliceproxy-svc-N), flow record (sliceproxy-flows)."""
-    return [t for t in tables if t[1] == "sliceproxy" or t[1].startswith("sliceproxy-")]
+def ours(sb):
+    """The kernel objects the backend under test owns in node-a."""
+    return kernel_state.owned(sb, proxymod.backend())
 
 
 class RestartAndCleanup(unittest.TestCase):
@@ -52,36 +53,36 @@ class RestartAndCleanup(unittest.TestCase):
             res = self.sb.agent(p.frm).probe(p.proto, p.to, p.port, n=p.count(),
                                              timeout=p.wait())
             err = evaluate(self.sb, p, res)
-            self.assertIsNone(err, "%s: %s\n%s" % (p.describe(), err,
-                                                   proxymod.nft_ruleset(self.sb)))
+            self.assertIsNone(err, "%s: %s\n%s" % (
+                p.describe(), err, kernel_state.describe(self.sb, proxymod.backend())))
 
     def test_cleanup_leaves_no_sliceproxy_table(self):
         proxy = proxymod.SliceProxy(self.sb, self.dir.path, CLUSTER_CIDR).start()
         self.check(answered("a10", "10.96.0.2", 80, {"a2", "b2"}),
                    answered("a10", "fd00:96::2", 80, {"a2", "b2"}),
                    answered("client", "10.0.0.10", 30080, {"a2", "b2"}))
-        self.assertTrue(ours(proxymod.nft_tables(self.sb)), "no sliceproxy table while running")
+        self.assertTrue(ours(self.sb), "the backend owns nothing in the kernel while running")
         self.assertEqual(proxy.stop(), 0, proxy.log())
         # SIGTERM leaves the data plane as programmed ...
         self.check(answered("a10", "10.96.0.2", 80, {"a2", "b2"}))
         # ... and cleanup removes all of it
         p = proxymod.cleanup(self.sb)
         self.assertEqual(p.returncode, 0, p.stderr)
-        tables = proxymod.nft_tables(self.sb)
-        self.assertEqual(ours(tables), [], "left behind after cleanup: %s" % tables)
+        left = ours(self.sb)
+        self.assertEqual(left, [], "left behind after cleanup: %s" % left)
         self.check(dropped("a10", "10.96.0.2", 80),  # the router drops service addresses
                    refused("client", "10.0.0.10", 30080))
         # cleanup is idempotent
         p = proxymod.cleanup(self.sb)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(ours(proxymod.nft_tables(self.sb)), [])
+        self.assertEqual(ours(self.sb), [])
 
     def test_kill9_keeps_rules_and_second_run_adopts_without_gap(self):
         self.dir.write("doomed.json", svc("doomed", "10.96.0.3", port(80, 8080),
                                           [ep("a3")]))
         first = proxymod.SliceProxy(self.sb, self.dir.path, CLUSTER_CIDR).start()
         self.check(answered("a10", "10.96.0.3", 80, {"a3"}))
-        tables_before = sorted(ours(proxymod.nft_tables(self.sb)))
+        tables_before = sorted(ours(self.sb))
         streams = Streams(self.sb)
         second = None
         try:
@@ -92,7 +93,7 @@ class RestartAndCleanup(unittest.TestCase):
             first.stop(signal.SIGKILL)
             time.sleep(1.5)
             # rules stay after a crash
-            self.assertEqual(sorted(ours(proxymod.nft_tables(self.sb))), tables_before)
+            self.assertEqual(sorted(ours(self.sb)), tables_before)
             self.check(answered("a12", "10.96.0.3", 80, {"a3"}))
             # while it is down: one service deleted, one endpoint added to the steady service
             self.dir.delete("doomed.json")
@@ -111,7 +112,7 @@ class RestartAndCleanup(unittest.TestCase):
         self.check(dropped("a12", "10.96.0.3", 80),
                    answered("a12", "10.96.0.2", 80, {"a2", "b2", "a3"}),
                    answered("client", "10.0.0.10", 30080, {"a2", "b2", "a3"}))
-        self.assertEqual(sorted(ours(proxymod.nft_tables(self.sb))), tables_before)
+        self.assertEqual(sorted(ours(self.sb)), tables_before)
         # and it keeps applying changes
         mark = second.syncs()
         self.dir.write("steady.json", svc("steady", ["10.96.0.2", "fd00:96::2"], HTTP_NP,

@@ -39,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
 sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
 
+import kernel_state  # noqa: E402
 import kubeconfig_file  # noqa: E402
 import manifests as mf  # noqa: E402
 import netns  # noqa: E402
@@ -173,8 +174,8 @@ class ApiNftablesTest(unittest.TestCase):
     # -- helpers ----------------------------------------------------------------------------
 
     def failure(self, what):
-        return "%s\nsliceproxy log (tail):\n%s\nnode-a ruleset:\n%s" % (
-            what, self.proxy.log(30), proxymod.nft_ruleset(self.sb, limit=150))
+        return "%s\nsliceproxy log (tail):\n%s\nnode-a kernel state:\n%s" % (
+            what, self.proxy.log(30), kernel_state.describe(self.sb, "nftables", limit=150))
 
     def probe(self, probe):
         """One round of the probe; None if it met its expectation, else what went wrong."""

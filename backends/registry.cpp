@@ -1,0 +1,50 @@
+#include "backends/registry.h"
+
+#include <iostream>
+
+#include "backends/dryrun/dry_run_backend.h"
+#include "backends/nftables/kernel_probe.h"
+#include "backends/nftables/nftables_backend.h"
+
+namespace sliceproxy::backends {
+
+using proxier::BackendInfo;
+using proxier::StaleFlowCleaner;
+
+namespace {
+
+const BackendInfo kBackends[] = {
+    {
+        .name = "nftables",
+        .mode = "nftables",
+        .summary = "nftables tables over netlink: verdict maps, endpoint maps, no chain per "
+                   "endpoint",
+        .cleaner = StaleFlowCleaner::Conntrack,
+        .programsKernel = true,
+        .capabilities = &nft::NftablesBackend::supported,
+        .kernelSupport = &nft::kernelSupport,
+        .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
+          return std::make_unique<nft::NftablesBackend>(net);
+        },
+    },
+    {
+        .name = "dry-run",
+        .mode = "",
+        .summary = "programs nothing; prints every change it would make as JSON lines on stdout",
+        .cleaner = StaleFlowCleaner::None,
+        .programsKernel = false,
+        .capabilities = &DryRunBackend::supported,
+        .kernelSupport = [] { return std::string(); },
+        .make = [](const proxier::NetworkConfig&) -> std::unique_ptr<proxier::Backend> {
+          return std::make_unique<DryRunBackend>(std::cout);
+        },
+    },
+};
+
+}  // namespace
+
+proxier::BackendRegistry registry() {
+  return kBackends;
+}
+
+}  // namespace sliceproxy::backends

@@ -1,0 +1,52 @@
+"""What a backend left in the kernel of node-a, per backend: the objects it owns (for the
+restart and cleanup tests) and a readable dump of its state (for failure reports). A new
+backend adds its two functions here; nothing else in the suite names a kernel mechanism."""
+
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def expectations():
+    with open(os.path.join(HERE, "expectations.json")) as f:
+        return json.load(f)["backends"]
+
+
+def _nft_tables(sandbox, node):
+    out = sandbox.node_exec(["nft", "list", "tables"], node=node).stdout
+    return [tuple(l.split()[1:3]) for l in out.splitlines() if l.startswith("table ")]
+
+
+def _nft_owned(sandbox, node):
+    # main table, service tables (sliceproxy-svc-N), flow record (sliceproxy-flows)
+    return sorted("nftables table %s %s" % t for t in _nft_tables(sandbox, node)
+                  if t[1] == "sliceproxy" or t[1].startswith("sliceproxy-"))
+
+
+def _nft_dump(sandbox, node):
+    p = sandbox.node_exec(["nft", "list", "ruleset"], node=node, check=False)
+    return p.stdout + p.stderr
+
+
+_OWNED = {"nftables": _nft_owned}
+_DUMP = {"nftables": _nft_dump}
+
+
+def owned(sandbox, backend, node="node-a"):
+    """Sorted names of the kernel objects `backend` owns in the node's namespace."""
+    if backend not in _OWNED:
+        raise AssertionError("tests/conformance/kernel_state.py cannot list what backend %r owns:"
+                             " add it" % backend)
+    return _OWNED[backend](sandbox, node)
+
+
+def describe(sandbox, backend, node="node-a", limit=400):
+    """The backend's kernel state, for a failure report (at most `limit` lines)."""
+    fn = _DUMP.get(backend)
+    if fn is None:
+        return "(no kernel state describer for backend %r in kernel_state.py)" % backend
+    lines = fn(sandbox, node).splitlines()
+    if len(lines) > limit:
+        lines = lines[:limit] + ["... (%d more lines)" % (len(lines) - limit)]
+    return "\n".join(lines)
