@@ -8,9 +8,9 @@
 #include <fstream>
 #include <iostream>
 
-#include "backends/kube_proxy_cleanup/kube_proxy_cleanup.h"
 #include "backends/registry.h"
 #include "conntrack/factory.h"
+#include "proxier/cmd/kube_proxy_cleanup/kube_proxy_cleanup.h"
 #include "proxier/config/backend_choice.h"
 #include "proxier/config/config.h"
 #include "proxier/config/duration.h"
@@ -57,7 +57,7 @@ int runCleanup(const proxier::Config& cfg) {
 }
 
 int runCleanupKubeProxy(const std::vector<std::string>& excludeCIDRs, bool withoutKubeIpvs0) {
-  backends::kube_proxy_cleanup::Options opts;
+  proxier::kube_proxy_cleanup::Options opts;
   opts.ipvsWithoutKubeIpvs0 = withoutKubeIpvs0;
   for (const auto& text : excludeCIDRs) {
     auto c = proxier::Cidr::parse(text);
@@ -67,7 +67,7 @@ int runCleanupKubeProxy(const std::vector<std::string>& excludeCIDRs, bool witho
     }
     opts.ipvsExcludeCIDRs.push_back(*c);
   }
-  auto report = backends::kube_proxy_cleanup::cleanupKubeProxy(opts);
+  auto report = proxier::kube_proxy_cleanup::cleanupKubeProxy(opts);
   for (const auto& r : report.removed) std::cout << "removed: " << r << "\n";
   for (const auto& f : report.found) std::cout << "checked: " << f << "\n";
   std::cout << std::flush;
@@ -333,7 +333,9 @@ int main(int argc, char** argv) {
     }
   }
   if (app.get_option("--backend")->count() > 0) cfg.backendNamed = true;
-  {
+  // cleanup-kube-proxy reads kube-proxy's own configuration (mode: ipvs, say) and programs no
+  // backend, so the backend choice does not concern it.
+  if (!*cleanupKubeProxy) {
     std::vector<std::string> warnings;
     auto err = proxier::chooseBackend(cfg, backends::registry(), warnings);
     for (const auto& w : warnings) spdlog::warn("{}", w);

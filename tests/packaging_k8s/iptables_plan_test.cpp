@@ -2,11 +2,11 @@
 // test does not build: gotos, quoted words that look like jumps, escaped quotes, the kubelet's
 // chains, a dump with a rule outside any table.
 
-#include "backends/kube_proxy_cleanup/iptables_plan.h"
+#include "proxier/cmd/kube_proxy_cleanup/iptables_plan.h"
 
 #include <gtest/gtest.h>
 
-namespace kpc = sliceproxy::backends::kube_proxy_cleanup;
+namespace kpc = sliceproxy::proxier::kube_proxy_cleanup;
 
 TEST(IptablesPlan, SplitsLikeIptablesRestore) {
   EXPECT_EQ(kpc::splitRuleWords(R"(-A X -m comment --comment "a \"b\" -j KUBE-Y" -j ACCEPT)"),

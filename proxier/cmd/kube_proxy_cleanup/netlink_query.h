@@ -6,7 +6,7 @@
 
 #include <functional>
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 // Sends the request (NLM_F_ACK is added) on a socket of netlink `bus` and calls onReply for every
 // reply message until the kernel says it is done. Returns 0, or the errno the kernel (or the
@@ -36,4 +36,4 @@ void forEachNested(const nlattr* nest, F fn) {
   }
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 inline constexpr const char* kKubeProxyNftTable = "kube-proxy";
 
@@ -28,4 +28,4 @@ std::string deleteNftTable(uint16_t family, const std::string& name);
 // "ip", "ip6", "inet", ...
 std::string nftFamilyName(uint16_t family);
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -1,4 +1,4 @@
-#include "backends/kube_proxy_cleanup/tool_runner.h"
+#include "proxier/cmd/kube_proxy_cleanup/tool_runner.h"
 
 #include <fmt/format.h>
 #include <spawn.h>
@@ -14,7 +14,7 @@
 
 extern char** environ;
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 namespace {
 
@@ -114,4 +114,4 @@ ToolResult runTool(const std::string& path, const std::vector<std::string>& args
   return res;
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

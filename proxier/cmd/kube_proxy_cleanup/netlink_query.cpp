@@ -1,10 +1,10 @@
-#include "backends/kube_proxy_cleanup/netlink_query.h"
+#include "proxier/cmd/kube_proxy_cleanup/netlink_query.h"
 
 #include <cerrno>
 #include <memory>
 #include <vector>
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 namespace {
 
@@ -41,4 +41,4 @@ int netlinkQuery(int bus, nlmsghdr* request, const std::function<void(const nlms
   }
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -1,7 +1,7 @@
 // glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
 #include <netinet/in.h>
 
-#include "backends/kube_proxy_cleanup/nft_tables.h"
+#include "proxier/cmd/kube_proxy_cleanup/nft_tables.h"
 
 #include <fmt/format.h>
 #include <libnftnl/chain.h>
@@ -15,10 +15,10 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "backends/kube_proxy_cleanup/netlink_query.h"
+#include "proxier/cmd/kube_proxy_cleanup/netlink_query.h"
 #include "backends/nftables/transaction.h"
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 namespace {
 
@@ -87,8 +87,8 @@ std::string deleteNftTable(uint16_t family, const std::string& name) {
   // The caller names the table; the kernel's refusal is about deleting it.
   const std::string what = "the table's deletion";
   try {
-    nft::Socket sock;
-    nft::Transaction tx(sock, family);
+    backends::nft::Socket sock;
+    backends::nft::Transaction tx(sock, family);
     tx.deleteTable(name, what);
     auto res = tx.commit();
     return res.ok ? "" : res.error;
@@ -97,4 +97,4 @@ std::string deleteNftTable(uint16_t family, const std::string& name) {
   }
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

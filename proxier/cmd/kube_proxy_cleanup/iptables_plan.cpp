@@ -1,4 +1,4 @@
-#include "backends/kube_proxy_cleanup/iptables_plan.h"
+#include "proxier/cmd/kube_proxy_cleanup/iptables_plan.h"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 namespace {
 
@@ -133,4 +133,4 @@ std::vector<TablePlan> planIptablesCleanup(const std::string& saveOutput, std::s
   return plans;
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

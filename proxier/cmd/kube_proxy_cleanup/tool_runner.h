@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 struct ToolResult {
   int exitCode = -1;  // -1: killed by a signal or not started (error says why)
@@ -24,4 +24,4 @@ std::optional<std::string> findTool(const std::string& name);
 ToolResult runTool(const std::string& path, const std::vector<std::string>& args,
                    const std::string& input = "");
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -1,4 +1,4 @@
-#include "backends/kube_proxy_cleanup/dummy_link.h"
+#include "proxier/cmd/kube_proxy_cleanup/dummy_link.h"
 
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
@@ -6,9 +6,9 @@
 
 #include <cerrno>
 
-#include "backends/kube_proxy_cleanup/netlink_query.h"
+#include "proxier/cmd/kube_proxy_cleanup/netlink_query.h"
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 int findLink(const std::string& name, LinkInfo& out) {
   out = {};
@@ -45,4 +45,4 @@ int deleteLink(int index) {
   return netlinkQuery(NETLINK_ROUTE, nlh);
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

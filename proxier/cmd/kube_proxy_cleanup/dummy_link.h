@@ -3,7 +3,7 @@
 
 #include <string>
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 inline constexpr const char* kKubeIpvsLink = "kube-ipvs0";
 
@@ -19,4 +19,4 @@ int findLink(const std::string& name, LinkInfo& out);
 // Deletes the link with this index. Returns 0 or the errno.
 int deleteLink(int index);
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -1,7 +1,7 @@
 // glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
 #include <netinet/in.h>
 
-#include "backends/kube_proxy_cleanup/ipvs_services.h"
+#include "proxier/cmd/kube_proxy_cleanup/ipvs_services.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -12,9 +12,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "backends/kube_proxy_cleanup/netlink_query.h"
+#include "proxier/cmd/kube_proxy_cleanup/netlink_query.h"
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 namespace {
 
@@ -117,4 +117,4 @@ int Ipvs::deleteService(const IpvsService& svc) {
   return netlinkQuery(NETLINK_GENERIC, nlh);
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -8,7 +8,7 @@
 
 #include "proxier/model/ip.h"
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 struct IpvsService {
   uint16_t af = 0;        // AF_INET or AF_INET6
@@ -32,4 +32,4 @@ class Ipvs {
   uint16_t family_ = 0;
 };
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -1,7 +1,7 @@
 // glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
 #include <netinet/in.h>
 
-#include "backends/kube_proxy_cleanup/kube_proxy_cleanup.h"
+#include "proxier/cmd/kube_proxy_cleanup/kube_proxy_cleanup.h"
 
 #include <fmt/format.h>
 #include <linux/netfilter.h>
@@ -13,13 +13,13 @@
 #include <set>
 #include <sstream>
 
-#include "backends/kube_proxy_cleanup/dummy_link.h"
-#include "backends/kube_proxy_cleanup/iptables_plan.h"
-#include "backends/kube_proxy_cleanup/ipvs_services.h"
-#include "backends/kube_proxy_cleanup/nft_tables.h"
-#include "backends/kube_proxy_cleanup/tool_runner.h"
+#include "proxier/cmd/kube_proxy_cleanup/dummy_link.h"
+#include "proxier/cmd/kube_proxy_cleanup/iptables_plan.h"
+#include "proxier/cmd/kube_proxy_cleanup/ipvs_services.h"
+#include "proxier/cmd/kube_proxy_cleanup/nft_tables.h"
+#include "proxier/cmd/kube_proxy_cleanup/tool_runner.h"
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 namespace {
 
@@ -298,4 +298,4 @@ Report cleanupKubeProxy(const Options& opts) {
   return report;
 }
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 // True for the chains kube-proxy creates (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*, ...). The
 // kubelet's own KUBE-* chains are not kube-proxy's and stay: the kubelet keeps running across
@@ -29,4 +29,4 @@ std::vector<TablePlan> planIptablesCleanup(const std::string& saveOutput, std::s
 // A command line split as iptables-restore splits it: on blanks, double quotes grouping words.
 std::vector<std::string> splitRuleWords(const std::string& line);
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup

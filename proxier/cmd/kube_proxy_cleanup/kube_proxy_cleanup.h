@@ -9,7 +9,7 @@
 
 #include "proxier/model/ip.h"
 
-namespace sliceproxy::backends::kube_proxy_cleanup {
+namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 struct Options {
   // IPVS virtual services whose address is in one of these stay (kube-proxy's
@@ -29,4 +29,4 @@ struct Report {
 
 Report cleanupKubeProxy(const Options& opts);
 
-}  // namespace sliceproxy::backends::kube_proxy_cleanup
+}  // namespace sliceproxy::proxier::kube_proxy_cleanup
