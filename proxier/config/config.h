@@ -50,7 +50,6 @@ struct Config {
   std::string healthzBindAddress = "0.0.0.0:10256";
   std::string metricsBindAddress = "127.0.0.1:10249";
   int debugPort = 10260;         // /debug/state and explain, on 127.0.0.1 only; 0 disables
-  int testingFailFirstSyncs = 0;  // hidden, for tests: the first N syncs fail
   // Stale UDP/SCTP flow cleanup after each sync (conntrack/), and its periodic sweep (0: off).
   bool conntrackCleanup = true;                          // --conntrack-cleanup
   std::chrono::nanoseconds conntrackReconcilePeriod{0};  // --conntrack-reconcile-period

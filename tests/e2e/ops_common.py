@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 
 BINARY = os.environ.get("SLICEPROXY_BIN", "build/sliceproxy")
+# The same daemon with test-only fault injection (hidden --testing-* flags).
+TESTING_BINARY = os.environ.get("SLICEPROXY_TESTING_BIN", "build/tests/sliceproxy-testing")
 
 NODE_A = """
 apiVersion: v1
@@ -63,12 +65,12 @@ def wait_for(pred, timeout=15.0, interval=0.1, what="condition"):
 
 
 class Daemon:
-    def __init__(self, files, extra_args=(), min_sync="100ms", sync="30s"):
+    def __init__(self, files, extra_args=(), min_sync="100ms", sync="30s", binary=None):
         self.dir = tempfile.mkdtemp(prefix="sliceproxy-ops-")
         for name, text in files.items():
             self.write(name, text)
         self.healthz, self.metrics, self.debug = free_port(), free_port(), free_port()
-        self.args = [BINARY, "--backend", "dry-run", "--source-dir", self.dir,
+        self.args = [binary or BINARY, "--backend", "dry-run", "--source-dir", self.dir,
                      "--hostname-override", "node-a", "--min-sync-period", min_sync,
                      "--sync-period", sync,
                      "--healthz-bind-address", f"127.0.0.1:{self.healthz}",

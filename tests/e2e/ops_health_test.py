@@ -8,7 +8,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ops_common import Daemon, free_port, http_get, node_manifest, wait_for  # noqa: E402
+from ops_common import TESTING_BINARY, Daemon, free_port, http_get, node_manifest, wait_for  # noqa: E402,E501
 
 WEB = """
 apiVersion: v1
@@ -129,7 +129,7 @@ class HealthCheckNodePortTest(unittest.TestCase):
         url = f"http://127.0.0.1:{hc}/"
         # The first two syncs fail (retried every second): the port is open but answers 503.
         d = Daemon({"node.yaml": node_manifest(), "lb.yaml": lb(hc)}, sync="1s",
-                   extra_args=["--testing-fail-first-syncs", "2"])
+                   extra_args=["--testing-fail-first-syncs", "2"], binary=TESTING_BINARY)
         try:
             code, headers, body = wait_for(lambda: http_get(url), what="health check port open")
             if code == 503:

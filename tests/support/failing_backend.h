@@ -1,6 +1,6 @@
 #pragma once
 // A Backend wrapper whose first N syncs fail, for end-to-end tests of what the daemon does
-// before its first successful sync (hidden flag --testing-fail-first-syncs).
+// before its first successful sync (hidden flag --testing-fail-first-syncs of sliceproxy-testing).
 
 #include <atomic>
 

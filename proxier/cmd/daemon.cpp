@@ -1,0 +1,88 @@
+#include "proxier/cmd/daemon.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include "backends/registry.h"
+#include "conntrack/factory.h"
+#include "proxier/cmd/exit_codes.h"
+#include "proxier/config/duration.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/proxier.h"
+#include "proxier/core/sync_runner.h"
+#include "proxier/ops/ops.h"
+#include "slice-watch/source.h"
+
+namespace sliceproxy::proxier::cmd {
+
+int runDaemon(const Config& cfg, const Extensions& ext) {
+  std::string error;
+  auto backend = makeBackend(backends::registry(), cfg.backend, cfg.network, error);
+  if (!backend) {
+    spdlog::error("{}", error);
+    return kExitUsage;
+  }
+  const std::string nodeName = resolveNodeName(cfg);
+  spdlog::info("sliceproxy starting: node {}, backend {}, min-sync-period {}, sync-period {}",
+               nodeName, backend->name(), formatDuration(cfg.minSyncPeriod),
+               formatDuration(cfg.syncPeriod));
+
+  // Signals are taken synchronously by the main thread; every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  ChangeTracker tracker(nodeName, FilterConfig{cfg.serviceProxyName});
+  std::unique_ptr<Backend> wrapped = ext.wrapBackend ? ext.wrapBackend(*backend) : nullptr;
+  Proxier proxy(tracker, wrapped ? *wrapped : *backend, nodeName);
+  Ops ops(cfg, tracker, proxy, *backend);
+  if (auto err = ops.start(); !err.empty()) {
+    spdlog::error("{}", err);
+    return 1;
+  }
+  auto conntrackCleanup = conntrack::makeStaleFlowCleanup(
+      *findBackend(backends::registry(), cfg.backend), cfg.conntrackCleanup,
+      cfg.conntrackReconcilePeriod, proxy, &ops.metrics(), backend->flowIndex());
+  if (conntrackCleanup) proxy.addObserver(conntrackCleanup.get());
+  SyncRunner runner(
+      {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,
+       std::chrono::hours(1),
+       std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.syncPeriod)},
+      [&] { return proxy.syncOnce(); });
+  tracker.setOnChange([&] {
+    ops.queued();
+    runner.run();
+  });
+  runner.start();
+
+  slicewatch::SourceOptions sourceOpts{cfg.sourceDir, cfg.kubeconfig, cfg.master, nodeName,
+                                       cfg.serviceProxyName};
+  auto source = slicewatch::makeSource(sourceOpts, tracker, error);
+  if (!source) {
+    spdlog::error("{}", error);
+    runner.stop();
+    return kExitUsage;
+  }
+  ops.health().setSourceHealth([&source] { return source->health(); }, cfg.sourceProgressTimeout);
+  try {
+    source->start();
+  } catch (const std::exception& e) {
+    spdlog::error("cannot start {}: {}", source->describe(), e.what());
+    ops.stop();
+    runner.stop();
+    return 1;
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, stopping; the data plane is left as programmed",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  ops.stop();
+  source->stop();
+  runner.stop();
+  return 0;
+}
+
+}  // namespace sliceproxy::proxier::cmd
