@@ -3,8 +3,12 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <thread>
+
 #include "backends/registry.h"
 #include "conntrack/factory.h"
+#include "conntrack/sysctl_settings.h"
 #include "proxier/cmd/exit_codes.h"
 #include "proxier/config/duration.h"
 #include "proxier/core/change_tracker.h"
@@ -14,6 +18,15 @@
 #include "slice-watch/source.h"
 
 namespace sliceproxy::proxier::cmd {
+
+namespace {
+
+conntrack::ApplyReport applyConntrackSettings(const Config& cfg) {
+  return conntrack::applyConntrackSettings(cfg.conntrack,
+                                           static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+}  // namespace
 
 int runDaemon(const Config& cfg, const Extensions& ext) {
   std::string error;
@@ -42,15 +55,27 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
     spdlog::error("{}", err);
     return 1;
   }
-  auto conntrackCleanup = conntrack::makeStaleFlowCleanup(
-      *findBackend(backends::registry(), cfg.backend), cfg.conntrackCleanup,
-      cfg.conntrackReconcilePeriod, proxy, &ops.metrics(), backend->flowIndex());
+  const BackendInfo& info = *findBackend(backends::registry(), cfg.backend);
+  // The conntrack table's size and timeouts matter to the netfilter data planes, as in
+  // kube-proxy; the first sync loads nf_conntrack if it was not, so what could not be found
+  // now is applied after it.
+  std::atomic<bool> conntrackSettingsPending = false;
+  if (info.cleaner == StaleFlowCleaner::Conntrack) {
+    conntrackSettingsPending = applyConntrackSettings(cfg).missing;
+  }
+  auto conntrackCleanup =
+      conntrack::makeStaleFlowCleanup(info, cfg.conntrackCleanup, cfg.conntrackReconcilePeriod,
+                                      proxy, &ops.metrics(), backend->flowIndex());
   if (conntrackCleanup) proxy.addObserver(conntrackCleanup.get());
   SyncRunner runner(
       {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,
        std::chrono::hours(1),
        std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.syncPeriod)},
-      [&] { return proxy.syncOnce(); });
+      [&] {
+        bool ok = proxy.syncOnce();
+        if (ok && conntrackSettingsPending.exchange(false)) applyConntrackSettings(cfg);
+        return ok;
+      });
   tracker.setOnChange([&] {
     ops.queued();
     runner.run();

@@ -89,6 +89,29 @@ int run(int argc, char** argv, const Extensions& ext) {
       ->delimiter(',');
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
+  // kube-proxy's conntrack flags (KubeProxyConfiguration `conntrack`), applied at start to the
+  // kernel for the netfilter backends.
+  std::string ctEstablished = "24h", ctCloseWait = "1h", ctUdp = "0s", ctUdpStream = "0s";
+  app.add_option("--conntrack-max-per-core", cfg.conntrack.maxPerCore,
+                 "nf_conntrack_max per CPU (0: leave the limit as it is)")
+      ->capture_default_str();
+  app.add_option("--conntrack-min", cfg.conntrack.min,
+                 "Lower bound of nf_conntrack_max, whatever --conntrack-max-per-core gives")
+      ->capture_default_str();
+  app.add_option("--conntrack-tcp-timeout-established", ctEstablished,
+                 "Idle timeout of established TCP connections (0s: leave as is)")
+      ->capture_default_str();
+  app.add_option("--conntrack-tcp-timeout-close-wait", ctCloseWait,
+                 "Timeout of TCP connections in CLOSE_WAIT (0s: leave as is)")
+      ->capture_default_str();
+  app.add_flag("--conntrack-tcp-be-liberal", cfg.conntrack.tcpBeLiberal,
+               "Do not mark out-of-window TCP packets INVALID (nf_conntrack_tcp_be_liberal)");
+  app.add_option("--conntrack-udp-timeout", ctUdp,
+                 "Timeout of unreplied UDP flows (0s: leave as is)")
+      ->capture_default_str();
+  app.add_option("--conntrack-udp-timeout-stream", ctUdpStream,
+                 "Timeout of UDP flows with replies (0s: leave as is)")
+      ->capture_default_str();
   app.add_option("--conntrack-reconcile-period", conntrackReconcile,
                  "Also sweep every UDP/SCTP conntrack entry for stale ones this often (Go "
                  "duration; 0s: never)")
@@ -181,6 +204,23 @@ int run(int argc, char** argv, const Extensions& ext) {
     auto d = parseDuration(*text);
     if (!d || d->count() < 0) {
       spdlog::error("{}: \"{}\" is not a duration (examples: 500ms, 1s, 1m30s)", flag, *text);
+      return kExitUsage;
+    }
+    *target = *d;
+  }
+  // Given on the command line, these win over the file (whose values are already in cfg).
+  for (auto [text, target, flag] :
+       {std::tuple{&ctEstablished, &cfg.conntrack.tcpEstablishedTimeout,
+                   "--conntrack-tcp-timeout-established"},
+        std::tuple{&ctCloseWait, &cfg.conntrack.tcpCloseWaitTimeout,
+                   "--conntrack-tcp-timeout-close-wait"},
+        std::tuple{&ctUdp, &cfg.conntrack.udpTimeout, "--conntrack-udp-timeout"},
+        std::tuple{&ctUdpStream, &cfg.conntrack.udpStreamTimeout,
+                   "--conntrack-udp-timeout-stream"}}) {
+    if (app.get_option(flag)->count() == 0) continue;
+    auto d = parseDuration(*text);
+    if (!d || d->count() < 0) {
+      spdlog::error("{}: \"{}\" is not a duration (examples: 30s, 1h)", flag, *text);
       return kExitUsage;
     }
     *target = *d;

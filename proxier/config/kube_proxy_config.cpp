@@ -201,14 +201,29 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
         auto k = d.first.as<std::string>(), field = key + "." + k;
         const auto& n = d.second;
         if (n.IsNull()) continue;
-        if (k == "maxPerCore") c.maxPerCore = static_cast<int32_t>(r.integer(n, field, 0, INT32_MAX));
-        else if (k == "min") c.min = static_cast<int32_t>(r.integer(n, field, 0, INT32_MAX));
-        else if (k == "tcpEstablishedTimeout") c.tcpEstablishedTimeout = r.duration(n, field);
-        else if (k == "tcpCloseWaitTimeout") c.tcpCloseWaitTimeout = r.duration(n, field);
-        else if (k == "tcpBeLiberal") c.tcpBeLiberal = r.boolean(n, field);
-        else if (k == "udpTimeout") c.udpTimeout = r.duration(n, field);
-        else if (k == "udpStreamTimeout") c.udpStreamTimeout = r.duration(n, field);
-        else r.warn("unknown field " + field);
+        // Each is applied to the kernel at start (conntrack/sysctl_settings.h); the flag of the
+        // same name wins over the file.
+        auto set = [&](const char* flag, auto& target, auto value) {
+          if (!r.overridden(flag)) target = value;
+        };
+        if (k == "maxPerCore") {
+          set("--conntrack-max-per-core", c.maxPerCore,
+              static_cast<int32_t>(r.integer(n, field, 0, INT32_MAX)));
+        } else if (k == "min") {
+          set("--conntrack-min", c.min, static_cast<int32_t>(r.integer(n, field, 0, INT32_MAX)));
+        } else if (k == "tcpEstablishedTimeout") {
+          set("--conntrack-tcp-timeout-established", c.tcpEstablishedTimeout, r.duration(n, field));
+        } else if (k == "tcpCloseWaitTimeout") {
+          set("--conntrack-tcp-timeout-close-wait", c.tcpCloseWaitTimeout, r.duration(n, field));
+        } else if (k == "tcpBeLiberal") {
+          set("--conntrack-tcp-be-liberal", c.tcpBeLiberal, r.boolean(n, field));
+        } else if (k == "udpTimeout") {
+          set("--conntrack-udp-timeout", c.udpTimeout, r.duration(n, field));
+        } else if (k == "udpStreamTimeout") {
+          set("--conntrack-udp-timeout-stream", c.udpStreamTimeout, r.duration(n, field));
+        } else {
+          r.warn("unknown field " + field);
+        }
       }
     } else if (key == "ipvs") {
       if (v.IsNull()) continue;
