@@ -143,6 +143,12 @@ void ChangeTracker::upsertNode(NodePtr node) {
   bool fire;
   {
     std::lock_guard lock(mu_);
+    // The kubelet rewrites its Node's status every few seconds; only what sliceproxy reads
+    // makes a change.
+    if (node_ && sameContent(*node_, *node)) {
+      node_ = std::move(node);
+      return;
+    }
     nodeChanged_ = true;
     node_ = std::move(node);
     changeStartedLocked(std::nullopt);

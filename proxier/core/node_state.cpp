@@ -275,9 +275,11 @@ Diff NodeState::apply(PendingChanges changes, bool wantDiff) {
   if (changes.nodeChanged) {
     std::string zone = changes.node ? changes.node->zone() : std::string();
     const bool zoneChanged = zone != node_.identity.zone;
+    // Backends rebuild node-derived structure only when its inputs changed (the proxier makes
+    // that a full sync); a label or taint change is no work for them.
+    diff.nodeChanged = shapeChanged(node_.node.get(), changes.node.get());
     node_.node = std::move(changes.node);
     node_.identity.zone = std::move(zone);
-    diff.nodeChanged = true;
     // Zone hints match against this node's zone, so a new zone re-decides every endpoint.
     if (zoneChanged) touchAll(work);
   }

@@ -47,8 +47,11 @@ bool Proxier::syncOnce() {
     for (auto* l : listeners_) l->onSync(report);
   };
   // This node's addresses and pod CIDRs shape every backend's skeleton; they change rarely, so
-  // a change to them is simply a full sync.
-  const bool full = needFull_ || start - lastFull_ >= fullSyncPeriod_ || changes.nodeChanged;
+  // a change to them is simply a full sync. Other Node changes (labels, taints) reach the
+  // backends only through the endpoint choices they change (a new zone, with topology hints).
+  const bool full =
+      needFull_ || start - lastFull_ >= fullSyncPeriod_ ||
+      (changes.nodeChanged && shapeChanged(state_.node().node.get(), changes.node.get()));
   Diff diff = state_.apply(std::move(changes), !full);
   report.full = full;
   report.diff = &diff;

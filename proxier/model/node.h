@@ -38,4 +38,19 @@ struct Node {
   friend bool operator==(const Node&, const Node&) = default;
 };
 
+// Equal in everything sliceproxy reads: a new resourceVersion alone (the kubelet's status
+// heartbeat, conditions, images, capacity) is not a change.
+inline bool sameContent(const Node& a, const Node& b) {
+  return a.key == b.key && a.labels == b.labels && a.addresses == b.addresses &&
+         a.podCIDRs == b.podCIDRs && a.taints == b.taints && a.beingDeleted == b.beingDeleted;
+}
+
+// Whether a change from `before` to `after` (either may be null) alters what the backends build
+// their fixed structure from: this node's addresses (NodePorts on --nodeport-addresses primary)
+// and pod CIDRs (--detect-local-mode NodeCIDR). Labels and taints do not.
+inline bool shapeChanged(const Node* before, const Node* after) {
+  if (!before || !after) return before != after;
+  return before->addresses != after->addresses || before->podCIDRs != after->podCIDRs;
+}
+
 }  // namespace sliceproxy::proxier

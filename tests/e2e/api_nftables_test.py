@@ -106,7 +106,7 @@ class ApiSliceProxy(proxymod.SliceProxy):
 
 
 class ApiNftablesTest(unittest.TestCase):
-    """Steps run in order (test_1 ... test_7) against one API server and one sliceproxy."""
+    """Steps run in order (test_1 ... test_8) against one API server and one sliceproxy."""
 
     @classmethod
     def setUpClass(cls):
@@ -359,6 +359,49 @@ class ApiNftablesTest(unittest.TestCase):
             self.expect_rejected_total(rejected + 2)
             time.sleep(1.0)
         finally:
+            self.assert_no_failed_connection(streams)
+
+    def metric(self, name):
+        status, body = netns.http_get(self.sb.ns("node-a"), "127.0.0.1", METRICS_PORT, "/metrics")
+        self.assertEqual(status, 200, body[:500])
+        return sum(float(m.group(1)) for m in
+                   re.finditer(r"^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), body, re.M))
+
+    def test_8_node_status_updates_program_nothing(self):
+        # The kubelet rewrites its Node's status every few seconds: 1,000 heartbeats, then a
+        # zone change that no service's endpoint choice depends on, must cost no kernel
+        # operation and no full sync, and keep every connection.
+        ops = self.metric("sliceproxy_kernel_operations_total")
+        full = self.metric("kubeproxy_sync_full_proxy_rules_duration_seconds_count")
+        node = next(n for n in mf.nodes() if n["metadata"]["name"] == "node-a")
+        streams = self.start_streams()
+        try:
+            for i in range(1000):
+                node["status"]["conditions"] = [{
+                    "type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "lastHeartbeatTime": "2026-12-03T10:%02d:%02dZ" % (i // 60 % 60, i % 60)}]
+                self.srv.update(node)
+            node["metadata"]["labels"]["topology.kubernetes.io/zone"] = "zone-moved"
+            self.srv.update(node)
+            # The watch delivers in order: once the zone shows, every heartbeat was seen.
+            deadline = time.monotonic() + 20
+            while True:
+                status, body = netns.http_get(self.sb.ns("node-a"), "127.0.0.1", 10260,
+                                              "/debug/state")
+                if status == 200 and '"zone-moved"' in body:
+                    break
+                self.assertLess(time.monotonic(), deadline,
+                                self.failure("the Node updates never arrived"))
+                time.sleep(0.1)
+            self.assertEqual(self.metric("sliceproxy_kernel_operations_total"), ops,
+                             self.failure("Node updates cost kernel operations"))
+            self.assertEqual(
+                self.metric("kubeproxy_sync_full_proxy_rules_duration_seconds_count"), full,
+                self.failure("Node updates caused a full sync"))
+        finally:
+            node["metadata"]["labels"]["topology.kubernetes.io/zone"] = NODES["node-a"]["zone"]
+            node["status"].pop("conditions", None)
+            self.srv.update(node)
             self.assert_no_failed_connection(streams)
 
 
