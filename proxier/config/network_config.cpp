@@ -94,6 +94,20 @@ std::string buildNetworkConfig(NetworkConfig& out, const std::vector<std::string
     auto c = Cidr::parse(text);
     if (!c)
       return fmt::format("--nodeport-addresses: \"{}\" is neither a CIDR nor \"primary\"", text);
+    // A NodePort reached on 127.0.0.1 would be DNATed to a pod elsewhere with a loopback source
+    // the kernel drops as martian unless route_localnet is opened to the whole node (kube-proxy's
+    // iptables mode did that; its nftables and IPVS modes do not serve localhost NodePorts).
+    // Broader CIDRs are fine: loopback addresses in them are simply not NodePort addresses.
+    const bool loopbackOnly = c->addr.family == IpFamily::V4
+                                  ? c->prefixLen >= 8 && c->addr.bytes[0] == 127
+                                  : c->prefixLen == 128 && *c == *Cidr::parse("::1/128");
+    if (loopbackOnly) {
+      return fmt::format(
+          "--nodeport-addresses: \"{}\" selects only loopback addresses; NodePorts on localhost "
+          "are not supported (as in kube-proxy's nftables and IPVS modes): use the node's own "
+          "addresses",
+          text);
+    }
     out.nodePortAddresses.push_back(*c);
   }
   if (masqueradeBit < 0 || masqueradeBit > 31) {
