@@ -53,7 +53,7 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
   Ops ops(cfg, tracker, proxy, *backend);
   if (auto err = ops.start(); !err.empty()) {
     spdlog::error("{}", err);
-    return 1;
+    return kExitListen;
   }
   const BackendInfo& info = *findBackend(backends::registry(), cfg.backend);
   // The conntrack table's size and timeouts matter to the netfilter data planes, as in

@@ -12,13 +12,53 @@ namespace sliceproxy::proxier {
 namespace json = boost::json;
 
 HealthCheckPorts::HealthCheckPorts(HttpServer& http, std::string bindHost,
-                                   std::function<bool()> proxyHealthy)
-    : http_(http), bindHost_(std::move(bindHost)), proxyHealthy_(std::move(proxyHealthy)) {}
+                                   std::function<bool()> proxyHealthy,
+                                   std::function<void()> onBindFailure)
+    : http_(http),
+      bindHost_(std::move(bindHost)),
+      proxyHealthy_(std::move(proxyHealthy)),
+      onBindFailure_(std::move(onBindFailure)),
+      retry_([this] { retryLoop(); }) {}
 
 HealthCheckPorts::~HealthCheckPorts() {
-  std::lock_guard lock(mu_);
-  for (auto& [port, s] : served_) {
-    if (s.listener) http_.close(s.listener);
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    for (auto& [port, s] : served_) {
+      if (s.listener) http_.close(s.listener);
+    }
+  }
+  wake_.notify_all();
+  retry_.join();
+}
+
+void HealthCheckPorts::retryLoop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    wake_.wait_for(lock, kRetry);
+    if (stopping_) break;
+    for (auto& [port, s] : served_) {
+      if (!s.listener) bindLocked(port, s);
+    }
+  }
+}
+
+void HealthCheckPorts::bindLocked(uint16_t port, Served& s) {
+  try {
+    s.listener = http_.listen(HostPort{bindHost_, port},
+                              [this, port](const HttpRequest&) { return respond(port); });
+    spdlog::info("health check port {} for {}/{} listening{}", port, s.service.ns, s.service.name,
+                 s.failing ? " (bound after failing)" : "");
+    s.failing = false;
+  } catch (const std::exception& e) {
+    if (onBindFailure_) onBindFailure_();
+    if (!s.failing) {
+      spdlog::error(
+          "health check port {} for Service {}/{} (spec.healthCheckNodePort): cannot "
+          "listen: {}; retrying every {}s, nothing else is affected",
+          port, s.service.ns, s.service.name, e.what(), kRetry.count());
+      s.failing = true;
+    }
   }
 }
 
@@ -51,8 +91,10 @@ void HealthCheckPorts::reconcileLocked() {
   for (const auto& [key, c] : contributions_) {
     auto [it, fresh] = want.try_emplace(c.port, key.service, 0);
     if (!fresh && !(it->second.first == key.service)) {
-      spdlog::warn("healthCheckNodePort {} claimed by {}/{} and {}/{}; keeping the first", c.port,
-                   it->second.first.ns, it->second.first.name, key.service.ns, key.service.name);
+      if (claimWarned_.emplace(c.port, key.service).second) {
+        spdlog::warn("healthCheckNodePort {} claimed by {}/{} and {}/{}; keeping the first", c.port,
+                     it->second.first.ns, it->second.first.name, key.service.ns, key.service.name);
+      }
       continue;
     }
     it->second.second += c.localReady;
@@ -70,18 +112,15 @@ void HealthCheckPorts::reconcileLocked() {
   }
   for (const auto& [port, w] : want) {
     Served& s = served_[port];
+    if (!(s.service == w.first)) s.failing = false;
     s.service = w.first;
     s.localEndpoints = w.second;
-    if (s.listener) continue;
-    try {
-      const uint16_t p = port;
-      s.listener = http_.listen(HostPort{bindHost_, port},
-                                [this, p](const HttpRequest&) { return respond(p); });
-      spdlog::info("health check port {} for {}/{} listening", port, w.first.ns, w.first.name);
-    } catch (const std::system_error& e) {
-      spdlog::error("health check port {} for {}/{}: cannot listen: {}", port, w.first.ns,
-                    w.first.name, e.what());
-    }
+    if (!s.listener) bindLocked(port, s);
+  }
+  // A claim that no longer collides may be reported again if it collides again later.
+  for (auto it = claimWarned_.begin(); it != claimWarned_.end();) {
+    auto w = want.find(it->first);
+    it = (w == want.end() || w->second.first == it->second) ? claimWarned_.erase(it) : ++it;
   }
 }
 
@@ -93,12 +132,14 @@ HttpResponse HealthCheckPorts::respond(uint16_t port) const {
   const Served& s = it->second;
   // Before the first completed sync the rules do not exist yet: never attract traffic.
   const uint32_t n = synced_ ? s.localEndpoints : 0;
-  json::object body{{"service", json::object{{"namespace", s.service.ns}, {"name", s.service.name}}},
-                    {"localEndpoints", n},
-                    {"serviceProxyHealthy", proxyHealthy}};
-  HttpResponse r{n > 0 && proxyHealthy ? 200u : 503u, "application/json", {},
-                 json::serialize(body) + "\n"};
-  if (r.status == 200) r.headers.emplace_back("X-Load-Balancing-Endpoint-Weight", std::to_string(n));
+  json::object body{
+      {"service", json::object{{"namespace", s.service.ns}, {"name", s.service.name}}},
+      {"localEndpoints", n},
+      {"serviceProxyHealthy", proxyHealthy}};
+  HttpResponse r{
+      n > 0 && proxyHealthy ? 200u : 503u, "application/json", {}, json::serialize(body) + "\n"};
+  if (r.status == 200)
+    r.headers.emplace_back("X-Load-Balancing-Endpoint-Weight", std::to_string(n));
   return r;
 }
 

@@ -5,21 +5,28 @@
 // endpoint exists, the proxy is healthy and the first sync has completed; 503 otherwise.
 // Listeners open and close as services come and go, driven by the syncs.
 
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
 #include <vector>
 
-#include "proxier/ops/http_server.h"
 #include "proxier/core/proxier.h"
+#include "proxier/ops/http_server.h"
 
 namespace sliceproxy::proxier {
 
 class HealthCheckPorts : public SyncListener {
  public:
   // Binds listeners on bindHost (""/0.0.0.0 = every address); proxyHealthy is asked on every
-  // request (kube-proxy's serviceProxyHealthy).
-  HealthCheckPorts(HttpServer& http, std::string bindHost, std::function<bool()> proxyHealthy);
+  // request (kube-proxy's serviceProxyHealthy). A port that cannot be bound (taken by another
+  // program, or sliceproxy's own healthz port) is logged once with its Service, reported
+  // through onBindFailure, and retried every kRetry; it never affects anything else.
+  HealthCheckPorts(HttpServer& http, std::string bindHost, std::function<bool()> proxyHealthy,
+                   std::function<void()> onBindFailure = nullptr);
+  static constexpr std::chrono::seconds kRetry{5};
   ~HealthCheckPorts() override;
 
   void onSync(const SyncReport& report) override;
@@ -41,19 +48,27 @@ class HealthCheckPorts : public SyncListener {
   struct Served {
     ObjectKey service;
     uint32_t localEndpoints = 0;
-    int listener = 0;  // 0 when binding failed (retried on the next sync)
+    int listener = 0;      // 0 when binding failed (retried every kRetry)
+    bool failing = false;  // the failure was logged; log again only after a success
   };
   void account(const ServicePortView& view);
   void reconcileLocked();
+  void bindLocked(uint16_t port, Served& s);
+  void retryLoop();
 
   HttpServer& http_;
   const std::string bindHost_;
   const std::function<bool()> proxyHealthy_;
+  const std::function<void()> onBindFailure_;
   mutable std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::set<std::pair<uint16_t, ObjectKey>> claimWarned_;  // duplicate claims already logged
   bool synced_ = false;
   // Per service port, what it adds to its service's health check (sync thread only).
   std::map<ServicePortKey, Contribution> contributions_;
   std::map<uint16_t, Served> served_;
+  std::thread retry_;  // last: started when everything else is ready
 };
 
 }  // namespace sliceproxy::proxier

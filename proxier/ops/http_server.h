@@ -56,8 +56,11 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts serving; returns a listener id. Throws std::system_error when the address
-  // cannot be bound. May be called from any thread, before or after start().
+  // Binds and starts serving; returns a listener id. Throws std::system_error (with the errno)
+  // when the address cannot be bound. May be called from any thread, before or after start().
+  // Each listener holds at most 64 connections (a new one closes the oldest), gives a client
+  // 5 s to send a request and 10 s to take the answer, and backs off when the process runs out
+  // of descriptors.
   int listen(const HostPort& addr, HttpHandler handler);
   // The port a listener is bound to (useful with port 0).
   uint16_t boundPort(int id) const;

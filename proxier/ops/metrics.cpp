@@ -194,6 +194,13 @@ Metrics::Metrics(std::string backendName, const ChangeTracker* tracker)
                           .Help("Conntrack deletes and reads that failed during stale-flow cleanup")
                           .Register(r)
                           .Add({});
+  hcBindFailures_ = &prom::BuildCounter()
+                         .Name("sliceproxy_healthcheck_port_bind_failures_total")
+                         .Help(
+                             "healthCheckNodePort listeners that could not be bound (each is "
+                             "retried every 5 s)")
+                         .Register(r)
+                         .Add({});
   reconnects_ = &prom::BuildCounter()
                      .Name("sliceproxy_watch_reconnects_total")
                      .Help("Watches of the API server re-established, by resource")
@@ -227,7 +234,13 @@ void Metrics::relisted(const std::string& resource) {
   relists_->Add({{"resource", resource}}).Increment();
 }
 
-void Metrics::conntrackErrors(uint64_t n) { conntrackErrors_->Increment(static_cast<double>(n)); }
+void Metrics::healthCheckBindFailed() {
+  hcBindFailures_->Increment();
+}
+
+void Metrics::conntrackErrors(uint64_t n) {
+  conntrackErrors_->Increment(static_cast<double>(n));
+}
 
 void Metrics::conntrackEntriesDeleted(uint64_t n) {
   conntrackDeleted_->Increment(static_cast<double>(n));

@@ -16,8 +16,8 @@
 #include <string>
 
 #include "proxier/core/change_tracker.h"
-#include "proxier/ops/http_server.h"
 #include "proxier/core/proxier.h"
+#include "proxier/ops/http_server.h"
 
 namespace sliceproxy::proxier {
 
@@ -52,6 +52,7 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   void relisted(const std::string& resource) override;
   void conntrackEntriesDeleted(uint64_t n) override;
   void conntrackErrors(uint64_t n) override;
+  void healthCheckBindFailed();
 
   // Prometheus text exposition format 0.0.4.
   std::string render() const;
@@ -70,7 +71,8 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   // between 1 s and 60 s) cannot tell 1.1 s from 1.9 s.
   prometheus::Summary* netProgrammingQuantiles_;
   prometheus::Gauge *lastTimestamp_, *lastQueued_, *noLocalInternal_, *noLocalExternal_;
-  prometheus::Counter *kernelOps_, *syncFailures_, *conntrackDeleted_, *conntrackErrors_;
+  prometheus::Counter *kernelOps_, *syncFailures_, *conntrackDeleted_, *conntrackErrors_,
+      *hcBindFailures_;
   prometheus::Family<prometheus::Counter>* healthz_;
   prometheus::Family<prometheus::Counter>* livez_;
   prometheus::Family<prometheus::Counter>* reconnects_;
