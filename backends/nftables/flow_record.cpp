@@ -16,8 +16,8 @@
 #include <cstring>
 #include <fstream>
 
-#include "backends/nftables/elements.h"
-#include "backends/nftables/rule_builder.h"
+#include "backends/nftnl/elements.h"
+#include "backends/nftnl/rule_builder.h"
 
 namespace sliceproxy::backends::nft {
 

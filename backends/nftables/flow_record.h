@@ -15,7 +15,7 @@
 #include <mutex>
 
 #include "backends/nftables/layout.h"
-#include "backends/nftables/transaction.h"
+#include "backends/nftnl/transaction.h"
 #include "proxier/core/flow_index.h"
 
 namespace sliceproxy::backends::nft {

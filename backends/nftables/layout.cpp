@@ -11,8 +11,8 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_nat.h>
 
-#include "backends/nftables/elements.h"
-#include "backends/nftables/rule_builder.h"
+#include "backends/nftnl/elements.h"
+#include "backends/nftnl/rule_builder.h"
 
 namespace sliceproxy::backends::nft {
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "backends/nftables/transaction.h"
+#include "backends/nftnl/transaction.h"
 #include "proxier/core/diff.h"
 #include "proxier/config/network_config.h"
 

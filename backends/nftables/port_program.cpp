@@ -8,7 +8,7 @@
 
 #include <functional>
 
-#include "backends/nftables/rule_builder.h"
+#include "backends/nftnl/rule_builder.h"
 
 namespace sliceproxy::backends::nft {
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "backends/nftables/elements.h"
+#include "backends/nftnl/elements.h"
 #include "backends/nftables/layout.h"
-#include "backends/nftables/transaction.h"
+#include "backends/nftnl/transaction.h"
 #include "proxier/core/service_port_view.h"
 
 namespace sliceproxy::backends::nft {
