@@ -1,6 +1,6 @@
 #pragma once
-// The fixed shape of sliceproxy's tables, per address family: one main table (masquerading,
-// firewalls, reject/drop of services without endpoints, hairpin) and K service tables, each
+// The fixed shape of sliceproxy's tables, per address family: the node policy's main table
+// (backends/node_policy/main_table.h) and K service tables, each
 // holding the frontend maps and chains of a share of the service ports with their endpoints.
 // The number of chains grows with service ports only (one or two each), never with endpoints:
 // endpoints live in maps. Services are spread over tables because the kernel validates a
@@ -10,20 +10,19 @@
 #include <cstdint>
 #include <string>
 
-#include "backends/nftables/transaction.h"
-#include "proxier/core/diff.h"
+#include "backends/nftnl/transaction.h"
+#include "backends/node_policy/family.h"
+#include "backends/node_policy/main_table.h"
 #include "proxier/config/network_config.h"
+#include "proxier/core/diff.h"
 
 namespace sliceproxy::backends::nft {
 
-inline const std::string kTable = "sliceproxy";
-
-// Which table an object lives in: the main table, or service table `shard`.
-inline constexpr uint8_t kMainTable = 0xff;
+// Which table an object lives in: the main table (kMainTable), or service table `shard`.
 inline constexpr uint32_t kMaxServiceTables = 64;
 std::string serviceTableName(uint32_t shard);
 inline std::string tableName(uint8_t table) {
-  return table == kMainTable ? kTable : serviceTableName(table);
+  return table == kMainTable ? kMainTableName : serviceTableName(table);
 }
 // Tables a full sync replaces: the main table and every service table of a previous run, of any
 // layout. (The flow record, sliceproxy-flows, survives full syncs; cleanup removes it too.)
@@ -36,21 +35,17 @@ uint32_t serviceTablesFor(size_t ports);
 // spreads the ports over more tables.
 inline constexpr size_t kPortsPerServiceTableLimit = 2048;
 
-// Named sets and maps; Elem::set indexes this list. The first three exist in every service
-// table, the others in the main table (kNodePortIps in both).
+// The service tables' named sets and maps, as Elem::set ids; the main table's follow from
+// kFirstMainSet (main_table.h). A service table also has the main table's kNodePortIps.
 enum SetId : uint8_t {
-  kServiceIps,           // daddr . proto . dport : verdict (goto svc-/ext- chain)
-  kServiceNodePorts,     // proto . dport : verdict (goto ext- chain)
-  kEndpoints,            // endpoint set id . slot : addr . port, sharded (see below)
-  kClusterIps,           // daddr, to reject ports a service does not define
-  kNodePortIps,          // local addresses that accept NodePorts (--nodeport-addresses primary)
-  kNoEndpointServices,   // daddr . proto . dport : verdict (reject or drop)
-  kNoEndpointNodePorts,  // proto . dport : verdict (reject or drop)
-  kFirewallIps,          // daddr . proto . dport : verdict (goto fw- chain)
-  kHairpin,              // addr . addr for local endpoints: a pod reaching itself
-  kSetCount
+  kServiceIps,        // daddr . proto . dport : verdict (goto svc-/ext- chain)
+  kServiceNodePorts,  // proto . dport : verdict (goto ext- chain)
+  kEndpoints,         // endpoint set id . slot : addr . port, sharded (see below)
+  kServiceSetCount
 };
+static_assert(static_cast<uint8_t>(kServiceSetCount) <= static_cast<uint8_t>(kFirstMainSet));
 
+// The name of any set: a service table's or the main table's.
 const char* setName(uint8_t id);
 
 // The kernel validates a map's every element each time a rule binds it, and every binding each
@@ -60,13 +55,8 @@ const char* setName(uint8_t id);
 inline constexpr uint32_t kEndpointMapsTotal = 256;
 std::string elemSetName(uint8_t set, uint8_t part);
 
-struct FamilyContext {
-  proxier::IpFamily family;
-  uint16_t nfproto;  // NFPROTO_IPV4 / NFPROTO_IPV6
-  const proxier::NetworkConfig* net;
+struct FamilyContext : NodeFamily {
   uint32_t serviceTables = 1;  // chosen at each full sync
-  uint32_t addrLen() const { return family == proxier::IpFamily::V4 ? 4 : 16; }
-  uint32_t addrWords() const { return addrLen() / 4; }
   uint32_t endpointMaps() const { return kEndpointMapsTotal / serviceTables; }
   // Which of its table's endpoints maps holds endpoint set `setId`. Hashed: the ids that land
   // in one service table follow the tables' round-robin, so their low bits are not spread.
@@ -75,10 +65,6 @@ struct FamilyContext {
   }
 };
 
-// Creates the main table's sets, base chains and static chains with their rules. `node`
-// supplies the addresses for --nodeport-addresses=primary and the pod CIDR for NodeCIDR
-// detection.
-void buildSkeleton(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node);
 // Creates service table `shard` (which must not exist) with its maps and dispatch chains.
 void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node,
                        uint8_t shard);

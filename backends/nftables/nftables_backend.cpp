@@ -149,8 +149,8 @@ void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* 
 NftablesBackend::NftablesBackend(NetworkConfig net) : net_(std::move(net)) {
   sock_ = std::make_unique<Socket>();
   flows_ = std::make_shared<FlowRecord>();
-  families_[0] = freshFamily({IpFamily::V4, NFPROTO_IPV4, &net_});
-  families_[1] = freshFamily({IpFamily::V6, NFPROTO_IPV6, &net_});
+  families_[0] = freshFamily({{IpFamily::V4, NFPROTO_IPV4, &net_}});
+  families_[1] = freshFamily({{IpFamily::V6, NFPROTO_IPV6, &net_}});
 }
 
 NftablesBackend::~NftablesBackend() = default;
@@ -225,8 +225,8 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
       if (n == 0) table.erase(addr);
     }
   };
-  refs(f.clusterIpRefs, ch.clusterIpDelta, kClusterIps, [](const IpAddr& a) { return Bytes().addr(a); });
-  refs(f.hairpinRefs, ch.hairpinDelta, kHairpin, [](const IpAddr& a) { return Bytes().addr(a).addr(a); });
+  refs(f.clusterIpRefs, ch.clusterIpDelta, kClusterIps, clusterIpKey);
+  refs(f.hairpinRefs, ch.hairpinDelta, kHairpin, hairpinKey);
 
   emitElems(tx, ch.del, false, "service changes");
   for (const auto& s : ch.flushSets) tx.flushSet(tableName(s.table), s.name);
@@ -469,13 +469,13 @@ BackendResult NftablesBackend::fullSync(const State& state) {
     auto res = commit(f, ch, [&](Transaction& tx) {
       // add, delete, add: replaces whatever a previous run left in one atomic step, whether
       // or not the table exists, so a restart never opens a window without rules.
-      tx.addTable(kTable);
-      tx.deleteTable(kTable, "replacing the previous table");
+      tx.addTable(kMainTableName);
+      tx.deleteTable(kMainTableName, "replacing the previous table");
       for (const auto& name : previous.names) {
-        if (name != kTable && isOwnTable(name)) tx.deleteTable(name, "replacing table " + name);
+        if (name != kMainTableName && isOwnTable(name)) tx.deleteTable(name, "replacing table " + name);
       }
-      tx.addTable(kTable);
-      buildSkeleton(tx, ctx, state.node);
+      tx.addTable(kMainTableName);
+      buildMainTable(tx, ctx, state.node);
       for (uint32_t shard = 0; shard < ctx.serviceTables; ++shard) {
         buildServiceTable(tx, ctx, state.node, static_cast<uint8_t>(shard));
       }

@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include "backends/nftables/flow_record.h"
+#include "backends/node_policy/flow_record.h"
 #include "backends/nftables/layout.h"
 #include "backends/nftables/port_program.h"
 #include "proxier/core/backend.h"

@@ -8,59 +8,28 @@
 
 #include <functional>
 
-#include "backends/nftables/rule_builder.h"
+#include "backends/node_policy/local_traffic.h"
+#include "backends/node_policy/packet_keys.h"
+#include "backends/node_policy/port_policy.h"
+#include "backends/node_policy/port_tag.h"
+#include "backends/node_policy/source_ranges.h"
+#include "backends/nftnl/rule_builder.h"
 
 namespace sliceproxy::backends::nft {
 
 using namespace proxier;
 
 PortChains chainNames(uint32_t id, uint8_t shard, const ServicePortInfo& info) {
-  // The service's name in the chain name lets an operator read `nft list ruleset`; the id
-  // keeps it unique and short enough (chain names are limited to 255 bytes).
-  std::string tag = fmt::format("{}/{}/{}/{}", info.key.service.ns, info.key.service.name,
-                                info.key.port.portName.empty() ? "-" : info.key.port.portName,
-                                protocolName(info.key.port.protocol));
-  if (tag.size() > 200) tag.resize(200);
+  const std::string tag = portChainTag(info);
   PortChains c;
   c.shard = shard;
   c.svc = fmt::format("svc-{}-{}", id, tag);
   if (info.externallyAccessible()) c.ext = fmt::format("ext-{}-{}", id, tag);
-  if (!info.loadBalancerIPs.empty() && !info.loadBalancerSourceRanges.empty()) {
-    c.fw = fmt::format("fw-{}-{}", id, tag);
-  }
+  c.fw = firewallChainName(id, tag, info);
   return c;
 }
 
 namespace {
-
-// Matches traffic that comes from pods (local traffic), by the configured detection mode.
-// Returns false when no mode is configured: then nothing is known to be local.
-bool matchLocalTraffic(RuleBuilder& b, const FamilyContext& ctx, const ChainInputs& in,
-                       bool negate) {
-  const NetworkConfig& net = *ctx.net;
-  switch (net.detectLocal) {
-    case LocalDetectMode::ClusterCIDR:
-      if (const Cidr* c = net.clusterCIDR(ctx.family)) {
-        b.matchAddr(true, *c, negate);
-        return true;
-      }
-      return false;
-    case LocalDetectMode::NodeCIDR:
-      if (in.nodePodCIDR) {
-        b.matchAddr(true, *in.nodePodCIDR, negate);
-        return true;
-      }
-      return false;
-    case LocalDetectMode::InterfaceNamePrefix:
-      b.iifname(net.podInterfacePrefix, true, negate);
-      return true;
-    case LocalDetectMode::BridgeInterface:
-      b.iifname(net.podBridgeInterface, false, negate);
-      return true;
-    case LocalDetectMode::None: return false;
-  }
-  return false;
-}
 
 using Prefix = std::function<void(RuleBuilder&)>;
 
@@ -152,7 +121,7 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
     tx.addRule(table, chains.svc, b.release(), svc + ": --masquerade-all");
   } else {
     RuleBuilder b;
-    if (matchLocalTraffic(b, ctx, in, true)) {
+    if (matchLocalTraffic(b, ctx, in.nodePodCIDR, true)) {
       b.markSet(ctx.net->masqueradeMark);
       tx.addRule(table, chains.svc, b.release(), svc + ": masquerade non-pod traffic");
     }
@@ -171,9 +140,9 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
       // Pods and the node itself reach the whole cluster-wide set (kube-proxy's
       // short-circuit); only traffic from outside is limited to local endpoints.
       RuleBuilder probe;
-      if (matchLocalTraffic(probe, ctx, in, false)) {
+      if (matchLocalTraffic(probe, ctx, in.nodePodCIDR, false)) {
         addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
-                [&](RuleBuilder& b) { matchLocalTraffic(b, ctx, in, false); },
+                [&](RuleBuilder& b) { matchLocalTraffic(b, ctx, in.nodePodCIDR, false); },
                 (svc + " (pod short-circuit)").c_str(), affinity, 0);
       }
       RuleBuilder m;
@@ -187,63 +156,32 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
     }
   }
 
-  if (!chains.fw.empty()) {
-    for (const auto& range : info.loadBalancerSourceRanges) {
-      RuleBuilder b;
-      b.matchAddr(true, range).verdict(NFT_RETURN);
-      tx.addRule(kTable, chains.fw, b.release(), svc + ": allowed source " + range.str());
-    }
-    RuleBuilder b;
-    b.verdict(NF_DROP);
-    tx.addRule(kTable, chains.fw, b.release(), svc + ": other sources");
-  }
+  if (!chains.fw.empty()) addFirewallRules(tx, info, chains.fw);
 }
 
 std::vector<Elem> frontendElems(const ServicePortInfo& info, const PortChains& chains,
                                 const ChainInputs& in, uint8_t internalSet, uint8_t externalSet) {
   std::vector<Elem> out;
   const auto proto = info.key.port.protocol;
-  const uint32_t internalCount = internalSet == epset::kLocal ? in.localCount : in.clusterCount;
-  const uint32_t externalCount = externalSet == epset::kLocal ? in.localCount : in.clusterCount;
-  auto frontend = [&](const IpAddr& a, uint16_t port) { return Bytes().addr(a).proto(proto).port(port); };
-  auto go = [](const std::string& chain) { return ElemValue{ElemValue::Goto, chain, {}}; };
-  const ElemValue reject = go("reject-chain"), drop{ElemValue::Drop, "", {}};
-
-  std::vector<IpAddr> externals = info.externalIPs;
-  externals.insert(externals.end(), info.loadBalancerIPs.begin(), info.loadBalancerIPs.end());
-
+  auto go = [&](const std::string& chain) { return ElemValue{ElemValue::Goto, chain, {}}; };
   if (in.hasAnyEndpoints) {
-    out.push_back({kServiceIps, frontend(info.clusterIP, info.port), go(chains.svc)});
-    for (const auto& a : externals) out.push_back({kServiceIps, frontend(a, info.port), go(chains.ext)});
+    out.push_back({kServiceIps, frontendKey(info.clusterIP, proto, info.port), go(chains.svc),
+                   0, chains.shard});
+    auto external = [&](const IpAddr& a) {
+      out.push_back({kServiceIps, frontendKey(a, proto, info.port), go(chains.ext), 0,
+                     chains.shard});
+    };
+    for (const auto& a : info.externalIPs) external(a);
+    for (const auto& a : info.loadBalancerIPs) external(a);
     if (info.nodePort) {
-      out.push_back({kServiceNodePorts, Bytes().proto(proto).port(info.nodePort), go(chains.ext)});
-    }
-    // Endpoints exist, but none for this kind of traffic on this node: drop, do not reject,
-    // so a client retries elsewhere instead of giving up.
-    if (internalCount == 0) {
-      out.push_back({kNoEndpointServices, frontend(info.clusterIP, info.port), drop});
-    }
-    if (info.externallyAccessible() && externalCount == 0) {
-      for (const auto& a : externals) out.push_back({kNoEndpointServices, frontend(a, info.port), drop});
-      if (info.nodePort) {
-        out.push_back({kNoEndpointNodePorts, Bytes().proto(proto).port(info.nodePort), drop});
-      }
-    }
-  } else {
-    out.push_back({kNoEndpointServices, frontend(info.clusterIP, info.port), reject});
-    for (const auto& a : externals) out.push_back({kNoEndpointServices, frontend(a, info.port), reject});
-    if (info.nodePort) {
-      out.push_back({kNoEndpointNodePorts, Bytes().proto(proto).port(info.nodePort), reject});
+      out.push_back({kServiceNodePorts, nodePortKey(proto, info.nodePort), go(chains.ext), 0,
+                     chains.shard});
     }
   }
-  if (!chains.fw.empty()) {
-    for (const auto& a : info.loadBalancerIPs) {
-      out.push_back({kFirewallIps, frontend(a, info.port), go(chains.fw)});
-    }
-  }
-  for (auto& e : out) {
-    if (e.set == kServiceIps || e.set == kServiceNodePorts) e.table = chains.shard;
-  }
+  auto count = [&](uint8_t set) { return set == epset::kLocal ? in.localCount : in.clusterCount; };
+  auto policy = portPolicyElems(
+      info, {in.hasAnyEndpoints, count(internalSet), count(externalSet)}, chains.fw);
+  out.insert(out.end(), policy.begin(), policy.end());
   return out;
 }
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "backends/nftables/elements.h"
 #include "backends/nftables/layout.h"
-#include "backends/nftables/transaction.h"
+#include "backends/nftnl/elements.h"
+#include "backends/nftnl/transaction.h"
 #include "proxier/core/service_port_view.h"
 
 namespace sliceproxy::backends::nft {
@@ -63,7 +63,8 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
                   const proxier::ServicePortInfo& info, const PortChains& chains,
                   const ChainInputs& in, const AffinityNames* affinity);
 
-// The port's elements in the frontend maps (everything except endpoints), each in its table.
+// The port's elements in the frontend maps (everything except endpoints), each in its table:
+// its service table's dispatch maps, then the main table's policy maps (portPolicyElems()).
 std::vector<Elem> frontendElems(const proxier::ServicePortInfo& info, const PortChains& chains,
                                 const ChainInputs& in, uint8_t internalSet, uint8_t externalSet);
 

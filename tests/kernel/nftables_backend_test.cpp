@@ -12,7 +12,7 @@
 
 #include "../unit/builders.h"
 #include "backends/nftables/nftables_backend.h"
-#include "backends/nftables/rule_builder.h"
+#include "backends/nftnl/rule_builder.h"
 #include "proxier/core/change_tracker.h"
 #include "proxier/core/node_state.h"
 

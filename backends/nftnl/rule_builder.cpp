@@ -1,7 +1,7 @@
 // glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
 #include <netinet/in.h>
 
-#include "backends/nftables/rule_builder.h"
+#include "backends/nftnl/rule_builder.h"
 
 #include <linux/netfilter.h>
 #include <net/if.h>

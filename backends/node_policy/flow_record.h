@@ -1,5 +1,5 @@
 #pragma once
-// The nftables data plane's record of the UDP and SCTP flows it translated: a table of its own
+// The record of the UDP and SCTP flows that the node DNATed for services: a table of its own
 // (`sliceproxy-flows`, per family) whose filter hooks put every packet of a DNATed UDP/SCTP flow
 // into a timeout set keyed endpoint . endpoint port . protocol . client . client port .
 // frontend . frontend port. Each packet refreshes its element and elements outlive the
@@ -14,8 +14,8 @@
 #include <chrono>
 #include <mutex>
 
-#include "backends/nftables/layout.h"
-#include "backends/nftables/transaction.h"
+#include "backends/nftnl/transaction.h"
+#include "backends/node_policy/family.h"
 #include "proxier/core/flow_index.h"
 
 namespace sliceproxy::backends::nft {
@@ -27,7 +27,7 @@ class FlowRecord final : public proxier::FlowIndex {
   FlowRecord();
   // Adds the table to `tx` unless `existing` (the family's current tables) shows it is there.
   // Call once per full sync and family.
-  void ensure(Transaction& tx, const FamilyContext& ctx, const TableList& existing);
+  void ensure(Transaction& tx, const NodeFamily& ctx, const TableList& existing);
   // The table was removed (sliceproxy cleanup).
   void removed();
 

@@ -1,7 +1,7 @@
 // glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
 #include <netinet/in.h>
 
-#include "backends/nftables/transaction.h"
+#include "backends/nftnl/transaction.h"
 
 #include <fmt/format.h>
 #include <libnftnl/chain.h>

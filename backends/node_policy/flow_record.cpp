@@ -1,7 +1,7 @@
 // glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
 #include <netinet/in.h>
 
-#include "backends/nftables/flow_record.h"
+#include "backends/node_policy/flow_record.h"
 
 #include <fmt/format.h>
 #include <libnftnl/set.h>
@@ -16,8 +16,8 @@
 #include <cstring>
 #include <fstream>
 
-#include "backends/nftables/elements.h"
-#include "backends/nftables/rule_builder.h"
+#include "backends/nftnl/elements.h"
+#include "backends/nftnl/rule_builder.h"
 
 namespace sliceproxy::backends::nft {
 
@@ -88,7 +88,7 @@ bool decode(IpFamily family, const uint8_t* k, uint32_t len, RecordedFlow& out) 
 
 // Loads the key of the packet's flow into registers 0.. and records it: the packet's conntrack
 // entry has both tuples, the reply one naming the endpoint DNAT chose.
-void addRecordRule(Transaction& tx, const FamilyContext& ctx, const char* chain, uint8_t proto) {
+void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, uint8_t proto) {
   const bool v4 = ctx.family == IpFamily::V4;
   const uint32_t aw = ctx.addrWords();
   const uint32_t srcIp = v4 ? NFT_CT_SRC_IP : NFT_CT_SRC_IP6,
@@ -138,7 +138,7 @@ int onElements(const nlmsghdr* nlh, void* data) {
 
 FlowRecord::FlowRecord() : timeout_(elementTimeoutFromSysctls()) {}
 
-void FlowRecord::ensure(Transaction& tx, const FamilyContext& ctx, const TableList& existing) {
+void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList& existing) {
   const int fi = ctx.family == IpFamily::V4 ? 0 : 1;
   std::lock_guard lock(mu_);
   const bool there =
