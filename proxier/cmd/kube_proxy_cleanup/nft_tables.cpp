@@ -16,7 +16,7 @@
 #include <stdexcept>
 
 #include "proxier/cmd/kube_proxy_cleanup/netlink_query.h"
-#include "backends/nftables/transaction.h"
+#include "backends/nftnl/transaction.h"
 
 namespace sliceproxy::proxier::kube_proxy_cleanup {
 
