@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "proxier/config/bounded_file.h"
+
 namespace sliceproxy::slicewatch {
 
 std::string ServerUrl::str() const {
@@ -102,15 +104,14 @@ std::optional<ServerUrl> parseServerUrl(std::string_view original, std::string& 
 }
 
 std::string readFileOrThrow(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw std::runtime_error(
-        fmt::format("cannot read {} {}: {}", what, path, std::strerror(errno)));
+  // Tokens, certificates and kubeconfigs are KiB; a bound keeps a wrong path (/dev/zero, a
+  // FIFO) from hanging or exhausting the daemon.
+  constexpr uint64_t kMaxCredentialFileBytes = 16u << 20;
+  auto read = proxier::readBoundedFile(path, kMaxCredentialFileBytes);
+  if (!read.text) {
+    throw std::runtime_error(fmt::format("cannot read {} {}: {}", what, path, read.error));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw std::runtime_error(fmt::format("cannot read {} {}", what, path));
-  return ss.str();
+  return std::move(*read.text);
 }
 
 }  // namespace sliceproxy::slicewatch

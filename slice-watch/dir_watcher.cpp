@@ -3,9 +3,12 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <system_error>
 
 namespace sliceproxy::slicewatch {
@@ -21,7 +24,7 @@ constexpr uint32_t kMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DEL
 
 }  // namespace
 
-DirWatcher::DirWatcher(const std::filesystem::path& dir) {
+DirWatcher::DirWatcher(const std::filesystem::path& dir) : dir_(dir) {
   inotifyFd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotifyFd_ < 0) throwErrno("inotify_init1");
   wakeFd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -31,14 +34,37 @@ DirWatcher::DirWatcher(const std::filesystem::path& dir) {
     errno = saved;
     throwErrno("eventfd");
   }
-  watch_ = inotify_add_watch(inotifyFd_, dir.c_str(), kMask);
-  if (watch_ < 0) {
+  if (!rewatch()) {
     int saved = errno;
     close(inotifyFd_);
     close(wakeFd_);
     errno = saved;
     throwErrno("inotify_add_watch " + dir.string());
   }
+}
+
+bool DirWatcher::rewatch() {
+  unwatch();
+  struct stat st {};
+  if (stat(dir_.c_str(), &st) != 0) return false;
+  int wd = inotify_add_watch(inotifyFd_, dir_.c_str(), kMask);
+  if (wd < 0) return false;
+  watch_ = wd;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  return true;
+}
+
+void DirWatcher::unwatch() {
+  // The kernel may have dropped the watch already (IN_IGNORED); EINVAL then is expected.
+  if (watch_ >= 0) inotify_rm_watch(inotifyFd_, watch_);
+  watch_ = -1;
+}
+
+bool DirWatcher::replaced() const {
+  struct stat st {};
+  if (stat(dir_.c_str(), &st) != 0) return watch_ >= 0;
+  return watch_ < 0 || st.st_dev != dev_ || st.st_ino != ino_;
 }
 
 DirWatcher::~DirWatcher() {
@@ -67,6 +93,8 @@ bool DirWatcher::drain(Batch& batch) {
       auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
       off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
       if (ev->mask & IN_Q_OVERFLOW) batch.rescanAll = true;
+      // A watch given up (the directory moved away) may still have events queued.
+      if (ev->wd != watch_) continue;
       if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) batch.watchLost = true;
       if (ev->len == 0) continue;
       std::string name(ev->name);  // NUL-padded to ev->len
@@ -79,11 +107,13 @@ bool DirWatcher::drain(Batch& batch) {
 }
 
 DirWatcher::Batch DirWatcher::wait(std::chrono::milliseconds settle,
-                                   std::chrono::milliseconds maxWait) {
+                                   std::chrono::milliseconds maxWait,
+                                   std::chrono::milliseconds idle) {
   Batch batch;
   auto deadline = std::chrono::steady_clock::time_point::max();
   for (;;) {
-    int timeout = -1;
+    int timeout =
+        idle.count() < 0 ? -1 : static_cast<int>(std::min<int64_t>(idle.count(), INT32_MAX));
     if (deadline != std::chrono::steady_clock::time_point::max()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -103,7 +133,10 @@ DirWatcher::Batch DirWatcher::wait(std::chrono::milliseconds settle,
     if (drain(batch) && deadline == std::chrono::steady_clock::time_point::max()) {
       deadline = std::chrono::steady_clock::now() + maxWait;
     }
-    if (batch.watchLost) return batch;
+    if (batch.watchLost) {
+      unwatch();  // a moved directory would go on reporting from its new place
+      return batch;
+    }
     if (std::chrono::steady_clock::now() >= deadline) return batch;
   }
 }

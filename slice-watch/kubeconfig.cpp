@@ -67,10 +67,7 @@ std::string pemFrom(const YAML::Node& n, const char* dataKey, const char* fileKe
 ApiConfig loadKubeconfig(const std::string& path, const std::string& master) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    readFileOrThrow(path, "kubeconfig");  // throws with the errno text
-    fail(path, "cannot be read");
+    root = YAML::Load(readFileOrThrow(path, "kubeconfig"));
   } catch (const YAML::Exception& e) {
     fail(path, e.what());
   }

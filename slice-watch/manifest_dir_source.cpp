@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <set>
 #include <stdexcept>
 #include <system_error>
 
-#include "slice-watch/manifest_file.h"
 #include "slice-watch/reasons.h"
 
 namespace sliceproxy::slicewatch {
@@ -37,8 +40,17 @@ std::string idOf(std::string_view kind, const std::string& object) {
 
 }  // namespace
 
-ManifestDirSource::ManifestDirSource(fs::path dir, proxier::EventSink& sink)
-    : dir_(std::move(dir)), sink_(sink) {}
+std::optional<ManifestDirSource::FileSig> ManifestDirSource::currentSig(const fs::path& path) {
+  struct stat st {};
+  // A dangling link or a loop has no target to stat: the link itself identifies it.
+  if (::stat(path.c_str(), &st) != 0 && ::lstat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileSig{st.st_dev, st.st_ino, st.st_size,
+                 st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec,
+                 st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec};
+}
+
+ManifestDirSource::ManifestDirSource(fs::path dir, proxier::EventSink& sink, uint64_t maxFileBytes)
+    : dir_(std::move(dir)), sink_(sink), maxFileBytes_(maxFileBytes) {}
 
 ManifestDirSource::~ManifestDirSource() {
   stop();
@@ -53,7 +65,7 @@ void ManifestDirSource::start() {
   if (ec) throw std::system_error(ec, "cannot list " + dir_.string());
   {
     SinkBatch batch(sink_);
-    rescanAll();
+    rescan(true);
   }
   sink_.synced();
   thread_ = std::thread([this] { run(); });
@@ -65,37 +77,74 @@ void ManifestDirSource::stop() {
 }
 
 void ManifestDirSource::run() {
+  // While the directory is gone, how often its path is tried again.
+  constexpr auto kRewatchPeriod = std::chrono::seconds(1);
+  auto nextRescan = Clock::now() + kRescanPeriod;
   for (;;) {
+    auto due = nextRescan;
+    if (!retries_.empty()) {
+      for (const auto& [name, r] : retries_) due = std::min(due, r.due);
+    }
+    if (dirLost_) due = std::min(due, Clock::now() + kRewatchPeriod);
+    auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
     DirWatcher::Batch batch;
     try {
-      batch = watcher_->wait();
+      batch = watcher_->wait(std::chrono::milliseconds(30), std::chrono::milliseconds(300),
+                             std::max(idle, std::chrono::milliseconds(0)));
     } catch (const std::exception& e) {
       spdlog::error("manifest directory {}: stopped watching: {}", dir_.string(), e.what());
       return;
     }
     if (batch.stopped) return;
+    auto now = Clock::now();
+    bool rescanNow = now >= nextRescan;
+    bool work = batch.rescanAll || !batch.names.empty() || rescanNow || dirLost_ ||
+                batch.watchLost || (!retries_.empty() && due <= now);
+    if (!work) continue;
     try {
       SinkBatch together(sink_);
+      if (batch.watchLost) {
+        spdlog::error(
+            "manifest directory {} was removed or moved; keeping the last state until "
+            "it is back",
+            dir_.string());
+        dirLost_ = true;
+      }
+      if (dirLost_ || rescanNow) followDirectory();
       if (batch.rescanAll) {
-        rescanAll();
+        rescan(true);
       } else {
         for (const auto& name : batch.names) {
-          if (manifestFormat(name)) processFile(name);
+          if (manifestFormat(name)) read(name);
         }
       }
+      if (rescanNow) {
+        if (!dirLost_) rescan(false);
+        nextRescan = Clock::now() + kRescanPeriod;
+      }
+      retryDue(Clock::now());
     } catch (const std::exception& e) {
-      // Nothing here should throw but allocation; the next change gets a fresh attempt.
+      // Only the sink's own allocation failures reach here; the next round tries again.
       spdlog::error("manifest directory {}: {}", dir_.string(), e.what());
-    }
-    if (batch.watchLost) {
-      spdlog::error("manifest directory {} was removed or moved; keeping the last state",
-                    dir_.string());
-      return;
     }
   }
 }
 
-void ManifestDirSource::rescanAll() {
+void ManifestDirSource::followDirectory() {
+  if (!dirLost_ && !watcher_->replaced()) return;
+  if (!watcher_->rewatch()) {
+    dirLost_ = true;
+    return;
+  }
+  spdlog::warn(
+      "manifest directory {} is back (or was replaced); watching it again and reading "
+      "it",
+      dir_.string());
+  dirLost_ = false;
+  rescan(true);
+}
+
+void ManifestDirSource::rescan(bool force) {
   std::set<std::string> names;
   std::error_code ec;
   for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
@@ -105,31 +154,93 @@ void ManifestDirSource::rescanAll() {
   if (ec) {
     // Not the same as an empty directory: deleting everything on a transient error would be
     // the one outcome worse than doing nothing.
-    spdlog::error("manifest directory {}: cannot list: {}", dir_.string(), ec.message());
+    if (!listFailing_) {
+      spdlog::error("manifest directory {}: cannot list: {}; keeping the last state", dir_.string(),
+                    ec.message());
+    }
+    listFailing_ = true;
     return;
   }
+  listFailing_ = false;
   for (const auto& [name, objs] : files_) names.insert(name);  // vanished files
-  for (const auto& name : names) processFile(name);
+  for (const auto& name : names) {
+    if (!force && !retries_.contains(name)) {
+      auto now = currentSig(dir_ / name);
+      auto known = sigs_.find(name);
+      if (!now && known == sigs_.end() && !files_.contains(name)) continue;
+      if (now && known != sigs_.end() && known->second == *now) continue;
+    }
+    read(name);
+  }
 }
 
-void ManifestDirSource::processFile(const std::string& name) {
+void ManifestDirSource::read(const std::string& name) {
+  Outcome outcome;
+  try {
+    outcome = processFile(name);
+  } catch (const std::exception& e) {
+    // bad_alloc above all: one file costs only itself, and is read again later.
+    sigs_.erase(name);
+    sink_.rejected({(dir_ / name).string(), "", "", "", std::string(reason::kReadError),
+                    fmt::format("cannot read {}: {}; everything the file defined before stays in "
+                                "effect",
+                                (dir_ / name).string(), e.what())});
+    outcome = Outcome::RetryLater;
+  }
+  if (outcome == Outcome::Done) {
+    retries_.erase(name);
+    return;
+  }
+  Retry& r = retries_[name];
+  // 0.5 s doubling to 30 s: a descriptor shortage or a full memory rarely lasts, a broken disk
+  // should not be hammered.
+  auto delay = std::chrono::milliseconds(500) * (1 << std::min(r.attempts, 6));
+  r.due = Clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(30));
+  ++r.attempts;
+}
+
+void ManifestDirSource::retryDue(Clock::time_point now) {
+  std::vector<std::string> due;
+  for (const auto& [name, r] : retries_) {
+    if (r.due <= now) due.push_back(name);
+  }
+  for (const auto& name : due) read(name);
+}
+
+ManifestDirSource::Outcome ManifestDirSource::processFile(const std::string& name) {
   fs::path path = dir_ / name;
-  std::error_code ec;
   std::vector<DecodeResult> results;
-  if (fs::is_regular_file(path, ec)) {  // follows symlinks
-    results = decodeManifestFile(path, DecodeOptions{path.string()});
+  struct stat st {};
+  // stat follows symlinks: a dangling link or a loop is a file that cannot be read, not a
+  // file that is gone (which would delete what it defined).
+  bool gone = ::lstat(path.c_str(), &st) != 0 && errno == ENOENT;
+  // A directory named like a manifest is not one (the source is not recursive): it defines
+  // nothing, as if absent.
+  if (!gone && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) gone = true;
+  if (gone) {
+    sigs_.erase(name);
+  } else {
+    auto sig = currentSig(path);
+    results = decodeManifestFile(path, DecodeOptions{path.string()}, maxFileBytes_);
     for (auto& r : results) {
       auto* rej = std::get_if<proxier::Rejection>(&r);
       if (rej && reason::isDocumentLevel(rej->reason)) {
         if (files_.contains(name)) {
           rej->message += "; everything the file defined before stays in effect";
         }
+        bool transient = rej->reason == reason::kReadError;
+        if (transient) rej->message += "; retrying";
         sink_.rejected(*rej);
-        return;
+        if (transient) {
+          sigs_.erase(name);
+          return Outcome::RetryLater;
+        }
+        if (sig) sigs_[name] = *sig;
+        return Outcome::Done;
       }
     }
+    if (sig) sigs_[name] = *sig;
   }
-
   FileObjects previous;
   if (auto it = files_.find(name); it != files_.end()) previous = std::move(it->second);
 
@@ -170,6 +281,7 @@ void ManifestDirSource::processFile(const std::string& name) {
     auto own = owners_.find(id);
     if (own != owners_.end() && own->second == name) release(id, obj, name);
   }
+  return Outcome::Done;
 }
 
 void ManifestDirSource::apply(const std::string& name, const std::string& id,

@@ -2,11 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
+#include "proxier/config/bounded_file.h"
 #include "slice-watch/json_decoder.h"
 #include "slice-watch/reasons.h"
 #include "slice-watch/yaml_decoder.h"
@@ -26,17 +22,17 @@ std::vector<DecodeResult> decodeManifest(std::string_view text, ManifestFormat f
 }
 
 std::vector<DecodeResult> decodeManifestFile(const std::filesystem::path& path,
-                                             const DecodeOptions& opts) {
+                                             const DecodeOptions& opts, uint64_t maxBytes) {
   auto format = manifestFormat(path.filename().string());
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  if (in) text << in.rdbuf();
-  if (!in || in.bad()) {
-    return {
-        proxier::Rejection{opts.origin, "", "", "", std::string(reason::kReadError),
-                           fmt::format("cannot read {}: {}", path.string(), std::strerror(errno))}};
+  auto read = proxier::readBoundedFile(path, maxBytes);
+  if (!read.text) {
+    bool refused = !read.transient;
+    std::string why = read.tooLarge ? read.error + " (--manifest-max-file-bytes)" : read.error;
+    return {proxier::Rejection{opts.origin, "", "", "",
+                               std::string(refused ? reason::kFileRefused : reason::kReadError),
+                               fmt::format("cannot read {}: {}", path.string(), why)}};
   }
-  return decodeManifest(text.view(), format.value_or(ManifestFormat::Yaml), opts);
+  return decodeManifest(*read.text, format.value_or(ManifestFormat::Yaml), opts);
 }
 
 }  // namespace sliceproxy::slicewatch

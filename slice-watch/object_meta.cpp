@@ -47,6 +47,8 @@ void decodeObjectMeta(Reader& r, od::value& v, ObjectMeta& meta) {
       decodeLabels(r, f.value, meta.labels);
     } else if (f.is("annotations")) {
       decodeAnnotations(r, f.value, meta);
+    } else if (f.is("creationTimestamp")) {
+      if (auto text = r.optString(f.value)) meta.creationTimestamp = parseRfc3339(*text);
     } else if (f.is("deletionTimestamp")) {
       meta.deletionTimestampSet = !r.isNull(f.value);
     }

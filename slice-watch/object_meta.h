@@ -16,6 +16,8 @@ struct ObjectMeta {
   std::string resourceVersion;
   proxier::Labels labels;
   bool deletionTimestampSet = false;
+  // Absent or unparseable: unset (manifests rarely carry it).
+  std::optional<std::chrono::system_clock::time_point> creationTimestamp;
   // annotations[endpoints.kubernetes.io/last-change-trigger-time], when present and valid.
   std::optional<std::chrono::system_clock::time_point> lastChangeTriggerTime;
 };

@@ -8,7 +8,10 @@ namespace sliceproxy::slicewatch::reason {
 
 inline constexpr std::string_view kMalformedJson = "malformed_json";
 inline constexpr std::string_view kMalformedYaml = "malformed_yaml";
-inline constexpr std::string_view kReadError = "read_error";
+inline constexpr std::string_view kReadError = "read_error";  // transient: retried
+// Too large for --manifest-max-file-bytes, not a regular file, a dangling symlink or a loop:
+// read again only when it changes.
+inline constexpr std::string_view kFileRefused = "file_refused";
 inline constexpr std::string_view kUnknownKind = "unknown_kind";
 inline constexpr std::string_view kMissingField = "missing_field";
 inline constexpr std::string_view kWrongType = "wrong_type";
@@ -28,7 +31,7 @@ inline constexpr std::string_view kDuplicateObject = "duplicate_object";
 // A document-level failure means nothing after the failure point was read, so a consumer must not
 // treat the objects it did get as the complete content of the document.
 inline bool isDocumentLevel(std::string_view r) {
-  return r == kMalformedJson || r == kMalformedYaml || r == kReadError;
+  return r == kMalformedJson || r == kMalformedYaml || r == kReadError || r == kFileRefused;
 }
 
 }  // namespace sliceproxy::slicewatch::reason

@@ -172,6 +172,7 @@ proxier::ServicePtr ServiceDecoder::finish(ObjectMeta&& meta) {
   proxier::Service& s = *svc_;
   s.key = {std::move(meta.ns), std::move(meta.name)};
   s.resourceVersion = std::move(meta.resourceVersion);
+  s.created = meta.creationTimestamp.value_or(std::chrono::system_clock::time_point{});
   s.labels = std::move(meta.labels);
   if (!haveClusterIPs_) {
     s.headless = clusterIPNone_;

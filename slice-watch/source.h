@@ -21,11 +21,12 @@ class Source {
 };
 
 struct SourceOptions {
-  std::string sourceDir;         // --source-dir: a manifest directory
-  std::string kubeconfig;        // --kubeconfig
-  std::string master;            // --master: overrides the kubeconfig's server
-  std::string nodeName;          // this node: its Node object is watched
-  std::string serviceProxyName;  // --service-proxy-name: narrows the label selector
+  std::string sourceDir;                        // --source-dir: a manifest directory
+  std::string kubeconfig;                       // --kubeconfig
+  std::string master;                           // --master: overrides the kubeconfig's server
+  std::string nodeName;                         // this node: its Node object is watched
+  std::string serviceProxyName;                 // --service-proxy-name: narrows the label selector
+  uint64_t manifestMaxFileBytes = 64ull << 20;  // --manifest-max-file-bytes
 };
 
 // The manifest directory when --source-dir is set, else the Kubernetes API. Null with `error`

@@ -11,8 +11,8 @@ namespace {
 
 class ManifestSourceAdapter : public Source {
  public:
-  ManifestSourceAdapter(std::string dir, proxier::EventSink& sink)
-      : dir_(dir), source_(dir, sink) {}
+  ManifestSourceAdapter(std::string dir, uint64_t maxFileBytes, proxier::EventSink& sink)
+      : dir_(dir), source_(dir, sink, maxFileBytes) {}
   void start() override { source_.start(); }
   void stop() override { source_.stop(); }
   std::string describe() const override { return "manifest directory " + dir_; }
@@ -42,7 +42,9 @@ ApiConfig apiConfig(const SourceOptions& opts) {
 
 std::unique_ptr<Source> makeSource(const SourceOptions& opts, proxier::EventSink& sink,
                                    std::string& error) {
-  if (!opts.sourceDir.empty()) return std::make_unique<ManifestSourceAdapter>(opts.sourceDir, sink);
+  if (!opts.sourceDir.empty()) {
+    return std::make_unique<ManifestSourceAdapter>(opts.sourceDir, opts.manifestMaxFileBytes, sink);
+  }
   try {
     ApiSourceOptions apiOpts;
     apiOpts.nodeName = opts.nodeName;

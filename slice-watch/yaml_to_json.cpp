@@ -1,16 +1,23 @@
 #include "slice-watch/yaml_to_json.h"
 
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
 
 #include <charconv>
 #include <cmath>
+#include <optional>
+#include <sstream>
+#include <unordered_map>
 
 namespace sliceproxy::slicewatch {
 
 namespace {
 
-constexpr int kMaxDepth = 100;  // manifests are shallow; this stops alias loops and stack abuse
+constexpr size_t kMaxDepth = 100;  // manifests are shallow; this stops alias loops and stack abuse
 
 void appendString(std::string& out, std::string_view s) {
   out += '"';
@@ -111,9 +118,7 @@ bool appendFloat(std::string& out, std::string_view s) {
 }
 
 // A plain scalar's type comes from its text; tag "!" marks a quoted one, which is always a string.
-void appendScalar(std::string& out, const YAML::Node& n) {
-  const std::string& tag = n.Tag();
-  const std::string& v = n.Scalar();
+void appendScalar(std::string& out, const std::string& tag, const std::string& v) {
   static const std::string kCore = "tag:yaml.org,2002:";
   bool plain = tag == "?";
   bool core = tag.rfind(kCore, 0) == 0;
@@ -135,67 +140,168 @@ void appendScalar(std::string& out, const YAML::Node& n) {
   }
 }
 
-void append(std::string& out, const YAML::Node& n, int depth) {
-  if (depth > kMaxDepth) {
-    throw YamlError(n.Mark().line + 1, n.Mark().column + 1, "nested too deeply");
+// Builds JSON from the parser's events, never a node tree: memory follows the JSON written,
+// which is bounded, and an alias is the text of its anchor copied (checked against the bound
+// before it is copied), so a few hundred bytes of nested aliases cannot expand to gigabytes.
+class JsonBuilder : public YAML::EventHandler {
+ public:
+  explicit JsonBuilder(size_t maxBytes) : maxBytes_(maxBytes) {}
+
+  std::vector<YamlDocument> docs;
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    out_.clear();
+    line_ = 0;
+    anchors_.clear();
+    stack_.clear();
   }
-  switch (n.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      out += "null";
-      return;
-    case YAML::NodeType::Scalar:
-      appendScalar(out, n);
-      return;
-    case YAML::NodeType::Sequence: {
-      out += '[';
-      bool first = true;
-      for (const auto& item : n) {
-        if (!first) out += ',';
-        first = false;
-        append(out, item, depth + 1);
-      }
-      out += ']';
-      return;
-    }
-    case YAML::NodeType::Map: {
-      out += '{';
-      bool first = true;
-      for (const auto& kv : n) {
-        if (!kv.first.IsScalar() && !kv.first.IsNull()) {
-          throw YamlError(kv.first.Mark().line + 1, kv.first.Mark().column + 1,
-                          "a mapping key must be a scalar");
-        }
-        if (!first) out += ',';
-        first = false;
-        appendString(out, kv.first.IsScalar() ? kv.first.Scalar() : "");
-        out += ':';
-        append(out, kv.second, depth + 1);
-      }
-      out += '}';
-      return;
-    }
+  void OnDocumentEnd() override {
+    if (out_.empty() || out_ == "null") return;  // an empty document, e.g. after a trailing ---
+    docs.push_back({std::move(out_), line_});
+    out_.clear();
   }
-}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    size_t at = beginNode(mark, true);
+    if (isKey()) {
+      writeKey("");
+    } else {
+      out_ += "null";
+    }
+    endNode(anchor, at, "?", std::string());
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) throw YamlError(mark.line + 1, mark.column + 1, "unknown alias");
+    const Anchored& a = it->second;
+    beginNode(mark, a.key.has_value());
+    if (isKey()) {
+      writeKey(*a.key);
+    } else {
+      if (out_.size() + a.json.size() > maxBytes_) tooLarge(mark);
+      out_ += a.json;
+    }
+    afterValue();
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    size_t at = beginNode(mark, true);
+    if (isKey()) {
+      writeKey(value);
+    } else {
+      appendScalar(out_, tag, value);
+    }
+    endNode(anchor, at, tag, value);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    openContainer(mark, anchor, '[', false);
+  }
+  void OnSequenceEnd() override { closeContainer(']'); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    openContainer(mark, anchor, '{', true);
+  }
+  void OnMapEnd() override { closeContainer('}'); }
+
+ private:
+  struct Frame {
+    bool map;
+    size_t items = 0;  // in a map: keys and values both count, so even = a key comes next
+    size_t start;
+    YAML::anchor_t anchor;
+  };
+  struct Anchored {
+    std::string json;
+    std::optional<std::string> key;  // a scalar can be a mapping key; a container cannot
+  };
+
+  bool isKey() const {
+    return !stack_.empty() && stack_.back().map && stack_.back().items % 2 == 0;
+  }
+
+  // Writes the separator before a node and checks it may stand where it is; returns where its
+  // text starts.
+  size_t beginNode(const YAML::Mark& mark, bool scalar) {
+    if (line_ == 0) line_ = mark.line + 1;
+    if (!stack_.empty()) {
+      Frame& f = stack_.back();
+      if (f.map && f.items % 2 == 0) {
+        if (!scalar)
+          throw YamlError(mark.line + 1, mark.column + 1, "a mapping key must be a scalar");
+        if (f.items > 0) out_ += ',';
+      } else if (!f.map && f.items > 0) {
+        out_ += ',';
+      }
+    }
+    if (out_.size() > maxBytes_) tooLarge(mark);
+    return out_.size();
+  }
+  void writeKey(const std::string& key) {
+    appendString(out_, key);
+    out_ += ':';
+  }
+  void afterValue() {
+    if (!stack_.empty()) ++stack_.back().items;
+  }
+  void endNode(YAML::anchor_t anchor, size_t at, const std::string& tag,
+               const std::string& scalar) {
+    if (anchor != YAML::NullAnchor) {
+      // A key's text ends with ':'; as a value the same scalar is typed, so keep both forms.
+      std::string json;
+      if (isKey()) {
+        appendScalar(json, tag, scalar);
+      } else {
+        json = out_.substr(at);
+      }
+      anchors_[anchor] = {std::move(json), scalar};
+    }
+    afterValue();
+  }
+  void openContainer(const YAML::Mark& mark, YAML::anchor_t anchor, char open, bool map) {
+    size_t at = beginNode(mark, false);
+    if (stack_.size() >= kMaxDepth) {
+      throw YamlError(mark.line + 1, mark.column + 1, "nested too deeply");
+    }
+    out_ += open;
+    stack_.push_back({map, 0, at, anchor});
+  }
+  void closeContainer(char close) {
+    Frame f = stack_.back();
+    stack_.pop_back();
+    out_ += close;
+    if (f.anchor != YAML::NullAnchor) anchors_[f.anchor] = {out_.substr(f.start), std::nullopt};
+    afterValue();
+  }
+  [[noreturn]] void tooLarge(const YAML::Mark& mark) {
+    throw YamlError(
+        mark.line + 1, mark.column + 1,
+        fmt::format("expands to more than {} bytes (aliases repeated too often?)", maxBytes_));
+  }
+
+  size_t maxBytes_;
+  std::string out_;
+  int line_ = 0;
+  std::vector<Frame> stack_;
+  std::unordered_map<YAML::anchor_t, Anchored> anchors_;
+};
 
 }  // namespace
 
+size_t yamlExpansionLimit(size_t textBytes) {
+  return 8 * textBytes + (1u << 20);
+}
+
 std::vector<YamlDocument> yamlToJson(std::string_view text) {
-  std::vector<YAML::Node> docs;
+  JsonBuilder builder(yamlExpansionLimit(text.size()));
   try {
-    docs = YAML::LoadAll(std::string(text));
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(builder)) {
+    }
   } catch (const YAML::Exception& e) {
     throw YamlError(e.mark.line + 1, e.mark.column + 1, e.msg);
   }
-  std::vector<YamlDocument> out;
-  for (const auto& doc : docs) {
-    if (doc.IsNull()) continue;  // an empty document, e.g. after a trailing ---
-    YamlDocument d;
-    d.line = doc.Mark().line + 1;
-    append(d.json, doc, 0);
-    out.push_back(std::move(d));
-  }
-  return out;
+  return std::move(builder.docs);
 }
 
 }  // namespace sliceproxy::slicewatch

@@ -25,7 +25,13 @@ class YamlError : public std::runtime_error {
   int line, column;  // 1-based
 };
 
-// Converts each non-empty document of a (possibly multi-document) YAML stream. Throws YamlError.
+// Converts each non-empty document of a (possibly multi-document) YAML stream. Throws YamlError,
+// also when the JSON would exceed yamlExpansionLimit(text.size()) bytes: aliases are expanded
+// (JSON has none), and a few nested aliases could otherwise describe gigabytes.
 std::vector<YamlDocument> yamlToJson(std::string_view text);
+
+// 8 x the YAML plus 1 MiB: well above what an anchor shared by every endpoint of a large slice
+// adds, far below an alias bomb.
+size_t yamlExpansionLimit(size_t textBytes);
 
 }  // namespace sliceproxy::slicewatch

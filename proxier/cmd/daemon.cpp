@@ -82,8 +82,9 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
   });
   runner.start();
 
-  slicewatch::SourceOptions sourceOpts{cfg.sourceDir, cfg.kubeconfig, cfg.master, nodeName,
-                                       cfg.serviceProxyName};
+  slicewatch::SourceOptions sourceOpts{cfg.sourceDir,        cfg.kubeconfig,
+                                       cfg.master,           nodeName,
+                                       cfg.serviceProxyName, cfg.manifestMaxFileBytes};
   auto source = slicewatch::makeSource(sourceOpts, tracker, error);
   if (!source) {
     spdlog::error("{}", error);

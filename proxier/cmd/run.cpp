@@ -48,6 +48,10 @@ int run(int argc, char** argv, const Extensions& ext) {
   app.add_option("--source-dir", cfg.sourceDir,
                  "Read Services, EndpointSlices and Nodes from YAML/JSON manifests in DIR, watched "
                  "with inotify");
+  app.add_option("--manifest-max-file-bytes", cfg.manifestMaxFileBytes,
+                 "Manifest files larger than this are refused unread, each with one line naming "
+                 "it (bounds the memory one file can take)")
+      ->capture_default_str();
   app.add_option("--kubeconfig", cfg.kubeconfig,
                  "Path to a kubeconfig (default: in-cluster configuration)");
   app.add_option("--master", cfg.master, "Kubernetes API server address; overrides the kubeconfig");
@@ -229,6 +233,16 @@ int run(int argc, char** argv, const Extensions& ext) {
                                     cfg.snatAddresses, cfg.nodePortAddresses, cfg.masqueradeBit);
       !err.empty()) {
     spdlog::error("{}", err);
+    return kExitUsage;
+  }
+  if (cfg.syncPeriod.count() == 0) {
+    // kube-proxy refuses it too: the periodic full sync is what repairs a data plane changed
+    // behind the proxy's back, and the retry after a failed sync.
+    spdlog::error("--sync-period: must be greater than 0");
+    return kExitUsage;
+  }
+  if (cfg.manifestMaxFileBytes == 0) {
+    spdlog::error("--manifest-max-file-bytes: must be greater than 0");
     return kExitUsage;
   }
   if (auto err = validateOpsConfig(cfg); !err.empty()) {

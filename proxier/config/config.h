@@ -32,10 +32,11 @@ struct Config {
   // backend's mode here. backendNamed: --backend or sliceproxy.backend named the backend.
   std::string mode, modeOrigin;
   bool backendNamed = false;
-  std::string sourceDir;         // --source-dir: a manifest directory instead of the API
-  std::string kubeconfig;        // --kubeconfig
-  std::string master;            // --master
-  std::string hostnameOverride;  // --hostname-override: this node's name
+  std::string sourceDir;  // --source-dir: a manifest directory instead of the API
+  uint64_t manifestMaxFileBytes = 64ull << 20;  // --manifest-max-file-bytes
+  std::string kubeconfig;                       // --kubeconfig
+  std::string master;                           // --master
+  std::string hostnameOverride;                 // --hostname-override: this node's name
   std::chrono::nanoseconds minSyncPeriod = std::chrono::seconds(1);
   std::chrono::nanoseconds syncPeriod = std::chrono::seconds(30);
   // --source-progress-timeout: /healthz fails while the source has made no progress this long.
@@ -49,7 +50,7 @@ struct Config {
   // Operating it (health, metrics, debug): host:port, "" disables.
   std::string healthzBindAddress = "0.0.0.0:10256";
   std::string metricsBindAddress = "127.0.0.1:10249";
-  int debugPort = 10260;         // /debug/state and explain, on 127.0.0.1 only; 0 disables
+  int debugPort = 10260;  // /debug/state and explain, on 127.0.0.1 only; 0 disables
   // Stale UDP/SCTP flow cleanup after each sync (conntrack/), and its periodic sweep (0: off).
   bool conntrackCleanup = true;                          // --conntrack-cleanup
   std::chrono::nanoseconds conntrackReconcilePeriod{0};  // --conntrack-reconcile-period

@@ -3,14 +3,16 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
+#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
+#include "proxier/config/bounded_file.h"
 #include "proxier/config/duration.h"
-#include "proxier/ops/http_server.h"
-#include "proxier/model/ip.h"
 #include "proxier/config/network_config.h"
+#include "proxier/model/ip.h"
+#include "proxier/ops/http_server.h"
 
 namespace sliceproxy::proxier {
 
@@ -85,6 +87,65 @@ std::vector<std::string> splitComma(const std::string& s) {
   return out;
 }
 
+// kube-proxy reads masquerading and sync settings from the section of its mode: iptables.* in
+// iptables mode (and for masquerading in ipvs mode), ipvs.* for ipvs sync, nftables.* in
+// nftables mode. sliceproxy does the same for the mode the file names; with no mode (which
+// means nftables here, iptables in kube-proxy) nftables.* applies, and iptables.* fills what
+// nftables.* leaves unset, so a kube-proxy file keeps its meaning. A non-zero value in a
+// section that does not apply is reported, never silently dropped.
+void applySections(Reader& r, Config& cfg,
+                   std::map<std::string, std::map<std::string, YAML::Node>>& sections,
+                   std::string& minSyncText, std::string& syncText) {
+  const std::string& mode = cfg.mode;
+  auto isSet = [&](const std::string& section, const std::string& k) {
+    auto s = sections.find(section);
+    if (s == sections.end()) return false;
+    auto f = s->second.find(k);
+    if (f == s->second.end() || f->second.IsNull()) return false;
+    const std::string field = section + "." + k;
+    // Validate whatever section it is in: a typo is an error everywhere.
+    if (k == "masqueradeAll") return r.boolean(f->second, field);
+    if (k == "masqueradeBit") return r.integer(f->second, field, 0, 31) >= 0;
+    return r.duration(f->second, field).count() > 0;
+  };
+  for (const std::string k : {"masqueradeAll", "masqueradeBit", "minSyncPeriod", "syncPeriod"}) {
+    bool sync = k == "minSyncPeriod" || k == "syncPeriod";
+    std::string primary = mode == "iptables" ? "iptables"
+                          : mode == "ipvs"   ? (sync ? "ipvs" : "iptables")
+                                             : "nftables";
+    std::string from;
+    if (isSet(primary, k)) {
+      from = primary;
+    } else if (mode.empty() && isSet("iptables", k)) {
+      from = "iptables";
+      r.warn(
+          fmt::format("iptables.{} applied: no mode is set (kube-proxy's default was "
+                      "iptables) and nftables.{} is not; set it there to silence this",
+                      k, k));
+    }
+    for (const std::string other : {"iptables", "ipvs", "nftables"}) {
+      if (other != from && isSet(other, k)) {
+        r.warn(fmt::format("{}.{} ignored: mode {} reads {}.{}", other, k,
+                           mode.empty() ? "\"\" (nftables)" : mode, primary, k));
+      }
+    }
+    if (from.empty()) continue;
+    const YAML::Node& n = sections[from][k];
+    const std::string field = from + "." + k;
+    if (k == "masqueradeAll") {
+      bool b = r.boolean(n, field);
+      if (!r.overridden("--masquerade-all")) cfg.network.masqueradeAll = b;
+    } else if (k == "masqueradeBit") {
+      int bit = static_cast<int>(r.integer(n, field, 0, 31));
+      if (!r.overridden("--masquerade-bit")) cfg.masqueradeBit = bit;
+    } else {
+      const char* flag = k == "syncPeriod" ? "--sync-period" : "--min-sync-period";
+      std::string& text = k == "syncPeriod" ? syncText : minSyncText;
+      if (!r.overridden(flag)) text = formatDuration(r.duration(n, field));
+    }
+  }
+}
+
 void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncText,
            std::string& syncText) {
   if (!root.IsMap()) r.fail("document", "must be a KubeProxyConfiguration object");
@@ -97,10 +158,16 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
     r.fail("kind", fmt::format("\"{}\" is not KubeProxyConfiguration", kind));
   }
   // Fields kube-proxy has and sliceproxy does not need.
-  static const std::set<std::string> ignored = {
-      "configSyncPeriod", "enableProfiling", "oomScoreAdj",  "portRange",
-      "showHiddenMetricsForVersion", "logging", "winkernel", "windowsRunAsService",
-      "iptables", "udpIdleTimeout", "nodePortAddressesPrimary"};
+  static const std::set<std::string> ignored = {"configSyncPeriod",
+                                                "enableProfiling",
+                                                "oomScoreAdj",
+                                                "portRange",
+                                                "showHiddenMetricsForVersion",
+                                                "logging",
+                                                "winkernel",
+                                                "windowsRunAsService",
+                                                "udpIdleTimeout",
+                                                "nodePortAddressesPrimary"};
 
   auto setString = [&](const char* flag, std::string& target, const YAML::Node& n,
                        const std::string& field) {
@@ -110,7 +177,8 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
   auto setDuration = [&](const char* flag, std::string& text, const YAML::Node& n,
                          const std::string& field) {
     auto d = r.duration(n, field);
-    if (!r.overridden(flag) && !n.IsNull()) text = formatDuration(d);
+    // 0s is how generated files (kubeadm) say "unset": the default stays, as in kube-proxy.
+    if (!r.overridden(flag) && !n.IsNull() && d.count() > 0) text = formatDuration(d);
   };
   auto bindAddr = [&](const char* flag, std::string& target, const YAML::Node& n,
                       const std::string& field) {
@@ -119,6 +187,13 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
     if (!v.empty() && !parseHostPort(v, err)) r.fail(field, err);
     if (!r.overridden(flag)) target = v;
   };
+
+  // The per-mode sections (iptables, ipvs, nftables) each hold masquerade and sync settings;
+  // which one applies depends on the mode, known only once the whole file is read.
+  static const std::set<std::string> kSectionFields = {"masqueradeAll", "masqueradeBit",
+                                                       "minSyncPeriod", "syncPeriod"};
+  std::map<std::string, std::map<std::string, YAML::Node>> sectionValues;
+  std::optional<YAML::Node> topSync, topMinSync;
 
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
@@ -137,7 +212,8 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
       setString("--hostname-override", cfg.hostnameOverride, v, key);
     } else if (key == "bindAddress") {
       auto a = r.str(v, key);
-      if (!a.empty() && !IpAddr::parse(a)) r.fail(key, fmt::format("\"{}\" is not an IP address", a));
+      if (!a.empty() && !IpAddr::parse(a))
+        r.fail(key, fmt::format("\"{}\" is not an IP address", a));
       cfg.bindAddress = a;
     } else if (key == "healthzBindAddress") {
       bindAddr("--healthz-bind-address", cfg.healthzBindAddress, v, key);
@@ -153,7 +229,8 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
       auto m = r.str(v, key);
       if (!m.empty() && !parseLocalDetectMode(m)) {
         r.fail(key, fmt::format("\"{}\" is not one of ClusterCIDR, NodeCIDR, "
-                                "InterfaceNamePrefix, BridgeInterface", m));
+                                "InterfaceNamePrefix, BridgeInterface",
+                                m));
       }
       if (!r.overridden("--detect-local-mode")) cfg.detectLocalMode = m;
     } else if (key == "detectLocal") {
@@ -170,25 +247,22 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
         }
       }
     } else if (key == "syncPeriod") {
-      setDuration("--sync-period", syncText, v, key);
+      topSync.emplace(v);
     } else if (key == "minSyncPeriod") {
-      setDuration("--min-sync-period", minSyncText, v, key);
-    } else if (key == "nftables") {
+      topMinSync.emplace(v);
+    } else if (key == "nftables" || key == "iptables") {
       if (v.IsNull()) continue;
       if (!v.IsMap()) r.fail(key, "must be an object");
       for (const auto& d : v) {
         auto k = d.first.as<std::string>(), field = key + "." + k;
-        if (k == "masqueradeAll") {
-          bool b = r.boolean(d.second, field);
-          if (!r.overridden("--masquerade-all")) cfg.network.masqueradeAll = b;
-        } else if (k == "masqueradeBit") {
-          if (d.second.IsNull()) continue;
-          int bit = static_cast<int>(r.integer(d.second, field, 0, 31));
-          if (!r.overridden("--masquerade-bit")) cfg.masqueradeBit = bit;
-        } else if (k == "minSyncPeriod") {
-          setDuration("--min-sync-period", minSyncText, d.second, field);
-        } else if (k == "syncPeriod") {
-          setDuration("--sync-period", syncText, d.second, field);
+        if (kSectionFields.contains(k)) {
+          sectionValues[key].emplace(k, d.second);
+        } else if (key == "iptables" && k == "localhostNodePorts") {
+          if (!d.second.IsNull() && r.boolean(d.second, field)) {
+            r.warn(field +
+                   ": NodePorts are not served on 127.0.0.1 (as kube-proxy's nftables "
+                   "mode); reach them on a node address");
+          }
         } else {
           r.warn("unknown field " + field);
         }
@@ -233,27 +307,36 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
         auto k = d.first.as<std::string>(), field = key + "." + k;
         const auto& n = d.second;
         if (n.IsNull()) continue;
-        if (k == "scheduler") i.scheduler = r.str(n, field);
+        if (k == "scheduler")
+          i.scheduler = r.str(n, field);
         else if (k == "excludeCIDRs") {
           i.excludeCIDRs = r.list(n, field);
           for (auto& c : i.excludeCIDRs) r.cidr(c, field);
-        } else if (k == "strictARP") i.strictARP = r.boolean(n, field);
-        else if (k == "tcpTimeout") i.tcpTimeout = r.duration(n, field);
-        else if (k == "tcpFinTimeout") i.tcpFinTimeout = r.duration(n, field);
-        else if (k == "udpTimeout") i.udpTimeout = r.duration(n, field);
-        else if (k == "syncPeriod" || k == "minSyncPeriod") r.duration(n, field);  // nftables.* rule
-        else r.warn("unknown field " + field);
+        } else if (k == "strictARP")
+          i.strictARP = r.boolean(n, field);
+        else if (k == "tcpTimeout")
+          i.tcpTimeout = r.duration(n, field);
+        else if (k == "tcpFinTimeout")
+          i.tcpFinTimeout = r.duration(n, field);
+        else if (k == "udpTimeout")
+          i.udpTimeout = r.duration(n, field);
+        else if (k == "syncPeriod" || k == "minSyncPeriod")
+          sectionValues[key][k] = n;
+        else
+          r.warn("unknown field " + field);
       }
     } else if (key == "featureGates") {
       if (v.IsNull()) continue;
       if (!v.IsMap()) r.fail(key, "must be a map of gate names to booleans");
       std::vector<std::string> gates;
       for (const auto& g : v) gates.push_back(g.first.as<std::string>());
-      if (!gates.empty()) r.warn("featureGates accepted and ignored: " + fmt::format("{}", fmt::join(gates, ", ")));
+      if (!gates.empty())
+        r.warn("featureGates accepted and ignored: " + fmt::format("{}", fmt::join(gates, ", ")));
     } else if (key == "clientConnection") {
       if (v.IsNull()) continue;
       if (!v.IsMap()) r.fail(key, "must be an object");
-      if (v["kubeconfig"]) setString("--kubeconfig", cfg.kubeconfig, v["kubeconfig"], key + ".kubeconfig");
+      if (v["kubeconfig"])
+        setString("--kubeconfig", cfg.kubeconfig, v["kubeconfig"], key + ".kubeconfig");
     } else if (key == "sliceproxy") {
       if (v.IsNull()) continue;
       if (!v.IsMap()) r.fail(key, "must be an object");
@@ -263,10 +346,15 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
         if (k == "backend") {
           setString("--backend", cfg.backend, n, field);
           cfg.backendNamed = true;
-        }
-        else if (k == "sourceDir") setString("--source-dir", cfg.sourceDir, n, field);
-        else if (k == "master") setString("--master", cfg.master, n, field);
-        else if (k == "serviceProxyName") setString("--service-proxy-name", cfg.serviceProxyName, n, field);
+        } else if (k == "sourceDir")
+          setString("--source-dir", cfg.sourceDir, n, field);
+        else if (k == "manifestMaxFileBytes") {
+          auto b = static_cast<uint64_t>(r.integer(n, field, 1, INT64_MAX));
+          if (!r.overridden("--manifest-max-file-bytes")) cfg.manifestMaxFileBytes = b;
+        } else if (k == "master")
+          setString("--master", cfg.master, n, field);
+        else if (k == "serviceProxyName")
+          setString("--service-proxy-name", cfg.serviceProxyName, n, field);
         else if (k == "snatAddresses") {
           auto a = r.list(n, field);
           for (auto& s : a) {
@@ -286,6 +374,10 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
       r.warn("unknown field " + key);
     }
   }
+  applySections(r, cfg, sectionValues, minSyncText, syncText);
+  // kube-proxy 1.31's top-level fields win over the deprecated per-mode ones.
+  if (topSync) setDuration("--sync-period", syncText, *topSync, "syncPeriod");
+  if (topMinSync) setDuration("--min-sync-period", minSyncText, *topMinSync, "minSyncPeriod");
 }
 
 }  // namespace
@@ -314,15 +406,17 @@ ConfigFileResult applyConfigText(const std::string& text, const std::string& ori
 ConfigFileResult applyConfigFile(const std::string& path, Config& cfg, std::string& minSyncText,
                                  std::string& syncText,
                                  const std::function<bool(const std::string&)>& flagGiven) {
-  std::ifstream in(path);
-  if (!in) return {fmt::format("--config: cannot read {}", path), {}};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return applyConfigText(ss.str(), path, cfg, minSyncText, syncText, flagGiven);
+  // A KubeProxyConfiguration is a few KiB; the limit only stops /dev/zero and its kind.
+  constexpr uint64_t kMaxConfigBytes = 4u << 20;
+  auto read = readBoundedFile(path, kMaxConfigBytes);
+  if (!read.text) return {fmt::format("--config: cannot read {}: {}", path, read.error), {}};
+  return applyConfigText(*read.text, path, cfg, minSyncText, syncText, flagGiven);
 }
 
 std::string renderConfig(const Config& cfg) {
-  auto join = [](const std::vector<std::string>& v) { return fmt::format("{}", fmt::join(v, ",")); };
+  auto join = [](const std::vector<std::string>& v) {
+    return fmt::format("{}", fmt::join(v, ","));
+  };
   YAML::Emitter e;
   e << YAML::BeginMap;
   e << YAML::Key << "apiVersion" << YAML::Value << kKubeProxyConfigAPIVersion;
@@ -346,7 +440,8 @@ std::string renderConfig(const Config& cfg) {
   e << YAML::Key << "conntrack" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "maxPerCore" << YAML::Value << c.maxPerCore;
   e << YAML::Key << "min" << YAML::Value << c.min;
-  e << YAML::Key << "tcpEstablishedTimeout" << YAML::Value << formatDuration(c.tcpEstablishedTimeout);
+  e << YAML::Key << "tcpEstablishedTimeout" << YAML::Value
+    << formatDuration(c.tcpEstablishedTimeout);
   e << YAML::Key << "tcpCloseWaitTimeout" << YAML::Value << formatDuration(c.tcpCloseWaitTimeout);
   e << YAML::Key << "tcpBeLiberal" << YAML::Value << c.tcpBeLiberal;
   e << YAML::Key << "udpTimeout" << YAML::Value << formatDuration(c.udpTimeout);
@@ -370,6 +465,7 @@ std::string renderConfig(const Config& cfg) {
   e << YAML::Key << "sliceproxy" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "backend" << YAML::Value << cfg.backend;
   e << YAML::Key << "sourceDir" << YAML::Value << cfg.sourceDir;
+  e << YAML::Key << "manifestMaxFileBytes" << YAML::Value << cfg.manifestMaxFileBytes;
   e << YAML::Key << "master" << YAML::Value << cfg.master;
   e << YAML::Key << "serviceProxyName" << YAML::Value << cfg.serviceProxyName;
   e << YAML::Key << "snatAddresses" << YAML::Value << YAML::Flow << cfg.snatAddresses;

@@ -1,5 +1,6 @@
 #include "proxier/core/change_tracker.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace sliceproxy::proxier {
@@ -71,6 +72,7 @@ void ChangeTracker::upsertService(ServicePtr svc) {
     deleteService(svc->key);
     return;
   }
+  reportDuplicatePortNames(*svc);
   bool fire;
   {
     std::lock_guard lock(mu_);
@@ -83,6 +85,24 @@ void ChangeTracker::upsertService(ServicePtr svc) {
   }
   counters_.serviceChanges.fetch_add(1, std::memory_order_relaxed);
   notify(fire);
+}
+
+void ChangeTracker::reportDuplicatePortNames(const Service& svc) {
+  // The API server refuses these; a manifest can hold them. The ports are keyed by name (as
+  // kube-proxy's ServicePortName), so only the first of each name is programmed: say so.
+  for (size_t i = 1; i < svc.ports.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const auto& a = svc.ports[j];
+      const auto& b = svc.ports[i];
+      if (a.name != b.name || a.protocol != b.protocol) continue;
+      rejected({"", "Service", svc.key.str(), fmt::format("spec.ports[{}].name", i),
+                "duplicate_port_name",
+                fmt::format("\"{}\" ({}) already names spec.ports[{}]; port {} is ignored, port {} "
+                            "is served (the API server refuses such a Service)",
+                            b.name, protocolName(b.protocol), j, b.port, a.port)});
+      break;
+    }
+  }
 }
 
 void ChangeTracker::deleteService(const ObjectKey& key) {

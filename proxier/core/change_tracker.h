@@ -53,6 +53,7 @@ class ChangeTracker : public EventSink {
   std::map<std::string, uint64_t> rejectionsByReason() const;
 
  private:
+  void reportDuplicatePortNames(const Service& svc);
   struct Dirty {
     bool serviceChanged = false;
     ServicePtr service;

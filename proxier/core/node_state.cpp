@@ -15,6 +15,7 @@ class NodeState::WorkList {
     return items_.back();
   }
   std::vector<Work>& items() { return items_; }
+  bool contains(const ServicePortView& v) const { return index_.contains(&v); }
 
  private:
   std::vector<Work> items_;
@@ -223,19 +224,30 @@ void NodeState::applyService(ServiceChanges& change, WorkList& work) {
 
   if (change.serviceChanged) {
     rec.service = change.service;
-    auto infos =
-        rec.service ? buildServicePortInfos(*rec.service) : std::vector<ServicePortInfoPtr>{};
-    for (auto& [group, view] : rec.ports) {
-      if (view->active()) {
-        Work& w = work.add(*view);
-        w.infoUpdate = true;  // stays null unless a new info claims this port below
-      }
+    rebuildInfos(rec, change.key, work);
+  }
+}
+
+void NodeState::rebuildInfos(ServiceRecord& rec, const ObjectKey& key, WorkList& work) {
+  auto infos =
+      rec.service ? buildServicePortInfos(*rec.service) : std::vector<ServicePortInfoPtr>{};
+  conflicts_.update(key,
+                    rec.service ? rec.service->created : std::chrono::system_clock::time_point{},
+                    infos, conflictAffected_);
+  conflicts_.filter(key, infos);
+  for (auto& [group, view] : rec.ports) {
+    // Active ports, and ports a first rebuild in this batch gave an info: a second rebuild
+    // (a frontend conflict decided later in the batch) starts over.
+    if (view->active() || work.contains(*view)) {
+      Work& w = work.add(*view);
+      w.infoUpdate = true;  // stays null unless a new info claims this port below
+      w.newInfo = nullptr;
     }
-    for (auto& info : infos) {
-      Work& w = work.add(portView(rec, change.key, info->key.port));
-      w.infoUpdate = true;
-      w.newInfo = std::move(info);
-    }
+  }
+  for (auto& info : infos) {
+    Work& w = work.add(portView(rec, key, info->key.port));
+    w.infoUpdate = true;
+    w.newInfo = std::move(info);
   }
 }
 
@@ -284,6 +296,16 @@ Diff NodeState::apply(PendingChanges changes, bool wantDiff) {
     if (zoneChanged) touchAll(work);
   }
   for (auto& sc : changes.services) applyService(sc, work);
+  // A Service that gained or lost a frontend another Service shares changes what the other
+  // one may program (frontend_conflicts.h).
+  while (!conflictAffected_.empty()) {
+    auto affected = std::move(conflictAffected_);
+    conflictAffected_.clear();
+    for (const auto& key : affected) {
+      auto it = services_.find(key);
+      if (it != services_.end() && it->second.service) rebuildInfos(it->second, key, work);
+    }
+  }
   // Each port is finished once, however many slices, services or node changes touched it.
   for (auto& w : work.items()) finalize(w, wantDiff ? &diff : nullptr);
   for (const auto& sc : changes.services) dropEmpty(sc.key);

@@ -5,10 +5,12 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 
 #include "proxier/core/diff.h"
+#include "proxier/core/frontend_conflicts.h"
 #include "proxier/core/pending_changes.h"
 #include "proxier/core/service_port_view.h"
 
@@ -29,6 +31,7 @@ class NodeState {
   const ServicePortView* find(const ServicePortKey& key) const;
   size_t serviceCount() const { return services_.size(); }
   size_t activePortCount() const;
+  const FrontendConflicts& conflicts() const { return conflicts_; }
 
  private:
   struct SliceRecord {
@@ -48,6 +51,7 @@ class NodeState {
   class WorkList;
 
   void applyService(ServiceChanges& change, WorkList& work);
+  void rebuildInfos(ServiceRecord& rec, const ObjectKey& key, WorkList& work);
   void dropEmpty(const ObjectKey& key);
   void touchAll(WorkList& work);
   void addSlice(ServiceRecord& rec, const ObjectKey& key, SliceRecord& slice, WorkList& work);
@@ -56,6 +60,8 @@ class NodeState {
   void finalize(Work& w, Diff* diff);
 
   std::unordered_map<ObjectKey, ServiceRecord, ObjectKeyHash> services_;
+  FrontendConflicts conflicts_;
+  std::set<ObjectKey> conflictAffected_;
   NodeContext node_;
 };
 

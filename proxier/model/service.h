@@ -1,6 +1,7 @@
 #pragma once
 // The Service fields a service proxy reads, in binary form.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -54,6 +55,9 @@ struct LoadBalancerIngress {
 struct Service {
   ObjectKey key;
   std::string resourceVersion;
+  // metadata.creationTimestamp (the epoch when absent): of two Services claiming one frontend,
+  // the older keeps it, as the API server's allocators would have it.
+  std::chrono::system_clock::time_point created{};
   Labels labels;
   ServiceType type = ServiceType::ClusterIP;
   bool headless = false;           // clusterIP "None"

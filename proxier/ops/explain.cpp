@@ -19,9 +19,12 @@ std::optional<ExplainQuery> parseExplainTarget(const std::string& target, const 
     t = t.substr(0, slash);
   }
   for (auto& c : proto) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (proto == "tcp") q.protocol = Protocol::TCP;
-  else if (proto == "udp") q.protocol = Protocol::UDP;
-  else if (proto == "sctp") q.protocol = Protocol::SCTP;
+  if (proto == "tcp")
+    q.protocol = Protocol::TCP;
+  else if (proto == "udp")
+    q.protocol = Protocol::UDP;
+  else if (proto == "sctp")
+    q.protocol = Protocol::SCTP;
   else {
     error = fmt::format("\"{}\": protocol must be tcp, udp or sctp", target);
     return std::nullopt;
@@ -32,7 +35,8 @@ std::optional<ExplainQuery> parseExplainTarget(const std::string& target, const 
     return std::nullopt;
   }
   std::string host = t.substr(0, colon), port = t.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   auto ip = IpAddr::parse(host);
   unsigned p = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
@@ -132,7 +136,8 @@ json::object explain(const ExplainQuery& q, const NodeState& state, const Backen
     out["servicePort"] = nullptr;
     if (addressKnown) {
       out["verdict"] = "reject";
-      out["reason"] = "the address belongs to a service, but no service port matches this port and protocol";
+      out["reason"] =
+          "the address belongs to a service, but no service port matches this port and protocol";
     } else {
       out["verdict"] = "not a service";
       out["reason"] = toNode ? "a local address of this node without a NodePort on this port: "
@@ -146,25 +151,36 @@ json::object explain(const ExplainQuery& q, const NodeState& state, const Backen
   const auto& info = *match->info();
   const bool external = frontend != "ClusterIP";
   out["servicePort"] = info.key.str();
+  // Other Services claiming this frontend lost it to this one (frontend_conflicts.h).
+  Frontend claimed = frontend == "NodePort" ? Frontend{IpAddr{}, info.nodePort, q.protocol, true}
+                                            : Frontend{q.address, q.port, q.protocol, false};
+  if (auto losers = state.conflicts().losersOf(claimed); !losers.empty()) {
+    json::array names;
+    for (const auto& k : losers) names.emplace_back(k.str());
+    out["conflictingServices"] = std::move(names);
+  }
   out["frontend"] = frontend;
   out["service"] = infoToJson(info);
   out["clusterMode"] = clusterModeName(match->modes().cluster);
   out["localMode"] = localModeName(match->modes().local);
 
-  const bool fromLocalPod =
-      q.from && net.detectLocal == LocalDetectMode::ClusterCIDR && net.clusterCIDR(q.from->family) &&
-      net.clusterCIDR(q.from->family)->contains(*q.from);
+  const bool fromLocalPod = q.from && net.detectLocal == LocalDetectMode::ClusterCIDR &&
+                            net.clusterCIDR(q.from->family) &&
+                            net.clusterCIDR(q.from->family)->contains(*q.from);
   const bool fromNode = q.from && nodeOwns(node, *q.from);
   uint8_t set = external ? match->externalSet() : match->internalSet();
   std::string policy;
   if (external && info.externalPolicyLocal && (fromLocalPod || fromNode)) {
     set = epset::kCluster;
-    policy = "externalTrafficPolicy=Local, but traffic from a pod or the node itself is "
-             "short-circuited to the cluster-wide endpoints";
+    policy =
+        "externalTrafficPolicy=Local, but traffic from a pod or the node itself is "
+        "short-circuited to the cluster-wide endpoints";
   } else if (external) {
-    policy = std::string("externalTrafficPolicy=") + (info.externalPolicyLocal ? "Local" : "Cluster");
+    policy =
+        std::string("externalTrafficPolicy=") + (info.externalPolicyLocal ? "Local" : "Cluster");
   } else {
-    policy = std::string("internalTrafficPolicy=") + (info.internalPolicyLocal ? "Local" : "Cluster");
+    policy =
+        std::string("internalTrafficPolicy=") + (info.internalPolicyLocal ? "Local" : "Cluster");
   }
   out["trafficPolicy"] = policy;
   out["endpointSet"] = set == epset::kLocal ? "local" : "cluster";
@@ -190,11 +206,13 @@ json::object explain(const ExplainQuery& q, const NodeState& state, const Backen
     out["reason"] = "DNAT to one of the eligible endpoints";
   } else if (!match->hasAnyEndpoints()) {
     out["verdict"] = "reject";
-    out["reason"] = "the service has no usable endpoints: rejected (ICMP port unreachable / TCP reset)";
+    out["reason"] =
+        "the service has no usable endpoints: rejected (ICMP port unreachable / TCP reset)";
   } else if (external) {
     out["verdict"] = "drop";
-    out["reason"] = "externalTrafficPolicy=Local and this node has no local endpoint: dropped "
-                    "(the load balancer's health check steers traffic to other nodes)";
+    out["reason"] =
+        "externalTrafficPolicy=Local and this node has no local endpoint: dropped "
+        "(the load balancer's health check steers traffic to other nodes)";
   } else {
     out["verdict"] = "drop";
     out["reason"] = "internalTrafficPolicy=Local and this node has no local endpoint: dropped";
@@ -240,11 +258,20 @@ std::string explainText(const json::object& e) {
     return out + fmt::format("  verdict: {}\n  why:     {}\n", s("verdict"), s("reason"));
   }
   out += fmt::format("  service port: {} ({})\n", s("servicePort"), s("frontend"));
+  if (auto* c = e.if_contains("conflictingServices")) {
+    std::vector<std::string> names;
+    for (const auto& x : c->as_array()) names.emplace_back(x.as_string());
+    out += fmt::format(
+        "  conflict:     also claimed by {}, not programmed for them (the older "
+        "Service keeps a frontend)\n",
+        fmt::join(names, ", "));
+  }
   out += fmt::format("  policy:       {}; {} endpoints (cluster mode {}, local mode {})\n",
                      s("trafficPolicy"), s("endpointSet"), s("clusterMode"), s("localMode"));
   out += fmt::format("  verdict:      {}: {}\n", s("verdict"), s("reason"));
   out += fmt::format("  masquerade:   {}\n", s("masquerade"));
-  if (e.contains("sessionAffinity")) out += fmt::format("  affinity:     {}\n", s("sessionAffinity"));
+  if (e.contains("sessionAffinity"))
+    out += fmt::format("  affinity:     {}\n", s("sessionAffinity"));
   out += "  eligible endpoints:\n";
   for (const auto& x : e.at("eligibleEndpoints").as_array()) {
     out += fmt::format("    {}\n", std::string(x.at("endpoint").as_string()));

@@ -194,6 +194,13 @@ Metrics::Metrics(std::string backendName, const ChangeTracker* tracker)
                           .Help("Conntrack deletes and reads that failed during stale-flow cleanup")
                           .Register(r)
                           .Add({});
+  frontendConflicts_ = &prom::BuildGauge()
+                            .Name("sliceproxy_service_frontend_conflicts")
+                            .Help(
+                                "Frontends (address:port or nodePort) a Service claims and does "
+                                "not get because an older Service has them")
+                            .Register(r)
+                            .Add({});
   hcBindFailures_ = &prom::BuildCounter()
                          .Name("sliceproxy_healthcheck_port_bind_failures_total")
                          .Help(
@@ -254,6 +261,7 @@ void Metrics::onSync(const SyncReport& report) {
     return;
   }
   const double took = report.took.count();
+  if (report.state) frontendConflicts_->Set(static_cast<double>(report.state->conflicts().lost()));
   syncDuration_->Observe(took);
   (report.full ? syncFull_ : syncPartial_)->Observe(took);
   lastTimestamp_->Set(

@@ -71,6 +71,7 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   // between 1 s and 60 s) cannot tell 1.1 s from 1.9 s.
   prometheus::Summary* netProgrammingQuantiles_;
   prometheus::Gauge *lastTimestamp_, *lastQueued_, *noLocalInternal_, *noLocalExternal_;
+  prometheus::Gauge* frontendConflicts_;
   prometheus::Counter *kernelOps_, *syncFailures_, *conntrackDeleted_, *conntrackErrors_,
       *hcBindFailures_;
   prometheus::Family<prometheus::Counter>* healthz_;

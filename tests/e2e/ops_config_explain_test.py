@@ -87,6 +87,42 @@ class ConfigTest(unittest.TestCase):
         self.assertNotEqual(doc2["nftables"]["minSyncPeriod"], doc["nftables"]["minSyncPeriod"])
         self.assertEqual(doc2["nftables"]["syncPeriod"], doc["nftables"]["syncPeriod"])
 
+    def test_mode_sections(self):
+        """Issue 12 point 7: the section of the mode applies (kube-proxy's rule); iptables.* is
+        honoured when migrating from mode iptables, never silently dropped."""
+        import yaml
+        base = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+        cases = [
+            # mode iptables: iptables.* applies, nftables.* is reported as not applying.
+            (base + "mode: iptables\niptables: {masqueradeAll: true, masqueradeBit: 9, "
+             "syncPeriod: 40s, minSyncPeriod: 3s}\nnftables: {syncPeriod: 50s}\n",
+             {"syncPeriod": "40s", "minSyncPeriod": "3s", "masqueradeBit": 9, "masqueradeAll": True},
+             ["nftables.syncPeriod ignored"]),
+            # kubeadm's generated file: 0s everywhere means the defaults.
+            (base + "mode: \"\"\niptables: {masqueradeAll: false, masqueradeBit: null, "
+             "minSyncPeriod: 0s, syncPeriod: 0s}\nnftables: {minSyncPeriod: 0s, syncPeriod: 0s}\n"
+             "syncPeriod: 0s\n",
+             {"syncPeriod": "30s", "minSyncPeriod": "1s"}, []),
+            # No mode: nftables.* applies, iptables.* fills the rest, with a warning.
+            (base + "iptables: {syncPeriod: 20s, minSyncPeriod: 2s}\nnftables: {syncPeriod: 25s}\n",
+             {"syncPeriod": "25s", "minSyncPeriod": "2s"},
+             ["iptables.minSyncPeriod applied", "iptables.syncPeriod ignored"]),
+            # kube-proxy 1.31's top-level fields win.
+            (base + "syncPeriod: 35s\nnftables: {syncPeriod: 25s}\n", {"syncPeriod": "35s"}, []),
+        ]
+        for i, (text, want, warnings) in enumerate(cases):
+            with self.subTest(case=i):
+                out = self.path("out%d.yaml" % i)
+                r = run("--config", self.path("in%d.yaml" % i, text), "--write-config-to", out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                doc = yaml.safe_load(open(out))
+                flat = dict(doc)
+                flat.update({k: v for k, v in doc.get("nftables", {}).items()})
+                for k, v in want.items():
+                    self.assertEqual(flat.get(k), v, (k, doc))
+                for w in warnings:
+                    self.assertIn(w, r.stderr)
+
     def test_invalid_values_exit_2(self):
         base = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
         cases = {

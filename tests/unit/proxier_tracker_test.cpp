@@ -26,6 +26,22 @@ TEST(TrackerTest, KeepsOnlyNewestObjectPerName) {
   EXPECT_TRUE(t.take().empty());
 }
 
+TEST(TrackerTest, DuplicatePortNameIsReportedAndTheFirstPortKept) {
+  ChangeTracker t("node-a", {});
+  SvcSpec spec;
+  spec.ports = {{"http", Protocol::TCP, 80, 0, {8080, ""}},
+                {"http", Protocol::UDP, 80, 0, {8080, ""}},   // another protocol: its own port
+                {"http", Protocol::TCP, 81, 0, {8081, ""}}};  // the duplicate
+  t.upsertService(service(spec));
+  EXPECT_EQ(t.rejectionsByReason(), (std::map<std::string, uint64_t>{{"duplicate_port_name", 1}}));
+  auto infos = buildServicePortInfos(*service(spec));
+  ASSERT_EQ(infos.size(), 2u);
+  EXPECT_EQ(infos[0]->port, 80);
+  SvcSpec fine;
+  t.upsertService(service(fine));
+  EXPECT_EQ(t.rejectionsByReason().at("duplicate_port_name"), 1u);
+}
+
 TEST(TrackerTest, DeleteOfUnknownSliceIsIgnored) {
   ChangeTracker t("node-a", {});
   t.deleteSlice({"default", "nope"});

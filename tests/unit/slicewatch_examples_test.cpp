@@ -25,7 +25,8 @@ Cluster loadExamples() {
   for (const auto& entry : fs::directory_iterator(fs::path(SLICEPROXY_SOURCE_DIR) / "examples")) {
     if (!manifestFormat(entry.path().filename().string())) continue;
     ++c.files;
-    for (auto& r : decodeManifestFile(entry.path(), DecodeOptions{entry.path().string()})) {
+    for (auto& r : decodeManifestFile(entry.path(), DecodeOptions{entry.path().string()},
+                                      kDefaultManifestMaxFileBytes)) {
       if (auto* rej = std::get_if<proxier::Rejection>(&r)) {
         ADD_FAILURE() << rej->describe();
         continue;

@@ -2,7 +2,13 @@
 // decoding through the JSON decoder.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <fstream>
+
+#include "proxier/config/bounded_file.h"
 #include "slice-watch/manifest_file.h"
 #include "slice-watch/reasons.h"
 #include "slice-watch/yaml_decoder.h"
@@ -154,10 +160,84 @@ TEST(SlicewatchManifestFile, NamesThatAreManifests) {
   EXPECT_EQ(manifestFormat(""), std::nullopt);
 }
 
-TEST(SlicewatchManifestFile, UnreadableFileIsOneReadError) {
-  auto results = decodeManifestFile("/nonexistent/dir/x.yaml", DecodeOptions{"x.yaml"});
+TEST(SlicewatchManifestFile, MissingFileIsOneRefusalNamingIt) {
+  auto results = decodeManifestFile("/nonexistent/dir/x.yaml", DecodeOptions{"x.yaml"}, 1 << 20);
   ASSERT_EQ(results.size(), 1u);
-  EXPECT_EQ(std::get<proxier::Rejection>(results[0]).reason, reason::kReadError);
+  const auto& rej = std::get<proxier::Rejection>(results[0]);
+  EXPECT_EQ(rej.reason, reason::kFileRefused);
+  EXPECT_NE(rej.message.find("/nonexistent/dir/x.yaml"), std::string::npos) << rej.message;
+}
+
+TEST(SlicewatchManifestFile, SpecialFilesAndLargeFilesAreRefusedUnread) {
+  // /dev/zero would never end; a character device is refused before any read.
+  auto zero = decodeManifestFile("/dev/zero", DecodeOptions{"/dev/zero"}, 1 << 20);
+  ASSERT_EQ(zero.size(), 1u);
+  EXPECT_EQ(std::get<proxier::Rejection>(zero[0]).reason, reason::kFileRefused);
+  EXPECT_NE(std::get<proxier::Rejection>(zero[0]).message.find("character device"),
+            std::string::npos);
+
+  char dir[] = "/tmp/sliceproxy-bounded-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string fifo = std::string(dir) + "/p.yaml", big = std::string(dir) + "/big.yaml";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto pipe = decodeManifestFile(fifo, DecodeOptions{fifo}, 1 << 20);  // must not block
+  ASSERT_EQ(pipe.size(), 1u);
+  EXPECT_NE(std::get<proxier::Rejection>(pipe[0]).message.find("FIFO"), std::string::npos);
+
+  {
+    std::ofstream f(big);
+    f << "apiVersion: v1\n";
+  }
+  ASSERT_EQ(truncate(big.c_str(), 1ll << 30), 0);  // sparse
+  auto huge = decodeManifestFile(big, DecodeOptions{big}, 64 << 20);
+  ASSERT_EQ(huge.size(), 1u);
+  EXPECT_EQ(std::get<proxier::Rejection>(huge[0]).reason, reason::kFileRefused);
+  EXPECT_NE(std::get<proxier::Rejection>(huge[0]).message.find("1073741824 bytes"),
+            std::string::npos);
+  unlink(fifo.c_str());
+  unlink(big.c_str());
+  rmdir(dir);
+}
+
+TEST(SlicewatchManifestFile, BoundedReadSeesAFileGrowPastTheLimit) {
+  char path[] = "/tmp/sliceproxy-grow-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "abcd", 4), 4);
+  auto ok = proxier::readBoundedFile(path, 4);
+  ASSERT_TRUE(ok.text);
+  EXPECT_EQ(*ok.text, "abcd");
+  ASSERT_EQ(write(fd, "e", 1), 1);
+  auto over = proxier::readBoundedFile(path, 4);
+  EXPECT_FALSE(over.text);
+  EXPECT_TRUE(over.tooLarge);
+  EXPECT_FALSE(over.transient);
+  close(fd);
+  unlink(path);
+}
+
+TEST(SlicewatchYaml, AliasBombIsRefusedQuicklyNamingTheLimit) {
+  // Nine levels of ten aliases: 10^9 scalars if expanded.
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 9; ++i) {
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) text += (j ? ", *a" : "*a") + std::to_string(i - 1);
+    text += "]\n";
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto results = decodeYaml(text, DecodeOptions{"bomb.yaml"});
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_EQ(results.size(), 1u);
+  const auto& rej = std::get<proxier::Rejection>(results[0]);
+  EXPECT_EQ(rej.reason, reason::kMalformedYaml);
+  EXPECT_NE(rej.message.find("expands to more than"), std::string::npos) << rej.message;
+  EXPECT_LT(took, std::chrono::seconds(2));
+}
+
+TEST(SlicewatchYaml, AnchorsAsKeysAndValuesKeepTheirTypes) {
+  auto docs = yamlToJson("k: &p 80\nv: *p\n&n name: x\ny: {*n : z}\nq: &q \"80\"\nr: *q\n");
+  ASSERT_EQ(docs.size(), 1u);
+  EXPECT_EQ(docs[0].json, R"({"k":80,"v":80,"name":"x","y":{"name":"z"},"q":"80","r":"80"})");
 }
 
 }  // namespace
