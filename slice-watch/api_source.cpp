@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "slice-watch/beast_transport.h"
+#include "slice-watch/event_recorder.h"
 
 namespace sliceproxy::slicewatch {
 
@@ -48,6 +49,11 @@ ApiSource::ApiSource(ApiConfig cfg, ApiSourceOptions opts, proxier::EventSink& s
           }
         }));
   }
+}
+
+std::unique_ptr<proxier::ObjectEvents> ApiSource::makeEventRecorder(const std::string& nodeName) {
+  return std::make_unique<EventRecorder>(
+      std::make_unique<BeastTransport>(cfg_, token_, "sliceproxy"), nodeName);
 }
 
 ApiSource::~ApiSource() {

@@ -43,6 +43,7 @@ class ApiSource : public Source {
   void stop() override;
   std::string describe() const override;
   proxier::SourceHealth health() const override;
+  std::unique_ptr<proxier::ObjectEvents> makeEventRecorder(const std::string& nodeName) override;
 
   // For a health endpoint. synced: every initial list delivered. connected: every watch is
   // established right now. lastSuccessfulContact: how fresh the state is, the oldest of the

@@ -298,6 +298,18 @@ void BeastTransport::credentialsRejected() {
 
 std::unique_ptr<HttpResponse> BeastTransport::get(const std::string& target,
                                                   std::chrono::seconds timeout) {
+  return send(http::verb::get, target, nullptr, timeout);
+}
+
+std::unique_ptr<HttpResponse> BeastTransport::post(const std::string& target,
+                                                   const std::string& json,
+                                                   std::chrono::seconds timeout) {
+  return send(http::verb::post, target, &json, timeout);
+}
+
+std::unique_ptr<HttpResponse> BeastTransport::send(http::verb verb, const std::string& target,
+                                                   const std::string* json,
+                                                   std::chrono::seconds timeout) {
   Impl& t = *impl_;
   const auto deadline = Clock::now() + timeout;
   for (int attempt = 0;; ++attempt) {
@@ -305,7 +317,7 @@ std::unique_ptr<HttpResponse> BeastTransport::get(const std::string& target,
     if (!reused) t.connect(deadline);
     t.reusable = false;
 
-    http::request<http::empty_body> req{http::verb::get, t.cfg.server.basePath + target, 11};
+    http::request<http::string_body> req{verb, t.cfg.server.basePath + target, 11};
     req.set(http::field::host, t.cfg.server.hostHeader());
     req.set(http::field::user_agent, t.userAgent);
     req.set(http::field::accept, "application/json");
@@ -314,6 +326,11 @@ std::unique_ptr<HttpResponse> BeastTransport::get(const std::string& target,
       if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
     }
     req.keep_alive(true);
+    if (json) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = *json;
+      req.prepare_payload();
+    }
 
     auto resp = std::make_unique<BeastResponse>(t, deadline);
     t.lowest().expires_at(deadline);

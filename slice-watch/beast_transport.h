@@ -10,6 +10,7 @@
 // - Everything runs on the calling thread (one io_context per transport); cancel() from any
 //   other thread stops it.
 
+#include <boost/beast/http/verb.hpp>
 #include <memory>
 #include <string>
 
@@ -27,12 +28,16 @@ class BeastTransport : public HttpTransport {
 
   std::unique_ptr<HttpResponse> get(const std::string& target,
                                     std::chrono::seconds timeout) override;
+  std::unique_ptr<HttpResponse> post(const std::string& target, const std::string& json,
+                                     std::chrono::seconds timeout) override;
   void cancel() override;
   void credentialsRejected() override;
 
   struct Impl;
 
  private:
+  std::unique_ptr<HttpResponse> send(boost::beast::http::verb verb, const std::string& target,
+                                     const std::string* json, std::chrono::seconds timeout);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -42,6 +42,13 @@ class HttpTransport {
   // time: the previous one must have been destroyed. Throws TransportError or Cancelled.
   virtual std::unique_ptr<HttpResponse> get(const std::string& target,
                                             std::chrono::seconds timeout) = 0;
+  // Sends POST `target` with a JSON body, otherwise as get(). Transports that only read (test
+  // fakes) refuse it.
+  virtual std::unique_ptr<HttpResponse> post(const std::string& target, const std::string& json,
+                                             std::chrono::seconds timeout) {
+    (void)target, (void)json, (void)timeout;
+    throw TransportError("this transport cannot send POST requests");
+  }
   // From any thread: the call in progress and every later one throw Cancelled.
   virtual void cancel() = 0;
   // Called after a 401: credentials that can be refreshed are read again.

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "proxier/core/events.h"
+#include "proxier/core/object_events.h"
 
 namespace sliceproxy::slicewatch {
 
@@ -18,6 +19,11 @@ class Source {
   virtual std::string describe() const = 0;
   // Freshness for /healthz; a local directory is always current.
   virtual proxier::SourceHealth health() const { return {describe(), true, -1, -1, {}}; }
+  // Where Warning events about Services can be written (the API); null when nowhere.
+  virtual std::unique_ptr<proxier::ObjectEvents> makeEventRecorder(const std::string& nodeName) {
+    (void)nodeName;
+    return nullptr;
+  }
 };
 
 struct SourceOptions {

@@ -92,12 +92,17 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
     return kExitUsage;
   }
   ops.health().setSourceHealth([&source] { return source->health(); }, cfg.sourceProgressTimeout);
+  // Warning events on Services (frontend conflicts); set before the first sync, which waits for
+  // the source's lists. Declared after the runner: the sync thread stops before it goes.
+  auto objectEvents = source->makeEventRecorder(nodeName);
+  if (objectEvents) proxy.setObjectEvents(objectEvents.get());
   try {
     source->start();
   } catch (const std::exception& e) {
     spdlog::error("cannot start {}: {}", source->describe(), e.what());
     ops.stop();
     runner.stop();
+    proxy.setObjectEvents(nullptr);
     return 1;
   }
 
@@ -108,6 +113,7 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
   ops.stop();
   source->stop();
   runner.stop();
+  proxy.setObjectEvents(nullptr);
   return 0;
 }
 

@@ -129,10 +129,12 @@ void FrontendConflicts::filter(const ObjectKey& key, std::vector<ServicePortInfo
   for (const auto& f : lostNow) {
     if (before.contains(f)) continue;
     const ObjectKey* owner = ownerOf(f);
-    spdlog::warn(
-        "Service {}: {} is also claimed by the older Service {}, which keeps it; it is "
-        "not programmed for {}",
-        key.str(), f.str(), owner ? owner->str() : "?", key.str());
+    std::string note = fmt::format(
+        "{} is also claimed by the older Service {}, which keeps it; "
+        "it is not programmed for this Service",
+        f.str(), owner ? owner->str() : "?");
+    spdlog::warn("Service {}: {}", key.str(), note);
+    if (events_) events_->serviceWarning(key, "FrontendConflict", std::move(note));
   }
   for (const auto& f : before) {
     if (!lostNow.contains(f)) spdlog::info("Service {}: {} is its own again", key.str(), f.str());

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxier/core/object_events.h"
 #include "proxier/core/service_port.h"
 #include "proxier/model/service.h"
 
@@ -41,6 +42,9 @@ class FrontendConflicts {
   // the first time it is seen.
   void filter(const ObjectKey& key, std::vector<ServicePortInfoPtr>& infos);
 
+  // Where losses are also reported as Warning events on the losing Service (may be null).
+  void setEvents(ObjectEvents* events) { events_ = events; }
+
   // (Service, frontend) pairs lost right now: the gauge sliceproxy_service_frontend_conflicts.
   size_t lost() const;
   // The Services that claim `f` and lost it to its owner, for explain.
@@ -64,6 +68,7 @@ class FrontendConflicts {
   std::map<Frontend, std::set<Claimant>> claimants_;
   std::unordered_map<ObjectKey, Claims, ObjectKeyHash> claims_;
   std::unordered_map<ObjectKey, std::set<Frontend>, ObjectKeyHash> reported_;  // losses logged
+  ObjectEvents* events_ = nullptr;
 };
 
 }  // namespace sliceproxy::proxier

@@ -32,6 +32,7 @@ class NodeState {
   size_t serviceCount() const { return services_.size(); }
   size_t activePortCount() const;
   const FrontendConflicts& conflicts() const { return conflicts_; }
+  void setObjectEvents(ObjectEvents* events) { conflicts_.setEvents(events); }
 
  private:
   struct SliceRecord {

@@ -67,6 +67,8 @@ class Proxier {
   // Readers outside the sync thread (debug endpoints, tests) hold this lock.
   std::mutex& stateMutex() { return mu_; }
   const NodeState& nodeState() const { return state_; }
+  // Before start: where Warning events about Services go (frontend conflicts).
+  void setObjectEvents(ObjectEvents* events) { state_.setObjectEvents(events); }
   SyncStats stats() const;
 
  private:

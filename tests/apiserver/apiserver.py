@@ -66,6 +66,8 @@ RESOURCES = {
     "services": Resource("services", "Service", "", "v1", True, ["svc"]),
     "nodes": Resource("nodes", "Node", "", "v1", False, ["no"]),
     "endpointslices": Resource("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", True),
+    # Written by sliceproxy (Warning events on Services), read by tests.
+    "events": Resource("events", "Event", "events.k8s.io", "v1", True, ["ev"]),
 }
 
 
