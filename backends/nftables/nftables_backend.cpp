@@ -8,8 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <tuple>
 #include <boost/unordered/unordered_flat_set.hpp>
+#include <tuple>
 
 namespace sliceproxy::backends::nft {
 
@@ -101,6 +101,11 @@ class NftablesBackend::Changes {
     std::string chain;
   };
   std::vector<AffinitySlot> affinitySlots;
+  struct AffinityCarried {
+    ObjRef set;
+    std::vector<AffinityClient> clients;
+  };
+  std::vector<AffinityCarried> affinityCarried;
   bool empty() const {
     return del.empty() && add.empty() && newChains.empty() && flushChains.empty() &&
            deadChains.empty() && rewrite.empty() && clusterIpDelta.empty() &&
@@ -110,7 +115,9 @@ class NftablesBackend::Changes {
 
 namespace {
 
-uint8_t slotIndex(uint8_t set) { return set == epset::kLocal ? 1 : 0; }
+uint8_t slotIndex(uint8_t set) {
+  return set == epset::kLocal ? 1 : 0;
+}
 
 void diffElems(const std::vector<Elem>& before, const std::vector<Elem>& after,
                std::vector<Elem>& del, std::vector<Elem>& add) {
@@ -170,7 +177,6 @@ Capabilities NftablesBackend::supported() {
                        Feature::Hairpin}};
 }
 
-
 BackendResult NftablesBackend::commit(Family& f, Changes& ch,
                                       const std::function<void(Transaction&)>& prelude) {
   if (ch.empty() && !prelude) return {};
@@ -194,9 +200,11 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
         }
         if (now) {
           const auto& cur = p->slots[s].at(slot);
-          ch.add.push_back(
-              {kEndpoints, key, {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)},
-               part, table});
+          ch.add.push_back({kEndpoints,
+                            key,
+                            {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)},
+                            part,
+                            table});
           came.emplace_back(cur.key, cur.local);
         }
       }
@@ -253,26 +261,41 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
     }
     tx.addElements(tableName(map.table), map.name, elems, "affinity endpoints");
   }
+  for (auto& c : ch.affinityCarried) {
+    std::vector<nftnl_set_elem*> elems;
+    for (const auto& client : c.clients) {
+      nftnl_set_elem* e = nftnl_set_elem_alloc();
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, client.addr.bytes.data(),
+                         static_cast<uint32_t>(client.addr.size()));
+      nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, client.remainingMs);
+      elems.push_back(e);
+    }
+    tx.addElements(tableName(c.set.table), c.set.name, elems,
+                   "clients kept by ClientIP affinity across the full sync");
+  }
   for (const auto& c : ch.deadChains) tx.deleteChain(tableName(c.table), c.name);
   for (const auto& s : ch.deadSets) tx.deleteSet(tableName(s.table), s.name);
 
   auto res = tx.commit();
   stats_.lastMessages += res.messages;
   stats_.lastBytes += res.bytes;
-  if (!res.ok) return BackendResult::failure(fmt::format("{} table: {}", familyName(ctx.family), res.error));
+  if (!res.ok)
+    return BackendResult::failure(fmt::format("{} table: {}", familyName(ctx.family), res.error));
   return {true, "", res.messages};
 }
 
 namespace {
 
-ChainInputs inputsOf(const SlotTable (&slots)[2], const ServicePortView& v, const std::optional<Cidr>& podCIDR) {
+ChainInputs inputsOf(const SlotTable (&slots)[2], const ServicePortView& v,
+                     const std::optional<Cidr>& podCIDR) {
   return ChainInputs{slots[0].size(), slots[1].size(), v.hasAnyEndpoints(),
                      podCIDR ? &*podCIDR : nullptr};
 }
 
 }  // namespace
 
-NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortView& v, Changes& ch) {
+NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortView& v,
+                                                   Changes& ch) {
   Port& p = f.ports[v.key()];
   // Ids are never reused while this mirror lives, so a stale affinity entry can never name a
   // new port's endpoint set.
@@ -327,7 +350,13 @@ void NftablesBackend::syncAffinity(Family& f, Port& p, Changes& ch, bool fresh) 
       const std::string name = affinityName(setId, it->second);
       if (added) {
         ++p.nextSerial;
-        ch.newSets.emplace_back(table, affinitySet(f.ctx, name, p.info->affinityTimeoutSeconds));
+        const std::string owner = affinityOwnerTag(p.info->key, s, k);
+        ch.newSets.emplace_back(table, affinitySet(f.ctx, name, p.info->affinityTimeoutSeconds,
+                                                   affinityOwnerUserdata(owner)));
+        if (carry_ && !owner.empty()) {
+          auto clients = carry_->take(owner);
+          if (!clients.empty()) ch.affinityCarried.push_back({{table, name}, std::move(clients)});
+        }
         ch.newChains.push_back({table, name});
         ch.affinityRules.push_back({table, name, k, p.info->affinityTimeoutSeconds});
       }
@@ -436,8 +465,9 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
   BackendResult out{true, "", ops};
   if (outgrown) {
     out.wantsFullSync = true;
-    spdlog::info("nftables: the service ports outgrew the service tables; the next sync is full "
-                 "and spreads them over more tables");
+    spdlog::info(
+        "nftables: the service ports outgrew the service tables; the next sync is full "
+        "and spreads them over more tables");
   }
   return out;
 }
@@ -451,6 +481,23 @@ BackendResult NftablesBackend::fullSync(const State& state) {
     // transaction that creates ours.
     auto previous = listTables(*sock_, ctx.nfproto);
     if (!previous.ok) return BackendResult::failure(previous.error);
+    std::vector<std::string> ownServiceTables;
+    for (const auto& name : previous.names) {
+      if (name != kMainTableName && isOwnTable(name)) ownServiceTables.push_back(name);
+    }
+    std::string carryError;
+    AffinityCarry carry =
+        AffinityCarry::read(*sock_, ctx.nfproto, ctx.family, ownServiceTables, carryError);
+    if (!carryError.empty()) {
+      // Losing affinity is better than not programming: clients are re-balanced once.
+      spdlog::warn("nftables: ClientIP affinity is not kept across this full sync: {}", carryError);
+    } else if (carry.clients() > 0) {
+      spdlog::info(
+          "nftables: keeping {} ClientIP affinity entries of {} endpoints across the "
+          "full sync",
+          carry.clients(), carry.sets());
+    }
+    carry_ = &carry;
     size_t ports = 0;
     for (const ServicePortView* v : state.ports) ports += v->key().port.family == ctx.family;
     ctx.serviceTables = serviceTablesFor(ports);
@@ -466,13 +513,15 @@ BackendResult NftablesBackend::fullSync(const State& state) {
     for (const ServicePortView* v : state.ports) {
       if (v->key().port.family == ctx.family) createPort(f, *v, ch);
     }
+    carry_ = nullptr;
     auto res = commit(f, ch, [&](Transaction& tx) {
       // add, delete, add: replaces whatever a previous run left in one atomic step, whether
       // or not the table exists, so a restart never opens a window without rules.
       tx.addTable(kMainTableName);
       tx.deleteTable(kMainTableName, "replacing the previous table");
       for (const auto& name : previous.names) {
-        if (name != kMainTableName && isOwnTable(name)) tx.deleteTable(name, "replacing table " + name);
+        if (name != kMainTableName && isOwnTable(name))
+          tx.deleteTable(name, "replacing table " + name);
       }
       tx.addTable(kMainTableName);
       buildMainTable(tx, ctx, state.node);
@@ -501,7 +550,8 @@ BackendResult NftablesBackend::cleanup() {
     }
     auto r = tx.commit();
     if (!r.ok) {
-      return BackendResult::failure(fmt::format("cleanup of the {} tables: {}", familyName(ctx.family), r.error));
+      return BackendResult::failure(
+          fmt::format("cleanup of the {} tables: {}", familyName(ctx.family), r.error));
     }
     ops += tx.messages();
     fam = freshFamily(ctx);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "backends/nftables/affinity_carry.h"
 #include "backends/node_policy/flow_record.h"
 #include "backends/nftables/layout.h"
 #include "backends/nftables/port_program.h"
@@ -75,6 +76,8 @@ class NftablesBackend : public proxier::Backend {
   proxier::NetworkConfig net_;
   std::unique_ptr<Socket> sock_;
   std::shared_ptr<FlowRecord> flows_;
+  // During a full sync only: the affinity clients read from the tables being replaced.
+  AffinityCarry* carry_ = nullptr;
   std::unique_ptr<Family> families_[2];
   Stats stats_;
 };

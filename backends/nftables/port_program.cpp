@@ -8,12 +8,12 @@
 
 #include <functional>
 
+#include "backends/nftnl/rule_builder.h"
 #include "backends/node_policy/local_traffic.h"
 #include "backends/node_policy/packet_keys.h"
 #include "backends/node_policy/port_policy.h"
 #include "backends/node_policy/port_tag.h"
 #include "backends/node_policy/source_ranges.h"
-#include "backends/nftnl/rule_builder.h"
 
 namespace sliceproxy::backends::nft {
 
@@ -36,9 +36,8 @@ using Prefix = std::function<void(RuleBuilder&)>;
 // DNAT to one of the `count` endpoints of endpoint set `setId`, at random; under ClientIP
 // affinity, first to the endpoint this client used within the timeout.
 void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& table,
-             const std::string& chain,
-             const ServicePortInfo& info, uint32_t setId, uint32_t count, const Prefix& prefix,
-             const char* what, const AffinityNames* affinity, int slotTable) {
+             const std::string& chain, const ServicePortInfo& info, uint32_t setId, uint32_t count,
+             const Prefix& prefix, const char* what, const AffinityNames* affinity, int slotTable) {
   if (count == 0) return;
   const uint32_t aw = ctx.addrWords();
   if (info.sessionAffinity == SessionAffinity::ClientIP && affinity) {
@@ -68,9 +67,12 @@ std::string affinityName(uint32_t setId, uint32_t serial) {
   return fmt::format("aff-{}-{}", setId, serial);
 }
 
-std::string affinityMapName(uint32_t setId) { return fmt::format("affmap-{}", setId); }
+std::string affinityMapName(uint32_t setId) {
+  return fmt::format("affmap-{}", setId);
+}
 
-nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32_t timeoutSeconds) {
+nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32_t timeoutSeconds,
+                       const std::vector<uint8_t>& userdata) {
   nftnl_set* set = nftnl_set_alloc();
   nftnl_set_set_str(set, NFTNL_SET_NAME, name.c_str());
   nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, ctx.family == IpFamily::V4 ? 7 : 8);
@@ -78,6 +80,10 @@ nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32
   nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
   nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT, static_cast<uint64_t>(timeoutSeconds) * 1000);
   nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, 1u << 16);
+  if (!userdata.empty()) {
+    nftnl_set_set_data(set, NFTNL_SET_USERDATA, userdata.data(),
+                       static_cast<uint32_t>(userdata.size()));
+  }
   return set;
 }
 
@@ -126,31 +132,33 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
       tx.addRule(table, chains.svc, b.release(), svc + ": masquerade non-pod traffic");
     }
   }
-  addDnat(tx, ctx, table, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str(), affinity,
-          info.internalPolicyLocal ? 1 : 0);
+  addDnat(tx, ctx, table, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str(),
+          affinity, info.internalPolicyLocal ? 1 : 0);
 
   if (!chains.ext.empty()) {
     if (!info.externalPolicyLocal) {
       RuleBuilder b;
       b.markSet(ctx.net->masqueradeMark);
       tx.addRule(table, chains.ext, b.release(), svc + ": masquerade external traffic");
-      addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str(), affinity,
-              0);
+      addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str(),
+              affinity, 0);
     } else {
       // Pods and the node itself reach the whole cluster-wide set (kube-proxy's
       // short-circuit); only traffic from outside is limited to local endpoints.
       RuleBuilder probe;
       if (matchLocalTraffic(probe, ctx, in.nodePodCIDR, false)) {
-        addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
-                [&](RuleBuilder& b) { matchLocalTraffic(b, ctx, in.nodePodCIDR, false); },
-                (svc + " (pod short-circuit)").c_str(), affinity, 0);
+        addDnat(
+            tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
+            [&](RuleBuilder& b) { matchLocalTraffic(b, ctx, in.nodePodCIDR, false); },
+            (svc + " (pod short-circuit)").c_str(), affinity, 0);
       }
       RuleBuilder m;
       m.fibAddrTypeLocal(true).markSet(ctx.net->masqueradeMark);
       tx.addRule(table, chains.ext, m.release(), svc + ": masquerade traffic from this node");
-      addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
-              [](RuleBuilder& b) { b.fibAddrTypeLocal(true); },
-              (svc + " (node short-circuit)").c_str(), affinity, 0);
+      addDnat(
+          tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
+          [](RuleBuilder& b) { b.fibAddrTypeLocal(true); }, (svc + " (node short-circuit)").c_str(),
+          affinity, 0);
       addDnat(tx, ctx, table, chains.ext, info, localSet, in.localCount, nullptr,
               (svc + " (local endpoints)").c_str(), affinity, 1);
     }
@@ -165,22 +173,22 @@ std::vector<Elem> frontendElems(const ServicePortInfo& info, const PortChains& c
   const auto proto = info.key.port.protocol;
   auto go = [&](const std::string& chain) { return ElemValue{ElemValue::Goto, chain, {}}; };
   if (in.hasAnyEndpoints) {
-    out.push_back({kServiceIps, frontendKey(info.clusterIP, proto, info.port), go(chains.svc),
-                   0, chains.shard});
+    out.push_back({kServiceIps, frontendKey(info.clusterIP, proto, info.port), go(chains.svc), 0,
+                   chains.shard});
     auto external = [&](const IpAddr& a) {
-      out.push_back({kServiceIps, frontendKey(a, proto, info.port), go(chains.ext), 0,
-                     chains.shard});
+      out.push_back(
+          {kServiceIps, frontendKey(a, proto, info.port), go(chains.ext), 0, chains.shard});
     };
     for (const auto& a : info.externalIPs) external(a);
     for (const auto& a : info.loadBalancerIPs) external(a);
     if (info.nodePort) {
-      out.push_back({kServiceNodePorts, nodePortKey(proto, info.nodePort), go(chains.ext), 0,
-                     chains.shard});
+      out.push_back(
+          {kServiceNodePorts, nodePortKey(proto, info.nodePort), go(chains.ext), 0, chains.shard});
     }
   }
   auto count = [&](uint8_t set) { return set == epset::kLocal ? in.localCount : in.clusterCount; };
-  auto policy = portPolicyElems(
-      info, {in.hasAnyEndpoints, count(internalSet), count(externalSet)}, chains.fw);
+  auto policy = portPolicyElems(info, {in.hasAnyEndpoints, count(internalSet), count(externalSet)},
+                                chains.fw);
   out.insert(out.end(), policy.begin(), policy.end());
   return out;
 }

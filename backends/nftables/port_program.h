@@ -55,7 +55,9 @@ std::string affinityMapName(uint32_t setId);
 void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& table,
                               const std::string& name, const proxier::EndpointKey& ep,
                               uint32_t timeoutSeconds);
-nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32_t timeoutSeconds);
+// `userdata`: the set's owner (affinity_carry.h), so a full sync can hand its clients on.
+nftnl_set* affinitySet(const FamilyContext& ctx, const std::string& name, uint32_t timeoutSeconds,
+                       const std::vector<uint8_t>& userdata);
 nftnl_set* affinityMap(const std::string& name);
 
 // Adds the rules of the port's chains (which must exist and be empty) to the transaction.

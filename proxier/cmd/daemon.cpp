@@ -45,6 +45,7 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   ChangeTracker tracker(nodeName, FilterConfig{cfg.serviceProxyName});
@@ -107,7 +108,13 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
   }
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  // SIGHUP (systemctl reload): reprogram everything from scratch at once, e.g. after another
+  // program changed the ruleset. State kube-proxy keeps (affinity) is kept.
+  for (sigwait(&signals, &sig); sig == SIGHUP; sigwait(&signals, &sig)) {
+    spdlog::info("received SIGHUP: the next sync is full");
+    proxy.forceFullSync();
+    runner.run();
+  }
   spdlog::info("received {}, stopping; the data plane is left as programmed",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   ops.stop();

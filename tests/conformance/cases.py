@@ -48,6 +48,21 @@ def affinity_expired(keys_before, keys_after):
 
 AFF_CLIENTS = ["a%d" % i for i in range(10, 18)]
 
+
+def same_endpoint(before, after):
+    """Every client of AFF_CLIENTS reached the same pod under keys before+c and after+c."""
+    def check(keyed):
+        return next(("%s moved from %s to %s" % (c, keyed[before + c][0]["pod"],
+                                                 keyed[after + c][0]["pod"])
+                     for c in AFF_CLIENTS
+                     if keyed[before + c][0]["pod"] != keyed[after + c][0]["pod"]), None)
+    return check
+
+
+def sticky_round(addr, pods, key, **phase):
+    return Phase([answered(c, addr, 80, pods, sticky=True, n=2, key=key + c)
+                  for c in AFF_CLIENTS], **phase)
+
 CASES = [
     # ---------------------------------------------------------------- ClusterIP
     Case("clusterip_tcp_from_pod", "a pod reaches every endpoint, not masqueraded",
@@ -306,6 +321,20 @@ CASES = [
                 label="after the 2s timeout",
                 check=affinity_expired(["kept-" + c for c in AFF_CLIENTS],
                                        ["after-" + c for c in AFF_CLIENTS]))]),
+
+    Case("affinity_kept_across_full_sync_and_restart",
+         "every client keeps its endpoint across a full sync (SIGHUP), a restart and a kill -9 "
+         "(8 clients, 4 endpoints: re-balancing would move some)",
+         one(svc("aff", "10.96.0.75", HTTP, EPS("a2", "a3", "b2", "b3"), affinity_timeout=600)),
+         [sticky_round("10.96.0.75", {"a2", "a3", "b2", "b3"}, "before-", label="sticky"),
+          sticky_round("10.96.0.75", {"a2", "a3", "b2", "b3"}, "full-", full_sync=True,
+                       label="after a full sync", check=same_endpoint("before-", "full-")),
+          sticky_round("10.96.0.75", {"a2", "a3", "b2", "b3"}, "term-", restart="term",
+                       label="after SIGTERM and a restart",
+                       check=same_endpoint("before-", "term-")),
+          sticky_round("10.96.0.75", {"a2", "a3", "b2", "b3"}, "kill-", restart="kill9",
+                       label="after kill -9 and a restart",
+                       check=same_endpoint("before-", "kill-"))]),
 
     # ---------------------------------------------------------------- source ranges
     Case("lb_source_ranges", "loadBalancerSourceRanges: allowed client served, others dropped "

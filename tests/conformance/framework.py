@@ -3,6 +3,7 @@ fresh manifest directory, fresh sliceproxy process, real traffic, exact expectat
 
 import collections
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class Phase:
     sleep: float = 0.0              # pause before probing (e.g. to let affinity expire)
     label: str = ""
     check: Optional[Callable] = None  # check(results by probe key, over all phases) -> error or None
+    full_sync: bool = False         # SIGHUP before probing: a full sync replaces every table
+    restart: str = ""               # "term" or "kill9": sliceproxy is stopped and started again
 
 
 @dataclass
@@ -279,6 +282,11 @@ class Runner:
                     for name in ph.delete:
                         d.delete(name)
                     proxy.wait_sync_after(mark)
+                if ph.full_sync:
+                    proxy.full_sync_now()
+                if ph.restart:
+                    proxy.stop(signal.SIGKILL if ph.restart == "kill9" else signal.SIGTERM)
+                    proxy.start()
                 if ph.sleep:
                     time.sleep(ph.sleep)
                 while True:

@@ -137,6 +137,17 @@ class SliceProxy:
         with self.cond:
             return [l for l in self.lines if "sync" in l][mark:]
 
+    def full_sync_now(self, timeout=10.0):
+        """SIGHUP, then waits for the full sync it asks for."""
+        mark = self.syncs()
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while True:
+            new = self.wait_sync_after(mark, max(0.1, deadline - time.monotonic()))
+            if any("full sync:" in l for l in new):
+                return
+            mark += len(new)
+
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 

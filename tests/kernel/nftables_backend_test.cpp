@@ -272,6 +272,55 @@ TEST_F(NftablesBackendTest, AffinityPortsListPerEndpointChains) {
   EXPECT_NE(t.find("dnat to 10.244.2.2:8080"), std::string::npos) << t;
 }
 
+TEST_F(NftablesBackendTest, AffinityClientsSurviveFullSyncsAndRestarts) {
+  auto s = std::make_shared<Service>(*service({}));
+  s->sessionAffinity = SessionAffinity::ClientIP;
+  s->affinityTimeoutSeconds = 600;
+  tracker.upsertService(s);
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}, {"10.244.2.2"}}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  // The set that remembers the clients of endpoint `ep`: its chain DNATs there.
+  auto setOf = [](const std::string& ep) {
+    std::string t = run("nft list ruleset ip");
+    const size_t dnat = t.find("dnat to " + ep);
+    if (dnat == std::string::npos) return std::string("no-chain-for-" + ep);
+    const size_t chain = t.rfind("chain aff-", dnat);
+    return t.substr(chain + 6, t.find(' ', chain + 6) - chain - 6);
+  };
+  auto clientsOf = [&](const std::string& ep) {
+    return run("nft list set ip sliceproxy-svc-0 " + setOf(ep));
+  };
+  // Two clients, as the data plane's dynset would have remembered them.
+  run("nft add element ip sliceproxy-svc-0 " + setOf("10.244.2.1:8080") +
+      " '{ 192.168.7.1 timeout 500s }'");
+  run("nft add element ip sliceproxy-svc-0 " + setOf("10.244.2.2:8080") +
+      " '{ 192.168.7.2 timeout 500s }'");
+  ASSERT_NE(clientsOf("10.244.2.1:8080").find("192.168.7.1"), std::string::npos);
+
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  std::string one = clientsOf("10.244.2.1:8080"), two = clientsOf("10.244.2.2:8080");
+  EXPECT_NE(one.find("192.168.7.1 timeout"), std::string::npos) << one;
+  EXPECT_EQ(one.find("192.168.7.2"), std::string::npos) << one;
+  EXPECT_NE(two.find("192.168.7.2 timeout"), std::string::npos) << two;
+  // The remaining time is carried, not the full timeout restarted.
+  EXPECT_EQ(one.find("192.168.7.1 timeout 10m"), std::string::npos) << one;
+
+  // A restart: a new process (a fresh backend) finds the previous run's sets.
+  NodeState restarted{"node-a"};
+  ChangeTracker again{"node-a", {}};
+  again.upsertService(s);
+  again.upsertSlice(slice("a", "svc", {{"10.244.2.2"}, {"10.244.2.3"}}));
+  restarted.apply(again.take(), false);
+  backends::nft::NftablesBackend next{net()};
+  ASSERT_TRUE(next.fullSync(restarted.state()).ok);
+  two = clientsOf("10.244.2.2:8080");
+  EXPECT_NE(two.find("192.168.7.2 timeout"), std::string::npos) << two;
+  // The removed endpoint's client is free to go anywhere; nobody holds it.
+  EXPECT_EQ(run("nft list ruleset ip").find("192.168.7.1"), std::string::npos);
+  EXPECT_EQ(run("nft list ruleset").find("Assertion"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sliceproxy::testing
 
