@@ -25,6 +25,7 @@ import atexit
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -348,7 +349,7 @@ class ConntrackCleanupTest(unittest.TestCase):
             out.append(f"--- {p.name}:\n" + "\n".join(p.all[-40:]))
         return "\n".join(out)
 
-    def _endpoint_removed(self, cleanup):
+    def _endpoint_removed(self, cleanup, before_change=None):
         t = self.topo
         t.write("echo.yaml", SERVICE_YAML + "---" + slice_yaml([1, 2]))
         d = t.daemon(cleanup)
@@ -364,6 +365,20 @@ class ConntrackCleanupTest(unittest.TestCase):
         nodeport.wait_for("READY", 15)
         tcp = t.client(TCP_CLIENT, VIP, TCP_PORT, served, name="tcp")
         tcp.wait_for("READY", 15)
+        if before_change == "full sync":
+            # A full sync replaces every service table; the flow record must stay complete.
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_for_substr("received SIGHUP", 5)
+            deadline = time.monotonic() + 5
+            while sum("full sync:" in l for l in list(d.all)) < 2:
+                self.assertLess(time.monotonic(), deadline, "no full sync after SIGHUP\n" +
+                                self.dump(d))
+                time.sleep(0.05)
+        elif before_change == "restart":
+            d.stop()
+            d = t.daemon(cleanup)
+            d.wait_for_substr("full sync", 15)
+            d.wait_for_substr("flow record is seeded", 10)
         time.sleep(1.2)  # past --min-sync-period, so the change below syncs at once
 
         changed = time.monotonic()
@@ -400,6 +415,12 @@ class ConntrackCleanupTest(unittest.TestCase):
 
     def test_endpoint_removed_flows_move_within_one_sync_and_tcp_survives(self):
         self._endpoint_removed(cleanup=True)
+
+    def test_cleanup_stays_exact_across_a_full_sync(self):
+        self._endpoint_removed(cleanup=True, before_change="full sync")
+
+    def test_cleanup_stays_exact_across_a_restart(self):
+        self._endpoint_removed(cleanup=True, before_change="restart")
 
     def test_endpoint_removed_without_cleanup_flows_stay_stuck(self):
         self._endpoint_removed(cleanup=False)
