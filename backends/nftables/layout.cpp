@@ -38,8 +38,15 @@ std::string elemSetName(uint8_t set, uint8_t part) {
   return setName(set);
 }
 
+uint32_t endpointMapSize(size_t elements) {
+  if (elements < kSizedEndpointMapMin) return 0;
+  uint32_t size = kSizedEndpointMapMin * 2;
+  while (size < 2 * elements && size < (1u << 30)) size *= 2;
+  return size;
+}
+
 void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node,
-                       uint8_t shard) {
+                       uint8_t shard, const uint32_t* mapSizes) {
   const uint32_t al = ctx.addrLen();
   const std::string t = serviceTableName(shard);
   tx.addTable(t);
@@ -51,7 +58,7 @@ void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier:
   for (uint32_t part = 0; part < ctx.endpointMaps(); ++part) {
     addSet(tx, t, elemSetName(kEndpoints, static_cast<uint8_t>(part)),
            {concatType({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, concatType({ip, kTypeService}),
-            al + 4});
+            al + 4, mapSizes[part]});
   }
   if (ctx.net->nodePortPrimaryOnly) addNodePortIps(tx, ctx, t, node);
 

@@ -7,6 +7,7 @@
 // table's whole jump graph whenever a transaction adds a jump, a goto or a NAT rule to it (about
 // 2 us per chain): with one table, adding one service to 10,000 cost 20 ms.
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -51,13 +52,17 @@ const char* setName(uint8_t id);
 // The kernel validates a map's every element each time a rule binds it, and every binding each
 // time an element is added, so one endpoints map shared by 10,000 service rules costs
 // bindings x elements. Sharding by endpoint set keeps both factors small: 256 endpoints maps in
-// all, split evenly over the service tables.
+// all, split evenly over the service tables, and at least 64 per table.
 inline constexpr uint32_t kEndpointMapsTotal = 256;
+inline constexpr uint32_t kEndpointMapsPerTableMin = 64;
 std::string elemSetName(uint8_t set, uint8_t part);
 
 struct FamilyContext : NodeFamily {
   uint32_t serviceTables = 1;  // chosen at each full sync
-  uint32_t endpointMaps() const { return kEndpointMapsTotal / serviceTables; }
+  uint32_t endpointMaps() const {
+    return std::max(kEndpointMapsTotal / serviceTables, kEndpointMapsPerTableMin);
+  }
+  uint32_t allEndpointMaps() const { return serviceTables * endpointMaps(); }
   // Which of its table's endpoints maps holds endpoint set `setId`. Hashed: the ids that land
   // in one service table follow the tables' round-robin, so their low bits are not spread.
   uint8_t endpointMap(uint32_t setId) const {
@@ -65,8 +70,18 @@ struct FamilyContext : NodeFamily {
   }
 };
 
+// An endpoints map that a full sync fills with many elements is created with a size: the kernel
+// then picks a hash table of fixed width instead of one that keeps resizing while the elements
+// go in (a third of a 100,000-endpoint cold sync went into resizing). The size is also a hard
+// limit, so it leaves room to double; a change that would overflow it asks for a full sync.
+// Smaller maps stay unsized: they grow without limit and cost little to fill, and a rule that
+// binds a map makes the kernel walk it, which for a sized map means every bucket of its size.
+inline constexpr uint32_t kSizedEndpointMapMin = 2048;
+uint32_t endpointMapSize(size_t elements);  // 0: unsized
+
 // Creates service table `shard` (which must not exist) with its maps and dispatch chains.
+// `mapSizes`: per endpoints map of this table, its size (0: unsized).
 void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node,
-                       uint8_t shard);
+                       uint8_t shard, const uint32_t* mapSizes);
 
 }  // namespace sliceproxy::backends::nft

@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "backends/nftables/affinity_carry.h"
-#include "backends/node_policy/flow_record.h"
 #include "backends/nftables/layout.h"
 #include "backends/nftables/port_program.h"
-#include "proxier/core/backend.h"
+#include "backends/node_policy/flow_record.h"
 #include "proxier/config/network_config.h"
+#include "proxier/core/backend.h"
 
 namespace sliceproxy::backends::nft {
 
@@ -32,12 +32,19 @@ class SlotTable {
   bool contains(const proxier::EndpointKey& k) const { return index_.contains(k); }
   void add(const proxier::EndpointKey& k, bool local);
   void remove(const proxier::EndpointKey& k);
+  void reserve(size_t n) {
+    slots_.reserve(n);
+    index_.reserve(n);
+  }
   // Slots whose content changed since the last takeChanges(), with what they held before.
   std::vector<std::pair<uint32_t, std::optional<Slot>>> takeChanges();
 
  private:
   void touch(uint32_t slot);
   std::vector<Slot> slots_;
+  // Slots at or above the size of the last takeChanges() held nothing then: they need no
+  // record of their previous content (a cold sync appends 100,000 of them).
+  uint32_t committed_ = 0;
   boost::unordered_flat_map<proxier::EndpointKey, uint32_t, proxier::EndpointKeyHash> index_;
   boost::unordered_flat_map<uint32_t, std::optional<Slot>> before_;
 };

@@ -120,18 +120,8 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
   const std::string svc = info.key.str();
   const std::string table = serviceTableName(chains.shard);
 
-  // Traffic to the clusterIP from outside the pod network is masqueraded.
-  if (ctx.net->masqueradeAll) {
-    RuleBuilder b;
-    b.markSet(ctx.net->masqueradeMark);
-    tx.addRule(table, chains.svc, b.release(), svc + ": --masquerade-all");
-  } else {
-    RuleBuilder b;
-    if (matchLocalTraffic(b, ctx, in.nodePodCIDR, true)) {
-      b.markSet(ctx.net->masqueradeMark);
-      tx.addRule(table, chains.svc, b.release(), svc + ": masquerade non-pod traffic");
-    }
-  }
+  // Traffic to the clusterIP from outside the pod network is masqueraded by one rule in the
+  // main table's masquerading chain (main_table.cpp), not here.
   addDnat(tx, ctx, table, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str(),
           affinity, info.internalPolicyLocal ? 1 : 0);
 

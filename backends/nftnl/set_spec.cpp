@@ -25,6 +25,7 @@ void addSet(Transaction& tx, const std::string& table, const std::string& name, 
                       s.dataType == kTypeVerdict ? NFT_DATA_VERDICT : s.dataType);
     nftnl_set_set_u32(set, NFTNL_SET_DATA_LEN, s.dataLen);
   }
+  if (s.size) nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, s.size);
   tx.addSet(table, set, "set " + name);
 }
 

@@ -24,6 +24,7 @@ struct SetSpec {
   uint32_t keyType, keyLen;
   uint32_t flags = 0;
   uint32_t dataType = 0, dataLen = 0;  // maps only
+  uint32_t size = 0;
 };
 
 void addSet(Transaction& tx, const std::string& table, const std::string& name, const SetSpec& s);

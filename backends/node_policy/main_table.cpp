@@ -7,8 +7,11 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_nat.h>
 
+#include <optional>
+
 #include "backends/nftnl/rule_builder.h"
 #include "backends/nftnl/set_spec.h"
+#include "backends/node_policy/local_traffic.h"
 #include "backends/node_policy/nodeport_addresses.h"
 #include "backends/node_policy/packet_keys.h"
 
@@ -72,6 +75,31 @@ void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeC
     b.loadAddr(true, fam.family, reg32(0)).loadAddr(false, fam.family, reg32(fam.addrWords()));
     b.lookup(reg32(0), mainSetName(kHairpin)).markSet(mark);
     rule("masquerading", b, "hairpin");
+  }
+  {
+    // Traffic to a clusterIP from outside the pod network (all of it with --masquerade-all),
+    // decided once here for every service rather than by a rule in each service's chain: the
+    // connection's original destination says it was a clusterIP, and only a DNATed connection
+    // reaches a backend. Half the rules a cold sync loads otherwise.
+    std::optional<proxier::Cidr> podCIDR;
+    if (node && node->node) {
+      for (const auto& c : node->node->podCIDRs) {
+        if (c.addr.family == fam.family && !podCIDR) podCIDR = c;
+      }
+    }
+    RuleBuilder b;
+    uint32_t dnat = IPS_DST_NAT, zero = 0;
+    b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
+    b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
+    b.ct(v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6, NFT_REG_1, IP_CT_DIR_ORIGINAL);
+    b.lookup(NFT_REG_1, mainSetName(kClusterIps));
+    const bool all = fam.net->masqueradeAll;
+    if (all || matchLocalTraffic(b, fam, podCIDR ? &*podCIDR : nullptr, true)) {
+      b.markSet(mark);
+      rule("masquerading", b,
+           all ? "--masquerade-all: clusterIP traffic"
+               : "clusterIP traffic from outside the pod network");
+    }
   }
   {
     RuleBuilder b;

@@ -42,6 +42,9 @@ struct BackendResult {
   // The change succeeded, but the backend's layout has outgrown the choices it made at the last
   // full sync (how many tables to spread services over): the next sync should be full.
   bool wantsFullSync = false;
+  // Nothing usable was programmed: this change does not fit the layout of the last full sync
+  // (a map sized then would overflow). The proxier runs a full sync at once instead.
+  bool needsFullSyncNow = false;
 
   static BackendResult failure(std::string why) { return {false, std::move(why), 0}; }
 };

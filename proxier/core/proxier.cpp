@@ -49,9 +49,8 @@ bool Proxier::syncOnce() {
   // This node's addresses and pod CIDRs shape every backend's skeleton; they change rarely, so
   // a change to them is simply a full sync. Other Node changes (labels, taints) reach the
   // backends only through the endpoint choices they change (a new zone, with topology hints).
-  const bool full =
-      needFull_ || start - lastFull_ >= fullSyncPeriod_ ||
-      (changes.nodeChanged && shapeChanged(state_.node().node.get(), changes.node.get()));
+  bool full = needFull_ || start - lastFull_ >= fullSyncPeriod_ ||
+              (changes.nodeChanged && shapeChanged(state_.node().node.get(), changes.node.get()));
   Diff diff = state_.apply(std::move(changes), !full);
   report.full = full;
   report.diff = &diff;
@@ -61,6 +60,12 @@ bool Proxier::syncOnce() {
     res = backend_.fullSync(state_.state());
   } else if (!diff.empty()) {
     res = backend_.apply(diff);
+    if (res.needsFullSyncNow) {
+      spdlog::info("backend {}: {}; full sync now", backend_.name(), res.error);
+      full = true;
+      report.full = true;
+      res = backend_.fullSync(state_.state());
+    }
   } else {
     tell(true, false, std::chrono::steady_clock::now() - start, 0);
     return true;

@@ -15,6 +15,7 @@
 #include "backends/nftnl/rule_builder.h"
 #include "proxier/core/change_tracker.h"
 #include "proxier/core/node_state.h"
+#include "proxier/core/proxier.h"
 
 namespace sliceproxy::testing {
 namespace {
@@ -319,6 +320,42 @@ TEST_F(NftablesBackendTest, AffinityClientsSurviveFullSyncsAndRestarts) {
   // The removed endpoint's client is free to go anywhere; nobody holds it.
   EXPECT_EQ(run("nft list ruleset ip").find("192.168.7.1"), std::string::npos);
   EXPECT_EQ(run("nft list ruleset").find("Assertion"), std::string::npos);
+}
+
+// `count` endpoints 10.244.<i/250>.<i%250+1> in slices of 1,000.
+void upsertEndpoints(ChangeTracker& tracker, int count) {
+  for (int first = 0; first < count; first += 1000) {
+    std::vector<Ep> eps;
+    for (int i = first; i < std::min(count, first + 1000); ++i) {
+      eps.push_back({fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)});
+    }
+    tracker.upsertSlice(slice(fmt::format("s{}", first / 1000), "svc", eps));
+  }
+}
+
+TEST_F(NftablesBackendTest, BigEndpointMapsAreSizedAndOutgrowingOneMeansAFullSyncAtOnce) {
+  tracker.synced();
+  Proxier proxy(tracker, backend, "node-a");
+  tracker.upsertService(service({}));
+  upsertEndpoints(tracker, 3000);
+  ASSERT_TRUE(proxy.syncOnce());
+  std::string t = run("nft list ruleset ip");
+  EXPECT_NE(t.find("size 8192"), std::string::npos) << "3,000 endpoints: a map sized for twice";
+
+  // 9,000 endpoints do not fit: the change is not sent as is, a full sync resizes at once.
+  upsertEndpoints(tracker, 9000);
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_EQ(proxy.stats().failures, 0u);
+  EXPECT_EQ(proxy.stats().fullSyncs, 2u);
+  t = run("nft list ruleset ip");
+  EXPECT_NE(t.find("size 32768"), std::string::npos);
+  EXPECT_NE(t.find("10.244.35.250 . 8080"), std::string::npos) << "the 9,000th endpoint";
+
+  // Within the size, changes stay incremental.
+  upsertEndpoints(tracker, 10000);
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_EQ(proxy.stats().fullSyncs, 2u);
+  EXPECT_NE(run("nft list ruleset ip").find("10.244.39.250 . 8080"), std::string::npos);
 }
 
 }  // namespace
