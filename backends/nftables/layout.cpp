@@ -24,7 +24,7 @@ bool isOwnTable(const std::string& name) {
 
 uint32_t serviceTablesFor(size_t ports) {
   uint32_t k = 1;
-  while (k < kMaxServiceTables && static_cast<size_t>(k) * 1024 < ports) k *= 2;
+  while (k < kMaxServiceTables && static_cast<size_t>(k) * kPortsPerServiceTable < ports) k *= 2;
   return k;
 }
 

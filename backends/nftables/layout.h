@@ -29,12 +29,15 @@ inline std::string tableName(uint8_t table) {
 // layout. (The flow record, sliceproxy-flows, survives full syncs; cleanup removes it too.)
 bool isOwnTable(const std::string& name);
 
-// Service tables for `ports` service ports at a full sync: about a thousand ports each, a power
-// of two, so adding a service validates a graph of at most ~2,000 chains.
+// Service tables for `ports` service ports at a full sync: about kPortsPerServiceTable ports
+// each, a power of two. Fewer tables cost the control plane (adding a service validates its
+// table's whole graph: ~1.5 ms at 4,000 ports); more cost every new connection (each service
+// table hooks nat prerouting and output).
+inline constexpr size_t kPortsPerServiceTable = 4096;
 uint32_t serviceTablesFor(size_t ports);
 // Beyond this many ports per service table on average, the next sync should be a full one that
 // spreads the ports over more tables.
-inline constexpr size_t kPortsPerServiceTableLimit = 2048;
+inline constexpr size_t kPortsPerServiceTableLimit = 2 * kPortsPerServiceTable;
 
 // The service tables' named sets and maps, as Elem::set ids; the main table's follow from
 // kFirstMainSet (main_table.h). A service table also has the main table's kNodePortIps.

@@ -166,7 +166,8 @@ TEST_F(NftablesBackendTest, CleanupRemovesEverything) {
 // Services are spread over several tables once there are many, so adding one validates a small
 // jump graph; a restart with fewer service tables removes the extra ones in the same step.
 TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
-  addServices(1500);
+  const int many = static_cast<int>(backends::nft::kPortsPerServiceTable * 3 / 2);
+  addServices(many);
   state.apply(tracker.take(), false);
   auto res = backend.fullSync(state.state());
   ASSERT_TRUE(res.ok) << res.error;
@@ -179,14 +180,14 @@ TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
     std::string m = run(fmt::format("nft list map ip {} service-ips", t));
     size_t n = 0;
     for (size_t pos = 0; (pos = m.find("goto svc-", pos)) != std::string::npos; ++pos) ++n;
-    EXPECT_EQ(n, 750u) << t;
+    EXPECT_EQ(n, static_cast<size_t>(many / 2)) << t;
   }
   // An incremental change lands in the table that holds the port.
   tracker.upsertSlice(slice("s7", "svc7", {{"10.244.0.8"}, {"10.244.9.9"}}));
   ASSERT_TRUE(backend.apply(sync()).ok);
   EXPECT_NE(run("nft list ruleset ip").find("10.244.9.9 . 8080"), std::string::npos);
 
-  for (int i = 1; i < 1500; ++i) tracker.deleteService({"default", fmt::format("svc{}", i)});
+  for (int i = 1; i < many; ++i) tracker.deleteService({"default", fmt::format("svc{}", i)});
   state.apply(tracker.take(), false);
   backends::nft::NftablesBackend restarted(net());
   ASSERT_TRUE(restarted.fullSync(state.state()).ok);
@@ -246,7 +247,8 @@ TEST_F(NftablesBackendTest, OutgrownServiceTablesAskForAFullSync) {
   tracker.upsertService(service({}));
   state.apply(tracker.take(), false);
   ASSERT_TRUE(backend.fullSync(state.state()).ok);
-  addServices(2048, /*endpoints=*/false, /*firstBlock=*/1);
+  addServices(static_cast<int>(backends::nft::kPortsPerServiceTableLimit), /*endpoints=*/false,
+              /*firstBlock=*/1);
   auto res = backend.apply(sync());
   ASSERT_TRUE(res.ok) << res.error;
   EXPECT_TRUE(res.wantsFullSync);
