@@ -7,7 +7,6 @@
 // table's whole jump graph whenever a transaction adds a jump, a goto or a NAT rule to it (about
 // 2 us per chain): with one table, adding one service to 10,000 cost 20 ms.
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -55,16 +54,14 @@ const char* setName(uint8_t id);
 // The kernel validates a map's every element each time a rule binds it, and every binding each
 // time an element is added, so one endpoints map shared by 10,000 service rules costs
 // bindings x elements. Sharding by endpoint set keeps both factors small: 256 endpoints maps in
-// all, split evenly over the service tables, and at least 64 per table.
-inline constexpr uint32_t kEndpointMapsTotal = 256;
-inline constexpr uint32_t kEndpointMapsPerTableMin = 64;
+// each service table (the most a one-byte map index names; 10,000 services bind about ten
+// rules to each).
+inline constexpr uint32_t kEndpointMapsPerTable = 256;
 std::string elemSetName(uint8_t set, uint8_t part);
 
 struct FamilyContext : NodeFamily {
   uint32_t serviceTables = 1;  // chosen at each full sync
-  uint32_t endpointMaps() const {
-    return std::max(kEndpointMapsTotal / serviceTables, kEndpointMapsPerTableMin);
-  }
+  uint32_t endpointMaps() const { return kEndpointMapsPerTable; }
   uint32_t allEndpointMaps() const { return serviceTables * endpointMaps(); }
   // Which of its table's endpoints maps holds endpoint set `setId`. Hashed: the ids that land
   // in one service table follow the tables' round-robin, so their low bits are not spread.

@@ -226,11 +226,14 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
         }
       }
       // A moved endpoint shows up as gone from one slot and come to another: no net change.
-      boost::unordered_flat_set<EndpointKey, EndpointKeyHash> goneKeys, cameKeys;
-      for (auto& g : gone) goneKeys.insert(g.first);
-      for (auto& c : came) cameKeys.insert(c.first);
-      std::erase_if(gone, [&](const auto& g) { return cameKeys.contains(g.first); });
-      std::erase_if(came, [&](const auto& c) { return goneKeys.contains(c.first); });
+      // (Only a change with both can have moves; a cold sync has 100,000 arrivals and none.)
+      if (!gone.empty() && !came.empty()) {
+        boost::unordered_flat_set<EndpointKey, EndpointKeyHash> goneKeys, cameKeys;
+        for (auto& g : gone) goneKeys.insert(g.first);
+        for (auto& c : came) cameKeys.insert(c.first);
+        std::erase_if(gone, [&](const auto& g) { return cameKeys.contains(g.first); });
+        std::erase_if(came, [&](const auto& c) { return goneKeys.contains(c.first); });
+      }
       for (auto& [k, local] : gone) {
         if (local) --ch.hairpinDelta[k.ip];
       }
