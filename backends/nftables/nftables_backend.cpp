@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <tuple>
+#include <unordered_map>
 
 namespace sliceproxy::backends::nft {
 
@@ -66,7 +67,10 @@ struct NftablesBackend::Port {
   // clients' timeout set survives other endpoints coming and going.
   boost::unordered_flat_map<EndpointKey, uint32_t, EndpointKeyHash> affinitySerial[2];
   uint32_t nextSerial = 0;
-  AffinityNames affinity;
+  // The handle of each endpoint's rule in the check chain, by serial (node-based: the commit
+  // writes handles through pointers).
+  std::unordered_map<uint32_t, uint64_t> affinityCheckHandle[2];
+  bool buried = false;  // removed or rebuilt: dropAffinity() deletes everything at once
   bool hasAffinity() const { return info->sessionAffinity == SessionAffinity::ClientIP; }
 };
 
@@ -110,6 +114,20 @@ class NftablesBackend::Changes {
     std::string chain;
   };
   std::vector<AffinitySlot> affinitySlots;
+  std::vector<std::pair<ObjRef, uint32_t>> affinitySlotsGone;  // map, slot
+  struct AffinityCheck {
+    uint8_t table;
+    uint32_t setId;
+    std::string name;
+    uint64_t* handle;
+  };
+  std::vector<AffinityCheck> affinityChecks;
+  struct AffinityCheckGone {
+    uint8_t table;
+    std::string chain;
+    uint64_t handle;
+  };
+  std::vector<AffinityCheckGone> affinityChecksGone;
   struct AffinityCarried {
     ObjRef set;
     std::vector<AffinityClient> clients;
@@ -206,7 +224,8 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
     for (uint8_t s = 0; s < 2; ++s) {
       const uint32_t setId = endpointSetId(p->id, s == 0 ? epset::kCluster : epset::kLocal);
       std::vector<std::pair<EndpointKey, bool>> gone, came;
-      for (auto& [slot, before] : p->slots[s].takeChanges()) {
+      auto slotChanges = p->slots[s].takeChanges();
+      for (auto& [slot, before] : slotChanges) {
         const bool now = slot < p->slots[s].size();
         if (before && now && before->key == p->slots[s].at(slot).key) continue;
         Bytes key = Bytes().u32(setId).u32(slot);
@@ -237,6 +256,8 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
       for (auto& [k, local] : gone) {
         if (local) --ch.hairpinDelta[k.ip];
       }
+      if (p->hasAffinity() && !p->buried)
+        affinitySlotChanges(f, *p, s, slotChanges, gone, came, ch);
       for (auto& [k, local] : came) {
         if (local) ++ch.hairpinDelta[k.ip];
       }
@@ -278,6 +299,17 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   refs(f.hairpinRefs, ch.hairpinDelta, kHairpin, hairpinKey);
 
   emitElems(tx, ch.del, false, "service changes");
+  for (size_t i = 0; i < ch.affinitySlotsGone.size();) {
+    const ObjRef& map = ch.affinitySlotsGone[i].first;
+    std::vector<nftnl_set_elem*> elems;
+    for (; i < ch.affinitySlotsGone.size() && ch.affinitySlotsGone[i].first == map; ++i) {
+      elems.push_back(makeElem(Bytes().u32(ch.affinitySlotsGone[i].second), nullptr));
+    }
+    tx.deleteElements(tableName(map.table), map.name, elems, "affinity endpoints");
+  }
+  for (const auto& c : ch.affinityChecksGone) {
+    tx.deleteRule(tableName(c.table), c.chain, c.handle, "affinity check of a removed endpoint");
+  }
   for (const auto& s : ch.flushSets) tx.flushSet(tableName(s.table), s.name);
   for (const auto& c : ch.flushChains) tx.flushChain(tableName(c.table), c.name);
   for (auto [table, s] : ch.newSets) {
@@ -286,11 +318,13 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   ch.newSets.clear();
   for (const auto& c : ch.newChains) tx.addChain(tableName(c.table), c.name);
   for (Port* p : ch.rewrite) {
-    addPortRules(tx, ctx, p->id, *p->info, p->chains, p->inputs,
-                 p->hasAffinity() ? &p->affinity : nullptr);
+    addPortRules(tx, ctx, p->id, *p->info, p->chains, p->inputs, p->hasAffinity());
   }
   for (const auto& a : ch.affinityRules) {
     addAffinityEndpointRules(tx, ctx, tableName(a.table), a.name, a.key, a.timeout);
+  }
+  for (const auto& c : ch.affinityChecks) {
+    addAffinityCheckRule(tx, ctx, tableName(c.table), c.setId, c.name, c.handle);
   }
   emitElems(tx, ch.add, true, "service changes");
   for (size_t i = 0; i < ch.affinitySlots.size();) {
@@ -363,68 +397,85 @@ NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortV
   ch.add.insert(ch.add.end(), p.front.begin(), p.front.end());
   ++ch.clusterIpDelta[p.info->clusterIP];
   ch.slotPorts.push_back(&p);
-  syncAffinity(f, p, ch, true);
+  createAffinity(p, ch);
   return p;
 }
 
-void NftablesBackend::syncAffinity(Family& f, Port& p, Changes& ch, bool fresh) {
+void NftablesBackend::createAffinity(Port& p, Changes& ch) {
   if (!p.hasAffinity()) return;
   for (uint8_t s = 0; s < 2; ++s) {
     const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
-    const uint8_t table = p.chains.shard;
-    const ObjRef map{table, affinityMapName(setId)};
-    if (fresh) {
-      ch.newSets.emplace_back(table, affinityMap(map.name));
-    } else {
-      ch.flushSets.push_back(map);
+    ch.newSets.emplace_back(p.chains.shard, affinityMap(affinityMapName(setId)));
+    ch.newChains.push_back({p.chains.shard, affinityCheckName(setId)});
+  }
+}
+
+// One endpoint set's slot changes, as the commit found them: a set, chain and check rule per
+// endpoint that came, the same deleted for one that went, and the slot map's changed slots.
+void NftablesBackend::affinitySlotChanges(
+    Family& f, Port& p, uint8_t s,
+    const std::vector<std::pair<uint32_t, std::optional<SlotTable::Slot>>>& slots,
+    const std::vector<std::pair<EndpointKey, bool>>& gone,
+    const std::vector<std::pair<EndpointKey, bool>>& came, Changes& ch) {
+  const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
+  const uint8_t table = p.chains.shard;
+  auto& serials = p.affinitySerial[s];
+  for (const auto& [k, local] : gone) {
+    auto it = serials.find(k);
+    if (it == serials.end()) continue;
+    const ObjRef name{table, affinityName(setId, it->second)};
+    auto h = p.affinityCheckHandle[s].find(it->second);
+    if (h != p.affinityCheckHandle[s].end()) {
+      ch.affinityChecksGone.push_back({table, affinityCheckName(setId), h->second});
+      p.affinityCheckHandle[s].erase(h);
     }
-    auto& serials = p.affinitySerial[s];
-    std::vector<EndpointKey> gone;
-    for (const auto& [k, serial] : serials) {
-      if (p.slots[s].contains(k)) continue;
-      const ObjRef name{table, affinityName(setId, serial)};
-      ch.flushChains.push_back(name);
-      ch.deadChains.push_back(name);
-      ch.deadSets.push_back(name);
-      gone.push_back(k);
+    ch.flushChains.push_back(name);
+    ch.deadChains.push_back(name);
+    ch.deadSets.push_back(name);
+    serials.erase(it);
+  }
+  for (const auto& [k, local] : came) {
+    const uint32_t serial = p.nextSerial++;
+    serials.emplace(k, serial);
+    const std::string name = affinityName(setId, serial);
+    const std::string owner = affinityOwnerTag(p.info->key, s, k);
+    ch.newSets.emplace_back(table, affinitySet(f.ctx, name, p.info->affinityTimeoutSeconds,
+                                               affinityOwnerUserdata(owner)));
+    if (carry_ && !owner.empty()) {
+      auto clients = carry_->take(owner);
+      if (!clients.empty()) ch.affinityCarried.push_back({{table, name}, std::move(clients)});
     }
-    for (const auto& k : gone) serials.erase(k);
-    auto& names = p.affinity.bySlot[s];
-    names.clear();
-    for (uint32_t i = 0; i < p.slots[s].size(); ++i) {
-      const EndpointKey& k = p.slots[s].at(i).key;
-      auto [it, added] = serials.try_emplace(k, p.nextSerial);
-      const std::string name = affinityName(setId, it->second);
-      if (added) {
-        ++p.nextSerial;
-        const std::string owner = affinityOwnerTag(p.info->key, s, k);
-        ch.newSets.emplace_back(table, affinitySet(f.ctx, name, p.info->affinityTimeoutSeconds,
-                                                   affinityOwnerUserdata(owner)));
-        if (carry_ && !owner.empty()) {
-          auto clients = carry_->take(owner);
-          if (!clients.empty()) ch.affinityCarried.push_back({{table, name}, std::move(clients)});
-        }
-        ch.newChains.push_back({table, name});
-        ch.affinityRules.push_back({table, name, k, p.info->affinityTimeoutSeconds});
-      }
-      names.push_back(name);
-      ch.affinitySlots.push_back({map, i, name});
+    ch.newChains.push_back({table, name});
+    ch.affinityRules.push_back({table, name, k, p.info->affinityTimeoutSeconds});
+    ch.affinityChecks.push_back({table, setId, name, &p.affinityCheckHandle[s][serial]});
+  }
+  const ObjRef map{table, affinityMapName(setId)};
+  for (const auto& [slot, before] : slots) {
+    const bool now = slot < p.slots[s].size();
+    if (before && now && before->key == p.slots[s].at(slot).key) continue;
+    if (before) ch.affinitySlotsGone.emplace_back(map, slot);
+    if (now) {
+      const uint32_t serial = serials.at(p.slots[s].at(slot).key);
+      ch.affinitySlots.push_back({map, slot, affinityName(setId, serial)});
     }
   }
 }
 
 void NftablesBackend::dropAffinity(Port& p, Changes& ch) {
   if (!p.hasAffinity()) return;
+  p.buried = true;
   for (uint8_t s = 0; s < 2; ++s) {
     const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
     const uint8_t table = p.chains.shard;
     ch.flushSets.push_back({table, affinityMapName(setId)});
+    ch.flushChains.push_back({table, affinityCheckName(setId)});
     for (auto& [k, serial] : p.affinitySerial[s]) {
       const ObjRef name{table, affinityName(setId, serial)};
       ch.flushChains.push_back(name);
       ch.deadChains.push_back(name);
       ch.deadSets.push_back(name);
     }
+    ch.deadChains.push_back({table, affinityCheckName(setId)});
     ch.deadSets.push_back({table, affinityMapName(setId)});
   }
 }
@@ -489,10 +540,7 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       }
       ch.slotPorts.push_back(&p);
       ChainInputs in = inputsOf(p.slots, v, f.nodePodCIDR);
-      // Affinity ports list their endpoints in their rules, so any endpoint change rewrites them.
-      const bool affinityChanged = p.hasAffinity() && !u.endpoints.empty();
-      if (affinityChanged) syncAffinity(f, p, ch, false);
-      if (!(in == p.inputs) || affinityChanged) {
+      if (!(in == p.inputs)) {
         p.inputs = in;
         p.chains.appendTo(ch.flushChains);
         ch.rewrite.push_back(&p);
@@ -568,7 +616,6 @@ BackendResult NftablesBackend::fullSync(const State& state) {
       }
     }
     for (size_t i = 0; i < fill.size(); ++i) f.mapSize[i] = endpointMapSize(fill[i]);
-    carry_ = nullptr;
     auto res = commit(f, ch, [&](Transaction& tx) {
       // add, delete, add: replaces whatever a previous run left in one atomic step, whether
       // or not the table exists, so a restart never opens a window without rules.
@@ -586,6 +633,7 @@ BackendResult NftablesBackend::fullSync(const State& state) {
       }
       flows_->ensure(tx, ctx, previous);
     });
+    carry_ = nullptr;  // the commit's slot changes took what they could
     if (!res.ok) return res;
     ops += res.operations;
   }
@@ -638,8 +686,14 @@ std::vector<std::string> NftablesBackend::kernelObjects(const ServicePortKey& ke
                               elemSetName(kEndpoints, f.ctx.endpointMap(id)), id,
                               set == epset::kCluster ? "cluster-wide" : "node-local"));
   }
-  for (int s = 0; s < 2; ++s) {
-    for (const auto& a : p.affinity.bySlot[s]) out.push_back(fmt::format("chain {} {}", table, a));
+  for (uint8_t s = 0; s < 2; ++s) {
+    const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
+    if (!p.hasAffinity() || p.affinitySerial[s].empty()) continue;
+    out.push_back(fmt::format("chain {} {}", table, affinityCheckName(setId)));
+    for (const auto& [k, serial] : p.affinitySerial[s]) {
+      out.push_back(
+          fmt::format("chain {} {} ({})", table, affinityName(setId, serial), k.ip.str()));
+    }
   }
   return out;
 }

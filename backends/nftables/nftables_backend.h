@@ -75,7 +75,12 @@ class NftablesBackend : public proxier::Backend {
 
   static std::unique_ptr<Family> freshFamily(const FamilyContext& ctx);
   Port& createPort(Family& f, const proxier::ServicePortView& v, Changes& ch);
-  void syncAffinity(Family& f, Port& p, Changes& ch, bool fresh);
+  void createAffinity(Port& p, Changes& ch);
+  void affinitySlotChanges(
+      Family& f, Port& p, uint8_t s,
+      const std::vector<std::pair<uint32_t, std::optional<SlotTable::Slot>>>& slots,
+      const std::vector<std::pair<proxier::EndpointKey, bool>>& gone,
+      const std::vector<std::pair<proxier::EndpointKey, bool>>& came, Changes& ch);
   void dropAffinity(Port& p, Changes& ch);
   proxier::BackendResult commit(Family& f, Changes& ch,
                                 const std::function<void(Transaction&)>& prelude = nullptr);

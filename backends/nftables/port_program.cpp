@@ -37,15 +37,15 @@ using Prefix = std::function<void(RuleBuilder&)>;
 // affinity, first to the endpoint this client used within the timeout.
 void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& table,
              const std::string& chain, const ServicePortInfo& info, uint32_t setId, uint32_t count,
-             const Prefix& prefix, const char* what, const AffinityNames* affinity, int slotTable) {
+             const Prefix& prefix, const char* what, bool affinity) {
   if (count == 0) return;
   const uint32_t aw = ctx.addrWords();
   if (info.sessionAffinity == SessionAffinity::ClientIP && affinity) {
-    for (const auto& name : affinity->bySlot[slotTable]) {
+    {
       RuleBuilder b;
       if (prefix) prefix(b);
-      b.loadAddr(true, ctx.family, NFT_REG_1).lookup(NFT_REG_1, name).verdict(NFT_GOTO, name);
-      tx.addRule(table, chain, b.release(), fmt::format("{}: client seen by {}", what, name));
+      b.verdict(NFT_JUMP, affinityCheckName(setId));
+      tx.addRule(table, chain, b.release(), fmt::format("{}: a client seen before", what));
     }
     RuleBuilder b;
     if (prefix) prefix(b);
@@ -65,6 +65,17 @@ void addDnat(Transaction& tx, const FamilyContext& ctx, const std::string& table
 
 std::string affinityName(uint32_t setId, uint32_t serial) {
   return fmt::format("aff-{}-{}", setId, serial);
+}
+
+std::string affinityCheckName(uint32_t setId) {
+  return fmt::format("affck-{}", setId);
+}
+
+void addAffinityCheckRule(Transaction& tx, const FamilyContext& ctx, const std::string& table,
+                          uint32_t setId, const std::string& name, uint64_t* handle) {
+  RuleBuilder b;
+  b.loadAddr(true, ctx.family, NFT_REG_1).lookup(NFT_REG_1, name).verdict(NFT_GOTO, name);
+  tx.addRule(table, affinityCheckName(setId), b.release(), "client seen by " + name, handle);
 }
 
 std::string affinityMapName(uint32_t setId) {
@@ -112,7 +123,7 @@ void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const s
 
 void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
                   const ServicePortInfo& info, const PortChains& chains, const ChainInputs& in,
-                  const AffinityNames* affinity) {
+                  bool affinity) {
   const uint32_t clusterSet = endpointSetId(id, epset::kCluster);
   const uint32_t localSet = endpointSetId(id, epset::kLocal);
   const uint32_t internalSet = info.internalPolicyLocal ? localSet : clusterSet;
@@ -123,7 +134,7 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
   // Traffic to the clusterIP from outside the pod network is masqueraded by one rule in the
   // main table's masquerading chain (main_table.cpp), not here.
   addDnat(tx, ctx, table, chains.svc, info, internalSet, internalCount, nullptr, svc.c_str(),
-          affinity, info.internalPolicyLocal ? 1 : 0);
+          affinity);
 
   if (!chains.ext.empty()) {
     if (!info.externalPolicyLocal) {
@@ -131,7 +142,7 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
       b.markSet(ctx.net->masqueradeMark);
       tx.addRule(table, chains.ext, b.release(), svc + ": masquerade external traffic");
       addDnat(tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount, nullptr, svc.c_str(),
-              affinity, 0);
+              affinity);
     } else {
       // Pods and the node itself reach the whole cluster-wide set (kube-proxy's
       // short-circuit); only traffic from outside is limited to local endpoints.
@@ -140,7 +151,7 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
         addDnat(
             tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
             [&](RuleBuilder& b) { matchLocalTraffic(b, ctx, in.nodePodCIDR, false); },
-            (svc + " (pod short-circuit)").c_str(), affinity, 0);
+            (svc + " (pod short-circuit)").c_str(), affinity);
       }
       RuleBuilder m;
       m.fibAddrTypeLocal(true).markSet(ctx.net->masqueradeMark);
@@ -148,9 +159,9 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
       addDnat(
           tx, ctx, table, chains.ext, info, clusterSet, in.clusterCount,
           [](RuleBuilder& b) { b.fibAddrTypeLocal(true); }, (svc + " (node short-circuit)").c_str(),
-          affinity, 0);
+          affinity);
       addDnat(tx, ctx, table, chains.ext, info, localSet, in.localCount, nullptr,
-              (svc + " (local endpoints)").c_str(), affinity, 1);
+              (svc + " (local endpoints)").c_str(), affinity);
     }
   }
 

@@ -46,12 +46,17 @@ struct ChainInputs {
 
 // ClientIP affinity, kube-proxy's way, so that `nft list ruleset` can print every rule: each
 // endpoint of an affinity port has a chain that records the client in a per-endpoint timeout
-// set and DNATs to it, and a map from slot to that chain replaces the endpoints map.
-struct AffinityNames {
-  std::vector<std::string> bySlot[2];  // chain (= set) name of the endpoint in each slot
-};
+// set and DNATs to it, and a map from slot to that chain replaces the endpoints map. The checks
+// "was this client sent to endpoint E" live in a chain of their own per endpoint set
+// (`affck-<set>`), one rule per endpoint added and deleted by handle, so that an endpoint
+// change touches only that endpoint's objects and the slots that moved.
 std::string affinityName(uint32_t setId, uint32_t serial);
 std::string affinityMapName(uint32_t setId);
+std::string affinityCheckName(uint32_t setId);
+// Appends "client in set `name` -> goto `name`" to the set's check chain; `handle` receives the
+// rule's handle after the commit.
+void addAffinityCheckRule(Transaction& tx, const FamilyContext& ctx, const std::string& table,
+                          uint32_t setId, const std::string& name, uint64_t* handle);
 void addAffinityEndpointRules(Transaction& tx, const FamilyContext& ctx, const std::string& table,
                               const std::string& name, const proxier::EndpointKey& ep,
                               uint32_t timeoutSeconds);
@@ -63,7 +68,7 @@ nftnl_set* affinityMap(const std::string& name);
 // Adds the rules of the port's chains (which must exist and be empty) to the transaction.
 void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
                   const proxier::ServicePortInfo& info, const PortChains& chains,
-                  const ChainInputs& in, const AffinityNames* affinity);
+                  const ChainInputs& in, bool affinity);
 
 // The port's elements in the frontend maps (everything except endpoints), each in its table:
 // its service table's dispatch maps, then the main table's policy maps (portPolicyElems()).

@@ -5,12 +5,15 @@
 
 #include <fmt/format.h>
 #include <libnftnl/chain.h>
+#include <libnftnl/rule.h>
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cstring>
@@ -27,7 +30,9 @@ constexpr size_t kElemsPerMessage = 512;
 
 Socket::Socket() : seq_(static_cast<uint32_t>(time(nullptr))) {
   nl_ = mnl_socket_open(NETLINK_NETFILTER);
-  if (!nl_) throw std::runtime_error(fmt::format("opening a netfilter netlink socket: {}", strerror(errno)));
+  if (!nl_)
+    throw std::runtime_error(
+        fmt::format("opening a netfilter netlink socket: {}", strerror(errno)));
   if (mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
     int e = errno;
     mnl_socket_close(nl_);
@@ -109,7 +114,9 @@ Transaction::Transaction(Socket& sock, uint16_t family)
   next();
 }
 
-Transaction::~Transaction() { nftnl_batch_free(batch_); }
+Transaction::~Transaction() {
+  nftnl_batch_free(batch_);
+}
 
 void Transaction::next() {
   const uint32_t len = last_ ? last_->nlmsg_len : 0;
@@ -181,12 +188,27 @@ void Transaction::deleteChain(const std::string& table, const std::string& chain
 }
 
 void Transaction::addRule(const std::string& table, const std::string& chain, nftnl_rule* r,
-                          std::string what) {
+                          std::string what, uint64_t* handle) {
   nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table.c_str());
   nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
   nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, family_);
-  auto* nlh = header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND,
+  auto* nlh = header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND | (handle ? NLM_F_ECHO : 0),
                      fmt::format("rule in chain {} ({})", chain, what));
+  if (handle) echoes_.emplace_back(nlh->nlmsg_seq, handle);
+  nftnl_rule_nlmsg_build_payload(nlh, r);
+  nftnl_rule_free(r);
+  next();
+}
+
+void Transaction::deleteRule(const std::string& table, const std::string& chain, uint64_t handle,
+                             std::string what) {
+  nftnl_rule* r = nftnl_rule_alloc();
+  nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table.c_str());
+  nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
+  nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, family_);
+  nftnl_rule_set_u64(r, NFTNL_RULE_HANDLE, handle);
+  auto* nlh = header(NFT_MSG_DELRULE, 0,
+                     fmt::format("deleting rule {} in chain {} ({})", handle, chain, what));
   nftnl_rule_nlmsg_build_payload(nlh, r);
   nftnl_rule_free(r);
   next();
@@ -211,9 +233,9 @@ void Transaction::elements(uint16_t type, uint16_t flags, const std::string& tab
     nftnl_set* s = setObj(table, set, family_);
     size_t end = std::min(elems.size(), i + kElemsPerMessage);
     for (; i < end; ++i) nftnl_set_elem_add(s, elems[i]);
-    auto* nlh = header(type, flags, fmt::format("{} elements of {} ({})",
-                                                type == NFT_MSG_NEWSETELEM ? "adding" : "deleting",
-                                                set, what));
+    auto* nlh = header(type, flags,
+                       fmt::format("{} elements of {} ({})",
+                                   type == NFT_MSG_NEWSETELEM ? "adding" : "deleting", set, what));
     nftnl_set_elems_nlmsg_build_payload(nlh, s);
     nftnl_set_free(s);  // frees the elements it holds
     next();
@@ -254,7 +276,23 @@ struct AckState {
   size_t expected;
   size_t received = 0;
   std::vector<std::pair<uint32_t, int>> errors;
+  const std::vector<std::pair<uint32_t, uint64_t*>>* echoes = nullptr;
 };
+
+// A rule the kernel echoes back after the commit: its handle goes where addRule() was told.
+int onEcho(const nlmsghdr* nlh, void* data) {
+  auto* st = static_cast<AckState*>(data);
+  if ((nlh->nlmsg_type & 0xff) != NFT_MSG_NEWRULE || !st->echoes) return MNL_CB_OK;
+  auto it = std::lower_bound(st->echoes->begin(), st->echoes->end(),
+                             std::make_pair(nlh->nlmsg_seq, static_cast<uint64_t*>(nullptr)));
+  if (it == st->echoes->end() || it->first != nlh->nlmsg_seq) return MNL_CB_OK;
+  nftnl_rule* r = nftnl_rule_alloc();
+  if (nftnl_rule_nlmsg_parse(nlh, r) == 0 && nftnl_rule_is_set(r, NFTNL_RULE_HANDLE)) {
+    *it->second = nftnl_rule_get_u64(r, NFTNL_RULE_HANDLE);
+  }
+  nftnl_rule_free(r);
+  return MNL_CB_OK;
+}
 
 int onError(const nlmsghdr* nlh, void* data) {
   auto* st = static_cast<AckState*>(data);
@@ -282,8 +320,8 @@ CommitResult Transaction::commit() {
   std::vector<iovec> iov(iovlen);
   nftnl_batch_iovec(batch_, iov.data(), iovlen);
   for (const auto& v : iov) res.bytes += v.iov_len;
-  // Room for the batch itself and for its acknowledgements.
-  sock_.reserve(res.bytes + (1 << 20));
+  // Room for the batch itself and for its acknowledgements (and echoed rules).
+  sock_.reserve(res.bytes + (echoes_.empty() ? 0 : res.bytes) + (1 << 20));
 
   sock_.drain();
   sockaddr_nl snl{};
@@ -303,7 +341,7 @@ CommitResult Transaction::commit() {
   // The kernel processes a batch synchronously inside sendmsg(), so every acknowledgement is
   // already queued: read until the queue is empty instead of waiting for a count that a failed
   // commit (acknowledged on the batch header) would never reach.
-  AckState st{firstSeq_, 1, 0, {}};
+  AckState st{firstSeq_, 1, 0, {}, &echoes_};
   mnl_cb_t ctl[NLMSG_MIN_TYPE] = {};
   ctl[NLMSG_ERROR] = onError;
   std::vector<char> buf(1 << 20);
@@ -316,7 +354,8 @@ CommitResult Transaction::commit() {
       res.error = fmt::format("reading nftables acknowledgements: {}", strerror(errno));
       return res;
     }
-    mnl_cb_run2(buf.data(), n, 0, sock_.portId(), nullptr, &st, ctl, NLMSG_MIN_TYPE);
+    mnl_cb_run2(buf.data(), n, 0, sock_.portId(), echoes_.empty() ? nullptr : onEcho, &st, ctl,
+                NLMSG_MIN_TYPE);
   }
   if (st.errors.empty() && st.received < st.expected) {
     res.ok = false;
@@ -329,7 +368,7 @@ CommitResult Transaction::commit() {
     for (size_t i = 0; i < st.errors.size() && i < 5; ++i) {
       auto [seq, err] = st.errors[i];
       size_t idx = seq - firstSeq_ - 1;
-      const std::string what = seq == firstSeq_ ? std::string("the transaction commit")
+      const std::string what = seq == firstSeq_             ? std::string("the transaction commit")
                                : idx < descriptions_.size() ? descriptions_[idx]
                                                             : std::string("an unknown message");
       if (!out.empty()) out += "; ";

@@ -3,11 +3,11 @@
 // committed atomically by the kernel. Every message remembers what it was programming, so a
 // kernel error is reported as "programming <what>: <reason>".
 
-#include <cstdio>
 #include <libmnl/libmnl.h>
 #include <libnftnl/batch.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
+#include <cstdio>
 
 #include <cstdint>
 #include <functional>
@@ -40,8 +40,8 @@ class Socket {
   void drain();
   // Sends a dump request built by `build` (into the buffer, with this sequence number) and runs
   // `cb` on every answer. Returns "" or which step failed and why.
-  std::string dump(uint16_t type, uint16_t family,
-                   const std::function<void(nlmsghdr*)>& build, mnl_cb_t cb, void* data);
+  std::string dump(uint16_t type, uint16_t family, const std::function<void(nlmsghdr*)>& build,
+                   mnl_cb_t cb, void* data);
 
  private:
   mnl_socket* nl_ = nullptr;
@@ -77,9 +77,13 @@ class Transaction {
   void addChain(const std::string& table, const std::string& chain, const Hook* hook = nullptr);
   void flushChain(const std::string& table, const std::string& chain);
   void deleteChain(const std::string& table, const std::string& chain);
-  // Takes ownership of the rule; table, chain and family are set here.
+  // Takes ownership of the rule; table, chain and family are set here. With `handle`, the
+  // kernel's handle for the rule is written there once the transaction has committed (the
+  // kernel echoes the rule), so that the rule can be deleted alone later.
   void addRule(const std::string& table, const std::string& chain, nftnl_rule* rule,
-               std::string what);
+               std::string what, uint64_t* handle = nullptr);
+  void deleteRule(const std::string& table, const std::string& chain, uint64_t handle,
+                  std::string what);
   // Takes ownership of the set; table and family are set here.
   void addSet(const std::string& table, nftnl_set* set, std::string what);
   // Element changes for set `name`, split into messages of bounded size. The vector's elements
@@ -107,7 +111,8 @@ class Transaction {
   uint32_t firstSeq_ = 0;
   nlmsghdr* last_ = nullptr;  // the latest message's header, still in the batch buffer
   uint32_t setIds_ = 0;
-  std::vector<std::string> descriptions_;  // by seq - firstSeq_ - 1
+  std::vector<std::string> descriptions_;               // by seq - firstSeq_ - 1
+  std::vector<std::pair<uint32_t, uint64_t*>> echoes_;  // rules whose handle is wanted, by seq
 };
 
 }  // namespace sliceproxy::backends::nft

@@ -275,6 +275,32 @@ TEST_F(NftablesBackendTest, AffinityPortsListPerEndpointChains) {
   EXPECT_NE(t.find("dnat to 10.244.2.2:8080"), std::string::npos) << t;
 }
 
+// One endpoint of a 2,000-endpoint affinity service replaced: the change is that endpoint's
+// set, chain and check rule and the slots that moved, whatever the service's size.
+TEST_F(NftablesBackendTest, AffinityEndpointChangeCostsTheChangeNotTheService) {
+  auto s = std::make_shared<Service>(*service({}));
+  s->sessionAffinity = SessionAffinity::ClientIP;
+  s->affinityTimeoutSeconds = 30;
+  tracker.upsertService(s);
+  std::vector<Ep> eps;
+  for (int i = 0; i < 2000; ++i) eps.push_back({fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)});
+  tracker.upsertSlice(slice("a", "svc", eps));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  eps[0] = {"10.244.100.1"};
+  tracker.upsertSlice(slice("a", "svc", eps));
+  auto res = backend.apply(sync());
+  ASSERT_TRUE(res.ok) << res.error;
+  EXPECT_LT(backend.lastStats().lastMessages, 30u) << "messages for one endpoint replaced";
+  std::string t = run("nft list ruleset ip");
+  EXPECT_EQ(t.find("dnat to 10.244.0.1:8080"), std::string::npos);
+  EXPECT_NE(t.find("dnat to 10.244.100.1:8080"), std::string::npos);
+  // The removed endpoint's check rule went with it (deleted by handle), the new one is there.
+  size_t checks = 0;
+  for (size_t pos = 0; (pos = t.find("ip saddr @aff-", pos)) != std::string::npos; ++pos) ++checks;
+  EXPECT_EQ(checks, 2000u);
+}
+
 TEST_F(NftablesBackendTest, AffinityClientsSurviveFullSyncsAndRestarts) {
   auto s = std::make_shared<Service>(*service({}));
   s->sessionAffinity = SessionAffinity::ClientIP;
