@@ -145,9 +145,13 @@ void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeC
     rule(base, b, "new connections to endpoints-check");
   }
   for (const char* base : {"filter-forward", "filter-output"}) {
+    // Only a connection's first packet can be one no service port claims (kube-proxy guards
+    // it the same way); every later packet of every flow would otherwise pay the lookup.
     RuleBuilder b;
-    b.verdict(NFT_JUMP, "cluster-ips-check");
-    rule(base, b, "to cluster-ips-check");
+    uint32_t isNew = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+    b.ct(NFT_CT_STATE, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &isNew, &zero);
+    b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0).verdict(NFT_JUMP, "cluster-ips-check");
+    rule(base, b, "new connections to cluster-ips-check");
   }
   {
     RuleBuilder b;

@@ -81,6 +81,19 @@ TEST_F(NftablesBackendTest, FullSyncProgramsEveryFamilyAndNftCanListIt) {
   EXPECT_EQ(run("nft list ruleset").find("Assertion"), std::string::npos);
 }
 
+// Only new connections are checked against the clusterIPs (kube-proxy's guard): every packet of
+// an established flow would otherwise pay the lookup.
+TEST_F(NftablesBackendTest, ClusterIpsCheckSeesOnlyNewConnections) {
+  addServices(1);
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  for (const char* chain : {"filter-forward", "filter-output"}) {
+    std::string t = run(fmt::format("nft list chain ip sliceproxy {}", chain));
+    EXPECT_NE(t.find("ct state new jump cluster-ips-check"), std::string::npos) << t;
+    EXPECT_EQ(t.find("\t\tjump cluster-ips-check"), std::string::npos) << t;
+  }
+}
+
 TEST_F(NftablesBackendTest, IncrementalChangeTouchesOnlyWhatChanged) {
   tracker.upsertService(service({}));
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}, {"10.244.2.2"}}));
