@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <system_error>
 
@@ -11,11 +12,11 @@ namespace sliceproxy::proxier {
 
 namespace json = boost::json;
 
-HealthCheckPorts::HealthCheckPorts(HttpServer& http, std::string bindHost,
+HealthCheckPorts::HealthCheckPorts(HttpServer& http, std::vector<std::string> bindHosts,
                                    std::function<bool()> proxyHealthy,
                                    std::function<void()> onBindFailure)
     : http_(http),
-      bindHost_(std::move(bindHost)),
+      bindHosts_(bindHosts.empty() ? std::vector<std::string>{""} : std::move(bindHosts)),
       proxyHealthy_(std::move(proxyHealthy)),
       onBindFailure_(std::move(onBindFailure)),
       retry_([this] { retryLoop(); }) {}
@@ -25,7 +26,9 @@ HealthCheckPorts::~HealthCheckPorts() {
     std::lock_guard lock(mu_);
     stopping_ = true;
     for (auto& [port, s] : served_) {
-      if (s.listener) http_.close(s.listener);
+      for (int l : s.listeners) {
+        if (l) http_.close(l);
+      }
     }
   }
   wake_.notify_all();
@@ -38,34 +41,48 @@ void HealthCheckPorts::retryLoop() {
     wake_.wait_for(lock, kRetry);
     if (stopping_) break;
     for (auto& [port, s] : served_) {
-      if (!s.listener) bindLocked(port, s);
+      if (!s.listening()) bindLocked(port, s);
     }
   }
 }
 
 void HealthCheckPorts::bindLocked(uint16_t port, Served& s) {
-  try {
-    s.listener = http_.listen(HostPort{bindHost_, port},
-                              [this, port](const HttpRequest&) { return respond(port); });
-    spdlog::info("health check port {} for {}/{} listening{}", port, s.service.ns, s.service.name,
-                 s.failing ? " (bound after failing)" : "");
-    s.failing = false;
-  } catch (const std::exception& e) {
-    if (onBindFailure_) onBindFailure_();
-    if (!s.failing) {
-      spdlog::error(
-          "health check port {} for Service {}/{} (spec.healthCheckNodePort): cannot "
-          "listen: {}; retrying every {}s, nothing else is affected",
-          port, s.service.ns, s.service.name, e.what(), kRetry.count());
-      s.failing = true;
+  s.listeners.resize(bindHosts_.size(), 0);
+  for (size_t i = 0; i < bindHosts_.size(); ++i) {
+    if (s.listeners[i]) continue;
+    const HostPort where{bindHosts_[i], port};
+    try {
+      s.listeners[i] =
+          http_.listen(where, [this, port](const HttpRequest&) { return respond(port); });
+    } catch (const std::exception& e) {
+      if (onBindFailure_) onBindFailure_();
+      if (!s.failing) {
+        spdlog::error(
+            "health check port {} for Service {}/{} (spec.healthCheckNodePort): cannot "
+            "listen on {}: {}; retrying every {}s, nothing else is affected",
+            port, s.service.ns, s.service.name, where.str(), e.what(), kRetry.count());
+        s.failing = true;
+      }
+      return;
     }
   }
+  spdlog::info("health check port {} for {}/{} listening{}", port, s.service.ns, s.service.name,
+               s.failing ? " (bound after failing)" : "");
+  s.failing = false;
 }
 
 void HealthCheckPorts::account(const ServicePortView& view) {
   const auto& info = view.info();
   if (info && info->healthCheckNodePort) {
-    contributions_[view.key()] = {info->healthCheckNodePort, view.counters().localReady};
+    Contribution c{info->healthCheckNodePort, view.key().port.family, {}};
+    if (view.counters().localReady > 0) {
+      view.forEachEndpoint([&](const MergedEndpoint& e) {
+        if (e.isLocal() && e.ready()) c.localReady.push_back(e.key.ip);
+      });
+      std::sort(c.localReady.begin(), c.localReady.end());
+      c.localReady.erase(std::unique(c.localReady.begin(), c.localReady.end()), c.localReady.end());
+    }
+    contributions_[view.key()] = std::move(c);
   } else {
     contributions_.erase(view.key());
   }
@@ -87,22 +104,30 @@ void HealthCheckPorts::onSync(const SyncReport& report) {
 }
 
 void HealthCheckPorts::reconcileLocked() {
-  std::map<uint16_t, std::pair<ObjectKey, uint32_t>> want;
+  struct Want {
+    ObjectKey service;
+    std::set<IpAddr> endpoints[2];  // by family
+  };
+  std::map<uint16_t, Want> want;
   for (const auto& [key, c] : contributions_) {
-    auto [it, fresh] = want.try_emplace(c.port, key.service, 0);
-    if (!fresh && !(it->second.first == key.service)) {
+    auto [it, fresh] = want.try_emplace(c.port, Want{key.service, {}});
+    if (!fresh && !(it->second.service == key.service)) {
       if (claimWarned_.emplace(c.port, key.service).second) {
         spdlog::warn("healthCheckNodePort {} claimed by {}/{} and {}/{}; keeping the first", c.port,
-                     it->second.first.ns, it->second.first.name, key.service.ns, key.service.name);
+                     it->second.service.ns, it->second.service.name, key.service.ns,
+                     key.service.name);
       }
       continue;
     }
-    it->second.second += c.localReady;
+    it->second.endpoints[c.family == IpFamily::V4 ? 0 : 1].insert(c.localReady.begin(),
+                                                                  c.localReady.end());
   }
   for (auto it = served_.begin(); it != served_.end();) {
     auto w = want.find(it->first);
-    if (w == want.end() || !(w->second.first == it->second.service)) {
-      if (it->second.listener) http_.close(it->second.listener);
+    if (w == want.end() || !(w->second.service == it->second.service)) {
+      for (int l : it->second.listeners) {
+        if (l) http_.close(l);
+      }
       spdlog::info("health check port {} for {}/{} closed", it->first, it->second.service.ns,
                    it->second.service.name);
       it = served_.erase(it);
@@ -112,15 +137,16 @@ void HealthCheckPorts::reconcileLocked() {
   }
   for (const auto& [port, w] : want) {
     Served& s = served_[port];
-    if (!(s.service == w.first)) s.failing = false;
-    s.service = w.first;
-    s.localEndpoints = w.second;
-    if (!s.listener) bindLocked(port, s);
+    if (!(s.service == w.service)) s.failing = false;
+    s.service = w.service;
+    s.localEndpoints =
+        static_cast<uint32_t>(std::max(w.endpoints[0].size(), w.endpoints[1].size()));
+    if (!s.listening()) bindLocked(port, s);
   }
   // A claim that no longer collides may be reported again if it collides again later.
   for (auto it = claimWarned_.begin(); it != claimWarned_.end();) {
     auto w = want.find(it->first);
-    it = (w == want.end() || w->second.first == it->second) ? claimWarned_.erase(it) : ++it;
+    it = (w == want.end() || w->second.service == it->second) ? claimWarned_.erase(it) : ++it;
   }
 }
 
@@ -147,7 +173,7 @@ std::vector<HealthCheckPorts::Entry> HealthCheckPorts::entries() const {
   std::lock_guard lock(mu_);
   std::vector<Entry> out;
   for (const auto& [port, s] : served_) {
-    out.push_back({s.service, port, s.localEndpoints, s.listener != 0});
+    out.push_back({s.service, port, s.localEndpoints, s.listening()});
   }
   return out;
 }

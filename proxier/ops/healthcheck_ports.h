@@ -20,11 +20,13 @@ namespace sliceproxy::proxier {
 
 class HealthCheckPorts : public SyncListener {
  public:
-  // Binds listeners on bindHost (""/0.0.0.0 = every address); proxyHealthy is asked on every
+  // Binds one listener per port on each of bindHosts ({""} = every address; kube-proxy uses the
+  // --nodeport-addresses addresses when that flag is set); proxyHealthy is asked on every
   // request (kube-proxy's serviceProxyHealthy). A port that cannot be bound (taken by another
   // program, or sliceproxy's own healthz port) is logged once with its Service, reported
   // through onBindFailure, and retried every kRetry; it never affects anything else.
-  HealthCheckPorts(HttpServer& http, std::string bindHost, std::function<bool()> proxyHealthy,
+  HealthCheckPorts(HttpServer& http, std::vector<std::string> bindHosts,
+                   std::function<bool()> proxyHealthy,
                    std::function<void()> onBindFailure = nullptr);
   static constexpr std::chrono::seconds kRetry{5};
   ~HealthCheckPorts() override;
@@ -41,15 +43,24 @@ class HealthCheckPorts : public SyncListener {
   HttpResponse respond(uint16_t port) const;
 
  private:
+  // One service port's local ready endpoints. kube-proxy reports the endpoints, not endpoint x
+  // port x family: a pod serving two ports counts once, and each family is counted alone.
   struct Contribution {
     uint16_t port = 0;
-    uint32_t localReady = 0;
+    IpFamily family = IpFamily::V4;
+    std::vector<IpAddr> localReady;  // sorted, unique
   };
   struct Served {
     ObjectKey service;
     uint32_t localEndpoints = 0;
-    int listener = 0;      // 0 when binding failed (retried every kRetry)
-    bool failing = false;  // the failure was logged; log again only after a success
+    std::vector<int> listeners;  // per bind host; 0 while binding fails (retried every kRetry)
+    bool failing = false;        // the failure was logged; log again only after a success
+    bool listening() const {
+      for (int l : listeners) {
+        if (!l) return false;
+      }
+      return !listeners.empty();
+    }
   };
   void account(const ServicePortView& view);
   void reconcileLocked();
@@ -57,7 +68,7 @@ class HealthCheckPorts : public SyncListener {
   void retryLoop();
 
   HttpServer& http_;
-  const std::string bindHost_;
+  const std::vector<std::string> bindHosts_;
   const std::function<bool()> proxyHealthy_;
   const std::function<void()> onBindFailure_;
   mutable std::mutex mu_;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "proxier/ops/explain.h"
+#include "proxier/ops/local_addresses.h"
 #include "proxier/ops/view_json.h"
 
 namespace sliceproxy::proxier {
@@ -36,8 +37,20 @@ Ops::Ops(const Config& cfg, ChangeTracker& tracker, Proxier& proxier, const Back
     : cfg_(cfg), tracker_(tracker), proxier_(proxier), backend_(backend) {
   health_ = std::make_unique<ProxyHealth>(2 * cfg.syncPeriod);
   metrics_ = std::make_unique<Metrics>(backend.name(), &tracker);
+  // As kube-proxy: with --nodeport-addresses, health check ports listen on those addresses only.
+  std::vector<std::string> hcHosts;
+  if (!cfg.network.nodePortAddresses.empty()) {
+    std::string err;
+    hcHosts = localAddressesIn(cfg.network.nodePortAddresses, err);
+    if (hcHosts.empty()) {
+      spdlog::warn(
+          "no local address matches --nodeport-addresses{}{}; health check node ports "
+          "listen on every address",
+          err.empty() ? "" : ": ", err);
+    }
+  }
   hcPorts_ = std::make_unique<HealthCheckPorts>(
-      http_, "", [this] { return health_->healthy(); },
+      http_, hcHosts, [this] { return health_->healthy(); },
       [this] { metrics_->healthCheckBindFailed(); });
   proxier.addListener(health_.get());
   proxier.addListener(metrics_.get());

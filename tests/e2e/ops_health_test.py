@@ -178,5 +178,117 @@ class HealthCheckNodePortTest(unittest.TestCase):
             d.stop()
 
 
+# Dual-stack, two ports, two local pods and one remote: kube-proxy reports 2 local endpoints
+# (pods), not pods x ports x families (8).
+MULTI = """
+apiVersion: v1
+kind: Service
+metadata: {name: multi, namespace: edge}
+spec:
+  type: LoadBalancer
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: RequireDualStack
+  clusterIPs: [10.96.0.60, "fd00:96::60"]
+  externalTrafficPolicy: Local
+  healthCheckNodePort: {hc}
+  ports:
+    - {name: https, port: 443, targetPort: 8443, nodePort: 30444}
+    - {name: http, port: 80, targetPort: 8080, nodePort: 30081}
+"""
+
+
+def multi_slice(fam, addrs):
+    eps = "".join(f"""
+  - addresses: ["{a}"]
+    conditions: {{ready: true}}
+    nodeName: {node}""" for a, node in addrs)
+    return f"""
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: multi-{fam}, namespace: edge, labels: {{kubernetes.io/service-name: multi}}}}
+addressType: IP{fam}
+ports: [{{name: https, port: 8443, protocol: TCP}}, {{name: http, port: 8080, protocol: TCP}}]
+endpoints:{eps}
+"""
+
+
+class HealthCheckCountTest(unittest.TestCase):
+    def test_counts_local_endpoints_not_ports_or_families(self):
+        import json
+        hc = free_port()
+        text = (MULTI.replace("{hc}", str(hc))
+                + multi_slice("v4", [("10.244.1.60", "node-a"), ("10.244.1.61", "node-a"),
+                                     ("10.244.2.60", "node-b")])
+                + multi_slice("v6", [("fd00:244:1::60", "node-a"), ("fd00:244:1::61", "node-a"),
+                                     ("fd00:244:2::60", "node-b")]))
+        d = Daemon({"node.yaml": node_manifest(), "multi.yaml": text})
+        try:
+            url = f"http://127.0.0.1:{hc}/"
+            code, headers, body = wait_for(
+                lambda: (lambda r: r if r[0] == 200 else None)(http_get(url)),
+                what="200 from the health check port")
+            self.assertEqual(json.loads(body)["localEndpoints"], 2, body)
+            self.assertEqual(headers.get("X-Load-Balancing-Endpoint-Weight"), "2")
+        finally:
+            d.stop()
+
+
+class HealthCheckAddressesTest(unittest.TestCase):
+    """With --nodeport-addresses, health check node ports listen on those addresses only, as
+    kube-proxy's do. In a network namespace of its own with an address in 10.99.0.0/24."""
+
+    def test_listens_on_nodeport_addresses_only(self):
+        import shutil
+        import subprocess
+        import tempfile
+        from ops_common import BINARY
+        ns = f"sphc{os.getpid()}"
+        d = tempfile.mkdtemp(prefix="sliceproxy-hcaddr-")
+        proc = None
+        try:
+            def sh(*cmd):
+                subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, timeout=20,
+                               capture_output=True)
+            subprocess.run(["ip", "netns", "add", ns], check=True, timeout=20)
+            sh("ip", "link", "set", "lo", "up")
+            sh("ip", "link", "add", "hc0", "type", "veth", "peer", "name", "hc1")
+            sh("ip", "addr", "add", "10.99.0.1/24", "dev", "hc0")
+            sh("ip", "link", "set", "hc0", "up")
+            sh("ip", "link", "set", "hc1", "up")
+            hc = free_port()
+            for name, text in {"node.yaml": node_manifest(), "lb.yaml": lb(hc)}.items():
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(text)
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, BINARY, "--backend", "dry-run", "--source-dir", d,
+                 "--hostname-override", "node-a", "--nodeport-addresses", "10.99.0.0/24",
+                 "--healthz-bind-address", "127.0.0.1:10256", "--metrics-bind-address", "",
+                 "--debug-port", "0"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+            def get(host):
+                r = subprocess.run(
+                    ["ip", "netns", "exec", ns, sys.executable, "-c",
+                     "import sys, urllib.request\n"
+                     "try:\n"
+                     f"  print(urllib.request.urlopen('http://{host}:{hc}/', timeout=2).status)\n"
+                     "except urllib.error.HTTPError as e:\n  print(e.code)\n"
+                     "except OSError as e:\n  print('refused', e)"],
+                    capture_output=True, text=True, timeout=20)
+                return r.stdout.strip()
+            wait_for(lambda: get("10.99.0.1") == "200", what="health check port on 10.99.0.1")
+            self.assertTrue(get("127.0.0.1").startswith("refused"), get("127.0.0.1"))
+        finally:
+            if proc:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+            shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
