@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "slice-watch/reasons.h"
 
 namespace sliceproxy::slicewatch::detail {
@@ -10,17 +12,32 @@ namespace {
 
 constexpr int64_t kMaxAffinityTimeoutSeconds = 86400;  // the API server's own limit
 
-// An enum-valued string field: nullopt for null or "" (the API treats both as unset).
+// An enum-valued string field: nullopt for null or "" (the API treats both as unset), and for a
+// value this version does not know, which kube-proxy reads as the default: so do we, and say so.
 template <class T, class Parse>
-std::optional<T> enumField(Reader& r, od::value& v, Parse parse, const char* allowed) {
+std::optional<T> enumField(Reader& r, od::value& v, Parse parse, const char* allowed,
+                           const char* fallback, std::vector<proxier::SkippedValue>& skipped) {
   auto text = r.optString(v);
   if (!text || text->empty()) return std::nullopt;
   auto parsed = parse(*text);
   if (!parsed) {
-    r.fail(reason::kInvalidValue,
-           fmt::format("unknown value {}; expected {}", inQuotes(*text), allowed));
+    skipped.push_back({r.path.str(), std::string(reason::kInvalidValue),
+                       fmt::format("unknown value {} (expected {}); read as {}, as kube-proxy does",
+                                   inQuotes(*text), allowed, fallback)});
   }
   return parsed;
+}
+
+std::string_view trimmed(std::string_view s) {
+  const char* space = " \t\r\n";
+  const size_t first = s.find_first_not_of(space);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(space) - first + 1);
+}
+
+template <class T>
+void addOnce(std::vector<T>& v, const T& x) {
+  if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
 }
 
 }  // namespace
@@ -42,7 +59,8 @@ void ServiceDecoder::field(Field& f) {
 }
 
 proxier::TrafficPolicy ServiceDecoder::trafficPolicy(od::value& v) {
-  return enumField<proxier::TrafficPolicy>(r_, v, proxier::parseTrafficPolicy, "Cluster or Local")
+  return enumField<proxier::TrafficPolicy>(r_, v, proxier::parseTrafficPolicy, "Cluster or Local",
+                                           "Cluster", svc_->skipped)
       .value_or(proxier::TrafficPolicy::Cluster);
 }
 
@@ -51,7 +69,8 @@ void ServiceDecoder::spec(od::value& v) {
   r_.forEachField(v, [&](Field& f) {
     if (f.is("type")) {
       s.type = enumField<proxier::ServiceType>(r_, f.value, proxier::parseServiceType,
-                                               "ClusterIP, NodePort, LoadBalancer or ExternalName")
+                                               "ClusterIP, NodePort, LoadBalancer or ExternalName",
+                                               "ClusterIP", s.skipped)
                    .value_or(proxier::ServiceType::ClusterIP);
     } else if (f.is("clusterIP")) {
       auto text = r_.optString(f.value);
@@ -63,20 +82,44 @@ void ServiceDecoder::spec(od::value& v) {
     } else if (f.is("clusterIPs")) {
       clusterIPs(f.value);
     } else if (f.is("ports")) {
-      r_.forEachElement(f.value, [&](size_t, od::value& e) { port(e, s.ports.emplace_back()); });
+      r_.forEachElement(f.value, [&](size_t, od::value& e) {
+        if (!port(e, s.ports.emplace_back())) s.ports.pop_back();
+      });
     } else if (f.is("externalIPs")) {
-      r_.forEachElement(f.value, [&](size_t, od::value& e) { s.externalIPs.push_back(r_.ip(e)); });
+      // kube-proxy skips an address it cannot parse and serves the others.
+      r_.forEachElement(f.value, [&](size_t, od::value& e) {
+        std::string_view text = r_.string(e);
+        if (auto ip = proxier::IpAddr::parse(text)) {
+          addOnce(s.externalIPs, *ip);
+        } else {
+          s.skipped.push_back({r_.path.str(), std::string(reason::kInvalidIp),
+                               fmt::format("{} is not an IP address; this externalIP is ignored, "
+                                           "the rest of the Service is served",
+                                           inQuotes(text))});
+        }
+      });
     } else if (f.is("loadBalancerSourceRanges")) {
-      r_.forEachElement(
-          f.value, [&](size_t, od::value& e) { s.loadBalancerSourceRanges.push_back(r_.cidr(e)); });
+      // The API server validates each range after trimming spaces, and kube-proxy trims too.
+      r_.forEachElement(f.value, [&](size_t, od::value& e) {
+        std::string_view text = r_.string(e);
+        if (auto c = proxier::Cidr::parse(trimmed(text))) {
+          addOnce(s.loadBalancerSourceRanges, *c);
+        } else {
+          s.skipped.push_back({r_.path.str(), std::string(reason::kInvalidCidr),
+                               fmt::format("{} is not a CIDR; this source range is ignored, the "
+                                           "others apply",
+                                           inQuotes(text))});
+        }
+      });
     } else if (f.is("externalTrafficPolicy")) {
       s.externalTrafficPolicy = trafficPolicy(f.value);
     } else if (f.is("internalTrafficPolicy")) {
       s.internalTrafficPolicy = trafficPolicy(f.value);
     } else if (f.is("sessionAffinity")) {
-      s.sessionAffinity = enumField<proxier::SessionAffinity>(
-                              r_, f.value, proxier::parseSessionAffinity, "None or ClientIP")
-                              .value_or(proxier::SessionAffinity::None);
+      s.sessionAffinity =
+          enumField<proxier::SessionAffinity>(r_, f.value, proxier::parseSessionAffinity,
+                                              "None or ClientIP", "None", s.skipped)
+              .value_or(proxier::SessionAffinity::None);
     } else if (f.is("sessionAffinityConfig")) {
       r_.forEachField(f.value, [&](Field& c) {
         if (!c.is("clientIP")) return;
@@ -117,16 +160,27 @@ void ServiceDecoder::clusterIPs(od::value& v) {
   });
 }
 
-void ServiceDecoder::port(od::value& v, proxier::ServicePortSpec& p) {
+bool ServiceDecoder::port(od::value& v, proxier::ServicePortSpec& p) {
   bool havePort = false;
   bool haveTarget = false;
+  bool known = true;
   r_.forEachField(v, [&](Field& f) {
     if (f.is("name")) {
       p.name = r_.optString(f.value).value_or("");
     } else if (f.is("protocol")) {
-      p.protocol =
-          enumField<proxier::Protocol>(r_, f.value, proxier::parseProtocol, "TCP, UDP or SCTP")
-              .value_or(proxier::Protocol::TCP);
+      auto text = r_.optString(f.value);
+      if (!text || text->empty()) return;
+      auto proto = proxier::parseProtocol(*text);
+      if (proto) {
+        p.protocol = *proto;
+        return;
+      }
+      // A protocol this version cannot program: that port alone is left out.
+      known = false;
+      svc_->skipped.push_back({r_.path.str(), std::string(reason::kInvalidValue),
+                               fmt::format("unknown protocol {} (expected TCP, UDP or SCTP); this "
+                                           "port is ignored, the others are served",
+                                           inQuotes(*text))});
     } else if (f.is("port")) {
       p.port = r_.port(f.value, 1);
       havePort = true;
@@ -151,19 +205,28 @@ void ServiceDecoder::port(od::value& v, proxier::ServicePortSpec& p) {
   }
   // The API server defaults targetPort to port; hand-written manifests never went through it.
   if (!haveTarget) p.targetPort.number = p.port;
+  return known;
 }
 
 void ServiceDecoder::ingress(od::value& v, proxier::LoadBalancerIngress& in) {
   r_.forEachField(v, [&](Field& f) {
     if (f.is("ip")) {
       auto text = r_.optString(f.value);
-      if (text && !text->empty()) in.ip = r_.ipFrom(*text);
+      if (!text || text->empty()) return;
+      if (auto ip = proxier::IpAddr::parse(*text)) {
+        in.ip = *ip;
+      } else {
+        svc_->skipped.push_back({r_.path.str(), std::string(reason::kInvalidIp),
+                                 fmt::format("{} is not an IP address; this load-balancer address "
+                                             "is ignored",
+                                             inQuotes(*text))});
+      }
     } else if (f.is("hostname")) {
       in.hostname = r_.optString(f.value).value_or("");
     } else if (f.is("ipMode")) {
-      in.ipMode =
-          enumField<proxier::LoadBalancerIpMode>(r_, f.value, proxier::parseIpMode, "VIP or Proxy")
-              .value_or(proxier::LoadBalancerIpMode::VIP);
+      in.ipMode = enumField<proxier::LoadBalancerIpMode>(r_, f.value, proxier::parseIpMode,
+                                                         "VIP or Proxy", "VIP", svc_->skipped)
+                      .value_or(proxier::LoadBalancerIpMode::VIP);
     }
   });
 }

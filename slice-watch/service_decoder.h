@@ -20,7 +20,8 @@ class ServiceDecoder {
 
  private:
   void spec(od::value& v);
-  void port(od::value& v, proxier::ServicePortSpec& out);
+  // false: a port to leave out (its protocol is unknown), reported in Service::skipped.
+  bool port(od::value& v, proxier::ServicePortSpec& out);
   void clusterIPs(od::value& v);
   void ingress(od::value& v, proxier::LoadBalancerIngress& out);
   proxier::TrafficPolicy trafficPolicy(od::value& v);

@@ -73,6 +73,7 @@ void ChangeTracker::upsertService(ServicePtr svc) {
     return;
   }
   reportDuplicatePortNames(*svc);
+  for (const auto& v : svc->skipped) skippedValue("Service", svc->key.str(), v);
   bool fire;
   {
     std::lock_guard lock(mu_);
@@ -195,6 +196,23 @@ void ChangeTracker::rejected(const Rejection& r) {
   counters_.rejected.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   ++rejections_[r.reason.empty() ? "unknown" : r.reason];
+}
+
+void ChangeTracker::skippedValue(std::string_view kind, const std::string& object,
+                                 const SkippedValue& v) {
+  spdlog::warn("{} {}: {}: {} ({})", kind, object, v.field, v.message, v.reason);
+  std::lock_guard lock(mu_);
+  ++skipped_[fmt::format("{}\x1f{}", kind, v.reason)];
+}
+
+std::map<std::pair<std::string, std::string>, uint64_t> ChangeTracker::skippedValues() const {
+  std::lock_guard lock(mu_);
+  std::map<std::pair<std::string, std::string>, uint64_t> out;
+  for (const auto& [k, n] : skipped_) {
+    const size_t sep = k.find('\x1f');
+    out[{k.substr(0, sep), k.substr(sep + 1)}] = n;
+  }
+  return out;
 }
 
 void ChangeTracker::synced() {

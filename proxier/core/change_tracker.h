@@ -51,6 +51,8 @@ class ChangeTracker : public EventSink {
   size_t pendingServices() const;
   const TrackerCounters& counters() const { return counters_; }
   std::map<std::string, uint64_t> rejectionsByReason() const;
+  // Values left out of accepted objects (Service::skipped), by kind and reason.
+  std::map<std::pair<std::string, std::string>, uint64_t> skippedValues() const;
 
  private:
   void reportDuplicatePortNames(const Service& svc);
@@ -85,6 +87,8 @@ class ChangeTracker : public EventSink {
   int batchDepth_ = 0;
   bool notifyHeld_ = false;
   std::map<std::string, uint64_t> rejections_;
+  std::map<std::string, uint64_t> skipped_;  // "kind\x1freason"
+  void skippedValue(std::string_view kind, const std::string& object, const SkippedValue& v);
   TrackerCounters counters_;
 };
 

@@ -14,8 +14,28 @@ std::optional<IpAddr> IpAddr::parse(std::string_view text) {
   buf[text.size()] = '\0';
   IpAddr a;
   if (text.find(':') == std::string_view::npos) {
-    if (inet_pton(AF_INET, buf, a.bytes.data()) != 1) return std::nullopt;
     a.family = IpFamily::V4;
+    if (inet_pton(AF_INET, buf, a.bytes.data()) == 1) return a;
+    // Old API servers stored zero-padded octets ("010.000.000.001"); kube-proxy reads them as
+    // decimal (ParseIPSloppy), and so do we.
+    size_t octet = 0, digits = 0;
+    unsigned value = 0;
+    for (char c : text) {
+      if (c == '.') {
+        if (digits == 0 || octet == 3) return std::nullopt;
+        a.bytes[octet++] = static_cast<uint8_t>(value);
+        value = 0;
+        digits = 0;
+      } else if (c >= '0' && c <= '9' && digits < 3) {
+        value = value * 10 + static_cast<unsigned>(c - '0');
+        if (value > 255) return std::nullopt;
+        ++digits;
+      } else {
+        return std::nullopt;
+      }
+    }
+    if (digits == 0 || octet != 3) return std::nullopt;
+    a.bytes[3] = static_cast<uint8_t>(value);
     return a;
   }
   if (inet_pton(AF_INET6, buf, a.bytes.data()) != 1) return std::nullopt;

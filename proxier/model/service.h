@@ -52,6 +52,16 @@ struct LoadBalancerIngress {
   friend bool operator==(const LoadBalancerIngress&, const LoadBalancerIngress&) = default;
 };
 
+// A value a decoder could not use and left out, keeping the rest of the object, where kube-proxy
+// does the same (one bad externalIP, source range or load-balancer address; an enum value this
+// version does not know, read as the default). Reported when the object is tracked.
+struct SkippedValue {
+  std::string field;  // JSON path, e.g. spec.externalIPs[1]
+  std::string reason;
+  std::string message;
+  friend bool operator==(const SkippedValue&, const SkippedValue&) = default;
+};
+
 struct Service {
   ObjectKey key;
   std::string resourceVersion;
@@ -73,6 +83,7 @@ struct Service {
   uint16_t healthCheckNodePort = 0;
   std::string trafficDistribution;
   std::string externalName;
+  std::vector<SkippedValue> skipped;
 
   friend bool operator==(const Service&, const Service&) = default;
 };

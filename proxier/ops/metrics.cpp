@@ -64,7 +64,9 @@ class Metrics::Live : public prom::Collectable {
     std::vector<prom::MetricFamily> out;
     uint64_t svcTotal = 0, epTotal = 0;
     std::map<std::string, uint64_t> rejected;
+    std::map<std::pair<std::string, std::string>, uint64_t> skipped;
     if (m_.tracker_) {
+      skipped = m_.tracker_->skippedValues();
       svcTotal = m_.tracker_->counters().serviceChanges.load();
       epTotal = m_.tracker_->counters().endpointSliceChanges.load();
       rejected = m_.tracker_->rejectionsByReason();
@@ -94,6 +96,15 @@ class Metrics::Live : public prom::Collectable {
       rej.metric.push_back(value(static_cast<double>(n), T::Counter, {{"reason", reason}}));
     }
     out.push_back(std::move(rej));
+    auto skip = family("sliceproxy_object_values_skipped_total",
+                       "Values left out of accepted objects (one externalIP, source range or port "
+                       "that cannot be used), by kind and reason",
+                       T::Counter);
+    for (const auto& [key, n] : skipped) {
+      skip.metric.push_back(
+          value(static_cast<double>(n), T::Counter, {{"kind", key.first}, {"reason", key.second}}));
+    }
+    out.push_back(std::move(skip));
     return out;
   }
 
