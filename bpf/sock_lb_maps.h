@@ -50,6 +50,14 @@ struct sp_backend {
   __u8 pad;
 };
 
+/* Where a backend sits in a set's generation, so a client's remembered backend is found again
+ * after other endpoints came or went (and moved it to another slot). */
+struct sp_member_key {
+  __u32 set_id;
+  __u32 gen;
+  struct sp_backend backend;
+};
+
 /* ClientIP affinity: the client is the socket's network namespace (a pod, or the host), since
  * at connect() time the source address is not chosen yet. */
 struct sp_affinity_key {
@@ -60,7 +68,7 @@ struct sp_affinity_key {
 
 struct sp_affinity_value {
   struct sp_backend backend;
-  __u32 index;   /* the slot it was picked from, to check it is still in the set */
+  __u32 pad;
   __u64 last_ns; /* bpf_ktime_get_ns() of the last use */
 };
 

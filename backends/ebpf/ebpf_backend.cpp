@@ -16,7 +16,9 @@ using namespace proxier;
 
 namespace {
 
-uint8_t setIndex(uint8_t set) { return set == epset::kLocal ? 1 : 0; }
+uint8_t setIndex(uint8_t set) {
+  return set == epset::kLocal ? 1 : 0;
+}
 
 bool operator==(const sp_svc_key& a, const sp_svc_key& b) {
   return std::memcmp(&a, &b, sizeof(a)) == 0;
@@ -125,11 +127,12 @@ std::string EbpfBackend::ensureLoaded() {
   } catch (const std::exception& e) {
     return e.what();
   }
-  maps_ = std::make_unique<MapWriter>(progs_->servicesFd(), progs_->slotsFd());
-  spdlog::info("ebpf: socket load balancing attached to cgroup {} ({} maps, {} links updated in "
-               "place), pinned under {}",
-               progs_->cgroupRoot(), progs_->adoptedMaps() ? "adopted" : "new",
-               progs_->updatedLinks(), options_.pinDir);
+  maps_ = std::make_unique<MapWriter>(progs_->servicesFd(), progs_->slotsFd(), progs_->membersFd());
+  spdlog::info(
+      "ebpf: socket load balancing attached to cgroup {} ({} maps, {} links updated in "
+      "place), pinned under {}",
+      progs_->cgroupRoot(), progs_->adoptedMaps() ? "adopted" : "new", progs_->updatedLinks(),
+      options_.pinDir);
   return "";
 }
 
@@ -137,15 +140,26 @@ std::string EbpfBackend::writePlan(const SlotSet& set, const SlotPlan& plan) {
   for (const auto& w : plan.writes) {
     if (auto err = maps_->writeSlot(set.id(), w); !err.empty()) return err;
   }
-  for (const auto& g : plan.garbage) garbage_.emplace_back(set.id(), g);
+  bury(set, plan);
   return "";
 }
 
-std::string EbpfBackend::flushGarbage() {
-  for (const auto& [id, slot] : garbage_) {
-    if (auto err = maps_->deleteSlot(id, slot); !err.empty()) return err;
+void EbpfBackend::bury(const SlotSet& set, const SlotPlan& plan) {
+  for (const auto& g : plan.garbage) garbageSlots_.push_back(MapWriter::slotKey(set.id(), g));
+  for (const auto& m : plan.garbageMembers) {
+    garbageMembers_.push_back(MapWriter::memberKey(set.id(), m));
   }
-  garbage_.clear();
+}
+
+std::string EbpfBackend::flushGarbage() {
+  for (const auto& k : garbageSlots_) {
+    if (auto err = maps_->deleteSlot(k); !err.empty()) return err;
+  }
+  garbageSlots_.clear();
+  for (const auto& k : garbageMembers_) {
+    if (auto err = maps_->deleteMember(k); !err.empty()) return err;
+  }
+  garbageMembers_.clear();
   return "";
 }
 
@@ -160,7 +174,8 @@ std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
     }
   }
   for (const auto& [k, val] : p.frontends) {
-    const bool kept = std::any_of(next.begin(), next.end(), [&](const auto& f) { return f.first == k; });
+    const bool kept =
+        std::any_of(next.begin(), next.end(), [&](const auto& f) { return f.first == k; });
     if (kept) continue;
     if (auto err = maps_->deleteFrontend(k); !err.empty()) {
       return fmt::format("{}: {}", v.key().str(), err);
@@ -195,7 +210,10 @@ std::string EbpfBackend::dropPort(std::map<ServicePortKey, Port>::iterator it) {
     }
   }
   for (const SlotSet& s : p.sets) {
-    for (const auto& ref : s.live()) garbage_.emplace_back(s.id(), ref);
+    SlotPlan all;
+    all.garbage = s.live();
+    all.garbageMembers = s.liveMembers();
+    bury(s, all);
   }
   ports_.erase(it);
   return "";
@@ -230,9 +248,9 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
       SlotPlan plan = s.change(removed, added);
       if (s.count() != v.countOf(set)) {
         // The mirror disagrees with the proxier's view: rebuild this set from the view.
-        spdlog::warn("ebpf: {} {} set holds {} endpoints, the view {}; rewriting it",
-                     v.key().str(), set == epset::kLocal ? "node-local" : "cluster-wide",
-                     s.count(), v.countOf(set));
+        spdlog::warn("ebpf: {} {} set holds {} endpoints, the view {}; rewriting it", v.key().str(),
+                     set == epset::kLocal ? "node-local" : "cluster-wide", s.count(),
+                     v.countOf(set));
         SlotPlan fix = s.replace(membersOf(v, set));
         plan.writes.insert(plan.writes.end(), fix.writes.begin(), fix.writes.end());
         plan.garbage.insert(plan.garbage.end(), fix.garbage.begin(), fix.garbage.end());
@@ -252,6 +270,7 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
   // next sync. Our set ids start above its, so no frontend of ours can name its slots.
   auto old = maps_->frontends();
   auto oldSlots = maps_->slotKeys();
+  auto oldMembers = maps_->memberKeys();
   uint32_t maxId = 0;
   for (const auto& [k, v] : old) maxId = std::max(maxId, v.set_id);
   for (const auto& k : oldSlots) maxId = std::max(maxId, k.set_id);
@@ -271,10 +290,8 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
     if (auto err = maps_->deleteFrontend(k); !err.empty()) return err;
     ++dropped;
   }
-  for (const auto& k : oldSlots) {
-    garbage_.emplace_back(k.set_id, SlotRef{k.index & SP_SLOT_GEN_BIT ? 1u : 0u,
-                                            k.index & ~SP_SLOT_GEN_BIT});
-  }
+  garbageSlots_.insert(garbageSlots_.end(), oldSlots.begin(), oldSlots.end());
+  garbageMembers_.insert(garbageMembers_.end(), oldMembers.begin(), oldMembers.end());
   if (!old.empty()) {
     spdlog::info("ebpf: replaced the {} frontends a previous run left ({} no longer wanted)",
                  old.size(), dropped);
@@ -323,7 +340,8 @@ BackendResult EbpfBackend::cleanup() {
   maps_.reset();
   progs_.reset();
   ports_.clear();
-  garbage_.clear();
+  garbageSlots_.clear();
+  garbageMembers_.clear();
   adopted_ = false;
   try {
     const uint64_t n = SockLbPrograms::removePinned(options_.pinDir);
@@ -339,18 +357,16 @@ std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) c
   const Port& p = it->second;
   std::vector<std::string> out;
   for (const auto& [k, v] : p.frontends) {
-    out.push_back(fmt::format("map sp_services {} -> set {} generation {} count {}{}{}",
-                              describe(k), v.set_id, v.gen, v.count,
-                              v.flags & SP_SVC_F_REJECT ? " reject" : "",
-                              v.affinity_timeout
-                                  ? fmt::format(" affinity {}s", v.affinity_timeout)
-                                  : ""));
+    out.push_back(
+        fmt::format("map sp_services {} -> set {} generation {} count {}{}{}", describe(k),
+                    v.set_id, v.gen, v.count, v.flags & SP_SVC_F_REJECT ? " reject" : "",
+                    v.affinity_timeout ? fmt::format(" affinity {}s", v.affinity_timeout) : ""));
   }
   for (uint8_t set : {epset::kCluster, epset::kLocal}) {
     const SlotSet& s = p.sets[setIndex(set)];
     if (s.count() == 0) continue;
-    out.push_back(fmt::format("map sp_slots set {} generation {} slots 0..{} ({})", s.id(),
-                              s.gen(), s.count() - 1,
+    out.push_back(fmt::format("map sp_slots set {} generation {} slots 0..{} ({})", s.id(), s.gen(),
+                              s.count() - 1,
                               set == epset::kCluster ? "cluster-wide" : "node-local"));
   }
   return out;

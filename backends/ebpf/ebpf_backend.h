@@ -51,7 +51,10 @@ class EbpfBackend : public proxier::Backend {
   std::unique_ptr<SockLbPrograms> progs_;
   std::unique_ptr<MapWriter> maps_;
   std::map<proxier::ServicePortKey, Port> ports_;
-  std::vector<std::pair<uint32_t, SlotRef>> garbage_;  // deleted at the start of the next sync
+  void bury(const SlotSet& set, const SlotPlan& plan);
+  // Deleted at the start of the next sync, when no reader can still be using them.
+  std::vector<sp_slot_key> garbageSlots_;
+  std::vector<sp_member_key> garbageMembers_;
   uint32_t nextSetId_ = 1;
   bool adopted_ = false;  // the first full sync has replaced what a previous run left
 };

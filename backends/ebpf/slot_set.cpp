@@ -13,6 +13,13 @@ std::vector<SlotRef> SlotSet::live() const {
   return out;
 }
 
+std::vector<MemberRef> SlotSet::liveMembers() const {
+  std::vector<MemberRef> out;
+  out.reserve(slots_.size());
+  for (const auto& k : slots_) out.push_back({gen_, k});
+  return out;
+}
+
 void SlotSet::rebuildIndex() {
   index_.clear();
   for (uint32_t i = 0; i < count(); ++i) index_.emplace(slots_[i], i);
@@ -22,6 +29,7 @@ SlotPlan SlotSet::flip(std::vector<EndpointKey> next) {
   SlotPlan plan;
   plan.changed = plan.flipped = true;
   plan.garbage = live();
+  plan.garbageMembers = liveMembers();
   gen_ ^= 1;
   slots_ = std::move(next);
   rebuildIndex();
@@ -54,6 +62,7 @@ SlotPlan SlotSet::change(const std::vector<EndpointKey>& removedIn,
   if (removed.size() == 1 && added.size() <= 1) {
     const uint32_t i = index_.at(removed[0]);
     index_.erase(removed[0]);
+    plan.garbageMembers.push_back({gen_, removed[0]});
     if (added.size() == 1) {
       slots_[i] = added[0];
       index_.emplace(added[0], i);

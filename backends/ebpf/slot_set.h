@@ -13,6 +13,8 @@
 // Each case moves a reader from the old set to the new one in one step, and the common ones
 // (one endpoint coming or going) cost O(1) map writes whatever the size of the set. Slots that
 // fall out of use are deleted at the next sync, once no reader can still be using them.
+// Beside the slots, a member map gives each endpoint's slot in a generation, so a client's
+// remembered backend (ClientIP affinity) is found again after it moved to another slot.
 
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <cstdint>
@@ -33,10 +35,19 @@ struct SlotWrite {
   proxier::EndpointKey endpoint;
 };
 
+struct MemberRef {
+  uint32_t gen = 0;
+  proxier::EndpointKey endpoint;
+};
+
 struct SlotPlan {
-  std::vector<SlotWrite> writes;  // before the frontend update, in this order
-  std::vector<SlotRef> garbage;   // no longer exposed once the frontend is updated
-  bool changed = false;           // count or generation changed: frontends must be rewritten
+  // Before the frontend update, in this order; each also records the endpoint's slot in the
+  // member map (for ClientIP affinity).
+  std::vector<SlotWrite> writes;
+  // No longer exposed once the frontend is updated.
+  std::vector<SlotRef> garbage;
+  std::vector<MemberRef> garbageMembers;
+  bool changed = false;  // count or generation changed: frontends must be rewritten
   bool flipped = false;
 };
 
@@ -55,8 +66,9 @@ class SlotSet {
   // Makes the membership exactly `members` (a full sync), keeping the slots of endpoints that
   // stay where they are.
   SlotPlan replace(const std::vector<proxier::EndpointKey>& members);
-  // Every slot in use, e.g. to delete them all once the set is dropped.
+  // Every slot and member entry in use, e.g. to delete them all once the set is dropped.
   std::vector<SlotRef> live() const;
+  std::vector<MemberRef> liveMembers() const;
 
  private:
   SlotPlan flip(std::vector<proxier::EndpointKey> next);

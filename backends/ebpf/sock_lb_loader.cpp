@@ -34,8 +34,8 @@ bool onBpfFs(const std::string& path) {
 }
 
 // The programs; each is pinned (as its cgroup link) under its name without the sp_ prefix.
-const char* const kPrograms[] = {"sp_connect4",  "sp_connect6",     "sp_sendmsg4",
-                                 "sp_sendmsg6",  "sp_recvmsg4",     "sp_recvmsg6",
+const char* const kPrograms[] = {"sp_connect4",     "sp_connect6",    "sp_sendmsg4",
+                                 "sp_sendmsg6",     "sp_recvmsg4",    "sp_recvmsg6",
                                  "sp_getpeername4", "sp_getpeername6"};
 
 }  // namespace
@@ -73,9 +73,9 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   }
   const fs::path pin(opts.pinDir);
   if (!onBpfFs(pin.parent_path()) && !onBpfFs(opts.pinDir)) {
-    throw std::runtime_error(fmt::format(
-        "--bpf-pin-dir {}: not on a bpf filesystem (mount -t bpf bpf {})", opts.pinDir,
-        pin.parent_path().string()));
+    throw std::runtime_error(
+        fmt::format("--bpf-pin-dir {}: not on a bpf filesystem (mount -t bpf bpf {})", opts.pinDir,
+                    pin.parent_path().string()));
   }
   std::error_code ec;
   fs::create_directories(pin / "maps", ec);
@@ -85,7 +85,8 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   skel_ = sock_lb::open();
   if (!skel_) fail("opening the sock_lb BPF object", errno);
   const std::pair<bpf_map*, uint32_t> sizes[] = {{skel_->maps.sp_services, opts.serviceEntries},
-                                                 {skel_->maps.sp_slots, opts.slotEntries}};
+                                                 {skel_->maps.sp_slots, opts.slotEntries},
+                                                 {skel_->maps.sp_members, opts.slotEntries}};
   for (auto [map, n] : sizes) bpf_map__set_max_entries(map, n);
   bool allPinned = true;
   bpf_map* map = nullptr;
@@ -144,7 +145,8 @@ void SockLbPrograms::attach(const std::string& linkDir) {
       links_.push_back(link);
       // Pin beside the old link and rename over it: the old one (another cgroup, or none)
       // detaches only once the new one is in place.
-      const std::string tmp = path + ".new";
+      // (bpffs refuses dots in names.)
+      const std::string tmp = path + "_new";
       unlink(tmp.c_str());
       if (int err = bpf_link__pin(link, tmp.c_str()); err) fail("pinning link " + tmp, err);
       if (rename(tmp.c_str(), path.c_str()) != 0) fail("pinning link " + path, errno);
@@ -163,10 +165,21 @@ SockLbPrograms::~SockLbPrograms() {
   if (skel_) sock_lb::destroy(skel_);
 }
 
-int SockLbPrograms::servicesFd() const { return bpf_map__fd(skel_->maps.sp_services); }
-int SockLbPrograms::slotsFd() const { return bpf_map__fd(skel_->maps.sp_slots); }
-int SockLbPrograms::affinityFd() const { return bpf_map__fd(skel_->maps.sp_affinity); }
-int SockLbPrograms::reverseFd() const { return bpf_map__fd(skel_->maps.sp_reverse); }
+int SockLbPrograms::servicesFd() const {
+  return bpf_map__fd(skel_->maps.sp_services);
+}
+int SockLbPrograms::slotsFd() const {
+  return bpf_map__fd(skel_->maps.sp_slots);
+}
+int SockLbPrograms::membersFd() const {
+  return bpf_map__fd(skel_->maps.sp_members);
+}
+int SockLbPrograms::affinityFd() const {
+  return bpf_map__fd(skel_->maps.sp_affinity);
+}
+int SockLbPrograms::reverseFd() const {
+  return bpf_map__fd(skel_->maps.sp_reverse);
+}
 
 uint64_t SockLbPrograms::removePinned(const std::string& pinDir) {
   uint64_t removed = 0;

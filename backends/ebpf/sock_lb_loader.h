@@ -15,10 +15,10 @@ struct bpf_link;
 namespace sliceproxy::backends::ebpf {
 
 struct LoaderOptions {
-  std::string pinDir;      // on a bpf filesystem; created if missing
-  std::string cgroupRoot;  // a cgroup v2 directory; "" = the first cgroup2 mount
+  std::string pinDir;               // on a bpf filesystem; created if missing
+  std::string cgroupRoot;           // a cgroup v2 directory; "" = the first cgroup2 mount
   uint32_t serviceEntries = 65536;  // frontends
-  uint32_t slotEntries = 1u << 20;  // backend slots, both generations of every set
+  uint32_t slotEntries = 1u << 20;  // backend slots (and members), both generations of every set
 };
 
 // The first cgroup2 mount point in /proc/self/mountinfo, or "" when there is none.
@@ -34,6 +34,7 @@ class SockLbPrograms {
 
   int servicesFd() const;
   int slotsFd() const;
+  int membersFd() const;
   int affinityFd() const;
   int reverseFd() const;
   // The maps were pinned by a previous run and are in use as it left them.
