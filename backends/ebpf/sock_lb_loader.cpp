@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 #include "sock_lb.skel.h"
 
@@ -191,6 +192,15 @@ uint64_t SockLbPrograms::removePinned(const std::string& pinDir) {
     const fs::path dir = fs::path(pinDir) / sub;
     if (!fs::exists(dir, ec)) continue;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (std::string_view(sub) == "links") {
+        // Detach now: dropping the last reference frees a link from a workqueue, later.
+        const int fd = bpf_obj_get(entry.path().c_str());
+        if (fd >= 0) {
+          const int err = bpf_link_detach(fd);
+          close(fd);
+          if (err && err != -EINVAL) fail("detaching " + entry.path().string(), err);
+        }
+      }
       if (unlink(entry.path().c_str()) != 0) fail("unpinning " + entry.path().string(), errno);
       ++removed;
     }
