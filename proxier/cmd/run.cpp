@@ -91,6 +91,13 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "CIDRs of local addresses that accept NodePorts, or \"primary\" for the Node's "
                  "InternalIPs (default: every local address)")
       ->delimiter(',');
+  app.add_option("--cgroup-root", cfg.network.cgroupRoot,
+                 "eBPF backend: cgroup v2 directory whose processes get socket load balancing "
+                 "(default: the cgroup2 mount)");
+  app.add_option("--bpf-pin-dir", cfg.network.bpfPinDir,
+                 "eBPF backend: where its programs' links and maps are pinned, on a bpf "
+                 "filesystem; a restart adopts them")
+      ->capture_default_str();
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
   // kube-proxy's conntrack flags (KubeProxyConfiguration `conntrack`), applied at start to the

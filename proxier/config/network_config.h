@@ -32,6 +32,10 @@ struct NetworkConfig {
   std::vector<Cidr> nodePortAddresses;  // --nodeport-addresses; empty = every local address
   bool nodePortPrimaryOnly = false;     // --nodeport-addresses=primary: the Node's InternalIPs
   uint32_t masqueradeMark = 0x4000;     // bit --masquerade-bit (default 14)
+  // The eBPF backend: the cgroup v2 directory its socket programs attach to ("" = the cgroup2
+  // mount) and where it pins them, on a bpf filesystem.
+  std::string cgroupRoot;                           // --cgroup-root
+  std::string bpfPinDir = "/sys/fs/bpf/sliceproxy";  // --bpf-pin-dir
 
   const IpAddr* snatAddress(IpFamily f) const;
   const Cidr* clusterCIDR(IpFamily f) const;

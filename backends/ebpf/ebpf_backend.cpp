@@ -1,0 +1,375 @@
+#include "backends/ebpf/ebpf_backend.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/unordered/unordered_flat_set.hpp>
+#include <cstring>
+#include <stdexcept>
+
+namespace sliceproxy::backends::ebpf {
+
+using namespace proxier;
+
+namespace {
+
+uint8_t setIndex(uint8_t set) {
+  return set == epset::kLocal ? 1 : 0;
+}
+
+bool operator==(const sp_svc_key& a, const sp_svc_key& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+bool operator==(const sp_svc_value& a, const sp_svc_value& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+struct SvcKeyHash {
+  size_t operator()(const sp_svc_key& k) const noexcept {
+    uint64_t h = 1469598103934665603ull;
+    const auto* p = reinterpret_cast<const uint8_t*>(&k);
+    for (size_t i = 0; i < sizeof(k); ++i) h = (h ^ p[i]) * 1099511628211ull;
+    return static_cast<size_t>(h);
+  }
+};
+struct SvcKeyEq {
+  bool operator()(const sp_svc_key& a, const sp_svc_key& b) const noexcept { return a == b; }
+};
+
+sp_svc_key frontendKey(const IpAddr& ip, uint16_t port, uint8_t proto) {
+  sp_svc_key k{};
+  std::memcpy(k.addr, ip.bytes.data(), ip.size());
+  k.port = htons(port);
+  k.proto = proto;
+  k.family = ip.isV4() ? SP_FAMILY_V4 : SP_FAMILY_V6;
+  return k;
+}
+
+// The frontends of a port and what each leads to. ClusterIPs use the set internal traffic
+// uses; externalIPs and load-balancer IPs dialled from this node are short-circuited to the
+// cluster-wide set, as kube-proxy does for traffic from pods and the node. A port with no
+// endpoints at all rejects; one whose set is empty while other endpoints exist (iTP=Local with
+// none on this node) gets no entry, so its traffic leaves untranslated, as kube-proxy drops it.
+std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServicePortInfo& info,
+                                                                  const ServicePortView& v,
+                                                                  const SlotSet (&sets)[2]) {
+  std::vector<std::pair<sp_svc_key, sp_svc_value>> out;
+  uint8_t proto = 0;
+  switch (info.key.port.protocol) {
+    case Protocol::TCP:
+      proto = IPPROTO_TCP;
+      break;
+    case Protocol::UDP:
+      proto = IPPROTO_UDP;
+      break;
+    case Protocol::SCTP:
+      return out;  // the socket hooks see no SCTP frontends
+  }
+  const uint32_t timeout =
+      info.sessionAffinity == SessionAffinity::ClientIP ? info.affinityTimeoutSeconds : 0;
+  auto add = [&](const IpAddr& ip, uint8_t set) {
+    const SlotSet& s = sets[setIndex(set)];
+    sp_svc_value val{};
+    val.set_id = s.id();
+    val.gen = s.gen();
+    val.count = s.count();
+    val.affinity_timeout = timeout;
+    if (!v.hasAnyEndpoints()) {
+      val.flags = SP_SVC_F_REJECT;
+      val.count = 0;
+    } else if (s.count() == 0) {
+      return;
+    }
+    out.emplace_back(frontendKey(ip, info.port, proto), val);
+  };
+  add(info.clusterIP, v.internalSet());
+  for (const auto& ip : info.externalIPs) add(ip, epset::kCluster);
+  for (const auto& ip : info.loadBalancerIPs) add(ip, epset::kCluster);
+  return out;
+}
+
+std::vector<EndpointKey> membersOf(const ServicePortView& v, uint8_t set) {
+  std::vector<EndpointKey> out;
+  for (const MergedEndpoint* e : v.sortedEndpoints()) {
+    if (e->sets & set) out.push_back(e->key);
+  }
+  return out;
+}
+
+}  // namespace
+
+EbpfBackend::EbpfBackend(const NetworkConfig& net) {
+  options_.pinDir = net.bpfPinDir;
+  options_.cgroupRoot = net.cgroupRoot;
+  if (options_.pinDir.empty() || options_.pinDir.front() != '/') {
+    throw std::invalid_argument("--bpf-pin-dir: must be an absolute path, got \"" +
+                                options_.pinDir + "\"");
+  }
+}
+
+EbpfBackend::~EbpfBackend() = default;
+
+Capabilities EbpfBackend::supported() {
+  // Part 1 rewrites at the socket: traffic that starts on this node. NodePorts, externalIPs and
+  // load-balancer addresses reached from outside, and what only concerns such traffic (eTP,
+  // source ranges, hairpin masquerade), need the tc/XDP programs of part 2.
+  return Capabilities{{Feature::ClusterIP, Feature::InternalTrafficPolicyLocal,
+                       Feature::SessionAffinity, Feature::IPv6}};
+}
+
+std::string EbpfBackend::ensureLoaded() {
+  if (progs_) return "";
+  try {
+    progs_ = std::make_unique<SockLbPrograms>(options_);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  maps_ = std::make_unique<MapWriter>(progs_->servicesFd(), progs_->slotsFd(), progs_->membersFd());
+  spdlog::info(
+      "ebpf: socket load balancing attached to cgroup {} ({} maps, {} links updated in "
+      "place), pinned under {}",
+      progs_->cgroupRoot(), progs_->adoptedMaps() ? "adopted" : "new", progs_->updatedLinks(),
+      options_.pinDir);
+  return "";
+}
+
+std::string EbpfBackend::writePlan(const SlotSet& set, const SlotPlan& plan) {
+  for (const auto& w : plan.writes) {
+    if (auto err = maps_->writeSlot(set.id(), w); !err.empty()) return err;
+  }
+  bury(set, plan);
+  return "";
+}
+
+void EbpfBackend::bury(const SlotSet& set, const SlotPlan& plan) {
+  for (const auto& g : plan.garbage) garbageSlots_.push_back(MapWriter::slotKey(set.id(), g));
+  for (const auto& m : plan.garbageMembers) {
+    garbageMembers_.push_back(MapWriter::memberKey(set.id(), m));
+  }
+}
+
+std::string EbpfBackend::flushGarbage() {
+  for (const auto& k : garbageSlots_) {
+    if (auto err = maps_->deleteSlot(k); !err.empty()) return err;
+  }
+  garbageSlots_.clear();
+  for (const auto& k : garbageMembers_) {
+    if (auto err = maps_->deleteMember(k); !err.empty()) return err;
+  }
+  garbageMembers_.clear();
+  return "";
+}
+
+std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
+  auto next = desiredFrontends(*p.info, v, p.sets);
+  for (const auto& [k, val] : next) {
+    auto it = std::find_if(p.frontends.begin(), p.frontends.end(),
+                           [&](const auto& f) { return f.first == k; });
+    if (it != p.frontends.end() && it->second == val) continue;
+    if (auto err = maps_->writeFrontend(k, val); !err.empty()) {
+      return fmt::format("{}: {}", v.key().str(), err);
+    }
+  }
+  for (const auto& [k, val] : p.frontends) {
+    const bool kept =
+        std::any_of(next.begin(), next.end(), [&](const auto& f) { return f.first == k; });
+    if (kept) continue;
+    if (auto err = maps_->deleteFrontend(k); !err.empty()) {
+      return fmt::format("{}: {}", v.key().str(), err);
+    }
+  }
+  p.frontends = std::move(next);
+  return "";
+}
+
+std::string EbpfBackend::createPort(const ServicePortView& v) {
+  Port& p = ports_[v.key()];
+  p.info = v.info();
+  // Ids are never reused while this process lives, so an affinity entry of a removed port can
+  // never name a new port's set.
+  p.sets[0] = SlotSet(nextSetId_++);
+  p.sets[1] = SlotSet(nextSetId_++);
+  for (uint8_t set : {epset::kCluster, epset::kLocal}) {
+    SlotSet& s = p.sets[setIndex(set)];
+    if (auto err = writePlan(s, s.replace(membersOf(v, set))); !err.empty()) {
+      return fmt::format("{}: {}", v.key().str(), err);
+    }
+  }
+  return syncFrontends(p, v);
+}
+
+std::string EbpfBackend::dropPort(std::map<ServicePortKey, Port>::iterator it) {
+  Port& p = it->second;
+  // Frontends first: once they are gone no new flow reads the slots.
+  for (const auto& [k, val] : p.frontends) {
+    if (auto err = maps_->deleteFrontend(k); !err.empty()) {
+      return fmt::format("{}: {}", it->first.str(), err);
+    }
+  }
+  for (const SlotSet& s : p.sets) {
+    SlotPlan all;
+    all.garbage = s.live();
+    all.garbageMembers = s.liveMembers();
+    bury(s, all);
+  }
+  ports_.erase(it);
+  return "";
+}
+
+BackendResult EbpfBackend::apply(const Diff& diff) {
+  if (auto err = ensureLoaded(); !err.empty()) return BackendResult::failure(err);
+  const uint64_t before = maps_->operations();
+  if (auto err = flushGarbage(); !err.empty()) return BackendResult::failure(err);
+  for (const auto& d : diff.deletes) {
+    auto it = ports_.find(d.key);
+    if (it == ports_.end()) continue;
+    if (auto err = dropPort(it); !err.empty()) return BackendResult::failure(err);
+  }
+  for (const auto& u : diff.upserts) {
+    const ServicePortView& v = *u.view;
+    auto it = ports_.find(v.key());
+    if (it == ports_.end()) {
+      if (auto err = createPort(v); !err.empty()) return BackendResult::failure(err);
+      continue;
+    }
+    Port& p = it->second;
+    p.info = v.info();
+    for (uint8_t set : {epset::kCluster, epset::kLocal}) {
+      std::vector<EndpointKey> removed, added;
+      for (const auto& c : u.endpoints) {
+        const bool was = c.oldSets & set, now = c.newSets & set;
+        if (was && !now) removed.push_back(c.key);
+        if (!was && now) added.push_back(c.key);
+      }
+      SlotSet& s = p.sets[setIndex(set)];
+      SlotPlan plan = s.change(removed, added);
+      if (s.count() != v.countOf(set)) {
+        // The mirror disagrees with the proxier's view: rebuild this set from the view.
+        spdlog::warn("ebpf: {} {} set holds {} endpoints, the view {}; rewriting it", v.key().str(),
+                     set == epset::kLocal ? "node-local" : "cluster-wide", s.count(),
+                     v.countOf(set));
+        SlotPlan fix = s.replace(membersOf(v, set));
+        plan.writes.insert(plan.writes.end(), fix.writes.begin(), fix.writes.end());
+        plan.garbage.insert(plan.garbage.end(), fix.garbage.begin(), fix.garbage.end());
+      }
+      if (auto err = writePlan(s, plan); !err.empty()) {
+        return BackendResult::failure(fmt::format("{}: {}", v.key().str(), err));
+      }
+    }
+    if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
+  }
+  return {true, "", maps_->operations() - before};
+}
+
+std::string EbpfBackend::adoptLeftovers(const State& state) {
+  // What a previous run left: its frontends keep working until ours replace them, one atomic
+  // write each; frontends no port claims any more are deleted, and its slots follow at the
+  // next sync. Our set ids start above its, so no frontend of ours can name its slots.
+  auto old = maps_->frontends();
+  auto oldSlots = maps_->slotKeys();
+  auto oldMembers = maps_->memberKeys();
+  uint32_t maxId = 0;
+  for (const auto& [k, v] : old) maxId = std::max(maxId, v.set_id);
+  for (const auto& k : oldSlots) maxId = std::max(maxId, k.set_id);
+  nextSetId_ = std::max(nextSetId_, maxId + 1);
+  boost::unordered_flat_set<sp_svc_key, SvcKeyHash, SvcKeyEq> wanted;
+  for (const ServicePortView* v : state.ports) {
+    auto it = ports_.find(v->key());
+    if (it != ports_.end()) continue;
+    if (auto err = createPort(*v); !err.empty()) return err;
+  }
+  for (const auto& [key, p] : ports_) {
+    for (const auto& f : p.frontends) wanted.insert(f.first);
+  }
+  size_t dropped = 0;
+  for (const auto& [k, v] : old) {
+    if (wanted.contains(k)) continue;
+    if (auto err = maps_->deleteFrontend(k); !err.empty()) return err;
+    ++dropped;
+  }
+  garbageSlots_.insert(garbageSlots_.end(), oldSlots.begin(), oldSlots.end());
+  garbageMembers_.insert(garbageMembers_.end(), oldMembers.begin(), oldMembers.end());
+  if (!old.empty()) {
+    spdlog::info("ebpf: replaced the {} frontends a previous run left ({} no longer wanted)",
+                 old.size(), dropped);
+  }
+  return "";
+}
+
+BackendResult EbpfBackend::fullSync(const State& state) {
+  if (auto err = ensureLoaded(); !err.empty()) return BackendResult::failure(err);
+  const uint64_t before = maps_->operations();
+  if (auto err = flushGarbage(); !err.empty()) return BackendResult::failure(err);
+  std::map<ServicePortKey, const ServicePortView*> want;
+  for (const ServicePortView* v : state.ports) want.emplace(v->key(), v);
+  for (auto it = ports_.begin(); it != ports_.end();) {
+    auto next = std::next(it);
+    if (!want.contains(it->first)) {
+      if (auto err = dropPort(it); !err.empty()) return BackendResult::failure(err);
+    }
+    it = next;
+  }
+  // Ports this run already programmed keep their sets (and so their clients' affinity).
+  for (auto& [key, p] : ports_) {
+    const ServicePortView& v = *want.at(key);
+    p.info = v.info();
+    for (uint8_t set : {epset::kCluster, epset::kLocal}) {
+      SlotSet& s = p.sets[setIndex(set)];
+      if (auto err = writePlan(s, s.replace(membersOf(v, set))); !err.empty()) {
+        return BackendResult::failure(fmt::format("{}: {}", key.str(), err));
+      }
+    }
+    if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
+  }
+  if (!adopted_) {
+    if (auto err = adoptLeftovers(state); !err.empty()) return BackendResult::failure(err);
+    adopted_ = true;
+  } else {
+    for (const ServicePortView* v : state.ports) {
+      if (ports_.contains(v->key())) continue;
+      if (auto err = createPort(*v); !err.empty()) return BackendResult::failure(err);
+    }
+  }
+  return {true, "", maps_->operations() - before};
+}
+
+BackendResult EbpfBackend::cleanup() {
+  maps_.reset();
+  progs_.reset();
+  ports_.clear();
+  garbageSlots_.clear();
+  garbageMembers_.clear();
+  adopted_ = false;
+  try {
+    const uint64_t n = SockLbPrograms::removePinned(options_.pinDir);
+    return {true, "", n};
+  } catch (const std::exception& e) {
+    return BackendResult::failure(e.what());
+  }
+}
+
+std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) const {
+  auto it = ports_.find(key);
+  if (it == ports_.end()) return {};
+  const Port& p = it->second;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : p.frontends) {
+    out.push_back(
+        fmt::format("map sp_services {} -> set {} generation {} count {}{}{}", describe(k),
+                    v.set_id, v.gen, v.count, v.flags & SP_SVC_F_REJECT ? " reject" : "",
+                    v.affinity_timeout ? fmt::format(" affinity {}s", v.affinity_timeout) : ""));
+  }
+  for (uint8_t set : {epset::kCluster, epset::kLocal}) {
+    const SlotSet& s = p.sets[setIndex(set)];
+    if (s.count() == 0) continue;
+    out.push_back(fmt::format("map sp_slots set {} generation {} slots 0..{} ({})", s.id(), s.gen(),
+                              s.count() - 1,
+                              set == epset::kCluster ? "cluster-wide" : "node-local"));
+  }
+  return out;
+}
+
+}  // namespace sliceproxy::backends::ebpf

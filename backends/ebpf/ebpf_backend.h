@@ -1,0 +1,62 @@
+#pragma once
+// The eBPF data plane, part 1: socket-level load balancing for traffic that starts on this node
+// (host processes and pods in --cgroup-root). Keeps a mirror of what it wrote so a sync touches
+// only the frontends and slots of the changed service ports, and never lists the maps except
+// once, at start-up, to adopt what a previous run left.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/ebpf/map_writer.h"
+#include "backends/ebpf/slot_set.h"
+#include "backends/ebpf/sock_lb_loader.h"
+#include "proxier/config/network_config.h"
+#include "proxier/core/backend.h"
+
+namespace sliceproxy::backends::ebpf {
+
+class EbpfBackend : public proxier::Backend {
+ public:
+  explicit EbpfBackend(const proxier::NetworkConfig& net);
+  ~EbpfBackend() override;
+  std::string name() const override { return "ebpf"; }
+  static proxier::Capabilities supported();
+  proxier::Capabilities capabilities() const override { return supported(); }
+  proxier::BackendResult apply(const proxier::Diff& diff) override;
+  proxier::BackendResult fullSync(const proxier::State& state) override;
+  proxier::BackendResult cleanup() override;
+  std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
+
+  // For tests and benchmarks: the loaded programs (null before the first sync).
+  const SockLbPrograms* programs() const { return progs_.get(); }
+
+ private:
+  struct Port {
+    proxier::ServicePortInfoPtr info;
+    SlotSet sets[2];  // [0] cluster-wide, [1] node-local
+    std::vector<std::pair<sp_svc_key, sp_svc_value>> frontends;
+  };
+
+  std::string ensureLoaded();
+  std::string createPort(const proxier::ServicePortView& v);
+  std::string dropPort(std::map<proxier::ServicePortKey, Port>::iterator it);
+  std::string writePlan(const SlotSet& set, const SlotPlan& plan);
+  std::string syncFrontends(Port& p, const proxier::ServicePortView& v);
+  std::string flushGarbage();
+  std::string adoptLeftovers(const proxier::State& state);
+
+  LoaderOptions options_;
+  std::unique_ptr<SockLbPrograms> progs_;
+  std::unique_ptr<MapWriter> maps_;
+  std::map<proxier::ServicePortKey, Port> ports_;
+  void bury(const SlotSet& set, const SlotPlan& plan);
+  // Deleted at the start of the next sync, when no reader can still be using them.
+  std::vector<sp_slot_key> garbageSlots_;
+  std::vector<sp_member_key> garbageMembers_;
+  uint32_t nextSetId_ = 1;
+  bool adopted_ = false;  // the first full sync has replaced what a previous run left
+};
+
+}  // namespace sliceproxy::backends::ebpf

@@ -1,0 +1,134 @@
+#include "backends/ebpf/map_writer.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sliceproxy::backends::ebpf {
+
+namespace {
+
+std::string addrText(const uint8_t* addr, uint8_t family) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family == SP_FAMILY_V4 ? AF_INET : AF_INET6, addr, buf, sizeof(buf));
+  return family == SP_FAMILY_V4 ? std::string(buf) : fmt::format("[{}]", buf);
+}
+
+std::string slotText(uint32_t setId, const SlotRef& s) {
+  return fmt::format("sp_slots set {} generation {} slot {}", setId, s.gen, s.index);
+}
+
+sp_backend backendOf(const proxier::EndpointKey& e) {
+  sp_backend b{};
+  std::memcpy(b.addr, e.ip.bytes.data(), e.ip.size());
+  b.port = htons(e.port);
+  b.family = e.ip.isV4() ? SP_FAMILY_V4 : SP_FAMILY_V6;
+  return b;
+}
+
+template <typename Key>
+std::vector<Key> keysOf(int fd) {
+  std::vector<Key> out;
+  Key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    out.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+}  // namespace
+
+sp_slot_key MapWriter::slotKey(uint32_t setId, const SlotRef& s) {
+  return {setId, s.index | (s.gen ? SP_SLOT_GEN_BIT : 0u)};
+}
+
+sp_member_key MapWriter::memberKey(uint32_t setId, const MemberRef& m) {
+  return {setId, m.gen, backendOf(m.endpoint)};
+}
+
+std::string describe(const sp_svc_key& k) {
+  return fmt::format("{}:{}/{}", addrText(k.addr, k.family), ntohs(k.port),
+                     k.proto == IPPROTO_TCP ? "TCP" : "UDP");
+}
+
+std::string MapWriter::writeSlot(uint32_t setId, const SlotWrite& w) {
+  const sp_slot_key key = slotKey(setId, w.slot);
+  const sp_backend b = backendOf(w.endpoint);
+  const auto& ip = w.endpoint.ip;
+  ops_ += 2;
+  if (bpf_map_update_elem(slots_, &key, &b, BPF_ANY) != 0) {
+    return fmt::format("{} = {}:{}: {}", slotText(setId, w.slot), ip.str(), w.endpoint.port,
+                       std::strerror(errno));
+  }
+  const sp_member_key mk{setId, w.slot.gen, b};
+  if (bpf_map_update_elem(members_, &mk, &w.slot.index, BPF_ANY) != 0) {
+    return fmt::format("sp_members set {} generation {} {}:{}: {}", setId, w.slot.gen, ip.str(),
+                       w.endpoint.port, std::strerror(errno));
+  }
+  return "";
+}
+
+std::string MapWriter::deleteSlot(const sp_slot_key& k) {
+  ++ops_;
+  if (bpf_map_delete_elem(slots_, &k) != 0 && errno != ENOENT) {
+    return fmt::format(
+        "deleting {}: {}",
+        slotText(k.set_id, {k.index & SP_SLOT_GEN_BIT ? 1u : 0u, k.index & ~SP_SLOT_GEN_BIT}),
+        std::strerror(errno));
+  }
+  return "";
+}
+
+std::string MapWriter::deleteMember(const sp_member_key& k) {
+  ++ops_;
+  if (bpf_map_delete_elem(members_, &k) != 0 && errno != ENOENT) {
+    return fmt::format("deleting sp_members set {} generation {}: {}", k.set_id, k.gen,
+                       std::strerror(errno));
+  }
+  return "";
+}
+
+std::string MapWriter::writeFrontend(const sp_svc_key& k, const sp_svc_value& v) {
+  ++ops_;
+  if (bpf_map_update_elem(services_, &k, &v, BPF_ANY) != 0) {
+    return fmt::format("sp_services {}: {}", describe(k), std::strerror(errno));
+  }
+  return "";
+}
+
+std::string MapWriter::deleteFrontend(const sp_svc_key& k) {
+  ++ops_;
+  if (bpf_map_delete_elem(services_, &k) != 0 && errno != ENOENT) {
+    return fmt::format("deleting sp_services {}: {}", describe(k), std::strerror(errno));
+  }
+  return "";
+}
+
+std::vector<std::pair<sp_svc_key, sp_svc_value>> MapWriter::frontends() const {
+  std::vector<std::pair<sp_svc_key, sp_svc_value>> out;
+  sp_svc_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(services_, prev, &next) == 0) {
+    sp_svc_value v{};
+    if (bpf_map_lookup_elem(services_, &next, &v) == 0) out.emplace_back(next, v);
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+std::vector<sp_slot_key> MapWriter::slotKeys() const {
+  return keysOf<sp_slot_key>(slots_);
+}
+
+std::vector<sp_member_key> MapWriter::memberKeys() const {
+  return keysOf<sp_member_key>(members_);
+}
+
+}  // namespace sliceproxy::backends::ebpf

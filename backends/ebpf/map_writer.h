@@ -1,0 +1,45 @@
+#pragma once
+// Typed writes to the socket load-balancing maps, each one a single bpf() call whose error names
+// the map and the key. A hash map element is replaced whole (RCU), so a reader sees either the
+// old value or the new one.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backends/ebpf/slot_set.h"
+#include "sock_lb_maps.h"
+
+namespace sliceproxy::backends::ebpf {
+
+std::string describe(const sp_svc_key& k);
+
+class MapWriter {
+ public:
+  MapWriter(int servicesFd, int slotsFd, int membersFd)
+      : services_(servicesFd), slots_(slotsFd), members_(membersFd) {}
+
+  static sp_slot_key slotKey(uint32_t setId, const SlotRef& s);
+  static sp_member_key memberKey(uint32_t setId, const MemberRef& m);
+
+  // Each returns "" or what failed. writeSlot writes the slot and the endpoint's member entry.
+  std::string writeSlot(uint32_t setId, const SlotWrite& w);
+  // A missing key is not an error.
+  std::string deleteSlot(const sp_slot_key& k);
+  std::string deleteMember(const sp_member_key& k);
+  std::string writeFrontend(const sp_svc_key& k, const sp_svc_value& v);
+  std::string deleteFrontend(const sp_svc_key& k);  // a missing key is not an error
+
+  // Everything in the maps, for adopting what a previous run left (start-up only).
+  std::vector<std::pair<sp_svc_key, sp_svc_value>> frontends() const;
+  std::vector<sp_slot_key> slotKeys() const;
+  std::vector<sp_member_key> memberKeys() const;
+
+  uint64_t operations() const { return ops_; }
+
+ private:
+  int services_, slots_, members_;
+  uint64_t ops_ = 0;
+};
+
+}  // namespace sliceproxy::backends::ebpf

@@ -1,0 +1,213 @@
+#include "backends/ebpf/sock_lb_loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string_view>
+
+#include "sock_lb.skel.h"
+
+namespace sliceproxy::backends::ebpf {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what, int err) {
+  throw std::runtime_error(fmt::format("{}: {}", what, std::strerror(err < 0 ? -err : err)));
+}
+
+bool onBpfFs(const std::string& path) {
+  struct statfs st {};
+  return statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+// The programs; each is pinned (as its cgroup link) under its name without the sp_ prefix.
+const char* const kPrograms[] = {"sp_connect4",     "sp_connect6",    "sp_sendmsg4",
+                                 "sp_sendmsg6",     "sp_recvmsg4",    "sp_recvmsg6",
+                                 "sp_getpeername4", "sp_getpeername6"};
+
+}  // namespace
+
+std::string defaultCgroupRoot() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+    const auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream tail(line.substr(dash + 3));
+    std::string fstype;
+    tail >> fstype;
+    if (fstype != "cgroup2") continue;
+    std::istringstream head(line.substr(0, dash));
+    std::string id, parent, dev, root, mountPoint;
+    head >> id >> parent >> dev >> root >> mountPoint;
+    return mountPoint;
+  }
+  return "";
+}
+
+SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
+  cgroupRoot_ = opts.cgroupRoot.empty() ? defaultCgroupRoot() : opts.cgroupRoot;
+  if (cgroupRoot_.empty()) {
+    throw std::runtime_error(
+        "--cgroup-root: no cgroup2 mount on this host; mount one (mount -t cgroup2 none "
+        "/run/sliceproxy/cgroupv2) and pass it");
+  }
+  struct statfs cst {};
+  if (statfs(cgroupRoot_.c_str(), &cst) != 0) fail("--cgroup-root " + cgroupRoot_, errno);
+  if (cst.f_type != CGROUP2_SUPER_MAGIC) {
+    throw std::runtime_error("--cgroup-root " + cgroupRoot_ + ": not a cgroup v2 directory");
+  }
+  const fs::path pin(opts.pinDir);
+  if (!onBpfFs(pin.parent_path()) && !onBpfFs(opts.pinDir)) {
+    throw std::runtime_error(
+        fmt::format("--bpf-pin-dir {}: not on a bpf filesystem (mount -t bpf bpf {})", opts.pinDir,
+                    pin.parent_path().string()));
+  }
+  std::error_code ec;
+  fs::create_directories(pin / "maps", ec);
+  if (!ec) fs::create_directories(pin / "links", ec);
+  if (ec) throw std::runtime_error(fmt::format("--bpf-pin-dir {}: {}", opts.pinDir, ec.message()));
+
+  skel_ = sock_lb::open();
+  if (!skel_) fail("opening the sock_lb BPF object", errno);
+  const std::pair<bpf_map*, uint32_t> sizes[] = {{skel_->maps.sp_services, opts.serviceEntries},
+                                                 {skel_->maps.sp_slots, opts.slotEntries},
+                                                 {skel_->maps.sp_members, opts.slotEntries}};
+  for (auto [map, n] : sizes) bpf_map__set_max_entries(map, n);
+  bool allPinned = true;
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, skel_->obj) {
+    const std::string path = (pin / "maps" / bpf_map__name(map)).string();
+    allPinned = allPinned && fs::exists(path);
+    if (int err = bpf_map__set_pin_path(map, path.c_str()); err) fail("pin path " + path, err);
+  }
+  adoptedMaps_ = allPinned;
+  // libbpf reuses a pinned map whose type, key, value, size and flags match, and pins a new
+  // one otherwise; a mismatch (a changed map definition) fails here, naming the map.
+  if (int err = sock_lb::load(skel_); err) {
+    sock_lb::destroy(skel_);
+    skel_ = nullptr;
+    fail(fmt::format("loading the sock_lb programs (maps pinned under {})", opts.pinDir), err);
+  }
+  try {
+    attach((pin / "links").string());
+  } catch (...) {
+    sock_lb::destroy(skel_);
+    skel_ = nullptr;
+    throw;
+  }
+}
+
+void SockLbPrograms::attach(const std::string& linkDir) {
+  const int cg = open(cgroupRoot_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cg < 0) fail("--cgroup-root " + cgroupRoot_, errno);
+  struct stat cst {};
+  fstat(cg, &cst);
+  const uint64_t cgroupId = cst.st_ino;  // a cgroup v2 directory's inode is its cgroup id
+  try {
+    for (const char* name : kPrograms) {
+      bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name);
+      if (!prog) throw std::runtime_error(fmt::format("BPF program {} missing", name));
+      const std::string path = linkDir + "/" + (name + 3);
+      const int old = bpf_obj_get(path.c_str());
+      if (old >= 0) {
+        bpf_link_info info{};
+        uint32_t len = sizeof(info);
+        const bool same = bpf_obj_get_info_by_fd(old, &info, &len) == 0 &&
+                          info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == cgroupId &&
+                          info.cgroup.attach_type == bpf_program__expected_attach_type(prog);
+        if (same) {
+          // Atomic: the hook runs the old program until this returns, the new one after.
+          const int err = bpf_link_update(old, bpf_program__fd(prog), nullptr);
+          close(old);
+          if (err) fail("updating the pinned link " + path, err);
+          ++updatedLinks_;
+          continue;
+        }
+        close(old);
+      }
+      bpf_link* link = bpf_program__attach_cgroup(prog, cg);
+      if (!link) fail(fmt::format("attaching {} to cgroup {}", name, cgroupRoot_), errno);
+      links_.push_back(link);
+      // Pin beside the old link and rename over it: the old one (another cgroup, or none)
+      // detaches only once the new one is in place.
+      // (bpffs refuses dots in names.)
+      const std::string tmp = path + "_new";
+      unlink(tmp.c_str());
+      if (int err = bpf_link__pin(link, tmp.c_str()); err) fail("pinning link " + tmp, err);
+      if (rename(tmp.c_str(), path.c_str()) != 0) fail("pinning link " + path, errno);
+    }
+  } catch (...) {
+    close(cg);
+    throw;
+  }
+  close(cg);
+}
+
+SockLbPrograms::~SockLbPrograms() {
+  // Pinned links and maps outlive the process: the data plane keeps working while sliceproxy
+  // restarts. bpf_link__destroy of a pinned link only drops this process's reference.
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  if (skel_) sock_lb::destroy(skel_);
+}
+
+int SockLbPrograms::servicesFd() const {
+  return bpf_map__fd(skel_->maps.sp_services);
+}
+int SockLbPrograms::slotsFd() const {
+  return bpf_map__fd(skel_->maps.sp_slots);
+}
+int SockLbPrograms::membersFd() const {
+  return bpf_map__fd(skel_->maps.sp_members);
+}
+int SockLbPrograms::affinityFd() const {
+  return bpf_map__fd(skel_->maps.sp_affinity);
+}
+int SockLbPrograms::reverseFd() const {
+  return bpf_map__fd(skel_->maps.sp_reverse);
+}
+
+uint64_t SockLbPrograms::removePinned(const std::string& pinDir) {
+  uint64_t removed = 0;
+  std::error_code ec;
+  if (!fs::exists(pinDir, ec)) return 0;
+  // Links first: unpinning the last reference detaches the program from the cgroup before
+  // the maps it reads go away.
+  for (const char* sub : {"links", "maps"}) {
+    const fs::path dir = fs::path(pinDir) / sub;
+    if (!fs::exists(dir, ec)) continue;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (std::string_view(sub) == "links") {
+        // Detach now: dropping the last reference frees a link from a workqueue, later.
+        const int fd = bpf_obj_get(entry.path().c_str());
+        if (fd >= 0) {
+          const int err = bpf_link_detach(fd);
+          close(fd);
+          if (err && err != -EINVAL) fail("detaching " + entry.path().string(), err);
+        }
+      }
+      if (unlink(entry.path().c_str()) != 0) fail("unpinning " + entry.path().string(), errno);
+      ++removed;
+    }
+    if (rmdir(dir.c_str()) != 0) fail("removing " + dir.string(), errno);
+  }
+  if (rmdir(pinDir.c_str()) != 0 && errno != ENOENT) fail("removing " + pinDir, errno);
+  return removed;
+}
+
+}  // namespace sliceproxy::backends::ebpf

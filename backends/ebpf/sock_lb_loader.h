@@ -1,0 +1,59 @@
+#pragma once
+// Loads the socket load-balancing programs (bpf/sock_lb.bpf.c) and keeps them across restarts:
+// maps are pinned under <pin dir>/maps and adopted by the next run with their contents; the
+// cgroup attachments are BPF links pinned under <pin dir>/links, and a restart swaps the new
+// program into each existing link (BPF_LINK_UPDATE), so no connect() ever runs unhooked.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct sock_lb;
+struct bpf_link;
+
+namespace sliceproxy::backends::ebpf {
+
+struct LoaderOptions {
+  std::string pinDir;               // on a bpf filesystem; created if missing
+  std::string cgroupRoot;           // a cgroup v2 directory; "" = the first cgroup2 mount
+  uint32_t serviceEntries = 65536;  // frontends
+  uint32_t slotEntries = 1u << 20;  // backend slots (and members), both generations of every set
+};
+
+// The first cgroup2 mount point in /proc/self/mountinfo, or "" when there is none.
+std::string defaultCgroupRoot();
+
+class SockLbPrograms {
+ public:
+  // Throws std::runtime_error naming the object (pin path, cgroup, program) that failed.
+  explicit SockLbPrograms(const LoaderOptions& opts);
+  ~SockLbPrograms();
+  SockLbPrograms(const SockLbPrograms&) = delete;
+  SockLbPrograms& operator=(const SockLbPrograms&) = delete;
+
+  int servicesFd() const;
+  int slotsFd() const;
+  int membersFd() const;
+  int affinityFd() const;
+  int reverseFd() const;
+  // The maps were pinned by a previous run and are in use as it left them.
+  bool adoptedMaps() const { return adoptedMaps_; }
+  // Links that already existed and now run this run's programs.
+  int updatedLinks() const { return updatedLinks_; }
+  const std::string& cgroupRoot() const { return cgroupRoot_; }
+
+  // Unpins every link (detaching its program) and map under pinDir and removes the
+  // directories; returns how many objects went. Throws std::runtime_error on failure.
+  static uint64_t removePinned(const std::string& pinDir);
+
+ private:
+  void attach(const std::string& linkDir);
+  sock_lb* skel_ = nullptr;
+  std::vector<bpf_link*> links_;  // created by this run (and pinned)
+  bool adoptedMaps_ = false;
+  int updatedLinks_ = 0;
+  std::string cgroupRoot_;
+};
+
+}  // namespace sliceproxy::backends::ebpf

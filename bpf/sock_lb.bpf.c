@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Socket-level service load balancing: at connect() and sendmsg() the client's own kernel
+ * rewrites a service frontend to a backend address, so the flow carries the backend address
+ * from its first packet and never meets a NAT rule; recvmsg() and getpeername() show the
+ * application the frontend it dialled. The programs decide nothing: which backends serve a
+ * frontend is written into the maps by userspace (backends/ebpf/), after the proxier's
+ * traffic-policy and topology decisions. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "sock_lb_maps.h"
+
+#define SP_IPPROTO_TCP 6
+#define SP_IPPROTO_UDP 17
+#define SP_ECONNREFUSED 111
+#define SP_ALLOW 1
+#define SP_REJECT 0
+
+/* Sizes are set by the loader before load (bpf_map__set_max_entries); these are defaults. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct sp_svc_key);
+  __type(value, struct sp_svc_value);
+} sp_services SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1048576);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct sp_slot_key);
+  __type(value, struct sp_backend);
+} sp_slots SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1048576);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct sp_member_key);
+  __type(value, __u32);
+} sp_members SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct sp_affinity_key);
+  __type(value, struct sp_affinity_value);
+} sp_affinity SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 262144);
+  __type(key, struct sp_rev_key);
+  __type(value, struct sp_rev_value);
+} sp_reverse SEC(".maps");
+
+/* What a program sees of the address it is given, in one shape for both families. */
+struct sp_addr {
+  __u8 addr[16];
+  __u16 port;
+  __u8 family;
+};
+
+static __always_inline void read_addr(struct bpf_sock_addr* ctx, __u8 family, struct sp_addr* a) {
+  if (family == SP_FAMILY_V4) {
+    __u32 ip = ctx->user_ip4;
+    __builtin_memcpy(a->addr, &ip, 4);
+  } else {
+    __u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2],
+          w3 = ctx->user_ip6[3];
+    __builtin_memcpy(a->addr, &w0, 4);
+    __builtin_memcpy(a->addr + 4, &w1, 4);
+    __builtin_memcpy(a->addr + 8, &w2, 4);
+    __builtin_memcpy(a->addr + 12, &w3, 4);
+  }
+  a->port = (__u16)ctx->user_port;
+  a->family = family;
+}
+
+/* family is the hook's own (a constant after inlining): the verifier refuses any access to the
+ * other family's fields, even on a branch that is never taken. */
+static __always_inline void write_addr(struct bpf_sock_addr* ctx, __u8 family,
+                                       const struct sp_backend* b) {
+  __u32 w;
+  if (family == SP_FAMILY_V4) {
+    __builtin_memcpy(&w, b->addr, 4);
+    ctx->user_ip4 = w;
+  } else {
+    __builtin_memcpy(&w, b->addr, 4);
+    ctx->user_ip6[0] = w;
+    __builtin_memcpy(&w, b->addr + 4, 4);
+    ctx->user_ip6[1] = w;
+    __builtin_memcpy(&w, b->addr + 8, 4);
+    ctx->user_ip6[2] = w;
+    __builtin_memcpy(&w, b->addr + 12, 4);
+    ctx->user_ip6[3] = w;
+  }
+  ctx->user_port = (__u32)b->port;
+}
+
+static __always_inline int same_backend(const struct sp_backend* a, const struct sp_backend* b) {
+  /* clang lowers no memcmp for BPF: compare the address as four words. */
+  const __u32 *x = (const __u32*)a->addr, *y = (const __u32*)b->addr;
+  return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && a->port == b->port;
+}
+
+static __always_inline const struct sp_backend* slot(const struct sp_svc_value* svc, __u32 i) {
+  struct sp_slot_key k = {.set_id = svc->set_id, .index = i | (svc->gen ? SP_SLOT_GEN_BIT : 0)};
+  return bpf_map_lookup_elem(&sp_slots, &k);
+}
+
+/* The backend for a new flow to this frontend: the client's remembered one while its affinity
+ * lasts and it is still in the set, otherwise a uniformly random slot. */
+static __always_inline const struct sp_backend* pick(struct bpf_sock_addr* ctx,
+                                                     const struct sp_svc_value* svc) {
+  __u32 count = svc->count;
+  if (count == 0) return 0;
+  if (!svc->affinity_timeout) return slot(svc, bpf_get_prandom_u32() % count);
+
+  struct sp_affinity_key ak = {.client = bpf_get_netns_cookie(ctx), .set_id = svc->set_id};
+  __u64 now = bpf_ktime_get_ns();
+  struct sp_affinity_value* av = bpf_map_lookup_elem(&sp_affinity, &ak);
+  if (av && now - av->last_ns <= (__u64)svc->affinity_timeout * 1000000000ull) {
+    /* Still a member? Its slot is found through the member map and checked, so a member
+     * entry not yet deleted for a removed backend never revives it. */
+    struct sp_member_key mk = {.set_id = svc->set_id, .gen = svc->gen, .backend = av->backend};
+    const __u32* idx = bpf_map_lookup_elem(&sp_members, &mk);
+    if (idx && *idx < count) {
+      const struct sp_backend* b = slot(svc, *idx);
+      if (b && same_backend(b, &av->backend)) {
+        av->last_ns = now;
+        return b;
+      }
+    }
+  }
+  const struct sp_backend* b = slot(svc, bpf_get_prandom_u32() % count);
+  if (!b) return 0;
+  struct sp_affinity_value nv = {.backend = *b, .last_ns = now};
+  bpf_map_update_elem(&sp_affinity, &ak, &nv, BPF_ANY);
+  return b;
+}
+
+/* connect() (TCP, connected UDP) and sendmsg() (unconnected UDP) to a frontend. */
+static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
+  __u32 proto = ctx->protocol;
+  if (proto != SP_IPPROTO_TCP && proto != SP_IPPROTO_UDP) return SP_ALLOW;
+  struct sp_addr dst = {};
+  read_addr(ctx, family, &dst);
+  struct sp_svc_key key = {.port = dst.port, .proto = (__u8)proto, .family = family};
+  __builtin_memcpy(key.addr, dst.addr, 16);
+  const struct sp_svc_value* svc = bpf_map_lookup_elem(&sp_services, &key);
+  if (!svc) return SP_ALLOW;
+
+  const struct sp_backend* b = 0;
+  if (!(svc->flags & SP_SVC_F_REJECT)) b = pick(ctx, svc);
+  if (!b) {
+    /* Returning 0 alone makes the syscall fail with EPERM; bpf_set_retval (kernel 5.18+)
+     * replaces that with the error kube-proxy's REJECT gives a client. */
+    bpf_set_retval(-SP_ECONNREFUSED);
+    return SP_REJECT;
+  }
+  struct sp_backend be = *b;
+  /* Remember what was dialled, for recvmsg and getpeername on this socket. */
+  struct sp_rev_key rk = {.cookie = bpf_get_socket_cookie(ctx), .backend = be};
+  struct sp_rev_value rv = {};
+  __builtin_memcpy(rv.frontend.addr, dst.addr, 16);
+  rv.frontend.port = dst.port;
+  rv.frontend.family = family;
+  bpf_map_update_elem(&sp_reverse, &rk, &rv, BPF_ANY);
+  write_addr(ctx, family, &be);
+  return SP_ALLOW;
+}
+
+/* recvmsg() and getpeername(): a backend address this socket reached through a frontend is
+ * shown as that frontend. */
+static __always_inline int reverse(struct bpf_sock_addr* ctx, __u8 family) {
+  struct sp_addr src = {};
+  read_addr(ctx, family, &src);
+  struct sp_rev_key rk = {.cookie = bpf_get_socket_cookie(ctx)};
+  __builtin_memcpy(rk.backend.addr, src.addr, 16);
+  rk.backend.port = src.port;
+  rk.backend.family = family;
+  const struct sp_rev_value* rv = bpf_map_lookup_elem(&sp_reverse, &rk);
+  if (rv) {
+    struct sp_backend fe = rv->frontend;
+    write_addr(ctx, family, &fe);
+  }
+  return SP_ALLOW;
+}
+
+SEC("cgroup/connect4")
+int sp_connect4(struct bpf_sock_addr* ctx) {
+  return translate(ctx, SP_FAMILY_V4);
+}
+
+SEC("cgroup/connect6")
+int sp_connect6(struct bpf_sock_addr* ctx) {
+  return translate(ctx, SP_FAMILY_V6);
+}
+
+SEC("cgroup/sendmsg4")
+int sp_sendmsg4(struct bpf_sock_addr* ctx) {
+  return translate(ctx, SP_FAMILY_V4);
+}
+
+SEC("cgroup/sendmsg6")
+int sp_sendmsg6(struct bpf_sock_addr* ctx) {
+  return translate(ctx, SP_FAMILY_V6);
+}
+
+SEC("cgroup/recvmsg4")
+int sp_recvmsg4(struct bpf_sock_addr* ctx) {
+  return reverse(ctx, SP_FAMILY_V4);
+}
+
+SEC("cgroup/recvmsg6")
+int sp_recvmsg6(struct bpf_sock_addr* ctx) {
+  return reverse(ctx, SP_FAMILY_V6);
+}
+
+SEC("cgroup/getpeername4")
+int sp_getpeername4(struct bpf_sock_addr* ctx) {
+  return reverse(ctx, SP_FAMILY_V4);
+}
+
+SEC("cgroup/getpeername6")
+int sp_getpeername6(struct bpf_sock_addr* ctx) {
+  return reverse(ctx, SP_FAMILY_V6);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,86 @@
+/* The map layout shared by the socket load-balancing programs (sock_lb.bpf.c) and their
+ * userspace writer (backends/ebpf/). One header so both sides agree on every byte; every
+ * struct is padded explicitly because the kernel compares keys bytewise. */
+#ifndef SLICEPROXY_SOCK_LB_MAPS_H
+#define SLICEPROXY_SOCK_LB_MAPS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Addresses are 16 bytes in network order; IPv4 uses the first 4 and leaves the rest zero.
+ * Ports are in network order. */
+#define SP_FAMILY_V4 4
+#define SP_FAMILY_V6 6
+
+/* A service frontend: one (address, port, protocol) a client may dial. */
+struct sp_svc_key {
+  __u8 addr[16];
+  __u16 port;
+  __u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 family;
+};
+
+/* What a frontend leads to. A frontend's entry is the commit point of every change: the slots
+ * it exposes (set_id, gen, 0..count-1) are always written before it. */
+struct sp_svc_value {
+  __u32 set_id;           /* which slot set serves this frontend */
+  __u32 count;            /* backends in slots 0..count-1 of generation gen; 0: reject */
+  __u32 gen;              /* 0 or 1: which of the set's two slot ranges is live */
+  __u32 affinity_timeout; /* seconds; 0: no session affinity */
+  __u32 flags;            /* SP_SVC_F_* */
+};
+
+/* A frontend whose traffic the proxier rejects even though it knows the service: connect()
+ * and sendmsg() fail with ECONNREFUSED. Set whenever count is 0. */
+#define SP_SVC_F_REJECT 1u
+
+/* Slot keys carry the generation in the top bit of the index. */
+#define SP_SLOT_GEN_BIT 0x80000000u
+
+struct sp_slot_key {
+  __u32 set_id;
+  __u32 index; /* slot | (gen ? SP_SLOT_GEN_BIT : 0) */
+};
+
+struct sp_backend {
+  __u8 addr[16];
+  __u16 port;
+  __u8 family;
+  __u8 pad;
+};
+
+/* Where a backend sits in a set's generation, so a client's remembered backend is found again
+ * after other endpoints came or went (and moved it to another slot). */
+struct sp_member_key {
+  __u32 set_id;
+  __u32 gen;
+  struct sp_backend backend;
+};
+
+/* ClientIP affinity: the client is the socket's network namespace (a pod, or the host), since
+ * at connect() time the source address is not chosen yet. */
+struct sp_affinity_key {
+  __u64 client; /* netns cookie */
+  __u32 set_id;
+  __u32 pad;
+};
+
+struct sp_affinity_value {
+  struct sp_backend backend;
+  __u32 pad;
+  __u64 last_ns; /* bpf_ktime_get_ns() of the last use */
+};
+
+/* Reverse translation for recvmsg and getpeername: (socket, backend) -> the frontend dialled. */
+struct sp_rev_key {
+  __u64 cookie; /* socket cookie */
+  struct sp_backend backend;
+  __u32 pad;
+};
+
+struct sp_rev_value {
+  struct sp_backend frontend;
+};
+
+#endif
