@@ -29,7 +29,8 @@ uint32_t serviceTablesFor(size_t ports) {
 }
 
 const char* setName(uint8_t id) {
-  static const char* names[kServiceSetCount] = {"service-ips", "service-nodeports", "endpoints"};
+  static const char* names[kServiceSetCount] = {"service-ips", "service-nodeports", "endpoints",
+                                                "service-nodeport-keys"};
   return id < kServiceSetCount ? names[id] : mainSetName(id);
 }
 
@@ -55,6 +56,7 @@ void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier:
          {concatType({ip, kTypeProto, kTypeService}), al + 8, NFT_SET_MAP, kTypeVerdict, 0});
   addSet(tx, t, setName(kServiceNodePorts),
          {concatType({kTypeProto, kTypeService}), 8, NFT_SET_MAP, kTypeVerdict, 0});
+  addSet(tx, t, setName(kServiceNodePortKeys), {concatType({kTypeProto, kTypeService}), 8});
   for (uint32_t part = 0; part < ctx.endpointMaps(); ++part) {
     addSet(tx, t, elemSetName(kEndpoints, static_cast<uint8_t>(part)),
            {concatType({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, concatType({ip, kTypeService}),
@@ -79,7 +81,7 @@ void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier:
     for (const auto& match : matches) {
       RuleBuilder b;
       loadNodePort(b);
-      b.lookup(reg32(0), setName(kServiceNodePorts));
+      b.lookup(reg32(0), setName(kServiceNodePortKeys));
       match(b);
       loadNodePort(b);
       b.mapLookup(reg32(0), setName(kServiceNodePorts), NFT_REG_VERDICT);

@@ -44,6 +44,10 @@ enum SetId : uint8_t {
   kServiceIps,        // daddr . proto . dport : verdict (goto svc-/ext- chain)
   kServiceNodePorts,  // proto . dport : verdict (goto ext- chain)
   kEndpoints,         // endpoint set id . slot : addr . port, sharded (see below)
+  // proto . dport: service-nodeports' keys as a plain set, for the membership test that comes
+  // before the NodePort address checks. Linux 6.1 (Debian 12) refuses a lookup in a map that
+  // does not take the value (EINVAL); newer kernels accept it.
+  kServiceNodePortKeys,
   kServiceSetCount
 };
 static_assert(static_cast<uint8_t>(kServiceSetCount) <= static_cast<uint8_t>(kFirstMainSet));

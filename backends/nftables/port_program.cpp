@@ -185,6 +185,7 @@ std::vector<Elem> frontendElems(const ServicePortInfo& info, const PortChains& c
     if (info.nodePort) {
       out.push_back(
           {kServiceNodePorts, nodePortKey(proto, info.nodePort), go(chains.ext), 0, chains.shard});
+      out.push_back({kServiceNodePortKeys, nodePortKey(proto, info.nodePort), {}, 0, chains.shard});
     }
   }
   auto count = [&](uint8_t set) { return set == epset::kLocal ? in.localCount : in.clusterCount; };

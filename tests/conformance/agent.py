@@ -3,12 +3,12 @@
 
 It plays two roles, driven by JSON lines on stdin (one reply line on stdout per request):
 
-* pod server: {"op": "listen", "proto": "tcp"|"udp", "port": P} opens IPv4 and IPv6 listeners;
-  every TCP connection and every UDP datagram is answered with one JSON line naming this pod and
-  the source address:port it saw (the way a test reads masquerading and NAT);
-* traffic client: {"op": "probe", ...} opens N TCP connections or sends N UDP requests to
-  ADDR:PORT and classifies each as answered (which pod, which source it saw), refused (TCP RST or
-  ICMP port unreachable), timeout (dropped) or error (any other errno);
+* pod server: {"op": "listen", "proto": "tcp"|"udp"|"sctp", "port": P} opens IPv4 and IPv6
+  listeners; every TCP or SCTP connection and every UDP datagram is answered with one JSON line
+  naming this pod and the source address:port it saw (the way a test reads masquerading and NAT);
+* traffic client: {"op": "probe", ...} opens N TCP or SCTP connections or sends N UDP requests to
+  ADDR:PORT and classifies each as answered (which pod, which source it saw), refused (TCP RST,
+  SCTP ABORT or ICMP port unreachable), timeout (dropped) or error (any other errno);
   {"op": "stream_start"/"stream_stop"} run a steady rate of connections in the background.
 
 The process exits as soon as stdin closes, so it never outlives the test that started it.
@@ -19,11 +19,15 @@ import json
 import os
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "agent"
+# Linux's values; Python's socket module does not name them.
+IP_RECVERR, IPV6_RECVERR = 11, 25
+SOL_SCTP, SCTP_RTOINFO = 132, 0
 _out_lock = threading.Lock()
 
 
@@ -36,6 +40,26 @@ def reply(obj):
 
 def family_of(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def new_socket(fam, proto):
+    """A socket for `proto`. SCTP is the one-to-one style (SOCK_STREAM), used like TCP; it needs
+    the kernel's sctp module (tests/conformance/README.md: where the SCTP cases run)."""
+    if proto == "udp":
+        return socket.socket(fam, socket.SOCK_DGRAM)
+    if proto == "sctp":
+        s = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+        # SCTP ignores ICMP port unreachable unless the socket asks for errors: without this a
+        # rejected connection would only time out. Even then connect() notices the error only
+        # when the INIT is retransmitted (after 3 s by default), so retransmit after 200 ms
+        # (struct sctp_rtoinfo: association 0, initial, max, min, in ms).
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        else:
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        s.setsockopt(SOL_SCTP, SCTP_RTOINFO, struct.pack("=iIII", 0, 200, 1000, 100))
+        return s
+    return socket.socket(fam, socket.SOCK_STREAM)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,13 +85,12 @@ class Server:
             return
         socks = []
         for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-            kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-            s = socket.socket(fam, kind)
+            s = new_socket(fam, proto)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if fam == socket.AF_INET6:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind((host, int(port)))
-            if proto == "tcp":
+            if proto != "udp":
                 s.listen(1024)
             s.setblocking(False)
             socks.append(s)
@@ -95,7 +118,7 @@ class Server:
                     for s, p in pending:
                         self.sel.register(s, selectors.EVENT_READ, ("listener", p))
                     continue
-                if proto == "tcp":
+                if proto != "udp":
                     for _ in range(64):
                         try:
                             conn, peer = sock.accept()
@@ -106,7 +129,7 @@ class Server:
                         try:
                             conn.setblocking(True)
                             conn.settimeout(1.0)
-                            conn.sendall(self.answer("tcp", peer, conn.getsockname()))
+                            conn.sendall(self.answer(proto, peer, conn.getsockname()))
                             conn.shutdown(socket.SHUT_WR)
                         except OSError:
                             pass
@@ -131,11 +154,10 @@ class Server:
 
 
 def attempt(proto, addr, port, timeout, src=None, sport=None):
-    """One TCP connection or one UDP request/answer; returns a result dict."""
+    """One TCP or SCTP connection or one UDP request/answer; returns a result dict."""
     fam = family_of(addr)
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     start = time.monotonic()
-    s = socket.socket(fam, kind)
+    s = new_socket(fam, proto)
     result = {}
     try:
         if sport:

@@ -28,6 +28,8 @@ EPS = lambda *pods, **kw: [ep(p, **kw) for p in pods]  # noqa: E731
 TERMINATING = dict(ready=False, serving=True, terminating=True)
 GONE = dict(ready=False, serving=False, terminating=True)
 PREFER_CLOSE = {"trafficDistribution": "PreferClose"}
+SCTP = port(3868, 3869, "SCTP")
+SCTP_NP = port(3868, 3869, "SCTP", node_port=30132)
 
 
 def one(objects):
@@ -541,6 +543,30 @@ CASES = [
           Phase([answered("a10", "10.96.0.129", 80, {"b2"}, sticky=True)],
                 write=one(svc("aff", "10.96.0.129", HTTP, EPS("b2"), affinity_timeout=600)),
                 label="a2 replaced by b2")]),
+
+    # ---------------------------------------------------------------- SCTP
+    # Real SCTP associations (one-to-one sockets). The probing and answering kernels need the
+    # sctp module: where the kernel lacks it these cases run in Debian's kernel under qemu
+    # (test_conformance.KERNEL_NEEDS, CTest conformance_sctp_vm).
+    Case("sctp_clusterip", "SCTP to a dual-stack ClusterIP from a pod and from the node",
+         one(svc("sctp", ["10.96.0.131", "fd00:96::131"], SCTP, EPS("a2", "b2"))),
+         [Phase([answered("a10", "10.96.0.131", 3868, {"a2", "b2"}, SRC_CLIENT, "sctp",
+                          dport=3869),
+                 answered("a10", "fd00:96::131", 3868, {"a2", "b2"}, SRC_CLIENT, "sctp",
+                          dport=3869),
+                 answered("node-a", "10.96.0.131", 3868, {"a2", "b2"}, SRC_NODE, "sctp"),
+                 refused("a10", "10.96.0.131", 3870, "sctp")])]),
+    Case("sctp_nodeport", "SCTP NodePort from outside: masqueraded, and with eTP=Local local "
+         "endpoints only with the client's source kept",
+         {"svc.json": svc("np", "10.96.0.132", SCTP_NP, EPS("a2", "b2"), type="NodePort"),
+          "loc.json": svc("loc", "10.96.0.133", port(3868, 3869, "SCTP", node_port=30133),
+                          EPS("a3", "a4", "b3"), type="NodePort", etp="Local")},
+         [Phase([answered("client", A4, 30132, {"a2", "b2"}, SRC_NODE, "sctp", dport=3869),
+                 answered("client", A4, 30133, {"a3", "a4"}, SRC_CLIENT, "sctp")])]),
+    Case("sctp_no_endpoints_rejected", "SCTP to a service without endpoints is rejected",
+         one(svc("empty", "10.96.0.134", SCTP_NP, [], type="NodePort")),
+         [Phase([refused("a10", "10.96.0.134", 3868, "sctp"),
+                 refused("client", A4, 30132, "sctp")])]),
 ]
 
 assert len({c.name for c in CASES}) == len(CASES), "case names must be unique"

@@ -61,7 +61,7 @@ class Probe:
     def wait(self):
         if self.timeout:
             return self.timeout
-        return 1.5 if self.proto == "tcp" else 1.0
+        return 1.0 if self.proto == "udp" else 1.5
 
     def describe(self):
         dst = "[%s]" % self.to if self.fam == 6 else self.to
@@ -112,6 +112,11 @@ class Case:
 
     def probes(self):
         return [p for ph in self.phases for p in ph.probes]
+
+    def kernel_needs(self):
+        """What the probing kernel itself must offer beyond TCP and UDP: {"sctp"} when a probe
+        sends SCTP (test_conformance.KERNEL_NEEDS says where such cases run)."""
+        return {p.proto for p in self.probes()} & {"sctp"}
 
     def features(self):
         """The backend features this case needs, read from its manifests and probes."""

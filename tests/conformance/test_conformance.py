@@ -3,15 +3,20 @@
 (SLICEPROXY_BACKEND, default nftables; binary SLICEPROXY_BIN, default build/sliceproxy).
 
 A case whose features the backend declares unsupported (`sliceproxy capabilities`) passes only if
-this file's table expects that declaration; nothing is skipped silently. Needs root: it builds
-network namespaces and fails (never skips) if it cannot.
+this file's table expects that declaration; nothing is skipped silently. A case whose probes need
+what this machine's kernel lacks (SCTP sockets: KERNEL_NEEDS) is reported as skipped with the
+name of the CTest test that runs it in a kernel that has it (Debian's, under qemu). Needs root: it
+builds network namespaces and fails (never skips) if it cannot.
 
     sudo python3 tests/conformance/test_conformance.py            # every case
     sudo python3 tests/conformance/test_conformance.py -k etp     # cases whose name matches
+    SLICEPROXY_CONFORMANCE_KERNEL_CASES=sctp ...                  # only the SCTP cases; the
+                                                                  # kernel must offer SCTP
 """
 
 import json
 import os
+import socket
 import sys
 import time
 import unittest
@@ -31,6 +36,24 @@ EXPECTED_UNSUPPORTED = {
     name: (frozenset(e["unsupported"]), frozenset(e["either"]))
     for name, e in kernel_state.expectations().items()
 }
+
+
+# What a case's probes need from the kernel beyond TCP and UDP (framework.Case.kernel_needs), and
+# the CTest test that runs those cases where the kernel has it (tests/conformance/vm_guest.sh
+# under tests/qemu/vm.sh).
+KERNEL_NEEDS = {"sctp": ("SCTP sockets (the sctp module)", "conformance_sctp_vm")}
+# Set in that test's guest: only the cases that need this, and a kernel without it fails them.
+KERNEL_CASES = os.environ.get("SLICEPROXY_CONFORMANCE_KERNEL_CASES", "")
+
+
+def kernel_lacks(need):
+    """Why this kernel cannot offer `need`, or None."""
+    if need == "sctp":
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+        except OSError as e:
+            return "socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP): %s" % e.strerror
+    return None
 
 
 class Conformance(unittest.TestCase):
@@ -74,6 +97,15 @@ class Conformance(unittest.TestCase):
         self.assertEqual(registered, set(EXPECTED_UNSUPPORTED),
                          "`sliceproxy backends` and tests/conformance/expectations.json differ")
 
+    def test_002_kernel_cases_selected(self):
+        if not KERNEL_CASES:
+            return
+        self.assertIn(KERNEL_CASES, KERNEL_NEEDS, "SLICEPROXY_CONFORMANCE_KERNEL_CASES")
+        self.assertTrue(SELECTED, "no case needs %s" % KERNEL_CASES)
+        why = kernel_lacks(KERNEL_CASES)
+        self.assertIsNone(why, "this kernel must offer %s: %s"
+                          % (KERNEL_NEEDS[KERNEL_CASES][0], why))
+
 
 def make_test(case):
     def test(self):
@@ -86,6 +118,14 @@ def make_test(case):
                                  % (self.backend, sorted(unsupported), case.name))
             sys.stderr.write("  [declared unsupported: %s] " % ", ".join(sorted(unsupported)))
             return
+        lacking = {n: why for n in sorted(case.kernel_needs()) if (why := kernel_lacks(n))}
+        if lacking:
+            self.assertFalse(KERNEL_CASES, "this kernel lacks what the case needs: %s" % lacking)
+            self.skipTest("; ".join(
+                "needs %s, which this kernel lacks (%s): runs in CTest %s, Debian's kernel under "
+                "qemu (ctest --test-dir build -R %s)"
+                % (KERNEL_NEEDS[n][0], why, KERNEL_NEEDS[n][1], KERNEL_NEEDS[n][1])
+                for n, why in lacking.items()))
         t0 = time.monotonic()
         logs = []
         self.runner.run(case, log=logs.append)
@@ -97,8 +137,10 @@ def make_test(case):
     return test
 
 
+SELECTED = [c for c in cases.CASES if not KERNEL_CASES or KERNEL_CASES in c.kernel_needs()]
 for _i, _case in enumerate(cases.CASES):
-    setattr(Conformance, "test_%03d_%s" % (_i + 1, _case.name), make_test(_case))
+    if _case in SELECTED:
+        setattr(Conformance, "test_%03d_%s" % (_i + 1, _case.name), make_test(_case))
 
 
 if __name__ == "__main__":

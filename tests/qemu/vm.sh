@@ -6,7 +6,8 @@
 #
 #   tests/qemu/vm.sh [--modules "ip_vs dummy ..."] SCRIPT [ARG...]
 #
-# --modules: loaded (with their dependencies) from the Debian kernel before the script runs.
+# --modules: loaded (with their dependencies) from the Debian kernel before the script runs; what
+# the kernel asks for on demand (nft expressions, link types, socket families) loads as well.
 # In the guest: /tmp and /run are empty tmpfs, /proc /sys /dev are the guest's own, everything
 # else is the host's, read-only; this checkout is shared again at its own path, so a checkout
 # (and its build directory) under /tmp or /run, as in CI's clean clones, is visible too. SLICEPROXY_VM_* variables from the caller's environment are
@@ -104,6 +105,15 @@ done
   echo
 } > "$job/initramfs/job.sh"
 
+# Modules the guest asks for on demand (an nft expression, a link type, a socket family) load too:
+# the kernel runs this from the initramfs, so it enters the host's root to run its modprobe on
+# the Debian kernel's modules.
+cat > "$job/initramfs/bin/guest-modprobe" <<MODPROBE
+#!/bin/sh
+exec chroot /newroot /sbin/modprobe -d '$moddir' -S '$kver' "\$@"
+MODPROBE
+chmod +x "$job/initramfs/bin/guest-modprobe"
+
 checkout="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 echo "$checkout" > "$job/initramfs/checkout-path"
 
@@ -124,6 +134,7 @@ if mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose hostroot /newroot
   mount -t proc proc /newroot/proc
   mount -t sysfs sys /newroot/sys
   mount -t devtmpfs dev /newroot/dev
+  echo /bin/guest-modprobe > /proc/sys/kernel/modprobe
   cp /job.sh /newroot/run/sliceproxy-vm-job.sh
   chroot /newroot /bin/sh /run/sliceproxy-vm-job.sh < /dev/console > /dev/console 2>&1
   rc=$?

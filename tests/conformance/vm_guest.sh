@@ -1,0 +1,16 @@
+#!/bin/sh
+# Runs inside the qemu guest (tests/qemu/vm.sh, Debian's kernel): the conformance cases whose
+# probes need what this machine's kernel lacks (test_conformance.KERNEL_NEEDS), against the
+# guest's kernel, which must offer it. CTest conformance_sctp_vm. Arguments go to
+# test_conformance.py.
+#   SLICEPROXY_VM_PYTHON        the Python interpreter (CTest's; the guest's PATH is a plain one)
+#   SLICEPROXY_VM_BIN           the sliceproxy binary
+#   SLICEPROXY_VM_BACKEND       the backend (default nftables)
+#   SLICEPROXY_VM_KERNEL_CASES  which cases (default sctp)
+set -eu
+ip link set lo up
+export SLICEPROXY_BIN="${SLICEPROXY_VM_BIN:?SLICEPROXY_VM_BIN names the sliceproxy binary}"
+export SLICEPROXY_BACKEND="${SLICEPROXY_VM_BACKEND:-nftables}"
+export SLICEPROXY_CONFORMANCE_KERNEL_CASES="${SLICEPROXY_VM_KERNEL_CASES:-sctp}"
+echo "conformance in the guest: kernel $(uname -r), backend $SLICEPROXY_BACKEND, cases needing $SLICEPROXY_CONFORMANCE_KERNEL_CASES"
+exec "${SLICEPROXY_VM_PYTHON:-python3}" "$(dirname "$0")/test_conformance.py" -v "$@"
