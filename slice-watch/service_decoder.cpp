@@ -224,9 +224,14 @@ void ServiceDecoder::ingress(od::value& v, proxier::LoadBalancerIngress& in) {
     } else if (f.is("hostname")) {
       in.hostname = r_.optString(f.value).value_or("");
     } else if (f.is("ipMode")) {
-      in.ipMode = enumField<proxier::LoadBalancerIpMode>(r_, f.value, proxier::parseIpMode,
-                                                         "VIP or Proxy", "VIP", svc_->skipped)
-                      .value_or(proxier::LoadBalancerIpMode::VIP);
+      // Unset is VIP; a mode this version does not know is not VIP (kube-proxy's IsVIPMode), so
+      // the address is left to the load balancer, as with Proxy.
+      const size_t notes = svc_->skipped.size();
+      auto mode = enumField<proxier::LoadBalancerIpMode>(r_, f.value, proxier::parseIpMode,
+                                                         "VIP or Proxy", "Proxy", svc_->skipped);
+      const bool unknown = svc_->skipped.size() > notes;
+      in.ipMode = mode.value_or(unknown ? proxier::LoadBalancerIpMode::Proxy
+                                        : proxier::LoadBalancerIpMode::VIP);
     }
   });
 }

@@ -291,6 +291,9 @@ TEST(SlicewatchDecodeService, UnusableValuesAreSkippedNotTheService) {
   EXPECT_EQ(svc->ports[0].port, 81);
   auto lb = as<proxier::Service>(one(
       service("", R"(,"status":{"loadBalancer":{"ingress":[{"ip":"lb"},{"ip":"203.0.113.9"}]}})")));
+  auto dsr = as<proxier::Service>(one(service(
+      "", R"(,"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.9","ipMode":"DSR"}]}})")));
+  EXPECT_EQ(dsr->loadBalancerIngress[0].ipMode, proxier::LoadBalancerIpMode::Proxy);
   ASSERT_EQ(lb->loadBalancerIngress.size(), 2u);
   EXPECT_FALSE(lb->loadBalancerIngress[0].ip);
   EXPECT_EQ(lb->loadBalancerIngress[1].ip, ip("203.0.113.9"));
