@@ -25,6 +25,9 @@ struct ServicePortUpsert {
   bool created = false;                   // not programmed before this sync
   bool infoChanged = false;               // frontends or policy changed (always true if created)
   bool modesChanged = false;              // the selection mode of a whole set flipped
+  // view->hasAnyEndpoints() flipped: a port without usable endpoints here goes from reject (none
+  // anywhere) to drop (some elsewhere) or back, as kube-proxy decides.
+  bool anyEndpointsChanged = false;
   ServicePortInfoPtr previousInfo;        // what was programmed before; null if created
   std::vector<EndpointChange> endpoints;  // sorted by key
   // Set sizes before this sync (0 if created), e.g. to find ports that went from 0 to N.

@@ -133,6 +133,7 @@ void NodeState::finalize(Work& w, Diff* diff) {
   const ServicePortInfoPtr oldInfo = v.info_;
   const bool wasActive = oldInfo != nullptr;
   const uint32_t oldCluster = v.clusterCount_, oldLocal = v.localCount_;
+  const bool hadAnyEndpoints = v.counters_.hasAnyEndpoints();
   bool infoChanged = false;
   if (w.infoUpdate) {
     infoChanged = !(oldInfo && w.newInfo && *oldInfo == *w.newInfo) && (oldInfo || w.newInfo);
@@ -166,6 +167,10 @@ void NodeState::finalize(Work& w, Diff* diff) {
 
   const SelectionModes modes = isActive ? selectModes(*v.info_, v.counters_) : SelectionModes{};
   const bool modesChanged = modes != v.modes_;
+  // Reject (no endpoints anywhere) or drop (endpoints, but none usable here) can flip with no
+  // endpoint entering or leaving a set this node uses, e.g. iTP=Local ClusterIP losing its last
+  // remote endpoint: the Diff must say so, or the backend keeps the old verdict.
+  const bool anyEndpointsChanged = isActive && hadAnyEndpoints != v.counters_.hasAnyEndpoints();
   v.modes_ = modes;
 
   std::vector<EndpointChange> changes;
@@ -191,12 +196,14 @@ void NodeState::finalize(Work& w, Diff* diff) {
   if (!diff) return;
   std::sort(changes.begin(), changes.end(),
             [](const EndpointChange& a, const EndpointChange& b) { return a.key < b.key; });
-  if (isActive && (!wasActive || infoChanged || !changes.empty() || modesChanged)) {
+  if (isActive &&
+      (!wasActive || infoChanged || !changes.empty() || modesChanged || anyEndpointsChanged)) {
     ServicePortUpsert u;
     u.view = &v;
     u.created = !wasActive;
     u.infoChanged = infoChanged || !wasActive;
     u.modesChanged = modesChanged;
+    u.anyEndpointsChanged = anyEndpointsChanged && wasActive;
     u.previousInfo = wasActive ? oldInfo : nullptr;
     u.endpoints = std::move(changes);
     u.previousClusterCount = wasActive ? oldCluster : 0;

@@ -84,7 +84,7 @@ json::object upsertToJson(const ServicePortUpsert& u) {
   json::object o;
   o["op"] = u.created ? "create" : "update";
   o["servicePort"] = u.view->key().str();
-  if (u.infoChanged || u.modesChanged) o["state"] = viewToJson(*u.view);
+  if (u.infoChanged || u.modesChanged || u.anyEndpointsChanged) o["state"] = viewToJson(*u.view);
   json::array changes;
   for (const auto& c : u.endpoints) {
     changes.emplace_back(json::object{{"endpoint", endpointString(c.key)},

@@ -267,6 +267,20 @@ CASES = [
          one(svc("loc", "10.96.0.62", HTTP_NP, EPS("b2"), type="NodePort", itp="Local")),
          [Phase([dropped("a10", "10.96.0.62", 80),
                  answered("client", A4, 30080, {"b2"}, SRC_NODE)])]),
+    Case("itp_local_no_endpoints_rejected",
+         "iTP=Local with no endpoints anywhere: rejected, not dropped (kube-proxy rejects; it "
+         "drops only when endpoints exist elsewhere), TCP and UDP, from a pod and the node",
+         {"svc.json": svc("empty", "10.96.0.63", HTTP_NP, [], type="NodePort", itp="Local"),
+          "udp.json": svc("dns", "10.96.0.64", DNS, [], itp="Local"),
+          "unready.json": svc("unready", "10.96.0.65", HTTP,
+                              EPS("a2", "b2", ready=False, serving=False), itp="Local"),
+          "live.json": svc("live", "10.96.0.66", HTTP, EPS("a3", "b3"), itp="Local")},
+         [Phase([refused("a10", "10.96.0.63", 80),
+                 refused("node-a", "10.96.0.63", 80),
+                 refused("client", A4, 30080),
+                 refused("a10", "10.96.0.64", 53, "udp"),
+                 refused("a10", "10.96.0.65", 80),
+                 answered("a10", "10.96.0.66", 80, {"a3"}, SRC_CLIENT)])]),
 
     # ---------------------------------------------------------------- session affinity
     Case("affinity_tcp", "sessionAffinity ClientIP: every connection of a client hits one pod",
@@ -494,6 +508,25 @@ CASES = [
           Phase([answered("a10", "10.96.0.129", 80, {"b2"}, sticky=True)],
                 write=one(svc("aff", "10.96.0.129", HTTP, EPS("b2"), affinity_timeout=600)),
                 label="a2 replaced by b2")]),
+    Case("live_itp_local_endpoints_gone",
+         "iTP=Local ClusterIP: endpoints elsewhere only -> dropped; the last one gone -> "
+         "rejected; one elsewhere again -> dropped (no endpoint enters or leaves a set used "
+         "here, only whether the service has endpoints anywhere changes)",
+         {"svc.json": svc("loc", "10.96.0.130", [HTTP, DNS], EPS("b2"), itp="Local"),
+          "live.json": svc("live", "10.96.0.131", HTTP, EPS("a3"), itp="Local")},
+         [Phase([dropped("a10", "10.96.0.130", 80),
+                 dropped("a10", "10.96.0.130", 53, "udp"),
+                 answered("a10", "10.96.0.131", 80, {"a3"})]),
+          Phase([refused("a10", "10.96.0.130", 80),
+                 refused("node-a", "10.96.0.130", 80),
+                 refused("a10", "10.96.0.130", 53, "udp")],
+                write={"svc.json": svc("loc", "10.96.0.130", [HTTP, DNS], [], itp="Local")},
+                within=2.0, label="no endpoints anywhere"),
+          Phase([dropped("a10", "10.96.0.130", 80),
+                 dropped("a10", "10.96.0.130", 53, "udp")],
+                write={"svc.json": svc("loc", "10.96.0.130", [HTTP, DNS], EPS("b3"),
+                                       itp="Local")},
+                within=2.0, label="an endpoint elsewhere again")]),
 ]
 
 assert len({c.name for c in CASES}) == len(CASES), "case names must be unique"

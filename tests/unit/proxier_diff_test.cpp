@@ -86,6 +86,35 @@ TEST_F(DiffTest, RenamedPortIsDeleteAndCreate) {
   EXPECT_FALSE(d.upserts[0].view->hasAnyEndpoints());
 }
 
+// iTP=Local ClusterIP: the remote endpoint is in no set this node uses, so losing it changes no
+// set, yet the port goes from drop (endpoints elsewhere) to reject (none anywhere).
+TEST_F(DiffTest, LastRemoteEndpointGoneUnderLocalPolicyIsAnUpsert) {
+  SvcSpec spec;
+  spec.itp = TrafficPolicy::Local;
+  tracker.upsertService(service(spec));
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1", "node-b"}}));
+  sync();
+  ASSERT_TRUE(view()->hasAnyEndpoints());
+  EXPECT_EQ(view()->localCount(), 0u);
+
+  tracker.upsertSlice(slice("a", "svc", {}));
+  Diff d = sync();
+  ASSERT_EQ(d.upserts.size(), 1u);
+  EXPECT_TRUE(d.upserts[0].anyEndpointsChanged);
+  EXPECT_TRUE(d.upserts[0].endpoints.empty());
+  EXPECT_FALSE(d.upserts[0].view->hasAnyEndpoints());
+
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2", "node-b"}}));
+  d = sync();
+  ASSERT_EQ(d.upserts.size(), 1u);
+  EXPECT_TRUE(d.upserts[0].anyEndpointsChanged);
+  EXPECT_TRUE(d.upserts[0].view->hasAnyEndpoints());
+
+  // Another remote endpoint changes nothing this node does.
+  tracker.upsertSlice(slice("a", "svc", {{"10.244.2.2", "node-b"}, {"10.244.2.3", "node-b"}}));
+  EXPECT_TRUE(sync().empty());
+}
+
 TEST_F(DiffTest, ModeFlipRewritesWholeSet) {
   tracker.upsertService(service({}));
   tracker.upsertSlice(slice(
