@@ -37,8 +37,8 @@ Ops::Ops(const Config& cfg, ChangeTracker& tracker, Proxier& proxier, const Back
   health_ = std::make_unique<ProxyHealth>(2 * cfg.syncPeriod);
   metrics_ = std::make_unique<Metrics>(backend.name(), &tracker);
   hcPorts_ = std::make_unique<HealthCheckPorts>(
-      http_, "", [this] { return health_->healthy(); },
-      [this] { metrics_->healthCheckBindFailed(); });
+      http_, HealthCheckAddresses::fromFlag(cfg.nodePortAddresses),
+      [this] { return health_->healthy(); }, [this] { metrics_->healthCheckBindFailed(); });
   proxier.addListener(health_.get());
   proxier.addListener(metrics_.get());
   proxier.addListener(hcPorts_.get());
