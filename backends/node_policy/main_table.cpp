@@ -110,16 +110,24 @@ void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeC
     rule("firewall-check", b, "loadBalancerSourceRanges");
   }
   for (const char* base : {"filter-input", "filter-forward", "filter-output"}) {
+    // Only the first packet of a connection can meet a reject or a drop here (kube-proxy guards
+    // the same jumps with `ct state new`): every other packet, the bulk of forwarded and locally
+    // sent traffic, leaves after one conntrack test instead of a jump and a set lookup.
     RuleBuilder b;
     uint32_t isNew = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
     b.ct(NFT_CT_STATE, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &isNew, &zero);
-    b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0).verdict(NFT_JUMP, "endpoints-check");
+    b.cmpU32(NFT_REG_1, NFT_CMP_EQ, 0).verdict(NFT_RETURN);
+    rule(base, b, "not a new connection: nothing to check");
+  }
+  for (const char* base : {"filter-input", "filter-forward", "filter-output"}) {
+    RuleBuilder b;
+    b.verdict(NFT_JUMP, "endpoints-check");
     rule(base, b, "new connections to endpoints-check");
   }
   for (const char* base : {"filter-forward", "filter-output"}) {
     RuleBuilder b;
     b.verdict(NFT_JUMP, "cluster-ips-check");
-    rule(base, b, "to cluster-ips-check");
+    rule(base, b, "new connections to cluster-ips-check");
   }
   {
     RuleBuilder b;

@@ -80,6 +80,25 @@ TEST_F(NftablesBackendTest, FullSyncProgramsEveryFamilyAndNftCanListIt) {
   EXPECT_EQ(run("nft list ruleset").find("Assertion"), std::string::npos);
 }
 
+// Issue 14 point 7: only new connections pass the filter checks (as kube-proxy's `ct state new`
+// guards); established and related packets leave the filter base chains after one conntrack
+// test. That the checks still reject is the conformance case clusterip_undefined_port_rejected.
+TEST_F(NftablesBackendTest, FilterChecksSeeOnlyNewConnections) {
+  addServices(1);
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  for (const char* family : {"ip", "ip6"}) {
+    for (const char* chain : {"filter-input", "filter-forward", "filter-output"}) {
+      std::string t = run(fmt::format("nft list chain {} sliceproxy {}", family, chain));
+      const auto guard = t.find("ct state ! new return");
+      const auto firstJump = t.find("jump ");
+      ASSERT_NE(guard, std::string::npos) << t;
+      ASSERT_NE(firstJump, std::string::npos) << t;
+      EXPECT_LT(guard, firstJump) << "a check before the new-connection guard:\n" << t;
+    }
+  }
+}
+
 TEST_F(NftablesBackendTest, IncrementalChangeTouchesOnlyWhatChanged) {
   tracker.upsertService(service({}));
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}, {"10.244.2.2"}}));
