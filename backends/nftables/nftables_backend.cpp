@@ -8,8 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <tuple>
 #include <boost/unordered/unordered_flat_set.hpp>
+#include <tuple>
 
 namespace sliceproxy::backends::nft {
 
@@ -110,7 +110,9 @@ class NftablesBackend::Changes {
 
 namespace {
 
-uint8_t slotIndex(uint8_t set) { return set == epset::kLocal ? 1 : 0; }
+uint8_t slotIndex(uint8_t set) {
+  return set == epset::kLocal ? 1 : 0;
+}
 
 void diffElems(const std::vector<Elem>& before, const std::vector<Elem>& after,
                std::vector<Elem>& del, std::vector<Elem>& add) {
@@ -148,7 +150,7 @@ void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* 
 
 NftablesBackend::NftablesBackend(NetworkConfig net) : net_(std::move(net)) {
   sock_ = std::make_unique<Socket>();
-  flows_ = std::make_shared<FlowRecord>();
+  flows_ = std::make_shared<FlowRecord>(net_.flowRecordMax);
   families_[0] = freshFamily({{IpFamily::V4, NFPROTO_IPV4, &net_}});
   families_[1] = freshFamily({{IpFamily::V6, NFPROTO_IPV6, &net_}});
 }
@@ -169,7 +171,6 @@ Capabilities NftablesBackend::supported() {
                        Feature::LoadBalancerSourceRanges, Feature::IPv6, Feature::SCTP,
                        Feature::Hairpin}};
 }
-
 
 BackendResult NftablesBackend::commit(Family& f, Changes& ch,
                                       const std::function<void(Transaction&)>& prelude) {
@@ -194,9 +195,11 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
         }
         if (now) {
           const auto& cur = p->slots[s].at(slot);
-          ch.add.push_back(
-              {kEndpoints, key, {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)},
-               part, table});
+          ch.add.push_back({kEndpoints,
+                            key,
+                            {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)},
+                            part,
+                            table});
           came.emplace_back(cur.key, cur.local);
         }
       }
@@ -259,20 +262,23 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   auto res = tx.commit();
   stats_.lastMessages += res.messages;
   stats_.lastBytes += res.bytes;
-  if (!res.ok) return BackendResult::failure(fmt::format("{} table: {}", familyName(ctx.family), res.error));
+  if (!res.ok)
+    return BackendResult::failure(fmt::format("{} table: {}", familyName(ctx.family), res.error));
   return {true, "", res.messages};
 }
 
 namespace {
 
-ChainInputs inputsOf(const SlotTable (&slots)[2], const ServicePortView& v, const std::optional<Cidr>& podCIDR) {
+ChainInputs inputsOf(const SlotTable (&slots)[2], const ServicePortView& v,
+                     const std::optional<Cidr>& podCIDR) {
   return ChainInputs{slots[0].size(), slots[1].size(), v.hasAnyEndpoints(),
                      podCIDR ? &*podCIDR : nullptr};
 }
 
 }  // namespace
 
-NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortView& v, Changes& ch) {
+NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortView& v,
+                                                   Changes& ch) {
   Port& p = f.ports[v.key()];
   // Ids are never reused while this mirror lives, so a stale affinity entry can never name a
   // new port's endpoint set.
@@ -386,10 +392,15 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       f.ports.erase(it);
     };
 
+    // Frontends the flow record stops or starts treating as ours.
+    std::vector<ServicePortInfoPtr> frontendsGone, frontendsCame;
     for (const auto& d : diff.deletes) {
       if (d.key.port.family != f.ctx.family) continue;
       auto it = f.ports.find(d.key);
-      if (it != f.ports.end()) bury(it);
+      if (it != f.ports.end()) {
+        frontendsGone.push_back(it->second.info);
+        bury(it);
+      }
     }
     for (const auto& u : diff.upserts) {
       const ServicePortView& v = *u.view;
@@ -397,8 +408,11 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       auto it = f.ports.find(v.key());
       const bool rebuild = it == f.ports.end() || u.created || u.infoChanged;
       if (rebuild) {
-        if (it != f.ports.end()) bury(it);
-        createPort(f, v, ch);
+        if (it != f.ports.end()) {
+          frontendsGone.push_back(it->second.info);
+          bury(it);
+        }
+        frontendsCame.push_back(createPort(f, v, ch).info);
         continue;
       }
       Port& p = it->second;
@@ -425,7 +439,14 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       diffElems(p.front, front, ch.del, ch.add);
       p.front = std::move(front);
     }
-    auto res = commit(f, ch);
+    std::function<void(Transaction&)> flowRecordChanges;
+    if (flows_->enabled() && (!frontendsGone.empty() || !frontendsCame.empty())) {
+      flowRecordChanges = [&](Transaction& tx) {
+        for (const auto& info : frontendsGone) flows_->portGone(tx, *info);
+        for (const auto& info : frontendsCame) flows_->portCame(tx, *info);
+      };
+    }
+    auto res = commit(f, ch, flowRecordChanges);
     if (!res.ok) return res;
     ops += res.operations;
     if (f.ports.size() > f.ctx.serviceTables * kPortsPerServiceTableLimit &&
@@ -436,8 +457,9 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
   BackendResult out{true, "", ops};
   if (outgrown) {
     out.wantsFullSync = true;
-    spdlog::info("nftables: the service ports outgrew the service tables; the next sync is full "
-                 "and spreads them over more tables");
+    spdlog::info(
+        "nftables: the service ports outgrew the service tables; the next sync is full "
+        "and spreads them over more tables");
   }
   return out;
 }
@@ -472,14 +494,17 @@ BackendResult NftablesBackend::fullSync(const State& state) {
       tx.addTable(kMainTableName);
       tx.deleteTable(kMainTableName, "replacing the previous table");
       for (const auto& name : previous.names) {
-        if (name != kMainTableName && isOwnTable(name)) tx.deleteTable(name, "replacing table " + name);
+        if (name != kMainTableName && isOwnTable(name))
+          tx.deleteTable(name, "replacing table " + name);
       }
       tx.addTable(kMainTableName);
       buildMainTable(tx, ctx, state.node);
       for (uint32_t shard = 0; shard < ctx.serviceTables; ++shard) {
         buildServiceTable(tx, ctx, state.node, static_cast<uint8_t>(shard));
       }
-      flows_->ensure(tx, ctx, previous);
+      std::vector<const ServicePortInfo*> infos;
+      for (const auto& [key, p] : f.ports) infos.push_back(p.info.get());
+      flows_->ensure(tx, ctx, previous, infos);
     });
     if (!res.ok) return res;
     ops += res.operations;
@@ -501,7 +526,8 @@ BackendResult NftablesBackend::cleanup() {
     }
     auto r = tx.commit();
     if (!r.ok) {
-      return BackendResult::failure(fmt::format("cleanup of the {} tables: {}", familyName(ctx.family), r.error));
+      return BackendResult::failure(
+          fmt::format("cleanup of the {} tables: {}", familyName(ctx.family), r.error));
     }
     ops += tx.messages();
     fam = freshFamily(ctx);

@@ -10,11 +10,11 @@
 #include <optional>
 #include <vector>
 
-#include "backends/node_policy/flow_record.h"
 #include "backends/nftables/layout.h"
 #include "backends/nftables/port_program.h"
-#include "proxier/core/backend.h"
+#include "backends/node_policy/flow_record.h"
 #include "proxier/config/network_config.h"
+#include "proxier/core/backend.h"
 
 namespace sliceproxy::backends::nft {
 
@@ -52,7 +52,9 @@ class NftablesBackend : public proxier::Backend {
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;
   std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
-  std::shared_ptr<proxier::FlowIndex> flowIndex() override { return flows_; }
+  std::shared_ptr<proxier::FlowIndex> flowIndex() override {
+    return flows_->enabled() ? flows_ : nullptr;
+  }
   FlowRecord& flowRecord() { return *flows_; }
 
   struct Stats {

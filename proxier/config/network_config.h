@@ -32,6 +32,8 @@ struct NetworkConfig {
   std::vector<Cidr> nodePortAddresses;  // --nodeport-addresses; empty = every local address
   bool nodePortPrimaryOnly = false;     // --nodeport-addresses=primary: the Node's InternalIPs
   uint32_t masqueradeMark = 0x4000;     // bit --masquerade-bit (default 14)
+  // --flow-record-max: capacity of the record of translated UDP/SCTP flows (0: no record).
+  uint32_t flowRecordMax = 1u << 18;
 
   const IpAddr* snatAddress(IpFamily f) const;
   const Cidr* clusterCIDR(IpFamily f) const;
