@@ -152,7 +152,12 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
   struct sp_svc_key key = {.port = dst.port, .proto = (__u8)proto, .family = family};
   __builtin_memcpy(key.addr, dst.addr, 16);
   const struct sp_svc_value* svc = bpf_map_lookup_elem(&sp_services, &key);
-  if (!svc) return SP_ALLOW;
+  if (!svc) {
+    key.port = SP_SVC_ANY_PORT;
+    key.proto = 0;
+    svc = bpf_map_lookup_elem(&sp_services, &key);
+    if (!svc) return SP_ALLOW;
+  }
 
   const struct sp_backend* b = 0;
   if (!(svc->flags & SP_SVC_F_REJECT)) b = pick(ctx, svc);

@@ -35,6 +35,10 @@ struct sp_svc_value {
  * and sendmsg() fail with ECONNREFUSED. Set whenever count is 0. */
 #define SP_SVC_F_REJECT 1u
 
+/* A ClusterIP's catch-all entry, keyed with port 0 and proto 0: a port the service does not
+ * define is rejected, as kube-proxy does. Looked up only when the exact frontend is missing. */
+#define SP_SVC_ANY_PORT 0
+
 /* Slot keys carry the generation in the top bit of the index. */
 #define SP_SLOT_GEN_BIT 0x80000000u
 

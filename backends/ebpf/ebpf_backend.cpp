@@ -102,6 +102,13 @@ std::vector<EndpointKey> membersOf(const ServicePortView& v, uint8_t set) {
 }  // namespace
 
 EbpfBackend::EbpfBackend(const NetworkConfig& net) {
+  if (net.masqueradeAll) {
+    // Refused rather than ignored: a flow rewritten at the socket leaves with the client's own
+    // address and meets no NAT rule that could masquerade it.
+    throw std::invalid_argument(
+        "--masquerade-all: the ebpf backend rewrites at the client's socket and never "
+        "masquerades; use --backend nftables for it");
+  }
   options_.pinDir = net.bpfPinDir;
   options_.cgroupRoot = net.cgroupRoot;
   if (options_.pinDir.empty() || options_.pinDir.front() != '/') {
@@ -185,9 +192,35 @@ std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
   return "";
 }
 
+std::string EbpfBackend::clusterIpRef(const IpAddr& ip, int delta) {
+  uint32_t& n = clusterIpRefs_[ip];
+  const uint32_t before = n;
+  n = static_cast<uint32_t>(static_cast<int64_t>(n) + delta);
+  const sp_svc_key k = frontendKey(ip, SP_SVC_ANY_PORT, 0);
+  std::string err;
+  if (before == 0 && n > 0) {
+    sp_svc_value v{};
+    v.flags = SP_SVC_F_REJECT;
+    err = maps_->writeFrontend(k, v);
+  } else if (before > 0 && n == 0) {
+    err = maps_->deleteFrontend(k);
+  }
+  if (n == 0) clusterIpRefs_.erase(ip);
+  return err.empty() ? "" : "cluster IP " + ip.str() + ": " + err;
+}
+
+std::string EbpfBackend::moveClusterIp(Port& p, const ServicePortView& v) {
+  const IpAddr before = p.info->clusterIP;
+  p.info = v.info();
+  if (before == p.info->clusterIP) return "";
+  if (auto err = clusterIpRef(p.info->clusterIP, +1); !err.empty()) return err;
+  return clusterIpRef(before, -1);
+}
+
 std::string EbpfBackend::createPort(const ServicePortView& v) {
   Port& p = ports_[v.key()];
   p.info = v.info();
+  if (auto err = clusterIpRef(p.info->clusterIP, +1); !err.empty()) return err;
   // Ids are never reused while this process lives, so an affinity entry of a removed port can
   // never name a new port's set.
   p.sets[0] = SlotSet(nextSetId_++);
@@ -209,6 +242,7 @@ std::string EbpfBackend::dropPort(std::map<ServicePortKey, Port>::iterator it) {
       return fmt::format("{}: {}", it->first.str(), err);
     }
   }
+  if (auto err = clusterIpRef(p.info->clusterIP, -1); !err.empty()) return err;
   for (const SlotSet& s : p.sets) {
     SlotPlan all;
     all.garbage = s.live();
@@ -236,7 +270,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
       continue;
     }
     Port& p = it->second;
-    p.info = v.info();
+    if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
     for (uint8_t set : {epset::kCluster, epset::kLocal}) {
       std::vector<EndpointKey> removed, added;
       for (const auto& c : u.endpoints) {
@@ -283,6 +317,7 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
   }
   for (const auto& [key, p] : ports_) {
     for (const auto& f : p.frontends) wanted.insert(f.first);
+    wanted.insert(frontendKey(p.info->clusterIP, SP_SVC_ANY_PORT, 0));
   }
   size_t dropped = 0;
   for (const auto& [k, v] : old) {
@@ -315,7 +350,7 @@ BackendResult EbpfBackend::fullSync(const State& state) {
   // Ports this run already programmed keep their sets (and so their clients' affinity).
   for (auto& [key, p] : ports_) {
     const ServicePortView& v = *want.at(key);
-    p.info = v.info();
+    if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
     for (uint8_t set : {epset::kCluster, epset::kLocal}) {
       SlotSet& s = p.sets[setIndex(set)];
       if (auto err = writePlan(s, s.replace(membersOf(v, set))); !err.empty()) {
@@ -340,6 +375,7 @@ BackendResult EbpfBackend::cleanup() {
   maps_.reset();
   progs_.reset();
   ports_.clear();
+  clusterIpRefs_.clear();
   garbageSlots_.clear();
   garbageMembers_.clear();
   adopted_ = false;

@@ -46,6 +46,9 @@ class EbpfBackend : public proxier::Backend {
   std::string syncFrontends(Port& p, const proxier::ServicePortView& v);
   std::string flushGarbage();
   std::string adoptLeftovers(const proxier::State& state);
+  // Counts the ports on each ClusterIP and writes or deletes its catch-all entry.
+  std::string clusterIpRef(const proxier::IpAddr& ip, int delta);
+  std::string moveClusterIp(Port& p, const proxier::ServicePortView& v);
 
   LoaderOptions options_;
   std::unique_ptr<SockLbPrograms> progs_;
@@ -55,6 +58,7 @@ class EbpfBackend : public proxier::Backend {
   // Deleted at the start of the next sync, when no reader can still be using them.
   std::vector<sp_slot_key> garbageSlots_;
   std::vector<sp_member_key> garbageMembers_;
+  std::map<proxier::IpAddr, uint32_t> clusterIpRefs_;
   uint32_t nextSetId_ = 1;
   bool adopted_ = false;  // the first full sync has replaced what a previous run left
 };

@@ -27,6 +27,18 @@ FEATURES = ("ClusterIP", "NodePort", "LoadBalancerVIP", "ExternalIPs",
             "ExternalTrafficPolicyLocal", "InternalTrafficPolicyLocal", "SessionAffinity",
             "LoadBalancerSourceRanges", "IPv6", "SCTP", "Hairpin")
 
+# Not a service feature but where traffic starts: a probe from outside node-a (the outside
+# clients, node-b, node-b's pods). A backend that only acts on traffic starting on its node
+# (the eBPF backend's socket programs) has this in its expectations.json `unsupported` list.
+FROM_OUTSIDE = "TrafficFromOutsideNode"
+# Nor is --masquerade-all: a backend that never masquerades (socket rewrite) refuses the flag.
+MASQUERADE_ALL = "MasqueradeAll"
+TABLE_ONLY = frozenset({FROM_OUTSIDE, MASQUERADE_ALL})
+
+
+def from_outside(frm):
+    return frm not in ("node-a",) and not frm.startswith("a")
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -145,6 +157,10 @@ class Case:
                 f.add("SCTP")
         if any(p.fam == 6 for p in self.probes()):
             f.add("IPv6")
+        if any(from_outside(p.frm) for p in self.probes()):
+            f.add(FROM_OUTSIDE)
+        if "--masquerade-all" in self.flags:
+            f.add(MASQUERADE_ALL)
         f |= set(self.extra_features)
         return f
 

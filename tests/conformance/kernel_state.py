@@ -29,8 +29,38 @@ def _nft_dump(sandbox, node):
     return p.stdout + p.stderr
 
 
-_OWNED = {"nftables": _nft_owned}
-_DUMP = {"nftables": _nft_dump}
+def _ebpf_pin_dir(sandbox):
+    flags = sandbox.backend_flags()
+    return flags[flags.index("--bpf-pin-dir") + 1], flags[flags.index("--cgroup-root") + 1]
+
+
+def _ebpf_owned(sandbox, node):
+    # Pinned links and maps, and the programs attached to node-a's cgroup.
+    pin, cgroup = _ebpf_pin_dir(sandbox)
+    out = []
+    for sub in ("links", "maps"):
+        d = os.path.join(pin, sub)
+        if os.path.isdir(d):
+            out += ["ebpf pin %s/%s" % (sub, n) for n in os.listdir(d)]
+    p = sandbox.node_exec(["bpftool", "-j", "cgroup", "show", cgroup], node=node, check=False)
+    for prog in json.loads(p.stdout or "[]"):
+        out.append("ebpf attached %s %s" % (prog.get("attach_type"), prog.get("name")))
+    return sorted(out)
+
+
+def _ebpf_dump(sandbox, node):
+    pin, cgroup = _ebpf_pin_dir(sandbox)
+    parts = []
+    for cmd in (["bpftool", "cgroup", "show", cgroup],
+                ["bpftool", "map", "dump", "pinned", os.path.join(pin, "maps", "sp_services")],
+                ["bpftool", "map", "dump", "pinned", os.path.join(pin, "maps", "sp_slots")]):
+        p = sandbox.node_exec(cmd, node=node, check=False)
+        parts.append("$ %s\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
+    return "\n".join(parts)
+
+
+_OWNED = {"nftables": _nft_owned, "ebpf": _ebpf_owned}
+_DUMP = {"nftables": _nft_dump, "ebpf": _ebpf_dump}
 
 
 def owned(sandbox, backend, node="node-a"):

@@ -19,8 +19,9 @@ def backend():
     return os.environ.get("SLICEPROXY_BACKEND", "nftables")
 
 
-def base_flags():
-    return ["--hostname-override", "node-a", "--min-sync-period", "100ms"]
+def base_flags(sandbox=None):
+    return ["--hostname-override", "node-a", "--min-sync-period", "100ms"] + \
+        (sandbox.backend_flags() if sandbox else [])
 
 
 def capabilities(sandbox, backend_name=None):
@@ -33,8 +34,8 @@ def capabilities(sandbox, backend_name=None):
 
 
 def cleanup(sandbox, backend_name=None):
-    return sandbox.node_exec([binary(), "cleanup", "--backend", backend_name or backend()],
-                             check=False)
+    return sandbox.node_exec([binary(), "cleanup", "--backend", backend_name or backend()] +
+                             sandbox.backend_flags(), check=False)
 
 
 def _proc_state(pid):
@@ -67,8 +68,8 @@ class SliceProxy:
         self.cond = threading.Condition()
 
     def command(self):
-        return [binary(), "--backend", self.backend, "--source-dir", self.dir] + base_flags() + \
-            self.flags
+        return [binary(), "--backend", self.backend, "--source-dir", self.dir] + \
+            base_flags(self.sandbox) + self.flags
 
     def start(self, wait=True, timeout=20.0):
         self.lines, self.stdout_lines = [], []

@@ -110,18 +110,95 @@ def pod_for_ip(addr):
     return ("a" if m.group(1) == "1" else "b") + m.group(2)
 
 
+def cgroup2_root():
+    """The first cgroup2 mount point, or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head, _, tail = line.partition(" - ")
+            if tail.split()[:1] == ["cgroup2"]:
+                return head.split()[4]
+    return None
+
+
+class NodeCgroup:
+    """For the eBPF backend, whose socket programs act on the processes of one cgroup v2
+    directory: node-a's processes (its agent and its pods' agents) start in a cgroup of this
+    run. `ip netns exec` remounts /sys, so the cgroup2 and bpf filesystems sliceproxy needs are
+    mounted under this run's temporary directory, where it sees them. Nothing outside this
+    cgroup is ever rewritten."""
+
+    def __init__(self, base):
+        self.base = base
+        self.cgroup_mount = os.path.join(base, "cgroup2")
+        self.bpf_mount = os.path.join(base, "bpffs")
+        os.makedirs(self.cgroup_mount)
+        os.makedirs(self.bpf_mount)
+        run(["mount", "-t", "cgroup2", "none", self.cgroup_mount])
+        run(["mount", "-t", "bpf", "bpf", self.bpf_mount])
+        self.path = os.path.join(self.cgroup_mount, os.path.basename(base))
+        os.mkdir(self.path)
+
+    def flags(self):
+        return ["--cgroup-root", self.path,
+                "--bpf-pin-dir", os.path.join(self.bpf_mount, "sliceproxy")]
+
+    def enter(self):
+        """Moves the calling process into the cgroup (between fork and exec)."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+    def teardown(self):
+        # The processes are gone (teardown killed them), so the cgroup is empty.
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                import time
+                time.sleep(0.1)
+        for m in (self.bpf_mount, self.cgroup_mount):
+            run(["umount", "-l", m], check=False)
+
+    @staticmethod
+    def reap_stale(prefix):
+        """Mounts and cgroups of runs that died with SIGKILL (their temp dirs carry the pid)."""
+        pat = re.compile(r"^%s/(%s(\d+))-ebpf-[^/]+/(cgroup2|bpffs)$"
+                         % (re.escape(tempfile.gettempdir()), re.escape(prefix)))
+        with open("/proc/self/mountinfo") as f:
+            mounts = [l.split()[4] for l in f]
+        for m in mounts:
+            g = pat.match(m)
+            if not g or _alive(int(g.group(2))):
+                continue
+            if g.group(3) == "cgroup2":
+                d = os.path.join(m, os.path.basename(os.path.dirname(m)))
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            run(["umount", "-l", m], check=False)
+
+
 class Agent:
     """tests/conformance/agent.py running in one namespace, driven over its stdin/stdout."""
 
-    def __init__(self, sandbox, ns, name):
+    def __init__(self, sandbox, ns, name, cgroup=None):
         self.name, self.ns = name, ns
         self.lock = threading.Lock()
         # stderr to a file, not a pipe nobody reads (a burst of tracebacks would block it)
         self.errfile = tempfile.TemporaryFile(mode="w+")
+
+        def prepare():
+            _die_with_parent()
+            if cgroup:
+                cgroup.enter()
+
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-u", AGENT, name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errfile, text=True,
-            preexec_fn=_die_with_parent)
+            preexec_fn=prepare)
         self.ports = set()
         self.call({"op": "ping"})
 
@@ -182,8 +259,13 @@ class Sandbox:
 
     PREFIX = "spc"
 
-    def __init__(self, prefix=None):
+    def __init__(self, prefix=None, node_cgroup=None):
         self.prefix = prefix or self.PREFIX
+        # node-a's processes in a cgroup of their own: by default for the eBPF backend.
+        if node_cgroup is None:
+            node_cgroup = os.environ.get("SLICEPROXY_BACKEND") == "ebpf"
+        self.want_cgroup = node_cgroup
+        self.cgroup = None
         self.tag = "%s%d" % (self.prefix, os.getpid())
         self.namespaces = []
         self.agents = {}
@@ -218,6 +300,9 @@ class Sandbox:
         self._install_signal_handlers()
         for prefix in sorted({self.PREFIX, "spdemo", self.prefix}):
             self.reap_stale(prefix)
+            NodeCgroup.reap_stale(prefix)
+        if self.want_cgroup:
+            self.cgroup = NodeCgroup(self.tmpdir("ebpf"))
         lan = self._add_ns("lan", forwarding=True)
         run(["ip", "-n", lan, "-batch", "-"], input="\n".join([
             "link add br0 type bridge mcast_snooping 0",
@@ -253,7 +338,8 @@ class Sandbox:
                 cmds.append("addr add %s/32 dev lo" % CLIENT_EXTRA_V4)
             run(["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
         for who in ("node-a", "node-b", "client", "client2"):
-            self.agents[who] = Agent(self, self.ns(who), who)
+            self.agents[who] = Agent(self, self.ns(who), who,
+                                     self.cgroup if who == "node-a" else None)
         self._built = True
 
     def teardown(self):
@@ -285,6 +371,8 @@ class Sandbox:
                 except (ProcessLookupError, ValueError):
                     pass
             run(["ip", "netns", "del", ns], check=False)
+        if self.cgroup:
+            self.cgroup.teardown()
         for d in self.tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
 
@@ -384,7 +472,7 @@ class Sandbox:
             "route add %s/32 dev %s src %s" % (pod_ip(name, 4), host_if, node_ip[4]),
             "route add %s/128 dev %s src %s" % (pod_ip(name, 6), host_if, node_ip[6]),
         ]) + "\n")
-        self.agents[name] = Agent(self, ns, name)
+        self.agents[name] = Agent(self, ns, name, self.cgroup if node == "node-a" else None)
         self.pods.add(name)
         return self.agents[name]
 
@@ -402,6 +490,10 @@ class Sandbox:
         if where in CLIENTS:
             return CLIENTS[where][fam]
         return pod_ip(where, fam)
+
+    def backend_flags(self):
+        """Flags sliceproxy needs in this sandbox beside the backend's name."""
+        return self.cgroup.flags() if self.cgroup else []
 
     def node_exec(self, cmd, node="node-a", check=True, timeout=60):
         return run(["ip", "netns", "exec", self.ns(node)] + list(cmd), check=check,

@@ -350,6 +350,25 @@ TEST_P(EbpfFamilyTest, ServiceWithoutEndpointsRefusesTheConnection) {
   EXPECT_EQ(dialFromCgroup(Mode::UdpUnconnected, to)[0].error, "sendto: Connection refused");
 }
 
+TEST_P(EbpfFamilyTest, PortTheServiceDoesNotDefineIsRefused) {
+  const FamilyCase& f = GetParam();
+  Servers servers;
+  servers.listen(f.ep1, 8080);
+  addService("tcp", {f.svcIP});
+  setEndpoints("tcp", "tcp", {{f.ep1}});
+  fullSync();
+  EXPECT_EQ(dialFromCgroup(Mode::Tcp, Addr::of(f.svcIP, 80))[0].reply, f.ep1Text);
+  EXPECT_EQ(dialFromCgroup(Mode::Tcp, Addr::of(f.svcIP, 81))[0].error,
+            "connect: Connection refused");
+  EXPECT_EQ(dialFromCgroup(Mode::UdpUnconnected, Addr::of(f.svcIP, 80))[0].error,
+            "sendto: Connection refused");
+  // The last port of the ClusterIP gone: the address is nobody's, traffic goes to routing.
+  tracker.deleteService({"default", "tcp"});
+  applyChanges();
+  EXPECT_EQ(dialFromCgroup(Mode::Tcp, Addr::of(f.svcIP, 81))[0].error,
+            "connect: Network is unreachable");
+}
+
 TEST_P(EbpfFamilyTest, EndpointChangesReachNewConnections) {
   const FamilyCase& f = GetParam();
   Servers servers;
