@@ -6,6 +6,11 @@
 
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
+/* Backends that just left a service, for the stale-socket iterators: sockets this program
+ * pointed at one of them are destroyed. Filled by userspace before it runs the iterators and
+ * emptied after. Value unused. */
+#define SP_DESTROY_MAX 4096
+
 #endif
 
 /* Addresses are 16 bytes in network order; IPv4 uses the first 4 and leaves the rest zero.
@@ -86,5 +91,10 @@ struct sp_rev_key {
 struct sp_rev_value {
   struct sp_backend frontend;
 };
+
+/* Backends that just left a service, for the stale-socket iterators: sockets this program
+ * pointed at one of them are destroyed. Filled by userspace before it runs the iterators and
+ * emptied after. Value unused. */
+#define SP_DESTROY_MAX 4096
 
 #endif

@@ -1,5 +1,7 @@
 #include "backends/ebpf/ebpf_backend.h"
 
+#include "backends/ebpf/stale_sockets.h"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
@@ -7,6 +9,7 @@
 
 #include <algorithm>
 #include <boost/unordered/unordered_flat_set.hpp>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -255,8 +258,21 @@ std::string EbpfBackend::dropPort(std::map<ServicePortKey, Port>::iterator it) {
 
 BackendResult EbpfBackend::apply(const Diff& diff) {
   if (auto err = ensureLoaded(); !err.empty()) return BackendResult::failure(err);
+  const auto t0 = std::chrono::steady_clock::now();
+  lastApply_ = {};
   const uint64_t before = maps_->operations();
   if (auto err = flushGarbage(); !err.empty()) return BackendResult::failure(err);
+  // Endpoints that left every set of their port: sockets pointed at them are stale.
+  std::vector<sp_backend> gone;
+  auto left = [&](const EndpointChange& c) {
+    if (c.oldSets != 0 && c.newSets == 0) gone.push_back(MapWriter::backendOf(c.key));
+  };
+  for (const auto& d : diff.deletes) {
+    for (const auto& c : d.endpoints) left(c);
+  }
+  for (const auto& u : diff.upserts) {
+    for (const auto& c : u.endpoints) left(c);
+  }
   for (const auto& d : diff.deletes) {
     auto it = ports_.find(d.key);
     if (it == ports_.end()) continue;
@@ -295,7 +311,20 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
     }
     if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
   }
-  return {true, "", maps_->operations() - before};
+  const uint64_t ops = maps_->operations() - before;
+  const auto t1 = std::chrono::steady_clock::now();
+  lastApply_.mapMicros = std::chrono::duration<double, std::micro>(t1 - t0).count();
+  // After the maps: a client that reconnects at once is already sent elsewhere.
+  if (!gone.empty()) {
+    auto r = destroyStaleSockets(*progs_, gone);
+    if (!r.error.empty()) spdlog::warn("ebpf: stale sockets: {}", r.error);
+    spdlog::debug("ebpf: {} endpoints gone: destroyed {} sockets in {} network namespaces",
+                  gone.size(), r.destroyed, r.namespaces);
+    destroyedSockets_ += r.destroyed;
+    lastApply_.socketMicros =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t1).count();
+  }
+  return {true, "", ops};
 }
 
 std::string EbpfBackend::adoptLeftovers(const State& state) {

@@ -31,6 +31,13 @@ class EbpfBackend : public proxier::Backend {
 
   // For tests and benchmarks: the loaded programs (null before the first sync).
   const SockLbPrograms* programs() const { return progs_.get(); }
+  // Where the last apply() spent its time: map updates, and the stale-socket walk.
+  struct ApplyTimes {
+    double mapMicros = 0, socketMicros = 0;
+  };
+  ApplyTimes lastApply() const { return lastApply_; }
+  // Sockets destroyed because their backend left the service, since start.
+  uint64_t destroyedSockets() const { return destroyedSockets_; }
 
  private:
   struct Port {
@@ -60,6 +67,8 @@ class EbpfBackend : public proxier::Backend {
   std::vector<sp_member_key> garbageMembers_;
   std::map<proxier::IpAddr, uint32_t> clusterIpRefs_;
   uint32_t nextSetId_ = 1;
+  uint64_t destroyedSockets_ = 0;
+  ApplyTimes lastApply_;
   bool adopted_ = false;  // the first full sync has replaced what a previous run left
 };
 

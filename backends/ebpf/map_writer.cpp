@@ -21,13 +21,17 @@ std::string slotText(uint32_t setId, const SlotRef& s) {
   return fmt::format("sp_slots set {} generation {} slot {}", setId, s.gen, s.index);
 }
 
-sp_backend backendOf(const proxier::EndpointKey& e) {
+}  // namespace
+
+sp_backend MapWriter::backendOf(const proxier::EndpointKey& e) {
   sp_backend b{};
   std::memcpy(b.addr, e.ip.bytes.data(), e.ip.size());
   b.port = htons(e.port);
   b.family = e.ip.isV4() ? SP_FAMILY_V4 : SP_FAMILY_V6;
   return b;
 }
+
+namespace {
 
 template <typename Key>
 std::vector<Key> keysOf(int fd) {

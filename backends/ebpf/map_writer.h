@@ -19,6 +19,7 @@ class MapWriter {
   MapWriter(int servicesFd, int slotsFd, int membersFd)
       : services_(servicesFd), slots_(slotsFd), members_(membersFd) {}
 
+  static sp_backend backendOf(const proxier::EndpointKey& e);
   static sp_slot_key slotKey(uint32_t setId, const SlotRef& s);
   static sp_member_key memberKey(uint32_t setId, const MemberRef& m);
 

@@ -92,6 +92,8 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   bool allPinned = true;
   bpf_map* map = nullptr;
   bpf_object__for_each_map(map, skel_->obj) {
+    // .bss (the destroyed-socket counter) belongs to this run alone; bpffs refuses its name.
+    if (bpf_map__is_internal(map)) continue;
     const std::string path = (pin / "maps" / bpf_map__name(map)).string();
     allPinned = allPinned && fs::exists(path);
     if (int err = bpf_map__set_pin_path(map, path.c_str()); err) fail("pin path " + path, err);
@@ -159,10 +161,29 @@ void SockLbPrograms::attach(const std::string& linkDir) {
   close(cg);
 }
 
+std::vector<int> SockLbPrograms::iteratorLinks() {
+  if (iterLinks_.empty()) {
+    for (const char* name : {"sp_destroy_udp", "sp_destroy_tcp"}) {
+      bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name);
+      bpf_link* link = prog ? bpf_program__attach_iter(prog, nullptr) : nullptr;
+      if (!link) fail(fmt::format("creating the {} iterator", name), errno);
+      iterLinks_.push_back(link);
+    }
+  }
+  std::vector<int> fds;
+  for (bpf_link* l : iterLinks_) fds.push_back(bpf_link__fd(l));
+  return fds;
+}
+
+uint64_t SockLbPrograms::destroyedSockets() const {
+  return __atomic_load_n(&skel_->bss->sp_destroyed, __ATOMIC_RELAXED);
+}
+
 SockLbPrograms::~SockLbPrograms() {
   // Pinned links and maps outlive the process: the data plane keeps working while sliceproxy
   // restarts. bpf_link__destroy of a pinned link only drops this process's reference.
   for (bpf_link* l : links_) bpf_link__destroy(l);
+  for (bpf_link* l : iterLinks_) bpf_link__destroy(l);
   if (skel_) sock_lb::destroy(skel_);
 }
 
@@ -171,6 +192,9 @@ int SockLbPrograms::servicesFd() const {
 }
 int SockLbPrograms::slotsFd() const {
   return bpf_map__fd(skel_->maps.sp_slots);
+}
+int SockLbPrograms::destroyFd() const {
+  return bpf_map__fd(skel_->maps.sp_destroy);
 }
 int SockLbPrograms::membersFd() const {
   return bpf_map__fd(skel_->maps.sp_members);

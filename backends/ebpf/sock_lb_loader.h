@@ -37,6 +37,11 @@ class SockLbPrograms {
   int membersFd() const;
   int affinityFd() const;
   int reverseFd() const;
+  int destroyFd() const;
+  // Links of the stale-socket iterators (iter/udp, iter/tcp), created on first use; an
+  // iterator made from one walks the sockets of the calling thread's network namespace.
+  std::vector<int> iteratorLinks();
+  uint64_t destroyedSockets() const;
   // The maps were pinned by a previous run and are in use as it left them.
   bool adoptedMaps() const { return adoptedMaps_; }
   // Links that already existed and now run this run's programs.
@@ -50,7 +55,8 @@ class SockLbPrograms {
  private:
   void attach(const std::string& linkDir);
   sock_lb* skel_ = nullptr;
-  std::vector<bpf_link*> links_;  // created by this run (and pinned)
+  std::vector<bpf_link*> links_;      // created by this run (and pinned)
+  std::vector<bpf_link*> iterLinks_;  // not pinned: they live as long as this process
   bool adoptedMaps_ = false;
   int updatedLinks_ = 0;
   std::string cgroupRoot_;
