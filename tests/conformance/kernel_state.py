@@ -13,6 +13,12 @@ def expectations():
         return json.load(f)["backends"]
 
 
+def serves_outside(backend):
+    """False for a backend whose expectations declare traffic from outside node-a unsupported
+    (the acceptance tests then probe from node-a's pods only)."""
+    return "TrafficFromOutsideNode" not in expectations().get(backend, {}).get("unsupported", [])
+
+
 def _nft_tables(sandbox, node):
     out = sandbox.node_exec(["nft", "list", "tables"], node=node).stdout
     return [tuple(l.split()[1:3]) for l in out.splitlines() if l.startswith("table ")]
