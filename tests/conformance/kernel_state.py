@@ -49,7 +49,7 @@ def _ebpf_owned(sandbox, node):
         if os.path.isdir(d):
             out += ["ebpf pin %s/%s" % (sub, n) for n in os.listdir(d)]
     p = sandbox.node_exec(["bpftool", "-j", "cgroup", "show", cgroup], node=node, check=False)
-    for prog in json.loads(p.stdout or "[]"):
+    for prog in json.loads(p.stdout.strip() or "[]"):
         out.append("ebpf attached %s %s" % (prog.get("attach_type"), prog.get("name")))
     return sorted(out)
 
