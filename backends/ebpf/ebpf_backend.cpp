@@ -19,6 +19,9 @@ using namespace proxier;
 
 namespace {
 
+// From this many slot writes on, one batched system call per map beats one call per slot.
+constexpr size_t kBatchFrom = 8;
+
 uint8_t setIndex(uint8_t set) {
   return set == epset::kLocal ? 1 : 0;
 }
@@ -147,8 +150,12 @@ std::string EbpfBackend::ensureLoaded() {
 }
 
 std::string EbpfBackend::writePlan(const SlotSet& set, const SlotPlan& plan) {
-  for (const auto& w : plan.writes) {
-    if (auto err = maps_->writeSlot(set.id(), w); !err.empty()) return err;
+  if (plan.writes.size() >= kBatchFrom) {
+    if (auto err = maps_->writeSlots(set.id(), plan.writes); !err.empty()) return err;
+  } else {
+    for (const auto& w : plan.writes) {
+      if (auto err = maps_->writeSlot(set.id(), w); !err.empty()) return err;
+    }
   }
   bury(set, plan);
   return "";

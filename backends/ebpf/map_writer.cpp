@@ -4,8 +4,10 @@
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 namespace sliceproxy::backends::ebpf {
 
@@ -75,6 +77,43 @@ std::string MapWriter::writeSlot(uint32_t setId, const SlotWrite& w) {
   if (bpf_map_update_elem(members_, &mk, &w.slot.index, BPF_ANY) != 0) {
     return fmt::format("sp_members set {} generation {} {}:{}: {}", setId, w.slot.gen, ip.str(),
                        w.endpoint.port, std::strerror(errno));
+  }
+  return "";
+}
+
+std::string MapWriter::writeSlots(uint32_t setId, const std::vector<SlotWrite>& writes) {
+  constexpr size_t kBatch = 4096;
+  std::vector<sp_slot_key> slotKeys;
+  std::vector<sp_backend> backends;
+  std::vector<sp_member_key> memberKeys;
+  std::vector<uint32_t> indexes;
+  for (size_t from = 0; from < writes.size(); from += kBatch) {
+    const size_t to = std::min(writes.size(), from + kBatch);
+    slotKeys.clear();
+    backends.clear();
+    memberKeys.clear();
+    indexes.clear();
+    for (size_t i = from; i < to; ++i) {
+      const SlotWrite& w = writes[i];
+      slotKeys.push_back(slotKey(setId, w.slot));
+      backends.push_back(backendOf(w.endpoint));
+      memberKeys.push_back({setId, w.slot.gen, backends.back()});
+      indexes.push_back(w.slot.index);
+    }
+    // Slots before members, as writeSlot does: a member entry never names an unwritten slot.
+    for (auto [fd, keys, values, what] :
+         {std::tuple{slots_, static_cast<const void*>(slotKeys.data()),
+                     static_cast<const void*>(backends.data()), "sp_slots"},
+          std::tuple{members_, static_cast<const void*>(memberKeys.data()),
+                     static_cast<const void*>(indexes.data()), "sp_members"}}) {
+      uint32_t count = static_cast<uint32_t>(to - from);
+      LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+      ++ops_;
+      if (bpf_map_update_batch(fd, keys, values, &count, &opts) != 0) {
+        return fmt::format("{} set {}: batch of {} slots from slot {}: {} written, then {}", what,
+                           setId, to - from, writes[from].slot.index, count, std::strerror(errno));
+      }
+    }
   }
   return "";
 }

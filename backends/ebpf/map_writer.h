@@ -25,6 +25,9 @@ class MapWriter {
 
   // Each returns "" or what failed. writeSlot writes the slot and the endpoint's member entry.
   std::string writeSlot(uint32_t setId, const SlotWrite& w);
+  // The same for many slots, in batches of bpf(BPF_MAP_UPDATE_BATCH): one system call per few
+  // thousand slots instead of two per slot (a cold start, a generation flip).
+  std::string writeSlots(uint32_t setId, const std::vector<SlotWrite>& writes);
   // A missing key is not an error.
   std::string deleteSlot(const sp_slot_key& k);
   std::string deleteMember(const sp_member_key& k);
