@@ -8,9 +8,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 
 namespace sliceproxy::backends::ebpf {
@@ -33,17 +35,36 @@ bool operator==(const sp_svc_value& a, const sp_svc_value& b) {
   return std::memcmp(&a, &b, sizeof(a)) == 0;
 }
 
-struct SvcKeyHash {
-  size_t operator()(const sp_svc_key& k) const noexcept {
+// Map keys are padded explicitly, so their bytes are their identity.
+template <typename T>
+struct BytesHash {
+  size_t operator()(const T& k) const noexcept {
     uint64_t h = 1469598103934665603ull;
     const auto* p = reinterpret_cast<const uint8_t*>(&k);
     for (size_t i = 0; i < sizeof(k); ++i) h = (h ^ p[i]) * 1099511628211ull;
     return static_cast<size_t>(h);
   }
 };
-struct SvcKeyEq {
-  bool operator()(const sp_svc_key& a, const sp_svc_key& b) const noexcept { return a == b; }
+template <typename T>
+struct BytesEq {
+  bool operator()(const T& a, const T& b) const noexcept {
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+  }
 };
+using SvcKeyHash = BytesHash<sp_svc_key>;
+using SvcKeyEq = BytesEq<sp_svc_key>;
+
+uint8_t protoOf(const ServicePortInfo& info) {
+  switch (info.key.port.protocol) {
+    case Protocol::TCP:
+      return IPPROTO_TCP;
+    case Protocol::UDP:
+      return IPPROTO_UDP;
+    case Protocol::SCTP:
+      break;
+  }
+  return 0;  // the socket hooks see no SCTP frontends
+}
 
 sp_svc_key frontendKey(const IpAddr& ip, uint16_t port, uint8_t proto) {
   sp_svc_key k{};
@@ -63,17 +84,8 @@ std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServiceP
                                                                   const ServicePortView& v,
                                                                   const SlotSet (&sets)[2]) {
   std::vector<std::pair<sp_svc_key, sp_svc_value>> out;
-  uint8_t proto = 0;
-  switch (info.key.port.protocol) {
-    case Protocol::TCP:
-      proto = IPPROTO_TCP;
-      break;
-    case Protocol::UDP:
-      proto = IPPROTO_UDP;
-      break;
-    case Protocol::SCTP:
-      return out;  // the socket hooks see no SCTP frontends
-  }
+  const uint8_t proto = protoOf(info);
+  if (proto == 0) return out;
   const uint32_t timeout =
       info.sessionAffinity == SessionAffinity::ClientIP ? info.affinityTimeoutSeconds : 0;
   auto add = [&](const IpAddr& ip, uint8_t set) {
@@ -227,14 +239,20 @@ std::string EbpfBackend::moveClusterIp(Port& p, const ServicePortView& v) {
   return clusterIpRef(before, -1);
 }
 
-std::string EbpfBackend::createPort(const ServicePortView& v) {
+std::string EbpfBackend::createPort(const ServicePortView& v, SlotSet (*adopted)[2]) {
   Port& p = ports_[v.key()];
   p.info = v.info();
   if (auto err = clusterIpRef(p.info->clusterIP, +1); !err.empty()) return err;
-  // Ids are never reused while this process lives, so an affinity entry of a removed port can
-  // never name a new port's set.
-  p.sets[0] = SlotSet(nextSetId_++);
-  p.sets[1] = SlotSet(nextSetId_++);
+  if (adopted) {
+    p.sets[0] = std::move((*adopted)[0]);
+    p.sets[1] = std::move((*adopted)[1]);
+  } else {
+    // Ids are never reused while this process lives, so an affinity entry of a removed port
+    // can never name a new port's set. A port's two ids are a pair (odd: cluster-wide, the
+    // next even one: node-local), so a restart finds both from one frontend.
+    p.sets[0] = SlotSet(nextSetId_++);
+    p.sets[1] = SlotSet(nextSetId_++);
+  }
   for (uint8_t set : {epset::kCluster, epset::kLocal}) {
     SlotSet& s = p.sets[setIndex(set)];
     if (auto err = writePlan(s, s.replace(membersOf(v, set))); !err.empty()) {
@@ -342,15 +360,54 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
   auto oldSlots = maps_->slotKeys();
   auto oldMembers = maps_->memberKeys();
   uint32_t maxId = 0;
-  for (const auto& [k, v] : old) maxId = std::max(maxId, v.set_id);
+  // What each old set exposes: (generation, count), from the frontends that name it.
+  std::map<uint32_t, std::pair<uint32_t, uint32_t>> exposed;
+  boost::unordered_flat_map<sp_svc_key, sp_svc_value, SvcKeyHash, SvcKeyEq> oldByKey;
+  for (const auto& [k, v] : old) {
+    maxId = std::max(maxId, v.set_id);
+    oldByKey.emplace(k, v);
+    if (v.set_id != 0 && !(v.flags & SP_SVC_F_REJECT)) exposed[v.set_id] = {v.gen, v.count};
+  }
   for (const auto& k : oldSlots) maxId = std::max(maxId, k.set_id);
   nextSetId_ = std::max(nextSetId_, maxId + 1);
-  boost::unordered_flat_set<sp_svc_key, SvcKeyHash, SvcKeyEq> wanted;
+  if (nextSetId_ % 2 == 0) ++nextSetId_;
+  // A port whose ClusterIP frontend the previous run programmed keeps that run's sets: the
+  // slots its clients' affinity entries point at stay valid, and only the difference between
+  // what it left and what is wanted now is written.
+  std::set<uint32_t> claimed;
+  size_t kept = 0;
   for (const ServicePortView* v : state.ports) {
-    auto it = ports_.find(v->key());
-    if (it != ports_.end()) continue;
-    if (auto err = createPort(*v); !err.empty()) return err;
+    if (ports_.contains(v->key())) continue;
+    const ServicePortInfo& info = *v->info();
+    SlotSet sets[2];
+    bool adopt = false;
+    if (const uint8_t proto = protoOf(info)) {
+      auto it = oldByKey.find(frontendKey(info.clusterIP, info.port, proto));
+      if (it != oldByKey.end() && it->second.set_id != 0) {
+        const uint32_t cluster = it->second.set_id % 2 ? it->second.set_id : it->second.set_id - 1;
+        adopt = !claimed.contains(cluster);
+        for (uint32_t i = 0; i < 2 && adopt; ++i) {
+          const uint32_t id = cluster + i;
+          auto e = exposed.find(id);
+          if (e == exposed.end()) {
+            sets[i] = SlotSet(id);
+            continue;
+          }
+          std::vector<EndpointKey> slots;
+          for (uint32_t s = 0; s < e->second.second && adopt; ++s) {
+            auto ep = maps_->readSlot(id, {e->second.first, s});
+            adopt = ep.has_value();
+            if (ep) slots.push_back(*ep);
+          }
+          sets[i] = SlotSet(id, e->second.first, std::move(slots));
+        }
+        if (adopt) claimed.insert(cluster);
+      }
+    }
+    if (auto err = createPort(*v, adopt ? &sets : nullptr); !err.empty()) return err;
+    kept += adopt;
   }
+  boost::unordered_flat_set<sp_svc_key, SvcKeyHash, SvcKeyEq> wanted;
   for (const auto& [key, p] : ports_) {
     for (const auto& f : p.frontends) wanted.insert(f.first);
     wanted.insert(frontendKey(p.info->clusterIP, SP_SVC_ANY_PORT, 0));
@@ -361,11 +418,30 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
     if (auto err = maps_->deleteFrontend(k); !err.empty()) return err;
     ++dropped;
   }
-  garbageSlots_.insert(garbageSlots_.end(), oldSlots.begin(), oldSlots.end());
-  garbageMembers_.insert(garbageMembers_.end(), oldMembers.begin(), oldMembers.end());
+  // Whatever of the old slots and member entries no set of ours uses goes at the next sync.
+  boost::unordered_flat_set<uint64_t> liveSlots;
+  boost::unordered_flat_set<sp_member_key, BytesHash<sp_member_key>, BytesEq<sp_member_key>>
+      liveMembers;
+  for (const auto& [key, p] : ports_) {
+    for (const SlotSet& s : p.sets) {
+      for (const auto& ref : s.live()) {
+        const sp_slot_key k = MapWriter::slotKey(s.id(), ref);
+        liveSlots.insert(uint64_t{k.set_id} << 32 | k.index);
+      }
+      for (const auto& m : s.liveMembers()) liveMembers.insert(MapWriter::memberKey(s.id(), m));
+    }
+  }
+  for (const auto& k : oldSlots) {
+    if (!liveSlots.contains(uint64_t{k.set_id} << 32 | k.index)) garbageSlots_.push_back(k);
+  }
+  for (const auto& k : oldMembers) {
+    if (!liveMembers.contains(k)) garbageMembers_.push_back(k);
+  }
   if (!old.empty()) {
-    spdlog::info("ebpf: replaced the {} frontends a previous run left ({} no longer wanted)",
-                 old.size(), dropped);
+    spdlog::info(
+        "ebpf: adopted what a previous run left: {} frontends ({} no longer wanted), "
+        "{} service ports kept their backend sets",
+        old.size(), dropped, kept);
   }
   return "";
 }

@@ -47,7 +47,8 @@ class EbpfBackend : public proxier::Backend {
   };
 
   std::string ensureLoaded();
-  std::string createPort(const proxier::ServicePortView& v);
+  // adopted: the port's two sets as a previous run left them, or null for new ones.
+  std::string createPort(const proxier::ServicePortView& v, SlotSet (*adopted)[2] = nullptr);
   std::string dropPort(std::map<proxier::ServicePortKey, Port>::iterator it);
   std::string writePlan(const SlotSet& set, const SlotPlan& plan);
   std::string syncFrontends(Port& p, const proxier::ServicePortView& v);

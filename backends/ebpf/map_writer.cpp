@@ -167,6 +167,17 @@ std::vector<std::pair<sp_svc_key, sp_svc_value>> MapWriter::frontends() const {
   return out;
 }
 
+std::optional<proxier::EndpointKey> MapWriter::readSlot(uint32_t setId, const SlotRef& s) const {
+  const sp_slot_key key = slotKey(setId, s);
+  sp_backend b{};
+  if (bpf_map_lookup_elem(slots_, &key, &b) != 0) return std::nullopt;
+  proxier::EndpointKey e;
+  e.ip.family = b.family == SP_FAMILY_V4 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
+  std::memcpy(e.ip.bytes.data(), b.addr, e.ip.size());
+  e.port = ntohs(b.port);
+  return e;
+}
+
 std::vector<sp_slot_key> MapWriter::slotKeys() const {
   return keysOf<sp_slot_key>(slots_);
 }

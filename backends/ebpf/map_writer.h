@@ -4,6 +4,7 @@
 // old value or the new one.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ class MapWriter {
   std::string deleteMember(const sp_member_key& k);
   std::string writeFrontend(const sp_svc_key& k, const sp_svc_value& v);
   std::string deleteFrontend(const sp_svc_key& k);  // a missing key is not an error
+
+  // One slot as the maps hold it; nullopt if it is missing or unreadable.
+  std::optional<proxier::EndpointKey> readSlot(uint32_t setId, const SlotRef& s) const;
 
   // Everything in the maps, for adopting what a previous run left (start-up only).
   std::vector<std::pair<sp_svc_key, sp_svc_value>> frontends() const;

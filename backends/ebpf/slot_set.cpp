@@ -6,6 +6,11 @@ namespace sliceproxy::backends::ebpf {
 
 using proxier::EndpointKey;
 
+SlotSet::SlotSet(uint32_t id, uint32_t gen, std::vector<EndpointKey> slots)
+    : id_(id), gen_(gen), slots_(std::move(slots)) {
+  rebuildIndex();
+}
+
 std::vector<SlotRef> SlotSet::live() const {
   std::vector<SlotRef> out;
   out.reserve(slots_.size());

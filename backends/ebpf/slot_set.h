@@ -54,6 +54,8 @@ struct SlotPlan {
 class SlotSet {
  public:
   explicit SlotSet(uint32_t id = 0) : id_(id) {}
+  // A set as a previous run left it in the maps (adopted at start-up).
+  SlotSet(uint32_t id, uint32_t gen, std::vector<proxier::EndpointKey> slots);
   uint32_t id() const { return id_; }
   uint32_t gen() const { return gen_; }
   uint32_t count() const { return static_cast<uint32_t>(slots_.size()); }

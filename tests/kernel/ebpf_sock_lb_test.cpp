@@ -493,6 +493,32 @@ TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
   for (int fd : {ready[0], go[0], go[1], result[0]}) close(fd);
 }
 
+// A restart keeps the previous run's backend sets (same ids, same slots), so its clients'
+// ClientIP affinity holds across it; only the difference to the wanted state is written.
+TEST_F(EbpfSockLbTest, RestartKeepsBackendSetsAndClientIpAffinity) {
+  Servers servers;
+  std::vector<Ep> eps;
+  for (int i = 1; i <= 4; ++i) {
+    servers.listen(fmt::format("10.244.1.{}", i), 8080);
+    eps.push_back({fmt::format("10.244.1.{}", i)});
+  }
+  addService("tcp", {"10.96.0.10"}, Protocol::TCP, SessionAffinity::ClientIP);
+  setEndpoints("tcp", "tcp", eps);
+  fullSync();
+  const Addr to = Addr::of("10.96.0.10", 80);
+  auto first = replies(dialFromCgroup(Mode::Tcp, to, 10));
+  ASSERT_EQ(first.size(), 1u);
+  const ServicePortKey key{{"default", "tcp"}, {"p", Protocol::TCP, IpFamily::V4}};
+  const auto objects = backend->kernelObjects(key);
+  ASSERT_FALSE(objects.empty());
+  backend = std::make_unique<backends::ebpf::EbpfBackend>(net());
+  auto r = backend->fullSync(state.state());
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(backend->kernelObjects(key), objects);
+  EXPECT_LE(r.operations, 3u) << "the frontends rewritten, no slot";
+  EXPECT_EQ(replies(dialFromCgroup(Mode::Tcp, to, 10)), first);
+}
+
 TEST_F(EbpfSockLbTest, RestartAdoptsPinnedProgramsAndMapsAndCleanupRemovesThem) {
   Servers servers;
   servers.listen("10.244.1.1", 8080);
