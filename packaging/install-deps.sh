@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(
-  # toolchain
+  # toolchain (clang also compiles the BPF programs of the eBPF backend; bpftool, below,
+  # generates vmlinux.h and their skeletons during the build)
   build-essential g++ cmake ninja-build pkg-config clang llvm clang-format git
   # libraries
   libbpf-dev libelf-dev zlib1g-dev libnftnl-dev libmnl-dev libnetfilter-conntrack-dev
