@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -38,6 +39,10 @@ namespace sliceproxy::testing {
 namespace {
 
 std::string gPinDir, gCgroup;
+
+int shell(const std::string& cmd) {
+  return std::system(cmd.c_str());
+}
 
 // --- addresses ---------------------------------------------------------------------------
 
@@ -491,6 +496,81 @@ TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
             "10.244.1.1:8080\nSoftware caused connection abort\nDestination address required\n"
             "10.244.1.2:8080\n");
   for (int fd : {ready[0], go[0], go[1], result[0]}) close(fd);
+}
+
+// A TCP client still connecting (its SYNs go unanswered) to an endpoint that leaves the
+// service is aborted at once instead of retrying SYNs for minutes; established TCP is not
+// touched (the endpoint may be terminating and still serving).
+TEST_F(EbpfSockLbTest, ConnectingTcpSocketToARemovedEndpointIsAbortedEstablishedIsKept) {
+  Servers servers;
+  servers.listen("10.244.1.1", 8080);
+  // 10.244.1.9 never answers: this namespace drops what is sent to it.
+  ASSERT_EQ(shell("ip addr add 10.244.1.9/32 dev lo && nft add table ip sink && "
+                  "nft 'add chain ip sink out { type filter hook output priority 0; }' && "
+                  "nft add rule ip sink out ip daddr 10.244.1.9 drop"),
+            0);
+  addService("tcp", {"10.96.0.10"});
+  setEndpoints("tcp", "tcp", {{"10.244.1.9"}});
+  addService("est", {"10.96.0.11"});
+  setEndpoints("est", "est", {{"10.244.1.1"}});
+  fullSync();
+  int ready[2], go[2], result[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(result), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int cg = open((gCgroup + "/cgroup.procs").c_str(), O_WRONLY);
+    if (cg < 0 || write(cg, "0", 1) != 1) _exit(3);
+    close(cg);
+    const Addr dead = Addr::of("10.96.0.10", 80), live = Addr::of("10.96.0.11", 80);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (connect(fd, dead.sa(), dead.len) == 0 || errno != EINPROGRESS) _exit(4);
+    int est = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(est, live.sa(), live.len) != 0) _exit(5);
+    (void)!write(ready[1], "r", 1);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(6);
+    std::string out;
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 2000) == 1) {
+      int err = 0;
+      socklen_t len = sizeof(err);
+      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      out += std::string(std::strerror(err)) + "\n";
+    } else {
+      out += "still connecting\n";
+    }
+    char buf[64] = {};
+    ssize_t n = read(est, buf, sizeof(buf));
+    out += std::string(buf, n > 0 ? n : 0) + "\n";
+    (void)!write(result[1], out.data(), out.size());
+    _exit(0);
+  }
+  close(ready[1]);
+  close(result[1]);
+  char c;
+  if (read(ready[0], &c, 1) != 1) {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    FAIL() << "the client exited early: status " << st;
+  }
+  // Both endpoints leave; only the socket still connecting is destroyed.
+  setEndpoints("tcp", "tcp", {});
+  setEndpoints("est", "est", {});
+  applyChanges();
+  EXPECT_EQ(backend->destroyedSockets(), 1u);
+  (void)!write(go[1], "g", 1);
+  std::string out;
+  char buf[512];
+  ssize_t r;
+  while ((r = read(result[0], buf, sizeof(buf))) > 0) out.append(buf, r);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(out, "Software caused connection abort\n10.244.1.1:8080\n");
+  for (int fd : {ready[0], go[0], go[1], result[0]}) close(fd);
+  shell("nft delete table ip sink; ip addr del 10.244.1.9/32 dev lo");
 }
 
 // A restart keeps the previous run's backend sets (same ids, same slots), so its clients'
