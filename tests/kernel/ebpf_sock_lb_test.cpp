@@ -285,6 +285,7 @@ class EbpfSockLbTest : public ::testing::Test {
     auto r = backend->apply(sync());
     ASSERT_TRUE(r.ok) << r.error;
   }
+  void staleUdpClient(bool podNetns);
 
   ChangeTracker tracker{"node-a", {}};
   NodeState state{"node-a"};
@@ -428,7 +429,9 @@ TEST_F(EbpfSockLbTest, ClientIpAffinityKeepsTheClientOnOneBackend) {
 // A client holding a connected UDP socket to an endpoint that leaves the service gets an error
 // on that socket (it was destroyed) instead of sending into the void; its next socket reaches
 // a live endpoint.
-TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
+// podNetns: the client lives in a network namespace of its own (a pod's), joined to this one
+// by a veth pair, so the stale-socket walk must enter it.
+void EbpfSockLbTest::staleUdpClient(bool podNetns) {
   Servers servers;
   servers.listen("10.244.1.1", 8080);
   servers.listen("10.244.1.2", 8080);
@@ -444,6 +447,12 @@ TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
     int cg = open((gCgroup + "/cgroup.procs").c_str(), O_WRONLY);
     if (cg < 0 || write(cg, "0", 1) != 1) _exit(3);
     close(cg);
+    char c;
+    if (podNetns) {
+      if (unshare(CLONE_NEWNET) != 0) _exit(7);
+      (void)!write(ready[1], "n", 1);
+      if (read(go[0], &c, 1) != 1) _exit(8);
+    }
     const Addr to = Addr::of("10.96.0.53", 80);
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     timeval tv{2, 0};
@@ -454,7 +463,6 @@ TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
     out += std::string(buf, n > 0 ? n : 0) + "\n";
     (void)!write(ready[1], "r", 1);
-    char c;
     if (read(go[0], &c, 1) != 1) _exit(5);
     // The same socket, after the endpoint left: destroyed, it carries ECONNABORTED and is
     // no longer connected, so the next send fails at once.
@@ -476,6 +484,17 @@ TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
   close(ready[1]);
   close(result[1]);
   char c;
+  if (podNetns) {
+    ASSERT_EQ(read(ready[0], &c, 1), 1);
+    ASSERT_EQ(
+        shell(fmt::format("ip link add sp-pod0 type veth peer name eth0 netns {0} && "
+                          "ip addr add 10.0.5.1/24 dev sp-pod0 && ip link set sp-pod0 up && "
+                          "nsenter -t {0} -n sh -c 'ip link set lo up && ip link set eth0 up && "
+                          "ip addr add 10.0.5.2/24 dev eth0 && ip route add default via 10.0.5.1'",
+                          pid)),
+        0);
+    (void)!write(go[1], "v", 1);
+  }
   if (read(ready[0], &c, 1) != 1) {
     int st = 0;
     waitpid(pid, &st, 0);
@@ -496,6 +515,14 @@ TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
             "10.244.1.1:8080\nSoftware caused connection abort\nDestination address required\n"
             "10.244.1.2:8080\n");
   for (int fd : {ready[0], go[0], go[1], result[0]}) close(fd);
+}
+
+TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
+  staleUdpClient(false);
+}
+
+TEST_F(EbpfSockLbTest, ConnectedUdpSocketInAPodNamespaceIsDestroyedToo) {
+  staleUdpClient(true);
 }
 
 // A TCP client still connecting (its SYNs go unanswered) to an endpoint that leaves the
