@@ -24,6 +24,11 @@ namespace {
 // From this many slot writes on, one batched system call per map beats one call per slot.
 constexpr size_t kBatchFrom = 8;
 
+// Only ClientIP affinity reads the member map, so only those ports pay for its writes.
+bool usesMembers(const ServicePortInfo& info) {
+  return info.sessionAffinity == SessionAffinity::ClientIP;
+}
+
 uint8_t setIndex(uint8_t set) {
   return set == epset::kLocal ? 1 : 0;
 }
@@ -161,20 +166,40 @@ std::string EbpfBackend::ensureLoaded() {
   return "";
 }
 
-std::string EbpfBackend::writePlan(const SlotSet& set, const SlotPlan& plan) {
+std::string EbpfBackend::writePlan(const SlotSet& set, const SlotPlan& plan, bool members,
+                                   bool buryMembers) {
   if (plan.writes.size() >= kBatchFrom) {
-    if (auto err = maps_->writeSlots(set.id(), plan.writes); !err.empty()) return err;
+    if (auto err = maps_->writeSlots(set.id(), plan.writes, members); !err.empty()) return err;
   } else {
     for (const auto& w : plan.writes) {
-      if (auto err = maps_->writeSlot(set.id(), w); !err.empty()) return err;
+      if (auto err = maps_->writeSlot(set.id(), w, members); !err.empty()) return err;
     }
   }
-  bury(set, plan);
+  bury(set, plan, buryMembers);
   return "";
 }
 
-void EbpfBackend::bury(const SlotSet& set, const SlotPlan& plan) {
+std::string EbpfBackend::membersFollowAffinity(Port& p, bool had) {
+  const bool now = usesMembers(*p.info);
+  if (had == now) return "";
+  for (const SlotSet& s : p.sets) {
+    if (now) {
+      std::vector<SlotWrite> all;
+      for (const auto& ref : s.live()) all.push_back({ref, s.at(ref.index)});
+      // Rewriting a slot with what it holds is invisible to readers.
+      if (auto err = maps_->writeSlots(s.id(), all, true); !err.empty()) return err;
+    } else {
+      SlotPlan members;
+      members.garbageMembers = s.liveMembers();
+      bury(s, members, true);
+    }
+  }
+  return "";
+}
+
+void EbpfBackend::bury(const SlotSet& set, const SlotPlan& plan, bool members) {
   for (const auto& g : plan.garbage) garbageSlots_.push_back(MapWriter::slotKey(set.id(), g));
+  if (!members) return;
   for (const auto& m : plan.garbageMembers) {
     garbageMembers_.push_back(MapWriter::memberKey(set.id(), m));
   }
@@ -255,7 +280,15 @@ std::string EbpfBackend::createPort(const ServicePortView& v, SlotSet (*adopted)
   }
   for (uint8_t set : {epset::kCluster, epset::kLocal}) {
     SlotSet& s = p.sets[setIndex(set)];
-    if (auto err = writePlan(s, s.replace(membersOf(v, set))); !err.empty()) {
+    if (auto err =
+            writePlan(s, s.replace(membersOf(v, set)), usesMembers(*p.info), usesMembers(*p.info));
+        !err.empty()) {
+      return fmt::format("{}: {}", v.key().str(), err);
+    }
+  }
+  // Adopted sets were written by a run that may not have kept their member entries.
+  if (adopted) {
+    if (auto err = membersFollowAffinity(p, false); !err.empty()) {
       return fmt::format("{}: {}", v.key().str(), err);
     }
   }
@@ -275,7 +308,7 @@ std::string EbpfBackend::dropPort(std::map<ServicePortKey, Port>::iterator it) {
     SlotPlan all;
     all.garbage = s.live();
     all.garbageMembers = s.liveMembers();
-    bury(s, all);
+    bury(s, all, usesMembers(*p.info));
   }
   ports_.erase(it);
   return "";
@@ -311,6 +344,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
       continue;
     }
     Port& p = it->second;
+    const bool hadMembers = usesMembers(*p.info);
     if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
     for (uint8_t set : {epset::kCluster, epset::kLocal}) {
       std::vector<EndpointKey> removed, added;
@@ -329,10 +363,15 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
         SlotPlan fix = s.replace(membersOf(v, set));
         plan.writes.insert(plan.writes.end(), fix.writes.begin(), fix.writes.end());
         plan.garbage.insert(plan.garbage.end(), fix.garbage.begin(), fix.garbage.end());
+        plan.garbageMembers.insert(plan.garbageMembers.end(), fix.garbageMembers.begin(),
+                                   fix.garbageMembers.end());
       }
-      if (auto err = writePlan(s, plan); !err.empty()) {
+      if (auto err = writePlan(s, plan, usesMembers(*p.info), hadMembers); !err.empty()) {
         return BackendResult::failure(fmt::format("{}: {}", v.key().str(), err));
       }
+    }
+    if (auto err = membersFollowAffinity(p, hadMembers); !err.empty()) {
+      return BackendResult::failure(fmt::format("{}: {}", v.key().str(), err));
     }
     if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
   }
@@ -428,6 +467,7 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
         const sp_slot_key k = MapWriter::slotKey(s.id(), ref);
         liveSlots.insert(uint64_t{k.set_id} << 32 | k.index);
       }
+      if (!usesMembers(*p.info)) continue;
       for (const auto& m : s.liveMembers()) liveMembers.insert(MapWriter::memberKey(s.id(), m));
     }
   }
@@ -462,12 +502,17 @@ BackendResult EbpfBackend::fullSync(const State& state) {
   // Ports this run already programmed keep their sets (and so their clients' affinity).
   for (auto& [key, p] : ports_) {
     const ServicePortView& v = *want.at(key);
+    const bool hadMembers = usesMembers(*p.info);
     if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
     for (uint8_t set : {epset::kCluster, epset::kLocal}) {
       SlotSet& s = p.sets[setIndex(set)];
-      if (auto err = writePlan(s, s.replace(membersOf(v, set))); !err.empty()) {
+      if (auto err = writePlan(s, s.replace(membersOf(v, set)), usesMembers(*p.info), hadMembers);
+          !err.empty()) {
         return BackendResult::failure(fmt::format("{}: {}", key.str(), err));
       }
+    }
+    if (auto err = membersFollowAffinity(p, hadMembers); !err.empty()) {
+      return BackendResult::failure(fmt::format("{}: {}", key.str(), err));
     }
     if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
   }

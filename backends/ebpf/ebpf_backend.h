@@ -50,7 +50,11 @@ class EbpfBackend : public proxier::Backend {
   // adopted: the port's two sets as a previous run left them, or null for new ones.
   std::string createPort(const proxier::ServicePortView& v, SlotSet (*adopted)[2] = nullptr);
   std::string dropPort(std::map<proxier::ServicePortKey, Port>::iterator it);
-  std::string writePlan(const SlotSet& set, const SlotPlan& plan);
+  // members: the port has ClientIP affinity, so the member map is kept for its sets.
+  // buryMembers: member entries existed before this change (affinity was on).
+  std::string writePlan(const SlotSet& set, const SlotPlan& plan, bool members, bool buryMembers);
+  // Affinity switched on: every live slot gets its member entry; off: they go.
+  std::string membersFollowAffinity(Port& p, bool had);
   std::string syncFrontends(Port& p, const proxier::ServicePortView& v);
   std::string flushGarbage();
   std::string adoptLeftovers(const proxier::State& state);
@@ -62,7 +66,7 @@ class EbpfBackend : public proxier::Backend {
   std::unique_ptr<SockLbPrograms> progs_;
   std::unique_ptr<MapWriter> maps_;
   std::map<proxier::ServicePortKey, Port> ports_;
-  void bury(const SlotSet& set, const SlotPlan& plan);
+  void bury(const SlotSet& set, const SlotPlan& plan, bool members);
   // Deleted at the start of the next sync, when no reader can still be using them.
   std::vector<sp_slot_key> garbageSlots_;
   std::vector<sp_member_key> garbageMembers_;

@@ -64,15 +64,17 @@ std::string describe(const sp_svc_key& k) {
                      k.proto == IPPROTO_TCP ? "TCP" : "UDP");
 }
 
-std::string MapWriter::writeSlot(uint32_t setId, const SlotWrite& w) {
+std::string MapWriter::writeSlot(uint32_t setId, const SlotWrite& w, bool member) {
   const sp_slot_key key = slotKey(setId, w.slot);
   const sp_backend b = backendOf(w.endpoint);
   const auto& ip = w.endpoint.ip;
-  ops_ += 2;
+  ++ops_;
   if (bpf_map_update_elem(slots_, &key, &b, BPF_ANY) != 0) {
     return fmt::format("{} = {}:{}: {}", slotText(setId, w.slot), ip.str(), w.endpoint.port,
                        std::strerror(errno));
   }
+  if (!member) return "";
+  ++ops_;
   const sp_member_key mk{setId, w.slot.gen, b};
   if (bpf_map_update_elem(members_, &mk, &w.slot.index, BPF_ANY) != 0) {
     return fmt::format("sp_members set {} generation {} {}:{}: {}", setId, w.slot.gen, ip.str(),
@@ -81,7 +83,8 @@ std::string MapWriter::writeSlot(uint32_t setId, const SlotWrite& w) {
   return "";
 }
 
-std::string MapWriter::writeSlots(uint32_t setId, const std::vector<SlotWrite>& writes) {
+std::string MapWriter::writeSlots(uint32_t setId, const std::vector<SlotWrite>& writes,
+                                  bool members) {
   constexpr size_t kBatch = 4096;
   std::vector<sp_slot_key> slotKeys;
   std::vector<sp_backend> backends;
@@ -106,6 +109,7 @@ std::string MapWriter::writeSlots(uint32_t setId, const std::vector<SlotWrite>& 
                      static_cast<const void*>(backends.data()), "sp_slots"},
           std::tuple{members_, static_cast<const void*>(memberKeys.data()),
                      static_cast<const void*>(indexes.data()), "sp_members"}}) {
+      if (fd == members_ && !members) continue;
       uint32_t count = static_cast<uint32_t>(to - from);
       LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
       ++ops_;

@@ -24,11 +24,12 @@ class MapWriter {
   static sp_slot_key slotKey(uint32_t setId, const SlotRef& s);
   static sp_member_key memberKey(uint32_t setId, const MemberRef& m);
 
-  // Each returns "" or what failed. writeSlot writes the slot and the endpoint's member entry.
-  std::string writeSlot(uint32_t setId, const SlotWrite& w);
+  // Each returns "" or what failed. writeSlot writes the slot and, with `member` (ports with
+  // ClientIP affinity, the only readers of the member map), the endpoint's member entry.
+  std::string writeSlot(uint32_t setId, const SlotWrite& w, bool member);
   // The same for many slots, in batches of bpf(BPF_MAP_UPDATE_BATCH): one system call per few
   // thousand slots instead of two per slot (a cold start, a generation flip).
-  std::string writeSlots(uint32_t setId, const std::vector<SlotWrite>& writes);
+  std::string writeSlots(uint32_t setId, const std::vector<SlotWrite>& writes, bool members);
   // A missing key is not an error.
   std::string deleteSlot(const sp_slot_key& k);
   std::string deleteMember(const sp_member_key& k);
