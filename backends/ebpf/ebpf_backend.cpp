@@ -555,6 +555,8 @@ std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) c
                     v.set_id, v.gen, v.count, v.flags & SP_SVC_F_REJECT ? " reject" : "",
                     v.affinity_timeout ? fmt::format(" affinity {}s", v.affinity_timeout) : ""));
   }
+  out.push_back(fmt::format("map sp_services {} -> reject (the service's other ports)",
+                            describe(frontendKey(p.info->clusterIP, SP_SVC_ANY_PORT, 0))));
   for (uint8_t set : {epset::kCluster, epset::kLocal}) {
     const SlotSet& s = p.sets[setIndex(set)];
     if (s.count() == 0) continue;

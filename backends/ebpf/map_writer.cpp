@@ -59,7 +59,7 @@ sp_member_key MapWriter::memberKey(uint32_t setId, const MemberRef& m) {
 }
 
 std::string describe(const sp_svc_key& k) {
-  if (k.proto == 0) return fmt::format("{} (any other port)", addrText(k.addr, k.family));
+  if (k.proto == 0) return fmt::format("{}:*", addrText(k.addr, k.family));
   return fmt::format("{}:{}/{}", addrText(k.addr, k.family), ntohs(k.port),
                      k.proto == IPPROTO_TCP ? "TCP" : "UDP");
 }

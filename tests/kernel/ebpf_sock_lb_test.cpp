@@ -616,8 +616,14 @@ TEST_F(EbpfSockLbTest, RestartKeepsBackendSetsAndClientIpAffinity) {
   auto first = replies(dialFromCgroup(Mode::Tcp, to, 10));
   ASSERT_EQ(first.size(), 1u);
   const ServicePortKey key{{"default", "tcp"}, {"p", Protocol::TCP, IpFamily::V4}};
+  // What `sliceproxy explain` shows: the frontend, the catch-all, the slots.
   const auto objects = backend->kernelObjects(key);
-  ASSERT_FALSE(objects.empty());
+  ASSERT_EQ(objects.size(), 3u);
+  EXPECT_EQ(objects[0],
+            "map sp_services 10.96.0.10:80/TCP -> set 1 generation 0 count 4 affinity "
+            "10800s");
+  EXPECT_EQ(objects[1], "map sp_services 10.96.0.10:* -> reject (the service's other ports)");
+  EXPECT_EQ(objects[2], "map sp_slots set 1 generation 0 slots 0..3 (cluster-wide)");
   backend = std::make_unique<backends::ebpf::EbpfBackend>(net());
   auto r = backend->fullSync(state.state());
   ASSERT_TRUE(r.ok) << r.error;
