@@ -92,6 +92,17 @@ static __always_inline void read_addr(struct bpf_sock_addr* ctx, __u8 family, st
   a->family = family;
 }
 
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack IPv6 socket dials for an IPv4
+ * service) becomes the IPv4 address it carries, so it meets the IPv4 frontends. */
+static __always_inline void unmap_v4(__u8* addr, __u8* family) {
+  const __u32* w = (const __u32*)addr;
+  if (*family != SP_FAMILY_V6 || w[0] != 0 || w[1] != 0 || w[2] != bpf_htonl(0xffff)) return;
+  __u32 v4 = w[3];
+  __builtin_memset(addr, 0, 16);
+  __builtin_memcpy(addr, &v4, 4);
+  *family = SP_FAMILY_V4;
+}
+
 /* family is the hook's own (a constant after inlining): the verifier refuses any access to the
  * other family's fields, even on a branch that is never taken. */
 static __always_inline void write_addr(struct bpf_sock_addr* ctx, __u8 family,
@@ -100,6 +111,13 @@ static __always_inline void write_addr(struct bpf_sock_addr* ctx, __u8 family,
   if (family == SP_FAMILY_V4) {
     __builtin_memcpy(&w, b->addr, 4);
     ctx->user_ip4 = w;
+  } else if (b->family == SP_FAMILY_V4) {
+    /* An IPv4 backend seen from an IPv6 socket: IPv4-mapped again. */
+    ctx->user_ip6[0] = 0;
+    ctx->user_ip6[1] = 0;
+    ctx->user_ip6[2] = bpf_htonl(0xffff);
+    __builtin_memcpy(&w, b->addr, 4);
+    ctx->user_ip6[3] = w;
   } else {
     __builtin_memcpy(&w, b->addr, 4);
     ctx->user_ip6[0] = w;
@@ -161,7 +179,8 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
   if (proto != SP_IPPROTO_TCP && proto != SP_IPPROTO_UDP) return SP_ALLOW;
   struct sp_addr dst = {};
   read_addr(ctx, family, &dst);
-  struct sp_svc_key key = {.port = dst.port, .proto = (__u8)proto, .family = family};
+  unmap_v4(dst.addr, &dst.family);
+  struct sp_svc_key key = {.port = dst.port, .proto = (__u8)proto, .family = dst.family};
   __builtin_memcpy(key.addr, dst.addr, 16);
   const struct sp_svc_value* svc = bpf_map_lookup_elem(&sp_services, &key);
   if (!svc) {
@@ -185,7 +204,7 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
   struct sp_rev_value rv = {};
   __builtin_memcpy(rv.frontend.addr, dst.addr, 16);
   rv.frontend.port = dst.port;
-  rv.frontend.family = family;
+  rv.frontend.family = dst.family;
   bpf_map_update_elem(&sp_reverse, &rk, &rv, BPF_ANY);
   write_addr(ctx, family, &be);
   return SP_ALLOW;
@@ -196,10 +215,11 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
 static __always_inline int reverse(struct bpf_sock_addr* ctx, __u8 family) {
   struct sp_addr src = {};
   read_addr(ctx, family, &src);
+  unmap_v4(src.addr, &src.family);
   struct sp_rev_key rk = {.cookie = bpf_get_socket_cookie(ctx)};
   __builtin_memcpy(rk.backend.addr, src.addr, 16);
   rk.backend.port = src.port;
-  rk.backend.family = family;
+  rk.backend.family = src.family;
   const struct sp_rev_value* rv = bpf_map_lookup_elem(&sp_reverse, &rk);
   if (rv) {
     struct sp_backend fe = rv->frontend;
@@ -270,6 +290,7 @@ static __always_inline void destroy_if_stale(struct sock* sk) {
     __builtin_memcpy(rk.backend.addr + 8, &w2, 4);
     __builtin_memcpy(rk.backend.addr + 12, &w3, 4);
     rk.backend.family = SP_FAMILY_V6;
+    unmap_v4(rk.backend.addr, &rk.backend.family);
   } else {
     return;
   }

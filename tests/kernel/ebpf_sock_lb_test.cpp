@@ -330,6 +330,26 @@ TEST_P(EbpfFamilyTest, TcpAndUdpClientsReachTheBackendAndSeeTheServiceAddress) {
   }
 }
 
+// A dual-stack IPv6 socket dialling an IPv4 service (::ffff:10.96.0.10, what Java and other
+// runtimes do by default) meets the IPv4 frontend, and sees it IPv4-mapped.
+TEST_F(EbpfSockLbTest, IpV4MappedAddressesOfAnIpv6SocketAreTranslated) {
+  Servers servers;
+  servers.listen("10.244.1.1", 8080);
+  addService("tcp", {"10.96.0.10"}, Protocol::TCP);
+  setEndpoints("tcp", "tcp", {{"10.244.1.1"}}, Protocol::TCP);
+  addService("udp", {"10.96.0.10"}, Protocol::UDP);
+  setEndpoints("udp", "udp", {{"10.244.1.1"}}, Protocol::UDP);
+  fullSync();
+  const Addr to = Addr::of("::ffff:10.96.0.10", 80);
+  for (Mode m : {Mode::Tcp, Mode::UdpConnected, Mode::UdpUnconnected}) {
+    auto seen = dialFromCgroup(m, to);
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].error, "") << "mode " << static_cast<int>(m);
+    EXPECT_EQ(seen[0].reply, "10.244.1.1:8080") << "mode " << static_cast<int>(m);
+    EXPECT_EQ(seen[0].peer, "[::ffff:10.96.0.10]:80") << "mode " << static_cast<int>(m);
+  }
+}
+
 TEST_P(EbpfFamilyTest, ProcessesOutsideTheCgroupAreNotRewritten) {
   const FamilyCase& f = GetParam();
   Servers servers;
