@@ -3,6 +3,8 @@
 #include <iostream>
 
 #include "backends/dryrun/dry_run_backend.h"
+#include "backends/ebpf/ebpf_backend.h"
+#include "backends/ebpf/kernel_probe.h"
 #include "backends/nftables/kernel_probe.h"
 #include "backends/nftables/nftables_backend.h"
 
@@ -13,9 +15,6 @@ using proxier::StaleFlowCleaner;
 
 namespace {
 
-// The eBPF backend (backends/ebpf/, issue 15) is built and tested on the real kernel
-// (kernel_ebpf_sock_lb) but not selectable yet: an entry here also registers the conformance
-// suite against it (tests/conformance/expectations.json), which it does not pass yet.
 const BackendInfo kBackends[] = {
     {
         .name = "nftables",
@@ -28,6 +27,19 @@ const BackendInfo kBackends[] = {
         .kernelSupport = &nft::kernelSupport,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
           return std::make_unique<nft::NftablesBackend>(net);
+        },
+    },
+    {
+        .name = "ebpf",
+        .mode = "ebpf",
+        .summary = "socket load balancing in the client's kernel (cgroup connect/sendmsg/recvmsg/"
+                   "getpeername programs, BPF maps) for traffic that starts on this node",
+        .cleaner = StaleFlowCleaner::Backend,
+        .programsKernel = true,
+        .capabilities = &ebpf::EbpfBackend::supported,
+        .kernelSupport = &ebpf::kernelSupport,
+        .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
+          return std::make_unique<ebpf::EbpfBackend>(net);
         },
     },
     {
