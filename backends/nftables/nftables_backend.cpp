@@ -188,7 +188,7 @@ void emitElems(Transaction& tx, std::vector<Elem>& elems, bool add, const char* 
 
 NftablesBackend::NftablesBackend(NetworkConfig net) : net_(std::move(net)) {
   sock_ = std::make_unique<Socket>();
-  flows_ = std::make_shared<FlowRecord>();
+  flows_ = std::make_shared<FlowRecord>(net_.flowRecordMax);
   families_[0] = freshFamily({{IpFamily::V4, NFPROTO_IPV4, &net_}});
   families_[1] = freshFamily({{IpFamily::V6, NFPROTO_IPV6, &net_}});
 }
@@ -513,10 +513,15 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       f.ports.erase(it);
     };
 
+    // Frontends the flow record stops or starts treating as ours.
+    std::vector<ServicePortInfoPtr> frontendsGone, frontendsCame;
     for (const auto& d : diff.deletes) {
       if (d.key.port.family != f.ctx.family) continue;
       auto it = f.ports.find(d.key);
-      if (it != f.ports.end()) bury(it);
+      if (it != f.ports.end()) {
+        frontendsGone.push_back(it->second.info);
+        bury(it);
+      }
     }
     for (const auto& u : diff.upserts) {
       const ServicePortView& v = *u.view;
@@ -524,8 +529,11 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       auto it = f.ports.find(v.key());
       const bool rebuild = it == f.ports.end() || u.created || u.infoChanged;
       if (rebuild) {
-        if (it != f.ports.end()) bury(it);
-        createPort(f, v, ch);
+        if (it != f.ports.end()) {
+          frontendsGone.push_back(it->second.info);
+          bury(it);
+        }
+        frontendsCame.push_back(createPort(f, v, ch).info);
         continue;
       }
       Port& p = it->second;
@@ -549,7 +557,14 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       diffElems(p.front, front, ch.del, ch.add);
       p.front = std::move(front);
     }
-    auto res = commit(f, ch);
+    std::function<void(Transaction&)> flowRecordChanges;
+    if (flows_->enabled() && (!frontendsGone.empty() || !frontendsCame.empty())) {
+      flowRecordChanges = [&](Transaction& tx) {
+        for (const auto& info : frontendsGone) flows_->portGone(tx, *info);
+        for (const auto& info : frontendsCame) flows_->portCame(tx, *info);
+      };
+    }
+    auto res = commit(f, ch, flowRecordChanges);
     if (!res.ok) return res;
     ops += res.operations;
     if (f.ports.size() > f.ctx.serviceTables * kPortsPerServiceTableLimit &&
@@ -631,7 +646,9 @@ BackendResult NftablesBackend::fullSync(const State& state) {
         buildServiceTable(tx, ctx, state.node, static_cast<uint8_t>(shard),
                           &f.mapSize[f.mapIndex(static_cast<uint8_t>(shard), 0)]);
       }
-      flows_->ensure(tx, ctx, previous);
+      std::vector<const ServicePortInfo*> infos;
+      for (const auto& [key, p] : f.ports) infos.push_back(p.info.get());
+      flows_->ensure(tx, ctx, previous, infos);
     });
     carry_ = nullptr;  // the commit's slot changes took what they could
     if (!res.ok) return res;

@@ -18,6 +18,7 @@
 
 #include "backends/nftnl/elements.h"
 #include "backends/nftnl/rule_builder.h"
+#include "backends/node_policy/packet_keys.h"
 
 namespace sliceproxy::backends::nft {
 
@@ -86,18 +87,40 @@ bool decode(IpFamily family, const uint8_t* k, uint32_t len, RecordedFlow& out) 
   return true;
 }
 
-// Loads the key of the packet's flow into registers 0.. and records it: the packet's conntrack
-// entry has both tuples, the reply one naming the endpoint DNAT chose.
-void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, uint8_t proto) {
+constexpr const char* kFrontends = "frontends";  // ct original daddr . proto . dport
+constexpr const char* kNodePorts = "nodeports";  // proto . ct original dport
+
+// Non-UDP/SCTP packets (most of them) leave after one rule.
+void addProtoGuard(Transaction& tx, const char* chain) {
+  RuleBuilder b;
+  const uint8_t udp = IPPROTO_UDP, sctp = IPPROTO_SCTP;
+  b.meta(NFT_META_L4PROTO, NFT_REG_1);
+  b.cmp(NFT_REG_1, NFT_CMP_NEQ, &udp, 1).cmp(NFT_REG_1, NFT_CMP_NEQ, &sctp, 1);
+  b.verdict(NFT_RETURN);
+  tx.addRule(kFlowTable, chain, b.release(), "not UDP or SCTP");
+}
+
+// Records the packet's flow if it was DNATed and its original destination is one of our
+// frontends (`set`): the packet's conntrack entry has both tuples, the reply one naming the
+// endpoint DNAT chose.
+void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, const char* set) {
   const bool v4 = ctx.family == IpFamily::V4;
   const uint32_t aw = ctx.addrWords();
   const uint32_t srcIp = v4 ? NFT_CT_SRC_IP : NFT_CT_SRC_IP6,
                  dstIp = v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6;
+  const bool nodePorts = std::strcmp(set, kNodePorts) == 0;
   RuleBuilder b;
-  b.meta(NFT_META_L4PROTO, NFT_REG_1).cmp(NFT_REG_1, NFT_CMP_EQ, &proto, 1);
   uint32_t dnat = IPS_DST_NAT, zero = 0;
   b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
   b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
+  // Ours: the destination the client addressed is one of our frontends.
+  if (nodePorts) {
+    b.meta(NFT_META_L4PROTO, reg32(0)).ct(NFT_CT_PROTO_DST, reg32(1), IP_CT_DIR_ORIGINAL);
+  } else {
+    b.ct(dstIp, reg32(0), IP_CT_DIR_ORIGINAL).meta(NFT_META_L4PROTO, reg32(aw));
+    b.ct(NFT_CT_PROTO_DST, reg32(aw + 1), IP_CT_DIR_ORIGINAL);
+  }
+  b.lookup(reg32(0), set);
   b.ct(srcIp, reg32(0), IP_CT_DIR_REPLY).ct(NFT_CT_PROTO_SRC, reg32(aw), IP_CT_DIR_REPLY);
   b.meta(NFT_META_L4PROTO, reg32(aw + 1));
   b.ct(srcIp, reg32(aw + 2), IP_CT_DIR_ORIGINAL);
@@ -106,7 +129,29 @@ void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, ui
   b.ct(NFT_CT_PROTO_DST, reg32(3 * aw + 3), IP_CT_DIR_ORIGINAL);
   b.dynset(NFT_DYNSET_OP_UPDATE, kSet, reg32(0), 0, 0);
   tx.addRule(kFlowTable, chain, b.release(),
-             fmt::format("record translated {} flows", proto == IPPROTO_UDP ? "UDP" : "SCTP"));
+             nodePorts ? "record flows translated for our NodePorts"
+                       : "record flows translated for our service addresses");
+}
+
+nftnl_set* keySet(const char* name, uint32_t keyLen) {
+  nftnl_set* set = nftnl_set_alloc();
+  nftnl_set_set_str(set, NFTNL_SET_NAME, name);
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, 0);
+  nftnl_set_set_u32(set, NFTNL_SET_KEY_LEN, keyLen);
+  return set;
+}
+
+// The sets of the flow table and their sizes (0 when unsized): tells a table of this layout
+// and cap from one an older sliceproxy or another --flow-record-max left.
+int onSet(const nlmsghdr* nlh, void* data) {
+  auto* out = static_cast<std::map<std::string, uint32_t>*>(data);
+  nftnl_set* s = nftnl_set_alloc();
+  if (nftnl_set_nlmsg_parse(nlh, s) == 0 && nftnl_set_is_set(s, NFTNL_SET_NAME)) {
+    (*out)[nftnl_set_get_str(s, NFTNL_SET_NAME)] =
+        nftnl_set_is_set(s, NFTNL_SET_DESC_SIZE) ? nftnl_set_get_u32(s, NFTNL_SET_DESC_SIZE) : 0;
+  }
+  nftnl_set_free(s);
+  return MNL_CB_OK;
 }
 
 struct ListState {
@@ -136,35 +181,108 @@ int onElements(const nlmsghdr* nlh, void* data) {
 
 }  // namespace
 
-FlowRecord::FlowRecord() : timeout_(elementTimeoutFromSysctls()) {}
+FlowRecord::FlowRecord(uint32_t maxFlows)
+    : maxFlows_(maxFlows), timeout_(elementTimeoutFromSysctls()) {}
 
-void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList& existing) {
+void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList& existing,
+                        const std::vector<const proxier::ServicePortInfo*>& ports) {
   const int fi = ctx.family == IpFamily::V4 ? 0 : 1;
   std::lock_guard lock(mu_);
-  const bool there =
+  bool there =
       std::find(existing.names.begin(), existing.names.end(), kFlowTable) != existing.names.end();
-  exists_[fi] = true;
-  if (there) return;
-  // Created now (first start, or removed behind our back): what it has not seen needs a seed.
-  ++generation_;
-  tx.addTable(kFlowTable);
-  nftnl_set* set = nftnl_set_alloc();
-  nftnl_set_set_str(set, NFTNL_SET_NAME, kSet);
-  nftnl_set_set_u32(set, NFTNL_SET_KEY_TYPE, 0);
-  nftnl_set_set_u32(set, NFTNL_SET_KEY_LEN, keyLen(ctx.family));
-  nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
-  nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT, static_cast<uint64_t>(timeout_.count()) * 1000);
-  nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, kMaxFlows);
-  tx.addSet(kFlowTable, set, "set flows (translated UDP/SCTP flows)");
-  // After DNAT: forwarded to a pod, delivered to a host-network endpoint, or sent by this node.
-  const Hook fwd{"filter", NF_INET_FORWARD, 10}, in{"filter", NF_INET_LOCAL_IN, 10},
-      out{"filter", NF_INET_LOCAL_OUT, 10};
-  for (auto [chain, hook] : {std::pair{"record-forward", &fwd}, std::pair{"record-input", &in},
-                             std::pair{"record-output", &out}}) {
-    tx.addChain(kFlowTable, chain, hook);
-    addRecordRule(tx, ctx, chain, IPPROTO_UDP);
-    addRecordRule(tx, ctx, chain, IPPROTO_SCTP);
+  frontends_[fi].clear();
+  if (!enabled()) {
+    if (there) tx.deleteTable(kFlowTable, "the flow record is off (--flow-record-max 0)");
+    exists_[fi] = false;
+    return;
   }
+  if (there) {
+    std::map<std::string, uint32_t> sets;
+    const std::string err = sock_.dump(
+        NFT_MSG_GETSET, ctx.nfproto,
+        [](nlmsghdr* nlh) {
+          nftnl_set* s = nftnl_set_alloc();
+          nftnl_set_set_str(s, NFTNL_SET_TABLE, kFlowTable.c_str());
+          nftnl_set_nlmsg_build_payload(nlh, s);
+          nftnl_set_free(s);
+        },
+        onSet, &sets);
+    auto it = sets.find(kSet);
+    if (!err.empty() || it == sets.end() || it->second != maxFlows_ || !sets.contains(kNodePorts)) {
+      // An older layout (one that recorded every DNAT) or another cap: start over.
+      spdlog::info("flow record ({}): replacing table {} (another layout or cap{})",
+                   proxier::familyName(ctx.family), kFlowTable, err.empty() ? "" : ": " + err);
+      tx.deleteTable(kFlowTable, "replacing the flow record");
+      there = false;
+    }
+  }
+  exists_[fi] = true;
+  if (there) {
+    // Same layout: keep the record, refill the frontend sets in this transaction.
+    tx.flushSet(kFlowTable, kFrontends);
+    tx.flushSet(kFlowTable, kNodePorts);
+  } else {
+    // Created now (first start, replaced, or removed behind our back): what it has not seen
+    // needs a seed.
+    ++generation_;
+    tx.addTable(kFlowTable);
+    nftnl_set* set = keySet(kSet, keyLen(ctx.family));
+    nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
+    nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT, static_cast<uint64_t>(timeout_.count()) * 1000);
+    nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, maxFlows_);
+    tx.addSet(kFlowTable, set, "set flows (translated UDP/SCTP flows)");
+    tx.addSet(kFlowTable, keySet(kFrontends, addrLen(ctx.family) + 8),
+              "set frontends (our UDP/SCTP service addresses)");
+    tx.addSet(kFlowTable, keySet(kNodePorts, 8), "set nodeports (our UDP/SCTP NodePorts)");
+    // After DNAT: forwarded to a pod, delivered to a host-network endpoint, or sent by this node.
+    const Hook fwd{"filter", NF_INET_FORWARD, 10}, in{"filter", NF_INET_LOCAL_IN, 10},
+        out{"filter", NF_INET_LOCAL_OUT, 10};
+    for (auto [chain, hook] : {std::pair{"record-forward", &fwd}, std::pair{"record-input", &in},
+                               std::pair{"record-output", &out}}) {
+      tx.addChain(kFlowTable, chain, hook);
+      addProtoGuard(tx, chain);
+      addRecordRule(tx, ctx, chain, kFrontends);
+      addRecordRule(tx, ctx, chain, kNodePorts);
+    }
+  }
+  for (const auto* info : ports) refcount(tx, *info, +1);
+}
+
+void FlowRecord::frontendKeys(const proxier::ServicePortInfo& info,
+                              const std::function<void(const char*, const Bytes&)>& fn) const {
+  const auto proto = info.key.port.protocol;
+  if (proto != proxier::Protocol::UDP && proto != proxier::Protocol::SCTP) return;
+  fn(kFrontends, frontendKey(info.clusterIP, proto, info.port));
+  for (const auto& a : info.externalIPs) fn(kFrontends, frontendKey(a, proto, info.port));
+  for (const auto& a : info.loadBalancerIPs) fn(kFrontends, frontendKey(a, proto, info.port));
+  if (info.nodePort) fn(kNodePorts, nodePortKey(proto, info.nodePort));
+}
+
+void FlowRecord::refcount(Transaction& tx, const proxier::ServicePortInfo& info, int delta) {
+  if (!enabled()) return;
+  auto& keys = frontends_[info.key.port.family == IpFamily::V4 ? 0 : 1];
+  frontendKeys(info, [&](const char* set, const Bytes& key) {
+    auto k = std::make_pair(std::string(set),
+                            std::string(reinterpret_cast<const char*>(key.b), key.len));
+    uint32_t& n = keys[k];
+    std::vector<nftnl_set_elem*> elem;
+    if (delta > 0 && n++ == 0) {
+      elem.push_back(makeElem(key, nullptr));
+      tx.addElements(kFlowTable, set, elem, "our frontend");
+    } else if (delta < 0 && n > 0 && --n == 0) {
+      elem.push_back(makeElem(key, nullptr));
+      tx.deleteElements(kFlowTable, set, elem, "no longer our frontend");
+    }
+    if (n == 0) keys.erase(k);
+  });
+}
+
+void FlowRecord::portGone(Transaction& tx, const proxier::ServicePortInfo& info) {
+  refcount(tx, info, -1);
+}
+
+void FlowRecord::portCame(Transaction& tx, const proxier::ServicePortInfo& info) {
+  refcount(tx, info, +1);
 }
 
 void FlowRecord::recordFlows(std::span<const RecordedFlow> flows, std::string& error) {
@@ -221,9 +339,48 @@ proxier::FlowIndex::Coverage FlowRecord::flowsAnsweredBy(
   }
   lock.unlock();
   // A full set stops recording new flows: what it misses, only a walk finds.
-  if (st.elements + 64 >= kMaxFlows) return Coverage::Incomplete;
+  {
+    std::lock_guard fillLock(mu_);
+    lastFill_ = {true, st.elements, maxFlows_};
+  }
+  if (st.elements + 64 >= maxFlows_) return Coverage::Incomplete;
   for (const auto& f : st.matched) fn(f);
   return Coverage::Complete;
+}
+
+size_t FlowRecord::countLocked(IpFamily family, std::string& error) {
+  const std::function<bool(const IpAddr&)> none = [](const IpAddr&) { return false; };
+  ListState st{family, &none, {}, 0};
+  error = sock_.dump(
+      NFT_MSG_GETSETELEM, family == IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6,
+      [](nlmsghdr* nlh) {
+        nftnl_set* s = nftnl_set_alloc();
+        nftnl_set_set_str(s, NFTNL_SET_TABLE, kFlowTable.c_str());
+        nftnl_set_set_str(s, NFTNL_SET_NAME, kSet);
+        nftnl_set_elems_nlmsg_build_payload(nlh, s);
+        nftnl_set_free(s);
+      },
+      onElements, &st);
+  return st.elements;
+}
+
+proxier::FlowIndex::Fill FlowRecord::fill() {
+  std::lock_guard lock(mu_);
+  if (!enabled()) return {};
+  const auto now = std::chrono::steady_clock::now();
+  if (lastFill_.known && now - lastFillAt_ < kFillMaxAge) return lastFill_;
+  // The fuller family: each family's set has the cap.
+  uint64_t flows = 0;
+  for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
+    if (!exists_[f == IpFamily::V4 ? 0 : 1]) continue;
+    std::string error;
+    const size_t n = countLocked(f, error);
+    if (!error.empty()) return {};
+    flows = std::max<uint64_t>(flows, n);
+  }
+  lastFill_ = {true, flows, maxFlows_};
+  lastFillAt_ = now;
+  return lastFill_;
 }
 
 }  // namespace sliceproxy::backends::nft

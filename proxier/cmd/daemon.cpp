@@ -68,6 +68,7 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
       conntrack::makeStaleFlowCleanup(info, cfg.conntrackCleanup, cfg.conntrackReconcilePeriod,
                                       proxy, &ops.metrics(), backend->flowIndex());
   if (conntrackCleanup) proxy.addObserver(conntrackCleanup.get());
+  ops.metrics().watchFlowRecord(backend->flowIndex());
   SyncRunner runner(
       {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,
        std::chrono::hours(1),

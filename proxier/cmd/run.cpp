@@ -80,6 +80,10 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "Pod bridge name, for --detect-local-mode=BridgeInterface");
   app.add_flag("--masquerade-all", cfg.network.masqueradeAll,
                "Masquerade all traffic sent to service addresses");
+  app.add_option("--flow-record-max", cfg.network.flowRecordMax,
+                 "Capacity of the record of UDP/SCTP flows sliceproxy translated, which conntrack "
+                 "cleanup reads instead of walking the conntrack table (0: no record)")
+      ->capture_default_str();
   app.add_option("--masquerade-bit", cfg.masqueradeBit,
                  "Bit of the packet mark that flags traffic to masquerade (0..31)")
       ->capture_default_str();

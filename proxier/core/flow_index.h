@@ -42,6 +42,14 @@ class FlowIndex {
   virtual bool needsSeed() const = 0;
   virtual void recordFlows(std::span<const RecordedFlow> flows, std::string& error) = 0;
   virtual void markSeeded(uint64_t generation) = 0;
+
+  // How full the record is, for the metrics: flows in it and its capacity (known = false when
+  // it could not be read).
+  struct Fill {
+    bool known = false;
+    uint64_t flows = 0, capacity = 0;
+  };
+  virtual Fill fill() { return {}; }
 };
 
 }  // namespace sliceproxy::proxier

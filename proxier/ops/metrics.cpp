@@ -105,6 +105,20 @@ class Metrics::Live : public prom::Collectable {
           value(static_cast<double>(n), T::Counter, {{"kind", key.first}, {"reason", key.second}}));
     }
     out.push_back(std::move(skip));
+    if (m_.flows_) {
+      // A full record stops recording new flows; cleanup then falls back to walking conntrack.
+      const auto fill = m_.flows_->fill();
+      if (fill.known) {
+        add("sliceproxy_flow_record_flows",
+            "UDP/SCTP flows in the record of translated flows (the fuller family)", T::Gauge,
+            static_cast<double>(fill.flows));
+        add("sliceproxy_flow_record_capacity", "Capacity of the flow record (--flow-record-max)",
+            T::Gauge, static_cast<double>(fill.capacity));
+        add("sliceproxy_flow_record_fill_ratio", "Flows in the record over its capacity", T::Gauge,
+            fill.capacity ? static_cast<double>(fill.flows) / static_cast<double>(fill.capacity)
+                          : 0.0);
+      }
+    }
     return out;
   }
 

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "proxier/core/change_tracker.h"
+#include "proxier/core/flow_index.h"
 #include "proxier/core/proxier.h"
 #include "proxier/ops/http_server.h"
 
@@ -53,6 +54,8 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   void conntrackEntriesDeleted(uint64_t n) override;
   void conntrackErrors(uint64_t n) override;
   void healthCheckBindFailed();
+  // The data plane's flow record, read (at most every few seconds) at scrape time.
+  void watchFlowRecord(std::shared_ptr<FlowIndex> flows) { flows_ = std::move(flows); }
 
   // Prometheus text exposition format 0.0.4.
   std::string render() const;
@@ -64,6 +67,7 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   std::shared_ptr<Live> live_;
   const std::string backend_;
   const ChangeTracker* tracker_;
+  std::shared_ptr<FlowIndex> flows_;
 
   prometheus::Histogram *syncDuration_, *syncFull_, *syncPartial_, *netProgramming_,
       *kernelOpsPerSync_;
