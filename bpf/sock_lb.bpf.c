@@ -190,6 +190,7 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
     if (!svc) return SP_ALLOW;
   }
 
+  if (svc->flags & SP_SVC_F_PASS) return SP_ALLOW;
   const struct sp_backend* b = 0;
   if (!(svc->flags & SP_SVC_F_REJECT)) b = pick(ctx, svc);
   if (!b) {

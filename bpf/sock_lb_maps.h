@@ -40,6 +40,11 @@ struct sp_svc_value {
  * and sendmsg() fail with ECONNREFUSED. Set whenever count is 0. */
 #define SP_SVC_F_REJECT 1u
 
+/* A frontend the proxier drops (iTP=Local with endpoints on other nodes only): the socket is
+ * left untranslated, so its packets get no answer, as kube-proxy's drop; the entry is there so
+ * the ClusterIP's catch-all entry does not reject it instead. */
+#define SP_SVC_F_PASS 2u
+
 /* A ClusterIP's catch-all entry, keyed with port 0 and proto 0: a port the service does not
  * define is rejected, as kube-proxy does. Looked up only when the exact frontend is missing. */
 #define SP_SVC_ANY_PORT 0

@@ -84,7 +84,7 @@ sp_svc_key frontendKey(const IpAddr& ip, uint16_t port, uint8_t proto) {
 // uses; externalIPs and load-balancer IPs dialled from this node are short-circuited to the
 // cluster-wide set, as kube-proxy does for traffic from pods and the node. A port with no
 // endpoints at all rejects; one whose set is empty while other endpoints exist (iTP=Local with
-// none on this node) gets no entry, so its traffic leaves untranslated, as kube-proxy drops it.
+// none on this node) passes untranslated (its packets get no answer, as kube-proxy drops them).
 std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServicePortInfo& info,
                                                                   const ServicePortView& v,
                                                                   const SlotSet (&sets)[2]) {
@@ -104,7 +104,7 @@ std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServiceP
       val.flags = SP_SVC_F_REJECT;
       val.count = 0;
     } else if (s.count() == 0) {
-      return;
+      val.flags = SP_SVC_F_PASS;
     }
     out.emplace_back(frontendKey(ip, info.port, proto), val);
   };
@@ -552,7 +552,9 @@ std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) c
   for (const auto& [k, v] : p.frontends) {
     out.push_back(
         fmt::format("map sp_services {} -> set {} generation {} count {}{}{}", describe(k),
-                    v.set_id, v.gen, v.count, v.flags & SP_SVC_F_REJECT ? " reject" : "",
+                    v.set_id, v.gen, v.count, v.flags & SP_SVC_F_REJECT ? " reject"
+                    : v.flags & SP_SVC_F_PASS ? " untranslated (dropped)"
+                                              : "",
                     v.affinity_timeout ? fmt::format(" affinity {}s", v.affinity_timeout) : ""));
   }
   out.push_back(fmt::format("map sp_services {} -> reject (the service's other ports)",
