@@ -31,7 +31,8 @@ nftables: {masqueradeAll: true, masqueradeBit: 12, minSyncPeriod: 2s, syncPeriod
 ipvs: {scheduler: rr, strictARP: true}
 featureGates: {SomeGate: true}
 someFutureField: 1
-sliceproxy: {backend: dry-run, snatAddresses: [192.0.2.1], debugPort: 11260}
+sliceproxy: {backend: dry-run, snatAddresses: [192.0.2.1], debugPort: 11260,
+             flowRecordMax: 5000}
 """
 
 
@@ -73,6 +74,7 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(doc["ipvs"]["scheduler"], "rr")
         self.assertEqual(doc["sliceproxy"]["backend"], "dry-run")
         self.assertEqual(doc["sliceproxy"]["snatAddresses"], ["192.0.2.1"])
+        self.assertEqual(doc["sliceproxy"]["flowRecordMax"], 5000)
         # What was written reads back to the same configuration.
         r = run("--config", out1, "--write-config-to", out2)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -138,6 +140,7 @@ class ConfigTest(unittest.TestCase):
             base + "conntrack: {maxPerCore: -1}\n": "conntrack.maxPerCore",
             base + "conntrack: {tcpBeLiberal: maybe}\n": "conntrack.tcpBeLiberal",
             base + "sliceproxy: {snatAddresses: [x]}\n": "sliceproxy.snatAddresses",
+            base + "sliceproxy: {flowRecordMax: -1}\n": "sliceproxy.flowRecordMax",
             base + "mode: [unclosed\n": "not valid YAML",
         }
         for text, field in cases.items():
