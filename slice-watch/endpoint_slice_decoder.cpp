@@ -47,8 +47,10 @@ void EndpointSliceDecoder::field(Field& f) {
   } else if (f.is("endpoints")) {
     Reader::Limit limit{proxier::kMaxEndpointsPerSlice, reason::kTooManyEndpoints,
                         "endpoints in one slice"};
-    r_.forEachElement(f.value, limit,
-                      [&](size_t, od::value& e) { endpoint(e, slice_->endpoints.emplace_back()); });
+    r_.forEachElement(f.value, limit, [&](size_t i, od::value& e) {
+      endpoint_ = i;
+      endpoint(e, slice_->endpoints.emplace_back());
+    });
   } else if (f.is("ports")) {
     Reader::Limit limit{proxier::kMaxPortsPerSlice, reason::kTooManyPorts, "ports in one slice"};
     r_.forEachElement(f.value, limit, [&](size_t, od::value& e) { port(e); });
@@ -89,7 +91,8 @@ void EndpointSliceDecoder::endpoint(od::value& v, proxier::Endpoint& ep) {
   });
   if (!haveAddresses) {
     r_.path.push("addresses");
-    r_.fail(reason::kMissingField, "an endpoint needs at least one address");
+    noAddress_.emplace_back(endpoint_, r_.path.str());
+    r_.path.pop();
   }
 }
 
@@ -102,11 +105,7 @@ void EndpointSliceDecoder::address(od::value& v, proxier::Endpoint& ep) {
     ep.addresses.push_back(*ip);
     return;
   }
-  if (addressType_) {
-    r_.fail(reason::kInvalidIp, fmt::format("{} is not a valid {} address", inQuotes(text),
-                                            addressTypeName(*addressType_)));
-  }
-  if (!pendingBad_) pendingBad_ = PendingBadAddress{r_.path.str(), std::string(text)};
+  badAddresses_.push_back({endpoint_, r_.path.str(), std::string(text)});
 }
 
 void EndpointSliceDecoder::port(od::value& v) {
@@ -135,6 +134,48 @@ void EndpointSliceDecoder::port(od::value& v) {
   if (havePort) slice_->ports.push_back(std::move(p));
 }
 
+// Every endpoint with a bad address, none, or one of the other family is left out with its
+// first reason; the others are served.
+void EndpointSliceDecoder::skipUnusable(proxier::EndpointSlice& s) {
+  std::vector<std::optional<proxier::SkippedValue>> why(s.endpoints.size());
+  auto mark = [&](size_t i, std::string field, std::string_view reason, std::string message) {
+    if (i < why.size() && !why[i]) {
+      why[i] = proxier::SkippedValue{std::move(field), std::string(reason),
+                                     "endpoint left out: " + message};
+    }
+  };
+  for (auto& [i, field] : noAddress_) {
+    mark(i, field, reason::kMissingField, "an endpoint needs at least one address");
+  }
+  for (auto& b : badAddresses_) {
+    mark(b.endpoint, b.field, reason::kInvalidIp,
+         fmt::format("{} is not a valid {} address", inQuotes(b.text),
+                     addressTypeName(s.addressType)));
+  }
+  const proxier::IpFamily want = familyOf(s.addressType);
+  for (size_t i = 0; i < s.endpoints.size(); ++i) {
+    const auto& addrs = s.endpoints[i].addresses;
+    for (size_t j = 0; j < addrs.size(); ++j) {
+      if (addrs[j].family == want) continue;
+      mark(i, fmt::format("endpoints[{}].addresses[{}]", i, j), reason::kAddressFamilyMismatch,
+           fmt::format("{} is an {} address but the slice's addressType is {}",
+                       inQuotes(addrs[j].str()), proxier::familyName(addrs[j].family),
+                       addressTypeName(s.addressType)));
+      break;
+    }
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < s.endpoints.size(); ++i) {
+    if (why[i]) {
+      s.skipped.push_back(std::move(*why[i]));
+    } else {
+      if (kept != i) s.endpoints[kept] = std::move(s.endpoints[i]);
+      ++kept;
+    }
+  }
+  s.endpoints.resize(kept);
+}
+
 proxier::SlicePtr EndpointSliceDecoder::finish(ObjectMeta&& meta) {
   proxier::EndpointSlice& s = *slice_;
   if (!addressType_) r_.failAt("addressType", reason::kMissingField, "addressType is required");
@@ -142,22 +183,7 @@ proxier::SlicePtr EndpointSliceDecoder::finish(ObjectMeta&& meta) {
   if (s.addressType == proxier::AddressType::FQDN) {
     for (auto& ep : s.endpoints) ep.addresses.clear();
   } else {
-    if (pendingBad_) {
-      r_.failAt(pendingBad_->field, reason::kInvalidIp,
-                fmt::format("{} is not a valid {} address", inQuotes(pendingBad_->text),
-                            addressTypeName(s.addressType)));
-    }
-    proxier::IpFamily want = familyOf(s.addressType);
-    for (size_t i = 0; i < s.endpoints.size(); ++i) {
-      const auto& addrs = s.endpoints[i].addresses;
-      for (size_t j = 0; j < addrs.size(); ++j) {
-        if (addrs[j].family == want) continue;
-        r_.failAt(fmt::format("endpoints[{}].addresses[{}]", i, j), reason::kAddressFamilyMismatch,
-                  fmt::format("{} is an {} address but the slice's addressType is {}",
-                              inQuotes(addrs[j].str()), proxier::familyName(addrs[j].family),
-                              addressTypeName(s.addressType)));
-      }
-    }
+    skipUnusable(s);
   }
   s.key = {std::move(meta.ns), std::move(meta.name)};
   s.resourceVersion = std::move(meta.resourceVersion);

@@ -21,18 +21,22 @@ class EndpointSliceDecoder {
   void endpoint(od::value& v, proxier::Endpoint& out);
   void address(od::value& v, proxier::Endpoint& out);
   void port(od::value& v);
+  void skipUnusable(proxier::EndpointSlice& s);
 
   Reader& r_;
   std::shared_ptr<proxier::EndpointSlice> slice_ = std::make_shared<proxier::EndpointSlice>();
   std::optional<proxier::AddressType> addressType_;
-  // The API server writes addressType before endpoints, but a hand-written manifest may not. An
-  // address that does not parse before addressType is known is an error only if the slice turns
-  // out not to be FQDN, so the first one waits here.
-  struct PendingBadAddress {
+  // kube-proxy leaves out an endpoint it cannot use and serves the rest of the slice. Whether an
+  // address is bad depends on addressType, which a hand-written manifest may put after the
+  // endpoints, so bad addresses wait here until finish().
+  struct BadAddress {
+    size_t endpoint;
     std::string field;
     std::string text;
   };
-  std::optional<PendingBadAddress> pendingBad_;
+  std::vector<BadAddress> badAddresses_;
+  std::vector<std::pair<size_t, std::string>> noAddress_;  // endpoint index, field
+  size_t endpoint_ = 0;                                    // the endpoint being decoded
 };
 
 }  // namespace sliceproxy::slicewatch::detail

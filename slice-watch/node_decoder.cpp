@@ -23,13 +23,11 @@ void NodeDecoder::spec(od::value& v) {
       if (r_.isNull(f.value)) return;
       std::string_view text = r_.string(f.value);
       if (text.empty()) return;
-      auto c = proxier::Cidr::parse(text);
-      if (!c) r_.fail(reason::kInvalidCidr, inQuotes(text) + " is not a valid CIDR");
-      podCIDR_ = *c;
+      podCIDR_ = cidrOrSkip(text);
     } else if (f.is("podCIDRs")) {
       r_.forEachElement(f.value, [&](size_t, od::value& e) {
         havePodCIDRs_ = true;
-        n.podCIDRs.push_back(r_.cidr(e));
+        if (auto c = cidrOrSkip(r_.string(e))) n.podCIDRs.push_back(*c);
       });
     } else if (f.is("taints")) {
       r_.forEachElement(f.value, [&](size_t, od::value& e) {
@@ -61,14 +59,36 @@ void NodeDecoder::address(od::value& v) {
   });
   if (!haveText) {
     r_.path.push("address");
-    r_.fail(reason::kMissingField, "a node address needs an address");
-  }
-  // InternalIP and ExternalIP carry addresses; Hostname and InternalDNS carry names.
-  if (a.type.ends_with("IP")) {
-    r_.path.push("address");
-    a.ip = r_.ipFrom(a.text);
+    node_->skipped.push_back({r_.path.str(), std::string(reason::kMissingField),
+                              "address left out: a node address needs an address"});
     r_.path.pop();
+    node_->addresses.pop_back();
+    return;
   }
+  // InternalIP and ExternalIP carry addresses; Hostname and InternalDNS carry names. The API
+  // server does not check them, so one that does not parse is left out, not the Node.
+  if (a.type.ends_with("IP")) {
+    a.ip = proxier::IpAddr::parse(a.text);
+    if (!a.ip) {
+      r_.path.push("address");
+      node_->skipped.push_back(
+          {r_.path.str(), std::string(reason::kInvalidIp),
+           fmt::format("address left out: {} is not a valid IP address", inQuotes(a.text))});
+      r_.path.pop();
+      node_->addresses.pop_back();
+    }
+  }
+}
+
+// A pod CIDR that does not parse is left out, with why; the Node's other fields still count.
+std::optional<proxier::Cidr> NodeDecoder::cidrOrSkip(std::string_view text) {
+  auto c = proxier::Cidr::parse(text);
+  if (!c) {
+    node_->skipped.push_back(
+        {r_.path.str(), std::string(reason::kInvalidCidr),
+         fmt::format("pod CIDR left out: {} is not a valid CIDR", inQuotes(text))});
+  }
+  return c;
 }
 
 proxier::NodePtr NodeDecoder::finish(ObjectMeta&& meta) {

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "proxier/core/events.h"
@@ -20,6 +21,7 @@ class NodeDecoder {
  private:
   void spec(od::value& v);
   void address(od::value& v);
+  std::optional<proxier::Cidr> cidrOrSkip(std::string_view text);
 
   Reader& r_;
   std::shared_ptr<proxier::Node> node_ = std::make_shared<proxier::Node>();

@@ -127,6 +127,7 @@ void ChangeTracker::upsertSlice(SlicePtr slice) {
     deleteSlice(slice->key);
     return;
   }
+  for (const auto& v : slice->skipped) skippedValue("EndpointSlice", slice->key.str(), v);
   bool fire;
   {
     std::lock_guard lock(mu_);
@@ -170,6 +171,8 @@ void ChangeTracker::upsertNode(NodePtr node) {
       node_ = std::move(node);
       return;
     }
+    // Reported when the content changes, not at every status heartbeat.
+    for (const auto& v : node->skipped) skippedValueLocked("Node", node->key.str(), v);
     nodeChanged_ = true;
     node_ = std::move(node);
     changeStartedLocked(std::nullopt);
@@ -200,8 +203,13 @@ void ChangeTracker::rejected(const Rejection& r) {
 
 void ChangeTracker::skippedValue(std::string_view kind, const std::string& object,
                                  const SkippedValue& v) {
-  spdlog::warn("{} {}: {}: {} ({})", kind, object, v.field, v.message, v.reason);
   std::lock_guard lock(mu_);
+  skippedValueLocked(kind, object, v);
+}
+
+void ChangeTracker::skippedValueLocked(std::string_view kind, const std::string& object,
+                                       const SkippedValue& v) {
+  spdlog::warn("{} {}: {}: {} ({})", kind, object, v.field, v.message, v.reason);
   ++skipped_[fmt::format("{}\x1f{}", kind, v.reason)];
 }
 

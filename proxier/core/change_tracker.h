@@ -89,6 +89,7 @@ class ChangeTracker : public EventSink {
   std::map<std::string, uint64_t> rejections_;
   std::map<std::string, uint64_t> skipped_;  // "kind\x1freason"
   void skippedValue(std::string_view kind, const std::string& object, const SkippedValue& v);
+  void skippedValueLocked(std::string_view kind, const std::string& object, const SkippedValue& v);
   TrackerCounters counters_;
 };
 

@@ -54,6 +54,9 @@ struct EndpointSlice {
   AddressType addressType = AddressType::IPv4;
   std::vector<Endpoint> endpoints;
   std::vector<EndpointPort> ports;
+  // Endpoints left out (no address, an address that does not parse or is of the other family),
+  // each with why: kube-proxy skips such an endpoint and serves the rest of the slice.
+  std::vector<SkippedValue> skipped;
   // When the change this version carries started (a pod became ready, went away, ...), from the
   // annotation endpoints.kubernetes.io/last-change-trigger-time: network programming latency is
   // measured from it, as kube-proxy does.

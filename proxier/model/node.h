@@ -7,6 +7,7 @@
 #include "proxier/model/ip.h"
 #include "proxier/model/labels.h"
 #include "proxier/model/object_key.h"
+#include "proxier/model/skipped_value.h"
 
 namespace sliceproxy::proxier {
 
@@ -29,7 +30,8 @@ struct Node {
   std::vector<NodeAddress> addresses;
   std::vector<Cidr> podCIDRs;
   std::vector<Taint> taints;
-  bool beingDeleted = false;  // metadata.deletionTimestamp is set
+  bool beingDeleted = false;          // metadata.deletionTimestamp is set
+  std::vector<SkippedValue> skipped;  // addresses and pod CIDRs left out, each with why
 
   std::string zone() const {
     auto* z = labels.get(kLabelTopologyZone);
@@ -42,7 +44,8 @@ struct Node {
 // heartbeat, conditions, images, capacity) is not a change.
 inline bool sameContent(const Node& a, const Node& b) {
   return a.key == b.key && a.labels == b.labels && a.addresses == b.addresses &&
-         a.podCIDRs == b.podCIDRs && a.taints == b.taints && a.beingDeleted == b.beingDeleted;
+         a.podCIDRs == b.podCIDRs && a.taints == b.taints && a.beingDeleted == b.beingDeleted &&
+         a.skipped == b.skipped;
 }
 
 // Whether a change from `before` to `after` (either may be null) alters what the backends build

@@ -10,6 +10,7 @@
 #include "proxier/model/ip.h"
 #include "proxier/model/labels.h"
 #include "proxier/model/object_key.h"
+#include "proxier/model/skipped_value.h"
 
 namespace sliceproxy::proxier {
 
@@ -50,16 +51,6 @@ struct LoadBalancerIngress {
   std::string hostname;
   LoadBalancerIpMode ipMode = LoadBalancerIpMode::VIP;
   friend bool operator==(const LoadBalancerIngress&, const LoadBalancerIngress&) = default;
-};
-
-// A value a decoder could not use and left out, keeping the rest of the object, where kube-proxy
-// does the same (one bad externalIP, source range or load-balancer address; an enum value this
-// version does not know, read as the default). Reported when the object is tracked.
-struct SkippedValue {
-  std::string field;  // JSON path, e.g. spec.externalIPs[1]
-  std::string reason;
-  std::string message;
-  friend bool operator==(const SkippedValue&, const SkippedValue&) = default;
 };
 
 struct Service {

@@ -99,5 +99,35 @@ TEST_F(NodeChangeTest, AddressChangeIsAFullSync) {
   EXPECT_EQ(proxy.stats().fullSyncs, 2u);
 }
 
+// A value a decoder left out is reported (log and sliceproxy_object_values_skipped_total) when
+// the object's content changes, not at every status heartbeat that carries it again.
+TEST_F(NodeChangeTest, SkippedValuesCountedWhenTheNodeChangesNotAtHeartbeats) {
+  auto withSkip = [](std::string rv, std::string zone) {
+    Node n = nodeA(std::move(zone), std::move(rv));
+    n.skipped.push_back({"status.addresses[1].address", "invalid_ip", "address left out"});
+    return ptr(std::move(n));
+  };
+  tracker.upsertNode(withSkip("2", "zone-a"));
+  for (int i = 3; i < 20; ++i) tracker.upsertNode(withSkip(std::to_string(i), "zone-a"));
+  auto counts = tracker.skippedValues();
+  EXPECT_EQ((counts[{"Node", "invalid_ip"}]), 1u);
+  tracker.upsertNode(withSkip("20", "zone-b"));
+  counts = tracker.skippedValues();
+  EXPECT_EQ((counts[{"Node", "invalid_ip"}]), 2u);
+}
+
+// An EndpointSlice with an endpoint left out is served with the rest, and the skip is counted.
+TEST_F(NodeChangeTest, SliceWithASkippedEndpointServesTheRest) {
+  auto s = std::make_shared<EndpointSlice>(
+      *slice("plain-1", "plain", {{"10.244.1.2", "node-a"}, {"10.244.1.3", "node-a"}}));
+  s->skipped.push_back({"endpoints[2].addresses[0]", "invalid_ip", "endpoint left out"});
+  tracker.upsertSlice(s);
+  EXPECT_TRUE(proxy.syncOnce());
+  auto lines = programmed();
+  ASSERT_EQ(lines.size(), 1u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("10.244.1.3"), std::string::npos) << lines[0];
+  EXPECT_EQ((tracker.skippedValues()[{"EndpointSlice", "invalid_ip"}]), 1u);
+}
+
 }  // namespace
 }  // namespace sliceproxy::testing

@@ -21,7 +21,7 @@ std::string slice(const std::string& name, const std::string& ip, int port = 808
 TEST(SlicewatchApiListPage, ItemsResourceVersionAndContinue) {
   std::string body = R"({"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1",)"
                      R"("metadata":{"resourceVersion":"42","continue":"abc"},"items":[)" +
-                     slice("a", "10.0.0.1") + "," + slice("b", "bogus") + "," +
+                     slice("a", "10.0.0.1") + "," + slice("b", "10.0.0.2", 0) + "," +
                      slice("c", "10.0.0.3") + "]}";
   const std::string copy = body;
   ListPage page = decodeListPage(body, "EndpointSlice", kOpts);
@@ -35,7 +35,7 @@ TEST(SlicewatchApiListPage, ItemsResourceVersionAndContinue) {
   EXPECT_EQ(a.key.str(), "ns/a");
   auto& rej = std::get<proxier::Rejection>(page.items[1]);
   EXPECT_EQ(rej.object, "ns/b");
-  EXPECT_EQ(rej.field, "endpoints[0].addresses[0]");
+  EXPECT_EQ(rej.field, "ports[0].port");
   EXPECT_EQ(rej.origin, kOpts.origin);
   EXPECT_TRUE(std::holds_alternative<DecodedObject>(page.items[2]));
 }

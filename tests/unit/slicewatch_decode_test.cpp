@@ -463,37 +463,82 @@ TEST(SlicewatchDecodeSlice, AddressTypeAfterEndpoints) {
       one(R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[{"addresses":["a.b"]}],)"
           R"("addressType":"FQDN"})"));
   EXPECT_TRUE(fqdn->endpoints[0].addresses.empty());
-  expectRejected(
+  // A bad address is known bad only once addressType is read: the endpoint is left out then.
+  auto late = as<proxier::EndpointSlice>(one(
       R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[{"addresses":["10.0.0.1"]},)"
-      R"({"addresses":["a.b"]}],"addressType":"IPv4"})",
-      "endpoints[1].addresses[0]", reason::kInvalidIp);
-  expectRejected(
-      R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[{"addresses":["10.0.0.1"]}],)"
-      R"("addressType":"IPv6"})",
-      "endpoints[0].addresses[0]", reason::kAddressFamilyMismatch);
+      R"({"addresses":["a.b"]}],"addressType":"IPv4"})"));
+  ASSERT_EQ(late->endpoints.size(), 1u);
+  ASSERT_EQ(late->skipped.size(), 1u);
+  EXPECT_EQ(late->skipped[0].field, "endpoints[1].addresses[0]");
+  EXPECT_EQ(late->skipped[0].reason, reason::kInvalidIp);
 }
 
-TEST(SlicewatchDecodeSlice, InvalidAddressMessage) {
-  Rejection r =
-      rejectionOf(one(slice(R"("endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"]},)"
-                            R"({"addresses":["10.0.0.3"]},{"addresses":["10.0.0.300"]}])")));
-  EXPECT_EQ(r.field, "endpoints[3].addresses[0]");
-  EXPECT_EQ(r.reason, reason::kInvalidIp);
-  EXPECT_EQ(r.kind, "EndpointSlice");
-  EXPECT_EQ(r.object, "default/web-abc");
-  EXPECT_EQ(
-      r.describe(),
-      R"(test.json: EndpointSlice default/web-abc field endpoints[3].addresses[0]: "10.0.0.300" is not a valid IPv4 address)");
-}
-
-TEST(SlicewatchDecodeSlice, FamilyMismatch) {
-  Rejection r = rejectionOf(
-      one(slice(R"("endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["fd00::1"]}])")));
-  EXPECT_EQ(r.field, "endpoints[1].addresses[0]");
-  EXPECT_EQ(r.reason, reason::kAddressFamilyMismatch);
-  EXPECT_EQ(r.message, R"("fd00::1" is an IPv6 address but the slice's addressType is IPv4)");
-  expectRejected(slice(R"("endpoints":[{"addresses":["fd00::1","10.0.0.1"]}])", "IPv6"),
-                 "endpoints[0].addresses[1]", reason::kAddressFamilyMismatch);
+// kube-proxy leaves out an endpoint it cannot use and serves the rest of the slice; so do we,
+// naming the field and why.
+TEST(SlicewatchDecodeSlice, UnusableEndpointsAreSkippedNotTheSlice) {
+  struct Case {
+    const char* endpoints;
+    const char* type;
+    std::vector<std::string> kept;  // first address of each endpoint kept
+    const char* field;
+    std::string_view reason;
+    const char* message;
+  };
+  const Case cases[] = {
+      {R"([{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.300"]},{"addresses":["10.0.0.3"]}])",
+       "IPv4",
+       {"10.0.0.1", "10.0.0.3"},
+       "endpoints[1].addresses[0]",
+       reason::kInvalidIp,
+       R"(endpoint left out: "10.0.0.300" is not a valid IPv4 address)"},
+      {R"([{"addresses":["10.0.0.1"]},{"addresses":["fd00::1"]}])",
+       "IPv4",
+       {"10.0.0.1"},
+       "endpoints[1].addresses[0]",
+       reason::kAddressFamilyMismatch,
+       R"(endpoint left out: "fd00::1" is an IPv6 address but the slice's addressType is IPv4)"},
+      {R"([{"addresses":["fd00::1","10.0.0.1"]},{"addresses":["fd00::2"]}])",
+       "IPv6",
+       {"fd00::2"},
+       "endpoints[0].addresses[1]",
+       reason::kAddressFamilyMismatch,
+       nullptr},
+      {R"([{"addresses":[]},{"addresses":["10.0.0.2"]}])",
+       "IPv4",
+       {"10.0.0.2"},
+       "endpoints[0].addresses",
+       reason::kMissingField,
+       "endpoint left out: an endpoint needs at least one address"},
+      {R"([{"nodeName":"n"},{"addresses":["10.0.0.2"]}])",
+       "IPv4",
+       {"10.0.0.2"},
+       "endpoints[0].addresses",
+       reason::kMissingField,
+       nullptr},
+      {R"([{"addresses":[" 10.0.0.1"]}])",
+       "IPv4",
+       {},
+       "endpoints[0].addresses[0]",
+       reason::kInvalidIp,
+       nullptr},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.endpoints);
+    auto s = as<proxier::EndpointSlice>(
+        one(slice(std::string(R"("endpoints":)") + c.endpoints, c.type)));
+    std::vector<std::string> kept;
+    for (const auto& ep : s->endpoints) kept.push_back(ep.addresses.at(0).str());
+    EXPECT_EQ(kept, c.kept);
+    ASSERT_EQ(s->skipped.size(), 1u);
+    EXPECT_EQ(s->skipped[0].field, c.field);
+    EXPECT_EQ(s->skipped[0].reason, c.reason);
+    if (c.message) {
+      EXPECT_EQ(s->skipped[0].message, c.message);
+    }
+  }
+  auto clean =
+      as<proxier::EndpointSlice>(one(slice(R"("endpoints":[{"addresses":["10.0.0.1"]}])")));
+  EXPECT_TRUE(clean->skipped.empty());
 }
 
 TEST(SlicewatchDecodeSlice, SizeLimits) {
@@ -526,10 +571,6 @@ TEST(SlicewatchDecodeSlice, Rejections) {
   expectRejected(R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[]})",
                  "addressType", reason::kMissingField);
   expectRejected(slice(R"("endpoints":[])", "IPv5"), "addressType", reason::kInvalidValue);
-  expectRejected(slice(R"("endpoints":[{"addresses":[]}])"), "endpoints[0].addresses",
-                 reason::kMissingField);
-  expectRejected(slice(R"("endpoints":[{"nodeName":"node-a"}])"), "endpoints[0].addresses",
-                 reason::kMissingField);
   expectRejected(slice(R"("endpoints":[{"addresses":[10]}])"), "endpoints[0].addresses[0]",
                  reason::kWrongType);
   expectRejected(slice(R"("endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":"yes"}}])"),
@@ -589,14 +630,40 @@ TEST(SlicewatchDecodeNode, PodCidrFallbackAndNoDeletion) {
   EXPECT_FALSE(nullDeletion->beingDeleted);
 }
 
-TEST(SlicewatchDecodeNode, Rejections) {
-  expectRejected(node(R"("status":{"addresses":[{"type":"InternalIP","address":"10.0.0.256"}]})"),
-                 "status.addresses[0].address", reason::kInvalidIp);
-  expectRejected(node(R"("status":{"addresses":[{"type":"InternalIP"}]})"),
-                 "status.addresses[0].address", reason::kMissingField);
-  expectRejected(node(R"("spec":{"podCIDRs":["10.244.1.0/24","10.244.2.0"]})"), "spec.podCIDRs[1]",
-                 reason::kInvalidCidr);
-  expectRejected(node(R"("spec":{"podCIDR":"nonsense"})"), "spec.podCIDR", reason::kInvalidCidr);
+// The API server does not check node addresses or pod CIDRs closely: one that does not parse
+// is left out (named, with why), and the Node's labels and other values still count.
+TEST(SlicewatchDecodeNode, UnusableValuesAreSkippedNotTheNode) {
+  struct Case {
+    const char* body;
+    const char* field;
+    std::string_view reason;
+    size_t addresses;
+    size_t podCIDRs;
+  };
+  const Case cases[] = {
+      {R"("status":{"addresses":[{"type":"InternalIP","address":"10.0.0.256"},)"
+       R"({"type":"InternalIP","address":"10.0.0.7"}]})",
+       "status.addresses[0].address", reason::kInvalidIp, 1, 0},
+      {R"("status":{"addresses":[{"type":"InternalIP"},{"type":"Hostname","address":"n"}]})",
+       "status.addresses[0].address", reason::kMissingField, 1, 0},
+      {R"("spec":{"podCIDRs":["10.244.1.0/24","10.244.2.0"]})", "spec.podCIDRs[1]",
+       reason::kInvalidCidr, 0, 1},
+      {R"("spec":{"podCIDR":"nonsense"})", "spec.podCIDR", reason::kInvalidCidr, 0, 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body);
+    auto n = as<proxier::Node>(one(node(c.body)));
+    ASSERT_EQ(n->skipped.size(), 1u);
+    EXPECT_EQ(n->skipped[0].field, c.field);
+    EXPECT_EQ(n->skipped[0].reason, c.reason);
+    EXPECT_EQ(n->addresses.size(), c.addresses);
+    EXPECT_EQ(n->podCIDRs.size(), c.podCIDRs);
+  }
+  auto good = as<proxier::Node>(
+      one(node(R"("status":{"addresses":[{"type":"InternalIP","address":"10.0.0.7"}]})")));
+  ASSERT_EQ(good->addresses.size(), 1u);
+  EXPECT_EQ(good->addresses[0].ip->str(), "10.0.0.7");
+  EXPECT_TRUE(good->skipped.empty());
   expectRejected(node(R"("spec":{"taints":[{"key":1}]})"), "spec.taints[0].key",
                  reason::kWrongType);
 }
