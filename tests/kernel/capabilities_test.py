@@ -326,6 +326,13 @@ class Capabilities(unittest.TestCase):
         self.assertEqual(self.backends["nftables"], ["CAP_NET_ADMIN"])
         self.assertEqual(self.backends["ebpf"], ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"])
 
+    def test_ebpf_without_sys_ptrace_says_so(self):
+        # The stale-socket walk cannot open the client's /proc/PID/ns/net: a warning, not silence.
+        failed, log, _ = self.scenario(TESTING_BINARY, "ebpf", ["CAP_SYS_ADMIN"],
+                                       ["--testing-skip-capability-check"])
+        self.assertEqual(failed, "stale socket (timeout)", log)
+        self.assertRegex(log, r"ebpf: stale sockets: opening /proc/\d+/ns/net: Permission denied")
+
     def test_ebpf_without_sys_admin(self):
         # Why CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON are not in the eBPF set: CAP_SYS_ADMIN
         # covers them. Without it, those three load, attach and translate, but the
