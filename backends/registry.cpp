@@ -5,7 +5,9 @@
 #include "backends/dryrun/dry_run_backend.h"
 #include "backends/ebpf/ebpf_backend.h"
 #include "backends/ebpf/kernel_probe.h"
+#include "backends/ebpf/linux_capabilities.h"
 #include "backends/nftables/kernel_probe.h"
+#include "backends/nftables/linux_capabilities.h"
 #include "backends/nftables/nftables_backend.h"
 
 namespace sliceproxy::backends {
@@ -25,6 +27,7 @@ const BackendInfo kBackends[] = {
         .programsKernel = true,
         .capabilities = &nft::NftablesBackend::supported,
         .kernelSupport = &nft::kernelSupport,
+        .linuxCapabilities = nft::kLinuxCapabilities,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
           return std::make_unique<nft::NftablesBackend>(net);
         },
@@ -38,6 +41,7 @@ const BackendInfo kBackends[] = {
         .programsKernel = true,
         .capabilities = &ebpf::EbpfBackend::supported,
         .kernelSupport = &ebpf::kernelSupport,
+        .linuxCapabilities = ebpf::kLinuxCapabilities,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
           return std::make_unique<ebpf::EbpfBackend>(net);
         },
@@ -50,6 +54,7 @@ const BackendInfo kBackends[] = {
         .programsKernel = false,
         .capabilities = &DryRunBackend::supported,
         .kernelSupport = [] { return std::string(); },
+        .linuxCapabilities = {},
         .make = [](const proxier::NetworkConfig&) -> std::unique_ptr<proxier::Backend> {
           return std::make_unique<DryRunBackend>(std::cout);
         },

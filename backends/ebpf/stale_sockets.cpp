@@ -38,7 +38,14 @@ std::vector<int> namespacesOf(const std::string& root, std::string& error) {
     std::string pid;
     while (procs >> pid && fds.size() < kMaxNamespaces) {
       const int fd = open(("/proc/" + pid + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;  // the process exited meanwhile
+      if (fd < 0) {
+        // ENOENT/ESRCH: the process exited meanwhile. EACCES (no CAP_SYS_PTRACE) would
+        // otherwise leave its sockets in place without a word.
+        if (errno != ENOENT && errno != ESRCH && error.empty()) {
+          error = fmt::format("opening /proc/{}/ns/net: {}", pid, std::strerror(errno));
+        }
+        continue;
+      }
       struct stat st {};
       if (fstat(fd, &st) != 0 || !seen.insert({st.st_dev, st.st_ino}).second) {
         close(fd);

@@ -30,6 +30,16 @@ conntrack::ApplyReport applyConntrackSettings(const Config& cfg) {
 
 int runDaemon(const Config& cfg, const Extensions& ext) {
   std::string error;
+  // Before the backend probes or programs anything: a missing capability is a deployment
+  // error (exit 2, not restarted), not a kernel failure to retry every sync.
+  const bool checkCapabilities = !ext.skipCapabilityCheck || !ext.skipCapabilityCheck();
+  if (const auto* info = findBackend(backends::registry(), cfg.backend);
+      info && checkCapabilities) {
+    if (auto missing = missingCapabilities(info->name, info->linuxCapabilities); !missing.empty()) {
+      spdlog::error("{}", missing);
+      return kExitUsage;
+    }
+  }
   auto backend = makeBackend(backends::registry(), cfg.backend, cfg.network, error);
   if (!backend) {
     spdlog::error("{}", error);

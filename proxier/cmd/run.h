@@ -19,6 +19,9 @@ struct Extensions {
   std::function<void(CLI::App&)> addFlags;
   // Wraps the backend the daemon syncs through (fault injection); returning null keeps it.
   std::function<std::unique_ptr<Backend>(Backend&)> wrapBackend;
+  // True: start without checking the backend's Linux capabilities, so a test can see what the
+  // kernel itself refuses without one of them.
+  std::function<bool()> skipCapabilityCheck;
 };
 
 int run(int argc, char** argv, const Extensions& ext = {});

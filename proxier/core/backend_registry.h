@@ -11,6 +11,7 @@
 
 #include "proxier/config/network_config.h"
 #include "proxier/core/backend.h"
+#include "proxier/core/linux_capabilities.h"
 
 namespace sliceproxy::proxier {
 
@@ -33,6 +34,8 @@ struct BackendInfo {
   // Empty when this host's kernel can run the backend; otherwise the kernel feature that is
   // missing, in words an operator can act on.
   std::string (*kernelSupport)() = nullptr;
+  // The Linux capabilities the daemon needs to run it, checked at start-up (empty: none).
+  LinuxCapabilities linuxCapabilities;
   // Throws std::exception saying what could not be set up.
   std::unique_ptr<Backend> (*make)(const NetworkConfig&) = nullptr;
 };

@@ -122,6 +122,15 @@ json::object kernelSupportJson(const BackendInfo& backend) {
   return o;
 }
 
+// [{"name": "CAP_NET_ADMIN", "for": "..."}]: what the daemon checks at start-up.
+json::array linuxCapabilitiesJson(const BackendInfo& backend) {
+  json::array out;
+  for (const auto& c : backend.linuxCapabilities) {
+    out.push_back(json::object{{"name", c.name}, {"for", c.why}});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string capabilitiesJson(const BackendInfo& backend) {
@@ -134,7 +143,8 @@ std::string capabilitiesJson(const BackendInfo& backend) {
   return json::serialize(json::object{{"backend", backend.name},
                                       {"supported", std::move(supported)},
                                       {"unsupported", std::move(unsupported)},
-                                      {"kernel", kernelSupportJson(backend)}});
+                                      {"kernel", kernelSupportJson(backend)},
+                                      {"linuxCapabilities", linuxCapabilitiesJson(backend)}});
 }
 
 std::string backendsJson(BackendRegistry registry) {
@@ -145,7 +155,8 @@ std::string backendsJson(BackendRegistry registry) {
                                {"summary", b.summary},
                                {"programsKernel", b.programsKernel},
                                {"staleFlowCleaner", staleFlowCleanerName(b.cleaner)},
-                               {"kernel", kernelSupportJson(b)}});
+                               {"kernel", kernelSupportJson(b)},
+                               {"linuxCapabilities", linuxCapabilitiesJson(b)}});
   }
   return json::serialize(out);
 }

@@ -15,7 +15,7 @@ EXPECTED_FILES = {
     "./usr/bin/sliceproxy", "./lib/systemd/system/sliceproxy.service",
     "./etc/sliceproxy/config.yaml", "./etc/default/sliceproxy",
     "./usr/share/man/man8/sliceproxy.8.gz", "./usr/share/doc/sliceproxy/copyright",
-    "./usr/share/doc/sliceproxy/changelog.gz",
+    "./usr/share/doc/sliceproxy/changelog.gz", "./usr/share/doc/sliceproxy/examples/ebpf.conf",
 }
 
 

@@ -13,6 +13,7 @@
   protocol; here it also serves the kinds the manifests use)."""
 
 import glob
+import json
 import os
 import shlex
 import shutil
@@ -87,6 +88,14 @@ def sh(*args, **kw):
     return subprocess.run(list(args), capture_output=True, text=True, **kw)
 
 
+def backend_capabilities(backend):
+    """The backend's Linux capabilities as `sliceproxy backends` lists them, in the
+    securityContext's spelling (no CAP_ prefix), sorted."""
+    out = subprocess.run([BIN, "backends"], capture_output=True, text=True, check=True).stdout
+    entry = [b for b in json.loads(out) if b["name"] == backend][0]
+    return sorted(c["name"][len("CAP_"):] for c in entry["linuxCapabilities"])
+
+
 class ManifestsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -142,11 +151,11 @@ class ManifestsTest(unittest.TestCase):
         self.assertEqual(c["image"], "sliceproxy:VERSION")
         sc = c["securityContext"]
         self.assertIs(sc.get("privileged", False), False)
-        self.assertEqual(sorted(sc["capabilities"]["add"]),
-                         sorted(["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "BPF", "PERFMON"]))
+        # Exactly the nftables backend's set (the eBPF variant's is checked below).
+        self.assertEqual(sorted(sc["capabilities"]["add"]), backend_capabilities("nftables"))
         self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
-        # The API rejects allowPrivilegeEscalation: false together with SYS_ADMIN.
-        self.assertNotEqual(sc.get("allowPrivilegeEscalation"), False)
+        self.assertIs(sc.get("allowPrivilegeEscalation"), False)
+        self.assertNotIn("--backend", " ".join(c["args"]), "the ConfigMap's mode decides")
         env = {e["name"]: e for e in c["env"]}
         self.assertEqual(env["NODE_NAME"]["valueFrom"], {"fieldRef": {"fieldPath": "spec.nodeName"}})
         self.assertIn("--hostname-override=$(NODE_NAME)", c["args"])
@@ -164,16 +173,51 @@ class ManifestsTest(unittest.TestCase):
     def test_daemonset_mounts(self):
         _, pod = self.daemonset()
         m = self.mounts(pod, self.container(pod, "sliceproxy"))
-        for path in ("/sys/fs/bpf", "/sys/fs/cgroup", "/lib/modules"):
-            self.assertEqual(m[path][1]["hostPath"]["path"], path)
+        self.assertEqual(m["/lib/modules"][1]["hostPath"]["path"], "/lib/modules")
         self.assertIs(m["/lib/modules"][0].get("readOnly"), True)
-        # Bidirectional propagation would need a privileged container.
-        self.assertIn(m["/sys/fs/bpf"][0].get("mountPropagation"), ("HostToContainer", None))
+        # The nftables backend pins nothing and attaches to no cgroup.
+        self.assertEqual(sorted(m), ["/etc/sliceproxy", "/lib/modules"])
         cfg = m["/etc/sliceproxy"][1]["configMap"]["name"]
         self.assertEqual(cfg, self.one("ConfigMap")["metadata"]["name"])
         init = self.mounts(pod, self.container(pod, "cleanup-kube-proxy", init=True))
         self.assertEqual(init["/run/xtables.lock"][1]["hostPath"],
                          {"path": "/run/xtables.lock", "type": "FileOrCreate"})
+
+    def test_ebpf_variant_differs_only_where_ebpf_needs_it(self):
+        with open(os.path.join(MANIFESTS, "ebpf", "daemonset.yaml")) as f:
+            ebpf = yaml.safe_load(f)
+        self.assertEqual(schema_errors(ebpf, "V1DaemonSet", "DaemonSet"), [])
+        pod = ebpf["spec"]["template"]["spec"]
+        c = self.container(pod, "sliceproxy")
+        sc = c["securityContext"]
+        self.assertEqual(sorted(sc["capabilities"]["add"]), backend_capabilities("ebpf"))
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertIs(sc.get("privileged", False), False)
+        # The API rejects allowPrivilegeEscalation: false together with SYS_ADMIN.
+        self.assertNotIn("allowPrivilegeEscalation", sc)
+        # Host process ids: the stale-socket walk opens /proc/PID/ns/net of the cgroup's pids.
+        self.assertIs(pod["hostPID"], True)
+        m = self.mounts(pod, c)
+        self.assertEqual(m["/sys/fs/bpf"][1]["hostPath"], {"path": "/sys/fs/bpf", "type": "Directory"})
+        # Bidirectional propagation would need a privileged container.
+        self.assertEqual(m["/sys/fs/bpf"][0].get("mountPropagation"), "HostToContainer")
+        cgroup_root = "/run/sliceproxy/cgroupv2"
+        self.assertEqual(m[cgroup_root][1]["hostPath"], {"path": "/sys/fs/cgroup", "type": "Directory"})
+        self.assertIs(m[cgroup_root][0].get("readOnly"), True)
+        extra_args = ["--backend=ebpf", "--cgroup-root=" + cgroup_root]
+        self.assertEqual(c["args"][-2:], extra_args)
+        # sliceproxy accepts that command line with the ConfigMap.
+        r = sh(BIN, *self.command(c, self.config_file()), "--write-config-to",
+               os.path.join(self.tmp, "effective-ebpf.yaml"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Everything else is the nftables DaemonSet's.
+        del pod["hostPID"]
+        c["args"] = c["args"][:-2]
+        c["securityContext"] = dict(sc, allowPrivilegeEscalation=False,
+                                    capabilities={"drop": ["ALL"], "add": ["NET_ADMIN"]})
+        c["volumeMounts"] = [v for v in c["volumeMounts"] if v["name"] not in ("bpffs", "cgroup")]
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in ("bpffs", "cgroup")]
+        self.assertEqual(ebpf, self.daemonset()[0])
 
     def test_rbac_is_exactly_what_sliceproxy_needs(self):
         role = self.one("ClusterRole")
