@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "slice-watch/exec_credential.h"
+
 namespace sliceproxy::slicewatch {
 
 struct ServerUrl {
@@ -36,10 +38,16 @@ struct ApiConfig {
   std::string tokenFile;      // a bearer token re-read periodically; wins over `token`
   std::string clientCertPem;  // client certificate chain for mutual TLS
   std::string clientKeyPem;
+  // The files caPem and the client certificate came from ("" for *-data fields): re-read when
+  // they change, so a rotated certificate is used from the next connection on.
+  std::string caFile;
+  std::string clientCertFile;
+  std::string clientKeyFile;
+  std::optional<ExecConfig> exec;  // a credential plugin (kubeconfig users[].user.exec)
   std::string origin;  // where this came from, for messages: "kubeconfig /x (context y)"
 
   bool hasCredentials() const {
-    return !token.empty() || !tokenFile.empty() || !clientCertPem.empty();
+    return !token.empty() || !tokenFile.empty() || !clientCertPem.empty() || exec.has_value();
   }
 };
 

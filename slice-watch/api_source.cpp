@@ -12,8 +12,11 @@ namespace sliceproxy::slicewatch {
 
 ApiSource::ApiSource(ApiConfig cfg, ApiSourceOptions opts, proxier::EventSink& sink)
     : cfg_(std::move(cfg)), sink_(sink) {
-  token_ = std::make_shared<BearerToken>(cfg_.token, cfg_.tokenFile, opts.tokenRefresh);
-  token_->load();  // a missing token file is a configuration error: say so now
+  std::shared_ptr<ExecCredentialSource> exec;
+  if (cfg_.exec) exec = std::make_shared<ExecCredentialSource>(*cfg_.exec);
+  token_ = std::make_shared<BearerToken>(cfg_.token, cfg_.tokenFile, opts.tokenRefresh, exec);
+  token_->load();  // a missing token file or a failing plugin is a configuration error: say so
+  if (cfg_.server.tls) tls_ = std::make_shared<TlsMaterialSource>(cfg_, exec, opts.tlsRefresh);
   if (!cfg_.server.tls) {
     spdlog::warn("{}: the API server {} is reached over plain HTTP, without TLS", cfg_.origin,
                  cfg_.server.str());
@@ -31,7 +34,8 @@ ApiSource::ApiSource(ApiConfig cfg, ApiSourceOptions opts, proxier::EventSink& s
   ReflectorOptions ropts = opts.reflector;
   ropts.origin = cfg_.server.str();
   if (ropts.authHint.empty()) {
-    ropts.authHint = cfg_.tokenFile.empty()
+    ropts.authHint = cfg_.exec ? fmt::format("{} (exec plugin {})", cfg_.origin, cfg_.exec->command)
+                     : cfg_.tokenFile.empty()
                          ? cfg_.origin
                          : fmt::format("{} (token file {})", cfg_.origin, cfg_.tokenFile);
   }
@@ -39,7 +43,7 @@ ApiSource::ApiSource(ApiConfig cfg, ApiSourceOptions opts, proxier::EventSink& s
                                       endpointSlicesResource(opts.serviceProxyName),
                                       nodeResource(opts.nodeName)};
   for (auto& r : resources) {
-    transports_.push_back(std::make_unique<BeastTransport>(cfg_, token_, "sliceproxy"));
+    transports_.push_back(std::make_unique<BeastTransport>(cfg_, token_, "sliceproxy", tls_));
     reflectors_.push_back(
         std::make_unique<Reflector>(std::move(r), ropts, *transports_.back(), sink_, [this] {
           if (++listed_ == static_cast<int>(reflectors_.size())) {
@@ -53,7 +57,7 @@ ApiSource::ApiSource(ApiConfig cfg, ApiSourceOptions opts, proxier::EventSink& s
 
 std::unique_ptr<proxier::ObjectEvents> ApiSource::makeEventRecorder(const std::string& nodeName) {
   return std::make_unique<EventRecorder>(
-      std::make_unique<BeastTransport>(cfg_, token_, "sliceproxy"), nodeName);
+      std::make_unique<BeastTransport>(cfg_, token_, "sliceproxy", tls_), nodeName);
 }
 
 ApiSource::~ApiSource() {

@@ -19,6 +19,7 @@
 #include "slice-watch/http_transport.h"
 #include "slice-watch/reflector.h"
 #include "slice-watch/source.h"
+#include "slice-watch/tls_material.h"
 
 namespace sliceproxy::slicewatch {
 
@@ -27,6 +28,8 @@ struct ApiSourceOptions {
   std::string serviceProxyName;
   ReflectorOptions reflector;
   std::chrono::seconds tokenRefresh{60};
+  // How often the CA and client certificate files are checked for a change (stat only).
+  std::chrono::seconds tlsRefresh{10};
 };
 
 class ApiSource : public Source {
@@ -57,6 +60,7 @@ class ApiSource : public Source {
   ApiConfig cfg_;
   proxier::EventSink& sink_;
   std::shared_ptr<BearerToken> token_;
+  std::shared_ptr<TlsMaterialSource> tls_;  // shared by the transports
   std::vector<std::unique_ptr<HttpTransport>> transports_;
   std::vector<std::unique_ptr<Reflector>> reflectors_;
   std::vector<std::thread> threads_;

@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -44,11 +45,15 @@ bool isIpAddress(const std::string& host) {
 struct BeastTransport::Impl {
   ApiConfig cfg;
   std::shared_ptr<BearerToken> token;
+  std::shared_ptr<TlsMaterialSource> tlsSource;
   std::string userAgent;
 
   // Declared first so that it is destroyed last, after every stream that uses it.
   net::io_context ioc;
-  ssl::context ctx{ssl::context::tls_client};
+  // Rebuilt, between connections, when the TLS material changes (rotated files, a new
+  // certificate from an exec plugin); `built` is what it holds.
+  std::unique_ptr<ssl::context> ctx;
+  TlsMaterial built;
   tcp::resolver resolver{ioc};
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
@@ -58,24 +63,29 @@ struct BeastTransport::Impl {
   std::atomic<bool> cancelled{false};
   std::vector<char> chunk = std::vector<char>(kReadChunk);
 
-  Impl(const ApiConfig& c, std::shared_ptr<BearerToken> t, std::string ua)
-      : cfg(c), token(std::move(t)), userAgent(std::move(ua)) {
-    setupTls();
+  Impl(const ApiConfig& c, std::shared_ptr<BearerToken> t, std::shared_ptr<TlsMaterialSource> m,
+       std::string ua)
+      : cfg(c), token(std::move(t)), tlsSource(std::move(m)), userAgent(std::move(ua)) {
+    if (!cfg.server.tls) return;
+    if (!tlsSource) tlsSource = std::make_shared<TlsMaterialSource>(cfg, nullptr);
+    built = tlsSource->current();
+    ctx = makeContext(built);
   }
 
-  void setupTls() {
-    if (!cfg.server.tls) return;
-    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  // Throws std::runtime_error saying what is unusable.
+  std::unique_ptr<ssl::context> makeContext(const TlsMaterial& m) const {
+    auto c = std::make_unique<ssl::context>(ssl::context::tls_client);
+    c->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     try {
       if (cfg.insecureSkipTlsVerify) {
-        ctx.set_verify_mode(ssl::verify_none);
+        c->set_verify_mode(ssl::verify_none);
       } else {
-        ctx.set_verify_mode(ssl::verify_peer);
-        if (cfg.caPem.empty()) {
-          ctx.set_default_verify_paths();
+        c->set_verify_mode(ssl::verify_peer);
+        if (m.caPem.empty()) {
+          c->set_default_verify_paths();
         } else {
-          ctx.add_certificate_authority(net::buffer(cfg.caPem));
+          c->add_certificate_authority(net::buffer(m.caPem));
         }
       }
     } catch (const boost::system::system_error& e) {
@@ -83,18 +93,35 @@ struct BeastTransport::Impl {
           fmt::format("{}: the certificate authority is not a usable PEM certificate ({})",
                       cfg.origin, e.code().message()));
     }
-    if (!cfg.clientCertPem.empty()) {
+    if (!m.certPem.empty()) {
       try {
-        ctx.use_certificate_chain(net::buffer(cfg.clientCertPem));
-        ctx.use_private_key(net::buffer(cfg.clientKeyPem), ssl::context::pem);
+        c->use_certificate_chain(net::buffer(m.certPem));
+        c->use_private_key(net::buffer(m.keyPem), ssl::context::pem);
       } catch (const boost::system::system_error& e) {
         throw std::runtime_error(fmt::format("{}: the client certificate or key is not usable ({})",
                                              cfg.origin, e.code().message()));
       }
-      if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+      if (SSL_CTX_check_private_key(c->native_handle()) != 1) {
         throw std::runtime_error(
             fmt::format("{}: the client key does not match the client certificate", cfg.origin));
       }
+    }
+    return c;
+  }
+
+  // Between connections: a context for TLS material that changed. Material that does not work
+  // (a certificate whose key is not written yet) keeps the previous context and is tried again
+  // at the next connection.
+  void refreshContext() {
+    TlsMaterial m = tlsSource->current();
+    if (m == built) return;
+    try {
+      ctx = makeContext(m);
+      built = std::move(m);
+      spdlog::info("{}: new TLS material in use from this connection on", cfg.origin);
+    } catch (const std::exception& e) {
+      spdlog::warn("{}; keeping the previous TLS material", e.what());
+      tlsSource->stale();
     }
   }
 
@@ -174,7 +201,8 @@ struct BeastTransport::Impl {
     }
 
     if (cfg.server.tls) {
-      tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, ctx);
+      refreshContext();  // no stream uses the context now
+      tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, *ctx);
     } else {
       plain = std::make_unique<beast::tcp_stream>(ioc);
     }
@@ -217,9 +245,10 @@ struct BeastTransport::Impl {
     if (verify != X509_V_OK) {
       why = fmt::format("the server certificate was refused: {} (verified against {}{})",
                         X509_verify_cert_error_string(verify),
-                        cfg.caPem.empty() ? "the system trust store" : "the CA of ",
-                        cfg.caPem.empty() ? "" : cfg.origin);
+                        built.caPem.empty() ? "the system trust store" : "the CA of ",
+                        built.caPem.empty() ? "" : cfg.origin);
     }
+    tlsSource->stale();
     close();
     throw TransportError(fmt::format("TLS handshake with {} failed: {}", where(), why));
   }
@@ -280,8 +309,8 @@ class BeastResponse : public HttpResponse {
 }  // namespace
 
 BeastTransport::BeastTransport(const ApiConfig& cfg, std::shared_ptr<BearerToken> token,
-                               std::string userAgent)
-    : impl_(std::make_unique<Impl>(cfg, std::move(token), std::move(userAgent))) {}
+                               std::string userAgent, std::shared_ptr<TlsMaterialSource> tls)
+    : impl_(std::make_unique<Impl>(cfg, std::move(token), std::move(tls), std::move(userAgent))) {}
 
 BeastTransport::~BeastTransport() {
   if (impl_) impl_->close();
@@ -294,6 +323,7 @@ void BeastTransport::cancel() {
 
 void BeastTransport::credentialsRejected() {
   if (impl_->token) impl_->token->invalidate();
+  if (impl_->tlsSource) impl_->tlsSource->stale();
 }
 
 std::unique_ptr<HttpResponse> BeastTransport::get(const std::string& target,

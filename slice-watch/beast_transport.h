@@ -17,13 +17,16 @@
 #include "slice-watch/api_config.h"
 #include "slice-watch/credentials.h"
 #include "slice-watch/http_transport.h"
+#include "slice-watch/tls_material.h"
 
 namespace sliceproxy::slicewatch {
 
 class BeastTransport : public HttpTransport {
  public:
   // Throws std::runtime_error when the CA, certificate or key cannot be loaded.
-  BeastTransport(const ApiConfig& cfg, std::shared_ptr<BearerToken> token, std::string userAgent);
+  // `tls` is shared by the transports of one source (nullptr: one of its own, from `cfg`).
+  BeastTransport(const ApiConfig& cfg, std::shared_ptr<BearerToken> token, std::string userAgent,
+                 std::shared_ptr<TlsMaterialSource> tls = nullptr);
   ~BeastTransport() override;
 
   std::unique_ptr<HttpResponse> get(const std::string& target,

@@ -9,8 +9,12 @@
 
 namespace sliceproxy::slicewatch {
 
-BearerToken::BearerToken(std::string fixedToken, std::string tokenFile, Clock::duration refresh)
-    : fixed_(std::move(fixedToken)), file_(std::move(tokenFile)), refresh_(refresh) {
+BearerToken::BearerToken(std::string fixedToken, std::string tokenFile, Clock::duration refresh,
+                         std::shared_ptr<ExecCredentialSource> exec)
+    : fixed_(std::move(fixedToken)),
+      file_(std::move(tokenFile)),
+      refresh_(refresh),
+      exec_(std::move(exec)) {
   token_ = fixed_;
 }
 
@@ -26,6 +30,12 @@ std::string BearerToken::readFile() const {
 }
 
 void BearerToken::load() {
+  if (exec_) {
+    std::string t = exec_->get().token;
+    std::lock_guard lock(mu_);
+    token_ = std::move(t);
+    return;
+  }
   if (file_.empty()) return;
   std::string t = readFile();
   std::lock_guard lock(mu_);
@@ -36,6 +46,14 @@ void BearerToken::load() {
 
 std::string BearerToken::get() {
   std::lock_guard lock(mu_);
+  if (exec_) {
+    try {
+      token_ = exec_->get().token;
+    } catch (const std::exception& e) {
+      spdlog::warn("{}; keeping the credential it gave before", e.what());
+    }
+    return token_;
+  }
   if (file_.empty()) return token_;
   auto now = Clock::now();
   if (stale_ || now - readAt_ >= refresh_) {
@@ -53,6 +71,7 @@ std::string BearerToken::get() {
 }
 
 void BearerToken::invalidate() {
+  if (exec_) exec_->invalidate();
   std::lock_guard lock(mu_);
   stale_ = true;
 }

@@ -14,9 +14,11 @@ def _data(path):
 
 
 def write(path, server, ca=None, token=None, token_file=None, client_cert=None, client_key=None,
-          embed=False, insecure=False, tls_server_name=None, context="test"):
+          embed=False, insecure=False, tls_server_name=None, context="test", exec_command=None,
+          exec_env=None):
     """One cluster, one user, one context (made current). embed=True puts the CA and client
-    certificate into *-data fields instead of naming the files."""
+    certificate into *-data fields instead of naming the files. exec_command: a client-go exec
+    credential plugin (client.authentication.k8s.io/v1) with exec_env ({name: value})."""
     cluster = ["    server: %s" % _q(server)]
     if ca:
         cluster.append("    certificate-authority-data: %s" % _data(ca) if embed
@@ -37,6 +39,15 @@ def write(path, server, ca=None, token=None, token_file=None, client_cert=None, 
         else:
             user.append("    client-certificate: %s" % _q(client_cert))
             user.append("    client-key: %s" % _q(client_key))
+    if exec_command:
+        user += ["    exec:",
+                 "      apiVersion: client.authentication.k8s.io/v1",
+                 "      interactiveMode: IfAvailable",
+                 "      command: %s" % _q(exec_command)]
+        if exec_env:
+            user.append("      env:")
+            for name, value in exec_env.items():
+                user += ["      - name: %s" % _q(name), "        value: %s" % _q(value)]
     text = "\n".join([
         "apiVersion: v1",
         "kind: Config",

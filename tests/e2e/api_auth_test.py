@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """The API source's TLS and credentials, end to end against the test API server: a server
 certificate from the wrong CA is refused, a missing token is a clear error, a rotated token file
-is picked up without a restart, client certificates work (files and *-data), and so do
+is picked up without a restart, client certificates work (files and *-data), rotated CA and
+client certificate files are used from the next connection without a restart, exec credential
+plugins give a token or a client certificate (renewed when the server rejects it), and so do
 tls-server-name, insecure-skip-tls-verify (with a warning) and --master over plain HTTP."""
 
+import json
 import os
 import shutil
 import sys
@@ -111,6 +114,106 @@ class ApiAuthTest(unittest.TestCase):
                                                    client_cert=self.certs.client_cert,
                                                    client_key=self.certs.client_key))
                 p.wait_for(WEB)
+
+    def replace(self, path, source):
+        """Rotates a file the way kubelet and cert-manager do: a new file renamed over it."""
+        shutil.copyfile(source, path + ".new")
+        os.rename(path + ".new", path)
+
+    def test_rotated_client_certificate_files_are_used_without_restart(self):
+        # Starts with a client certificate from a CA the server does not trust (no token): the
+        # server refuses it. The files then get a good certificate and key; the daemon picks
+        # them up at its next connection.
+        bad_cert, bad_key = tls_certs.sign(self.dir, "client-other", "/CN=system:node:node-a",
+                                           self.other_ca, self.other_ca.replace(".crt", ".key"),
+                                           usage="clientAuth")
+        cert, key = os.path.join(self.dir, "rot-client.crt"), os.path.join(self.dir, "rot-client.key")
+        self.replace(cert, bad_cert)
+        self.replace(key, bad_key)
+        p = self.run_plane(self.kubeconfig("rot-cert", ca=self.certs.ca_cert, client_cert=cert,
+                                           client_key=key))
+        p.wait_log(r"(TLS handshake|request to|reading from) .* failed|401 Unauthorized", timeout=10)
+        self.assertEqual(p.full_syncs, 0)
+        self.replace(key, self.certs.client_key)
+        self.replace(cert, self.certs.client_cert)
+        p.wait_for(WEB, timeout=30)
+        p.wait_log(r"rot-client\.crt: changed; new connections use the new contents")
+
+    def test_rotated_ca_file_is_used_without_restart(self):
+        ca = os.path.join(self.dir, "rot-ca.crt")
+        self.replace(ca, self.other_ca)
+        p = self.run_plane(self.kubeconfig("rot-ca", ca=ca, token="token-a"))
+        p.wait_log(r"server certificate was refused", timeout=10)
+        self.replace(ca, self.certs.ca_cert)
+        p.wait_for(WEB, timeout=30)
+        p.wait_log(r"rot-ca\.crt: changed")
+
+    def plugin(self, name, status):
+        """A client-go exec plugin printing an ExecCredential whose status is `status` with TOKEN
+        replaced by the contents of the file TOKEN_FILE; it counts its runs."""
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write("#!/usr/bin/env python3\n"
+                    "import json, os\n"
+                    "open(os.environ['RUNS'], 'a').write('x\\n')\n"
+                    "info = json.loads(os.environ['KUBERNETES_EXEC_INFO'])\n"
+                    "assert info['spec']['interactive'] is False\n"
+                    "token = open(os.environ['TOKEN_FILE']).read().strip()\n"
+                    "status = json.loads(os.environ['STATUS'].replace('TOKEN', token))\n"
+                    "print(json.dumps({'kind': 'ExecCredential', 'apiVersion': info['apiVersion'],"
+                    " 'status': status}))\n")
+        os.chmod(path, 0o755)
+        return path
+
+    def test_exec_plugin_token_renewed_when_rejected(self):
+        token_file, runs = os.path.join(self.dir, "exec-token"), os.path.join(self.dir, "exec-runs")
+        with open(token_file, "w") as f:
+            f.write("token-a\n")
+        plugin = self.plugin("token-plugin", {"token": "TOKEN"})
+        p = self.run_plane(self.kubeconfig(
+            "exec-token-kubeconfig", ca=self.certs.ca_cert, exec_command=plugin,
+            exec_env={"TOKEN_FILE": token_file, "RUNS": runs,
+                      "STATUS": json.dumps({"token": "TOKEN"})}))
+        p.wait_for(WEB)
+        # The identity provider rotates: the server accepts only the new token, the plugin gives
+        # it from now on; the daemon runs the plugin again after the 401, without a restart.
+        self.srv.tokens = {"token-b"}
+        with open(token_file, "w") as f:
+            f.write("token-b\n")
+        self.srv.drop_watches()
+        self.srv.create(k.service("after", "10.96.0.21"))
+        self.srv.create(k.endpoint_slice("after-1", "after", [k.endpoint("10.244.1.2", "node-a")]))
+        p.wait_for(dict(WEB, **{"default/after:http/TCP/IPv4": ["10.244.1.2:8080"]}), timeout=20)
+        p.wait_log(r"exec plugin .*token-plugin: new credential")
+        with open(runs) as f:
+            self.assertGreaterEqual(len(f.read().splitlines()), 2)
+
+    def test_exec_plugin_client_certificate(self):
+        with open(self.certs.client_cert) as f:
+            cert = f.read()
+        with open(self.certs.client_key) as f:
+            key = f.read()
+        token_file = os.path.join(self.dir, "exec-unused-token")
+        with open(token_file, "w") as f:
+            f.write("unused\n")
+        plugin = self.plugin("cert-plugin", {})
+        p = self.run_plane(self.kubeconfig(
+            "exec-cert", ca=self.certs.ca_cert, exec_command=plugin,
+            exec_env={"TOKEN_FILE": token_file, "RUNS": os.path.join(self.dir, "cert-runs"),
+                      "STATUS": json.dumps({"clientCertificateData": cert,
+                                            "clientKeyData": key})}))
+        p.wait_for(WEB)
+
+    def test_exec_plugin_failure_at_start_is_a_clear_error(self):
+        proc = SliceproxyProcess(["--backend", "dry-run", "--hostname-override", "node-a",
+                                  "--kubeconfig", self.kubeconfig(
+                                      "exec-missing", ca=self.certs.ca_cert,
+                                      exec_command=os.path.join(self.dir, "no-such-plugin"))])
+        self.assertEqual(proc.wait_exit(10), 2)
+        proc.stop()
+        self.assertIn("exec credential plugin %s" % os.path.join(self.dir, "no-such-plugin"),
+                      proc.stderr())
+        self.assertIn("cannot run it: No such file or directory", proc.stderr())
 
     def test_master_over_plain_http(self):
         # client-go's rule: --master alone means that URL, without credentials.

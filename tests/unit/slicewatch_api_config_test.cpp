@@ -160,7 +160,12 @@ TEST(SlicewatchApiKubeconfig, ClearErrors) {
       "current-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n"
       "clusters: [{name: k, cluster: {server: 'https://a'}}]\n"
       "users: [{name: u, user: {exec: {command: aws}}}]\n",
-      "credential plugin");
+      "exec.apiVersion \"\" is not supported");
+  expectError(
+      "current-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n"
+      "clusters: [{name: k, cluster: {server: 'https://a'}}]\n"
+      "users: [{name: u, user: {auth-provider: {name: gcp}}}]\n",
+      "auth-provider");
   expectError(
       "current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\n"
       "clusters: [{name: k, cluster: {server: 'https://a', certificate-authority-data: '!!'}}]\n",
