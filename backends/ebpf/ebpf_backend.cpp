@@ -24,6 +24,10 @@ namespace {
 // From this many slot writes on, one batched system call per map beats one call per slot.
 constexpr size_t kBatchFrom = 8;
 
+// Freed entries wait for this many before apply() deletes them (one batched call): a single
+// endpoint change then costs its slot and frontend writes alone. A full sync deletes them all.
+constexpr size_t kGarbageBatch = 64;
+
 // Only ClientIP affinity reads the member map, so only those ports pay for its writes.
 bool usesMembers(const ServicePortInfo& info) {
   return info.sessionAffinity == SessionAffinity::ClientIP;
@@ -168,6 +172,12 @@ std::string EbpfBackend::ensureLoaded() {
 
 std::string EbpfBackend::writePlan(const SlotSet& set, const SlotPlan& plan, bool members,
                                    bool buryMembers) {
+  if (!garbage_.empty()) {
+    for (const auto& w : plan.writes) {
+      garbage_.reviveSlot(MapWriter::slotKey(set.id(), w.slot));
+      if (members) garbage_.reviveMember(MapWriter::memberKey(set.id(), {w.slot.gen, w.endpoint}));
+    }
+  }
   if (plan.writes.size() >= kBatchFrom) {
     if (auto err = maps_->writeSlots(set.id(), plan.writes, members); !err.empty()) return err;
   } else {
@@ -185,7 +195,10 @@ std::string EbpfBackend::membersFollowAffinity(Port& p, bool had) {
   for (const SlotSet& s : p.sets) {
     if (now) {
       std::vector<SlotWrite> all;
-      for (const auto& ref : s.live()) all.push_back({ref, s.at(ref.index)});
+      for (const auto& ref : s.live()) {
+        all.push_back({ref, s.at(ref.index)});
+        garbage_.reviveMember(MapWriter::memberKey(s.id(), {ref.gen, s.at(ref.index)}));
+      }
       // Rewriting a slot with what it holds is invisible to readers.
       if (auto err = maps_->writeSlots(s.id(), all, true); !err.empty()) return err;
     } else {
@@ -198,23 +211,14 @@ std::string EbpfBackend::membersFollowAffinity(Port& p, bool had) {
 }
 
 void EbpfBackend::bury(const SlotSet& set, const SlotPlan& plan, bool members) {
-  for (const auto& g : plan.garbage) garbageSlots_.push_back(MapWriter::slotKey(set.id(), g));
+  for (const auto& g : plan.garbage) garbage_.burySlot(MapWriter::slotKey(set.id(), g));
   if (!members) return;
-  for (const auto& m : plan.garbageMembers) {
-    garbageMembers_.push_back(MapWriter::memberKey(set.id(), m));
-  }
+  for (const auto& m : plan.garbageMembers) garbage_.buryMember(MapWriter::memberKey(set.id(), m));
 }
 
-std::string EbpfBackend::flushGarbage() {
-  for (const auto& k : garbageSlots_) {
-    if (auto err = maps_->deleteSlot(k); !err.empty()) return err;
-  }
-  garbageSlots_.clear();
-  for (const auto& k : garbageMembers_) {
-    if (auto err = maps_->deleteMember(k); !err.empty()) return err;
-  }
-  garbageMembers_.clear();
-  return "";
+std::string EbpfBackend::flushGarbage(bool all) {
+  if (garbage_.deletable() == 0 || (!all && garbage_.deletable() < kGarbageBatch)) return "";
+  return garbage_.flush(*maps_);
 }
 
 std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
@@ -319,7 +323,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
   const auto t0 = std::chrono::steady_clock::now();
   lastApply_ = {};
   const uint64_t before = maps_->operations();
-  if (auto err = flushGarbage(); !err.empty()) return BackendResult::failure(err);
+  garbage_.age();
   // Endpoints that left every set of their port: sockets pointed at them are stale.
   std::vector<sp_backend> gone;
   auto left = [&](const EndpointChange& c) {
@@ -375,6 +379,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
     }
     if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
   }
+  if (auto err = flushGarbage(false); !err.empty()) return BackendResult::failure(err);
   const uint64_t ops = maps_->operations() - before;
   const auto t1 = std::chrono::steady_clock::now();
   lastApply_.mapMicros = std::chrono::duration<double, std::micro>(t1 - t0).count();
@@ -472,10 +477,10 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
     }
   }
   for (const auto& k : oldSlots) {
-    if (!liveSlots.contains(uint64_t{k.set_id} << 32 | k.index)) garbageSlots_.push_back(k);
+    if (!liveSlots.contains(uint64_t{k.set_id} << 32 | k.index)) garbage_.burySlot(k);
   }
   for (const auto& k : oldMembers) {
-    if (!liveMembers.contains(k)) garbageMembers_.push_back(k);
+    if (!liveMembers.contains(k)) garbage_.buryMember(k);
   }
   if (!old.empty()) {
     spdlog::info(
@@ -489,7 +494,7 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
 BackendResult EbpfBackend::fullSync(const State& state) {
   if (auto err = ensureLoaded(); !err.empty()) return BackendResult::failure(err);
   const uint64_t before = maps_->operations();
-  if (auto err = flushGarbage(); !err.empty()) return BackendResult::failure(err);
+  garbage_.age();
   std::map<ServicePortKey, const ServicePortView*> want;
   for (const ServicePortView* v : state.ports) want.emplace(v->key(), v);
   for (auto it = ports_.begin(); it != ports_.end();) {
@@ -525,6 +530,7 @@ BackendResult EbpfBackend::fullSync(const State& state) {
       if (auto err = createPort(*v); !err.empty()) return BackendResult::failure(err);
     }
   }
+  if (auto err = flushGarbage(true); !err.empty()) return BackendResult::failure(err);
   return {true, "", maps_->operations() - before};
 }
 
@@ -533,8 +539,7 @@ BackendResult EbpfBackend::cleanup() {
   progs_.reset();
   ports_.clear();
   clusterIpRefs_.clear();
-  garbageSlots_.clear();
-  garbageMembers_.clear();
+  garbage_.clear();
   adopted_ = false;
   try {
     const uint64_t n = SockLbPrograms::removePinned(options_.pinDir);
@@ -552,7 +557,8 @@ std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) c
   for (const auto& [k, v] : p.frontends) {
     out.push_back(
         fmt::format("map sp_services {} -> set {} generation {} count {}{}{}", describe(k),
-                    v.set_id, v.gen, v.count, v.flags & SP_SVC_F_REJECT ? " reject"
+                    v.set_id, v.gen, v.count,
+                    v.flags & SP_SVC_F_REJECT ? " reject"
                     : v.flags & SP_SVC_F_PASS ? " untranslated (dropped)"
                                               : "",
                     v.affinity_timeout ? fmt::format(" affinity {}s", v.affinity_timeout) : ""));
