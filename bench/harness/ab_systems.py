@@ -33,6 +33,29 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
+def profile_ebpf(cases, tests, seconds):
+    """The socket programs' own cost, from the kernel's run-time statistics (enabled only for
+    this extra pass, so the rounds ran without them): {services: {test: {program: ns/run}}}."""
+    out = {}
+    fd = ebpf_cgroup.enable_run_time_stats()
+    try:
+        for (s, c), case in cases.items():
+            if s != "sliceproxy-ebpf":
+                continue
+            for t in tests:
+                before = ebpf_cgroup.program_stats(case.pin)
+                case.measure(t, seconds)
+                after = ebpf_cgroup.program_stats(case.pin)
+                out.setdefault(c, {})[t] = {
+                    name: {"runs": after[name][0] - before[name][0],
+                           "ns_per_run": round((after[name][1] - before[name][1]) /
+                                               (after[name][0] - before[name][0]), 1)}
+                    for name in after if after[name][0] > before[name][0]}
+    finally:
+        os.close(fd)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +89,7 @@ def main():
     work = tempfile.mkdtemp(prefix="sliceproxy-ab-systems-")
     ebpf = ebpf_cgroup.EbpfPlace() if "sliceproxy-ebpf" in systems else None
     cases = {}
+    profile = {}
     load = [("start", loadavg())]
     try:
         for c in counts:
@@ -86,6 +110,8 @@ def main():
             print(f"round {r + 1}/{args.rounds} ({time.monotonic() - t0:.0f} s, load "
                   f"{loadavg()})", flush=True)
         load.append(("end", loadavg()))
+        if ebpf is not None:
+            profile = profile_ebpf(cases, tests, args.seconds)
     finally:
         for case in cases.values():
             case.close()
@@ -105,7 +131,7 @@ def main():
                 row.update({"ratio_p50": statistics.median(ratios), "ratio_q1": q[0],
                             "ratio_q3": q[-1]})
         rows.append(row)
-    out = {"args": vars(args), "load": load, "rows": rows,
+    out = {"args": vars(args), "load": load, "rows": rows, "ebpf_programs": profile,
            "samples": {f"{s}|{c}|{t}": v for (s, c, t), v in samples.items()}}
     if args.json:
         with open(args.json, "w") as f:
@@ -121,6 +147,11 @@ def main():
         print(f"| {row['services']:,} | {row['test']} | {row['system']} | "
               f"{row['p50_us'] or 0:.1f} | {row['p99_us'] or 0:.0f} | {row['rate_per_s'] or 0:.0f} "
               f"| {row['errors']} | {ratio} |")
+
+    for c, per_test in profile.items():
+        for t, progs in per_test.items():
+            print(f"ebpf programs, {c:,} services, {t}: " + ", ".join(
+                f"{n} {p['ns_per_run']:.0f} ns x {p['runs']}" for n, p in progs.items()))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ to. Only processes the harness moves into such a child cgroup (the data-plane cl
 rewritten; the machine's own cgroups are never touched. `ip netns exec` remounts /sys, which is
 why the mounts live under /tmp (as tests/conformance/sandbox.py does)."""
 
+import ctypes
+import json
 import os
 import re
 import shutil
@@ -111,3 +113,33 @@ class EbpfPlace:
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+_BPF_SYSCALL = 321  # x86_64
+_BPF_ENABLE_STATS = 32
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def enable_run_time_stats():
+    """bpf(BPF_ENABLE_STATS): the kernel times every BPF program run while the returned file
+    descriptor is open (close it to stop); no global sysctl is changed."""
+    attr = ctypes.create_string_buffer(8)  # type = BPF_STATS_RUN_TIME (0)
+    fd = _libc.syscall(_BPF_SYSCALL, _BPF_ENABLE_STATS, attr, 8)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "bpf(BPF_ENABLE_STATS)")
+    return fd
+
+
+def program_stats(pin):
+    """{program: (runs, total ns)} of the socket programs linked under pin/links."""
+    out = {}
+    links = os.path.join(pin, "links")
+    for name in sorted(os.listdir(links)):
+        link = json.loads(subprocess.run(["bpftool", "-j", "link", "show", "pinned",
+                                          os.path.join(links, name)], check=True,
+                                         capture_output=True, text=True).stdout)
+        prog = json.loads(subprocess.run(["bpftool", "-j", "prog", "show", "id",
+                                          str(link["prog_id"])], check=True,
+                                         capture_output=True, text=True).stdout)
+        out[name] = (prog.get("run_cnt", 0), prog.get("run_time_ns", 0))
+    return out
