@@ -49,6 +49,18 @@ def reap_stale():
                     except OSError:
                         pass
         _umount(m)
+    # Their directories, once nothing is mounted there (rmdir never removes a mount point in
+    # use nor anything with content).
+    tmp = tempfile.gettempdir()
+    for d in os.listdir(tmp):
+        g = re.match(r"^%s(\d+)-" % re.escape(PREFIX), d)
+        if not g or _alive(int(g.group(1))):
+            continue
+        for sub in ("cgroup2", "bpffs", ""):
+            try:
+                os.rmdir(os.path.join(tmp, d, sub))
+            except OSError:
+                pass
 
 
 class EbpfPlace:
