@@ -90,6 +90,12 @@ int main(int argc, char** argv) {
       enterPrivateNetns();
       for (const auto& b : sliceproxy::backends::registry()) {
         if (!b.programsKernel) continue;
+        // Not on this kernel (e.g. ebpf without BTF or before 5.18): left out, said why.
+        if (const std::string why = b.kernelSupport ? b.kernelSupport() : ""; !why.empty()) {
+          std::fprintf(stderr, "bench_cp_harness: backend %.*s left out: %s\n",
+                       static_cast<int>(b.name.size()), b.name.data(), why.c_str());
+          continue;
+        }
         std::string error;
         if (sliceproxy::proxier::makeBackend(sliceproxy::backends::registry(), b.name,
                                              harnessNetwork(), error)) {
