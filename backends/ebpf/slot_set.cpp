@@ -47,6 +47,9 @@ SlotPlan SlotSet::change(const std::vector<EndpointKey>& removedIn,
   if (removedIn.empty()) {
     // Additions only (a cold load of 100,000 among them): the index dedups them as it grows.
     SlotPlan plan;
+    index_.reserve(index_.size() + addedIn.size());
+    slots_.reserve(slots_.size() + addedIn.size());
+    plan.writes.reserve(addedIn.size());
     for (const auto& k : addedIn) {
       if (!index_.emplace(k, count()).second) continue;
       plan.writes.push_back({{gen_, count()}, k});
