@@ -3,6 +3,8 @@
 //   program --workload seed|wide ... [--backend B] [--repeat K] [--count-cmd CMD]
 //   churn   [--endpoints N] [--roll N] [--rate R] [--min-sync-ms MS] [--samples FILE]
 //   backends                                         the kernel backends this build has
+// program and churn take --cgroup-root DIR and --bpf-pin-dir DIR for the ebpf backend (the
+// harness passes a cgroup and a bpf filesystem of its own; never the host's).
 // program and churn move into a fresh network namespace first, so they never touch the host's
 // ruleset; --count-cmd runs inside it. Each prints one JSON object.
 
@@ -61,6 +63,13 @@ HarnessWorkload workloadFrom(const Args& a) {
                              a.num("services", 10000), a.num("per-service", 10));
 }
 
+sliceproxy::proxier::NetworkConfig networkFrom(const Args& a) {
+  sliceproxy::proxier::NetworkConfig n = harnessNetwork();
+  n.cgroupRoot = a.get("cgroup-root", n.cgroupRoot);
+  n.bpfPinDir = a.get("bpf-pin-dir", n.bpfPinDir);
+  return n;
+}
+
 void enterPrivateNetns() {
   if (unshare(CLONE_NEWNET) != 0) {
     throw std::runtime_error(std::string("cannot create a network namespace (need root): ") +
@@ -81,6 +90,12 @@ int main(int argc, char** argv) {
       enterPrivateNetns();
       for (const auto& b : sliceproxy::backends::registry()) {
         if (!b.programsKernel) continue;
+        // Not on this kernel (e.g. ebpf without BTF or before 5.18): left out, said why.
+        if (const std::string why = b.kernelSupport ? b.kernelSupport() : ""; !why.empty()) {
+          std::fprintf(stderr, "bench_cp_harness: backend %.*s left out: %s\n",
+                       static_cast<int>(b.name.size()), b.name.data(), why.c_str());
+          continue;
+        }
         std::string error;
         if (sliceproxy::proxier::makeBackend(sliceproxy::backends::registry(), b.name,
                                              harnessNetwork(), error)) {
@@ -94,7 +109,7 @@ int main(int argc, char** argv) {
       o.repeat = static_cast<uint32_t>(a.num("repeat", 20));
       o.countCmd = a.get("count-cmd", "");
       enterPrivateNetns();
-      measureProgram(hw, o, harnessNetwork()).print();
+      measureProgram(hw, o, networkFrom(a)).print();
     } else if (a.command == "churn") {
       ChurnOptions o;
       o.backend = a.get("backend", "nftables");
@@ -104,7 +119,7 @@ int main(int argc, char** argv) {
       o.minSync = std::chrono::milliseconds(a.num("min-sync-ms", 1000));
       o.samplesPath = a.get("samples", "");
       enterPrivateNetns();
-      measureChurn(o, harnessNetwork()).print();
+      measureChurn(o, networkFrom(a)).print();
     } else {
       throw std::invalid_argument("unknown command " + a.command);
     }

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <chrono>
@@ -23,6 +24,10 @@ namespace {
 
 // From this many slot writes on, one batched system call per map beats one call per slot.
 constexpr size_t kBatchFrom = 8;
+
+// Freed entries wait for this many before apply() deletes them (one batched call): a single
+// endpoint change then costs its slot and frontend writes alone. A full sync deletes them all.
+constexpr size_t kGarbageBatch = 64;
 
 // Only ClientIP affinity reads the member map, so only those ports pay for its writes.
 bool usesMembers(const ServicePortInfo& info) {
@@ -114,11 +119,17 @@ std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServiceP
   return out;
 }
 
-std::vector<EndpointKey> membersOf(const ServicePortView& v, uint8_t set) {
-  std::vector<EndpointKey> out;
-  for (const MergedEndpoint* e : v.sortedEndpoints()) {
-    if (e->sets & set) out.push_back(e->key);
-  }
+// Both sets' members, by setIndex, in one pass and in the view's own order: slots are picked
+// at random, so their order means nothing, and sorting 100,000 endpoints was a sixth of a cold
+// load.
+std::array<std::vector<EndpointKey>, 2> membersBySet(const ServicePortView& v) {
+  std::array<std::vector<EndpointKey>, 2> out;
+  out[0].reserve(v.countOf(epset::kCluster));
+  out[1].reserve(v.countOf(epset::kLocal));
+  v.forEachEndpoint([&](const MergedEndpoint& e) {
+    if (e.sets & epset::kCluster) out[0].push_back(e.key);
+    if (e.sets & epset::kLocal) out[1].push_back(e.key);
+  });
   return out;
 }
 
@@ -168,6 +179,12 @@ std::string EbpfBackend::ensureLoaded() {
 
 std::string EbpfBackend::writePlan(const SlotSet& set, const SlotPlan& plan, bool members,
                                    bool buryMembers) {
+  if (!garbage_.empty()) {
+    for (const auto& w : plan.writes) {
+      garbage_.reviveSlot(MapWriter::slotKey(set.id(), w.slot));
+      if (members) garbage_.reviveMember(MapWriter::memberKey(set.id(), {w.slot.gen, w.endpoint}));
+    }
+  }
   if (plan.writes.size() >= kBatchFrom) {
     if (auto err = maps_->writeSlots(set.id(), plan.writes, members); !err.empty()) return err;
   } else {
@@ -185,7 +202,10 @@ std::string EbpfBackend::membersFollowAffinity(Port& p, bool had) {
   for (const SlotSet& s : p.sets) {
     if (now) {
       std::vector<SlotWrite> all;
-      for (const auto& ref : s.live()) all.push_back({ref, s.at(ref.index)});
+      for (const auto& ref : s.live()) {
+        all.push_back({ref, s.at(ref.index)});
+        garbage_.reviveMember(MapWriter::memberKey(s.id(), {ref.gen, s.at(ref.index)}));
+      }
       // Rewriting a slot with what it holds is invisible to readers.
       if (auto err = maps_->writeSlots(s.id(), all, true); !err.empty()) return err;
     } else {
@@ -198,23 +218,14 @@ std::string EbpfBackend::membersFollowAffinity(Port& p, bool had) {
 }
 
 void EbpfBackend::bury(const SlotSet& set, const SlotPlan& plan, bool members) {
-  for (const auto& g : plan.garbage) garbageSlots_.push_back(MapWriter::slotKey(set.id(), g));
+  for (const auto& g : plan.garbage) garbage_.burySlot(MapWriter::slotKey(set.id(), g));
   if (!members) return;
-  for (const auto& m : plan.garbageMembers) {
-    garbageMembers_.push_back(MapWriter::memberKey(set.id(), m));
-  }
+  for (const auto& m : plan.garbageMembers) garbage_.buryMember(MapWriter::memberKey(set.id(), m));
 }
 
-std::string EbpfBackend::flushGarbage() {
-  for (const auto& k : garbageSlots_) {
-    if (auto err = maps_->deleteSlot(k); !err.empty()) return err;
-  }
-  garbageSlots_.clear();
-  for (const auto& k : garbageMembers_) {
-    if (auto err = maps_->deleteMember(k); !err.empty()) return err;
-  }
-  garbageMembers_.clear();
-  return "";
+std::string EbpfBackend::flushGarbage(bool all) {
+  if (garbage_.deletable() == 0 || (!all && garbage_.deletable() < kGarbageBatch)) return "";
+  return garbage_.flush(*maps_);
 }
 
 std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
@@ -278,10 +289,11 @@ std::string EbpfBackend::createPort(const ServicePortView& v, SlotSet (*adopted)
     p.sets[0] = SlotSet(nextSetId_++);
     p.sets[1] = SlotSet(nextSetId_++);
   }
+  const auto members = membersBySet(v);
   for (uint8_t set : {epset::kCluster, epset::kLocal}) {
     SlotSet& s = p.sets[setIndex(set)];
-    if (auto err =
-            writePlan(s, s.replace(membersOf(v, set)), usesMembers(*p.info), usesMembers(*p.info));
+    if (auto err = writePlan(s, s.replace(members[setIndex(set)]), usesMembers(*p.info),
+                             usesMembers(*p.info));
         !err.empty()) {
       return fmt::format("{}: {}", v.key().str(), err);
     }
@@ -319,7 +331,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
   const auto t0 = std::chrono::steady_clock::now();
   lastApply_ = {};
   const uint64_t before = maps_->operations();
-  if (auto err = flushGarbage(); !err.empty()) return BackendResult::failure(err);
+  garbage_.age();
   // Endpoints that left every set of their port: sockets pointed at them are stale.
   std::vector<sp_backend> gone;
   auto left = [&](const EndpointChange& c) {
@@ -360,7 +372,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
         spdlog::warn("ebpf: {} {} set holds {} endpoints, the view {}; rewriting it", v.key().str(),
                      set == epset::kLocal ? "node-local" : "cluster-wide", s.count(),
                      v.countOf(set));
-        SlotPlan fix = s.replace(membersOf(v, set));
+        SlotPlan fix = s.replace(membersBySet(v)[setIndex(set)]);
         plan.writes.insert(plan.writes.end(), fix.writes.begin(), fix.writes.end());
         plan.garbage.insert(plan.garbage.end(), fix.garbage.begin(), fix.garbage.end());
         plan.garbageMembers.insert(plan.garbageMembers.end(), fix.garbageMembers.begin(),
@@ -375,6 +387,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
     }
     if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
   }
+  if (auto err = flushGarbage(false); !err.empty()) return BackendResult::failure(err);
   const uint64_t ops = maps_->operations() - before;
   const auto t1 = std::chrono::steady_clock::now();
   lastApply_.mapMicros = std::chrono::duration<double, std::micro>(t1 - t0).count();
@@ -457,7 +470,14 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
     if (auto err = maps_->deleteFrontend(k); !err.empty()) return err;
     ++dropped;
   }
+  if (!old.empty()) {
+    spdlog::info(
+        "ebpf: adopted what a previous run left: {} frontends ({} no longer wanted), "
+        "{} service ports kept their backend sets",
+        old.size(), dropped, kept);
+  }
   // Whatever of the old slots and member entries no set of ours uses goes at the next sync.
+  if (oldSlots.empty() && oldMembers.empty()) return "";  // a first start: nothing to compare
   boost::unordered_flat_set<uint64_t> liveSlots;
   boost::unordered_flat_set<sp_member_key, BytesHash<sp_member_key>, BytesEq<sp_member_key>>
       liveMembers;
@@ -472,16 +492,10 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
     }
   }
   for (const auto& k : oldSlots) {
-    if (!liveSlots.contains(uint64_t{k.set_id} << 32 | k.index)) garbageSlots_.push_back(k);
+    if (!liveSlots.contains(uint64_t{k.set_id} << 32 | k.index)) garbage_.burySlot(k);
   }
   for (const auto& k : oldMembers) {
-    if (!liveMembers.contains(k)) garbageMembers_.push_back(k);
-  }
-  if (!old.empty()) {
-    spdlog::info(
-        "ebpf: adopted what a previous run left: {} frontends ({} no longer wanted), "
-        "{} service ports kept their backend sets",
-        old.size(), dropped, kept);
+    if (!liveMembers.contains(k)) garbage_.buryMember(k);
   }
   return "";
 }
@@ -489,7 +503,7 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
 BackendResult EbpfBackend::fullSync(const State& state) {
   if (auto err = ensureLoaded(); !err.empty()) return BackendResult::failure(err);
   const uint64_t before = maps_->operations();
-  if (auto err = flushGarbage(); !err.empty()) return BackendResult::failure(err);
+  garbage_.age();
   std::map<ServicePortKey, const ServicePortView*> want;
   for (const ServicePortView* v : state.ports) want.emplace(v->key(), v);
   for (auto it = ports_.begin(); it != ports_.end();) {
@@ -504,9 +518,11 @@ BackendResult EbpfBackend::fullSync(const State& state) {
     const ServicePortView& v = *want.at(key);
     const bool hadMembers = usesMembers(*p.info);
     if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
+    const auto members = membersBySet(v);
     for (uint8_t set : {epset::kCluster, epset::kLocal}) {
       SlotSet& s = p.sets[setIndex(set)];
-      if (auto err = writePlan(s, s.replace(membersOf(v, set)), usesMembers(*p.info), hadMembers);
+      if (auto err =
+              writePlan(s, s.replace(members[setIndex(set)]), usesMembers(*p.info), hadMembers);
           !err.empty()) {
         return BackendResult::failure(fmt::format("{}: {}", key.str(), err));
       }
@@ -525,6 +541,7 @@ BackendResult EbpfBackend::fullSync(const State& state) {
       if (auto err = createPort(*v); !err.empty()) return BackendResult::failure(err);
     }
   }
+  if (auto err = flushGarbage(true); !err.empty()) return BackendResult::failure(err);
   return {true, "", maps_->operations() - before};
 }
 
@@ -533,8 +550,7 @@ BackendResult EbpfBackend::cleanup() {
   progs_.reset();
   ports_.clear();
   clusterIpRefs_.clear();
-  garbageSlots_.clear();
-  garbageMembers_.clear();
+  garbage_.clear();
   adopted_ = false;
   try {
     const uint64_t n = SockLbPrograms::removePinned(options_.pinDir);
@@ -552,7 +568,8 @@ std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) c
   for (const auto& [k, v] : p.frontends) {
     out.push_back(
         fmt::format("map sp_services {} -> set {} generation {} count {}{}{}", describe(k),
-                    v.set_id, v.gen, v.count, v.flags & SP_SVC_F_REJECT ? " reject"
+                    v.set_id, v.gen, v.count,
+                    v.flags & SP_SVC_F_REJECT ? " reject"
                     : v.flags & SP_SVC_F_PASS ? " untranslated (dropped)"
                                               : "",
                     v.affinity_timeout ? fmt::format(" affinity {}s", v.affinity_timeout) : ""));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/ebpf/garbage.h"
 #include "backends/ebpf/map_writer.h"
 #include "backends/ebpf/slot_set.h"
 #include "backends/ebpf/sock_lb_loader.h"
@@ -56,7 +57,8 @@ class EbpfBackend : public proxier::Backend {
   // Affinity switched on: every live slot gets its member entry; off: they go.
   std::string membersFollowAffinity(Port& p, bool had);
   std::string syncFrontends(Port& p, const proxier::ServicePortView& v);
-  std::string flushGarbage();
+  // Deletes what earlier syncs freed once there is enough of it for a batch (or `all`).
+  std::string flushGarbage(bool all);
   std::string adoptLeftovers(const proxier::State& state);
   // Counts the ports on each ClusterIP and writes or deletes its catch-all entry.
   std::string clusterIpRef(const proxier::IpAddr& ip, int delta);
@@ -67,9 +69,8 @@ class EbpfBackend : public proxier::Backend {
   std::unique_ptr<MapWriter> maps_;
   std::map<proxier::ServicePortKey, Port> ports_;
   void bury(const SlotSet& set, const SlotPlan& plan, bool members);
-  // Deleted at the start of the next sync, when no reader can still be using them.
-  std::vector<sp_slot_key> garbageSlots_;
-  std::vector<sp_member_key> garbageMembers_;
+  // Freed slots and member entries, deleted once no reader can still be using them.
+  Garbage garbage_;
   std::map<proxier::IpAddr, uint32_t> clusterIpRefs_;
   uint32_t nextSetId_ = 1;
   uint64_t destroyedSockets_ = 0;

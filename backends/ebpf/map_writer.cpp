@@ -142,6 +142,43 @@ std::string MapWriter::deleteMember(const sp_member_key& k) {
   return "";
 }
 
+namespace {
+
+// BPF_MAP_DELETE_BATCH stops at the first key it cannot delete and reports how many it did:
+// a missing key (ENOENT) is skipped and the batch resumed after it.
+template <typename Key>
+std::string deleteBatch(int fd, const std::vector<Key>& keys, uint64_t& ops, const char* what) {
+  constexpr size_t kBatch = 4096;
+  size_t from = 0;
+  while (from < keys.size()) {
+    uint32_t count = static_cast<uint32_t>(std::min(kBatch, keys.size() - from));
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    ++ops;
+    if (bpf_map_delete_batch(fd, &keys[from], &count, &opts) == 0) {
+      from += count;
+      continue;
+    }
+    if (errno != ENOENT) {
+      return fmt::format("deleting {} {} entries: {} deleted, then {}", what, keys.size(),
+                         from + count, std::strerror(errno));
+    }
+    from += count + 1;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string MapWriter::deleteSlots(const std::vector<sp_slot_key>& keys) {
+  if (keys.size() == 1) return deleteSlot(keys[0]);
+  return deleteBatch(slots_, keys, ops_, "sp_slots");
+}
+
+std::string MapWriter::deleteMembers(const std::vector<sp_member_key>& keys) {
+  if (keys.size() == 1) return deleteMember(keys[0]);
+  return deleteBatch(members_, keys, ops_, "sp_members");
+}
+
 std::string MapWriter::writeFrontend(const sp_svc_key& k, const sp_svc_value& v) {
   ++ops_;
   if (bpf_map_update_elem(services_, &k, &v, BPF_ANY) != 0) {

@@ -33,6 +33,9 @@ class MapWriter {
   // A missing key is not an error.
   std::string deleteSlot(const sp_slot_key& k);
   std::string deleteMember(const sp_member_key& k);
+  // Many at once, in batches of bpf(BPF_MAP_DELETE_BATCH); missing keys are skipped.
+  std::string deleteSlots(const std::vector<sp_slot_key>& keys);
+  std::string deleteMembers(const std::vector<sp_member_key>& keys);
   std::string writeFrontend(const sp_svc_key& k, const sp_svc_value& v);
   std::string deleteFrontend(const sp_svc_key& k);  // a missing key is not an error
 

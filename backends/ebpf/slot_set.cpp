@@ -44,6 +44,20 @@ SlotPlan SlotSet::flip(std::vector<EndpointKey> next) {
 
 SlotPlan SlotSet::change(const std::vector<EndpointKey>& removedIn,
                          const std::vector<EndpointKey>& addedIn) {
+  if (removedIn.empty()) {
+    // Additions only (a cold load of 100,000 among them): the index dedups them as it grows.
+    SlotPlan plan;
+    index_.reserve(index_.size() + addedIn.size());
+    slots_.reserve(slots_.size() + addedIn.size());
+    plan.writes.reserve(addedIn.size());
+    for (const auto& k : addedIn) {
+      if (!index_.emplace(k, count()).second) continue;
+      plan.writes.push_back({{gen_, count()}, k});
+      slots_.push_back(k);
+    }
+    plan.changed = !plan.writes.empty();
+    return plan;
+  }
   boost::unordered_flat_set<EndpointKey, proxier::EndpointKeyHash> seen;
   std::vector<EndpointKey> removed, added;
   for (const auto& k : removedIn) {
@@ -103,6 +117,7 @@ SlotPlan SlotSet::change(const std::vector<EndpointKey>& removedIn,
 }
 
 SlotPlan SlotSet::replace(const std::vector<EndpointKey>& members) {
+  if (slots_.empty()) return change({}, members);
   boost::unordered_flat_set<EndpointKey, proxier::EndpointKeyHash> want(members.begin(),
                                                                         members.end());
   std::vector<EndpointKey> removed, added;

@@ -12,7 +12,7 @@
 //    switches to it.
 // Each case moves a reader from the old set to the new one in one step, and the common ones
 // (one endpoint coming or going) cost O(1) map writes whatever the size of the set. Slots that
-// fall out of use are deleted at the next sync, once no reader can still be using them.
+// fall out of use are deleted after the sync that freed them, in batches (garbage.h).
 // Beside the slots, a member map gives each endpoint's slot in a generation, so a client's
 // remembered backend (ClientIP affinity) is found again after it moved to another slot.
 

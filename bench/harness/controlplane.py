@@ -29,10 +29,26 @@ def workload_args(kind, size):
     return ["--workload", "seed", "--endpoints", str(size)]
 
 
-def sliceproxy_row(bins, backend, kind, size, repeat, label):
-    counter = f"{sys.executable} {os.path.join(HERE, 'kernel_objects.py')} nft"
-    row = _run_json([bins["cp"], "program", *workload_args(kind, size), "--backend", backend,
-                     "--repeat", str(repeat), "--count-cmd", counter], timeout=1800)
+def _ebpf_case(backend, ebpf, tag):
+    """For the ebpf backend: a cgroup and pin directory of this run (ebpf_cgroup.EbpfPlace),
+    its flags, and what releases it."""
+    if backend != "ebpf":
+        return [], None, lambda: None
+    if ebpf is None:
+        raise RuntimeError("the ebpf backend needs the harness' own cgroup and bpf filesystem")
+    cg, pin = ebpf.case(tag)
+    return ebpf.flags(cg, pin), pin, lambda: ebpf.release(cg, pin)
+
+
+def sliceproxy_row(bins, backend, kind, size, repeat, label, ebpf=None):
+    flags, pin, release = _ebpf_case(backend, ebpf, f"cp-{label}")
+    counter = f"{sys.executable} {os.path.join(HERE, 'kernel_objects.py')} " + (
+        f"ebpf {pin}" if pin else "nft")
+    try:
+        row = _run_json([bins["cp"], "program", *workload_args(kind, size), "--backend", backend,
+                         "--repeat", str(repeat), "--count-cmd", counter, *flags], timeout=1800)
+    finally:
+        release()
     row["workload"] = label
     return row
 
@@ -49,11 +65,15 @@ def peer_row(bins, system, kind, size, repeat, label, timeout, workdir):
     return row
 
 
-def churn_row(bins, backend, c, samples):
-    row = _run_json([bins["cp"], "churn", "--backend", backend, "--endpoints",
-                     str(c["endpoints"]), "--roll", str(c["roll"]), "--rate", str(c["rate"]),
-                     "--min-sync-ms", str(c["min_sync_ms"]), "--samples", samples],
-                    timeout=int(c["roll"] * 3 / c["rate"]) + 300)
+def churn_row(bins, backend, c, samples, ebpf=None):
+    flags, _, release = _ebpf_case(backend, ebpf, "churn")
+    try:
+        row = _run_json([bins["cp"], "churn", "--backend", backend, "--endpoints",
+                         str(c["endpoints"]), "--roll", str(c["roll"]), "--rate", str(c["rate"]),
+                         "--min-sync-ms", str(c["min_sync_ms"]), "--samples", samples, *flags],
+                        timeout=int(c["roll"] * 3 / c["rate"]) + 300)
+    finally:
+        release()
     row["samples_file"] = os.path.basename(samples)
     return row
 

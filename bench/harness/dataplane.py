@@ -27,7 +27,14 @@ SERVICE_CIDR = "198.19.0.0/16"
 ENDPOINTS = [f"198.18.2.{10 + i}" for i in range(10)]
 PORT, TARGET_PORT = 80, 8080
 
-SYSTEMS = ["direct", "sliceproxy-nftables", "kube-proxy-iptables", "kube-proxy-nftables"]
+SYSTEMS = ["direct", "sliceproxy-nftables", "sliceproxy-ebpf", "kube-proxy-iptables",
+           "kube-proxy-nftables"]
+
+
+def systems(backends):
+    """The systems this build can measure: sliceproxy's rows only for its backends here."""
+    return [s for s in SYSTEMS
+            if not s.startswith("sliceproxy-") or s.split("-", 1)[1] in backends]
 
 # (test name, loadgen mode, concurrency)
 TESTS = [
@@ -93,8 +100,8 @@ def manifests(svcs, path):
         json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
 
 
-SHORT = {"direct": "d", "sliceproxy-nftables": "s", "kube-proxy-iptables": "i",
-         "kube-proxy-nftables": "n"}
+SHORT = {"direct": "d", "sliceproxy-nftables": "s", "sliceproxy-ebpf": "e",
+         "kube-proxy-iptables": "i", "kube-proxy-nftables": "n"}
 
 
 class Topology:
@@ -135,19 +142,21 @@ def start_echo(run, topo, bins):
     return p
 
 
-def install(system, run, topo, svcs, bins, workdir, log):
+def install(system, run, topo, svcs, bins, workdir, log, extra=()):
     """Programs the node for `system`; returns a process to stop afterwards (or None) and the
-    seconds it took."""
+    seconds it took. `extra`: more flags for sliceproxy (the ebpf backend's cgroup and pin
+    directory)."""
     t0 = time.monotonic()
     if system == "direct":
         return None, 0.0
-    if system == "sliceproxy-nftables":
+    if system.startswith("sliceproxy-"):
         mdir = os.path.join(workdir, "manifests")
         manifests(svcs, mdir)
         logf = open(os.path.join(workdir, "sliceproxy.log"), "w")
         p = run.spawn(topo.node, [bins["sliceproxy"], "--source-dir", mdir, "--backend",
-                                  "nftables", "--cluster-cidr", POD_CIDR, "--hostname-override",
-                                  "node-a", "--min-sync-period", "100ms", "--debug-port", "0"],
+                                  system.split("-", 1)[1], "--cluster-cidr", POD_CIDR,
+                                  "--hostname-override", "node-a", "--min-sync-period", "100ms",
+                                  "--debug-port", "0", *extra],
                       stdout=logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -177,10 +186,11 @@ def install(system, run, topo, svcs, bins, workdir, log):
     return None, time.monotonic() - t0
 
 
-def loadgen(topo, bins, mode, target, seconds, concurrency):
+def loadgen(topo, bins, mode, target, seconds, concurrency, cgroup=None):
+    """`cgroup`: the client runs in it (where the ebpf backend's socket programs are attached)."""
     out = sh("ip", "netns", "exec", topo.cli, bins["loadgen"], "--mode", mode, "--target", target,
              "--seconds", str(seconds), "--concurrency", str(concurrency), check=False,
-             capture=True, timeout=seconds + 30)
+             capture=True, timeout=seconds + 30, cgroup=cgroup)
     try:
         return json.loads(out.stdout)
     except json.JSONDecodeError:
@@ -191,9 +201,15 @@ def loadgen(topo, bins, mode, target, seconds, concurrency):
 class Case:
     """One system with `count` services installed on its own client/node/pod namespaces."""
 
-    def __init__(self, system, count, run, bins, workdir, log):
+    def __init__(self, system, count, run, bins, workdir, log, ebpf=None):
         self.system, self.count, self.run, self.bins = system, count, run, bins
         self.topo = self.echo = self.daemon = None
+        self.ebpf, self.cgroup, self.pin, extra = ebpf, None, None, []
+        if system == "sliceproxy-ebpf":
+            # The socket programs act on the client's cgroup: one per case, so cases never
+            # rewrite each other's clients.
+            self.cgroup, self.pin = ebpf.case(f"dp{count}")
+            extra = ebpf.flags(self.cgroup, self.pin)
         svcs, target_vip = services(count)
         self.target = (f"{ENDPOINTS[0]}:{TARGET_PORT}" if system == "direct"
                        else f"{target_vip}:{PORT}")
@@ -201,16 +217,17 @@ class Case:
         self.echo = start_echo(run, self.topo, bins)
         casedir = os.path.join(workdir, f"dp-{system}-{count}")
         os.makedirs(casedir, exist_ok=True)
-        self.daemon, self.setup_s = install(system, run, self.topo, svcs, bins, casedir, log)
+        self.daemon, self.setup_s = install(system, run, self.topo, svcs, bins, casedir, log,
+                                            extra)
         # Warm-up: the first connections populate neighbour and route caches.
-        r = loadgen(self.topo, bins, "tcp_rr", self.target, 0.3, 1)
+        r = loadgen(self.topo, bins, "tcp_rr", self.target, 0.3, 1, self.cgroup)
         if not r.get("requests") or r.get("errors"):
             raise RuntimeError(f"no traffic through {system} with {count} services: "
                                f"{r.get('first_error', r)}")
 
     def measure(self, test, seconds):
         mode, conc = next((m, c) for t, m, c in TESTS if t == test)
-        return loadgen(self.topo, self.bins, mode, self.target, seconds, conc)
+        return loadgen(self.topo, self.bins, mode, self.target, seconds, conc, self.cgroup)
 
     def close(self):
         for p in (self.daemon, self.echo):
@@ -218,6 +235,8 @@ class Case:
                 self.run.stop(p)
         if self.topo is not None:
             self.topo.close()
+        if self.cgroup is not None:
+            self.ebpf.release(self.cgroup, self.pin)
 
 
 def median(xs):

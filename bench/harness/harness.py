@@ -16,6 +16,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import controlplane  # noqa: E402
 import dataplane  # noqa: E402
+import ebpf_cgroup  # noqa: E402
 import modes  # noqa: E402
 import netns  # noqa: E402
 import plots  # noqa: E402
@@ -73,7 +74,7 @@ class Results:
             json.dump(self.data, f, indent=1)
 
 
-def control_plane(res, cfg, bins, systems, workdir, only_peers):
+def control_plane(res, cfg, bins, systems, workdir, only_peers, ebpf=None):
     d = res.data
     workloads = [(modes.sweep_label(n), "seed", n, n) for n in cfg["sweep"]]
     workloads.append((modes.wide_label(cfg["wide"]), "wide", cfg["wide"],
@@ -87,7 +88,7 @@ def control_plane(res, cfg, bins, systems, workdir, only_peers):
             try:
                 if system.startswith("sliceproxy-"):
                     row = controlplane.sliceproxy_row(bins, system.split("-", 1)[1], kind, size,
-                                                      cfg["repeat"], label)
+                                                      cfg["repeat"], label, ebpf)
                 else:
                     cap = cfg["peer_max_endpoints"].get(system)
                     if cap is not None and endpoints > cap:
@@ -116,14 +117,14 @@ def control_plane(res, cfg, bins, systems, workdir, only_peers):
             res.save()
 
 
-def churn(res, cfg, bins, backends_, workdir):
+def churn(res, cfg, bins, backends_, workdir, ebpf=None):
     for c in cfg["churn"]:
         for b in backends_:
             key = f"churn-{c['endpoints']}-sync{c['min_sync_ms']}ms"
             res.data["expected"]["churn"].append([key, f"sliceproxy-{b}"])
             samples = os.path.join(res.out, f"{key}-{b}.samples")
             try:
-                row = controlplane.churn_row(bins, b, c, samples)
+                row = controlplane.churn_row(bins, b, c, samples, ebpf)
                 row["status"] = "ok"
             except Exception as e:  # noqa: BLE001
                 row = {"system": f"sliceproxy-{b}", "status": "failed", "reason": str(e)[:1500]}
@@ -134,20 +135,21 @@ def churn(res, cfg, bins, backends_, workdir):
             res.save()
 
 
-def data_plane(res, cfg, bins, run, workdir):
+def data_plane(res, cfg, bins, run, workdir, backends_, ebpf=None):
     """Every (system, size) case is set up first and kept alive, then the tests run in rounds
     across all of them, so slow drifts in the machine's load (2 cores, shared) hit every case
     alike instead of whichever was measured last."""
+    systems = dataplane.systems(backends_)
     for count in cfg["dp_services"]:
-        for system in dataplane.SYSTEMS:
+        for system in systems:
             for test, _, _ in dataplane.TESTS:
                 res.data["expected"]["data_plane"].append([system, count, test])
     cases, failed = [], []
     try:
         for count in cfg["dp_services"]:
-            for system in dataplane.SYSTEMS:
+            for system in systems:
                 try:
-                    case = dataplane.Case(system, count, run, bins, workdir, log)
+                    case = dataplane.Case(system, count, run, bins, workdir, log, ebpf)
                     cases.append(case)
                     log(f"  data plane {system} with {count} services installed in "
                         f"{case.setup_s:.1f} s")
@@ -156,7 +158,9 @@ def data_plane(res, cfg, bins, run, workdir):
                     log(f"  data plane {system} {count}: FAILED {e}")
         samples = {}
         for rnd in range(cfg["dp_rounds"]):
-            for case in cases:
+            # Alternating order (A B C, C B A, ...): a drift in the machine's load within a
+            # round hits every case alike over two rounds.
+            for case in (cases if rnd % 2 == 0 else cases[::-1]):
                 for test, _, _ in dataplane.TESTS:
                     r = case.measure(test, cfg["dp_seconds"])
                     samples.setdefault((case.system, case.count, test), []).append(r)
@@ -212,26 +216,31 @@ def main():
     signal.signal(signal.SIGTERM, _interrupted)
     res = Results(args, cfg)
     t0 = time.monotonic()
+    ebpf = None
     try:
         backends_ = controlplane.backends(bins)
+        # The ebpf backend's socket programs attach to cgroups of this run, never the host's.
+        ebpf = ebpf_cgroup.EbpfPlace() if "ebpf" in backends_ else None
         systems = [f"sliceproxy-{b}" for b in backends_] + controlplane.PEERS
         res.data["backends"] = backends_
         res.sample_load("start")
         log(f"mode {args.mode}: backends {', '.join(backends_)}; load {loadavg()}")
         if "cp" not in skip:
             log("control plane: cold program, one endpoint change, one service added")
-            control_plane(res, cfg, bins, systems, workdir, only_peers=False)
+            control_plane(res, cfg, bins, systems, workdir, only_peers=False, ebpf=ebpf)
             res.sample_load("after control plane")
         if "churn" not in skip:
             log("churn: a service rolled endpoint by endpoint")
-            churn(res, cfg, bins, backends_, workdir)
+            churn(res, cfg, bins, backends_, workdir, ebpf)
             res.sample_load("after churn")
         if "dp" not in skip:
             log("data plane: TCP and UDP through the node's rules")
-            data_plane(res, cfg, bins, run, workdir)
+            data_plane(res, cfg, bins, run, workdir, backends_, ebpf)
             res.sample_load("after data plane")
     finally:
         run.cleanup()
+        if ebpf is not None:
+            ebpf.close()
         res.data["duration_s"] = round(time.monotonic() - t0, 1)
         res.save()
     plots.draw(res.data, args.out)

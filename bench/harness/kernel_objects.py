@@ -1,7 +1,9 @@
 """Counts the netfilter objects in the current network namespace: what a ruleset costs the
-kernel. Prints one JSON object. Run inside the namespace being measured."""
+kernel. Prints one JSON object. Run inside the namespace being measured. `ebpf PIN_DIR`
+instead reports the eBPF backend's pinned maps and the kernel memory they hold."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -55,8 +57,26 @@ def legacy_objects():
     return counts
 
 
+def ebpf_maps(pin_dir):
+    """bpftool's bytes_memlock per pinned map: the kernel's own account of the map's memory
+    (for a hash map without preallocation, what its elements use now)."""
+    maps = {}
+    d = os.path.join(pin_dir, "maps")
+    for name in sorted(os.listdir(d)):
+        out = subprocess.run(["bpftool", "-j", "map", "show", "pinned", os.path.join(d, name)],
+                             check=True, capture_output=True, text=True).stdout
+        info = json.loads(out)
+        maps[name] = {"bytes": int(info.get("bytes_memlock", 0)),
+                      "max_entries": info.get("max_entries")}
+    total = sum(m["bytes"] for m in maps.values())
+    return {"maps": len(maps), "memlock_bytes": total, "per_map": maps, "total": len(maps)}
+
+
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "nft"
+    if which == "ebpf":
+        print(json.dumps(ebpf_maps(sys.argv[2])))
+        sys.exit(0)
     counts = legacy_objects() if which == "legacy" else nft_objects()
     counts["total"] = sum(counts.values())
     print(json.dumps(counts))

@@ -23,9 +23,15 @@ def die_with_parent():
 PREFIX = "sp7-"
 
 
-def sh(*cmd, check=True, capture=False, timeout=120, input=None):
+def sh(*cmd, check=True, capture=False, timeout=120, input=None, cgroup=None):
+    """`cgroup`: a cgroup v2 directory the command starts in (moved there before exec)."""
+    def pre():
+        die_with_parent()
+        if cgroup:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write("0")
     return subprocess.run(list(cmd), check=check, capture_output=capture, text=True,
-                          timeout=timeout, input=input, preexec_fn=die_with_parent)
+                          timeout=timeout, input=input, preexec_fn=pre)
 
 
 def list_namespaces():

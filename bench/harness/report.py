@@ -1,6 +1,12 @@
 """Turns results.json into the Markdown tables of bench/RESULTS.md, checks the targets, and
 checks that a run produced every row it was meant to (the smoke test's assertion)."""
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report_ebpf  # noqa: E402
+
 PEER_NOTE = ("kube-proxy peers are lower bounds: only their kernel apply is timed "
              "(iptables-restore / nft -f, which kube-proxy runs per sync), not the Go proxier "
              "that computes and writes the rules.")
@@ -71,6 +77,8 @@ def _objects(r):
     k = r.get("kernel_objects") if r else None
     if not isinstance(k, dict):
         return "—"
+    if "memlock_bytes" in k:
+        return report_ebpf.objects(k)
     return f"{k['total']:,} ({k['chains']:,} chains, {k['rules']:,} rules, {k['elements']:,} elements)"
 
 
@@ -236,6 +244,7 @@ def targets(data):
                 out.append((f"sliceproxy nftables {test} p50 at {hi:,} services within 10% of {lo}",
                             f"{a['p50_us']:.0f} us -> {b['p50_us']:.0f} us ({100 * (ratio - 1):+.1f}%)",
                             ratio <= 1.10))
+    out += report_ebpf.targets(data, _dp)
     return out
 
 
@@ -248,6 +257,8 @@ def markdown(data):
         f"{m['os']}; {m['iptables']}; {m['nft']}. Load average (1/5/15 min): {load}.",
         "", f"Command: `{data['command']}`", "", PEER_NOTE, "",
         "### Control plane", "", control_plane_table(data), "",
+        *(["### The eBPF backend's control plane", "", report_ebpf.table(data), ""]
+          if report_ebpf.table(data) else []),
         "### Churn: events to kernel", "", churn_table(data), "",
         "### Data plane", "", data_plane_table(data), "",
         "### Targets", "", "| target | measured | met |", "|---|---|---|"]

@@ -702,6 +702,55 @@ TEST_F(EbpfSockLbTest, RestartAdoptsPinnedProgramsAndMapsAndCleanupRemovesThem) 
   EXPECT_EQ(dialFromCgroup(Mode::Tcp, to)[0].error, "connect: Network is unreachable");
 }
 
+// Freed slots and member entries wait for a batch (so one endpoint change costs only its own
+// writes), are all gone after a full sync, and a freed slot that the next addition reuses is
+// never deleted under it.
+TEST_F(EbpfSockLbTest, FreedSlotsGoInBatchesAndAReusedSlotIsKept) {
+  auto ep = [](int i) { return Ep{fmt::format("10.201.{}.{}", i / 200, i % 200 + 1)}; };
+  std::vector<Ep> eps;
+  for (int i = 0; i < 100; ++i) eps.push_back(ep(i));
+  addService("gc", {"10.96.0.30"}, Protocol::TCP, SessionAffinity::ClientIP);
+  setEndpoints("gc", "gc", eps);
+  fullSync();
+  ASSERT_NE(backend->programs(), nullptr);
+  const auto* p = backend->programs();
+  backends::ebpf::MapWriter maps(p->servicesFd(), p->slotsFd(), p->membersFd());
+  ASSERT_EQ(maps.slotKeys().size(), 100u);
+  ASSERT_EQ(maps.memberKeys().size(), 100u);
+  // 70 removals, one per sync: each frees one slot and one member entry.
+  for (int i = 0; i < 70; ++i) {
+    eps.erase(eps.begin());
+    setEndpoints("gc", "gc", eps);
+    applyChanges();
+  }
+  const size_t slots = maps.slotKeys().size();
+  EXPECT_GT(slots, 30u) << "freed slots wait for a batch";
+  EXPECT_LE(slots, 30u + 64u) << "a batch of freed slots was deleted";
+  EXPECT_LE(maps.memberKeys().size(), 30u + 64u);
+  // A freed slot already gone (deleted by hand here): the batched deletion skips it.
+  for (const auto& k : maps.slotKeys()) {
+    if ((k.index & ~SP_SLOT_GEN_BIT) >= 30u) {
+      ASSERT_EQ(maps.deleteSlot(k), "");
+      break;
+    }
+  }
+  // Removed, then added back: the freed last slot and the endpoint's member entry are written
+  // again, and must survive the deletion of what was freed.
+  eps.pop_back();
+  setEndpoints("gc", "gc", eps);
+  applyChanges();
+  const Ep back = ep(99);
+  eps.push_back(back);
+  setEndpoints("gc", "gc", eps);
+  applyChanges();
+  fullSync();
+  EXPECT_EQ(maps.slotKeys().size(), 30u);
+  EXPECT_EQ(maps.memberKeys().size(), 30u);
+  for (const auto& k : maps.slotKeys()) {
+    EXPECT_LT(k.index & ~SP_SLOT_GEN_BIT, 30u) << "set " << k.set_id;
+  }
+}
+
 // Map writes for one endpoint change in a service of 100,000 endpoints: O(1), not O(set).
 TEST_F(EbpfSockLbTest, OneEndpointChangeAtOneHundredThousandEndpointsIsAFewMapWrites) {
   std::vector<Ep> eps;
@@ -734,9 +783,10 @@ TEST_F(EbpfSockLbTest, OneEndpointChangeAtOneHundredThousandEndpointsIsAFewMapWr
     mapUs.push_back(backend->lastApply().mapMicros);
     if (i % 2 == 0) socketUs.push_back(backend->lastApply().socketMicros);
   }
-  // A removal: the moved slot and the frontend; the next sync deletes the freed slot. (No
-  // member entries: the service has no ClientIP affinity.)
-  EXPECT_LE(maxOps, 3u);
+  // A removal: the moved slot and the frontend; an addition: the new slot and the frontend. The
+  // freed slot waits for a batch of them, or is written again by the next addition. (No member
+  // entries: the service has no ClientIP affinity.)
+  EXPECT_LE(maxOps, 2u);
   for (auto* v : {&us, &mapUs, &socketUs}) std::sort(v->begin(), v->end());
   std::printf(
       "[ measured ] 100,000 endpoints: cold load %.1f ms; one endpoint change: apply p50 "

@@ -35,6 +35,20 @@ std::set<EndpointKey> members(const SlotSet& s) {
   return out;
 }
 
+TEST(EbpfSlotSet, RepeatedAndPresentAdditionsAreWrittenOnce) {
+  SlotSet s(7);
+  s.replace(eps(0, 2));
+  SlotPlan p = s.change({}, {ep(5), ep(1), ep(5), ep(6), ep(0)});
+  ASSERT_EQ(p.writes.size(), 2u);
+  EXPECT_EQ(p.writes[0].slot, (SlotRef{0, 2}));
+  EXPECT_EQ(p.writes[0].endpoint, ep(5));
+  EXPECT_EQ(p.writes[1].slot, (SlotRef{0, 3}));
+  EXPECT_EQ(p.writes[1].endpoint, ep(6));
+  EXPECT_EQ(members(s), (std::set<EndpointKey>{ep(0), ep(1), ep(5), ep(6)}));
+  EXPECT_TRUE(s.change({}, {ep(6)}).writes.empty());
+  EXPECT_FALSE(s.change({}, {ep(6)}).changed);
+}
+
 TEST(EbpfSlotSet, AdditionsGoPastTheCountInTheLiveGeneration) {
   SlotSet s(7);
   SlotPlan p = s.change({}, eps(0, 3));
