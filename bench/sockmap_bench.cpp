@@ -214,6 +214,8 @@ int main(int argc, char** argv) {
     std::perror(gCgroup.c_str());
     return 1;
   }
+  // Also on a failed round's exit: the children are gone by then, so the cgroup is empty.
+  std::atexit([] { rmdir(gCgroup.c_str()); });
   // lo: client and server in one network namespace (host processes, or containers sharing
   // one); veth: the server is a pod in its own namespace behind a veth pair.
   int rc = std::system(
