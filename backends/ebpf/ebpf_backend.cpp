@@ -145,6 +145,7 @@ EbpfBackend::EbpfBackend(const NetworkConfig& net) {
   }
   options_.pinDir = net.bpfPinDir;
   options_.cgroupRoot = net.cgroupRoot;
+  sockmapShortcut_ = net.sockmapShortcut;
   if (options_.pinDir.empty() || options_.pinDir.front() != '/') {
     throw std::invalid_argument("--bpf-pin-dir: must be an absolute path, got \"" +
                                 options_.pinDir + "\"");
@@ -167,6 +168,18 @@ std::string EbpfBackend::ensureLoaded() {
     progs_ = std::make_unique<SockLbPrograms>(options_);
   } catch (const std::exception& e) {
     return e.what();
+  }
+  try {
+    if (sockmapShortcut_) {
+      sockmap_ = std::make_unique<SockmapPrograms>(options_.pinDir, progs_->cgroupRoot());
+      spdlog::info("ebpf: sockmap shortcut on ({} maps, {} links updated in place)",
+                   sockmap_->adoptedMaps() ? "adopted" : "new", sockmap_->updatedLinks());
+    } else if (uint64_t n = SockmapPrograms::removePinned(options_.pinDir); n > 0) {
+      spdlog::info("ebpf: sockmap shortcut off: removed the {} objects a previous run pinned", n);
+    }
+  } catch (const std::exception& e) {
+    progs_.reset();
+    return std::string("--sockmap-shortcut: ") + e.what();
   }
   maps_ = std::make_unique<MapWriter>(progs_->servicesFd(), progs_->slotsFd(), progs_->membersFd());
   spdlog::info(
@@ -547,6 +560,7 @@ BackendResult EbpfBackend::fullSync(const State& state) {
 
 BackendResult EbpfBackend::cleanup() {
   maps_.reset();
+  sockmap_.reset();  // its pins are under the same links/ and maps/ directories
   progs_.reset();
   ports_.clear();
   clusterIpRefs_.clear();

@@ -13,6 +13,7 @@
 #include "backends/ebpf/map_writer.h"
 #include "backends/ebpf/slot_set.h"
 #include "backends/ebpf/sock_lb_loader.h"
+#include "backends/ebpf/sockmap_loader.h"
 #include "proxier/config/network_config.h"
 #include "proxier/core/backend.h"
 
@@ -32,6 +33,8 @@ class EbpfBackend : public proxier::Backend {
 
   // For tests and benchmarks: the loaded programs (null before the first sync).
   const SockLbPrograms* programs() const { return progs_.get(); }
+  // The sockmap shortcut (--sockmap-shortcut), null when off or before the first sync.
+  const SockmapPrograms* sockmapPrograms() const { return sockmap_.get(); }
   // Where the last apply() spent its time: map updates, and the stale-socket walk.
   struct ApplyTimes {
     double mapMicros = 0, socketMicros = 0;
@@ -66,6 +69,8 @@ class EbpfBackend : public proxier::Backend {
 
   LoaderOptions options_;
   std::unique_ptr<SockLbPrograms> progs_;
+  bool sockmapShortcut_ = false;
+  std::unique_ptr<SockmapPrograms> sockmap_;
   std::unique_ptr<MapWriter> maps_;
   std::map<proxier::ServicePortKey, Port> ports_;
   void bury(const SlotSet& set, const SlotPlan& plan, bool members);

@@ -102,6 +102,9 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "eBPF backend: where its programs' links and maps are pinned, on a bpf "
                  "filesystem; a restart adopts them")
       ->capture_default_str();
+  app.add_flag("--sockmap-shortcut", cfg.network.sockmapShortcut,
+               "eBPF backend: hand the bytes of TCP connections whose two ends are on this node "
+               "(in --cgroup-root) straight to the peer socket, skipping the TCP/IP stack");
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
   // kube-proxy's conntrack flags (KubeProxyConfiguration `conntrack`), applied at start to the
@@ -207,6 +210,11 @@ int run(int argc, char** argv, const Extensions& ext) {
     for (const auto& w : warnings) spdlog::warn("{}", w);
     if (!err.empty()) {
       spdlog::error("{}", err);
+      return kExitUsage;
+    }
+    if (cfg.network.sockmapShortcut && cfg.backend != "ebpf") {
+      spdlog::error("--sockmap-shortcut: only the ebpf backend has it (the backend is {})",
+                    cfg.backend);
       return kExitUsage;
     }
   }

@@ -36,6 +36,8 @@ struct NetworkConfig {
   // mount) and where it pins them, on a bpf filesystem.
   std::string cgroupRoot;                           // --cgroup-root
   std::string bpfPinDir = "/sys/fs/bpf/sliceproxy";  // --bpf-pin-dir
+  // --sockmap-shortcut (ebpf only): same-node TCP payload goes socket to socket.
+  bool sockmapShortcut = false;
   // --flow-record-max: capacity of the record of translated UDP/SCTP flows (0: no record).
   uint32_t flowRecordMax = 1u << 18;
 

@@ -141,6 +141,7 @@ class ConfigTest(unittest.TestCase):
             base + "conntrack: {tcpBeLiberal: maybe}\n": "conntrack.tcpBeLiberal",
             base + "sliceproxy: {snatAddresses: [x]}\n": "sliceproxy.snatAddresses",
             base + "sliceproxy: {flowRecordMax: -1}\n": "sliceproxy.flowRecordMax",
+            base + "sliceproxy: {sockmapShortcut: maybe}\n": "sliceproxy.sockmapShortcut",
             base + "mode: [unclosed\n": "not valid YAML",
         }
         for text, field in cases.items():
@@ -159,6 +160,16 @@ class ConfigTest(unittest.TestCase):
         r = run("--healthz-bind-address", "10256", "--backend", "dry-run")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--healthz-bind-address", r.stderr)
+        # The sockmap shortcut is the eBPF backend's: refused for any other, from the flag
+        # and from the file.
+        sockmap = self.path("sockmap.yaml", base + "sliceproxy: {sockmapShortcut: true}\n")
+        for args in (["--sockmap-shortcut"], ["--config", sockmap]):
+            with self.subTest(args=args):
+                r = run(*args, "--backend", "dry-run", "--source-dir", self.dir,
+                        "--healthz-bind-address", "", "--metrics-bind-address", "",
+                        "--debug-port", "0")
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("--sockmap-shortcut: only the ebpf backend", r.stderr)
 
 
 CLUSTER = """
