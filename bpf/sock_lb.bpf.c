@@ -11,6 +11,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "sock_lb_maps.h"
+#include "sock_lb_shared.h"
 
 #define SP_IPPROTO_TCP 6
 #define SP_IPPROTO_UDP 17
@@ -50,24 +51,6 @@ struct {
   __type(value, struct sp_affinity_value);
 } sp_affinity SEC(".maps");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 262144);
-  __type(key, struct sp_rev_key);
-  __type(value, struct sp_rev_value);
-} sp_reverse SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, SP_DESTROY_MAX);
-  __type(key, struct sp_backend);
-  __type(value, __u8);
-} sp_destroy SEC(".maps");
-
-/* How many sockets the iterators destroyed, for userspace to report. */
-__u64 sp_destroyed = 0;
-
-extern int bpf_sock_destroy(struct sock_common* sk) __ksym;
 
 /* What a program sees of the address it is given, in one shape for both families. */
 struct sp_addr {
@@ -92,16 +75,6 @@ static __always_inline void read_addr(struct bpf_sock_addr* ctx, __u8 family, st
   a->family = family;
 }
 
-/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack IPv6 socket dials for an IPv4
- * service) becomes the IPv4 address it carries, so it meets the IPv4 frontends. */
-static __always_inline void unmap_v4(__u8* addr, __u8* family) {
-  const __u32* w = (const __u32*)addr;
-  if (*family != SP_FAMILY_V6 || w[0] != 0 || w[1] != 0 || w[2] != bpf_htonl(0xffff)) return;
-  __u32 v4 = w[3];
-  __builtin_memset(addr, 0, 16);
-  __builtin_memcpy(addr, &v4, 4);
-  *family = SP_FAMILY_V4;
-}
 
 /* family is the hook's own (a constant after inlining): the verifier refuses any access to the
  * other family's fields, even on a branch that is never taken. */
@@ -267,55 +240,6 @@ int sp_getpeername4(struct bpf_sock_addr* ctx) {
 SEC("cgroup/getpeername6")
 int sp_getpeername6(struct bpf_sock_addr* ctx) {
   return reverse(ctx, SP_FAMILY_V6);
-}
-
-/* Stale sockets: a socket whose connect() this program pointed at a backend that has since
- * left the service is destroyed (its owner gets ECONNABORTED and dials again, reaching a live
- * backend), so a client pinned to a dead DNS pod does not send into the void. Only sockets
- * translated here (they have a reverse entry) and only connected UDP and TCP still connecting:
- * established TCP to a backend that still serves while terminating is left alone. Userspace
- * runs these in each network namespace of the cgroup's processes. */
-static __always_inline void destroy_if_stale(struct sock* sk) {
-  struct sock_common* c = &sk->__sk_common;
-  struct sp_rev_key rk = {.cookie = bpf_get_socket_cookie(sk)};
-  rk.backend.port = c->skc_dport;
-  if (c->skc_family == 2 /* AF_INET */) {
-    __u32 a = c->skc_daddr;
-    __builtin_memcpy(rk.backend.addr, &a, 4);
-    rk.backend.family = SP_FAMILY_V4;
-  } else if (c->skc_family == 10 /* AF_INET6 */) {
-    __u32 w0 = c->skc_v6_daddr.in6_u.u6_addr32[0], w1 = c->skc_v6_daddr.in6_u.u6_addr32[1],
-          w2 = c->skc_v6_daddr.in6_u.u6_addr32[2], w3 = c->skc_v6_daddr.in6_u.u6_addr32[3];
-    __builtin_memcpy(rk.backend.addr, &w0, 4);
-    __builtin_memcpy(rk.backend.addr + 4, &w1, 4);
-    __builtin_memcpy(rk.backend.addr + 8, &w2, 4);
-    __builtin_memcpy(rk.backend.addr + 12, &w3, 4);
-    rk.backend.family = SP_FAMILY_V6;
-    unmap_v4(rk.backend.addr, &rk.backend.family);
-  } else {
-    return;
-  }
-  if (!bpf_map_lookup_elem(&sp_destroy, &rk.backend)) return;
-  if (!bpf_map_lookup_elem(&sp_reverse, &rk)) return;
-  if (bpf_sock_destroy(c) == 0) __sync_fetch_and_add(&sp_destroyed, 1);
-}
-
-SEC("iter/udp")
-int sp_destroy_udp(struct bpf_iter__udp* ctx) {
-  struct sock* sk = (struct sock*)ctx->udp_sk;
-  if (!sk) return 0;
-  /* Connected sockets only: an unconnected one is translated datagram by datagram. */
-  if (sk->__sk_common.skc_state != 1 /* TCP_ESTABLISHED: connected */) return 0;
-  destroy_if_stale(sk);
-  return 0;
-}
-
-SEC("iter/tcp")
-int sp_destroy_tcp(struct bpf_iter__tcp* ctx) {
-  struct sock_common* c = ctx->sk_common;
-  if (!c || c->skc_state != 2 /* TCP_SYN_SENT */) return 0;
-  destroy_if_stale((struct sock*)c);
-  return 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -166,7 +166,12 @@ std::string EbpfBackend::ensureLoaded() {
   if (progs_) return "";
   try {
     progs_ = std::make_unique<SockLbPrograms>(options_);
+    // Known once, said once: whether a removed endpoint's sockets can be closed on this
+    // kernel. A kernel without it is a gap; failing to load them otherwise is an error.
+    progs_->iteratorLinks();
+    if (!progs_->staleSocketsGap().empty()) spdlog::warn("ebpf: {}", progs_->staleSocketsGap());
   } catch (const std::exception& e) {
+    progs_.reset();
     return e.what();
   }
   try {

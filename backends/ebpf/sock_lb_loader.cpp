@@ -1,12 +1,14 @@
 #include "backends/ebpf/sock_lb_loader.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +20,7 @@
 #include <string_view>
 
 #include "sock_lb.skel.h"
+#include "stale_sockets.skel.h"
 
 namespace sliceproxy::backends::ebpf {
 
@@ -92,7 +95,7 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   bool allPinned = true;
   bpf_map* map = nullptr;
   bpf_object__for_each_map(map, skel_->obj) {
-    // .bss (the destroyed-socket counter) belongs to this run alone; bpffs refuses its name.
+    // Internal maps (.rodata, .bss) belong to this run alone; bpffs refuses their names.
     if (bpf_map__is_internal(map)) continue;
     const std::string path = (pin / "maps" / bpf_map__name(map)).string();
     allPinned = allPinned && fs::exists(path);
@@ -162,11 +165,41 @@ void SockLbPrograms::attach(const std::string& linkDir) {
 }
 
 std::vector<int> SockLbPrograms::iteratorLinks() {
-  if (iterLinks_.empty()) {
-    for (const char* name : {"sp_destroy_udp", "sp_destroy_tcp"}) {
-      bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name);
-      bpf_link* link = prog ? bpf_program__attach_iter(prog, nullptr) : nullptr;
-      if (!link) fail(fmt::format("creating the {} iterator", name), errno);
+  if (iterLinks_.empty() && staleGap_.empty()) {
+    // Before 6.5 (Debian 12 runs 6.1) the kernel has no bpf_sock_destroy: service load
+    // balancing works without it, so that is a gap to report, not an error. Any other failure
+    // to load the iterators (a missing capability) is one.
+    btf* vmlinux = btf__load_vmlinux_btf();
+    const bool haveDestroy =
+        vmlinux && btf__find_by_name_kind(vmlinux, "bpf_sock_destroy", BTF_KIND_FUNC) > 0;
+    btf__free(vmlinux);
+    if (!haveDestroy) {
+      struct utsname u {};
+      uname(&u);
+      staleGap_ = fmt::format(
+          "this kernel ({}) cannot destroy sockets from BPF (bpf_sock_destroy needs Linux 6.5): "
+          "a connected UDP socket or a connecting TCP socket of a removed endpoint is not "
+          "closed for its application",
+          u.release);
+      return {};
+    }
+    staleSkel_ = stale_sockets::open();
+    if (!staleSkel_) fail("opening the stale_sockets BPF object", errno);
+    // The iterators read the socket programs' maps, not copies of their own.
+    const std::pair<bpf_map*, int> shared[] = {
+        {staleSkel_->maps.sp_reverse, bpf_map__fd(skel_->maps.sp_reverse)},
+        {staleSkel_->maps.sp_destroy, bpf_map__fd(skel_->maps.sp_destroy)}};
+    for (auto [map, fd] : shared) {
+      if (int err = bpf_map__reuse_fd(map, fd); err) fail("sharing a map with the iterators", err);
+    }
+    if (int err = stale_sockets::load(staleSkel_); err) {
+      stale_sockets::destroy(staleSkel_);
+      staleSkel_ = nullptr;
+      fail("loading the stale-socket iterators", err);
+    }
+    for (bpf_program* prog : {staleSkel_->progs.sp_destroy_udp, staleSkel_->progs.sp_destroy_tcp}) {
+      bpf_link* link = bpf_program__attach_iter(prog, nullptr);
+      if (!link) fail(fmt::format("creating the {} iterator", bpf_program__name(prog)), errno);
       iterLinks_.push_back(link);
     }
   }
@@ -176,7 +209,7 @@ std::vector<int> SockLbPrograms::iteratorLinks() {
 }
 
 uint64_t SockLbPrograms::destroyedSockets() const {
-  return __atomic_load_n(&skel_->bss->sp_destroyed, __ATOMIC_RELAXED);
+  return staleSkel_ ? __atomic_load_n(&staleSkel_->bss->sp_destroyed, __ATOMIC_RELAXED) : 0;
 }
 
 SockLbPrograms::~SockLbPrograms() {
@@ -184,6 +217,7 @@ SockLbPrograms::~SockLbPrograms() {
   // restarts. bpf_link__destroy of a pinned link only drops this process's reference.
   for (bpf_link* l : links_) bpf_link__destroy(l);
   for (bpf_link* l : iterLinks_) bpf_link__destroy(l);
+  if (staleSkel_) stale_sockets::destroy(staleSkel_);
   if (skel_) sock_lb::destroy(skel_);
 }
 

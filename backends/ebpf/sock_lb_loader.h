@@ -10,6 +10,7 @@
 #include <vector>
 
 struct sock_lb;
+struct stale_sockets;
 struct bpf_link;
 
 namespace sliceproxy::backends::ebpf {
@@ -39,8 +40,11 @@ class SockLbPrograms {
   int reverseFd() const;
   int destroyFd() const;
   // Links of the stale-socket iterators (iter/udp, iter/tcp), created on first use; an
-  // iterator made from one walks the sockets of the calling thread's network namespace.
+  // iterator made from one walks the sockets of the calling thread's network namespace. Empty
+  // when the kernel cannot destroy sockets from BPF (bpf_sock_destroy, 6.5+): staleSocketsGap()
+  // says why.
   std::vector<int> iteratorLinks();
+  const std::string& staleSocketsGap() const { return staleGap_; }
   uint64_t destroyedSockets() const;
   // The maps were pinned by a previous run and are in use as it left them.
   bool adoptedMaps() const { return adoptedMaps_; }
@@ -55,8 +59,10 @@ class SockLbPrograms {
  private:
   void attach(const std::string& linkDir);
   sock_lb* skel_ = nullptr;
-  std::vector<bpf_link*> links_;      // created by this run (and pinned)
-  std::vector<bpf_link*> iterLinks_;  // not pinned: they live as long as this process
+  std::vector<bpf_link*> links_;        // created by this run (and pinned)
+  stale_sockets* staleSkel_ = nullptr;  // the iterators' object, loaded on first use
+  std::vector<bpf_link*> iterLinks_;    // not pinned: they live as long as this process
+  std::string staleGap_;
   bool adoptedMaps_ = false;
   int updatedLinks_ = 0;
   std::string cgroupRoot_;

@@ -73,6 +73,7 @@ StaleSocketReport destroyStaleSockets(SockLbPrograms& progs, const std::vector<s
     report.error = e.what();
     return report;
   }
+  if (links.empty()) return report;  // the kernel cannot; said once at start (staleSocketsGap)
   const int targets = progs.destroyFd();
   const uint8_t one = 1;
   std::vector<sp_backend> written;

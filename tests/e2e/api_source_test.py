@@ -161,11 +161,19 @@ class ApiSourceTest(unittest.TestCase):
         self.plane.wait_log(r"in contact with the API server again after")
 
     def test_7_malformed_endpointslice_is_reported_and_costs_only_itself(self):
-        m = self.plane.mark()
-        bad = web_slice("web-bad", [("10.244.1.99", "node-a")])
+        # As kube-proxy: an endpoint without a usable address is left out, the rest of its
+        # slice served.
+        bad = web_slice("web-bad", [("10.244.1.99", "node-a"), ("10.244.1.98", "node-a")])
         bad["endpoints"][0]["addresses"] = ["not-an-ip"]
         self.srv.create(bad)
-        self.plane.wait_log(r"rejected .*EndpointSlice default/web-bad field endpoints\[0\]\.addresses\[0\]")
+        self.plane.wait_log(r"EndpointSlice default/web-bad: endpoints\[0\]\.addresses\[0\]: "
+                            r"endpoint left out")
+        self.expected[WEB] = ["10.244.1.1:8080", "10.244.1.98:8080"]
+        self.plane.wait_for(self.expected)
+        self.srv.delete("EndpointSlice", "web-bad")
+        self.expected[WEB] = ["10.244.1.1:8080"]
+        self.plane.wait_for(self.expected)
+        m = self.plane.mark()
         # Other services keep working, and keep changing.
         self.srv.update(web_slice("web-1", [("10.244.1.1", "node-a"), ("10.244.2.3", "node-b")]))
         self.expected[WEB] = ["10.244.1.1:8080", "10.244.2.3:8080"]
