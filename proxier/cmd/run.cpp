@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "backends/ebpf/maglev.h"
 #include "backends/registry.h"
 #include "proxier/cmd/daemon.h"
 #include "proxier/cmd/exit_codes.h"
@@ -102,6 +103,17 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "eBPF backend: where its programs' links and maps are pinned, on a bpf "
                  "filesystem; a restart adopts them")
       ->capture_default_str();
+  app.add_option("--maglev-table-size", cfg.network.maglevTableSize,
+                 "eBPF backend: Maglev lookup table size (a prime) for traffic from outside the "
+                 "node; services with more than 1% as many backends get a larger prime")
+      ->capture_default_str()
+      ->check([](const std::string& v) {
+        try {
+          return ::sliceproxy::backends::ebpf::maglevTableSizeError(std::stoull(v));
+        } catch (const std::exception&) {
+          return "--maglev-table-size " + v + ": not a number";
+        }
+      });
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
   // kube-proxy's conntrack flags (KubeProxyConfiguration `conntrack`), applied at start to the
