@@ -1,0 +1,389 @@
+// The packet-path load balancer (bpf/nodeport_lb.bpf.c) on fixtures, through BPF_PROG_TEST_RUN
+// against the real kernel: an input frame goes in, the verdict and the rewritten frame come out,
+// and every checksum of the output is recomputed here. Backends are predicted with the same
+// Maglev table and flow hash the program uses, so each case knows its expected backend.
+
+#include <bpf/bpf.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "../unit/builders.h"
+#include "backends/ebpf/maglev.h"
+#include "backends/ebpf/nodeport_loader.h"
+#include "nodeport_hash.h"
+#include "packet_fixture.h"
+
+namespace sliceproxy::testing {
+namespace {
+
+using backends::ebpf::kMaglevDefaultTableSize;
+using backends::ebpf::maglevTable;
+using backends::ebpf::maglevTableSizeFor;
+using backends::ebpf::NodePortPrograms;
+using packet::Flow;
+using packet::Parsed;
+
+constexpr int kTcOk = 0, kTcShot = 2, kTcRedirect = 7;
+
+struct Result {
+  int verdict = -1;
+  std::vector<uint8_t> out;
+  Parsed parsed;
+};
+
+Result run(int progFd, const std::vector<uint8_t>& in) {
+  Result r;
+  r.out.resize(1500);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()),
+              .data_size_out = static_cast<uint32_t>(r.out.size()), .repeat = 1);
+  if (bpf_prog_test_run_opts(progFd, &opts) != 0) {
+    ADD_FAILURE() << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
+    return r;
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.out.resize(opts.data_size_out);
+  r.parsed = packet::parse(r.out);
+  return r;
+}
+
+std::array<uint8_t, 16> bytes16(const std::string& a) {
+  std::array<uint8_t, 16> b{};
+  inet_pton(packet::isV6(a) ? AF_INET6 : AF_INET, a.c_str(), b.data());
+  return b;
+}
+
+np_fe_key feKey(const std::string& addr, uint16_t port, uint8_t proto) {
+  np_fe_key k{};
+  auto b = bytes16(addr);
+  std::memcpy(k.addr, b.data(), 16);
+  k.port = htons(port);
+  k.proto = proto;
+  k.family = packet::isV6(addr) ? NP_FAMILY_V6 : NP_FAMILY_V4;
+  return k;
+}
+
+std::string str(const EndpointKey& e) {
+  return fmt::format("{}:{}", e.ip.str(), e.port);
+}
+
+// One node's view of the load balancer: writes services as the eBPF backend will (backend ids
+// of its own choosing, one Maglev table per frontend).
+class Node {
+ public:
+  explicit Node(uint32_t firstId = 1) : nextId_(firstId) {}
+  NodePortPrograms& progs() { return progs_; }
+
+  // Writes the frontend with these backends; returns the table's backend order for predict().
+  void service(const np_fe_key& fe, std::vector<EndpointKey> backends, uint32_t flags,
+               uint32_t tableId = 1) {
+    const uint32_t size = maglevTableSizeFor(kMaglevDefaultTableSize, backends.size());
+    auto table = maglevTable(backends, size);
+    std::vector<uint32_t> ids(table.size());
+    for (size_t i = 0; i < table.size(); ++i) ids[i] = idOf(backends[table[i]]);
+    progs_.setMaglevTable(tableId, ids);
+    progs_.setFrontend(fe, {tableId, backends.empty() ? 0 : size, flags, 0});
+    tables_[tableId] = {backends, table};
+  }
+
+  // The backend the Maglev table gives this flow, computed here as the program does.
+  EndpointKey predict(const Flow& f, uint32_t tableId = 1) {
+    auto s = bytes16(f.src), d = bytes16(f.dst);
+    uint8_t sp[2] = {static_cast<uint8_t>(f.sport >> 8), static_cast<uint8_t>(f.sport)};
+    uint8_t dp[2] = {static_cast<uint8_t>(f.dport >> 8), static_cast<uint8_t>(f.dport)};
+    const uint32_t h = np_flow_hash(s.data(), d.data(), sp, dp, f.proto);
+    auto& [backends, table] = tables_.at(tableId);
+    return backends[table[h % table.size()]];
+  }
+
+ private:
+  uint32_t idOf(const EndpointKey& e) {
+    auto [it, added] = ids_.try_emplace(e, nextId_);
+    if (added) {
+      ++nextId_;
+      np_backend b{};
+      std::memcpy(b.addr, e.ip.bytes.data(), 16);
+      b.port = htons(e.port);
+      b.family = e.ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+      progs_.setBackend(it->second, b);
+    }
+    return it->second;
+  }
+
+  NodePortPrograms progs_;
+  uint32_t nextId_;
+  std::map<EndpointKey, uint32_t> ids_;
+  std::map<uint32_t, std::pair<std::vector<EndpointKey>, std::vector<uint32_t>>> tables_;
+};
+
+EndpointKey be(const std::string& a, uint16_t port) {
+  return {ip(a), port};
+}
+
+std::vector<EndpointKey> backendsV4(int n) {
+  std::vector<EndpointKey> out;
+  for (int i = 0; i < n; ++i)
+    out.push_back(be(fmt::format("10.244.{}.{}", i / 200, i % 200 + 1), 8080));
+  return out;
+}
+
+constexpr const char* kNode = "192.168.0.10";
+constexpr uint16_t kNodePort = 30080;
+
+void expectChecksums(const Result& r) {
+  ASSERT_TRUE(r.parsed.ok) << "output is not a parsable frame";
+  EXPECT_TRUE(r.parsed.ipChecksumOk) << "IPv4 header checksum";
+  EXPECT_TRUE(r.parsed.l4ChecksumOk) << "L4 checksum " << std::hex << r.parsed.l4Checksum;
+}
+
+class NodePortFixture : public ::testing::TestWithParam<uint8_t> {};
+
+TEST_P(NodePortFixture, NewFlowIsDnatedToItsMaglevBackendWithValidChecksums) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(5), 0);
+  std::set<std::string> seen;
+  for (uint16_t sport = 40000; sport < 40040; ++sport) {
+    Flow f{"203.0.113.7", kNode, sport, kNodePort, proto};
+    auto r = run(node.progs().ingressFd(), packet::build(f));
+    ASSERT_EQ(r.verdict, kTcOk);
+    expectChecksums(r);
+    const EndpointKey want = node.predict(f);
+    EXPECT_EQ(r.parsed.flow.dst, want.ip.str());
+    EXPECT_EQ(r.parsed.flow.dport, want.port);
+    EXPECT_EQ(r.parsed.flow.src, "203.0.113.7") << "eTP Local keeps the client address";
+    EXPECT_EQ(r.parsed.flow.sport, sport);
+    EXPECT_EQ(r.parsed.payload, "hello");
+    seen.insert(str(want));
+  }
+  EXPECT_GE(seen.size(), 3u) << "40 flows over 5 backends should reach most of them";
+}
+
+TEST_P(NodePortFixture, EstablishedFlowKeepsItsBackendWhenTheTableChanges) {
+  const uint8_t proto = GetParam();
+  Node node;
+  auto backends = backendsV4(4);
+  node.service(feKey(kNode, kNodePort, proto), backends, 0);
+  Flow f{"203.0.113.7", kNode, 41000, kNodePort, proto};
+  auto first = run(node.progs().ingressFd(), packet::build(f));
+  ASSERT_EQ(first.verdict, kTcOk);
+  const std::string chosen = first.parsed.flow.dst;
+  // Every other backend replaces the whole set: a new flow cannot reach `chosen` any more.
+  std::vector<EndpointKey> others;
+  for (auto& b : backendsV4(12)) {
+    if (b.ip.str() != chosen) others.push_back(b);
+  }
+  node.service(feKey(kNode, kNodePort, proto), others, 0);
+  packet::Tcp ack{1001, 5000, 0x10};
+  auto again = run(node.progs().ingressFd(), packet::build(f, "more", ack));
+  ASSERT_EQ(again.verdict, kTcOk);
+  expectChecksums(again);
+  EXPECT_EQ(again.parsed.flow.dst, chosen) << "the connection-tracking entry keeps the backend";
+  Flow g = f;
+  g.sport = 41001;
+  auto fresh = run(node.progs().ingressFd(), packet::build(g));
+  EXPECT_EQ(fresh.parsed.flow.dst, node.predict(g).ip.str());
+  EXPECT_NE(fresh.parsed.flow.dst, chosen);
+}
+
+TEST_P(NodePortFixture, ClusterPolicySnatsToTheNodeAndTheReplyIsTranslatedBack) {
+  const uint8_t proto = GetParam();
+  Node node;
+  np_snat snat{};
+  auto a = bytes16(kNode);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61099;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(3), NP_F_SNAT);
+  Flow f{"203.0.113.7", kNode, 42000, kNodePort, proto};
+  auto fwd = run(node.progs().ingressFd(), packet::build(f, "ping"));
+  ASSERT_EQ(fwd.verdict, kTcOk);
+  expectChecksums(fwd);
+  const EndpointKey want = node.predict(f);
+  EXPECT_EQ(fwd.parsed.flow.dst, want.ip.str());
+  EXPECT_EQ(fwd.parsed.flow.dport, want.port);
+  EXPECT_EQ(fwd.parsed.flow.src, kNode) << "eTP Cluster: SNAT to the node address";
+  EXPECT_GE(fwd.parsed.flow.sport, 61000);
+  EXPECT_LE(fwd.parsed.flow.sport, 61099);
+
+  // The backend answers the node; the reply leaves as the frontend answering the client.
+  Flow reply{want.ip.str(), kNode, want.port, fwd.parsed.flow.sport, proto};
+  auto back = run(node.progs().ingressFd(), packet::build(reply, "pong", {7000, 1001, 0x12}));
+  ASSERT_EQ(back.verdict, kTcOk);
+  expectChecksums(back);
+  EXPECT_EQ(back.parsed.flow.src, kNode);
+  EXPECT_EQ(back.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(back.parsed.flow.dst, "203.0.113.7");
+  EXPECT_EQ(back.parsed.flow.dport, 42000);
+  EXPECT_EQ(back.parsed.payload, "pong");
+
+  // A second client on the same source port gets another SNAT port (no collision).
+  Flow other{"203.0.113.8", kNode, 42000, kNodePort, proto};
+  auto fwd2 = run(node.progs().ingressFd(), packet::build(other, "ping"));
+  if (fwd2.parsed.flow.dst == fwd.parsed.flow.dst) {
+    EXPECT_NE(fwd2.parsed.flow.sport, fwd.parsed.flow.sport);
+  }
+  // The same client again: the same SNAT port (the flow is tracked).
+  auto fwd3 = run(node.progs().ingressFd(), packet::build(f, "ping", {1001, 7001, 0x10}));
+  EXPECT_EQ(fwd3.parsed.flow.sport, fwd.parsed.flow.sport);
+}
+
+TEST_P(NodePortFixture, LocalBackendReplyGetsTheFrontendBackAtEgress) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(2), 0);
+  Flow f{"203.0.113.9", kNode, 43000, kNodePort, proto};
+  auto fwd = run(node.progs().ingressFd(), packet::build(f));
+  ASSERT_EQ(fwd.verdict, kTcOk);
+  Flow reply{fwd.parsed.flow.dst, "203.0.113.9", fwd.parsed.flow.dport, 43000, proto};
+  auto back = run(node.progs().egressFd(), packet::build(reply, "pong", {9000, 1001, 0x12}));
+  ASSERT_EQ(back.verdict, kTcOk);
+  expectChecksums(back);
+  EXPECT_EQ(back.parsed.flow.src, kNode);
+  EXPECT_EQ(back.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(back.parsed.flow.dst, "203.0.113.9");
+  EXPECT_EQ(back.parsed.flow.dport, 43000);
+}
+
+TEST_P(NodePortFixture, DropFlagDropsAndNoEndpointsWithoutRejectDrops) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(2), NP_F_DROP);
+  node.service(feKey(kNode, kNodePort + 1, proto), {}, 0, 2);
+  Flow f{"203.0.113.7", kNode, 44000, kNodePort, proto};
+  EXPECT_EQ(run(node.progs().ingressFd(), packet::build(f)).verdict, kTcShot);
+  f.dport = kNodePort + 1;
+  EXPECT_EQ(run(node.progs().ingressFd(), packet::build(f)).verdict, kTcShot);
+}
+
+TEST_P(NodePortFixture, PacketsForNoFrontendPassUntouched) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(2), NP_F_SNAT);
+  for (Flow f : {Flow{"203.0.113.7", kNode, 45000, 22, proto},
+                 Flow{"203.0.113.7", "192.168.0.11", 45000, kNodePort, proto},
+                 Flow{"203.0.113.7", kNode, 45000, kNodePort,
+                      static_cast<uint8_t>(proto == IPPROTO_TCP ? IPPROTO_UDP : IPPROTO_TCP)}}) {
+    auto in = packet::build(f);
+    auto r = run(node.progs().ingressFd(), in);
+    EXPECT_EQ(r.verdict, kTcOk);
+    EXPECT_EQ(r.out, in);
+  }
+}
+
+TEST_P(NodePortFixture, Ipv6NewFlowIsDnatedWithValidChecksum) {
+  const uint8_t proto = GetParam();
+  Node node;
+  std::vector<EndpointKey> backends{be("fd00:244::1", 8080), be("fd00:244::2", 8080),
+                                    be("fd00:244::3", 8080)};
+  node.service(feKey("2001:db8::10", kNodePort, proto), backends, 0);
+  for (uint16_t sport = 46000; sport < 46010; ++sport) {
+    Flow f{"2001:db8:1::7", "2001:db8::10", sport, kNodePort, proto};
+    auto r = run(node.progs().ingressFd(), packet::build(f));
+    ASSERT_EQ(r.verdict, kTcOk);
+    expectChecksums(r);
+    EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+    EXPECT_EQ(r.parsed.flow.dport, 8080);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Proto, NodePortFixture,
+                         ::testing::Values(uint8_t{IPPROTO_TCP}, uint8_t{IPPROTO_UDP}),
+                         [](const auto& info) {
+                           return info.param == IPPROTO_TCP ? "TCP" : "UDP";
+                         });
+
+TEST(NodePortReject, TcpWithoutEndpointsGetsARstBackOutOfItsInterface) {
+  Node node;
+  node.service(feKey(kNode, kNodePort, IPPROTO_TCP), {}, NP_F_REJECT);
+  Flow f{"203.0.113.7", kNode, 47000, kNodePort, IPPROTO_TCP};
+  auto r = run(node.progs().ingressFd(), packet::build(f, "", {123456, 0, 0x02}));
+  ASSERT_EQ(r.verdict, kTcRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.out.size(), 54u);
+  EXPECT_EQ(r.parsed.flow.src, kNode);
+  EXPECT_EQ(r.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(r.parsed.flow.dst, "203.0.113.7");
+  EXPECT_EQ(r.parsed.flow.dport, 47000);
+  EXPECT_EQ(r.parsed.tcpFlags, 0x14) << "RST|ACK";
+  EXPECT_EQ(r.parsed.ack, 123457u) << "acknowledges the SYN";
+  // An ACKed segment: the RST carries its ack number as sequence, no ACK flag.
+  auto r2 = run(node.progs().ingressFd(), packet::build(f, "data", {200, 999, 0x18}));
+  ASSERT_EQ(r2.verdict, kTcRedirect);
+  expectChecksums(r2);
+  EXPECT_EQ(r2.parsed.tcpFlags, 0x04);
+  EXPECT_EQ(r2.parsed.seq, 999u);
+  // Never a RST for a RST.
+  EXPECT_EQ(run(node.progs().ingressFd(), packet::build(f, "", {1, 0, 0x04})).verdict, kTcShot);
+}
+
+TEST(NodePortReject, UdpWithoutEndpointsGetsAnIcmpPortUnreachable) {
+  Node node;
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), {}, NP_F_REJECT);
+  Flow f{"203.0.113.7", kNode, 47001, kNodePort, IPPROTO_UDP};
+  auto in = packet::build(f, "question");
+  auto r = run(node.progs().ingressFd(), in);
+  ASSERT_EQ(r.verdict, kTcRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.proto, IPPROTO_ICMP);
+  EXPECT_EQ(r.parsed.flow.src, kNode);
+  EXPECT_EQ(r.parsed.flow.dst, "203.0.113.7");
+  EXPECT_EQ(r.parsed.icmpType, 3);
+  EXPECT_EQ(r.parsed.icmpCode, 3);
+  // The quote: the original IP header and the first 8 bytes (the UDP header) unchanged.
+  ASSERT_EQ(r.parsed.icmpQuote.size(), 28u);
+  EXPECT_TRUE(std::equal(r.parsed.icmpQuote.begin(), r.parsed.icmpQuote.end(), in.begin() + 14));
+}
+
+TEST(NodePortUdp, ZeroChecksumStaysZero) {
+  Node node;
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), backendsV4(2), 0);
+  Flow f{"203.0.113.7", kNode, 48000, kNodePort, IPPROTO_UDP};
+  auto r = run(node.progs().ingressFd(), packet::build(f, "x", {}, true));
+  ASSERT_EQ(r.verdict, kTcOk);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.l4Checksum, 0) << "IPv4 UDP without a checksum must not get a wrong one";
+  EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+}
+
+// Two nodes, loaded independently, with the backends written in a different order (so with
+// different backend ids): every flow reaches the same backend through either of them.
+TEST(NodePortMaglev, TwoNodesPickTheSameBackendForEveryFlow) {
+  auto backends = backendsV4(50);
+  auto reversed = backends;
+  std::reverse(reversed.begin(), reversed.end());
+  Node a(1), b(1000);
+  a.service(feKey(kNode, kNodePort, IPPROTO_TCP), backends, 0, 7);
+  b.service(feKey(kNode, kNodePort, IPPROTO_TCP), reversed, 0, 3);
+  int agreed = 0;
+  for (int i = 0; i < 500; ++i) {
+    Flow f{fmt::format("198.18.{}.{}", i / 200, i % 200 + 1), kNode,
+           static_cast<uint16_t>(30000 + i * 7), kNodePort, IPPROTO_TCP};
+    auto ra = run(a.progs().ingressFd(), packet::build(f));
+    auto rb = run(b.progs().ingressFd(), packet::build(f));
+    agreed +=
+        ra.parsed.flow.dst == rb.parsed.flow.dst && ra.parsed.flow.dport == rb.parsed.flow.dport;
+  }
+  EXPECT_EQ(agreed, 500);
+}
+
+}  // namespace
+}  // namespace sliceproxy::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  // Fails loudly rather than skipping: this suite exists to run against the real kernel. Its
+  // own network namespace, so nothing here can touch the machine's interfaces.
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("kernel tests need root: unshare(CLONE_NEWNET)");
+    return 1;
+  }
+  return RUN_ALL_TESTS();
+}
