@@ -192,7 +192,44 @@ static __always_inline int np_reverse(struct __sk_buff* skb, struct np_pkt* p) {
   if (!np_addr_eq(p->daddr, v.client) && np_set_addr(skb, p, p->daddr_off, p->daddr, v.client) < 0)
     return -1;
   if (np_set_port(skb, p, p->l4_off + 2, p->dport, v.cport) < 0) return -1;
+  __builtin_memcpy(p->daddr, v.client, 16);
   return 1;
+}
+
+/* Sends a translated packet straight out of the interface the FIB gives its new destination,
+ * with the TTL (hop limit) decremented as a router does. The stack cannot take it: after SNAT
+ * (or the reverse translation of a SNATed reply) its source is one of this node's addresses,
+ * which input routing rejects as martian. A destination the FIB does not forward to (a local
+ * address, no route, TTL expiring) goes to the stack as it is. */
+static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt* p,
+                                      const __u8* daddr) {
+  struct bpf_fib_lookup fib = {};
+  fib.ifindex = skb->ingress_ifindex;
+  fib.l4_protocol = p->proto;
+  fib.tot_len = skb->len - NP_ETH_HLEN;
+  __u8 ttl;
+  if (p->family == NP_FAMILY_V4) {
+    if (bpf_skb_load_bytes(skb, NP_ETH_HLEN + 8, &ttl, 1) < 0 || ttl <= 1) return NP_TC_ACT_OK;
+    fib.family = 2; /* AF_INET */
+    __builtin_memcpy(&fib.ipv4_dst, daddr, 4);
+  } else {
+    if (bpf_skb_load_bytes(skb, NP_ETH_HLEN + 7, &ttl, 1) < 0 || ttl <= 1) return NP_TC_ACT_OK;
+    fib.family = 10; /* AF_INET6 */
+    __builtin_memcpy(fib.ipv6_dst, daddr, 16);
+  }
+  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) return NP_TC_ACT_OK;
+  __u8 next = ttl - 1;
+  if (p->family == NP_FAMILY_V4) {
+    /* The TTL is the high byte of the header's 16-bit word at offset 8. */
+    if (bpf_l3_csum_replace(skb, NP_IP_CSUM_OFF, bpf_htons((__u16)ttl << 8),
+                            bpf_htons((__u16)next << 8), 2) < 0 ||
+        bpf_skb_store_bytes(skb, NP_ETH_HLEN + 8, &next, 1, 0) < 0)
+      return NP_TC_ACT_SHOT;
+  } else if (bpf_skb_store_bytes(skb, NP_ETH_HLEN + 7, &next, 1, 0) < 0) {
+    return NP_TC_ACT_SHOT;
+  }
+  return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 }
 
 /* The backend for a new flow: its Maglev entry. */
@@ -231,7 +268,7 @@ int np_ingress(struct __sk_buff* skb) {
   struct np_pkt p = {};
   if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
   int r = np_reverse(skb, &p);
-  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : NP_TC_ACT_OK;
+  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : np_forward(skb, &p, p.daddr);
 
   struct np_fe_key fk = {};
   __builtin_memcpy(fk.addr, p.daddr, 16);
@@ -300,7 +337,7 @@ int np_ingress(struct __sk_buff* skb) {
     if (np_set_addr(skb, &p, p.saddr_off, p.saddr, addr) < 0) return NP_TC_ACT_SHOT;
     if (np_set_port(skb, &p, p.l4_off, p.sport, cv.snat_port) < 0) return NP_TC_ACT_SHOT;
   }
-  return NP_TC_ACT_OK;
+  return np_forward(skb, &p, cv.backend.addr);
 }
 
 /* Replies of local backends to clients outside, DNAT only (eTP Local): the frontend goes back

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "../unit/builders.h"
 #include "backends/ebpf/maglev.h"
 #include "backends/ebpf/nodeport_loader.h"
+#include "netns_topology.h"
 #include "nodeport_hash.h"
 #include "packet_fixture.h"
 
@@ -372,6 +374,103 @@ TEST(NodePortMaglev, TwoNodesPickTheSameBackendForEveryFlow) {
         ra.parsed.flow.dst == rb.parsed.flow.dst && ra.parsed.flow.dport == rb.parsed.flow.dport;
   }
   EXPECT_EQ(agreed, 500);
+}
+
+// --- real traffic: a client namespace reaches a NodePort on the node's veth ---------------
+
+topo::Topology gTopo;
+pid_t gServer = -1;
+
+class NodePortTraffic : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(gTopo.create()) << "building the namespace topology";
+    gServer = topo::startServer(gTopo.backend, {"10.244.0.2", "10.244.0.3"}, 8080);
+    ASSERT_GT(gServer, 0) << "starting the backend servers";
+  }
+  static void TearDownTestSuite() {
+    topo::stopServer(gServer);
+    gTopo.destroy();
+  }
+  // The programs on both of the node's interfaces: n0 faces clients, n1 the backends (whose
+  // replies to SNATed flows come back in there).
+  void attach(Node& node) {
+    for (const char* dev : {"n0", "n1"}) {
+      const int ifindex = static_cast<int>(if_nametoindex(dev));
+      ASSERT_GT(ifindex, 0) << dev;
+      node.progs().attach(ifindex);
+    }
+  }
+  std::vector<EndpointKey> backends() { return {be("10.244.0.2", 8080), be("10.244.0.3", 8080)}; }
+};
+
+TEST_F(NodePortTraffic, NodePortReachesTheMaglevBackendKeepingTheClientAddress) {
+  Node node;
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), backends(), 0,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  std::set<std::string> reached;
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    const uint8_t proto = type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
+    for (uint16_t i = 0; i < 8; ++i) {
+      const uint16_t cport = static_cast<uint16_t>(50100 + i + (type == SOCK_DGRAM ? 50 : 0));
+      auto a = topo::request(gTopo.client, "203.0.113.1", kNodePort, type, cport);
+      ASSERT_EQ(a.error, "") << (proto == IPPROTO_TCP ? "TCP" : "UDP") << " from port " << cport;
+      EXPECT_EQ(a.from, fmt::format("203.0.113.1:{}", kNodePort)) << "the reply's source";
+      Flow f{"203.0.113.2", "203.0.113.1", cport, kNodePort, proto};
+      const EndpointKey want = node.predict(f, proto == IPPROTO_TCP ? 1 : 2);
+      EXPECT_EQ(a.text, fmt::format("{} 203.0.113.2:{}", str(want), cport))
+          << "the Maglev backend, seeing the client's own address";
+      reached.insert(a.text.substr(0, a.text.find(' ')));
+    }
+  }
+  EXPECT_EQ(reached.size(), 2u) << "16 flows over 2 backends";
+}
+
+TEST_F(NodePortTraffic, ClusterPolicySnatsToTheNodeAndRepliesFindTheirWayBack) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16("10.244.0.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), backends(), NP_F_SNAT,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    for (uint16_t i = 0; i < 4; ++i) {
+      const uint16_t cport = static_cast<uint16_t>(50300 + i + (type == SOCK_DGRAM ? 50 : 0));
+      auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, type, cport);
+      ASSERT_EQ(r.error, "") << (type == SOCK_STREAM ? "TCP" : "UDP") << " from port " << cport;
+      EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+      const auto peer = r.text.substr(r.text.find(' ') + 1);
+      EXPECT_EQ(peer.rfind("10.244.0.1:61", 0), 0u)
+          << "the backend sees the SNAT address: " << peer;
+    }
+  }
+}
+
+TEST_F(NodePortTraffic, NoEndpointsRejectRefusesTcpAndUdpAtOnce) {
+  Node node;
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), {}, NP_F_REJECT,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, type);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    EXPECT_EQ(r.error, "ECONNREFUSED") << (type == SOCK_STREAM ? "TCP" : "UDP");
+    EXPECT_LT(ms, 500) << "refused by the generated RST / ICMP, not a timeout";
+  }
 }
 
 }  // namespace
