@@ -1,0 +1,32 @@
+#pragma once
+// What the packet-path load balancer must hold for one service port, translated from the
+// proxier's node-local view (a pure function, no kernel): its frontends reached from outside
+// the node (each node address x nodePort, each externalIP and LoadBalancer address x port),
+// what to do with them (SNAT for eTP Cluster, reject with no endpoints anywhere, drop with none
+// in the external set), and which endpoints its Maglev table spreads new flows over. Every one
+// of these choices was made by the proxier (traffic policy, topology, terminating fallback);
+// this only encodes them.
+
+#include <vector>
+
+#include "nodeport_lb_maps.h"
+#include "proxier/core/service_port_view.h"
+
+namespace sliceproxy::backends::ebpf {
+
+struct NodePortPlan {
+  std::vector<np_fe_key> frontends;            // sorted bytewise, no duplicates
+  uint32_t flags = 0;                          // NP_F_*, the same for every frontend
+  std::vector<proxier::EndpointKey> backends;  // the external set, sorted
+};
+
+// nodeAddresses: this node's addresses that accept NodePorts (other families are ignored).
+// SCTP ports and inactive views get an empty plan: the program translates TCP and UDP only.
+NodePortPlan planNodePort(const proxier::ServicePortView& v,
+                          const std::vector<proxier::IpAddr>& nodeAddresses);
+
+}  // namespace sliceproxy::backends::ebpf
+
+// Bytewise, as the kernel compares keys; global so the standard algorithms find them.
+bool operator==(const np_fe_key& a, const np_fe_key& b);
+bool operator<(const np_fe_key& a, const np_fe_key& b);

@@ -1,0 +1,50 @@
+#pragma once
+// Keeps the packet-path load balancer's maps equal to the proxier's view, one service port at a
+// time: a mirror of what it wrote, so an unchanged frontend or table costs nothing and a change
+// touches only its own entries. Write order keeps every reader consistent: backend entries
+// before the table that names them, the table before the frontend that exposes it (a new table
+// id when the size changes, so no reader indexes a table with another table's size), frontends
+// removed before the table and backends they used.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "backends/ebpf/nodeport_loader.h"
+#include "backends/ebpf/nodeport_plan.h"
+
+namespace sliceproxy::backends::ebpf {
+
+class NodePortWriter {
+ public:
+  NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpAddr> nodeAddresses,
+                 uint32_t maglevTableSize);
+  // Upserts the port; returns "" or an error naming the service port and the map.
+  std::string sync(const proxier::ServicePortView& v);
+  std::string remove(const proxier::ServicePortKey& key);
+
+  // For tests: the table id and size a port's frontends use (0, 0 when none).
+  std::pair<uint32_t, uint32_t> tableOf(const proxier::ServicePortKey& key) const;
+  size_t backendEntries() const { return backendIds_.size(); }
+
+ private:
+  struct Port {
+    std::vector<np_fe_key> frontends;
+    np_frontend value{};
+    std::vector<proxier::EndpointKey> backends;
+  };
+  struct BackendRef {
+    uint32_t id = 0, refs = 0;
+  };
+  uint32_t acquire(const proxier::EndpointKey& e);
+  void release(const proxier::EndpointKey& e);
+
+  NodePortPrograms& progs_;
+  std::vector<proxier::IpAddr> nodeAddresses_;
+  uint32_t maglevTableSize_;
+  std::map<proxier::ServicePortKey, Port> ports_;
+  std::map<proxier::EndpointKey, BackendRef> backendIds_;
+  uint32_t nextTableId_ = 1, nextBackendId_ = 1;
+};
+
+}  // namespace sliceproxy::backends::ebpf
