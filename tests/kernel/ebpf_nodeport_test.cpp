@@ -17,9 +17,12 @@
 #include "../unit/builders.h"
 #include "backends/ebpf/maglev.h"
 #include "backends/ebpf/nodeport_loader.h"
+#include "backends/ebpf/nodeport_writer.h"
 #include "netns_topology.h"
 #include "nodeport_hash.h"
 #include "packet_fixture.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/node_state.h"
 
 namespace sliceproxy::testing {
 namespace {
@@ -471,6 +474,72 @@ TEST_F(NodePortTraffic, NoEndpointsRejectRefusesTcpAndUdpAtOnce) {
     EXPECT_EQ(r.error, "ECONNREFUSED") << (type == SOCK_STREAM ? "TCP" : "UDP");
     EXPECT_LT(ms, 500) << "refused by the generated RST / ICMP, not a timeout";
   }
+}
+
+// The whole chain: Service and EndpointSlice objects, the proxier's node-local view, the
+// writer, the maps, and real traffic.
+TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  np_snat snat{};
+  auto a = bytes16("10.244.0.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  progs.setSnat(NP_FAMILY_V4, snat);
+  backends::ebpf::NodePortWriter writer(progs, {ip("203.0.113.1")}, kMaglevDefaultTableSize);
+  for (const char* dev : {"n0", "n1"}) progs.attach(static_cast<int>(if_nametoindex(dev)));
+  const ServicePortKey key{{"default", "web"}, {"http", Protocol::TCP, IpFamily::V4}};
+  auto apply = [&](TrafficPolicy etp, std::vector<Ep> eps) {
+    SvcSpec s;
+    s.name = "web";
+    s.type = ServiceType::NodePort;
+    s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+    s.etp = etp;
+    tracker.upsertService(service(s));
+    tracker.upsertSlice(slice("web-1", "web", std::move(eps)));
+    Diff d = state.apply(tracker.take());
+    for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  };
+  auto peerOf = [&](uint16_t cport) {
+    auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, cport);
+    return r.error.empty() ? r.text : "error " + r.error;
+  };
+
+  apply(TrafficPolicy::Cluster, {{"10.244.0.2", "node-b"}, {"10.244.0.3", "node-b"}});
+  const auto [table, size] = writer.tableOf(key);
+  EXPECT_EQ(size, kMaglevDefaultTableSize);
+  EXPECT_EQ(writer.backendEntries(), 2u);
+  EXPECT_NE(peerOf(50500).find(" 10.244.0.1:61"), std::string::npos)
+      << "eTP Cluster: SNATed: " << peerOf(50500);
+
+  // One endpoint leaves: same table (swapped in place), every new flow on the one left.
+  apply(TrafficPolicy::Cluster, {{"10.244.0.2", "node-b"}});
+  EXPECT_EQ(writer.tableOf(key).first, table);
+  EXPECT_EQ(writer.backendEntries(), 1u);
+  for (uint16_t p = 50510; p < 50516; ++p) EXPECT_EQ(peerOf(p).substr(0, 16), "10.244.0.2:8080 ");
+
+  // eTP Local with the endpoint on this node: the backend sees the client.
+  apply(TrafficPolicy::Local, {{"10.244.0.3", "node-a"}, {"10.244.0.2", "node-b"}});
+  EXPECT_EQ(peerOf(50520), "10.244.0.3:8080 203.0.113.2:50520");
+
+  // eTP Local, endpoints elsewhere only: dropped (a timeout, no RST).
+  apply(TrafficPolicy::Local, {{"10.244.0.2", "node-b"}});
+  EXPECT_EQ(peerOf(50530), "error EINPROGRESS") << "dropped: the connect times out (SO_SNDTIMEO)";
+
+  // No endpoints at all: rejected at once.
+  apply(TrafficPolicy::Cluster, {});
+  EXPECT_EQ(peerOf(50540), "error ECONNREFUSED");
+
+  // The Service goes: every entry of the port goes with it.
+  tracker.deleteService({"default", "web"});
+  Diff d = state.apply(tracker.take());
+  for (const auto& del : d.deletes) ASSERT_EQ(writer.remove(del.key), "");
+  np_fe_key next{};
+  EXPECT_NE(bpf_map_get_next_key(progs.frontendsFd(), nullptr, &next), 0) << "no frontend left";
+  EXPECT_EQ(writer.backendEntries(), 0u);
 }
 
 }  // namespace
