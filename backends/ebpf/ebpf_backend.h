@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backends/ebpf/map_writer.h"
+#include "backends/ebpf/nodeport_path.h"
 #include "backends/ebpf/slot_set.h"
 #include "backends/ebpf/sock_lb_loader.h"
 #include "proxier/config/network_config.h"
@@ -63,6 +64,8 @@ class EbpfBackend : public proxier::Backend {
   std::string moveClusterIp(Port& p, const proxier::ServicePortView& v);
 
   LoaderOptions options_;
+  proxier::NetworkConfig net_;
+  std::unique_ptr<NodePortPath> nodePort_;  // with --devices only
   std::unique_ptr<SockLbPrograms> progs_;
   std::unique_ptr<MapWriter> maps_;
   std::map<proxier::ServicePortKey, Port> ports_;

@@ -17,6 +17,7 @@
 #include "../unit/builders.h"
 #include "backends/ebpf/maglev.h"
 #include "backends/ebpf/nodeport_loader.h"
+#include "backends/ebpf/nodeport_path.h"
 #include "backends/ebpf/nodeport_writer.h"
 #include "netns_topology.h"
 #include "nodeport_hash.h"
@@ -540,6 +541,46 @@ TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
   np_fe_key next{};
   EXPECT_NE(bpf_map_get_next_key(progs.frontendsFd(), nullptr, &next), 0) << "no frontend left";
   EXPECT_EQ(writer.backendEntries(), 0u);
+}
+
+// What the eBPF backend runs with --devices: the devices' addresses become NodePort addresses,
+// the first one the SNAT address, and each Diff (then a full sync) reaches the maps.
+TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1"};
+  EXPECT_THROW(backends::ebpf::deviceAddresses({"n0", "no-such-dev"}, {}), std::runtime_error);
+  auto addrs = backends::ebpf::deviceAddresses(net.devices, {});
+  ASSERT_EQ(addrs.size(), 2u);
+  EXPECT_EQ(addrs[0].str(), "203.0.113.1");
+  EXPECT_EQ(backends::ebpf::deviceAddresses(net.devices, {*Cidr::parse("10.0.0.0/8")}).size(), 1u)
+      << "--nodeport-addresses filters them";
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::UDP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(
+      slice("web-1", "web", {{"10.244.0.2", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50600);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+  EXPECT_NE(r.text.find("10.244.0.2:8080 203.0.113.1:"), std::string::npos)
+      << "SNAT to the first device's address: " << r.text;
+  // A full sync after the Service went: nothing answers any more (the node has no socket there,
+  // so its own stack refuses).
+  tracker.deleteService({"default", "web"});
+  state.apply(tracker.take(), false);
+  ASSERT_EQ(path->fullSync(state.state()), "");
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50601).error,
+            "ECONNREFUSED");
+  path.reset();
+  // Detached: a second path on the same devices attaches again.
+  EXPECT_NO_THROW(backends::ebpf::NodePortPath{net});
 }
 
 }  // namespace

@@ -1,0 +1,108 @@
+#include "backends/ebpf/nodeport_path.h"
+
+#include <fmt/ranges.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace sliceproxy::backends::ebpf {
+
+using proxier::IpAddr;
+using proxier::IpFamily;
+
+std::vector<IpAddr> deviceAddresses(const std::vector<std::string>& devices,
+                                    const std::vector<proxier::Cidr>& filter) {
+  for (const auto& d : devices) {
+    if (if_nametoindex(d.c_str()) == 0)
+      throw std::runtime_error("--devices " + d + ": no such interface");
+  }
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) throw std::runtime_error("--devices: listing addresses failed");
+  std::vector<IpAddr> out;
+  for (const std::string& dev : devices) {  // in the order given: the first device's come first
+    for (ifaddrs* a = list; a; a = a->ifa_next) {
+      if (!a->ifa_addr || dev != a->ifa_name) continue;
+      IpAddr ip;
+      if (a->ifa_addr->sa_family == AF_INET) {
+        std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
+        ip.family = IpFamily::V4;
+      } else if (a->ifa_addr->sa_family == AF_INET6) {
+        const auto* s6 = reinterpret_cast<sockaddr_in6*>(a->ifa_addr);
+        if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr)) continue;
+        std::memcpy(ip.bytes.data(), &s6->sin6_addr, 16);
+        ip.family = IpFamily::V6;
+      } else {
+        continue;
+      }
+      const bool kept =
+          filter.empty() ||
+          std::any_of(filter.begin(), filter.end(), [&](const auto& c) { return c.contains(ip); });
+      if (kept && std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
+    }
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
+  addresses_ = deviceAddresses(net.devices, net.nodePortAddresses);
+  progs_ = std::make_unique<NodePortPrograms>();
+  for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
+    const IpAddr* snat = net.snatAddress(f);
+    if (!snat) {
+      auto it = std::find_if(addresses_.begin(), addresses_.end(),
+                             [&](const IpAddr& a) { return a.family == f; });
+      if (it != addresses_.end()) snat = &*it;
+    }
+    if (!snat) continue;
+    np_snat s{};
+    std::memcpy(s.addr, snat->bytes.data(), snat->size());
+    s.port_min = kSnatPortMin;
+    s.port_max = kSnatPortMax;
+    progs_->setSnat(f == IpFamily::V4 ? NP_FAMILY_V4 : NP_FAMILY_V6, s);
+  }
+  writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
+  for (const std::string& dev : net.devices) {
+    progs_->attach(static_cast<int>(if_nametoindex(dev.c_str())));
+  }
+  std::vector<std::string> shown;
+  for (const auto& a : addresses_) shown.push_back(a.str());
+  spdlog::info("ebpf: NodePort load balancer at tc ingress/egress of {}; node addresses {}",
+               fmt::join(net.devices, ","), fmt::join(shown, ","));
+}
+
+std::string NodePortPath::apply(const proxier::Diff& diff) {
+  for (const auto& d : diff.deletes) {
+    if (auto err = writer_->remove(d.key); !err.empty()) return err;
+    auto it = std::lower_bound(ports_.begin(), ports_.end(), d.key);
+    if (it != ports_.end() && *it == d.key) ports_.erase(it);
+  }
+  for (const auto& u : diff.upserts) {
+    if (auto err = writer_->sync(*u.view); !err.empty()) return err;
+    auto it = std::lower_bound(ports_.begin(), ports_.end(), u.view->key());
+    if (it == ports_.end() || !(*it == u.view->key())) ports_.insert(it, u.view->key());
+  }
+  return "";
+}
+
+std::string NodePortPath::fullSync(const proxier::State& state) {
+  std::vector<proxier::ServicePortKey> want;
+  for (const auto* v : state.ports) want.push_back(v->key());
+  std::sort(want.begin(), want.end());
+  for (const auto& k : ports_) {
+    if (std::binary_search(want.begin(), want.end(), k)) continue;
+    if (auto err = writer_->remove(k); !err.empty()) return err;
+  }
+  for (const auto* v : state.ports) {
+    if (auto err = writer_->sync(*v); !err.empty()) return err;
+  }
+  ports_ = std::move(want);
+  return "";
+}
+
+}  // namespace sliceproxy::backends::ebpf
