@@ -232,9 +232,9 @@ static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt
   return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 }
 
-/* The backend for a new flow: its Maglev entry. */
+/* The backend for a new flow: its Maglev entry (and its id in *backend_id). */
 static __always_inline struct np_backend* np_pick(const struct np_frontend* fe,
-                                                  const struct np_pkt* p) {
+                                                  const struct np_pkt* p, __u32* backend_id) {
   if (fe->size == 0) return 0;
   void* table = bpf_map_lookup_elem(&np_maglev, &fe->table_id);
   if (!table) return 0;
@@ -243,6 +243,7 @@ static __always_inline struct np_backend* np_pick(const struct np_frontend* fe,
       fe->size;
   __u32* id = bpf_map_lookup_elem(table, &idx);
   if (!id) return 0;
+  *backend_id = *id;
   return bpf_map_lookup_elem(&np_backends, id);
 }
 
@@ -287,17 +288,24 @@ int np_ingress(struct __sk_buff* skb) {
   ck.family = p.family;
   struct np_ct_value cv;
   struct np_ct_value* known = bpf_map_lookup_elem(&np_ct, &ck);
+  /* A UDP flow whose backend left the service (its id is gone from np_backends: ids are never
+   * reused) moves to a live one, as kube-proxy's conntrack cleanup moves it; a TCP connection
+   * stays with its backend until it ends (graceful termination). */
+  if (known && p.proto == NP_IPPROTO_UDP && !bpf_map_lookup_elem(&np_backends, &known->backend_id))
+    known = 0;
   if (known) {
     cv = *known;
   } else {
     if (fe->flags & NP_F_DROP) return NP_TC_ACT_SHOT;
-    struct np_backend* be = np_pick(fe, &p);
+    __u32 backend_id = 0;
+    struct np_backend* be = np_pick(fe, &p, &backend_id);
     if (!be) {
       if (!(fe->flags & NP_F_REJECT)) return NP_TC_ACT_SHOT;
       return p.proto == NP_IPPROTO_TCP ? np_reject_tcp(skb, &p) : np_reject_udp(skb, &p);
     }
     __builtin_memset(&cv, 0, sizeof(cv));
     cv.backend = *be;
+    cv.backend_id = backend_id;
     cv.flags = fe->flags;
     struct np_rnat_key rk = {};
     __builtin_memcpy(rk.backend, be->addr, 16);

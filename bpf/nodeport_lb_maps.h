@@ -39,6 +39,9 @@ struct np_frontend {
 /* kube-proxy drops (eTP Local without a local endpoint while others exist): dropped here. */
 #define NP_F_DROP 4u
 
+/* np_backends: id -> backend. Ids belong to one frontend's table (the same endpoint in two
+ * services has two ids) and are never reused while the writer lives, so a missing id means the
+ * backend left that frontend. */
 struct np_backend {
   __u8 addr[16];
   __u16 port;
@@ -63,6 +66,7 @@ struct np_ct_value {
   __u16 snat_port; /* network order; 0: not SNATed */
   __u16 pad;
   __u32 flags;
+  __u32 backend_id; /* its np_backends entry: gone once the backend left the frontend */
 };
 
 /* The reverse translation, keyed as the reply arrives: from the backend to the SNAT address

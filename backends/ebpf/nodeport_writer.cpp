@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -16,24 +17,10 @@ NodePortWriter::NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpA
                                uint32_t maglevTableSize)
     : progs_(progs), nodeAddresses_(std::move(nodeAddresses)), maglevTableSize_(maglevTableSize) {}
 
-uint32_t NodePortWriter::acquire(const EndpointKey& e) {
-  BackendRef& r = backendIds_[e];
-  if (r.refs++ == 0) {
-    r.id = nextBackendId_++;
-    np_backend b{};
-    std::memcpy(b.addr, e.ip.bytes.data(), e.ip.size());
-    b.port = htons(e.port);
-    b.family = e.ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
-    progs_.setBackend(r.id, b);
-  }
-  return r.id;
-}
-
-void NodePortWriter::release(const EndpointKey& e) {
-  auto it = backendIds_.find(e);
-  if (it == backendIds_.end() || --it->second.refs > 0) return;
-  progs_.removeBackend(it->second.id);
-  backendIds_.erase(it);
+size_t NodePortWriter::backendEntries() const {
+  size_t n = 0;
+  for (const auto& [k, p] : ports_) n += p.ids.size();
+  return n;
 }
 
 std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
@@ -59,7 +46,18 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
       if (size != 0) {
         const std::vector<uint32_t> table = maglevTable(sorted, size);
         std::vector<uint32_t> idOf(sorted.size());
-        for (size_t i = 0; i < sorted.size(); ++i) idOf[i] = acquire(sorted[i]);
+        for (size_t i = 0; i < sorted.size(); ++i) {
+          auto [at, added] = p.ids.try_emplace(sorted[i], nextBackendId_);
+          if (added) {
+            ++nextBackendId_;
+            np_backend b{};
+            std::memcpy(b.addr, sorted[i].ip.bytes.data(), sorted[i].ip.size());
+            b.port = htons(sorted[i].port);
+            b.family = sorted[i].ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+            progs_.setBackend(at->second, b);
+          }
+          idOf[i] = at->second;
+        }
         ids.resize(table.size());
         for (size_t i = 0; i < table.size(); ++i) ids[i] = idOf[table[i]];
       }
@@ -72,8 +70,14 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
       }
     }
     if (oldTable != 0) progs_.removeMaglevTable(oldTable);
-    if (plan.backends != p.backends) {
-      for (const EndpointKey& e : p.backends) release(e);
+    // After the table that no longer names them: ids of the backends that left.
+    for (auto at = p.ids.begin(); at != p.ids.end();) {
+      if (std::binary_search(plan.backends.begin(), plan.backends.end(), at->first)) {
+        ++at;
+        continue;
+      }
+      progs_.removeBackend(at->second);
+      at = p.ids.erase(at);
     }
     p.frontends = std::move(plan.frontends);
     p.value = value;
@@ -90,7 +94,7 @@ std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
   try {
     for (const np_fe_key& k : it->second.frontends) progs_.removeFrontend(k);
     progs_.removeMaglevTable(it->second.value.table_id);
-    for (const EndpointKey& e : it->second.backends) release(e);
+    for (const auto& [e, id] : it->second.ids) progs_.removeBackend(id);
     ports_.erase(it);
     return "";
   } catch (const std::exception& e) {

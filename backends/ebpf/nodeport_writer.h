@@ -25,25 +25,22 @@ class NodePortWriter {
 
   // For tests: the table id and size a port's frontends use (0, 0 when none).
   std::pair<uint32_t, uint32_t> tableOf(const proxier::ServicePortKey& key) const;
-  size_t backendEntries() const { return backendIds_.size(); }
+  size_t backendEntries() const;
 
  private:
   struct Port {
     std::vector<np_fe_key> frontends;
     np_frontend value{};
     std::vector<proxier::EndpointKey> backends;
+    // The port's own backend ids: the program tells a UDP flow's backend has left this port
+    // by its id missing, so ids are per port and never reused.
+    std::map<proxier::EndpointKey, uint32_t> ids;
   };
-  struct BackendRef {
-    uint32_t id = 0, refs = 0;
-  };
-  uint32_t acquire(const proxier::EndpointKey& e);
-  void release(const proxier::EndpointKey& e);
 
   NodePortPrograms& progs_;
   std::vector<proxier::IpAddr> nodeAddresses_;
   uint32_t maglevTableSize_;
   std::map<proxier::ServicePortKey, Port> ports_;
-  std::map<proxier::EndpointKey, BackendRef> backendIds_;
   uint32_t nextTableId_ = 1, nextBackendId_ = 1;
 };
 

@@ -98,6 +98,14 @@ class Node {
     tables_[tableId] = {backends, table};
   }
 
+  // The backend left every table: its id goes, as the writer deletes it.
+  void forget(const EndpointKey& e) {
+    auto it = ids_.find(e);
+    ASSERT_NE(it, ids_.end());
+    progs_.removeBackend(it->second);
+    ids_.erase(it);
+  }
+
   // The backend the Maglev table gives this flow, computed here as the program does.
   EndpointKey predict(const Flow& f, uint32_t tableId = 1) {
     auto s = bytes16(f.src), d = bytes16(f.dst);
@@ -196,6 +204,32 @@ TEST_P(NodePortFixture, EstablishedFlowKeepsItsBackendWhenTheTableChanges) {
   auto fresh = run(node.progs().ingressFd(), packet::build(g));
   EXPECT_EQ(fresh.parsed.flow.dst, node.predict(g).ip.str());
   EXPECT_NE(fresh.parsed.flow.dst, chosen);
+}
+
+// Its backend gone from the service: a UDP flow moves to a live backend (kube-proxy's conntrack
+// cleanup), a TCP connection stays where it is (graceful termination).
+TEST_P(NodePortFixture, FlowWhoseBackendLeftMovesForUdpAndStaysForTcp) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(4), 0);
+  Flow f{"203.0.113.7", kNode, 41500, kNodePort, proto};
+  auto first = run(node.progs().ingressFd(), packet::build(f));
+  ASSERT_EQ(first.verdict, kTcOk);
+  std::vector<EndpointKey> rest;
+  for (auto& b : backendsV4(4)) {
+    if (b.ip.str() != first.parsed.flow.dst) rest.push_back(b);
+  }
+  node.service(feKey(kNode, kNodePort, proto), rest, 0);
+  node.forget(be(first.parsed.flow.dst, 8080));
+  auto again = run(node.progs().ingressFd(), packet::build(f, "more", {1001, 5000, 0x10}));
+  ASSERT_EQ(again.verdict, kTcOk);
+  expectChecksums(again);
+  if (proto == IPPROTO_TCP) {
+    EXPECT_EQ(again.parsed.flow.dst, first.parsed.flow.dst);
+  } else {
+    EXPECT_EQ(again.parsed.flow.dst, node.predict(f).ip.str());
+    EXPECT_NE(again.parsed.flow.dst, first.parsed.flow.dst);
+  }
 }
 
 TEST_P(NodePortFixture, ClusterPolicySnatsToTheNodeAndTheReplyIsTranslatedBack) {
