@@ -373,8 +373,11 @@ struct np_rst4 {
 };
 #define NP_RST4_LEN (sizeof(struct np_rst4) - 2)
 
+static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p);
+static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p);
+
 static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p) {
-  if (p->family != NP_FAMILY_V4) return NP_TC_ACT_SHOT; /* IPv6 RST: not yet */
+  if (p->family != NP_FAMILY_V4) return np_reject_tcp6(skb, p);
   struct ethhdr eth;
   struct iphdr ip;
   struct tcphdr th;
@@ -434,7 +437,8 @@ struct np_icmp4 {
 #define NP_ICMP4_LEN (sizeof(struct np_icmp4) - 2)
 
 static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p) {
-  if (p->family != NP_FAMILY_V4 || p->l4_off != NP_ETH_HLEN + 20) return NP_TC_ACT_SHOT;
+  if (p->family != NP_FAMILY_V4) return np_reject_udp6(skb, p);
+  if (p->l4_off != NP_ETH_HLEN + 20) return NP_TC_ACT_SHOT;
   struct ethhdr eth;
   struct np_icmp4 r = {};
   if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
@@ -462,6 +466,101 @@ static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_
   r.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_ICMP4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_ICMP4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
+  return bpf_redirect(skb->ifindex, 0);
+}
+
+/* The sum of the IPv6 pseudo-header (RFC 8200 8.1) for an upper-layer packet of len bytes. */
+static __always_inline __u64 np_pseudo6(const struct ipv6hdr* ip6, __u32 len, __u8 next) {
+  __u64 sum = 0;
+  const __u16* w = (const __u16*)&ip6->saddr;
+  for (int i = 0; i < 16; i++) sum += w[i]; /* saddr and daddr, adjacent */
+  return sum + bpf_htons((__u16)len) + bpf_htons(next);
+}
+
+struct np_rst6 {
+  __u16 pad;
+  struct ethhdr eth;
+  struct ipv6hdr ip6;
+  struct tcphdr tcp;
+};
+#define NP_RST6_LEN (sizeof(struct np_rst6) - 2)
+
+static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p) {
+  struct ethhdr eth;
+  struct ipv6hdr ip6;
+  struct tcphdr th;
+  if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
+      bpf_skb_load_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6)) < 0 ||
+      bpf_skb_load_bytes(skb, p->l4_off, &th, sizeof(th)) < 0)
+    return NP_TC_ACT_SHOT;
+  if (th.rst) return NP_TC_ACT_SHOT;
+  struct np_rst6 r = {};
+  __builtin_memcpy(r.eth.h_dest, eth.h_source, 6);
+  __builtin_memcpy(r.eth.h_source, eth.h_dest, 6);
+  r.eth.h_proto = bpf_htons(NP_ETH_P_IPV6);
+  r.ip6.version = 6;
+  r.ip6.payload_len = bpf_htons(sizeof(struct tcphdr));
+  r.ip6.nexthdr = NP_IPPROTO_TCP;
+  r.ip6.hop_limit = 64;
+  r.ip6.saddr = ip6.daddr;
+  r.ip6.daddr = ip6.saddr;
+  r.tcp.source = th.dest;
+  r.tcp.dest = th.source;
+  r.tcp.doff = 5;
+  r.tcp.rst = 1;
+  if (th.ack) {
+    r.tcp.seq = th.ack_seq;
+  } else {
+    __u32 len = bpf_ntohs(ip6.payload_len) - th.doff * 4;
+    r.tcp.ack = 1;
+    r.tcp.ack_seq = bpf_htonl(bpf_ntohl(th.seq) + len + th.syn + th.fin);
+  }
+  __u64 sum = np_pseudo6(&r.ip6, sizeof(struct tcphdr), NP_IPPROTO_TCP);
+  __u16* w = (__u16*)&r.tcp;
+  for (int i = 0; i < 10; i++) sum += w[i];
+  r.tcp.check = np_fold(sum);
+  if (bpf_skb_change_tail(skb, NP_RST6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
+  if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_RST6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
+  return bpf_redirect(skb->ifindex, 0);
+}
+
+/* ICMPv6 port unreachable quoting the IPv6 header and the 8-byte UDP header. */
+struct np_icmp6 {
+  __u16 pad;
+  struct ethhdr eth;
+  struct ipv6hdr ip6;
+  __u8 type, code;
+  __u16 check;
+  __u32 unused;
+  __u8 orig[48];
+};
+#define NP_ICMP6_LEN (sizeof(struct np_icmp6) - 2)
+#define NP_ICMP6_BODY (8 + 48)
+
+static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p) {
+  if (p->l4_off != NP_ETH_HLEN + 40) return NP_TC_ACT_SHOT;
+  struct ethhdr eth;
+  struct np_icmp6 r = {};
+  if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
+      bpf_skb_load_bytes(skb, NP_ETH_HLEN, r.orig, sizeof(r.orig)) < 0)
+    return NP_TC_ACT_SHOT;
+  __builtin_memcpy(r.eth.h_dest, eth.h_source, 6);
+  __builtin_memcpy(r.eth.h_source, eth.h_dest, 6);
+  r.eth.h_proto = bpf_htons(NP_ETH_P_IPV6);
+  r.ip6.version = 6;
+  r.ip6.payload_len = bpf_htons(NP_ICMP6_BODY);
+  r.ip6.nexthdr = 58; /* ICMPv6 */
+  r.ip6.hop_limit = 64;
+  __builtin_memcpy(&r.ip6.saddr, p->daddr, 16);
+  __builtin_memcpy(&r.ip6.daddr, p->saddr, 16);
+  r.type = 1; /* destination unreachable */
+  r.code = 4; /* port unreachable */
+  __u64 sum = np_pseudo6(&r.ip6, NP_ICMP6_BODY, 58);
+  __u16* w = (__u16*)&r.type;
+  for (int i = 0; i < NP_ICMP6_BODY / 2; i++) sum += w[i];
+  r.check = np_fold(sum);
+  if (bpf_skb_change_tail(skb, NP_ICMP6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
+  if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_ICMP6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   return bpf_redirect(skb->ifindex, 0);
 }
 

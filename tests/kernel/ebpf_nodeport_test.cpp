@@ -382,6 +382,34 @@ TEST(NodePortReject, UdpWithoutEndpointsGetsAnIcmpPortUnreachable) {
   EXPECT_TRUE(std::equal(r.parsed.icmpQuote.begin(), r.parsed.icmpQuote.end(), in.begin() + 14));
 }
 
+TEST(NodePortReject, Ipv6TcpGetsARstAndUdpAnIcmpv6PortUnreachable) {
+  Node node;
+  node.service(feKey("2001:db8::10", kNodePort, IPPROTO_TCP), {}, NP_F_REJECT, 1);
+  node.service(feKey("2001:db8::10", kNodePort, IPPROTO_UDP), {}, NP_F_REJECT, 2);
+  Flow f{"2001:db8:1::7", "2001:db8::10", 47002, kNodePort, IPPROTO_TCP};
+  auto r = run(node.progs().ingressFd(), packet::build(f, "", {5000, 0, 0x02}));
+  ASSERT_EQ(r.verdict, kTcRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.src, "2001:db8::10");
+  EXPECT_EQ(r.parsed.flow.dst, "2001:db8:1::7");
+  EXPECT_EQ(r.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(r.parsed.flow.dport, 47002);
+  EXPECT_EQ(r.parsed.tcpFlags, 0x14);
+  EXPECT_EQ(r.parsed.ack, 5001u);
+  f.proto = IPPROTO_UDP;
+  auto in = packet::build(f, "question");
+  auto u = run(node.progs().ingressFd(), in);
+  ASSERT_EQ(u.verdict, kTcRedirect);
+  expectChecksums(u);
+  EXPECT_EQ(u.parsed.flow.proto, IPPROTO_ICMPV6);
+  EXPECT_EQ(u.parsed.flow.src, "2001:db8::10");
+  EXPECT_EQ(u.parsed.flow.dst, "2001:db8:1::7");
+  EXPECT_EQ(u.parsed.icmpType, 1);
+  EXPECT_EQ(u.parsed.icmpCode, 4);
+  ASSERT_EQ(u.parsed.icmpQuote.size(), 48u);
+  EXPECT_TRUE(std::equal(u.parsed.icmpQuote.begin(), u.parsed.icmpQuote.end(), in.begin() + 14));
+}
+
 TEST(NodePortUdp, ZeroChecksumStaysZero) {
   Node node;
   node.service(feKey(kNode, kNodePort, IPPROTO_UDP), backendsV4(2), 0);

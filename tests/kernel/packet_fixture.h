@@ -148,10 +148,13 @@ inline Parsed parse(const std::vector<uint8_t>& b) {
   const uint8_t* t = ip + l3;
   const size_t len = total - l3;
   const size_t alen = v6 ? 16 : 4;
-  if (r.flow.proto == IPPROTO_ICMP) {
+  if (r.flow.proto == IPPROTO_ICMP || r.flow.proto == IPPROTO_ICMPV6) {
     r.icmpType = t[0];
     r.icmpCode = t[1];
-    r.l4ChecksumOk = fold(sum16(t, len)) == 0;
+    // ICMPv6 sums the pseudo-header too; ICMP (v4) does not.
+    const uint32_t pseudo =
+        v6 ? sum16(src, alen, sum16(dst, alen)) + IPPROTO_ICMPV6 + static_cast<uint32_t>(len) : 0;
+    r.l4ChecksumOk = fold(sum16(t, len, pseudo)) == 0;
     r.icmpQuote.assign(t + 8, t + len);
     r.ok = true;
     return r;
