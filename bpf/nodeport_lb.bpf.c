@@ -63,6 +63,14 @@ struct {
 } np_maglev SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct np_range_key);
+  __type(value, __u8);
+} np_src_ranges SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, 262144);
   __type(key, struct np_ct_key);
@@ -297,6 +305,14 @@ int np_ingress(struct __sk_buff* skb) {
     cv = *known;
   } else {
     if (fe->flags & NP_F_DROP) return NP_TC_ACT_SHOT;
+    if (fe->flags & NP_F_SOURCE_RANGES) {
+      struct np_range_key rk = {};
+      rk.prefixlen = NP_RANGE_FIXED_BITS + (p.family == NP_FAMILY_V4 ? 32 : 128);
+      rk.ranges_id = fe->ranges_id;
+      rk.family = p.family;
+      __builtin_memcpy(rk.addr, p.saddr, 16);
+      if (!bpf_map_lookup_elem(&np_src_ranges, &rk)) return NP_TC_ACT_SHOT;
+    }
     __u32 backend_id = 0;
     struct np_backend* be = np_pick(fe, &p, &backend_id);
     if (!be) {

@@ -24,10 +24,10 @@ struct np_fe_key {
 /* What userspace decided for the frontend (traffic policy, topology, terminating fallback are
  * all resolved by the proxier: the program only follows these). */
 struct np_frontend {
-  __u32 table_id; /* key of the frontend's Maglev table in np_maglev */
-  __u32 size;     /* entries in that table (a prime); 0: no backends, see flags */
-  __u32 flags;    /* NP_F_* */
-  __u32 pad;
+  __u32 table_id;  /* key of the frontend's Maglev table in np_maglev */
+  __u32 size;      /* entries in that table (a prime); 0: no backends, see flags */
+  __u32 flags;     /* NP_F_* */
+  __u32 ranges_id; /* with NP_F_SOURCE_RANGES: whose entries in np_src_ranges admit a client */
 };
 
 /* externalTrafficPolicy Cluster: the client's address is replaced with the node's (np_snat)
@@ -38,6 +38,20 @@ struct np_frontend {
 #define NP_F_REJECT 2u
 /* kube-proxy drops (eTP Local without a local endpoint while others exist): dropped here. */
 #define NP_F_DROP 4u
+/* A LoadBalancer address with loadBalancerSourceRanges: a new flow from a client outside them
+ * is dropped before any translation. */
+#define NP_F_SOURCE_RANGES 8u
+
+/* np_src_ranges, an LPM trie: (ranges_id, family, client prefix). prefixlen counts the bits of
+ * everything after it: 64 for ranges_id and family, then the CIDR's prefix length. */
+struct np_range_key {
+  __u32 prefixlen;
+  __u32 ranges_id;
+  __u8 family;
+  __u8 pad[3];
+  __u8 addr[16];
+};
+#define NP_RANGE_FIXED_BITS 64
 
 /* np_backends: id -> backend. Ids belong to one frontend's table (the same endpoint in two
  * services has two ids) and are never reused while the writer lives, so a missing id means the

@@ -124,6 +124,19 @@ void NodePortPrograms::removeMaglevTable(uint32_t tableId) {
   }
 }
 
+void NodePortPrograms::addSourceRange(uint32_t rangesId, const np_range_key& key) {
+  const uint8_t one = 1;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_src_ranges), &key, &one, BPF_ANY) != 0) {
+    fail(fmt::format("np_src_ranges: writing a source range of {}", rangesId), errno);
+  }
+}
+
+void NodePortPrograms::removeSourceRange(const np_range_key& key) {
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.np_src_ranges), &key) != 0 && errno != ENOENT) {
+    fail(fmt::format("np_src_ranges: deleting a source range of {}", key.ranges_id), errno);
+  }
+}
+
 void NodePortPrograms::setSnat(uint8_t family, const np_snat& snat) {
   const uint32_t slot = family == NP_FAMILY_V4 ? 0 : 1;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_snat), &slot, &snat, BPF_ANY) != 0) {

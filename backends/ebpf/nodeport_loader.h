@@ -45,6 +45,9 @@ class NodePortPrograms {
   // and swaps it in for tableId in one update, so the program sees the old or the new table.
   void setMaglevTable(uint32_t tableId, const std::vector<uint32_t>& backendIds);
   void removeMaglevTable(uint32_t tableId);
+  // Admits clients in cidr to the frontends whose ranges_id is rangesId.
+  void addSourceRange(uint32_t rangesId, const np_range_key& key);
+  void removeSourceRange(const np_range_key& key);
   // family: NP_FAMILY_V4 or NP_FAMILY_V6; addr all zero turns SNAT off for the family.
   void setSnat(uint8_t family, const np_snat& snat);
 

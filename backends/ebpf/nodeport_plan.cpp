@@ -17,6 +17,15 @@ namespace sliceproxy::backends::ebpf {
 using proxier::IpAddr;
 using proxier::Protocol;
 
+np_range_key rangeKey(uint32_t rangesId, const proxier::Cidr& cidr) {
+  np_range_key k{};
+  k.prefixlen = NP_RANGE_FIXED_BITS + cidr.prefixLen;
+  k.ranges_id = rangesId;
+  k.family = cidr.addr.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+  std::memcpy(k.addr, cidr.addr.bytes.data(), cidr.addr.size());
+  return k;
+}
+
 NodePortPlan planNodePort(const proxier::ServicePortView& v,
                           const std::vector<IpAddr>& nodeAddresses) {
   NodePortPlan plan;
@@ -27,7 +36,7 @@ NodePortPlan planNodePort(const proxier::ServicePortView& v,
   if (info.key.port.protocol == Protocol::UDP) proto = IPPROTO_UDP;
   if (proto == 0) return plan;
   const proxier::IpFamily family = info.key.port.family;
-  auto add = [&](const IpAddr& ip, uint16_t port) {
+  auto add = [&](const IpAddr& ip, uint16_t port, bool ranged = false) {
     if (ip.family != family || port == 0) return;
     np_fe_key k{};
     std::memcpy(k.addr, ip.bytes.data(), ip.size());
@@ -35,12 +44,19 @@ NodePortPlan planNodePort(const proxier::ServicePortView& v,
     k.proto = proto;
     k.family = ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
     plan.frontends.push_back(k);
+    if (ranged) plan.rangedFrontends.push_back(k);
   };
+  for (const auto& c : info.loadBalancerSourceRanges) {
+    if (c.addr.family == family) plan.sourceRanges.push_back(c);
+  }
   if (info.nodePort != 0) {
     for (const IpAddr& ip : nodeAddresses) add(ip, info.nodePort);
   }
   for (const IpAddr& ip : info.externalIPs) add(ip, info.port);
-  for (const IpAddr& ip : info.loadBalancerIPs) add(ip, info.port);
+  for (const IpAddr& ip : info.loadBalancerIPs) add(ip, info.port, !plan.sourceRanges.empty());
+  std::sort(plan.rangedFrontends.begin(), plan.rangedFrontends.end());
+  plan.rangedFrontends.erase(std::unique(plan.rangedFrontends.begin(), plan.rangedFrontends.end()),
+                             plan.rangedFrontends.end());
   std::sort(plan.frontends.begin(), plan.frontends.end());
   plan.frontends.erase(std::unique(plan.frontends.begin(), plan.frontends.end()),
                        plan.frontends.end());

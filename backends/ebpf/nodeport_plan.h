@@ -18,7 +18,13 @@ struct NodePortPlan {
   std::vector<np_fe_key> frontends;            // sorted bytewise, no duplicates
   uint32_t flags = 0;                          // NP_F_*, the same for every frontend
   std::vector<proxier::EndpointKey> backends;  // the external set, sorted
+  // loadBalancerSourceRanges of this family, and the frontends they guard (the LB addresses).
+  std::vector<proxier::Cidr> sourceRanges;
+  std::vector<np_fe_key> rangedFrontends;  // sorted
 };
+
+// The trie key that admits cidr's clients to the frontends of rangesId.
+np_range_key rangeKey(uint32_t rangesId, const proxier::Cidr& cidr);
 
 // nodeAddresses: this node's addresses that accept NodePorts (other families are ignored).
 // SCTP ports and inactive views get an empty plan: the program translates TCP and UDP only.

@@ -63,7 +63,29 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
       }
       progs_.setMaglevTable(value.table_id, ids);
     }
-    for (const np_fe_key& k : plan.frontends) progs_.setFrontend(k, value);
+    // Source ranges before the frontends that consult them; stale ones after.
+    const std::vector<proxier::Cidr> oldRanges = p.ranges;
+    if (!plan.sourceRanges.empty()) {
+      if (p.rangesId == 0) p.rangesId = nextRangesId_++;
+      for (const auto& c : plan.sourceRanges)
+        progs_.addSourceRange(p.rangesId, rangeKey(p.rangesId, c));
+    }
+    for (const np_fe_key& k : plan.frontends) {
+      np_frontend fv = value;
+      if (std::binary_search(plan.rangedFrontends.begin(), plan.rangedFrontends.end(), k)) {
+        fv.flags |= NP_F_SOURCE_RANGES;
+        fv.ranges_id = p.rangesId;
+      }
+      progs_.setFrontend(k, fv);
+    }
+    for (const auto& c : oldRanges) {
+      if (std::find(plan.sourceRanges.begin(), plan.sourceRanges.end(), c) ==
+          plan.sourceRanges.end()) {
+        progs_.removeSourceRange(rangeKey(p.rangesId, c));
+      }
+    }
+    p.ranges = plan.sourceRanges;
+    if (p.ranges.empty()) p.rangesId = 0;
     for (const np_fe_key& k : p.frontends) {
       if (!std::binary_search(plan.frontends.begin(), plan.frontends.end(), k)) {
         progs_.removeFrontend(k);
@@ -95,6 +117,8 @@ std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
     for (const np_fe_key& k : it->second.frontends) progs_.removeFrontend(k);
     progs_.removeMaglevTable(it->second.value.table_id);
     for (const auto& [e, id] : it->second.ids) progs_.removeBackend(id);
+    for (const auto& c : it->second.ranges)
+      progs_.removeSourceRange(rangeKey(it->second.rangesId, c));
     ports_.erase(it);
     return "";
   } catch (const std::exception& e) {

@@ -35,13 +35,15 @@ class NodePortWriter {
     // The port's own backend ids: the program tells a UDP flow's backend has left this port
     // by its id missing, so ids are per port and never reused.
     std::map<proxier::EndpointKey, uint32_t> ids;
+    uint32_t rangesId = 0;  // non-zero while the port has source ranges
+    std::vector<proxier::Cidr> ranges;
   };
 
   NodePortPrograms& progs_;
   std::vector<proxier::IpAddr> nodeAddresses_;
   uint32_t maglevTableSize_;
   std::map<proxier::ServicePortKey, Port> ports_;
-  uint32_t nextTableId_ = 1, nextBackendId_ = 1;
+  uint32_t nextTableId_ = 1, nextBackendId_ = 1, nextRangesId_ = 1;
 };
 
 }  // namespace sliceproxy::backends::ebpf

@@ -410,6 +410,45 @@ TEST(NodePortReject, Ipv6TcpGetsARstAndUdpAnIcmpv6PortUnreachable) {
   EXPECT_TRUE(std::equal(u.parsed.icmpQuote.begin(), u.parsed.icmpQuote.end(), in.begin() + 14));
 }
 
+// loadBalancerSourceRanges through the writer: the LB address admits clients in the ranges
+// only; the NodePort of the same service is not guarded (as kube-proxy).
+TEST(NodePortSourceRanges, LoadBalancerAddressAdmitsClientsInItsRangesOnly) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  auto apply = [&](std::vector<Cidr> ranges) {
+    SvcSpec s;
+    s.type = ServiceType::LoadBalancer;
+    s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+    s.etp = TrafficPolicy::Local;
+    s.lbIPs = {"198.18.0.6"};
+    auto svc = std::const_pointer_cast<Service>(service(s));
+    svc->loadBalancerSourceRanges = std::move(ranges);
+    tracker.upsertService(svc);
+    tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.1.1", "node-a"}}));
+    for (const auto& u : state.apply(tracker.take()).upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  };
+  auto verdict = [&](const std::string& client, const std::string& dst, uint16_t dport) {
+    Flow f{client, dst, 40000, dport, IPPROTO_TCP};
+    auto r = run(progs.ingressFd(), packet::build(f));
+    return r.verdict == kTcOk && r.parsed.flow.dst == "10.244.1.1" ? "dnat"
+           : r.verdict == kTcShot                                  ? "drop"
+                                                                   : "other";
+  };
+  apply({*Cidr::parse("203.0.113.0/24"), *Cidr::parse("198.51.100.7/32")});
+  EXPECT_STREQ(verdict("203.0.113.7", "198.18.0.6", 80), "dnat");
+  EXPECT_STREQ(verdict("198.51.100.7", "198.18.0.6", 80), "dnat");
+  EXPECT_STREQ(verdict("198.51.100.8", "198.18.0.6", 80), "drop");
+  EXPECT_STREQ(verdict("198.51.100.8", kNode, kNodePort), "dnat") << "NodePort: not guarded";
+  apply({*Cidr::parse("198.51.100.0/24")});
+  EXPECT_STREQ(verdict("198.51.100.9", "198.18.0.6", 80), "dnat");
+  EXPECT_STREQ(verdict("203.0.113.8", "198.18.0.6", 80), "drop") << "the old range is gone";
+  apply({});
+  EXPECT_STREQ(verdict("192.168.7.7", "198.18.0.6", 80), "dnat") << "no ranges: everyone";
+}
+
 TEST(NodePortUdp, ZeroChecksumStaysZero) {
   Node node;
   node.service(feKey(kNode, kNodePort, IPPROTO_UDP), backendsV4(2), 0);

@@ -95,6 +95,27 @@ TEST_F(NodePortPlanTest, UdpPortsGetUdpFrontendsAndSctpNone) {
   EXPECT_TRUE(planNodePort(*v, nodeIPs).frontends.empty());
 }
 
+TEST_F(NodePortPlanTest, SourceRangesGuardTheLoadBalancerAddressesOnly) {
+  SvcSpec s;
+  s.type = ServiceType::LoadBalancer;
+  s.ports = {{"http", Protocol::TCP, 80, 30080, {8080, ""}}};
+  s.externalIPs = {"198.18.0.5"};
+  s.lbIPs = {"198.18.0.6", "fd00::6"};
+  auto svc = std::const_pointer_cast<Service>(service(s));
+  svc->loadBalancerSourceRanges = {*Cidr::parse("203.0.113.0/24"), *Cidr::parse("2001:db8::/32")};
+  tracker.upsertService(svc);
+  tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.1.1", "node-a"}}));
+  sync();
+  auto p = planNodePort(*view(), nodeIPs);
+  ASSERT_EQ(p.rangedFrontends.size(), 1u);
+  EXPECT_EQ(feStr(p.rangedFrontends[0]), "198.18.0.6:80/tcp");
+  ASSERT_EQ(p.sourceRanges.size(), 1u) << "this family's ranges only";
+  EXPECT_EQ(p.sourceRanges[0].str(), "203.0.113.0/24");
+  const np_range_key k = backends::ebpf::rangeKey(7, p.sourceRanges[0]);
+  EXPECT_EQ(k.prefixlen, 64u + 24u);
+  EXPECT_EQ(k.ranges_id, 7u);
+}
+
 TEST_F(NodePortPlanTest, ClusterIpServiceHasNoFrontendFromOutside) {
   tracker.upsertService(service({}));
   tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.1.1", "node-a"}}));
