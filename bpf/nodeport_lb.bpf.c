@@ -45,12 +45,14 @@ struct {
   __type(value, struct np_backend);
 } np_backends SEC(".maps");
 
-/* One table per frontend, of its own prime size (BPF_F_INNER_MAP): userspace builds a new
- * table and swaps it in whole, so a reader sees the old table or the new one, never a mix. */
+/* Two tables per service port, each of its own prime size (BPF_F_INNER_MAP), written by
+ * userspace through mmap (BPF_F_MMAPABLE): it rewrites the table no frontend points at and then
+ * points the frontends at it, one map update each, so a reader sees the old table or the new
+ * one, never a mix. Replacing an inner map (only when the size changes) waits for RCU. */
 struct np_maglev_inner {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 1);
-  __uint(map_flags, BPF_F_INNER_MAP);
+  __uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
   __type(key, __u32);
   __type(value, __u32); /* backend id in np_backends */
 };

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -97,25 +98,42 @@ void NodePortPrograms::removeBackend(uint32_t id) {
   }
 }
 
+MaglevTableMap::MaglevTableMap(uint32_t size) : size_(size) {
+  LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tbl", sizeof(uint32_t), sizeof(uint32_t),
+                       size, &mopts);
+  if (fd_ < 0) fail(fmt::format("np_maglev: creating a table of {} entries", size), errno);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  mapped_ = (size_t{size} * 8 + page - 1) / page * page;
+  void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    close(fd_);
+    fail(fmt::format("np_maglev: mapping a table of {} entries", size), err);
+  }
+  data_ = static_cast<uint32_t*>(p);
+}
+
+MaglevTableMap::~MaglevTableMap() {
+  if (data_) munmap(data_, mapped_);
+  if (fd_ >= 0) close(fd_);
+}
+
+void NodePortPrograms::installMaglevTable(uint32_t tableId, const MaglevTableMap& table) {
+  const int fd = table.fd();
+  if (bpf_map_update_elem(maglevFd(), &tableId, &fd, BPF_ANY) != 0) {
+    fail(fmt::format("np_maglev {}: installing the table", tableId), errno);
+  }
+}
+
 void NodePortPrograms::setMaglevTable(uint32_t tableId, const std::vector<uint32_t>& backendIds) {
   if (backendIds.empty()) {
     removeMaglevTable(tableId);
     return;
   }
-  LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP);
-  const std::string name = fmt::format("np_maglev {}", tableId);
-  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tbl", sizeof(uint32_t), sizeof(uint32_t),
-                          static_cast<uint32_t>(backendIds.size()), &mopts);
-  if (fd < 0) fail(name + ": creating a table of " + std::to_string(backendIds.size()), errno);
-  std::vector<uint32_t> keys(backendIds.size());
-  for (uint32_t i = 0; i < keys.size(); ++i) keys[i] = i;
-  uint32_t count = static_cast<uint32_t>(keys.size());
-  LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-  int rc = bpf_map_update_batch(fd, keys.data(), backendIds.data(), &count, &bopts);
-  if (rc == 0) rc = bpf_map_update_elem(maglevFd(), &tableId, &fd, BPF_ANY);
-  const int err = errno;
-  close(fd);  // the outer map holds the table now
-  if (rc != 0) fail(name + ": filling and swapping in the table", err);
+  MaglevTableMap t(static_cast<uint32_t>(backendIds.size()));
+  for (uint32_t i = 0; i < t.size(); ++i) t.set(i, backendIds[i]);
+  installMaglevTable(tableId, t);  // the outer map holds the table from here on
 }
 
 void NodePortPrograms::removeMaglevTable(uint32_t tableId) {

@@ -21,6 +21,26 @@ struct NodePortOptions {
   uint32_t flowEntries = 1u << 18;  // connection tracking, and as many reverse entries
 };
 
+// A Maglev table the writer owns: an mmapable array map, written through its mapping.
+class MaglevTableMap {
+ public:
+  explicit MaglevTableMap(uint32_t size);  // throws naming the table
+  ~MaglevTableMap();
+  MaglevTableMap(const MaglevTableMap&) = delete;
+  MaglevTableMap& operator=(const MaglevTableMap&) = delete;
+  int fd() const { return fd_; }
+  uint32_t size() const { return size_; }
+  // Entry i: an array map lays its elements out 8 bytes apart (value size rounded up), and the
+  // mapping shows that layout.
+  void set(uint32_t i, uint32_t backendId) { data_[size_t{i} * 2] = backendId; }
+
+ private:
+  int fd_ = -1;
+  uint32_t size_ = 0;
+  uint32_t* data_ = nullptr;
+  size_t mapped_ = 0;
+};
+
 class NodePortPrograms {
  public:
   // Throws std::runtime_error naming the object (program, map) that failed.
@@ -45,6 +65,8 @@ class NodePortPrograms {
   // and swaps it in for tableId in one update, so the program sees the old or the new table.
   void setMaglevTable(uint32_t tableId, const std::vector<uint32_t>& backendIds);
   void removeMaglevTable(uint32_t tableId);
+  // Makes table the one tableId names (an RCU wait in the kernel: only when a table is new).
+  void installMaglevTable(uint32_t tableId, const MaglevTableMap& table);
   // Admits clients in cidr to the frontends whose ranges_id is rangesId.
   void addSourceRange(uint32_t rangesId, const np_range_key& key);
   void removeSourceRange(const np_range_key& key);

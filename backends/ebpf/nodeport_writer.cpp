@@ -31,19 +31,17 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
     Port& p = it->second;
     np_frontend value = p.value;
     value.flags = plan.flags;
-    uint32_t oldTable = 0;
+    if (created) {
+      p.baseTableId = nextTableId_;
+      nextTableId_ += 2;
+    }
     if (created || plan.backends != p.backends) {
-      // A port keeps its table id while the size stays, so the swap is one map update.
       const uint32_t size =
           plan.backends.empty() ? 0 : maglevTableSizeFor(maglevTableSize_, plan.backends.size());
-      if (created || (size != value.size && value.size != 0)) {
-        if (!created) oldTable = value.table_id;
-        value.table_id = nextTableId_++;
-      }
-      value.size = size;
-      std::vector<EndpointKey> sorted = plan.backends;
-      std::vector<uint32_t> ids;
-      if (size != 0) {
+      if (size == 0) {
+        value.size = 0;  // no lookup: the tables stay for the next backends
+      } else {
+        std::vector<EndpointKey> sorted = plan.backends;
         const std::vector<uint32_t> table = maglevTable(sorted, size);
         std::vector<uint32_t> idOf(sorted.size());
         for (size_t i = 0; i < sorted.size(); ++i) {
@@ -58,10 +56,16 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
           }
           idOf[i] = at->second;
         }
-        ids.resize(table.size());
-        for (size_t i = 0; i < table.size(); ++i) ids[i] = idOf[table[i]];
+        const int idle = p.active == 0 ? 1 : 0;
+        auto& t = p.tables[idle];
+        const bool fresh = !t || t->size() != size;
+        if (fresh) t = std::make_unique<MaglevTableMap>(size);
+        for (uint32_t i = 0; i < size; ++i) t->set(i, idOf[table[i]]);
+        if (fresh) progs_.installMaglevTable(p.baseTableId + idle, *t);
+        p.active = idle;
+        value.table_id = p.baseTableId + idle;
+        value.size = size;
       }
-      progs_.setMaglevTable(value.table_id, ids);
     }
     // Source ranges before the frontends that consult them; stale ones after.
     const std::vector<proxier::Cidr> oldRanges = p.ranges;
@@ -91,7 +95,6 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
         progs_.removeFrontend(k);
       }
     }
-    if (oldTable != 0) progs_.removeMaglevTable(oldTable);
     // After the table that no longer names them: ids of the backends that left.
     for (auto at = p.ids.begin(); at != p.ids.end();) {
       if (std::binary_search(plan.backends.begin(), plan.backends.end(), at->first)) {
@@ -115,7 +118,8 @@ std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
   if (it == ports_.end()) return "";
   try {
     for (const np_fe_key& k : it->second.frontends) progs_.removeFrontend(k);
-    progs_.removeMaglevTable(it->second.value.table_id);
+    progs_.removeMaglevTable(it->second.baseTableId);
+    progs_.removeMaglevTable(it->second.baseTableId + 1);
     for (const auto& [e, id] : it->second.ids) progs_.removeBackend(id);
     for (const auto& c : it->second.ranges)
       progs_.removeSourceRange(rangeKey(it->second.rangesId, c));

@@ -2,11 +2,13 @@
 // Keeps the packet-path load balancer's maps equal to the proxier's view, one service port at a
 // time: a mirror of what it wrote, so an unchanged frontend or table costs nothing and a change
 // touches only its own entries. Write order keeps every reader consistent: backend entries
-// before the table that names them, the table before the frontend that exposes it (a new table
-// id when the size changes, so no reader indexes a table with another table's size), frontends
-// removed before the table and backends they used.
+// before the table that names them, the table (the port's idle one of two, written through
+// mmap, replaced only when its size changes) before the frontends that switch to it, frontends
+// removed before the tables and backends they used. A reader that still walks the idle table
+// when the next sync rewrites it would have to outlive a whole sync interval.
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,11 @@ class NodePortWriter {
 
  private:
   struct Port {
+    // Two tables (ids base, base + 1): the frontends point at tables[active]; a change is
+    // written into the other one, which the frontends then point at.
+    uint32_t baseTableId = 0;
+    int active = -1;  // none yet
+    std::unique_ptr<MaglevTableMap> tables[2];
     std::vector<np_fe_key> frontends;
     np_frontend value{};
     std::vector<proxier::EndpointKey> backends;

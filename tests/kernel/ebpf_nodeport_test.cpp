@@ -656,9 +656,10 @@ TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
   EXPECT_NE(peerOf(50500).find(" 10.244.0.1:61"), std::string::npos)
       << "eTP Cluster: SNATed: " << peerOf(50500);
 
-  // One endpoint leaves: same table (swapped in place), every new flow on the one left.
+  // One endpoint leaves: the port's other table (same size: rewritten, no swap), every new
+  // flow on the one left.
   apply(TrafficPolicy::Cluster, {{"10.244.0.2", "node-b"}});
-  EXPECT_EQ(writer.tableOf(key).first, table);
+  EXPECT_EQ(writer.tableOf(key).first, table + 1);
   EXPECT_EQ(writer.backendEntries(), 1u);
   for (uint16_t p = 50510; p < 50516; ++p) EXPECT_EQ(peerOf(p).substr(0, 16), "10.244.0.2:8080 ");
 
