@@ -1,6 +1,7 @@
 #include "backends/registry.h"
 
 #include <iostream>
+#include <stdexcept>
 
 #include "backends/dryrun/dry_run_backend.h"
 #include "backends/ebpf/ebpf_backend.h"
@@ -26,6 +27,9 @@ const BackendInfo kBackends[] = {
         .capabilities = &nft::NftablesBackend::supported,
         .kernelSupport = &nft::kernelSupport,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
+          if (!net.devices.empty()) {
+            throw std::invalid_argument("--devices: only the ebpf backend attaches to interfaces");
+          }
           return std::make_unique<nft::NftablesBackend>(net);
         },
     },
