@@ -529,7 +529,8 @@ class NodePortTraffic : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ASSERT_TRUE(gTopo.create()) << "building the namespace topology";
-    gServer = topo::startServer(gTopo.backend, {"10.244.0.2", "10.244.0.3"}, 8080);
+    gServer = topo::startServer(gTopo.backend,
+                                {"10.244.0.2", "10.244.0.3", "fd00:244::2", "fd00:244::3"}, 8080);
     ASSERT_GT(gServer, 0) << "starting the backend servers";
   }
   static void TearDownTestSuite() {
@@ -596,6 +597,34 @@ TEST_F(NodePortTraffic, ClusterPolicySnatsToTheNodeAndRepliesFindTheirWayBack) {
       EXPECT_EQ(peer.rfind("10.244.0.1:61", 0), 0u)
           << "the backend sees the SNAT address: " << peer;
     }
+  }
+}
+
+TEST_F(NodePortTraffic, Ipv6NodePortDnatAndSnatWithRealTraffic) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16("fd00:244::1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  node.progs().setSnat(NP_FAMILY_V6, snat);
+  std::vector<EndpointKey> v6{be("fd00:244::2", 8080), be("fd00:244::3", 8080)};
+  node.service(feKey("2001:db8:c::1", kNodePort, IPPROTO_TCP), v6, 0, 1);
+  node.service(feKey("2001:db8:c::1", kNodePort, IPPROTO_UDP), v6, NP_F_SNAT, 2);
+  attach(node);
+  for (uint16_t i = 0; i < 4; ++i) {
+    const uint16_t cport = static_cast<uint16_t>(50700 + i);
+    auto t = topo::request(gTopo.client, "2001:db8:c::1", kNodePort, SOCK_STREAM, cport);
+    ASSERT_EQ(t.error, "") << "TCP over IPv6 from port " << cport;
+    EXPECT_EQ(t.from, fmt::format("[2001:db8:c::1]:{}", kNodePort));
+    Flow f{"2001:db8:c::2", "2001:db8:c::1", cport, kNodePort, IPPROTO_TCP};
+    EXPECT_EQ(t.text,
+              fmt::format("[{}]:8080 [2001:db8:c::2]:{}", node.predict(f, 1).ip.str(), cport))
+        << "DNAT only: the backend sees the client";
+    auto u = topo::request(gTopo.client, "2001:db8:c::1", kNodePort, SOCK_DGRAM, cport);
+    ASSERT_EQ(u.error, "") << "UDP over IPv6 from port " << cport;
+    EXPECT_EQ(u.from, fmt::format("[2001:db8:c::1]:{}", kNodePort));
+    EXPECT_NE(u.text.find(" [fd00:244::1]:61"), std::string::npos) << "SNAT: " << u.text;
   }
 }
 
@@ -691,7 +720,7 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   net.devices = {"n0", "n1"};
   EXPECT_THROW(backends::ebpf::deviceAddresses({"n0", "no-such-dev"}, {}), std::runtime_error);
   auto addrs = backends::ebpf::deviceAddresses(net.devices, {});
-  ASSERT_EQ(addrs.size(), 2u);
+  ASSERT_EQ(addrs.size(), 4u) << "each device's IPv4 and IPv6 address, link-local ones left out";
   EXPECT_EQ(addrs[0].str(), "203.0.113.1");
   EXPECT_EQ(backends::ebpf::deviceAddresses(net.devices, {*Cidr::parse("10.0.0.0/8")}).size(), 1u)
       << "--nodeport-addresses filters them";

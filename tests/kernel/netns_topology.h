@@ -1,9 +1,11 @@
 #pragma once
 // A client and a backend network namespace wired by veth pairs to the calling process's own
 // (private) namespace, which plays the node: client 203.0.113.2 -- n0 203.0.113.1 [node]
-// n1 10.244.0.1 -- backends 10.244.0.2 and 10.244.0.3. Named namespaces carry the test's pid,
-// so parallel runs do not meet and a killed run's leftovers are found and removed. Helpers run
-// servers and clients inside them in forked children (setns), never through a shell.
+// n1 10.244.0.1 -- backends 10.244.0.2 and 10.244.0.3; in IPv6 client 2001:db8:c::2 -- n0
+// 2001:db8:c::1 [node] n1 fd00:244::1 -- backends fd00:244::2 and fd00:244::3. Named namespaces
+// carry the test's pid, so parallel runs do not meet and a killed run's leftovers are found and
+// removed. Helpers run servers and clients inside them in forked children (setns), never through a
+// shell.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -46,19 +48,31 @@ struct Topology {
     }
     client = fmt::format("spnp-c-{}", pid);
     backend = fmt::format("spnp-b-{}", pid);
-    up = sh(fmt::format("set -e; ip netns add {c}; ip netns add {b};"
-                        "ip link set lo up;"
-                        "ip link add n0 type veth peer name c0 netns {c};"
-                        "ip link add n1 type veth peer name b0 netns {b};"
-                        "ip addr add 203.0.113.1/24 dev n0; ip link set n0 up;"
-                        "ip addr add 10.244.0.1/24 dev n1; ip link set n1 up;"
-                        "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0;"
-                        "ip -n {c} link set lo up; ip -n {c} addr add 203.0.113.2/24 dev c0;"
-                        "ip -n {c} link set c0 up; ip -n {c} route add default via 203.0.113.1;"
-                        "ip -n {b} link set lo up; ip -n {b} addr add 10.244.0.2/24 dev b0;"
-                        "ip -n {b} addr add 10.244.0.3/24 dev b0;"
-                        "ip -n {b} link set b0 up; ip -n {b} route add default via 10.244.0.1",
-                        fmt::arg("c", client), fmt::arg("b", backend))) == 0;
+    up = sh(fmt::format(
+             "set -e; ip netns add {c}; ip netns add {b};"
+             // No duplicate address detection anywhere: the tests start at once.
+             "for n in '' 'ip netns exec {c}' 'ip netns exec {b}'; do"
+             "  $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0;"
+             "done;"
+             "ip link set lo up;"
+             "ip link add n0 type veth peer name c0 netns {c};"
+             "ip link add n1 type veth peer name b0 netns {b};"
+             "ip addr add 203.0.113.1/24 dev n0; ip link set n0 up;"
+             "ip addr add 10.244.0.1/24 dev n1; ip link set n1 up;"
+             "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0;"
+             "ip -n {c} link set lo up; ip -n {c} addr add 203.0.113.2/24 dev c0;"
+             "ip -n {c} link set c0 up; ip -n {c} route add default via 203.0.113.1;"
+             "ip -n {b} link set lo up; ip -n {b} addr add 10.244.0.2/24 dev b0;"
+             "ip -n {b} addr add 10.244.0.3/24 dev b0;"
+             "ip -n {b} link set b0 up; ip -n {b} route add default via 10.244.0.1;"
+             "sysctl -qw net.ipv6.conf.all.forwarding=1;"
+             "ip addr add 2001:db8:c::1/64 dev n0 nodad; ip addr add fd00:244::1/64 dev n1 nodad;"
+             "ip -n {c} addr add 2001:db8:c::2/64 dev c0 nodad;"
+             "ip -n {c} -6 route add default via 2001:db8:c::1;"
+             "ip -n {b} addr add fd00:244::2/64 dev b0 nodad;"
+             "ip -n {b} addr add fd00:244::3/64 dev b0 nodad;"
+             "ip -n {b} -6 route add default via fd00:244::1",
+             fmt::arg("c", client), fmt::arg("b", backend))) == 0;
     return up;
   }
 
@@ -78,18 +92,34 @@ inline bool enter(const std::string& ns) {
   return ok;
 }
 
-inline std::string sockStr(const sockaddr_in& a) {
-  char buf[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
-  return fmt::format("{}:{}", buf, ntohs(a.sin_port));
+inline std::string sockStr(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    return fmt::format("[{}]:{}", buf, ntohs(a->sin6_port));
+  }
+  const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+  inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+  return fmt::format("{}:{}", buf, ntohs(a->sin_port));
 }
 
-inline sockaddr_in sockAddr(const std::string& ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  return a;
+inline sockaddr_storage sockAddr(const std::string& ip, uint16_t port, socklen_t* len = nullptr) {
+  sockaddr_storage ss{};
+  if (ip.find(':') != std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+    if (len) *len = sizeof(sockaddr_in6);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+    if (len) *len = sizeof(sockaddr_in);
+  }
+  return ss;
 }
 
 // Forks a server in ns that answers every TCP connection and UDP datagram on each address with
@@ -112,11 +142,12 @@ inline pid_t startServer(const std::string& ns, const std::vector<std::string>& 
   std::vector<int> types;
   for (const auto& ip : addrs) {
     for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
-      int fd = socket(AF_INET, type, 0);
+      socklen_t alen = 0;
+      sockaddr_storage a = sockAddr(ip, port, &alen);
+      int fd = socket(a.ss_family, type, 0);
       int one = 1;
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in a = sockAddr(ip, port);
-      if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) _exit(2);
+      if (bind(fd, reinterpret_cast<sockaddr*>(&a), alen) != 0) _exit(2);
       if (type == SOCK_STREAM) listen(fd, 64);
       fds.push_back({fd, POLLIN, 0});
       types.push_back(type);
@@ -128,7 +159,7 @@ inline pid_t startServer(const std::string& ns, const std::vector<std::string>& 
     if (poll(fds.data(), fds.size(), -1) < 0) continue;
     for (size_t i = 0; i < fds.size(); ++i) {
       if (!(fds[i].revents & POLLIN)) continue;
-      sockaddr_in self{}, peer{};
+      sockaddr_storage self{}, peer{};
       socklen_t sl = sizeof(self), pl = sizeof(peer);
       getsockname(fds[i].fd, reinterpret_cast<sockaddr*>(&self), &sl);
       if (types[i] == SOCK_STREAM) {
@@ -173,23 +204,25 @@ inline Answer request(const std::string& ns, const std::string& ip, uint16_t por
       _exit(0);
     };
     if (!enter(ns)) finish("E|setns");
-    int fd = socket(AF_INET, type, 0);
+    socklen_t tolen = 0;
+    sockaddr_storage to = sockAddr(ip, port, &tolen);
+    int fd = socket(to.ss_family, type, 0);
     timeval tv{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (localPort) {
       int one = 1;
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in l = sockAddr("0.0.0.0", localPort);
-      bind(fd, reinterpret_cast<sockaddr*>(&l), sizeof(l));
+      socklen_t llen = 0;
+      sockaddr_storage l = sockAddr(to.ss_family == AF_INET6 ? "::" : "0.0.0.0", localPort, &llen);
+      bind(fd, reinterpret_cast<sockaddr*>(&l), llen);
     }
-    sockaddr_in to = sockAddr(ip, port);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+    if (connect(fd, reinterpret_cast<sockaddr*>(&to), tolen) != 0) {
       finish(std::string("E|") + strerrorname_np(errno));
     }
     if (type == SOCK_DGRAM) (void)!send(fd, "q", 1, 0);
     char buf[512];
-    sockaddr_in from{};
+    sockaddr_storage from{};
     socklen_t fl = sizeof(from);
     ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &fl);
     if (n < 0) finish(std::string("E|") + strerrorname_np(errno));
