@@ -50,7 +50,14 @@ std::vector<IpAddr> deviceAddresses(const std::vector<std::string>& devices,
 }
 
 NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
-  addresses_ = deviceAddresses(net.devices, net.nodePortAddresses);
+  for (const std::string& d : net.devices) {
+    if (d.size() > 1 && d.back() == '+') {
+      prefixes_.push_back(d.substr(0, d.size() - 1));
+    } else {
+      exact_.push_back(d);
+    }
+  }
+  addresses_ = deviceAddresses(exact_, net.nodePortAddresses);
   progs_ = std::make_unique<NodePortPrograms>();
   for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
     const IpAddr* snat = net.snatAddress(f);
@@ -67,16 +74,49 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     progs_->setSnat(f == IpFamily::V4 ? NP_FAMILY_V4 : NP_FAMILY_V6, s);
   }
   writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
-  for (const std::string& dev : net.devices) {
-    progs_->attach(static_cast<int>(if_nametoindex(dev.c_str())));
+  for (const std::string& dev : exact_) {
+    const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
+    progs_->attach(ifindex);
+    attached_[ifindex] = dev;
   }
+  attachNew();
   std::vector<std::string> shown;
   for (const auto& a : addresses_) shown.push_back(a.str());
   spdlog::info("ebpf: NodePort load balancer at tc ingress/egress of {}; node addresses {}",
-               fmt::join(net.devices, ","), fmt::join(shown, ","));
+               fmt::join(attached(), ","), fmt::join(shown, ","));
+}
+
+void NodePortPath::attachNew() {
+  if (prefixes_.empty()) return;
+  struct if_nameindex* list = if_nameindex();
+  if (!list) return;
+  for (struct if_nameindex* i = list; i->if_index != 0; ++i) {
+    const std::string name = i->if_name;
+    const bool match = std::any_of(prefixes_.begin(), prefixes_.end(),
+                                   [&](const std::string& p) { return name.rfind(p, 0) == 0; });
+    const int ifindex = static_cast<int>(i->if_index);
+    auto it = attached_.find(ifindex);
+    if (!match || (it != attached_.end() && it->second == name)) continue;
+    try {
+      progs_->attach(ifindex);
+      attached_[ifindex] = name;
+      spdlog::debug("ebpf: NodePort programs attached to {}", name);
+    } catch (const std::exception& e) {
+      spdlog::warn("ebpf: {} ({}): {}", name, ifindex, e.what());  // gone meanwhile
+    }
+  }
+  if_freenameindex(list);
+}
+
+std::vector<std::string> NodePortPath::attached() const {
+  std::vector<std::string> out;
+  for (const auto& [i, name] : attached_) out.push_back(name);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string NodePortPath::apply(const proxier::Diff& diff) {
+  attachNew();
   for (const auto& d : diff.deletes) {
     if (auto err = writer_->remove(d.key); !err.empty()) return err;
     auto it = std::lower_bound(ports_.begin(), ports_.end(), d.key);
@@ -91,6 +131,7 @@ std::string NodePortPath::apply(const proxier::Diff& diff) {
 }
 
 std::string NodePortPath::fullSync(const proxier::State& state) {
+  attachNew();
   std::vector<proxier::ServicePortKey> want;
   for (const auto* v : state.ports) want.push_back(v->key());
   std::sort(want.begin(), want.end());

@@ -117,7 +117,7 @@ int run(int argc, char** argv, const Extensions& ext) {
   app.add_option("--devices", cfg.network.devices,
                  "eBPF backend: interfaces whose tc ingress/egress get the load balancer for "
                  "traffic from outside the node (NodePort, externalIPs, LB addresses; "
-                 "experimental, issue 16); none: off")
+                 "experimental, issue 16); PREFIX+ matches by prefix; none: off")
       ->delimiter(',');
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");

@@ -753,6 +753,38 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   EXPECT_NO_THROW(backends::ebpf::NodePortPath{net});
 }
 
+// `--devices n0,n1+`: node addresses from n0 only, the programs also on every interface whose
+// name starts with n1, including one that appears later. The SNAT address is n0's, so the
+// backend's reply enters through n1 addressed to the node: only the program on n1 can turn it
+// back (without it the node's own stack would answer it with a RST).
+TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1+"};
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  std::vector<std::string> shown;
+  for (const auto& a : path->nodeAddresses()) shown.push_back(a.str());
+  EXPECT_EQ(shown, (std::vector<std::string>{"203.0.113.1", "2001:db8:c::1"}));
+  EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1"}));
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.3", "node-b"}}));
+  ASSERT_EQ(topo::sh("ip link add n1late type veth peer name x1late"), 0);
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1", "n1late"}))
+      << "an interface that appeared is attached at the next sync";
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, 50800);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.text.rfind("10.244.0.3:8080 203.0.113.1:", 0), 0u) << r.text;
+  path.reset();
+  topo::sh("ip link del n1late");
+}
+
 }  // namespace
 }  // namespace sliceproxy::testing
 
