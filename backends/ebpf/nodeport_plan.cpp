@@ -76,4 +76,33 @@ NodePortPlan planNodePort(const proxier::ServicePortView& v,
   return plan;
 }
 
+NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v) {
+  NodePortPlan plan;
+  if (!v.active()) return plan;
+  const proxier::ServicePortInfo& info = *v.info();
+  uint8_t proto = 0;
+  if (info.key.port.protocol == Protocol::TCP) proto = IPPROTO_TCP;
+  if (info.key.port.protocol == Protocol::UDP) proto = IPPROTO_UDP;
+  if (proto == 0 || info.clusterIP.family != info.key.port.family) return plan;
+  np_fe_key k{};
+  std::memcpy(k.addr, info.clusterIP.bytes.data(), info.clusterIP.size());
+  k.port = htons(info.port);
+  k.proto = proto;
+  k.family = info.clusterIP.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+  plan.frontends.push_back(k);
+  const uint8_t set = v.internalSet();
+  for (const proxier::MergedEndpoint* e : v.sortedEndpoints()) {
+    if (e->sets & set) plan.backends.push_back(e->key);
+  }
+  if (!v.hasAnyEndpoints()) {
+    plan.flags = NP_F_REJECT;
+    plan.backends.clear();
+  } else if (plan.backends.empty()) {
+    plan.flags = NP_F_DROP;
+  } else {
+    plan.flags = NP_F_SNAT;
+  }
+  return plan;
+}
+
 }  // namespace sliceproxy::backends::ebpf

@@ -23,6 +23,12 @@ struct NodePortPlan {
   std::vector<np_fe_key> rangedFrontends;  // sorted
 };
 
+// The service's ClusterIP x port reached from outside the node (a packet that arrives on a
+// --devices interface: no socket of this node sent it): the internal set, always SNATed so the
+// reply comes back through this node (kube-proxy masquerades traffic to a ClusterIP from
+// outside the cluster); no endpoints anywhere: reject; none in the internal set: drop.
+NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v);
+
 // The trie key that admits cidr's clients to the frontends of rangesId.
 np_range_key rangeKey(uint32_t rangesId, const proxier::Cidr& cidr);
 

@@ -24,10 +24,27 @@ size_t NodePortWriter::backendEntries() const {
 }
 
 std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
-  NodePortPlan plan = planNodePort(v, nodeAddresses_);
-  if (plan.frontends.empty()) return remove(v.key());
+  if (auto err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_)); !err.empty()) {
+    return fmt::format("{}: {}", v.key().str(), err);
+  }
+  if (auto err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v)); !err.empty()) {
+    return fmt::format("{} (ClusterIP from outside): {}", v.key().str(), err);
+  }
+  return "";
+}
+
+std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
+  for (int g : {0, 1}) {
+    if (auto err = removeGroup({key, g}); !err.empty())
+      return fmt::format("{}: {}", key.str(), err);
+  }
+  return "";
+}
+
+std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
+  if (plan.frontends.empty()) return removeGroup(key);
   try {
-    auto [it, created] = ports_.try_emplace(v.key());
+    auto [it, created] = ports_.try_emplace(key);
     Port& p = it->second;
     np_frontend value = p.value;
     value.flags = plan.flags;
@@ -109,11 +126,11 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
     p.backends = std::move(plan.backends);
     return "";
   } catch (const std::exception& e) {
-    return fmt::format("{}: {}", v.key().str(), e.what());
+    return e.what();
   }
 }
 
-std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
+std::string NodePortWriter::removeGroup(const GroupKey& key) {
   auto it = ports_.find(key);
   if (it == ports_.end()) return "";
   try {
@@ -126,12 +143,12 @@ std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
     ports_.erase(it);
     return "";
   } catch (const std::exception& e) {
-    return fmt::format("{}: {}", key.str(), e.what());
+    return e.what();
   }
 }
 
 std::pair<uint32_t, uint32_t> NodePortWriter::tableOf(const proxier::ServicePortKey& key) const {
-  auto it = ports_.find(key);
+  auto it = ports_.find({key, 0});
   if (it == ports_.end()) return {0, 0};
   return {it->second.value.table_id, it->second.value.size};
 }

@@ -49,7 +49,12 @@ class NodePortWriter {
   NodePortPrograms& progs_;
   std::vector<proxier::IpAddr> nodeAddresses_;
   uint32_t maglevTableSize_;
-  std::map<proxier::ServicePortKey, Port> ports_;
+  // Each service port has up to two groups of frontends, each with its own tables: 0, reached
+  // from outside (the external set); 1, its ClusterIP reached from outside (the internal set).
+  using GroupKey = std::pair<proxier::ServicePortKey, int>;
+  std::string syncGroup(const GroupKey& key, NodePortPlan plan);
+  std::string removeGroup(const GroupKey& key);
+  std::map<GroupKey, Port> ports_;
   uint32_t nextTableId_ = 1, nextBackendId_ = 1, nextRangesId_ = 1;
 };
 

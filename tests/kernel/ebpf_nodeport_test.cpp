@@ -681,15 +681,21 @@ TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
   apply(TrafficPolicy::Cluster, {{"10.244.0.2", "node-b"}, {"10.244.0.3", "node-b"}});
   const auto [table, size] = writer.tableOf(key);
   EXPECT_EQ(size, kMaglevDefaultTableSize);
-  EXPECT_EQ(writer.backendEntries(), 2u);
+  EXPECT_EQ(writer.backendEntries(), 4u)
+      << "2 endpoints, in the NodePort's and the ClusterIP's tables";
   EXPECT_NE(peerOf(50500).find(" 10.244.0.1:61"), std::string::npos)
       << "eTP Cluster: SNATed: " << peerOf(50500);
+  // The ClusterIP reached from outside: the internal set, SNATed.
+  auto viaClusterIp = topo::request(gTopo.client, "10.96.0.1", 80, SOCK_STREAM, 50501);
+  ASSERT_EQ(viaClusterIp.error, "");
+  EXPECT_EQ(viaClusterIp.from, "10.96.0.1:80");
+  EXPECT_NE(viaClusterIp.text.find(" 10.244.0.1:61"), std::string::npos) << viaClusterIp.text;
 
   // One endpoint leaves: the port's other table (same size: rewritten, no swap), every new
   // flow on the one left.
   apply(TrafficPolicy::Cluster, {{"10.244.0.2", "node-b"}});
   EXPECT_EQ(writer.tableOf(key).first, table + 1);
-  EXPECT_EQ(writer.backendEntries(), 1u);
+  EXPECT_EQ(writer.backendEntries(), 2u);
   for (uint16_t p = 50510; p < 50516; ++p) EXPECT_EQ(peerOf(p).substr(0, 16), "10.244.0.2:8080 ");
 
   // eTP Local with the endpoint on this node: the backend sees the client.

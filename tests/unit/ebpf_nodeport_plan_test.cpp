@@ -123,5 +123,24 @@ TEST_F(NodePortPlanTest, ClusterIpServiceHasNoFrontendFromOutside) {
   EXPECT_TRUE(planNodePort(*view(), nodeIPs).frontends.empty());
 }
 
+// A packet from outside to a ClusterIP: the internal set, masqueraded.
+TEST_F(NodePortPlanTest, ClusterIpFromOutsideUsesTheInternalSetAndSnats) {
+  SvcSpec s;
+  s.itp = TrafficPolicy::Local;
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}}));
+  sync();
+  auto p = backends::ebpf::planClusterIpFromOutside(*view());
+  EXPECT_EQ(frontends(p), (Strings{"10.96.0.1:80/tcp"}));
+  EXPECT_EQ(backendsOf(p), (Strings{"10.244.1.1:8080"})) << "iTP Local: the local endpoint";
+  EXPECT_EQ(p.flags, NP_F_SNAT);
+  tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.2.1", "node-b"}}));
+  sync();
+  EXPECT_EQ(backends::ebpf::planClusterIpFromOutside(*view()).flags, NP_F_DROP);
+  tracker.upsertSlice(slice("svc-1", "svc", {}));
+  sync();
+  EXPECT_EQ(backends::ebpf::planClusterIpFromOutside(*view()).flags, NP_F_REJECT);
+}
+
 }  // namespace
 }  // namespace sliceproxy::testing
