@@ -57,14 +57,23 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
       exact_.push_back(d);
     }
   }
+  if (net.nodePortPrimaryOnly) {
+    // The Node's InternalIPs arrive with the Node object, after the programs are loaded; the
+    // frontends would have to follow them. Refused rather than ignored.
+    throw std::runtime_error(
+        "--nodeport-addresses primary: not supported with --devices yet; give CIDRs");
+  }
   addresses_ = deviceAddresses(exact_, net.nodePortAddresses);
+  // The SNAT default: the first device's own first address of the family, whatever
+  // --nodeport-addresses keeps (an extra NodePort address is no source for masquerading).
+  const std::vector<IpAddr> all = deviceAddresses(exact_, {});
   progs_ = std::make_unique<NodePortPrograms>();
   for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
     const IpAddr* snat = net.snatAddress(f);
     if (!snat) {
-      auto it = std::find_if(addresses_.begin(), addresses_.end(),
-                             [&](const IpAddr& a) { return a.family == f; });
-      if (it != addresses_.end()) snat = &*it;
+      auto it =
+          std::find_if(all.begin(), all.end(), [&](const IpAddr& a) { return a.family == f; });
+      if (it != all.end()) snat = &*it;
     }
     if (!snat) continue;
     np_snat s{};

@@ -730,6 +730,12 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   EXPECT_EQ(addrs[0].str(), "203.0.113.1");
   EXPECT_EQ(backends::ebpf::deviceAddresses(net.devices, {*Cidr::parse("10.0.0.0/8")}).size(), 1u)
       << "--nodeport-addresses filters them";
+  {
+    NetworkConfig primary = net;
+    primary.nodePortPrimaryOnly = true;
+    EXPECT_THROW(backends::ebpf::NodePortPath{primary}, std::runtime_error)
+        << "--nodeport-addresses primary is refused, not ignored";
+  }
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
   NodeState state{"node-a"};
@@ -755,8 +761,19 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50601).error,
             "ECONNREFUSED");
   path.reset();
-  // Detached: a second path on the same devices attaches again.
-  EXPECT_NO_THROW(backends::ebpf::NodePortPath{net});
+  // Detached: a second path on the same devices attaches again. --nodeport-addresses keeps
+  // n1's address only; the SNAT address stays the first device's own.
+  net.nodePortAddresses = {*Cidr::parse("10.244.0.0/16")};
+  path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  ASSERT_EQ(path->nodeAddresses().size(), 1u);
+  tracker.upsertService(service(s));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  auto f = topo::request(gTopo.client, "10.244.0.1", kNodePort, SOCK_DGRAM, 50602);
+  ASSERT_EQ(f.error, "");
+  EXPECT_NE(f.text.find("10.244.0.2:8080 203.0.113.1:"), std::string::npos) << f.text;
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50603).error,
+            "ECONNREFUSED")
+      << "not a NodePort address any more";
 }
 
 // `--devices n0,n1+`: node addresses from n0 only, the programs also on every interface whose
