@@ -74,6 +74,13 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct np_aff_key);
+  __type(value, struct np_aff_value);
+} np_affinity SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, 262144);
   __type(key, struct np_ct_key);
   __type(value, struct np_ct_value);
@@ -316,7 +323,26 @@ int np_ingress(struct __sk_buff* skb) {
       if (!bpf_map_lookup_elem(&np_src_ranges, &rk)) return NP_TC_ACT_SHOT;
     }
     __u32 backend_id = 0;
-    struct np_backend* be = np_pick(fe, &p, &backend_id);
+    struct np_backend* be = 0;
+    struct np_aff_key ak = {};
+    const __u64 now = bpf_ktime_get_ns();
+    const __u64 timeout_ns = (__u64)fe->affinity_timeout * 1000000000ull;
+    if (timeout_ns) {
+      __builtin_memcpy(ak.client, p.saddr, 16);
+      ak.svc_id = fe->svc_id;
+      ak.family = p.family;
+      struct np_aff_value* av = bpf_map_lookup_elem(&np_affinity, &ak);
+      if (av && now - av->last_ns < timeout_ns) {
+        __u32 id = av->backend_id;
+        be = bpf_map_lookup_elem(&np_backends, &id);
+        if (be) backend_id = id;
+      }
+    }
+    if (!be) be = np_pick(fe, &p, &backend_id);
+    if (be && timeout_ns) {
+      struct np_aff_value nv = {.last_ns = now, .backend_id = backend_id};
+      bpf_map_update_elem(&np_affinity, &ak, &nv, BPF_ANY);
+    }
     if (!be) {
       if (!(fe->flags & NP_F_REJECT)) return NP_TC_ACT_SHOT;
       return p.proto == NP_IPPROTO_TCP ? np_reject_tcp(skb, &p) : np_reject_udp(skb, &p);

@@ -28,6 +28,23 @@ struct np_frontend {
   __u32 size;      /* entries in that table (a prime); 0: no backends, see flags */
   __u32 flags;     /* NP_F_* */
   __u32 ranges_id; /* with NP_F_SOURCE_RANGES: whose entries in np_src_ranges admit a client */
+  __u32 svc_id;    /* the frontends of one service port reached alike: ClientIP affinity scope */
+  __u32 affinity_timeout; /* seconds; 0: no ClientIP affinity */
+};
+
+/* ClientIP affinity (LRU): a client's new flows to the service go to the backend it last got
+ * while that is younger than the timeout and still in the service. */
+struct np_aff_key {
+  __u8 client[16];
+  __u32 svc_id;
+  __u8 family;
+  __u8 pad[3];
+};
+
+struct np_aff_value {
+  __u64 last_ns; /* bpf_ktime_get_ns() of the client's last new flow */
+  __u32 backend_id;
+  __u32 pad;
 };
 
 /* externalTrafficPolicy Cluster: the client's address is replaced with the node's (np_snat)

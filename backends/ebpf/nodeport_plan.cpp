@@ -61,6 +61,9 @@ NodePortPlan planNodePort(const proxier::ServicePortView& v,
   plan.frontends.erase(std::unique(plan.frontends.begin(), plan.frontends.end()),
                        plan.frontends.end());
 
+  if (info.sessionAffinity == proxier::SessionAffinity::ClientIP) {
+    plan.affinityTimeout = info.affinityTimeoutSeconds;
+  }
   const uint8_t set = v.externalSet();
   for (const proxier::MergedEndpoint* e : v.sortedEndpoints()) {
     if (e->sets & set) plan.backends.push_back(e->key);
@@ -90,6 +93,9 @@ NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v) {
   k.proto = proto;
   k.family = info.clusterIP.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
   plan.frontends.push_back(k);
+  if (info.sessionAffinity == proxier::SessionAffinity::ClientIP) {
+    plan.affinityTimeout = info.affinityTimeoutSeconds;
+  }
   const uint8_t set = v.internalSet();
   for (const proxier::MergedEndpoint* e : v.sortedEndpoints()) {
     if (e->sets & set) plan.backends.push_back(e->key);

@@ -17,6 +17,7 @@ namespace sliceproxy::backends::ebpf {
 struct NodePortPlan {
   std::vector<np_fe_key> frontends;            // sorted bytewise, no duplicates
   uint32_t flags = 0;                          // NP_F_*, the same for every frontend
+  uint32_t affinityTimeout = 0;                // seconds of ClientIP affinity; 0: none
   std::vector<proxier::EndpointKey> backends;  // the external set, sorted
   // loadBalancerSourceRanges of this family, and the frontends they guard (the LB addresses).
   std::vector<proxier::Cidr> sourceRanges;

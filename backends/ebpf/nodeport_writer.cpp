@@ -48,9 +48,11 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
     Port& p = it->second;
     np_frontend value = p.value;
     value.flags = plan.flags;
+    value.affinity_timeout = plan.affinityTimeout;
     if (created) {
       p.baseTableId = nextTableId_;
       nextTableId_ += 2;
+      value.svc_id = p.baseTableId;  // stable for the group's life: the affinity scope
     }
     if (created || plan.backends != p.backends) {
       const uint32_t size =

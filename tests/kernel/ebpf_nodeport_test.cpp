@@ -94,7 +94,7 @@ class Node {
     std::vector<uint32_t> ids(table.size());
     for (size_t i = 0; i < table.size(); ++i) ids[i] = idOf(backends[table[i]]);
     progs_.setMaglevTable(tableId, ids);
-    progs_.setFrontend(fe, {tableId, backends.empty() ? 0 : size, flags, 0});
+    progs_.setFrontend(fe, {tableId, backends.empty() ? 0 : size, flags, 0, tableId, 0});
     tables_[tableId] = {backends, table};
   }
 
@@ -486,6 +486,52 @@ TEST(NodePortWriterCost, OneEndpointChangeAtHundredEndpoints) {
       "[ measured ] one endpoint change at 100 endpoints (M=%u): writer p50 %.0f us, max "
       "%.0f us\n",
       kMaglevDefaultTableSize, us[us.size() / 2], us.back());
+}
+
+// sessionAffinity ClientIP through the writer: every new flow of a client reaches one backend;
+// when that backend leaves, the client moves to another and stays there.
+TEST(NodePortAffinity, ClientIpKeepsEveryNewFlowOfAClientOnOneBackend) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  auto apply = [&](int from, int to) {
+    SvcSpec s;
+    s.type = ServiceType::NodePort;
+    s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+    auto svc = std::const_pointer_cast<Service>(service(s));
+    svc->sessionAffinity = SessionAffinity::ClientIP;
+    tracker.upsertService(svc);
+    std::vector<Ep> eps;
+    for (int i = from; i < to; ++i) eps.push_back({fmt::format("10.244.0.{}", i)});
+    tracker.upsertSlice(slice("svc-1", "svc", eps));
+    for (const auto& u : state.apply(tracker.take()).upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  };
+  auto backendsSeen = [&](const std::string& client, uint16_t firstPort) {
+    std::set<std::string> seen;
+    for (uint16_t p = firstPort; p < firstPort + 20; ++p) {
+      auto r = run(progs.ingressFd(), packet::build({client, kNode, p, kNodePort, IPPROTO_TCP}));
+      seen.insert(r.verdict == kTcOk ? r.parsed.flow.dst : "verdict " + std::to_string(r.verdict));
+    }
+    return seen;
+  };
+  apply(1, 11);
+  auto first = backendsSeen("203.0.113.7", 40000);
+  ASSERT_EQ(first.size(), 1u) << "20 flows of one client, one backend";
+  std::set<std::string> clients;
+  for (int c = 1; c <= 8; ++c) {
+    auto seen = backendsSeen(fmt::format("198.18.0.{}", c), 41000);
+    ASSERT_EQ(seen.size(), 1u);
+    clients.insert(*seen.begin());
+  }
+  EXPECT_GE(clients.size(), 2u) << "different clients spread over the backends";
+  // The client's backend leaves: its next flows all go to one other backend.
+  const int gone = std::stoi(first.begin()->substr(first.begin()->rfind('.') + 1));
+  apply(gone == 1 ? 2 : 1, gone == 1 ? 11 : gone);  // a contiguous range without `gone`
+  auto after = backendsSeen("203.0.113.7", 42000);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(*after.begin(), *first.begin());
 }
 
 TEST(NodePortUdp, ZeroChecksumStaysZero) {
