@@ -27,6 +27,7 @@
 #define NP_IP_DST_OFF (NP_ETH_HLEN + 16)
 #define NP_IP6_SRC_OFF (NP_ETH_HLEN + 8)
 #define NP_IP6_DST_OFF (NP_ETH_HLEN + 24)
+#define NP_LOOPBACK_IFINDEX 1
 
 /* Sizes are set by the loader before load; these are defaults. */
 struct {
@@ -99,6 +100,13 @@ struct {
   __type(key, __u32);
   __type(value, struct np_snat);
 } np_snat SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, struct np_local_key);
+  __type(value, __u8);
+} np_local SEC(".maps");
 
 /* What the program read from a packet; offsets are from the start of the frame. */
 struct np_pkt {
@@ -235,6 +243,16 @@ static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt
     __builtin_memcpy(fib.ipv6_dst, daddr, 16);
   }
   long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+  if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && skb->ingress_ifindex != NP_LOOPBACK_IFINDEX) {
+    struct np_local_key lk = {};
+    __builtin_memcpy(lk.addr, daddr, 16);
+    lk.family = p->family;
+    if (bpf_map_lookup_elem(&np_local, &lk)) {
+      __u8 zero[6] = {};
+      if (bpf_skb_store_bytes(skb, 0, zero, 6, 0) < 0) return NP_TC_ACT_SHOT;
+      return bpf_redirect(NP_LOOPBACK_IFINDEX, BPF_F_INGRESS);
+    }
+  }
   if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) return NP_TC_ACT_OK;
   __u8 next = ttl - 1;
   if (p->family == NP_FAMILY_V4) {

@@ -130,4 +130,13 @@ struct np_snat {
 
 #define NP_SNAT_PORT_TRIES 8
 
+/* np_local: this node's own addresses (key: 16 bytes + family + pad; value unused). A
+ * translated packet for one of them is handed to the loopback's ingress: delivered on any other
+ * interface, its source (the node itself, or a frontend on it) would be martian. */
+struct np_local_key {
+  __u8 addr[16];
+  __u8 family;
+  __u8 pad[3];
+};
+
 #endif

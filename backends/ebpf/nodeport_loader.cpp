@@ -155,6 +155,13 @@ void NodePortPrograms::removeSourceRange(const np_range_key& key) {
   }
 }
 
+void NodePortPrograms::addLocalAddress(const np_local_key& key) {
+  const uint8_t one = 1;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_local), &key, &one, BPF_ANY) != 0) {
+    fail("np_local: writing a node address", errno);
+  }
+}
+
 void NodePortPrograms::setSnat(uint8_t family, const np_snat& snat) {
   const uint32_t slot = family == NP_FAMILY_V4 ? 0 : 1;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_snat), &slot, &snat, BPF_ANY) != 0) {

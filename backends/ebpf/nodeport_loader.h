@@ -70,6 +70,8 @@ class NodePortPrograms {
   // Admits clients in cidr to the frontends whose ranges_id is rangesId.
   void addSourceRange(uint32_t rangesId, const np_range_key& key);
   void removeSourceRange(const np_range_key& key);
+  // This node's own addresses (np_local), for delivering translated packets through lo.
+  void addLocalAddress(const np_local_key& key);
   // family: NP_FAMILY_V4 or NP_FAMILY_V6; addr all zero turns SNAT off for the family.
   void setSnat(uint8_t family, const np_snat& snat);
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 namespace sliceproxy::backends::ebpf {
@@ -39,6 +40,11 @@ std::vector<IpAddr> deviceAddresses(const std::vector<std::string>& devices,
       } else {
         continue;
       }
+      const bool loopback = ip.isV4() ? ip.bytes[0] == 127
+                                      : (std::all_of(ip.bytes.begin(), ip.bytes.end() - 1,
+                                                     [](uint8_t b) { return b == 0; }) &&
+                                         ip.bytes[15] == 1);
+      if (loopback) continue;  // kube-proxy does not answer NodePorts on localhost either
       const bool kept =
           filter.empty() ||
           std::any_of(filter.begin(), filter.end(), [&](const auto& c) { return c.contains(ip); });
@@ -81,6 +87,20 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     s.port_min = kSnatPortMin;
     s.port_max = kSnatPortMax;
     progs_->setSnat(f == IpFamily::V4 ? NP_FAMILY_V4 : NP_FAMILY_V6, s);
+  }
+  for (const IpAddr& a : all) {
+    np_local_key k{};
+    std::memcpy(k.addr, a.bytes.data(), a.size());
+    k.family = a.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+    progs_->addLocalAddress(k);
+  }
+  if (std::find(exact_.begin(), exact_.end(), "lo") != exact_.end()) {
+    // Replies to the node's own connections are handed to lo with a node address as source;
+    // the kernel accepts that on lo only with accept_local (kube-proxy sets route_localnet
+    // the same way).
+    std::ofstream f("/proc/sys/net/ipv4/conf/lo/accept_local");
+    f << "1";
+    if (!f.flush()) throw std::runtime_error("--devices lo: setting net.ipv4.conf.lo.accept_local");
   }
   writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
   for (const std::string& dev : exact_) {

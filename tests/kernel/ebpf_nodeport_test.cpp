@@ -854,6 +854,33 @@ TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
   topo::sh("ip link del n1late");
 }
 
+// The node reaching its own NodePort: with lo in --devices the node's connection is translated
+// at lo's ingress, and the reply, addressed to the node, is handed back to lo (delivered on n1 its
+// source, a node address, would be martian). Loopback addresses are no NodePort addresses.
+TEST_F(NodePortTraffic, TheNodeReachesItsOwnNodePortThroughLo) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1", "lo"};
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  for (const auto& a : path->nodeAddresses()) {
+    EXPECT_NE(a.str(), "127.0.0.1");
+    EXPECT_NE(a.str(), "::1");
+  }
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.2", "node-b"}}));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  auto r = topo::request("", "203.0.113.1", kNodePort, SOCK_STREAM, 50900);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+  EXPECT_EQ(r.text.rfind("10.244.0.2:8080 203.0.113.1:", 0), 0u) << r.text;
+}
+
 }  // namespace
 }  // namespace sliceproxy::testing
 

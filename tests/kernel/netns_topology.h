@@ -203,7 +203,7 @@ inline Answer request(const std::string& ns, const std::string& ip, uint16_t por
       (void)!write(out[1], r.data(), r.size());
       _exit(0);
     };
-    if (!enter(ns)) finish("E|setns");
+    if (!ns.empty() && !enter(ns)) finish("E|setns");  // "": the node itself
     socklen_t tolen = 0;
     sockaddr_storage to = sockAddr(ip, port, &tolen);
     int fd = socket(to.ss_family, type, 0);
