@@ -1,6 +1,7 @@
 #include "backends/registry.h"
 
 #include <iostream>
+#include <stdexcept>
 
 #include "backends/dryrun/dry_run_backend.h"
 #include "backends/ebpf/ebpf_backend.h"
@@ -29,6 +30,9 @@ const BackendInfo kBackends[] = {
         .kernelSupport = &nft::kernelSupport,
         .linuxCapabilities = nft::kLinuxCapabilities,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
+          if (!net.devices.empty()) {
+            throw std::invalid_argument("--devices: only the ebpf backend attaches to interfaces");
+          }
           return std::make_unique<nft::NftablesBackend>(net);
         },
     },

@@ -146,6 +146,7 @@ EbpfBackend::EbpfBackend(const NetworkConfig& net) {
   options_.pinDir = net.bpfPinDir;
   options_.cgroupRoot = net.cgroupRoot;
   sockmapShortcut_ = net.sockmapShortcut;
+  net_ = net;
   if (options_.pinDir.empty() || options_.pinDir.front() != '/') {
     throw std::invalid_argument("--bpf-pin-dir: must be an absolute path, got \"" +
                                 options_.pinDir + "\"");
@@ -187,6 +188,13 @@ std::string EbpfBackend::ensureLoaded() {
     return std::string("--sockmap-shortcut: ") + e.what();
   }
   maps_ = std::make_unique<MapWriter>(progs_->servicesFd(), progs_->slotsFd(), progs_->membersFd());
+  if (!net_.devices.empty()) {
+    try {
+      nodePort_ = std::make_unique<NodePortPath>(net_);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
   spdlog::info(
       "ebpf: socket load balancing attached to cgroup {} ({} maps, {} links updated in "
       "place), pinned under {}",
@@ -406,6 +414,9 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
     if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
   }
   if (auto err = flushGarbage(false); !err.empty()) return BackendResult::failure(err);
+  if (nodePort_) {
+    if (auto err = nodePort_->apply(diff); !err.empty()) return BackendResult::failure(err);
+  }
   const uint64_t ops = maps_->operations() - before;
   const auto t1 = std::chrono::steady_clock::now();
   lastApply_.mapMicros = std::chrono::duration<double, std::micro>(t1 - t0).count();
@@ -560,10 +571,14 @@ BackendResult EbpfBackend::fullSync(const State& state) {
     }
   }
   if (auto err = flushGarbage(true); !err.empty()) return BackendResult::failure(err);
+  if (nodePort_) {
+    if (auto err = nodePort_->fullSync(state); !err.empty()) return BackendResult::failure(err);
+  }
   return {true, "", maps_->operations() - before};
 }
 
 BackendResult EbpfBackend::cleanup() {
+  nodePort_.reset();
   maps_.reset();
   sockmap_.reset();  // its pins are under the same links/ and maps/ directories
   progs_.reset();

@@ -11,6 +11,7 @@
 
 #include "backends/ebpf/garbage.h"
 #include "backends/ebpf/map_writer.h"
+#include "backends/ebpf/nodeport_path.h"
 #include "backends/ebpf/slot_set.h"
 #include "backends/ebpf/sock_lb_loader.h"
 #include "backends/ebpf/sockmap_loader.h"
@@ -68,6 +69,8 @@ class EbpfBackend : public proxier::Backend {
   std::string moveClusterIp(Port& p, const proxier::ServicePortView& v);
 
   LoaderOptions options_;
+  proxier::NetworkConfig net_;
+  std::unique_ptr<NodePortPath> nodePort_;  // with --devices only
   std::unique_ptr<SockLbPrograms> progs_;
   bool sockmapShortcut_ = false;
   std::unique_ptr<SockmapPrograms> sockmap_;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "backends/ebpf/maglev.h"
 #include "backends/registry.h"
 #include "proxier/cmd/daemon.h"
 #include "proxier/cmd/exit_codes.h"
@@ -105,6 +106,22 @@ int run(int argc, char** argv, const Extensions& ext) {
   app.add_flag("--sockmap-shortcut", cfg.network.sockmapShortcut,
                "eBPF backend: hand the bytes of TCP connections whose two ends are on this node "
                "(in --cgroup-root) straight to the peer socket, skipping the TCP/IP stack");
+  app.add_option("--maglev-table-size", cfg.network.maglevTableSize,
+                 "eBPF backend: Maglev lookup table size (a prime) for traffic from outside the "
+                 "node; services with more than 1% as many backends get a larger prime")
+      ->capture_default_str()
+      ->check([](const std::string& v) {
+        try {
+          return ::sliceproxy::backends::ebpf::maglevTableSizeError(std::stoull(v));
+        } catch (const std::exception&) {
+          return "--maglev-table-size " + v + ": not a number";
+        }
+      });
+  app.add_option("--devices", cfg.network.devices,
+                 "eBPF backend: interfaces whose tc ingress/egress get the load balancer for "
+                 "traffic from outside the node (NodePort, externalIPs, LB addresses; "
+                 "experimental, issue 16); PREFIX+ matches by prefix; none: off")
+      ->delimiter(',');
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
   // kube-proxy's conntrack flags (KubeProxyConfiguration `conntrack`), applied at start to the

@@ -40,6 +40,11 @@ struct NetworkConfig {
   bool sockmapShortcut = false;
   // --flow-record-max: capacity of the record of translated UDP/SCTP flows (0: no record).
   uint32_t flowRecordMax = 1u << 18;
+  // --maglev-table-size: the eBPF backend's Maglev table size for a service with up to 1% as
+  // many backends (a prime; bigger services step up, see backends/ebpf/maglev.h).
+  uint32_t maglevTableSize = 16381;
+  // --devices: the eBPF backend's NodePort load balancer attaches to these interfaces (none: off).
+  std::vector<std::string> devices;
 
   const IpAddr* snatAddress(IpFamily f) const;
   const Cidr* clusterCIDR(IpFamily f) const;

@@ -1,0 +1,178 @@
+#include "backends/ebpf/nodeport_path.h"
+
+#include <fmt/ranges.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+namespace sliceproxy::backends::ebpf {
+
+using proxier::IpAddr;
+using proxier::IpFamily;
+
+std::vector<IpAddr> deviceAddresses(const std::vector<std::string>& devices,
+                                    const std::vector<proxier::Cidr>& filter) {
+  for (const auto& d : devices) {
+    if (if_nametoindex(d.c_str()) == 0)
+      throw std::runtime_error("--devices " + d + ": no such interface");
+  }
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) throw std::runtime_error("--devices: listing addresses failed");
+  std::vector<IpAddr> out;
+  for (const std::string& dev : devices) {  // in the order given: the first device's come first
+    for (ifaddrs* a = list; a; a = a->ifa_next) {
+      if (!a->ifa_addr || dev != a->ifa_name) continue;
+      IpAddr ip;
+      if (a->ifa_addr->sa_family == AF_INET) {
+        std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
+        ip.family = IpFamily::V4;
+      } else if (a->ifa_addr->sa_family == AF_INET6) {
+        const auto* s6 = reinterpret_cast<sockaddr_in6*>(a->ifa_addr);
+        if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr)) continue;
+        std::memcpy(ip.bytes.data(), &s6->sin6_addr, 16);
+        ip.family = IpFamily::V6;
+      } else {
+        continue;
+      }
+      const bool loopback = ip.isV4() ? ip.bytes[0] == 127
+                                      : (std::all_of(ip.bytes.begin(), ip.bytes.end() - 1,
+                                                     [](uint8_t b) { return b == 0; }) &&
+                                         ip.bytes[15] == 1);
+      if (loopback) continue;  // kube-proxy does not answer NodePorts on localhost either
+      const bool kept =
+          filter.empty() ||
+          std::any_of(filter.begin(), filter.end(), [&](const auto& c) { return c.contains(ip); });
+      if (kept && std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
+    }
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
+  for (const std::string& d : net.devices) {
+    if (d.size() > 1 && d.back() == '+') {
+      prefixes_.push_back(d.substr(0, d.size() - 1));
+    } else {
+      exact_.push_back(d);
+    }
+  }
+  if (net.nodePortPrimaryOnly) {
+    // The Node's InternalIPs arrive with the Node object, after the programs are loaded; the
+    // frontends would have to follow them. Refused rather than ignored.
+    throw std::runtime_error(
+        "--nodeport-addresses primary: not supported with --devices yet; give CIDRs");
+  }
+  addresses_ = deviceAddresses(exact_, net.nodePortAddresses);
+  // The SNAT default: the first device's own first address of the family, whatever
+  // --nodeport-addresses keeps (an extra NodePort address is no source for masquerading).
+  const std::vector<IpAddr> all = deviceAddresses(exact_, {});
+  progs_ = std::make_unique<NodePortPrograms>();
+  for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
+    const IpAddr* snat = net.snatAddress(f);
+    if (!snat) {
+      auto it =
+          std::find_if(all.begin(), all.end(), [&](const IpAddr& a) { return a.family == f; });
+      if (it != all.end()) snat = &*it;
+    }
+    if (!snat) continue;
+    np_snat s{};
+    std::memcpy(s.addr, snat->bytes.data(), snat->size());
+    s.port_min = kSnatPortMin;
+    s.port_max = kSnatPortMax;
+    progs_->setSnat(f == IpFamily::V4 ? NP_FAMILY_V4 : NP_FAMILY_V6, s);
+  }
+  for (const IpAddr& a : all) {
+    np_local_key k{};
+    std::memcpy(k.addr, a.bytes.data(), a.size());
+    k.family = a.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+    progs_->addLocalAddress(k);
+  }
+  if (std::find(exact_.begin(), exact_.end(), "lo") != exact_.end()) {
+    // Replies to the node's own connections are handed to lo with a node address as source;
+    // the kernel accepts that on lo only with accept_local (kube-proxy sets route_localnet
+    // the same way).
+    std::ofstream f("/proc/sys/net/ipv4/conf/lo/accept_local");
+    f << "1";
+    if (!f.flush()) throw std::runtime_error("--devices lo: setting net.ipv4.conf.lo.accept_local");
+  }
+  writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
+  for (const std::string& dev : exact_) {
+    const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
+    progs_->attach(ifindex);
+    attached_[ifindex] = dev;
+  }
+  attachNew();
+  std::vector<std::string> shown;
+  for (const auto& a : addresses_) shown.push_back(a.str());
+  spdlog::info("ebpf: NodePort load balancer at tc ingress/egress of {}; node addresses {}",
+               fmt::join(attached(), ","), fmt::join(shown, ","));
+}
+
+void NodePortPath::attachNew() {
+  if (prefixes_.empty()) return;
+  struct if_nameindex* list = if_nameindex();
+  if (!list) return;
+  for (struct if_nameindex* i = list; i->if_index != 0; ++i) {
+    const std::string name = i->if_name;
+    const bool match = std::any_of(prefixes_.begin(), prefixes_.end(),
+                                   [&](const std::string& p) { return name.rfind(p, 0) == 0; });
+    const int ifindex = static_cast<int>(i->if_index);
+    auto it = attached_.find(ifindex);
+    if (!match || (it != attached_.end() && it->second == name)) continue;
+    try {
+      progs_->attach(ifindex);
+      attached_[ifindex] = name;
+      spdlog::debug("ebpf: NodePort programs attached to {}", name);
+    } catch (const std::exception& e) {
+      spdlog::warn("ebpf: {} ({}): {}", name, ifindex, e.what());  // gone meanwhile
+    }
+  }
+  if_freenameindex(list);
+}
+
+std::vector<std::string> NodePortPath::attached() const {
+  std::vector<std::string> out;
+  for (const auto& [i, name] : attached_) out.push_back(name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string NodePortPath::apply(const proxier::Diff& diff) {
+  attachNew();
+  for (const auto& d : diff.deletes) {
+    if (auto err = writer_->remove(d.key); !err.empty()) return err;
+    auto it = std::lower_bound(ports_.begin(), ports_.end(), d.key);
+    if (it != ports_.end() && *it == d.key) ports_.erase(it);
+  }
+  for (const auto& u : diff.upserts) {
+    if (auto err = writer_->sync(*u.view); !err.empty()) return err;
+    auto it = std::lower_bound(ports_.begin(), ports_.end(), u.view->key());
+    if (it == ports_.end() || !(*it == u.view->key())) ports_.insert(it, u.view->key());
+  }
+  return "";
+}
+
+std::string NodePortPath::fullSync(const proxier::State& state) {
+  attachNew();
+  std::vector<proxier::ServicePortKey> want;
+  for (const auto* v : state.ports) want.push_back(v->key());
+  std::sort(want.begin(), want.end());
+  for (const auto& k : ports_) {
+    if (std::binary_search(want.begin(), want.end(), k)) continue;
+    if (auto err = writer_->remove(k); !err.empty()) return err;
+  }
+  for (const auto* v : state.ports) {
+    if (auto err = writer_->sync(*v); !err.empty()) return err;
+  }
+  ports_ = std::move(want);
+  return "";
+}
+
+}  // namespace sliceproxy::backends::ebpf

@@ -1,0 +1,54 @@
+#pragma once
+// The eBPF backend's packet path for traffic from outside the node (issue 16, in progress): the
+// tc programs on the --devices interfaces (NAME, or PREFIX+ for every interface whose name
+// starts with PREFIX), the node addresses that accept NodePorts (the addresses of the devices
+// named exactly, filtered by --nodeport-addresses), the SNAT address per family
+// (--snat-address, else the first device's address) and the writer that follows each Diff.
+// Not pinned yet: the programs are detached when this object goes, and a restart rebuilds them
+// (established flows from outside lose their connection-tracking entries).
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/ebpf/nodeport_loader.h"
+#include "backends/ebpf/nodeport_writer.h"
+#include "proxier/config/network_config.h"
+#include "proxier/core/diff.h"
+
+namespace sliceproxy::backends::ebpf {
+
+// The SNAT port range: above the kernel's default ephemeral range (32768-60999), so the
+// node's own sockets do not collide with translated flows.
+inline constexpr uint16_t kSnatPortMin = 61000, kSnatPortMax = 65535;
+
+class NodePortPath {
+ public:
+  // Loads and attaches; throws std::runtime_error naming the device or object that failed.
+  explicit NodePortPath(const proxier::NetworkConfig& net);
+  std::string apply(const proxier::Diff& diff);
+  std::string fullSync(const proxier::State& state);
+  const std::vector<proxier::IpAddr>& nodeAddresses() const { return addresses_; }
+  // The interfaces the programs are attached to, by name.
+  std::vector<std::string> attached() const;
+
+ private:
+  // Attaches to every interface matching a prefix (`--devices veth+`) not attached yet: pods'
+  // host-side interfaces, where a local backend's replies and a pod's own NodePort traffic
+  // enter. Scanned at each sync (O(interfaces); a netlink link watcher is the follow-up).
+  void attachNew();
+  std::vector<std::string> exact_, prefixes_;
+  std::map<int, std::string> attached_;  // ifindex -> name
+  std::vector<proxier::IpAddr> addresses_;
+  std::unique_ptr<NodePortPrograms> progs_;
+  std::unique_ptr<NodePortWriter> writer_;
+  std::vector<proxier::ServicePortKey> ports_;  // sorted: what the writer holds
+};
+
+// The addresses of these interfaces (their IPv6 link-local ones excepted), kept when one of
+// `filter` contains them (an empty filter keeps all). Throws naming a device that is missing.
+std::vector<proxier::IpAddr> deviceAddresses(const std::vector<std::string>& devices,
+                                             const std::vector<proxier::Cidr>& filter);
+
+}  // namespace sliceproxy::backends::ebpf

@@ -1,0 +1,158 @@
+#include "backends/ebpf/nodeport_writer.h"
+
+#include <fmt/format.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "backends/ebpf/maglev.h"
+
+namespace sliceproxy::backends::ebpf {
+
+using proxier::EndpointKey;
+
+NodePortWriter::NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpAddr> nodeAddresses,
+                               uint32_t maglevTableSize)
+    : progs_(progs), nodeAddresses_(std::move(nodeAddresses)), maglevTableSize_(maglevTableSize) {}
+
+size_t NodePortWriter::backendEntries() const {
+  size_t n = 0;
+  for (const auto& [k, p] : ports_) n += p.ids.size();
+  return n;
+}
+
+std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
+  if (auto err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_)); !err.empty()) {
+    return fmt::format("{}: {}", v.key().str(), err);
+  }
+  if (auto err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v)); !err.empty()) {
+    return fmt::format("{} (ClusterIP from outside): {}", v.key().str(), err);
+  }
+  return "";
+}
+
+std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
+  for (int g : {0, 1}) {
+    if (auto err = removeGroup({key, g}); !err.empty())
+      return fmt::format("{}: {}", key.str(), err);
+  }
+  return "";
+}
+
+std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
+  if (plan.frontends.empty()) return removeGroup(key);
+  try {
+    auto [it, created] = ports_.try_emplace(key);
+    Port& p = it->second;
+    np_frontend value = p.value;
+    value.flags = plan.flags;
+    value.affinity_timeout = plan.affinityTimeout;
+    if (created) {
+      p.baseTableId = nextTableId_;
+      nextTableId_ += 2;
+      value.svc_id = p.baseTableId;  // stable for the group's life: the affinity scope
+    }
+    if (created || plan.backends != p.backends) {
+      const uint32_t size =
+          plan.backends.empty() ? 0 : maglevTableSizeFor(maglevTableSize_, plan.backends.size());
+      if (size == 0) {
+        value.size = 0;  // no lookup: the tables stay for the next backends
+      } else {
+        std::vector<EndpointKey> sorted = plan.backends;
+        const std::vector<uint32_t> table = maglevTable(sorted, size);
+        std::vector<uint32_t> idOf(sorted.size());
+        for (size_t i = 0; i < sorted.size(); ++i) {
+          auto [at, added] = p.ids.try_emplace(sorted[i], nextBackendId_);
+          if (added) {
+            ++nextBackendId_;
+            np_backend b{};
+            std::memcpy(b.addr, sorted[i].ip.bytes.data(), sorted[i].ip.size());
+            b.port = htons(sorted[i].port);
+            b.family = sorted[i].ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+            progs_.setBackend(at->second, b);
+          }
+          idOf[i] = at->second;
+        }
+        const int idle = p.active == 0 ? 1 : 0;
+        auto& t = p.tables[idle];
+        const bool fresh = !t || t->size() != size;
+        if (fresh) t = std::make_unique<MaglevTableMap>(size);
+        for (uint32_t i = 0; i < size; ++i) t->set(i, idOf[table[i]]);
+        if (fresh) progs_.installMaglevTable(p.baseTableId + idle, *t);
+        p.active = idle;
+        value.table_id = p.baseTableId + idle;
+        value.size = size;
+      }
+    }
+    // Source ranges before the frontends that consult them; stale ones after.
+    const std::vector<proxier::Cidr> oldRanges = p.ranges;
+    if (!plan.sourceRanges.empty()) {
+      if (p.rangesId == 0) p.rangesId = nextRangesId_++;
+      for (const auto& c : plan.sourceRanges)
+        progs_.addSourceRange(p.rangesId, rangeKey(p.rangesId, c));
+    }
+    for (const np_fe_key& k : plan.frontends) {
+      np_frontend fv = value;
+      if (std::binary_search(plan.rangedFrontends.begin(), plan.rangedFrontends.end(), k)) {
+        fv.flags |= NP_F_SOURCE_RANGES;
+        fv.ranges_id = p.rangesId;
+      }
+      progs_.setFrontend(k, fv);
+    }
+    for (const auto& c : oldRanges) {
+      if (std::find(plan.sourceRanges.begin(), plan.sourceRanges.end(), c) ==
+          plan.sourceRanges.end()) {
+        progs_.removeSourceRange(rangeKey(p.rangesId, c));
+      }
+    }
+    p.ranges = plan.sourceRanges;
+    if (p.ranges.empty()) p.rangesId = 0;
+    for (const np_fe_key& k : p.frontends) {
+      if (!std::binary_search(plan.frontends.begin(), plan.frontends.end(), k)) {
+        progs_.removeFrontend(k);
+      }
+    }
+    // After the table that no longer names them: ids of the backends that left.
+    for (auto at = p.ids.begin(); at != p.ids.end();) {
+      if (std::binary_search(plan.backends.begin(), plan.backends.end(), at->first)) {
+        ++at;
+        continue;
+      }
+      progs_.removeBackend(at->second);
+      at = p.ids.erase(at);
+    }
+    p.frontends = std::move(plan.frontends);
+    p.value = value;
+    p.backends = std::move(plan.backends);
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+std::string NodePortWriter::removeGroup(const GroupKey& key) {
+  auto it = ports_.find(key);
+  if (it == ports_.end()) return "";
+  try {
+    for (const np_fe_key& k : it->second.frontends) progs_.removeFrontend(k);
+    progs_.removeMaglevTable(it->second.baseTableId);
+    progs_.removeMaglevTable(it->second.baseTableId + 1);
+    for (const auto& [e, id] : it->second.ids) progs_.removeBackend(id);
+    for (const auto& c : it->second.ranges)
+      progs_.removeSourceRange(rangeKey(it->second.rangesId, c));
+    ports_.erase(it);
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+std::pair<uint32_t, uint32_t> NodePortWriter::tableOf(const proxier::ServicePortKey& key) const {
+  auto it = ports_.find({key, 0});
+  if (it == ports_.end()) return {0, 0};
+  return {it->second.value.table_id, it->second.value.size};
+}
+
+}  // namespace sliceproxy::backends::ebpf

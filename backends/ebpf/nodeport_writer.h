@@ -1,0 +1,61 @@
+#pragma once
+// Keeps the packet-path load balancer's maps equal to the proxier's view, one service port at a
+// time: a mirror of what it wrote, so an unchanged frontend or table costs nothing and a change
+// touches only its own entries. Write order keeps every reader consistent: backend entries
+// before the table that names them, the table (the port's idle one of two, written through
+// mmap, replaced only when its size changes) before the frontends that switch to it, frontends
+// removed before the tables and backends they used. A reader that still walks the idle table
+// when the next sync rewrites it would have to outlive a whole sync interval.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/ebpf/nodeport_loader.h"
+#include "backends/ebpf/nodeport_plan.h"
+
+namespace sliceproxy::backends::ebpf {
+
+class NodePortWriter {
+ public:
+  NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpAddr> nodeAddresses,
+                 uint32_t maglevTableSize);
+  // Upserts the port; returns "" or an error naming the service port and the map.
+  std::string sync(const proxier::ServicePortView& v);
+  std::string remove(const proxier::ServicePortKey& key);
+
+  // For tests: the table id and size a port's frontends use (0, 0 when none).
+  std::pair<uint32_t, uint32_t> tableOf(const proxier::ServicePortKey& key) const;
+  size_t backendEntries() const;
+
+ private:
+  struct Port {
+    // Two tables (ids base, base + 1): the frontends point at tables[active]; a change is
+    // written into the other one, which the frontends then point at.
+    uint32_t baseTableId = 0;
+    int active = -1;  // none yet
+    std::unique_ptr<MaglevTableMap> tables[2];
+    std::vector<np_fe_key> frontends;
+    np_frontend value{};
+    std::vector<proxier::EndpointKey> backends;
+    // The port's own backend ids: the program tells a UDP flow's backend has left this port
+    // by its id missing, so ids are per port and never reused.
+    std::map<proxier::EndpointKey, uint32_t> ids;
+    uint32_t rangesId = 0;  // non-zero while the port has source ranges
+    std::vector<proxier::Cidr> ranges;
+  };
+
+  NodePortPrograms& progs_;
+  std::vector<proxier::IpAddr> nodeAddresses_;
+  uint32_t maglevTableSize_;
+  // Each service port has up to two groups of frontends, each with its own tables: 0, reached
+  // from outside (the external set); 1, its ClusterIP reached from outside (the internal set).
+  using GroupKey = std::pair<proxier::ServicePortKey, int>;
+  std::string syncGroup(const GroupKey& key, NodePortPlan plan);
+  std::string removeGroup(const GroupKey& key);
+  std::map<GroupKey, Port> ports_;
+  uint32_t nextTableId_ = 1, nextBackendId_ = 1, nextRangesId_ = 1;
+};
+
+}  // namespace sliceproxy::backends::ebpf

@@ -1,0 +1,142 @@
+/* The map layout shared by the packet-path load balancer (nodeport_lb.bpf.c) and its userspace
+ * writer (backends/ebpf/nodeport_*). Every struct is padded explicitly: the kernel compares keys
+ * bytewise. Addresses are 16 bytes in network order (IPv4 in the first 4, the rest zero); ports
+ * are in network order unless said otherwise. */
+#ifndef SLICEPROXY_NODEPORT_LB_MAPS_H
+#define SLICEPROXY_NODEPORT_LB_MAPS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define NP_FAMILY_V4 4
+#define NP_FAMILY_V6 6
+
+/* A frontend reached from outside the node: a node address and NodePort, an externalIP or a
+ * LoadBalancer ingress address, with the service port. */
+struct np_fe_key {
+  __u8 addr[16];
+  __u16 port;
+  __u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 family;
+};
+
+/* What userspace decided for the frontend (traffic policy, topology, terminating fallback are
+ * all resolved by the proxier: the program only follows these). */
+struct np_frontend {
+  __u32 table_id;  /* key of the frontend's Maglev table in np_maglev */
+  __u32 size;      /* entries in that table (a prime); 0: no backends, see flags */
+  __u32 flags;     /* NP_F_* */
+  __u32 ranges_id; /* with NP_F_SOURCE_RANGES: whose entries in np_src_ranges admit a client */
+  __u32 svc_id;    /* the frontends of one service port reached alike: ClientIP affinity scope */
+  __u32 affinity_timeout; /* seconds; 0: no ClientIP affinity */
+};
+
+/* ClientIP affinity (LRU): a client's new flows to the service go to the backend it last got
+ * while that is younger than the timeout and still in the service. */
+struct np_aff_key {
+  __u8 client[16];
+  __u32 svc_id;
+  __u8 family;
+  __u8 pad[3];
+};
+
+struct np_aff_value {
+  __u64 last_ns; /* bpf_ktime_get_ns() of the client's last new flow */
+  __u32 backend_id;
+  __u32 pad;
+};
+
+/* externalTrafficPolicy Cluster: the client's address is replaced with the node's (np_snat)
+ * so the reply comes back through this node for the reverse translation. */
+#define NP_F_SNAT 1u
+/* No endpoints and kube-proxy rejects: TCP gets a RST, UDP an ICMP port unreachable, both
+ * generated here and sent back out of the interface the packet came in on. */
+#define NP_F_REJECT 2u
+/* kube-proxy drops (eTP Local without a local endpoint while others exist): dropped here. */
+#define NP_F_DROP 4u
+/* A LoadBalancer address with loadBalancerSourceRanges: a new flow from a client outside them
+ * is dropped before any translation. */
+#define NP_F_SOURCE_RANGES 8u
+
+/* np_src_ranges, an LPM trie: (ranges_id, family, client prefix). prefixlen counts the bits of
+ * everything after it: 64 for ranges_id and family, then the CIDR's prefix length. */
+struct np_range_key {
+  __u32 prefixlen;
+  __u32 ranges_id;
+  __u8 family;
+  __u8 pad[3];
+  __u8 addr[16];
+};
+#define NP_RANGE_FIXED_BITS 64
+
+/* np_backends: id -> backend. Ids belong to one frontend's table (the same endpoint in two
+ * services has two ids) and are never reused while the writer lives, so a missing id means the
+ * backend left that frontend. */
+struct np_backend {
+  __u8 addr[16];
+  __u16 port;
+  __u8 family;
+  __u8 pad;
+};
+
+/* The connection-tracking entry of a flow from outside: established flows keep their backend
+ * (and SNAT port) whatever happens to the Maglev table. */
+struct np_ct_key {
+  __u8 client[16];
+  __u8 vip[16];
+  __u16 cport;
+  __u16 vport;
+  __u8 proto;
+  __u8 family;
+  __u8 pad[2];
+};
+
+struct np_ct_value {
+  struct np_backend backend;
+  __u16 snat_port; /* network order; 0: not SNATed */
+  __u16 pad;
+  __u32 flags;
+  __u32 backend_id; /* its np_backends entry: gone once the backend left the frontend */
+};
+
+/* The reverse translation, keyed as the reply arrives: from the backend to the SNAT address
+ * and port (eTP Cluster, at ingress) or to the client itself (DNAT only, at egress). */
+struct np_rnat_key {
+  __u8 backend[16];
+  __u8 dst[16]; /* the SNAT address, or the client */
+  __u16 bport;
+  __u16 dport; /* the SNAT port, or the client's port */
+  __u8 proto;
+  __u8 family;
+  __u8 pad[2];
+};
+
+struct np_rnat_value {
+  __u8 client[16];
+  __u8 vip[16];
+  __u16 cport;
+  __u16 vport;
+};
+
+/* np_snat[0] for IPv4, [1] for IPv6: the address SNATed flows leave with (the node address or
+ * --snat-address) and the port range they get, in host order, outside the kernel's ephemeral
+ * range so local sockets never collide with them. addr all zero: no SNAT for that family. */
+struct np_snat {
+  __u8 addr[16];
+  __u16 port_min;
+  __u16 port_max;
+};
+
+#define NP_SNAT_PORT_TRIES 8
+
+/* np_local: this node's own addresses (key: 16 bytes + family + pad; value unused). A
+ * translated packet for one of them is handed to the loopback's ingress: delivered on any other
+ * interface, its source (the node itself, or a frontend on it) would be martian. */
+struct np_local_key {
+  __u8 addr[16];
+  __u8 family;
+  __u8 pad[3];
+};
+
+#endif

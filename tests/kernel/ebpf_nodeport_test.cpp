@@ -1,0 +1,896 @@
+// The packet-path load balancer (bpf/nodeport_lb.bpf.c) on fixtures, through BPF_PROG_TEST_RUN
+// against the real kernel: an input frame goes in, the verdict and the rewritten frame come out,
+// and every checksum of the output is recomputed here. Backends are predicted with the same
+// Maglev table and flow hash the program uses, so each case knows its expected backend.
+
+#include <bpf/bpf.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "../unit/builders.h"
+#include "backends/ebpf/maglev.h"
+#include "backends/ebpf/nodeport_loader.h"
+#include "backends/ebpf/nodeport_path.h"
+#include "backends/ebpf/nodeport_writer.h"
+#include "netns_topology.h"
+#include "nodeport_hash.h"
+#include "packet_fixture.h"
+#include "proxier/core/change_tracker.h"
+#include "proxier/core/node_state.h"
+
+namespace sliceproxy::testing {
+namespace {
+
+using backends::ebpf::kMaglevDefaultTableSize;
+using backends::ebpf::maglevTable;
+using backends::ebpf::maglevTableSizeFor;
+using backends::ebpf::NodePortPrograms;
+using packet::Flow;
+using packet::Parsed;
+
+constexpr int kTcOk = 0, kTcShot = 2, kTcRedirect = 7;
+
+struct Result {
+  int verdict = -1;
+  std::vector<uint8_t> out;
+  Parsed parsed;
+};
+
+Result run(int progFd, const std::vector<uint8_t>& in) {
+  Result r;
+  r.out.resize(1500);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()),
+              .data_size_out = static_cast<uint32_t>(r.out.size()), .repeat = 1);
+  if (bpf_prog_test_run_opts(progFd, &opts) != 0) {
+    ADD_FAILURE() << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
+    return r;
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.out.resize(opts.data_size_out);
+  r.parsed = packet::parse(r.out);
+  return r;
+}
+
+std::array<uint8_t, 16> bytes16(const std::string& a) {
+  std::array<uint8_t, 16> b{};
+  inet_pton(packet::isV6(a) ? AF_INET6 : AF_INET, a.c_str(), b.data());
+  return b;
+}
+
+np_fe_key feKey(const std::string& addr, uint16_t port, uint8_t proto) {
+  np_fe_key k{};
+  auto b = bytes16(addr);
+  std::memcpy(k.addr, b.data(), 16);
+  k.port = htons(port);
+  k.proto = proto;
+  k.family = packet::isV6(addr) ? NP_FAMILY_V6 : NP_FAMILY_V4;
+  return k;
+}
+
+std::string str(const EndpointKey& e) {
+  return fmt::format("{}:{}", e.ip.str(), e.port);
+}
+
+// One node's view of the load balancer: writes services as the eBPF backend will (backend ids
+// of its own choosing, one Maglev table per frontend).
+class Node {
+ public:
+  explicit Node(uint32_t firstId = 1) : nextId_(firstId) {}
+  NodePortPrograms& progs() { return progs_; }
+
+  // Writes the frontend with these backends; returns the table's backend order for predict().
+  void service(const np_fe_key& fe, std::vector<EndpointKey> backends, uint32_t flags,
+               uint32_t tableId = 1) {
+    const uint32_t size = maglevTableSizeFor(kMaglevDefaultTableSize, backends.size());
+    auto table = maglevTable(backends, size);
+    std::vector<uint32_t> ids(table.size());
+    for (size_t i = 0; i < table.size(); ++i) ids[i] = idOf(backends[table[i]]);
+    progs_.setMaglevTable(tableId, ids);
+    progs_.setFrontend(fe, {tableId, backends.empty() ? 0 : size, flags, 0, tableId, 0});
+    tables_[tableId] = {backends, table};
+  }
+
+  // The backend left every table: its id goes, as the writer deletes it.
+  void forget(const EndpointKey& e) {
+    auto it = ids_.find(e);
+    ASSERT_NE(it, ids_.end());
+    progs_.removeBackend(it->second);
+    ids_.erase(it);
+  }
+
+  // The backend the Maglev table gives this flow, computed here as the program does.
+  EndpointKey predict(const Flow& f, uint32_t tableId = 1) {
+    auto s = bytes16(f.src), d = bytes16(f.dst);
+    uint8_t sp[2] = {static_cast<uint8_t>(f.sport >> 8), static_cast<uint8_t>(f.sport)};
+    uint8_t dp[2] = {static_cast<uint8_t>(f.dport >> 8), static_cast<uint8_t>(f.dport)};
+    const uint32_t h = np_flow_hash(s.data(), d.data(), sp, dp, f.proto);
+    auto& [backends, table] = tables_.at(tableId);
+    return backends[table[h % table.size()]];
+  }
+
+ private:
+  uint32_t idOf(const EndpointKey& e) {
+    auto [it, added] = ids_.try_emplace(e, nextId_);
+    if (added) {
+      ++nextId_;
+      np_backend b{};
+      std::memcpy(b.addr, e.ip.bytes.data(), 16);
+      b.port = htons(e.port);
+      b.family = e.ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+      progs_.setBackend(it->second, b);
+    }
+    return it->second;
+  }
+
+  NodePortPrograms progs_;
+  uint32_t nextId_;
+  std::map<EndpointKey, uint32_t> ids_;
+  std::map<uint32_t, std::pair<std::vector<EndpointKey>, std::vector<uint32_t>>> tables_;
+};
+
+EndpointKey be(const std::string& a, uint16_t port) {
+  return {ip(a), port};
+}
+
+std::vector<EndpointKey> backendsV4(int n) {
+  std::vector<EndpointKey> out;
+  for (int i = 0; i < n; ++i)
+    out.push_back(be(fmt::format("10.244.{}.{}", i / 200, i % 200 + 1), 8080));
+  return out;
+}
+
+constexpr const char* kNode = "192.168.0.10";
+constexpr uint16_t kNodePort = 30080;
+
+void expectChecksums(const Result& r) {
+  ASSERT_TRUE(r.parsed.ok) << "output is not a parsable frame";
+  EXPECT_TRUE(r.parsed.ipChecksumOk) << "IPv4 header checksum";
+  EXPECT_TRUE(r.parsed.l4ChecksumOk) << "L4 checksum " << std::hex << r.parsed.l4Checksum;
+}
+
+class NodePortFixture : public ::testing::TestWithParam<uint8_t> {};
+
+TEST_P(NodePortFixture, NewFlowIsDnatedToItsMaglevBackendWithValidChecksums) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(5), 0);
+  std::set<std::string> seen;
+  for (uint16_t sport = 40000; sport < 40040; ++sport) {
+    Flow f{"203.0.113.7", kNode, sport, kNodePort, proto};
+    auto r = run(node.progs().ingressFd(), packet::build(f));
+    ASSERT_EQ(r.verdict, kTcOk);
+    expectChecksums(r);
+    const EndpointKey want = node.predict(f);
+    EXPECT_EQ(r.parsed.flow.dst, want.ip.str());
+    EXPECT_EQ(r.parsed.flow.dport, want.port);
+    EXPECT_EQ(r.parsed.flow.src, "203.0.113.7") << "eTP Local keeps the client address";
+    EXPECT_EQ(r.parsed.flow.sport, sport);
+    EXPECT_EQ(r.parsed.payload, "hello");
+    seen.insert(str(want));
+  }
+  EXPECT_GE(seen.size(), 3u) << "40 flows over 5 backends should reach most of them";
+}
+
+TEST_P(NodePortFixture, EstablishedFlowKeepsItsBackendWhenTheTableChanges) {
+  const uint8_t proto = GetParam();
+  Node node;
+  auto backends = backendsV4(4);
+  node.service(feKey(kNode, kNodePort, proto), backends, 0);
+  Flow f{"203.0.113.7", kNode, 41000, kNodePort, proto};
+  auto first = run(node.progs().ingressFd(), packet::build(f));
+  ASSERT_EQ(first.verdict, kTcOk);
+  const std::string chosen = first.parsed.flow.dst;
+  // Every other backend replaces the whole set: a new flow cannot reach `chosen` any more.
+  std::vector<EndpointKey> others;
+  for (auto& b : backendsV4(12)) {
+    if (b.ip.str() != chosen) others.push_back(b);
+  }
+  node.service(feKey(kNode, kNodePort, proto), others, 0);
+  packet::Tcp ack{1001, 5000, 0x10};
+  auto again = run(node.progs().ingressFd(), packet::build(f, "more", ack));
+  ASSERT_EQ(again.verdict, kTcOk);
+  expectChecksums(again);
+  EXPECT_EQ(again.parsed.flow.dst, chosen) << "the connection-tracking entry keeps the backend";
+  Flow g = f;
+  g.sport = 41001;
+  auto fresh = run(node.progs().ingressFd(), packet::build(g));
+  EXPECT_EQ(fresh.parsed.flow.dst, node.predict(g).ip.str());
+  EXPECT_NE(fresh.parsed.flow.dst, chosen);
+}
+
+// Its backend gone from the service: a UDP flow moves to a live backend (kube-proxy's conntrack
+// cleanup), a TCP connection stays where it is (graceful termination).
+TEST_P(NodePortFixture, FlowWhoseBackendLeftMovesForUdpAndStaysForTcp) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(4), 0);
+  Flow f{"203.0.113.7", kNode, 41500, kNodePort, proto};
+  auto first = run(node.progs().ingressFd(), packet::build(f));
+  ASSERT_EQ(first.verdict, kTcOk);
+  std::vector<EndpointKey> rest;
+  for (auto& b : backendsV4(4)) {
+    if (b.ip.str() != first.parsed.flow.dst) rest.push_back(b);
+  }
+  node.service(feKey(kNode, kNodePort, proto), rest, 0);
+  node.forget(be(first.parsed.flow.dst, 8080));
+  auto again = run(node.progs().ingressFd(), packet::build(f, "more", {1001, 5000, 0x10}));
+  ASSERT_EQ(again.verdict, kTcOk);
+  expectChecksums(again);
+  if (proto == IPPROTO_TCP) {
+    EXPECT_EQ(again.parsed.flow.dst, first.parsed.flow.dst);
+  } else {
+    EXPECT_EQ(again.parsed.flow.dst, node.predict(f).ip.str());
+    EXPECT_NE(again.parsed.flow.dst, first.parsed.flow.dst);
+  }
+}
+
+TEST_P(NodePortFixture, ClusterPolicySnatsToTheNodeAndTheReplyIsTranslatedBack) {
+  const uint8_t proto = GetParam();
+  Node node;
+  np_snat snat{};
+  auto a = bytes16(kNode);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61099;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(3), NP_F_SNAT);
+  Flow f{"203.0.113.7", kNode, 42000, kNodePort, proto};
+  auto fwd = run(node.progs().ingressFd(), packet::build(f, "ping"));
+  ASSERT_EQ(fwd.verdict, kTcOk);
+  expectChecksums(fwd);
+  const EndpointKey want = node.predict(f);
+  EXPECT_EQ(fwd.parsed.flow.dst, want.ip.str());
+  EXPECT_EQ(fwd.parsed.flow.dport, want.port);
+  EXPECT_EQ(fwd.parsed.flow.src, kNode) << "eTP Cluster: SNAT to the node address";
+  EXPECT_GE(fwd.parsed.flow.sport, 61000);
+  EXPECT_LE(fwd.parsed.flow.sport, 61099);
+
+  // The backend answers the node; the reply leaves as the frontend answering the client.
+  Flow reply{want.ip.str(), kNode, want.port, fwd.parsed.flow.sport, proto};
+  auto back = run(node.progs().ingressFd(), packet::build(reply, "pong", {7000, 1001, 0x12}));
+  ASSERT_EQ(back.verdict, kTcOk);
+  expectChecksums(back);
+  EXPECT_EQ(back.parsed.flow.src, kNode);
+  EXPECT_EQ(back.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(back.parsed.flow.dst, "203.0.113.7");
+  EXPECT_EQ(back.parsed.flow.dport, 42000);
+  EXPECT_EQ(back.parsed.payload, "pong");
+
+  // A second client on the same source port gets another SNAT port (no collision).
+  Flow other{"203.0.113.8", kNode, 42000, kNodePort, proto};
+  auto fwd2 = run(node.progs().ingressFd(), packet::build(other, "ping"));
+  if (fwd2.parsed.flow.dst == fwd.parsed.flow.dst) {
+    EXPECT_NE(fwd2.parsed.flow.sport, fwd.parsed.flow.sport);
+  }
+  // The same client again: the same SNAT port (the flow is tracked).
+  auto fwd3 = run(node.progs().ingressFd(), packet::build(f, "ping", {1001, 7001, 0x10}));
+  EXPECT_EQ(fwd3.parsed.flow.sport, fwd.parsed.flow.sport);
+}
+
+TEST_P(NodePortFixture, LocalBackendReplyGetsTheFrontendBackAtEgress) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(2), 0);
+  Flow f{"203.0.113.9", kNode, 43000, kNodePort, proto};
+  auto fwd = run(node.progs().ingressFd(), packet::build(f));
+  ASSERT_EQ(fwd.verdict, kTcOk);
+  Flow reply{fwd.parsed.flow.dst, "203.0.113.9", fwd.parsed.flow.dport, 43000, proto};
+  auto back = run(node.progs().egressFd(), packet::build(reply, "pong", {9000, 1001, 0x12}));
+  ASSERT_EQ(back.verdict, kTcOk);
+  expectChecksums(back);
+  EXPECT_EQ(back.parsed.flow.src, kNode);
+  EXPECT_EQ(back.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(back.parsed.flow.dst, "203.0.113.9");
+  EXPECT_EQ(back.parsed.flow.dport, 43000);
+}
+
+TEST_P(NodePortFixture, DropFlagDropsAndNoEndpointsWithoutRejectDrops) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(2), NP_F_DROP);
+  node.service(feKey(kNode, kNodePort + 1, proto), {}, 0, 2);
+  Flow f{"203.0.113.7", kNode, 44000, kNodePort, proto};
+  EXPECT_EQ(run(node.progs().ingressFd(), packet::build(f)).verdict, kTcShot);
+  f.dport = kNodePort + 1;
+  EXPECT_EQ(run(node.progs().ingressFd(), packet::build(f)).verdict, kTcShot);
+}
+
+TEST_P(NodePortFixture, PacketsForNoFrontendPassUntouched) {
+  const uint8_t proto = GetParam();
+  Node node;
+  node.service(feKey(kNode, kNodePort, proto), backendsV4(2), NP_F_SNAT);
+  for (Flow f : {Flow{"203.0.113.7", kNode, 45000, 22, proto},
+                 Flow{"203.0.113.7", "192.168.0.11", 45000, kNodePort, proto},
+                 Flow{"203.0.113.7", kNode, 45000, kNodePort,
+                      static_cast<uint8_t>(proto == IPPROTO_TCP ? IPPROTO_UDP : IPPROTO_TCP)}}) {
+    auto in = packet::build(f);
+    auto r = run(node.progs().ingressFd(), in);
+    EXPECT_EQ(r.verdict, kTcOk);
+    EXPECT_EQ(r.out, in);
+  }
+}
+
+TEST_P(NodePortFixture, Ipv6NewFlowIsDnatedWithValidChecksum) {
+  const uint8_t proto = GetParam();
+  Node node;
+  std::vector<EndpointKey> backends{be("fd00:244::1", 8080), be("fd00:244::2", 8080),
+                                    be("fd00:244::3", 8080)};
+  node.service(feKey("2001:db8::10", kNodePort, proto), backends, 0);
+  for (uint16_t sport = 46000; sport < 46010; ++sport) {
+    Flow f{"2001:db8:1::7", "2001:db8::10", sport, kNodePort, proto};
+    auto r = run(node.progs().ingressFd(), packet::build(f));
+    ASSERT_EQ(r.verdict, kTcOk);
+    expectChecksums(r);
+    EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+    EXPECT_EQ(r.parsed.flow.dport, 8080);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Proto, NodePortFixture,
+                         ::testing::Values(uint8_t{IPPROTO_TCP}, uint8_t{IPPROTO_UDP}),
+                         [](const auto& info) {
+                           return info.param == IPPROTO_TCP ? "TCP" : "UDP";
+                         });
+
+TEST(NodePortReject, TcpWithoutEndpointsGetsARstBackOutOfItsInterface) {
+  Node node;
+  node.service(feKey(kNode, kNodePort, IPPROTO_TCP), {}, NP_F_REJECT);
+  Flow f{"203.0.113.7", kNode, 47000, kNodePort, IPPROTO_TCP};
+  auto r = run(node.progs().ingressFd(), packet::build(f, "", {123456, 0, 0x02}));
+  ASSERT_EQ(r.verdict, kTcRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.out.size(), 54u);
+  EXPECT_EQ(r.parsed.flow.src, kNode);
+  EXPECT_EQ(r.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(r.parsed.flow.dst, "203.0.113.7");
+  EXPECT_EQ(r.parsed.flow.dport, 47000);
+  EXPECT_EQ(r.parsed.tcpFlags, 0x14) << "RST|ACK";
+  EXPECT_EQ(r.parsed.ack, 123457u) << "acknowledges the SYN";
+  // An ACKed segment: the RST carries its ack number as sequence, no ACK flag.
+  auto r2 = run(node.progs().ingressFd(), packet::build(f, "data", {200, 999, 0x18}));
+  ASSERT_EQ(r2.verdict, kTcRedirect);
+  expectChecksums(r2);
+  EXPECT_EQ(r2.parsed.tcpFlags, 0x04);
+  EXPECT_EQ(r2.parsed.seq, 999u);
+  // Never a RST for a RST.
+  EXPECT_EQ(run(node.progs().ingressFd(), packet::build(f, "", {1, 0, 0x04})).verdict, kTcShot);
+}
+
+TEST(NodePortReject, UdpWithoutEndpointsGetsAnIcmpPortUnreachable) {
+  Node node;
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), {}, NP_F_REJECT);
+  Flow f{"203.0.113.7", kNode, 47001, kNodePort, IPPROTO_UDP};
+  auto in = packet::build(f, "question");
+  auto r = run(node.progs().ingressFd(), in);
+  ASSERT_EQ(r.verdict, kTcRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.proto, IPPROTO_ICMP);
+  EXPECT_EQ(r.parsed.flow.src, kNode);
+  EXPECT_EQ(r.parsed.flow.dst, "203.0.113.7");
+  EXPECT_EQ(r.parsed.icmpType, 3);
+  EXPECT_EQ(r.parsed.icmpCode, 3);
+  // The quote: the original IP header and the first 8 bytes (the UDP header) unchanged.
+  ASSERT_EQ(r.parsed.icmpQuote.size(), 28u);
+  EXPECT_TRUE(std::equal(r.parsed.icmpQuote.begin(), r.parsed.icmpQuote.end(), in.begin() + 14));
+}
+
+TEST(NodePortReject, Ipv6TcpGetsARstAndUdpAnIcmpv6PortUnreachable) {
+  Node node;
+  node.service(feKey("2001:db8::10", kNodePort, IPPROTO_TCP), {}, NP_F_REJECT, 1);
+  node.service(feKey("2001:db8::10", kNodePort, IPPROTO_UDP), {}, NP_F_REJECT, 2);
+  Flow f{"2001:db8:1::7", "2001:db8::10", 47002, kNodePort, IPPROTO_TCP};
+  auto r = run(node.progs().ingressFd(), packet::build(f, "", {5000, 0, 0x02}));
+  ASSERT_EQ(r.verdict, kTcRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.src, "2001:db8::10");
+  EXPECT_EQ(r.parsed.flow.dst, "2001:db8:1::7");
+  EXPECT_EQ(r.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(r.parsed.flow.dport, 47002);
+  EXPECT_EQ(r.parsed.tcpFlags, 0x14);
+  EXPECT_EQ(r.parsed.ack, 5001u);
+  f.proto = IPPROTO_UDP;
+  auto in = packet::build(f, "question");
+  auto u = run(node.progs().ingressFd(), in);
+  ASSERT_EQ(u.verdict, kTcRedirect);
+  expectChecksums(u);
+  EXPECT_EQ(u.parsed.flow.proto, IPPROTO_ICMPV6);
+  EXPECT_EQ(u.parsed.flow.src, "2001:db8::10");
+  EXPECT_EQ(u.parsed.flow.dst, "2001:db8:1::7");
+  EXPECT_EQ(u.parsed.icmpType, 1);
+  EXPECT_EQ(u.parsed.icmpCode, 4);
+  ASSERT_EQ(u.parsed.icmpQuote.size(), 48u);
+  EXPECT_TRUE(std::equal(u.parsed.icmpQuote.begin(), u.parsed.icmpQuote.end(), in.begin() + 14));
+}
+
+// loadBalancerSourceRanges through the writer: the LB address admits clients in the ranges
+// only; the NodePort of the same service is not guarded (as kube-proxy).
+TEST(NodePortSourceRanges, LoadBalancerAddressAdmitsClientsInItsRangesOnly) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  auto apply = [&](std::vector<Cidr> ranges) {
+    SvcSpec s;
+    s.type = ServiceType::LoadBalancer;
+    s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+    s.etp = TrafficPolicy::Local;
+    s.lbIPs = {"198.18.0.6"};
+    auto svc = std::const_pointer_cast<Service>(service(s));
+    svc->loadBalancerSourceRanges = std::move(ranges);
+    tracker.upsertService(svc);
+    tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.1.1", "node-a"}}));
+    for (const auto& u : state.apply(tracker.take()).upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  };
+  auto verdict = [&](const std::string& client, const std::string& dst, uint16_t dport) {
+    Flow f{client, dst, 40000, dport, IPPROTO_TCP};
+    auto r = run(progs.ingressFd(), packet::build(f));
+    return r.verdict == kTcOk && r.parsed.flow.dst == "10.244.1.1" ? "dnat"
+           : r.verdict == kTcShot                                  ? "drop"
+                                                                   : "other";
+  };
+  apply({*Cidr::parse("203.0.113.0/24"), *Cidr::parse("198.51.100.7/32")});
+  EXPECT_STREQ(verdict("203.0.113.7", "198.18.0.6", 80), "dnat");
+  EXPECT_STREQ(verdict("198.51.100.7", "198.18.0.6", 80), "dnat");
+  EXPECT_STREQ(verdict("198.51.100.8", "198.18.0.6", 80), "drop");
+  EXPECT_STREQ(verdict("198.51.100.8", kNode, kNodePort), "dnat") << "NodePort: not guarded";
+  apply({*Cidr::parse("198.51.100.0/24")});
+  EXPECT_STREQ(verdict("198.51.100.9", "198.18.0.6", 80), "dnat");
+  EXPECT_STREQ(verdict("203.0.113.8", "198.18.0.6", 80), "drop") << "the old range is gone";
+  apply({});
+  EXPECT_STREQ(verdict("192.168.7.7", "198.18.0.6", 80), "dnat") << "no ranges: everyone";
+}
+
+// One endpoint leaving a 100-endpoint service, as the writer applies it (Maglev rebuild and
+// the table write included), and the packets that follow it still reach live backends.
+TEST(NodePortWriterCost, OneEndpointChangeAtHundredEndpoints) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  SvcSpec s;
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  std::vector<Ep> eps;
+  for (int i = 0; i < 100; ++i) eps.push_back({fmt::format("10.244.{}.{}", i / 200, i % 200 + 1)});
+  std::vector<double> us;
+  for (int round = 0; round < 21; ++round) {
+    std::vector<Ep> now = eps;
+    if (round % 2) now.erase(now.begin() + round);  // one leaves, then comes back
+    tracker.upsertSlice(slice("svc-1", "svc", now));
+    Diff d = state.apply(tracker.take());
+    ASSERT_EQ(d.upserts.size(), 1u);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(writer.sync(*d.upserts[0].view), "");
+    if (round > 0) {
+      us.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    }
+    Flow f{"203.0.113.7", kNode, static_cast<uint16_t>(30000 + round), kNodePort, IPPROTO_TCP};
+    auto r = run(progs.ingressFd(), packet::build(f));
+    ASSERT_EQ(r.verdict, kTcOk);
+    EXPECT_NE(r.parsed.flow.dst, kNode);
+  }
+  std::sort(us.begin(), us.end());
+  std::printf(
+      "[ measured ] one endpoint change at 100 endpoints (M=%u): writer p50 %.0f us, max "
+      "%.0f us\n",
+      kMaglevDefaultTableSize, us[us.size() / 2], us.back());
+}
+
+// sessionAffinity ClientIP through the writer: every new flow of a client reaches one backend;
+// when that backend leaves, the client moves to another and stays there.
+TEST(NodePortAffinity, ClientIpKeepsEveryNewFlowOfAClientOnOneBackend) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  auto apply = [&](int from, int to) {
+    SvcSpec s;
+    s.type = ServiceType::NodePort;
+    s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+    auto svc = std::const_pointer_cast<Service>(service(s));
+    svc->sessionAffinity = SessionAffinity::ClientIP;
+    tracker.upsertService(svc);
+    std::vector<Ep> eps;
+    for (int i = from; i < to; ++i) eps.push_back({fmt::format("10.244.0.{}", i)});
+    tracker.upsertSlice(slice("svc-1", "svc", eps));
+    for (const auto& u : state.apply(tracker.take()).upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  };
+  auto backendsSeen = [&](const std::string& client, uint16_t firstPort) {
+    std::set<std::string> seen;
+    for (uint16_t p = firstPort; p < firstPort + 20; ++p) {
+      auto r = run(progs.ingressFd(), packet::build({client, kNode, p, kNodePort, IPPROTO_TCP}));
+      seen.insert(r.verdict == kTcOk ? r.parsed.flow.dst : "verdict " + std::to_string(r.verdict));
+    }
+    return seen;
+  };
+  apply(1, 11);
+  auto first = backendsSeen("203.0.113.7", 40000);
+  ASSERT_EQ(first.size(), 1u) << "20 flows of one client, one backend";
+  std::set<std::string> clients;
+  for (int c = 1; c <= 8; ++c) {
+    auto seen = backendsSeen(fmt::format("198.18.0.{}", c), 41000);
+    ASSERT_EQ(seen.size(), 1u);
+    clients.insert(*seen.begin());
+  }
+  EXPECT_GE(clients.size(), 2u) << "different clients spread over the backends";
+  // The client's backend leaves: its next flows all go to one other backend.
+  const int gone = std::stoi(first.begin()->substr(first.begin()->rfind('.') + 1));
+  apply(gone == 1 ? 2 : 1, gone == 1 ? 11 : gone);  // a contiguous range without `gone`
+  auto after = backendsSeen("203.0.113.7", 42000);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(*after.begin(), *first.begin());
+}
+
+TEST(NodePortUdp, ZeroChecksumStaysZero) {
+  Node node;
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), backendsV4(2), 0);
+  Flow f{"203.0.113.7", kNode, 48000, kNodePort, IPPROTO_UDP};
+  auto r = run(node.progs().ingressFd(), packet::build(f, "x", {}, true));
+  ASSERT_EQ(r.verdict, kTcOk);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.l4Checksum, 0) << "IPv4 UDP without a checksum must not get a wrong one";
+  EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+}
+
+// Two nodes, loaded independently, with the backends written in a different order (so with
+// different backend ids): every flow reaches the same backend through either of them.
+TEST(NodePortMaglev, TwoNodesPickTheSameBackendForEveryFlow) {
+  auto backends = backendsV4(50);
+  auto reversed = backends;
+  std::reverse(reversed.begin(), reversed.end());
+  Node a(1), b(1000);
+  a.service(feKey(kNode, kNodePort, IPPROTO_TCP), backends, 0, 7);
+  b.service(feKey(kNode, kNodePort, IPPROTO_TCP), reversed, 0, 3);
+  int agreed = 0;
+  for (int i = 0; i < 500; ++i) {
+    Flow f{fmt::format("198.18.{}.{}", i / 200, i % 200 + 1), kNode,
+           static_cast<uint16_t>(30000 + i * 7), kNodePort, IPPROTO_TCP};
+    auto ra = run(a.progs().ingressFd(), packet::build(f));
+    auto rb = run(b.progs().ingressFd(), packet::build(f));
+    agreed +=
+        ra.parsed.flow.dst == rb.parsed.flow.dst && ra.parsed.flow.dport == rb.parsed.flow.dport;
+  }
+  EXPECT_EQ(agreed, 500);
+}
+
+// --- real traffic: a client namespace reaches a NodePort on the node's veth ---------------
+
+topo::Topology gTopo;
+pid_t gServer = -1;
+
+class NodePortTraffic : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(gTopo.create()) << "building the namespace topology";
+    gServer = topo::startServer(gTopo.backend,
+                                {"10.244.0.2", "10.244.0.3", "fd00:244::2", "fd00:244::3"}, 8080);
+    ASSERT_GT(gServer, 0) << "starting the backend servers";
+  }
+  static void TearDownTestSuite() {
+    topo::stopServer(gServer);
+    gTopo.destroy();
+  }
+  // The programs on both of the node's interfaces: n0 faces clients, n1 the backends (whose
+  // replies to SNATed flows come back in there).
+  void attach(Node& node) {
+    for (const char* dev : {"n0", "n1"}) {
+      const int ifindex = static_cast<int>(if_nametoindex(dev));
+      ASSERT_GT(ifindex, 0) << dev;
+      node.progs().attach(ifindex);
+    }
+  }
+  std::vector<EndpointKey> backends() { return {be("10.244.0.2", 8080), be("10.244.0.3", 8080)}; }
+};
+
+TEST_F(NodePortTraffic, NodePortReachesTheMaglevBackendKeepingTheClientAddress) {
+  Node node;
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), backends(), 0,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  std::set<std::string> reached;
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    const uint8_t proto = type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
+    for (uint16_t i = 0; i < 8; ++i) {
+      const uint16_t cport = static_cast<uint16_t>(50100 + i + (type == SOCK_DGRAM ? 50 : 0));
+      auto a = topo::request(gTopo.client, "203.0.113.1", kNodePort, type, cport);
+      ASSERT_EQ(a.error, "") << (proto == IPPROTO_TCP ? "TCP" : "UDP") << " from port " << cport;
+      EXPECT_EQ(a.from, fmt::format("203.0.113.1:{}", kNodePort)) << "the reply's source";
+      Flow f{"203.0.113.2", "203.0.113.1", cport, kNodePort, proto};
+      const EndpointKey want = node.predict(f, proto == IPPROTO_TCP ? 1 : 2);
+      EXPECT_EQ(a.text, fmt::format("{} 203.0.113.2:{}", str(want), cport))
+          << "the Maglev backend, seeing the client's own address";
+      reached.insert(a.text.substr(0, a.text.find(' ')));
+    }
+  }
+  EXPECT_EQ(reached.size(), 2u) << "16 flows over 2 backends";
+}
+
+TEST_F(NodePortTraffic, ClusterPolicySnatsToTheNodeAndRepliesFindTheirWayBack) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16("10.244.0.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), backends(), NP_F_SNAT,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    for (uint16_t i = 0; i < 4; ++i) {
+      const uint16_t cport = static_cast<uint16_t>(50300 + i + (type == SOCK_DGRAM ? 50 : 0));
+      auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, type, cport);
+      ASSERT_EQ(r.error, "") << (type == SOCK_STREAM ? "TCP" : "UDP") << " from port " << cport;
+      EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+      const auto peer = r.text.substr(r.text.find(' ') + 1);
+      EXPECT_EQ(peer.rfind("10.244.0.1:61", 0), 0u)
+          << "the backend sees the SNAT address: " << peer;
+    }
+  }
+}
+
+TEST_F(NodePortTraffic, Ipv6NodePortDnatAndSnatWithRealTraffic) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16("fd00:244::1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  node.progs().setSnat(NP_FAMILY_V6, snat);
+  std::vector<EndpointKey> v6{be("fd00:244::2", 8080), be("fd00:244::3", 8080)};
+  node.service(feKey("2001:db8:c::1", kNodePort, IPPROTO_TCP), v6, 0, 1);
+  node.service(feKey("2001:db8:c::1", kNodePort, IPPROTO_UDP), v6, NP_F_SNAT, 2);
+  attach(node);
+  for (uint16_t i = 0; i < 4; ++i) {
+    const uint16_t cport = static_cast<uint16_t>(50700 + i);
+    auto t = topo::request(gTopo.client, "2001:db8:c::1", kNodePort, SOCK_STREAM, cport);
+    ASSERT_EQ(t.error, "") << "TCP over IPv6 from port " << cport;
+    EXPECT_EQ(t.from, fmt::format("[2001:db8:c::1]:{}", kNodePort));
+    Flow f{"2001:db8:c::2", "2001:db8:c::1", cport, kNodePort, IPPROTO_TCP};
+    EXPECT_EQ(t.text,
+              fmt::format("[{}]:8080 [2001:db8:c::2]:{}", node.predict(f, 1).ip.str(), cport))
+        << "DNAT only: the backend sees the client";
+    auto u = topo::request(gTopo.client, "2001:db8:c::1", kNodePort, SOCK_DGRAM, cport);
+    ASSERT_EQ(u.error, "") << "UDP over IPv6 from port " << cport;
+    EXPECT_EQ(u.from, fmt::format("[2001:db8:c::1]:{}", kNodePort));
+    EXPECT_NE(u.text.find(" [fd00:244::1]:61"), std::string::npos) << "SNAT: " << u.text;
+  }
+}
+
+TEST_F(NodePortTraffic, NoEndpointsRejectRefusesTcpAndUdpAtOnce) {
+  Node node;
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), {}, NP_F_REJECT,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, type);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    EXPECT_EQ(r.error, "ECONNREFUSED") << (type == SOCK_STREAM ? "TCP" : "UDP");
+    EXPECT_LT(ms, 500) << "refused by the generated RST / ICMP, not a timeout";
+  }
+}
+
+// The whole chain: Service and EndpointSlice objects, the proxier's node-local view, the
+// writer, the maps, and real traffic.
+TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  np_snat snat{};
+  auto a = bytes16("10.244.0.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  progs.setSnat(NP_FAMILY_V4, snat);
+  backends::ebpf::NodePortWriter writer(progs, {ip("203.0.113.1")}, kMaglevDefaultTableSize);
+  for (const char* dev : {"n0", "n1"}) progs.attach(static_cast<int>(if_nametoindex(dev)));
+  const ServicePortKey key{{"default", "web"}, {"http", Protocol::TCP, IpFamily::V4}};
+  auto apply = [&](TrafficPolicy etp, std::vector<Ep> eps) {
+    SvcSpec s;
+    s.name = "web";
+    s.type = ServiceType::NodePort;
+    s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+    s.etp = etp;
+    tracker.upsertService(service(s));
+    tracker.upsertSlice(slice("web-1", "web", std::move(eps)));
+    Diff d = state.apply(tracker.take());
+    for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  };
+  auto peerOf = [&](uint16_t cport) {
+    auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, cport);
+    return r.error.empty() ? r.text : "error " + r.error;
+  };
+
+  apply(TrafficPolicy::Cluster, {{"10.244.0.2", "node-b"}, {"10.244.0.3", "node-b"}});
+  const auto [table, size] = writer.tableOf(key);
+  EXPECT_EQ(size, kMaglevDefaultTableSize);
+  EXPECT_EQ(writer.backendEntries(), 4u)
+      << "2 endpoints, in the NodePort's and the ClusterIP's tables";
+  EXPECT_NE(peerOf(50500).find(" 10.244.0.1:61"), std::string::npos)
+      << "eTP Cluster: SNATed: " << peerOf(50500);
+  // The ClusterIP reached from outside: the internal set, SNATed.
+  auto viaClusterIp = topo::request(gTopo.client, "10.96.0.1", 80, SOCK_STREAM, 50501);
+  ASSERT_EQ(viaClusterIp.error, "");
+  EXPECT_EQ(viaClusterIp.from, "10.96.0.1:80");
+  EXPECT_NE(viaClusterIp.text.find(" 10.244.0.1:61"), std::string::npos) << viaClusterIp.text;
+
+  // One endpoint leaves: the port's other table (same size: rewritten, no swap), every new
+  // flow on the one left.
+  apply(TrafficPolicy::Cluster, {{"10.244.0.2", "node-b"}});
+  EXPECT_EQ(writer.tableOf(key).first, table + 1);
+  EXPECT_EQ(writer.backendEntries(), 2u);
+  for (uint16_t p = 50510; p < 50516; ++p) EXPECT_EQ(peerOf(p).substr(0, 16), "10.244.0.2:8080 ");
+
+  // eTP Local with the endpoint on this node: the backend sees the client.
+  apply(TrafficPolicy::Local, {{"10.244.0.3", "node-a"}, {"10.244.0.2", "node-b"}});
+  EXPECT_EQ(peerOf(50520), "10.244.0.3:8080 203.0.113.2:50520");
+
+  // eTP Local, endpoints elsewhere only: dropped (a timeout, no RST).
+  apply(TrafficPolicy::Local, {{"10.244.0.2", "node-b"}});
+  EXPECT_EQ(peerOf(50530), "error EINPROGRESS") << "dropped: the connect times out (SO_SNDTIMEO)";
+
+  // No endpoints at all: rejected at once.
+  apply(TrafficPolicy::Cluster, {});
+  EXPECT_EQ(peerOf(50540), "error ECONNREFUSED");
+
+  // The Service goes: every entry of the port goes with it.
+  tracker.deleteService({"default", "web"});
+  Diff d = state.apply(tracker.take());
+  for (const auto& del : d.deletes) ASSERT_EQ(writer.remove(del.key), "");
+  np_fe_key next{};
+  EXPECT_NE(bpf_map_get_next_key(progs.frontendsFd(), nullptr, &next), 0) << "no frontend left";
+  EXPECT_EQ(writer.backendEntries(), 0u);
+}
+
+// What the eBPF backend runs with --devices: the devices' addresses become NodePort addresses,
+// the first one the SNAT address, and each Diff (then a full sync) reaches the maps.
+TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1"};
+  EXPECT_THROW(backends::ebpf::deviceAddresses({"n0", "no-such-dev"}, {}), std::runtime_error);
+  auto addrs = backends::ebpf::deviceAddresses(net.devices, {});
+  ASSERT_EQ(addrs.size(), 4u) << "each device's IPv4 and IPv6 address, link-local ones left out";
+  EXPECT_EQ(addrs[0].str(), "203.0.113.1");
+  EXPECT_EQ(backends::ebpf::deviceAddresses(net.devices, {*Cidr::parse("10.0.0.0/8")}).size(), 1u)
+      << "--nodeport-addresses filters them";
+  {
+    NetworkConfig primary = net;
+    primary.nodePortPrimaryOnly = true;
+    EXPECT_THROW(backends::ebpf::NodePortPath{primary}, std::runtime_error)
+        << "--nodeport-addresses primary is refused, not ignored";
+  }
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::UDP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(
+      slice("web-1", "web", {{"10.244.0.2", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50600);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+  EXPECT_NE(r.text.find("10.244.0.2:8080 203.0.113.1:"), std::string::npos)
+      << "SNAT to the first device's address: " << r.text;
+  // A full sync after the Service went: nothing answers any more (the node has no socket there,
+  // so its own stack refuses).
+  tracker.deleteService({"default", "web"});
+  state.apply(tracker.take(), false);
+  ASSERT_EQ(path->fullSync(state.state()), "");
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50601).error,
+            "ECONNREFUSED");
+  path.reset();
+  // Detached: a second path on the same devices attaches again. --nodeport-addresses keeps
+  // n1's address only; the SNAT address stays the first device's own.
+  net.nodePortAddresses = {*Cidr::parse("10.244.0.0/16")};
+  path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  ASSERT_EQ(path->nodeAddresses().size(), 1u);
+  tracker.upsertService(service(s));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  auto f = topo::request(gTopo.client, "10.244.0.1", kNodePort, SOCK_DGRAM, 50602);
+  ASSERT_EQ(f.error, "");
+  EXPECT_NE(f.text.find("10.244.0.2:8080 203.0.113.1:"), std::string::npos) << f.text;
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50603).error,
+            "ECONNREFUSED")
+      << "not a NodePort address any more";
+}
+
+// `--devices n0,n1+`: node addresses from n0 only, the programs also on every interface whose
+// name starts with n1, including one that appears later. The SNAT address is n0's, so the
+// backend's reply enters through n1 addressed to the node: only the program on n1 can turn it
+// back (without it the node's own stack would answer it with a RST).
+TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1+"};
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  std::vector<std::string> shown;
+  for (const auto& a : path->nodeAddresses()) shown.push_back(a.str());
+  EXPECT_EQ(shown, (std::vector<std::string>{"203.0.113.1", "2001:db8:c::1"}));
+  EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1"}));
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.3", "node-b"}}));
+  ASSERT_EQ(topo::sh("ip link add n1late type veth peer name x1late"), 0);
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1", "n1late"}))
+      << "an interface that appeared is attached at the next sync";
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, 50800);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.text.rfind("10.244.0.3:8080 203.0.113.1:", 0), 0u) << r.text;
+  path.reset();
+  topo::sh("ip link del n1late");
+}
+
+// The node reaching its own NodePort: with lo in --devices the node's connection is translated
+// at lo's ingress, and the reply, addressed to the node, is handed back to lo (delivered on n1 its
+// source, a node address, would be martian). Loopback addresses are no NodePort addresses.
+TEST_F(NodePortTraffic, TheNodeReachesItsOwnNodePortThroughLo) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1", "lo"};
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  for (const auto& a : path->nodeAddresses()) {
+    EXPECT_NE(a.str(), "127.0.0.1");
+    EXPECT_NE(a.str(), "::1");
+  }
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.2", "node-b"}}));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  auto r = topo::request("", "203.0.113.1", kNodePort, SOCK_STREAM, 50900);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+  EXPECT_EQ(r.text.rfind("10.244.0.2:8080 203.0.113.1:", 0), 0u) << r.text;
+}
+
+}  // namespace
+}  // namespace sliceproxy::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  // Fails loudly rather than skipping: this suite exists to run against the real kernel. Its
+  // own network namespace, so nothing here can touch the machine's interfaces.
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("kernel tests need root: unshare(CLONE_NEWNET)");
+    return 1;
+  }
+  return RUN_ALL_TESTS();
+}
