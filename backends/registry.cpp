@@ -6,6 +6,8 @@
 #include "backends/ebpf/ebpf_backend.h"
 #include "backends/ebpf/kernel_probe.h"
 #include "backends/ebpf/linux_capabilities.h"
+#include "backends/ipvs/ipvs_backend.h"
+#include "backends/ipvs/linux_capabilities.h"
 #include "backends/nftables/kernel_probe.h"
 #include "backends/nftables/linux_capabilities.h"
 #include "backends/nftables/nftables_backend.h"
@@ -44,6 +46,20 @@ const BackendInfo kBackends[] = {
         .linuxCapabilities = ebpf::kLinuxCapabilities,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
           return std::make_unique<ebpf::EbpfBackend>(net);
+        },
+    },
+    {
+        .name = "ipvs",
+        .mode = "ipvs",
+        .summary = "IPVS virtual services over generic netlink, service addresses on the dummy "
+                   "link sliceproxy-ipvs0 (ClusterIP only: no node-policy rules next to it yet)",
+        .cleaner = StaleFlowCleaner::Conntrack,
+        .programsKernel = true,
+        .capabilities = &ipvs::IpvsBackend::supported,
+        .kernelSupport = &ipvs::kernelSupport,
+        .linuxCapabilities = ipvs::kLinuxCapabilities,
+        .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
+          return std::make_unique<ipvs::IpvsBackend>(net);
         },
     },
     {

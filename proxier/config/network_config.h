@@ -38,6 +38,9 @@ struct NetworkConfig {
   std::string bpfPinDir = "/sys/fs/bpf/sliceproxy";  // --bpf-pin-dir
   // --flow-record-max: capacity of the record of translated UDP/SCTP flows (0: no record).
   uint32_t flowRecordMax = 1u << 18;
+  // The IPVS backend's scheduler (--ipvs-scheduler, else the config file's ipvs.scheduler):
+  // rr, sh, mh or another the kernel has; "" means rr, kube-proxy's default.
+  std::string ipvsScheduler;
 
   const IpAddr* snatAddress(IpFamily f) const;
   const Cidr* clusterCIDR(IpFamily f) const;
