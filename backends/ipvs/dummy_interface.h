@@ -11,7 +11,8 @@
 
 namespace sliceproxy::backends::ipvs {
 
-inline constexpr const char* kDummyInterface = "sliceproxy-ipvs0";
+// 15 characters: IFNAMSIZ counts the terminating NUL.
+inline constexpr const char* kDummyInterface = "sliceproxy-ipvs";
 
 class DummyInterface {
  public:

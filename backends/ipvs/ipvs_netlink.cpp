@@ -226,7 +226,9 @@ std::string IpvsNetlink::listServices(std::vector<VirtualService>& out) {
             break;
           case IPVS_SVC_ATTR_FLAGS:
             if (mnl_attr_get_payload_len(a) >= sizeof(ip_vs_flags)) {
-              svc.flags = static_cast<const ip_vs_flags*>(mnl_attr_get_payload(a))->flags;
+              // HASHED is the kernel's bookkeeping, not a setting anyone programs.
+              svc.flags = static_cast<const ip_vs_flags*>(mnl_attr_get_payload(a))->flags &
+                          ~IP_VS_SVC_F_HASHED;
             }
             break;
           case IPVS_SVC_ATTR_TIMEOUT:
