@@ -42,14 +42,16 @@ std::string kernelSupport() {
   return nl.open();
 }
 
-IpvsBackend::IpvsBackend(const proxier::NetworkConfig& net) : net_(net) {}
+IpvsBackend::IpvsBackend(const proxier::NetworkConfig& net) : net_(net), masq_(net) {}
 
 Capabilities IpvsBackend::supported() {
-  // Without the node-policy nftables rules next to IPVS there is no masquerade: replies from an
-  // endpoint on another node to a client outside the cluster (NodePort, externalIPs, LB VIPs)
-  // bypass this node's reverse translation, a pod reaching itself through its service (hairpin)
-  // is not answered, and source ranges, eTP/iTP Local need rules IPVS has no place for.
-  return Capabilities{{Feature::ClusterIP, Feature::SessionAffinity}};
+  // Masquerading is table ip sliceproxy-ipvs (IPv4). Not yet: the node-policy rules for source
+  // ranges, eTP/iTP Local and hairpin; IPv6 and SCTP are programmed but not proven in the VM.
+  // SessionAffinity: IPVS persistence is programmed, but a persistence template lives as long as
+  // any connection it controls (TCP TIME_WAIT: 2 minutes), so affinity outlives a short timeout,
+  // as in kube-proxy's IPVS mode.
+  return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
+                       Feature::ExternalIPs}};
 }
 
 std::string IpvsBackend::ensureOpen() {
@@ -111,12 +113,13 @@ std::map<VirtualServiceKey, IpvsBackend::Desired> IpvsBackend::desiredFor(
     });
     return d;
   };
-  auto add = [&](const IpAddr& addr, uint16_t port, const std::map<RealServerKey, uint32_t>& d) {
-    Desired want{base, d};
+  auto add = [&](const IpAddr& addr, uint16_t port, const std::map<RealServerKey, uint32_t>& d,
+                 bool external = true) {
+    Desired want{base, external, d};
     want.svc.key = VirtualServiceKey{addr, proto, port};
     out.emplace(want.svc.key, std::move(want));
   };
-  add(info->clusterIP, info->port, destsOf(v.internalSet()));
+  add(info->clusterIP, info->port, destsOf(v.internalSet()), false);
   if (info->externallyAccessible()) {
     auto ext = destsOf(v.externalSet());
     for (const auto& a : info->externalIPs) add(a, info->port, ext);
@@ -185,13 +188,14 @@ std::string IpvsBackend::reconcile(const VirtualServiceKey& key, const Desired* 
     if (std::string err = addrRef(key.addr, +1); !err.empty()) return err;
     ++ops_;
     if (std::string err = nl_.addService(want->svc); !err.empty()) return err;
-    it = programmed_.emplace(key, Programmed{want->svc, {}}).first;
+    it = programmed_.emplace(key, Programmed{want->svc, want->external, {}}).first;
   } else if (!it->second.svc.sameSettings(want->svc)) {
     ++ops_;
     if (std::string err = nl_.editService(want->svc); !err.empty()) return err;
     it->second.svc = want->svc;
   }
   Programmed& p = it->second;
+  p.external = want->external;
   // Real servers to add or bring back from weight 0, then those to remove: a merge of two
   // sorted maps, so a change costs requests only for what differs.
   for (const auto& [rs, weight] : want->dests) {
@@ -260,6 +264,12 @@ std::string IpvsBackend::expireGraceful(bool all) {
   return "";
 }
 
+std::string IpvsBackend::syncMasquerade(bool replace) {
+  std::set<IpAddr> cluster, external;
+  for (const auto& [k, p] : programmed_) (p.external ? external : cluster).insert(k.addr);
+  return replace ? masq_.replace(cluster, external) : masq_.update(cluster, external);
+}
+
 std::string IpvsBackend::adoptKernelState() {
   // What a previous run programmed: the virtual services on addresses bound to our dummy
   // interface (or on a node address, for NodePorts), with their real servers. They keep serving
@@ -272,7 +282,7 @@ std::string IpvsBackend::adoptKernelState() {
     // A virtual service on a node address may be a previous run's NodePort, or someone else's:
     // it is taken over only if the current state wants it (see fullSync), never deleted.
     if (!ours && !node.count(svc.key.addr)) continue;
-    Programmed p{svc, {}};
+    Programmed p{svc, false, {}};
     std::vector<RealServer> rss;
     if (std::string err = nl_.listRealServers(svc.key, rss); !err.empty()) return err;
     for (const auto& r : rss) p.dests.emplace(r.key, r.weight);
@@ -330,6 +340,10 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
     }
   }
   ports_ = std::move(ports);
+  // The first full sync replaces whatever table a previous run left, in one transaction.
+  if (std::string err = syncMasquerade(!adopted_); !err.empty()) {
+    return BackendResult::failure(err);
+  }
   if (adopted_) {
     if (std::string err = expireGraceful(false); !err.empty()) return BackendResult::failure(err);
   }
@@ -373,6 +387,7 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
     }
     ports_[key] = std::move(keys);
   }
+  if (std::string err = syncMasquerade(false); !err.empty()) return BackendResult::failure(err);
   BackendResult r;
   r.operations = ops_ - before;
   // A node address change moves NodePorts: the next full sync lists the addresses again.
@@ -383,8 +398,9 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
 BackendResult IpvsBackend::cleanup() {
   const uint64_t before = ops_;
   if (std::string err = nl_.opened() ? "" : nl_.open(); !err.empty()) {
-    // No IPVS in this kernel: nothing of ours can be there but the dummy link.
+    // No IPVS in this kernel: nothing of ours can be there but the dummy link and the table.
     if (std::string e2 = dummy_.remove(); !e2.empty()) return BackendResult::failure(e2);
+    if (std::string e2 = masq_.remove(); !e2.empty()) return BackendResult::failure(e2);
     return {};
   }
   if (std::string err = dummy_.ensure(); !err.empty()) return BackendResult::failure(err);
@@ -402,6 +418,7 @@ BackendResult IpvsBackend::cleanup() {
   }
   ++ops_;
   if (std::string err = dummy_.remove(); !err.empty()) return BackendResult::failure(err);
+  if (std::string err = masq_.remove(); !err.empty()) return BackendResult::failure(err);
   programmed_.clear();
   ports_.clear();
   addrRefs_.clear();

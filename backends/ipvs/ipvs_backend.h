@@ -13,6 +13,7 @@
 
 #include "backends/ipvs/dummy_interface.h"
 #include "backends/ipvs/ipvs_netlink.h"
+#include "backends/ipvs/masquerade_table.h"
 #include "proxier/config/network_config.h"
 #include "proxier/core/backend.h"
 
@@ -41,10 +42,12 @@ class IpvsBackend : public proxier::Backend {
  private:
   struct Desired {
     VirtualService svc;
+    bool external = false;  // an externalIP, LB VIP or NodePort: masqueraded from anywhere
     std::map<RealServerKey, uint32_t> dests;  // weight
   };
   struct Programmed {
     VirtualService svc;
+    bool external = false;
     std::map<RealServerKey, uint32_t> dests;  // weight; 0 while terminating gracefully
   };
   using Clock = std::chrono::steady_clock;
@@ -59,10 +62,13 @@ class IpvsBackend : public proxier::Backend {
   std::string expireGraceful(bool all);
   std::string addrRef(const proxier::IpAddr& a, int delta);
   void refreshNodeAddresses();
+  // Brings table ip sliceproxy-ipvs to the programmed virtual services' addresses.
+  std::string syncMasquerade(bool replace);
 
   proxier::NetworkConfig net_;
   IpvsNetlink nl_;
   DummyInterface dummy_;
+  MasqueradeTable masq_;
   bool open_ = false, adopted_ = false;
   std::map<VirtualServiceKey, Programmed> programmed_;
   // Virtual services found at start on node addresses: taken over by the first full sync if wanted.

@@ -1,0 +1,146 @@
+// glibc's <netinet/in.h> must come before any <linux/...> header that pulls in <linux/in.h>.
+#include <netinet/in.h>
+
+#include "backends/ipvs/masquerade_table.h"
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tuple_common.h>
+#include <linux/netfilter/nf_tables.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "backends/nftnl/rule_builder.h"
+#include "backends/nftnl/set_spec.h"
+#include "backends/nftnl/transaction.h"
+
+namespace sliceproxy::backends::ipvs {
+
+using nft::RuleBuilder;
+using nft::Transaction;
+using proxier::IpAddr;
+
+namespace {
+
+const std::string kTable = kMasqueradeTable;
+const char* kClusterSet = "cluster-ips";
+const char* kExternalSet = "external-ips";
+const char* kChain = "nat-postrouting";
+
+std::vector<nftnl_set_elem*> elems(const std::vector<IpAddr>& addrs) {
+  std::vector<nftnl_set_elem*> out;
+  for (const auto& a : addrs) {
+    if (!a.isV4()) continue;
+    nftnl_set_elem* e = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, a.bytes.data(), 4);
+    out.push_back(e);
+  }
+  return out;
+}
+
+void changeSet(Transaction& tx, const char* set, const std::set<IpAddr>& have,
+               const std::set<IpAddr>& want) {
+  std::vector<IpAddr> add, del;
+  std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(add));
+  std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(del));
+  auto a = elems(add), d = elems(del);
+  if (!d.empty()) tx.deleteElements(kTable, set, d, std::string("removing from set ") + set);
+  if (!a.empty()) tx.addElements(kTable, set, a, std::string("adding to set ") + set);
+}
+
+// ct original ip daddr @set
+void originalDaddrIn(RuleBuilder& b, const char* set) {
+  b.ct(NFT_CT_DST_IP, NFT_REG_1, IP_CT_DIR_ORIGINAL).lookup(NFT_REG_1, set);
+}
+
+}  // namespace
+
+MasqueradeTable::MasqueradeTable(const proxier::NetworkConfig& net) : net_(net) {}
+MasqueradeTable::~MasqueradeTable() = default;
+
+nft::Socket& MasqueradeTable::sock() {
+  if (!sock_) sock_ = std::make_unique<nft::Socket>();
+  return *sock_;
+}
+
+std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
+                                     const std::set<IpAddr>& externalIps) {
+  auto tables = nft::listTables(sock(), NFPROTO_IPV4);
+  if (!tables.ok) return tables.error;
+  Transaction tx(sock(), NFPROTO_IPV4);
+  if (std::find(tables.names.begin(), tables.names.end(), kTable) != tables.names.end()) {
+    tx.deleteTable(kTable, "replacing table ip " + kTable);
+  }
+  tx.addTable(kTable);
+  nft::addSet(tx, kTable, kClusterSet, nft::SetSpec{nft::kTypeIp4, 4});
+  nft::addSet(tx, kTable, kExternalSet, nft::SetSpec{nft::kTypeIp4, 4});
+  nft::Hook hook{"nat", NF_INET_POST_ROUTING, 100};
+  tx.addChain(kTable, kChain, &hook);
+  auto rule = [&](RuleBuilder& b, const std::string& what) {
+    tx.addRule(kTable, kChain, b.release(), "rule " + what + " in chain " + kChain);
+  };
+  {
+    RuleBuilder b;
+    originalDaddrIn(b, kExternalSet);
+    b.masq(0);
+    rule(b, "masquerade traffic from outside to an external address or NodePort");
+  }
+  {
+    RuleBuilder b;
+    originalDaddrIn(b, kClusterSet);
+    b.fibAddrTypeLocal(true).masq(0);
+    rule(b, "masquerade the node's own traffic to a clusterIP");
+  }
+  const proxier::Cidr* pods = net_.clusterCIDR(proxier::IpFamily::V4);
+  if (net_.masqueradeAll || (pods && net_.detectLocal == proxier::LocalDetectMode::ClusterCIDR)) {
+    RuleBuilder b;
+    originalDaddrIn(b, kClusterSet);
+    if (!net_.masqueradeAll) b.matchAddr(true, *pods, true);
+    b.masq(0);
+    rule(b, net_.masqueradeAll ? "masquerade all traffic to a clusterIP"
+                               : "masquerade traffic to a clusterIP from outside the pod network");
+  }
+  changeSet(tx, kClusterSet, {}, clusterIps);
+  changeSet(tx, kExternalSet, {}, externalIps);
+  auto res = tx.commit();
+  if (!res.ok) return res.error;
+  cluster_ = clusterIps;
+  external_ = externalIps;
+  built_ = true;
+  return "";
+}
+
+std::string MasqueradeTable::update(const std::set<IpAddr>& clusterIps,
+                                    const std::set<IpAddr>& externalIps) {
+  if (!built_) return replace(clusterIps, externalIps);
+  if (clusterIps == cluster_ && externalIps == external_) return "";
+  Transaction tx(sock(), NFPROTO_IPV4);
+  changeSet(tx, kClusterSet, cluster_, clusterIps);
+  changeSet(tx, kExternalSet, external_, externalIps);
+  if (tx.empty()) {
+    cluster_ = clusterIps;
+    external_ = externalIps;
+    return "";
+  }
+  auto res = tx.commit();
+  if (!res.ok) return res.error;
+  cluster_ = clusterIps;
+  external_ = externalIps;
+  return "";
+}
+
+std::string MasqueradeTable::remove() {
+  auto tables = nft::listTables(sock(), NFPROTO_IPV4);
+  if (!tables.ok) return tables.error;
+  built_ = false;
+  cluster_.clear();
+  external_.clear();
+  if (std::find(tables.names.begin(), tables.names.end(), kTable) == tables.names.end()) return "";
+  Transaction tx(sock(), NFPROTO_IPV4);
+  tx.deleteTable(kTable, "removing table ip " + kTable);
+  auto res = tx.commit();
+  return res.ok ? "" : res.error;
+}
+
+}  // namespace sliceproxy::backends::ipvs
