@@ -9,6 +9,7 @@
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -35,6 +36,32 @@ uint16_t ipProto(proxier::Protocol p) {
   return IPPROTO_TCP;
 }
 
+// Every local address but loopback, link-local and the service addresses themselves (as
+// kube-proxy's IPVS mode binds NodePorts).
+std::vector<IpAddr> localAddresses(const std::string& dummyLink) {
+  std::vector<IpAddr> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK)) continue;
+    if (dummyLink == i->ifa_name || std::strcmp(i->ifa_name, "kube-ipvs0") == 0) continue;
+    IpAddr a;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      a.family = proxier::IpFamily::V6;
+      const auto* s6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
+      if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr)) continue;
+      std::memcpy(a.bytes.data(), &s6->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    out.push_back(a);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 }  // namespace
 
 std::string kernelSupport() {
@@ -50,8 +77,8 @@ Capabilities IpvsBackend::supported() {
   // SessionAffinity: IPVS persistence is programmed, but a persistence template lives as long as
   // any connection it controls (TCP TIME_WAIT: 2 minutes), so affinity outlives a short timeout,
   // as in kube-proxy's IPVS mode.
-  return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
-                       Feature::ExternalIPs}};
+  return Capabilities{
+      {Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP, Feature::ExternalIPs}};
 }
 
 std::string IpvsBackend::ensureOpen() {
@@ -59,31 +86,23 @@ std::string IpvsBackend::ensureOpen() {
   if (std::string err = nl_.open(); !err.empty()) return err;
   if (std::string err = dummy_.ensure(); !err.empty()) return err;
   if (std::string err = applyIpvsSysctls(); !err.empty()) return err;
-  refreshNodeAddresses();
   open_ = true;
   return "";
 }
 
-void IpvsBackend::refreshNodeAddresses() {
-  // Every local address but loopback, link-local and the service addresses themselves, as
-  // kube-proxy's IPVS mode binds NodePorts; --nodeport-addresses narrows them to its CIDRs.
-  nodeAddrs_.clear();
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return;
-  for (ifaddrs* i = list; i; i = i->ifa_next) {
-    if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK)) continue;
-    if (dummy_.name() == i->ifa_name || std::strcmp(i->ifa_name, "kube-ipvs0") == 0) continue;
-    IpAddr a;
-    if (i->ifa_addr->sa_family == AF_INET) {
-      std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
-    } else if (i->ifa_addr->sa_family == AF_INET6) {
-      a.family = proxier::IpFamily::V6;
-      const auto* s6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
-      if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr)) continue;
-      std::memcpy(a.bytes.data(), &s6->sin6_addr, 16);
-    } else {
-      continue;
+void IpvsBackend::refreshNodeAddresses(const proxier::NodeContext* node) {
+  if (net_.nodePortPrimaryOnly) {
+    // --nodeport-addresses=primary: the Node's InternalIPs only (none until the Node is seen).
+    nodeAddrs_.clear();
+    if (node && node->node) {
+      for (const auto& a : node->node->addresses) {
+        if (a.type == "InternalIP" && a.ip) nodeAddrs_.push_back(*a.ip);
+      }
     }
+    return;
+  }
+  nodeAddrs_.clear();
+  for (const auto& a : localAddresses(dummy_.name())) {
     if (!net_.nodePortAddresses.empty()) {
       bool in = false;
       for (const auto& c : net_.nodePortAddresses) in = in || c.contains(a);
@@ -91,7 +110,6 @@ void IpvsBackend::refreshNodeAddresses() {
     }
     nodeAddrs_.push_back(a);
   }
-  freeifaddrs(list);
 }
 
 std::map<VirtualServiceKey, IpvsBackend::Desired> IpvsBackend::desiredFor(
@@ -276,22 +294,20 @@ std::string IpvsBackend::adoptKernelState() {
   // until the first full sync has reconciled them against the current state.
   std::vector<VirtualService> services;
   if (std::string err = nl_.listServices(services); !err.empty()) return err;
-  std::set<IpAddr> node(nodeAddrs_.begin(), nodeAddrs_.end());
+  auto local = localAddresses(dummy_.name());
+  std::set<IpAddr> node(local.begin(), local.end());
   for (const auto& svc : services) {
-    bool ours = dummy_.addresses().count(svc.key.addr) > 0;
-    // A virtual service on a node address may be a previous run's NodePort, or someone else's:
-    // it is taken over only if the current state wants it (see fullSync), never deleted.
-    if (!ours && !node.count(svc.key.addr)) continue;
-    Programmed p{svc, false, {}};
+    // Ours: on an address of our dummy link, or on a node address (NodePorts). Like kube-proxy's
+    // IPVS mode, every virtual service on a node address is taken as this proxy's: a previous
+    // run's NodePort that is no longer wanted (other flags, a deleted service) must go.
+    bool onDummy = dummy_.addresses().count(svc.key.addr) > 0;
+    if (!onDummy && !node.count(svc.key.addr)) continue;
+    Programmed p{svc, !onDummy, {}};
     std::vector<RealServer> rss;
     if (std::string err = nl_.listRealServers(svc.key, rss); !err.empty()) return err;
     for (const auto& r : rss) p.dests.emplace(r.key, r.weight);
-    if (ours) {
-      programmed_.emplace(svc.key, std::move(p));
-      ++addrRefs_[svc.key.addr];
-    } else {
-      nodeCandidates_.emplace(svc.key, std::move(p));
-    }
+    programmed_.emplace(svc.key, std::move(p));
+    ++addrRefs_[svc.key.addr];
   }
   return "";
 }
@@ -299,10 +315,9 @@ std::string IpvsBackend::adoptKernelState() {
 BackendResult IpvsBackend::fullSync(const proxier::State& state) {
   const uint64_t before = ops_;
   if (std::string err = ensureOpen(); !err.empty()) return BackendResult::failure(err);
+  refreshNodeAddresses(state.node);
   if (!adopted_) {
     if (std::string err = adoptKernelState(); !err.empty()) return BackendResult::failure(err);
-  } else {
-    refreshNodeAddresses();
   }
   std::map<VirtualServiceKey, Desired> want;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports;
@@ -314,10 +329,6 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
       want.emplace(k, std::move(w));
     }
   }
-  for (auto& [k, p] : nodeCandidates_) {
-    if (want.count(k)) programmed_.emplace(k, std::move(p));
-  }
-  nodeCandidates_.clear();
   std::vector<VirtualServiceKey> stale;
   for (const auto& [k, p] : programmed_) {
     if (!want.count(k)) stale.push_back(k);
@@ -353,6 +364,34 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
   return r;
 }
 
+std::string IpvsBackend::applyEndpointChanges(const proxier::ServicePortView& v,
+                                              const std::vector<proxier::EndpointChange>& changes) {
+  for (const auto& k : ports_.at(v.key())) {
+    auto it = programmed_.find(k);
+    if (it == programmed_.end()) continue;
+    Programmed& p = it->second;
+    const uint8_t set = p.external ? v.externalSet() : v.internalSet();
+    for (const auto& c : changes) {
+      RealServerKey rs{c.key.ip, c.key.port};
+      const bool want = c.newSets & set;
+      auto have = p.dests.find(rs);
+      if (want && have == p.dests.end()) {
+        ++ops_;
+        if (std::string err = nl_.addRealServer(k, RealServer{rs, 1}); !err.empty()) return err;
+        p.dests.emplace(rs, 1);
+      } else if (want && have->second != 1) {
+        ++ops_;
+        if (std::string err = nl_.editRealServer(k, RealServer{rs, 1}); !err.empty()) return err;
+        have->second = 1;
+        graceful_.erase({k, rs});
+      } else if (!want && have != p.dests.end() && have->second != 0) {
+        if (std::string err = removeRealServer(k, p, rs); !err.empty()) return err;
+      }
+    }
+  }
+  return "";
+}
+
 BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
   const uint64_t before = ops_;
   if (std::string err = ensureOpen(); !err.empty()) return BackendResult::failure(err);
@@ -369,6 +408,13 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
   }
   for (const auto& u : diff.upserts) {
     const auto& key = u.view->key();
+    if (!u.created && !u.infoChanged && !u.modesChanged && ports_.count(key)) {
+      // Only endpoints changed: touch just their real servers, O(change), whatever the size.
+      if (std::string err = applyEndpointChanges(*u.view, u.endpoints); !err.empty()) {
+        return BackendResult::failure(err);
+      }
+      continue;
+    }
     auto want = desiredFor(*u.view);
     std::vector<VirtualServiceKey> keys;
     for (const auto& [k, w] : want) keys.push_back(k);
@@ -404,13 +450,18 @@ BackendResult IpvsBackend::cleanup() {
     return {};
   }
   if (std::string err = dummy_.ensure(); !err.empty()) return BackendResult::failure(err);
+  const auto local = localAddresses(dummy_.name());
   std::vector<VirtualService> services;
   if (std::string err = nl_.listServices(services); !err.empty()) {
     return BackendResult::failure(err);
   }
   for (const auto& svc : services) {
-    // Ours: on an address of our dummy interface, or programmed by this process (NodePorts).
-    if (!dummy_.addresses().count(svc.key.addr) && !programmed_.count(svc.key)) continue;
+    // Ours: on an address of our dummy interface, or on a node address (NodePorts), as
+    // adoption decides.
+    if (!dummy_.addresses().count(svc.key.addr) && !programmed_.count(svc.key) &&
+        std::find(local.begin(), local.end(), svc.key.addr) == local.end()) {
+      continue;
+    }
     ++ops_;
     if (std::string err = nl_.deleteService(svc.key); !err.empty()) {
       return BackendResult::failure(err);

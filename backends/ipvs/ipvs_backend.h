@@ -60,8 +60,13 @@ class IpvsBackend : public proxier::Backend {
   std::string removeRealServer(const VirtualServiceKey& key, Programmed& p,
                                const RealServerKey& rs);
   std::string expireGraceful(bool all);
+  // An upsert whose only change is endpoints: the real servers of those endpoints, nothing else.
+  std::string applyEndpointChanges(const proxier::ServicePortView& v,
+                                   const std::vector<proxier::EndpointChange>& changes);
   std::string addrRef(const proxier::IpAddr& a, int delta);
-  void refreshNodeAddresses();
+  // The addresses NodePorts are served on: every local one but loopback, link-local and ours,
+  // narrowed by --nodeport-addresses CIDRs; the Node's InternalIPs for "primary".
+  void refreshNodeAddresses(const proxier::NodeContext* node);
   // Brings table ip sliceproxy-ipvs to the programmed virtual services' addresses.
   std::string syncMasquerade(bool replace);
 
@@ -71,8 +76,6 @@ class IpvsBackend : public proxier::Backend {
   MasqueradeTable masq_;
   bool open_ = false, adopted_ = false;
   std::map<VirtualServiceKey, Programmed> programmed_;
-  // Virtual services found at start on node addresses: taken over by the first full sync if wanted.
-  std::map<VirtualServiceKey, Programmed> nodeCandidates_;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports_;
   std::map<proxier::IpAddr, int> addrRefs_;
   std::map<std::pair<VirtualServiceKey, RealServerKey>, Clock::time_point> graceful_;

@@ -6,6 +6,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_conntrack_tuple_common.h>
+#include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 
 #include <algorithm>
@@ -77,19 +78,26 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
   nft::addSet(tx, kTable, kExternalSet, nft::SetSpec{nft::kTypeIp4, 4});
   nft::Hook hook{"nat", NF_INET_POST_ROUTING, 100};
   tx.addChain(kTable, kChain, &hook);
+  const IpAddr* snat = net_.snatAddress(proxier::IpFamily::V4);
   auto rule = [&](RuleBuilder& b, const std::string& what) {
+    // --snat-address: SNAT to that address instead of the egress interface's.
+    if (snat) {
+      b.immediate(NFT_REG_1, snat->bytes.data(), 4);
+      b.nat(NFT_NAT_SNAT, NFPROTO_IPV4, NFT_REG_1, 0, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+    } else {
+      b.masq(NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+    }
     tx.addRule(kTable, kChain, b.release(), "rule " + what + " in chain " + kChain);
   };
   {
     RuleBuilder b;
     originalDaddrIn(b, kExternalSet);
-    b.masq(0);
     rule(b, "masquerade traffic from outside to an external address or NodePort");
   }
   {
     RuleBuilder b;
     originalDaddrIn(b, kClusterSet);
-    b.fibAddrTypeLocal(true).masq(0);
+    b.fibAddrTypeLocal(true);
     rule(b, "masquerade the node's own traffic to a clusterIP");
   }
   const proxier::Cidr* pods = net_.clusterCIDR(proxier::IpFamily::V4);
@@ -97,7 +105,6 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
     RuleBuilder b;
     originalDaddrIn(b, kClusterSet);
     if (!net_.masqueradeAll) b.matchAddr(true, *pods, true);
-    b.masq(0);
     rule(b, net_.masqueradeAll ? "masquerade all traffic to a clusterIP"
                                : "masquerade traffic to a clusterIP from outside the pod network");
   }

@@ -65,8 +65,30 @@ def _ebpf_dump(sandbox, node):
     return "\n".join(parts)
 
 
-_OWNED = {"nftables": _nft_owned, "ebpf": _ebpf_owned}
-_DUMP = {"nftables": _nft_dump, "ebpf": _ebpf_dump}
+def _ipvs_owned(sandbox, node):
+    # Virtual services (read from /proc/net/ip_vs: no ipvsadm needed), the dummy link, the
+    # masquerade table.
+    p = sandbox.node_exec(["cat", "/proc/net/ip_vs"], node=node, check=False)
+    out = ["ipvs service %s" % " ".join(l.split()[:2]) for l in p.stdout.splitlines()
+           if l.split() and l.split()[0] in ("TCP", "UDP", "SCTP")]
+    if sandbox.node_exec(["ip", "link", "show", "sliceproxy-ipvs"], node=node,
+                         check=False).returncode == 0:
+        out.append("link sliceproxy-ipvs")
+    out += _nft_owned(sandbox, node)
+    return sorted(out)
+
+
+def _ipvs_dump(sandbox, node):
+    parts = []
+    for cmd in (["cat", "/proc/net/ip_vs"], ["ip", "addr", "show", "sliceproxy-ipvs"],
+                ["nft", "list", "ruleset"]):
+        p = sandbox.node_exec(cmd, node=node, check=False)
+        parts.append("$ %s\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
+    return "\n".join(parts)
+
+
+_OWNED = {"nftables": _nft_owned, "ebpf": _ebpf_owned, "ipvs": _ipvs_owned}
+_DUMP = {"nftables": _nft_dump, "ebpf": _ebpf_dump, "ipvs": _ipvs_dump}
 
 
 def owned(sandbox, backend, node="node-a"):
