@@ -66,11 +66,13 @@ def _ebpf_dump(sandbox, node):
 
 
 def _ipvs_owned(sandbox, node):
-    # Virtual services (read from /proc/net/ip_vs: no ipvsadm needed), the dummy link, the
-    # masquerade table.
+    # Whether there are virtual services (read from /proc/net/ip_vs: no ipvsadm needed; which
+    # ones changes with the services, as the nftables backend's table names do not), the dummy
+    # link, the masquerade table.
     p = sandbox.node_exec(["cat", "/proc/net/ip_vs"], node=node, check=False)
-    out = ["ipvs service %s" % " ".join(l.split()[:2]) for l in p.stdout.splitlines()
-           if l.split() and l.split()[0] in ("TCP", "UDP", "SCTP")]
+    out = []
+    if any(l.split() and l.split()[0] in ("TCP", "UDP", "SCTP") for l in p.stdout.splitlines()):
+        out.append("ipvs virtual services")
     if sandbox.node_exec(["ip", "link", "show", "sliceproxy-ipvs"], node=node,
                          check=False).returncode == 0:
         out.append("link sliceproxy-ipvs")
