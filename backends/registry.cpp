@@ -52,7 +52,7 @@ const BackendInfo kBackends[] = {
         .name = "ipvs",
         .mode = "ipvs",
         .summary = "IPVS virtual services over generic netlink, service addresses on the dummy "
-                   "link sliceproxy-ipvs (ClusterIP only: no node-policy rules next to it yet)",
+                   "link sliceproxy-ipvs, masquerading in table ip sliceproxy-ipvs",
         .cleaner = StaleFlowCleaner::Conntrack,
         .programsKernel = true,
         .capabilities = &ipvs::IpvsBackend::supported,
