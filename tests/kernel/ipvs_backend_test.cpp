@@ -3,10 +3,13 @@
 // ipvsadm. Real traffic through the backend is the conformance suite's (conformance_ipvs_vm).
 #include <netinet/in.h>
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <linux/ip_vs.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -221,6 +224,41 @@ TEST_F(IpvsBackendTest, OneChangeAmongTenThousandEndpointsIsOneRequest) {
   std::printf("ipvs 10000 endpoints: cold full sync %.1f ms, one endpoint replaced %.1f us\n",
               std::chrono::duration<double, std::milli>(cold).count(),
               std::chrono::duration<double, std::micro>(one).count());
+}
+
+// A real server with a connection stays at weight 0 until the bound; the connection here is a
+// SYN the node sends to the clusterIP, which IPVS schedules to the only real server (the pod
+// route ends in a dummy link, so it never completes and counts as inactive).
+TEST_F(IpvsBackendTest, RemovedRealServerWithConnectionsWaitsForTheBound) {
+  tracker.upsertService(service({}));
+  tracker.upsertSlice(sliceOf({"10.244.2.1"}));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(80);
+  inet_pton(AF_INET, "10.96.0.1", &sa.sin_addr);
+  connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));  // EINPROGRESS
+  auto rs = dests(nl, vsKey("10.96.0.1", 80));
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].activeConns + rs[0].inactiveConns, 1u) << "IPVS scheduled the SYN";
+
+  tracker.upsertSlice(sliceOf({"10.244.2.2"}));
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  tracker.upsertSlice(sliceOf({"10.244.2.2"}));
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  EXPECT_EQ(backend.gracefulPending(), 1u) << "it still has a connection";
+  EXPECT_EQ(dests(nl, vsKey("10.96.0.1", 80)).size(), 2u);
+
+  backend.setGracefulBound(std::chrono::seconds(0));
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  EXPECT_EQ(backend.gracefulPending(), 0u) << "the bound is reached";
+  rs = dests(nl, vsKey("10.96.0.1", 80));
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].key.addr, ip("10.244.2.2"));
+  close(fd);
 }
 
 TEST_F(IpvsBackendTest, UdpRealServerGoesAtOnce) {
