@@ -99,6 +99,14 @@ std::string DummyInterface::addressRequest(uint16_t type, const proxier::IpAddr&
   ifa->ifa_flags = a.isV4() ? 0 : IFA_F_NODAD;
   mnl_attr_put(nlh, IFA_LOCAL, a.size(), a.bytes.data());
   mnl_attr_put(nlh, IFA_ADDRESS, a.size(), a.bytes.data());
+  if (!a.isV4() && type == RTM_NEWADDR) {
+    // Deprecated (preferred lifetime 0, valid forever): IPv6 source selection then never picks
+    // a service address for the node's own or masqueraded traffic, as it would by longest match.
+    ifa_cacheinfo ci{};
+    ci.ifa_prefered = 0;
+    ci.ifa_valid = 0xffffffffu;
+    mnl_attr_put(nlh, IFA_CACHEINFO, sizeof(ci), &ci);
+  }
   int rc = sock_.query(nlh);
   if (type == RTM_DELADDR && rc == EADDRNOTAVAIL) rc = 0;  // already gone
   if (rc) {

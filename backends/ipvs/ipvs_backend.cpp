@@ -69,16 +69,17 @@ std::string kernelSupport() {
   return nl.open();
 }
 
-IpvsBackend::IpvsBackend(const proxier::NetworkConfig& net) : net_(net), masq_(net) {}
+IpvsBackend::IpvsBackend(const proxier::NetworkConfig& net)
+    : net_(net), masq4_(net, proxier::IpFamily::V4), masq6_(net, proxier::IpFamily::V6) {}
 
 Capabilities IpvsBackend::supported() {
-  // Masquerading is table ip sliceproxy-ipvs (IPv4). Not yet: the node-policy rules for source
-  // ranges, eTP/iTP Local and hairpin; IPv6 and SCTP are programmed but not proven in the VM.
+  // Masquerading is table ip/ip6 sliceproxy-ipvs. Not yet: the node-policy rules for source
+  // ranges, eTP/iTP Local and hairpin; SCTP is programmed but not proven in the VM.
   // SessionAffinity: IPVS persistence is programmed, but a persistence template lives as long as
   // any connection it controls (TCP TIME_WAIT: 2 minutes), so affinity outlives a short timeout,
   // as in kube-proxy's IPVS mode.
-  return Capabilities{
-      {Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP, Feature::ExternalIPs}};
+  return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
+                       Feature::ExternalIPs, Feature::IPv6}};
 }
 
 std::string IpvsBackend::ensureOpen() {
@@ -283,9 +284,22 @@ std::string IpvsBackend::expireGraceful(bool all) {
 }
 
 std::string IpvsBackend::syncMasquerade(bool replace) {
-  std::set<IpAddr> cluster, external;
-  for (const auto& [k, p] : programmed_) (p.external ? external : cluster).insert(k.addr);
-  return replace ? masq_.replace(cluster, external) : masq_.update(cluster, external);
+  std::set<IpAddr> cluster[2], external[2];
+  for (const auto& [k, p] : programmed_) {
+    (p.external ? external : cluster)[k.addr.isV4() ? 0 : 1].insert(k.addr);
+  }
+  for (int f = 0; f < 2; ++f) {
+    MasqueradeTable& t = f == 0 ? masq4_ : masq6_;
+    const auto fam = f == 0 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
+    const proxier::Cidr* pod = nullptr;
+    for (const auto& c : podCIDRs_) {
+      if (c.addr.family == fam) pod = &c;
+    }
+    std::string err =
+        replace ? t.replace(cluster[f], external[f], pod) : t.update(cluster[f], external[f], pod);
+    if (!err.empty()) return err;
+  }
+  return "";
 }
 
 std::string IpvsBackend::adoptKernelState() {
@@ -316,6 +330,7 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
   const uint64_t before = ops_;
   if (std::string err = ensureOpen(); !err.empty()) return BackendResult::failure(err);
   refreshNodeAddresses(state.node);
+  if (state.node && state.node->node) podCIDRs_ = state.node->node->podCIDRs;
   if (!adopted_) {
     if (std::string err = adoptKernelState(); !err.empty()) return BackendResult::failure(err);
   }
@@ -396,6 +411,7 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
   const uint64_t before = ops_;
   if (std::string err = ensureOpen(); !err.empty()) return BackendResult::failure(err);
   if (std::string err = expireGraceful(false); !err.empty()) return BackendResult::failure(err);
+  if (diff.node && diff.node->node) podCIDRs_ = diff.node->node->podCIDRs;
   for (const auto& d : diff.deletes) {
     auto it = ports_.find(d.key);
     if (it == ports_.end()) continue;
@@ -446,7 +462,8 @@ BackendResult IpvsBackend::cleanup() {
   if (std::string err = nl_.opened() ? "" : nl_.open(); !err.empty()) {
     // No IPVS in this kernel: nothing of ours can be there but the dummy link and the table.
     if (std::string e2 = dummy_.remove(); !e2.empty()) return BackendResult::failure(e2);
-    if (std::string e2 = masq_.remove(); !e2.empty()) return BackendResult::failure(e2);
+    if (std::string e2 = masq4_.remove(); !e2.empty()) return BackendResult::failure(e2);
+    if (std::string e2 = masq6_.remove(); !e2.empty()) return BackendResult::failure(e2);
     return {};
   }
   if (std::string err = dummy_.ensure(); !err.empty()) return BackendResult::failure(err);
@@ -469,7 +486,8 @@ BackendResult IpvsBackend::cleanup() {
   }
   ++ops_;
   if (std::string err = dummy_.remove(); !err.empty()) return BackendResult::failure(err);
-  if (std::string err = masq_.remove(); !err.empty()) return BackendResult::failure(err);
+  if (std::string err = masq4_.remove(); !err.empty()) return BackendResult::failure(err);
+  if (std::string err = masq6_.remove(); !err.empty()) return BackendResult::failure(err);
   programmed_.clear();
   ports_.clear();
   addrRefs_.clear();

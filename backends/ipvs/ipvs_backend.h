@@ -73,7 +73,7 @@ class IpvsBackend : public proxier::Backend {
   proxier::NetworkConfig net_;
   IpvsNetlink nl_;
   DummyInterface dummy_;
-  MasqueradeTable masq_;
+  MasqueradeTable masq4_, masq6_;
   bool open_ = false, adopted_ = false;
   std::map<VirtualServiceKey, Programmed> programmed_;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports_;
@@ -81,6 +81,7 @@ class IpvsBackend : public proxier::Backend {
   std::map<std::pair<VirtualServiceKey, RealServerKey>, Clock::time_point> graceful_;
   std::chrono::seconds gracefulBound_{900};
   std::vector<proxier::IpAddr> nodeAddrs_;
+  std::vector<proxier::Cidr> podCIDRs_;  // the Node's, for --detect-local-mode=NodeCIDR
   uint64_t ops_ = 0;
 };
 

@@ -15,6 +15,7 @@
 #include "backends/nftnl/rule_builder.h"
 #include "backends/nftnl/set_spec.h"
 #include "backends/nftnl/transaction.h"
+#include "backends/node_policy/local_traffic.h"
 
 namespace sliceproxy::backends::ipvs {
 
@@ -32,9 +33,8 @@ const char* kChain = "nat-postrouting";
 std::vector<nftnl_set_elem*> elems(const std::vector<IpAddr>& addrs) {
   std::vector<nftnl_set_elem*> out;
   for (const auto& a : addrs) {
-    if (!a.isV4()) continue;
     nftnl_set_elem* e = nftnl_set_elem_alloc();
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, a.bytes.data(), 4);
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, a.bytes.data(), static_cast<uint32_t>(a.size()));
     out.push_back(e);
   }
   return out;
@@ -50,14 +50,17 @@ void changeSet(Transaction& tx, const char* set, const std::set<IpAddr>& have,
   if (!a.empty()) tx.addElements(kTable, set, a, std::string("adding to set ") + set);
 }
 
-// ct original ip daddr @set
-void originalDaddrIn(RuleBuilder& b, const char* set) {
-  b.ct(NFT_CT_DST_IP, NFT_REG_1, IP_CT_DIR_ORIGINAL).lookup(NFT_REG_1, set);
+// ct original ip daddr @set (ip6 daddr)
+void originalDaddrIn(RuleBuilder& b, const char* set, bool v4) {
+  b.ct(v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6, NFT_REG_1, IP_CT_DIR_ORIGINAL).lookup(NFT_REG_1, set);
 }
 
 }  // namespace
 
-MasqueradeTable::MasqueradeTable(const proxier::NetworkConfig& net) : net_(net) {}
+MasqueradeTable::MasqueradeTable(const proxier::NetworkConfig& net, proxier::IpFamily family)
+    : net_(net),
+      family_(family),
+      nfproto_(family == proxier::IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6) {}
 MasqueradeTable::~MasqueradeTable() = default;
 
 nft::Socket& MasqueradeTable::sock() {
@@ -66,24 +69,28 @@ nft::Socket& MasqueradeTable::sock() {
 }
 
 std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
-                                     const std::set<IpAddr>& externalIps) {
-  auto tables = nft::listTables(sock(), NFPROTO_IPV4);
+                                     const std::set<IpAddr>& externalIps,
+                                     const proxier::Cidr* nodePodCIDR) {
+  const bool v4 = family_ == proxier::IpFamily::V4;
+  auto tables = nft::listTables(sock(), nfproto_);
   if (!tables.ok) return tables.error;
-  Transaction tx(sock(), NFPROTO_IPV4);
+  Transaction tx(sock(), nfproto_);
   if (std::find(tables.names.begin(), tables.names.end(), kTable) != tables.names.end()) {
-    tx.deleteTable(kTable, "replacing table ip " + kTable);
+    tx.deleteTable(kTable,
+                   std::string(v4 ? "replacing table ip " : "replacing table ip6 ") + kTable);
   }
   tx.addTable(kTable);
-  nft::addSet(tx, kTable, kClusterSet, nft::SetSpec{nft::kTypeIp4, 4});
-  nft::addSet(tx, kTable, kExternalSet, nft::SetSpec{nft::kTypeIp4, 4});
+  const uint32_t al = v4 ? 4 : 16;
+  nft::addSet(tx, kTable, kClusterSet, nft::SetSpec{nft::ipType(family_), al});
+  nft::addSet(tx, kTable, kExternalSet, nft::SetSpec{nft::ipType(family_), al});
   nft::Hook hook{"nat", NF_INET_POST_ROUTING, 100};
   tx.addChain(kTable, kChain, &hook);
-  const IpAddr* snat = net_.snatAddress(proxier::IpFamily::V4);
+  const IpAddr* snat = net_.snatAddress(family_);
   auto rule = [&](RuleBuilder& b, const std::string& what) {
     // --snat-address: SNAT to that address instead of the egress interface's.
     if (snat) {
-      b.immediate(NFT_REG_1, snat->bytes.data(), 4);
-      b.nat(NFT_NAT_SNAT, NFPROTO_IPV4, NFT_REG_1, 0, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+      b.immediate(NFT_REG_1, snat->bytes.data(), al);
+      b.nat(NFT_NAT_SNAT, nfproto_, NFT_REG_1, 0, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
     } else {
       b.masq(NF_NAT_RANGE_PROTO_RANDOM_FULLY);
     }
@@ -91,22 +98,26 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
   };
   {
     RuleBuilder b;
-    originalDaddrIn(b, kExternalSet);
+    originalDaddrIn(b, kExternalSet, v4);
     rule(b, "masquerade traffic from outside to an external address or NodePort");
   }
   {
     RuleBuilder b;
-    originalDaddrIn(b, kClusterSet);
+    originalDaddrIn(b, kClusterSet, v4);
     b.fibAddrTypeLocal(true);
     rule(b, "masquerade the node's own traffic to a clusterIP");
   }
-  const proxier::Cidr* pods = net_.clusterCIDR(proxier::IpFamily::V4);
-  if (net_.masqueradeAll || (pods && net_.detectLocal == proxier::LocalDetectMode::ClusterCIDR)) {
+  {
+    // To a clusterIP: masquerade what does not come from pods (--detect-local-mode), or all of
+    // it with --masquerade-all; with no detection, only the rules above.
     RuleBuilder b;
-    originalDaddrIn(b, kClusterSet);
-    if (!net_.masqueradeAll) b.matchAddr(true, *pods, true);
-    rule(b, net_.masqueradeAll ? "masquerade all traffic to a clusterIP"
-                               : "masquerade traffic to a clusterIP from outside the pod network");
+    originalDaddrIn(b, kClusterSet, v4);
+    nft::NodeFamily fam{family_, nfproto_, &net_};
+    bool any = net_.masqueradeAll || nft::matchLocalTraffic(b, fam, nodePodCIDR, true);
+    if (any) {
+      rule(b, net_.masqueradeAll ? "masquerade all traffic to a clusterIP"
+                                 : "masquerade traffic to a clusterIP from outside the pods");
+    }
   }
   changeSet(tx, kClusterSet, {}, clusterIps);
   changeSet(tx, kExternalSet, {}, externalIps);
@@ -114,15 +125,19 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
   if (!res.ok) return res.error;
   cluster_ = clusterIps;
   external_ = externalIps;
+  podCIDR_ = nodePodCIDR ? std::optional<proxier::Cidr>(*nodePodCIDR) : std::nullopt;
   built_ = true;
   return "";
 }
 
 std::string MasqueradeTable::update(const std::set<IpAddr>& clusterIps,
-                                    const std::set<IpAddr>& externalIps) {
-  if (!built_) return replace(clusterIps, externalIps);
+                                    const std::set<IpAddr>& externalIps,
+                                    const proxier::Cidr* nodePodCIDR) {
+  std::optional<proxier::Cidr> pod =
+      nodePodCIDR ? std::optional<proxier::Cidr>(*nodePodCIDR) : std::nullopt;
+  if (!built_ || pod != podCIDR_) return replace(clusterIps, externalIps, nodePodCIDR);
   if (clusterIps == cluster_ && externalIps == external_) return "";
-  Transaction tx(sock(), NFPROTO_IPV4);
+  Transaction tx(sock(), nfproto_);
   changeSet(tx, kClusterSet, cluster_, clusterIps);
   changeSet(tx, kExternalSet, external_, externalIps);
   if (tx.empty()) {
@@ -138,14 +153,16 @@ std::string MasqueradeTable::update(const std::set<IpAddr>& clusterIps,
 }
 
 std::string MasqueradeTable::remove() {
-  auto tables = nft::listTables(sock(), NFPROTO_IPV4);
+  auto tables = nft::listTables(sock(), nfproto_);
   if (!tables.ok) return tables.error;
   built_ = false;
   cluster_.clear();
   external_.clear();
   if (std::find(tables.names.begin(), tables.names.end(), kTable) == tables.names.end()) return "";
-  Transaction tx(sock(), NFPROTO_IPV4);
-  tx.deleteTable(kTable, "removing table ip " + kTable);
+  Transaction tx(sock(), nfproto_);
+  tx.deleteTable(kTable, std::string(family_ == proxier::IpFamily::V4 ? "removing table ip "
+                                                                      : "removing table ip6 ") +
+                             kTable);
   auto res = tx.commit();
   return res.ok ? "" : res.error;
 }
