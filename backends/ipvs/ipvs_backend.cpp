@@ -79,7 +79,7 @@ Capabilities IpvsBackend::supported() {
   // any connection it controls (TCP TIME_WAIT: 2 minutes), so affinity outlives a short timeout,
   // as in kube-proxy's IPVS mode.
   return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
-                       Feature::ExternalIPs, Feature::IPv6}};
+                       Feature::ExternalIPs, Feature::IPv6, Feature::SCTP}};
 }
 
 std::string IpvsBackend::ensureOpen() {
