@@ -7,6 +7,8 @@
 #include "backends/ebpf/ebpf_backend.h"
 #include "backends/ebpf/kernel_probe.h"
 #include "backends/ebpf/linux_capabilities.h"
+#include "backends/ipvs/ipvs_backend.h"
+#include "backends/ipvs/linux_capabilities.h"
 #include "backends/nftables/kernel_probe.h"
 #include "backends/nftables/linux_capabilities.h"
 #include "backends/nftables/nftables_backend.h"
@@ -48,6 +50,20 @@ const BackendInfo kBackends[] = {
         .linuxCapabilities = ebpf::kLinuxCapabilities,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
           return std::make_unique<ebpf::EbpfBackend>(net);
+        },
+    },
+    {
+        .name = "ipvs",
+        .mode = "ipvs",
+        .summary = "IPVS virtual services over generic netlink, service addresses on the dummy "
+                   "link sliceproxy-ipvs, masquerading in table ip sliceproxy-ipvs",
+        .cleaner = StaleFlowCleaner::Conntrack,
+        .programsKernel = true,
+        .capabilities = &ipvs::IpvsBackend::supported,
+        .kernelSupport = &ipvs::kernelSupport,
+        .linuxCapabilities = ipvs::kLinuxCapabilities,
+        .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
+          return std::make_unique<ipvs::IpvsBackend>(net);
         },
     },
     {

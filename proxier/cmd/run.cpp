@@ -85,6 +85,9 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "Capacity of the record of UDP/SCTP flows sliceproxy translated, which conntrack "
                  "cleanup reads instead of walking the conntrack table (0: no record)")
       ->capture_default_str();
+  app.add_option("--ipvs-scheduler", cfg.network.ipvsScheduler,
+                 "IPVS scheduler of the ipvs backend's virtual services: rr (default), sh, mh, "
+                 "... (else the config file's ipvs.scheduler)");
   app.add_option("--masquerade-bit", cfg.masqueradeBit,
                  "Bit of the packet mark that flags traffic to masquerade (0..31)")
       ->capture_default_str();
@@ -271,6 +274,7 @@ int run(int argc, char** argv, const Extensions& ext) {
     spdlog::error("{}", err);
     return kExitUsage;
   }
+  if (cfg.network.ipvsScheduler.empty()) cfg.network.ipvsScheduler = cfg.ipvs.scheduler;
   if (cfg.syncPeriod.count() == 0) {
     // kube-proxy refuses it too: the periodic full sync is what repairs a data plane changed
     // behind the proxy's back, and the retry after a failed sync.

@@ -45,6 +45,9 @@ struct NetworkConfig {
   uint32_t maglevTableSize = 16381;
   // --devices: the eBPF backend's NodePort load balancer attaches to these interfaces (none: off).
   std::vector<std::string> devices;
+  // The IPVS backend's scheduler (--ipvs-scheduler, else the config file's ipvs.scheduler):
+  // rr, sh, mh or another the kernel has; "" means rr, kube-proxy's default.
+  std::string ipvsScheduler;
 
   const IpAddr* snatAddress(IpFamily f) const;
   const Cidr* clusterCIDR(IpFamily f) const;

@@ -65,8 +65,32 @@ def _ebpf_dump(sandbox, node):
     return "\n".join(parts)
 
 
-_OWNED = {"nftables": _nft_owned, "ebpf": _ebpf_owned}
-_DUMP = {"nftables": _nft_dump, "ebpf": _ebpf_dump}
+def _ipvs_owned(sandbox, node):
+    # Whether there are virtual services (read from /proc/net/ip_vs: no ipvsadm needed; which
+    # ones changes with the services, as the nftables backend's table names do not), the dummy
+    # link, the masquerade table.
+    p = sandbox.node_exec(["cat", "/proc/net/ip_vs"], node=node, check=False)
+    out = []
+    if any(l.split() and l.split()[0] in ("TCP", "UDP", "SCTP") for l in p.stdout.splitlines()):
+        out.append("ipvs virtual services")
+    if sandbox.node_exec(["ip", "link", "show", "sliceproxy-ipvs"], node=node,
+                         check=False).returncode == 0:
+        out.append("link sliceproxy-ipvs")
+    out += _nft_owned(sandbox, node)
+    return sorted(out)
+
+
+def _ipvs_dump(sandbox, node):
+    parts = []
+    for cmd in (["cat", "/proc/net/ip_vs"], ["ip", "addr", "show", "sliceproxy-ipvs"],
+                ["nft", "list", "ruleset"]):
+        p = sandbox.node_exec(cmd, node=node, check=False)
+        parts.append("$ %s\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
+    return "\n".join(parts)
+
+
+_OWNED = {"nftables": _nft_owned, "ebpf": _ebpf_owned, "ipvs": _ipvs_owned}
+_DUMP = {"nftables": _nft_dump, "ebpf": _ebpf_dump, "ipvs": _ipvs_dump}
 
 
 def owned(sandbox, backend, node="node-a"):

@@ -6,11 +6,14 @@
 #   SLICEPROXY_VM_PYTHON        the Python interpreter (CTest's; the guest's PATH is a plain one)
 #   SLICEPROXY_VM_BIN           the sliceproxy binary
 #   SLICEPROXY_VM_BACKEND       the backend (default nftables)
-#   SLICEPROXY_VM_KERNEL_CASES  which cases (default sctp)
+#   SLICEPROXY_VM_KERNEL_CASES  which cases (default sctp; "all": every case, for a backend the
+#                               host kernel cannot run at all)
+#   SLICEPROXY_VM_SCRIPT        the suite's script in this directory (default test_conformance.py)
 set -eu
 ip link set lo up
 export SLICEPROXY_BIN="${SLICEPROXY_VM_BIN:?SLICEPROXY_VM_BIN names the sliceproxy binary}"
 export SLICEPROXY_BACKEND="${SLICEPROXY_VM_BACKEND:-nftables}"
 export SLICEPROXY_CONFORMANCE_KERNEL_CASES="${SLICEPROXY_VM_KERNEL_CASES:-sctp}"
+[ "$SLICEPROXY_CONFORMANCE_KERNEL_CASES" = all ] && SLICEPROXY_CONFORMANCE_KERNEL_CASES=""
 echo "conformance in the guest: kernel $(uname -r), backend $SLICEPROXY_BACKEND, cases needing $SLICEPROXY_CONFORMANCE_KERNEL_CASES"
-exec "${SLICEPROXY_VM_PYTHON:-python3}" "$(dirname "$0")/test_conformance.py" -v "$@"
+exec "${SLICEPROXY_VM_PYTHON:-python3}" "$(dirname "$0")/${SLICEPROXY_VM_SCRIPT:-test_conformance.py}" -v "$@"

@@ -1,0 +1,150 @@
+#include "backends/ipvs/dummy_interface.h"
+
+#include <fmt/format.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sliceproxy::backends::ipvs {
+
+namespace {
+
+std::string failed(const std::string& what, int err) {
+  return fmt::format("{}: {} (errno {})", what, std::strerror(err), err);
+}
+
+}  // namespace
+
+DummyInterface::DummyInterface(std::string name) : name_(std::move(name)), sock_(NETLINK_ROUTE) {}
+
+int DummyInterface::lookup() {
+  index_ = 0;
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_GETLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, name_.c_str());
+  int rc = sock_.query(nlh, [&](const nlmsghdr* reply) {
+    if (reply->nlmsg_type != RTM_NEWLINK) return;
+    index_ = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(reply))->ifi_index;
+  });
+  return rc == ENODEV ? 0 : rc;
+}
+
+std::string DummyInterface::ensure() {
+  if (int rc = lookup()) return failed("looking up link " + name_, rc);
+  if (index_ == 0) {
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_NEWLINK;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL;
+    auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+    ifm->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, name_.c_str());
+    nlattr* info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "dummy");
+    mnl_attr_nest_end(nlh, info);
+    if (int rc = sock_.query(nlh)) {
+      return failed(
+          "creating dummy link " + name_ +
+              (rc == EOPNOTSUPP ? " (this kernel has no dummy driver: modprobe dummy)" : ""),
+          rc);
+    }
+    if (int rc = lookup()) return failed("looking up link " + name_, rc);
+    if (index_ == 0) return "creating dummy link " + name_ + ": the link is not there afterwards";
+  }
+  // Like kube-ipvs0 the link stays down: its addresses still get local routes (so traffic to them
+  // is delivered locally), but the node never answers ARP or NDP for them on its behalf.
+  addrs_.clear();
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_GETADDR;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = AF_UNSPEC;
+  int rc = sock_.query(nlh, [&](const nlmsghdr* reply) {
+    if (reply->nlmsg_type != RTM_NEWADDR) return;
+    const auto* m = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(reply));
+    if (static_cast<int>(m->ifa_index) != index_) return;
+    forEachAttr(reply, sizeof(ifaddrmsg), [&](const nlattr* a) {
+      if (mnl_attr_get_type(a) != IFA_ADDRESS) return;
+      proxier::IpAddr ip;
+      ip.family = m->ifa_family == AF_INET6 ? proxier::IpFamily::V6 : proxier::IpFamily::V4;
+      if (mnl_attr_get_payload_len(a) < ip.size()) return;
+      std::memcpy(ip.bytes.data(), mnl_attr_get_payload(a), ip.size());
+      addrs_.insert(ip);
+    });
+  });
+  if (rc) return failed("listing the addresses of " + name_, rc);
+  return "";
+}
+
+std::string DummyInterface::addressRequest(uint16_t type, const proxier::IpAddr& a) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = NLM_F_REQUEST | (type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = a.isV4() ? AF_INET : AF_INET6;
+  ifa->ifa_prefixlen = a.isV4() ? 32 : 128;
+  ifa->ifa_index = static_cast<unsigned>(index_);
+  // No duplicate address detection: the address is a service's, not a host's.
+  ifa->ifa_flags = a.isV4() ? 0 : IFA_F_NODAD;
+  mnl_attr_put(nlh, IFA_LOCAL, a.size(), a.bytes.data());
+  mnl_attr_put(nlh, IFA_ADDRESS, a.size(), a.bytes.data());
+  if (!a.isV4() && type == RTM_NEWADDR) {
+    // Deprecated (preferred lifetime 0, valid forever): IPv6 source selection then never picks
+    // a service address for the node's own or masqueraded traffic, as it would by longest match.
+    ifa_cacheinfo ci{};
+    ci.ifa_prefered = 0;
+    ci.ifa_valid = 0xffffffffu;
+    mnl_attr_put(nlh, IFA_CACHEINFO, sizeof(ci), &ci);
+  }
+  int rc = sock_.query(nlh);
+  if (type == RTM_DELADDR && rc == EADDRNOTAVAIL) rc = 0;  // already gone
+  if (rc) {
+    return failed(fmt::format("{} address {} {} {}", type == RTM_NEWADDR ? "adding" : "removing",
+                              a.str(), type == RTM_NEWADDR ? "to" : "from", name_),
+                  rc);
+  }
+  return "";
+}
+
+std::string DummyInterface::addAddress(const proxier::IpAddr& a) {
+  if (addrs_.count(a)) return "";
+  std::string err = addressRequest(RTM_NEWADDR, a);
+  if (err.empty()) addrs_.insert(a);
+  return err;
+}
+
+std::string DummyInterface::removeAddress(const proxier::IpAddr& a) {
+  if (!addrs_.count(a)) return "";
+  std::string err = addressRequest(RTM_DELADDR, a);
+  if (err.empty()) addrs_.erase(a);
+  return err;
+}
+
+std::string DummyInterface::remove() {
+  if (int rc = lookup()) return failed("looking up link " + name_, rc);
+  addrs_.clear();
+  if (index_ == 0) return "";
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_DELLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = index_;
+  int rc = sock_.query(nlh);
+  index_ = 0;
+  return rc == 0 || rc == ENODEV ? "" : failed("deleting link " + name_, rc);
+}
+
+}  // namespace sliceproxy::backends::ipvs

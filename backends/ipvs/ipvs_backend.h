@@ -1,0 +1,88 @@
+#pragma once
+// The IPVS data plane: one virtual service per ClusterIP, externalIP and LoadBalancer address and
+// per NodePort on each node address, masquerade forwarding to the endpoints, the addresses bound
+// to a dummy interface sliceproxy owns. Keeps a mirror of what it programmed so an incremental
+// sync sends only the requests for what changed; lists the kernel only at the first full sync (to
+// adopt what a previous run left) and for real servers waiting on graceful termination.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/ipvs/dummy_interface.h"
+#include "backends/ipvs/ipvs_netlink.h"
+#include "backends/ipvs/masquerade_table.h"
+#include "proxier/config/network_config.h"
+#include "proxier/core/backend.h"
+
+namespace sliceproxy::backends::ipvs {
+
+// Kernel support: "" when the kernel answers the IPVS family, otherwise what is missing.
+std::string kernelSupport();
+
+class IpvsBackend : public proxier::Backend {
+ public:
+  explicit IpvsBackend(const proxier::NetworkConfig& net);
+  std::string name() const override { return "ipvs"; }
+  static proxier::Capabilities supported();
+  proxier::Capabilities capabilities() const override { return supported(); }
+  proxier::BackendResult apply(const proxier::Diff& diff) override;
+  proxier::BackendResult fullSync(const proxier::State& state) override;
+  proxier::BackendResult cleanup() override;
+  std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
+
+  // How long a removed TCP/SCTP real server may keep weight 0 waiting for its connections.
+  void setGracefulBound(std::chrono::seconds s) { gracefulBound_ = s; }
+  // Requests sent to IPVS since construction (tests and benchmarks).
+  uint64_t ipvsRequests() const { return nl_.requests(); }
+  size_t gracefulPending() const { return graceful_.size(); }
+
+ private:
+  struct Desired {
+    VirtualService svc;
+    bool external = false;  // an externalIP, LB VIP or NodePort: masqueraded from anywhere
+    std::map<RealServerKey, uint32_t> dests;  // weight
+  };
+  struct Programmed {
+    VirtualService svc;
+    bool external = false;
+    std::map<RealServerKey, uint32_t> dests;  // weight; 0 while terminating gracefully
+  };
+  using Clock = std::chrono::steady_clock;
+
+  std::string ensureOpen();
+  std::string adoptKernelState();
+  std::map<VirtualServiceKey, Desired> desiredFor(const proxier::ServicePortView& v) const;
+  // Makes the kernel's virtual service `key` match `want` (null: not wanted).
+  std::string reconcile(const VirtualServiceKey& key, const Desired* want);
+  std::string removeRealServer(const VirtualServiceKey& key, Programmed& p,
+                               const RealServerKey& rs);
+  std::string expireGraceful(bool all);
+  // An upsert whose only change is endpoints: the real servers of those endpoints, nothing else.
+  std::string applyEndpointChanges(const proxier::ServicePortView& v,
+                                   const std::vector<proxier::EndpointChange>& changes);
+  std::string addrRef(const proxier::IpAddr& a, int delta);
+  // The addresses NodePorts are served on: every local one but loopback, link-local and ours,
+  // narrowed by --nodeport-addresses CIDRs; the Node's InternalIPs for "primary".
+  void refreshNodeAddresses(const proxier::NodeContext* node);
+  // Brings table ip sliceproxy-ipvs to the programmed virtual services' addresses.
+  std::string syncMasquerade(bool replace);
+
+  proxier::NetworkConfig net_;
+  IpvsNetlink nl_;
+  DummyInterface dummy_;
+  MasqueradeTable masq4_, masq6_;
+  bool open_ = false, adopted_ = false;
+  std::map<VirtualServiceKey, Programmed> programmed_;
+  std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports_;
+  std::map<proxier::IpAddr, int> addrRefs_;
+  std::map<std::pair<VirtualServiceKey, RealServerKey>, Clock::time_point> graceful_;
+  std::chrono::seconds gracefulBound_{900};
+  std::vector<proxier::IpAddr> nodeAddrs_;
+  std::vector<proxier::Cidr> podCIDRs_;  // the Node's, for --detect-local-mode=NodeCIDR
+  uint64_t ops_ = 0;
+};
+
+}  // namespace sliceproxy::backends::ipvs
