@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "backends/ipvs/netlink_link.h"
+
 namespace sliceproxy::backends::ipvs {
 
 namespace {
@@ -23,19 +25,10 @@ std::string failed(const std::string& what, int err) {
 DummyInterface::DummyInterface(std::string name) : name_(std::move(name)), sock_(NETLINK_ROUTE) {}
 
 int DummyInterface::lookup() {
-  index_ = 0;
-  char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETLINK;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-  ifm->ifi_family = AF_UNSPEC;
-  mnl_attr_put_strz(nlh, IFLA_IFNAME, name_.c_str());
-  int rc = sock_.query(nlh, [&](const nlmsghdr* reply) {
-    if (reply->nlmsg_type != RTM_NEWLINK) return;
-    index_ = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(reply))->ifi_index;
-  });
-  return rc == ENODEV ? 0 : rc;
+  LinkInfo link;
+  const int rc = findLink(sock_, name_, link);
+  index_ = link.index;
+  return rc;
 }
 
 std::string DummyInterface::ensure() {
@@ -135,14 +128,7 @@ std::string DummyInterface::remove() {
   if (int rc = lookup()) return failed("looking up link " + name_, rc);
   addrs_.clear();
   if (index_ == 0) return "";
-  char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_DELLINK;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-  ifm->ifi_family = AF_UNSPEC;
-  ifm->ifi_index = index_;
-  int rc = sock_.query(nlh);
+  int rc = deleteLink(sock_, index_);
   index_ = 0;
   return rc == 0 || rc == ENODEV ? "" : failed("deleting link " + name_, rc);
 }

@@ -1,22 +1,27 @@
 #pragma once
-// kube-proxy's IPVS mode binds every service address to a dummy interface, kube-ipvs0.
+// kube-proxy's IPVS mode binds every service address to a dummy interface, kube-ipvs0; it is
+// found and deleted as the IPVS backend handles its own link (backends/ipvs/netlink_link.h).
+
+#include <linux/netlink.h>
 
 #include <string>
+
+#include "backends/ipvs/netlink_link.h"
 
 namespace sliceproxy::proxier::kube_proxy_cleanup {
 
 inline constexpr const char* kKubeIpvsLink = "kube-ipvs0";
 
-struct LinkInfo {
-  bool exists = false;
-  int index = 0;
-  std::string kind;  // IFLA_INFO_KIND: "dummy", "bridge", ... ("" for a device without one)
-};
+using backends::ipvs::LinkInfo;
 
-// Looks the link up by name. Returns 0 (exists=false when there is no such link) or the errno.
-int findLink(const std::string& name, LinkInfo& out);
+inline int findLink(const std::string& name, LinkInfo& out) {
+  backends::ipvs::NetlinkSocket sock(NETLINK_ROUTE);
+  return backends::ipvs::findLink(sock, name, out);
+}
 
-// Deletes the link with this index. Returns 0 or the errno.
-int deleteLink(int index);
+inline int deleteLink(int index) {
+  backends::ipvs::NetlinkSocket sock(NETLINK_ROUTE);
+  return backends::ipvs::deleteLink(sock, index);
+}
 
 }  // namespace sliceproxy::proxier::kube_proxy_cleanup
