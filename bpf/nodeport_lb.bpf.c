@@ -227,9 +227,9 @@ static __always_inline int np_reverse(struct __sk_buff* skb, struct np_pkt* p) {
  * which input routing rejects as martian. A destination the FIB does not forward to (a local
  * address, no route, TTL expiring) goes to the stack as it is. */
 static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt* p,
-                                      const __u8* daddr) {
+                                      const __u8* daddr, int egress) {
   struct bpf_fib_lookup fib = {};
-  fib.ifindex = skb->ingress_ifindex;
+  fib.ifindex = egress ? skb->ifindex : skb->ingress_ifindex;
   fib.l4_protocol = p->proto;
   fib.tot_len = skb->len - NP_ETH_HLEN;
   __u8 ttl;
@@ -243,7 +243,7 @@ static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt
     __builtin_memcpy(fib.ipv6_dst, daddr, 16);
   }
   long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-  if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && skb->ingress_ifindex != NP_LOOPBACK_IFINDEX) {
+  if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && (egress || skb->ingress_ifindex != NP_LOOPBACK_IFINDEX)) {
     struct np_local_key lk = {};
     __builtin_memcpy(lk.addr, daddr, 16);
     lk.family = p->family;
@@ -295,38 +295,46 @@ static __always_inline __u16 np_snat_claim(const struct np_snat* snat, struct np
   return 0;
 }
 
-/* TCP RST in answer to p, built in place of the packet and sent back out of its interface. */
-static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p);
-static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p);
+/* TCP RST in answer to p, built in place of the packet and sent back out of its interface
+ * (with egress: back in, to the node's socket that sent it). */
+static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p,
+                                         __u64 back);
+static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p,
+                                         __u64 back);
 
-SEC("tc")
-int np_ingress(struct __sk_buff* skb) {
-  struct np_pkt p = {};
-  if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
-  int r = np_reverse(skb, &p);
-  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : np_forward(skb, &p, p.daddr);
-
+/* The frontend lookup and translation. At ingress: every packet. At egress (egress = 1): the
+ * node's own packets (source one of its addresses) to an eTP Cluster frontend, which the
+ * socket programs leave to this path so that pods' flows to it are masqueraded at their
+ * interface; the node's own would otherwise leave by its default route untranslated. */
+static __always_inline int np_balance(struct __sk_buff* skb, struct np_pkt* pp, int egress) {
   struct np_fe_key fk = {};
-  __builtin_memcpy(fk.addr, p.daddr, 16);
-  fk.port = p.dport;
-  fk.proto = p.proto;
-  fk.family = p.family;
+  __builtin_memcpy(fk.addr, pp->daddr, 16);
+  fk.port = pp->dport;
+  fk.proto = pp->proto;
+  fk.family = pp->family;
   struct np_frontend* fe = bpf_map_lookup_elem(&np_frontends, &fk);
   if (!fe) return NP_TC_ACT_OK;
+  if (egress) {
+    struct np_local_key lk = {};
+    __builtin_memcpy(lk.addr, pp->saddr, 16);
+    lk.family = pp->family;
+    if (!(fe->flags & NP_F_SNAT) || !bpf_map_lookup_elem(&np_local, &lk)) return NP_TC_ACT_OK;
+  }
+  const __u64 back = egress ? BPF_F_INGRESS : 0;
 
   struct np_ct_key ck = {};
-  __builtin_memcpy(ck.client, p.saddr, 16);
-  __builtin_memcpy(ck.vip, p.daddr, 16);
-  ck.cport = p.sport;
-  ck.vport = p.dport;
-  ck.proto = p.proto;
-  ck.family = p.family;
+  __builtin_memcpy(ck.client, pp->saddr, 16);
+  __builtin_memcpy(ck.vip, pp->daddr, 16);
+  ck.cport = pp->sport;
+  ck.vport = pp->dport;
+  ck.proto = pp->proto;
+  ck.family = pp->family;
   struct np_ct_value cv;
   struct np_ct_value* known = bpf_map_lookup_elem(&np_ct, &ck);
   /* A UDP flow whose backend left the service (its id is gone from np_backends: ids are never
    * reused) moves to a live one, as kube-proxy's conntrack cleanup moves it; a TCP connection
    * stays with its backend until it ends (graceful termination). */
-  if (known && p.proto == NP_IPPROTO_UDP && !bpf_map_lookup_elem(&np_backends, &known->backend_id))
+  if (known && pp->proto == NP_IPPROTO_UDP && !bpf_map_lookup_elem(&np_backends, &known->backend_id))
     known = 0;
   if (known) {
     cv = *known;
@@ -334,10 +342,10 @@ int np_ingress(struct __sk_buff* skb) {
     if (fe->flags & NP_F_DROP) return NP_TC_ACT_SHOT;
     if (fe->flags & NP_F_SOURCE_RANGES) {
       struct np_range_key rk = {};
-      rk.prefixlen = NP_RANGE_FIXED_BITS + (p.family == NP_FAMILY_V4 ? 32 : 128);
+      rk.prefixlen = NP_RANGE_FIXED_BITS + (pp->family == NP_FAMILY_V4 ? 32 : 128);
       rk.ranges_id = fe->ranges_id;
-      rk.family = p.family;
-      __builtin_memcpy(rk.addr, p.saddr, 16);
+      rk.family = pp->family;
+      __builtin_memcpy(rk.addr, pp->saddr, 16);
       if (!bpf_map_lookup_elem(&np_src_ranges, &rk)) return NP_TC_ACT_SHOT;
     }
     __u32 backend_id = 0;
@@ -346,9 +354,9 @@ int np_ingress(struct __sk_buff* skb) {
     const __u64 now = bpf_ktime_get_ns();
     const __u64 timeout_ns = (__u64)fe->affinity_timeout * 1000000000ull;
     if (timeout_ns) {
-      __builtin_memcpy(ak.client, p.saddr, 16);
+      __builtin_memcpy(ak.client, pp->saddr, 16);
       ak.svc_id = fe->svc_id;
-      ak.family = p.family;
+      ak.family = pp->family;
       struct np_aff_value* av = bpf_map_lookup_elem(&np_affinity, &ak);
       if (av && now - av->last_ns < timeout_ns) {
         __u32 id = av->backend_id;
@@ -356,14 +364,15 @@ int np_ingress(struct __sk_buff* skb) {
         if (be) backend_id = id;
       }
     }
-    if (!be) be = np_pick(fe, &p, &backend_id);
+    if (!be) be = np_pick(fe, pp, &backend_id);
     if (be && timeout_ns) {
       struct np_aff_value nv = {.last_ns = now, .backend_id = backend_id};
       bpf_map_update_elem(&np_affinity, &ak, &nv, BPF_ANY);
     }
     if (!be) {
       if (!(fe->flags & NP_F_REJECT)) return NP_TC_ACT_SHOT;
-      return p.proto == NP_IPPROTO_TCP ? np_reject_tcp(skb, &p) : np_reject_udp(skb, &p);
+      return pp->proto == NP_IPPROTO_TCP ? np_reject_tcp(skb, pp, back)
+                                       : np_reject_udp(skb, pp, back);
     }
     __builtin_memset(&cv, 0, sizeof(cv));
     cv.backend = *be;
@@ -372,51 +381,62 @@ int np_ingress(struct __sk_buff* skb) {
     struct np_rnat_key rk = {};
     __builtin_memcpy(rk.backend, be->addr, 16);
     rk.bport = be->port;
-    rk.proto = p.proto;
-    rk.family = p.family;
+    rk.proto = pp->proto;
+    rk.family = pp->family;
     struct np_rnat_value rv = {};
-    __builtin_memcpy(rv.client, p.saddr, 16);
-    __builtin_memcpy(rv.vip, p.daddr, 16);
-    rv.cport = p.sport;
-    rv.vport = p.dport;
-    __u32 slot = p.family == NP_FAMILY_V4 ? 0 : 1;
+    __builtin_memcpy(rv.client, pp->saddr, 16);
+    __builtin_memcpy(rv.vip, pp->daddr, 16);
+    rv.cport = pp->sport;
+    rv.vport = pp->dport;
+    __u32 slot = pp->family == NP_FAMILY_V4 ? 0 : 1;
     struct np_snat* snat = (fe->flags & NP_F_SNAT) ? bpf_map_lookup_elem(&np_snat, &slot) : 0;
     if (snat && (snat->addr[0] | snat->addr[1] | snat->addr[2] | snat->addr[3] | snat->addr[12] |
                  snat->addr[15])) {
       __builtin_memcpy(rk.dst, snat->addr, 16);
       __u32 h =
-          np_flow_hash(p.saddr, p.daddr, (const __u8*)&p.sport, (const __u8*)&p.dport, p.proto);
+          np_flow_hash(pp->saddr, pp->daddr, (const __u8*)&pp->sport, (const __u8*)&pp->dport, pp->proto);
       cv.snat_port = np_snat_claim(snat, &rk, &rv, h);
       if (!cv.snat_port) return NP_TC_ACT_SHOT; /* no free port: as a full conntrack table */
     } else {
-      __builtin_memcpy(rk.dst, p.saddr, 16);
-      rk.dport = p.sport;
+      __builtin_memcpy(rk.dst, pp->saddr, 16);
+      rk.dport = pp->sport;
       bpf_map_update_elem(&np_rnat, &rk, &rv, BPF_ANY);
     }
     bpf_map_update_elem(&np_ct, &ck, &cv, BPF_ANY);
   }
 
-  if (np_set_addr(skb, &p, p.daddr_off, p.daddr, cv.backend.addr) < 0) return NP_TC_ACT_SHOT;
-  if (np_set_port(skb, &p, p.l4_off + 2, p.dport, cv.backend.port) < 0) return NP_TC_ACT_SHOT;
+  if (np_set_addr(skb, pp, pp->daddr_off, pp->daddr, cv.backend.addr) < 0) return NP_TC_ACT_SHOT;
+  if (np_set_port(skb, pp, pp->l4_off + 2, pp->dport, cv.backend.port) < 0) return NP_TC_ACT_SHOT;
   if (cv.snat_port) {
-    __u32 slot = p.family == NP_FAMILY_V4 ? 0 : 1;
+    __u32 slot = pp->family == NP_FAMILY_V4 ? 0 : 1;
     struct np_snat* snat = bpf_map_lookup_elem(&np_snat, &slot);
     if (!snat) return NP_TC_ACT_SHOT;
     __u8 addr[16];
     __builtin_memcpy(addr, snat->addr, 16);
-    if (np_set_addr(skb, &p, p.saddr_off, p.saddr, addr) < 0) return NP_TC_ACT_SHOT;
-    if (np_set_port(skb, &p, p.l4_off, p.sport, cv.snat_port) < 0) return NP_TC_ACT_SHOT;
+    if (np_set_addr(skb, pp, pp->saddr_off, pp->saddr, addr) < 0) return NP_TC_ACT_SHOT;
+    if (np_set_port(skb, pp, pp->l4_off, pp->sport, cv.snat_port) < 0) return NP_TC_ACT_SHOT;
   }
-  return np_forward(skb, &p, cv.backend.addr);
+  return np_forward(skb, pp, cv.backend.addr, egress);
+}
+
+SEC("tc")
+int np_ingress(struct __sk_buff* skb) {
+  struct np_pkt p = {};
+  if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
+  int r = np_reverse(skb, &p);
+  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : np_forward(skb, &p, p.daddr, 0);
+  return np_balance(skb, &p, 0);
 }
 
 /* Replies of local backends to clients outside, DNAT only (eTP Local): the frontend goes back
- * in as their source as they leave. */
+ * in as their source as they leave. And the node's own flows to eTP Cluster frontends. */
 SEC("tc")
 int np_egress(struct __sk_buff* skb) {
   struct np_pkt p = {};
   if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
-  return np_reverse(skb, &p) < 0 ? NP_TC_ACT_SHOT : NP_TC_ACT_OK;
+  int r = np_reverse(skb, &p);
+  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : NP_TC_ACT_OK;
+  return np_balance(skb, &p, 1);
 }
 
 static __always_inline __u16 np_fold(__u64 sum) {
@@ -435,11 +455,14 @@ struct np_rst4 {
 };
 #define NP_RST4_LEN (sizeof(struct np_rst4) - 2)
 
-static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p);
-static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p);
+static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back);
+static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back);
 
-static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p) {
-  if (p->family != NP_FAMILY_V4) return np_reject_tcp6(skb, p);
+static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p,
+                                         __u64 back) {
+  if (p->family != NP_FAMILY_V4) return np_reject_tcp6(skb, p, back);
   struct ethhdr eth;
   struct iphdr ip;
   struct tcphdr th;
@@ -483,7 +506,7 @@ static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_
   r.tcp.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_RST4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_RST4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
 }
 
 /* ICMP port unreachable: the original IP header and the first 8 bytes of its payload. */
@@ -498,8 +521,9 @@ struct np_icmp4 {
 };
 #define NP_ICMP4_LEN (sizeof(struct np_icmp4) - 2)
 
-static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p) {
-  if (p->family != NP_FAMILY_V4) return np_reject_udp6(skb, p);
+static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p,
+                                         __u64 back) {
+  if (p->family != NP_FAMILY_V4) return np_reject_udp6(skb, p, back);
   if (p->l4_off != NP_ETH_HLEN + 20) return NP_TC_ACT_SHOT;
   struct ethhdr eth;
   struct np_icmp4 r = {};
@@ -528,7 +552,7 @@ static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_
   r.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_ICMP4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_ICMP4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
 }
 
 /* The sum of the IPv6 pseudo-header (RFC 8200 8.1) for an upper-layer packet of len bytes. */
@@ -547,7 +571,8 @@ struct np_rst6 {
 };
 #define NP_RST6_LEN (sizeof(struct np_rst6) - 2)
 
-static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p) {
+static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back) {
   struct ethhdr eth;
   struct ipv6hdr ip6;
   struct tcphdr th;
@@ -583,7 +608,7 @@ static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np
   r.tcp.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_RST6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_RST6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
 }
 
 /* ICMPv6 port unreachable quoting the IPv6 header and the 8-byte UDP header. */
@@ -599,7 +624,8 @@ struct np_icmp6 {
 #define NP_ICMP6_LEN (sizeof(struct np_icmp6) - 2)
 #define NP_ICMP6_BODY (8 + 48)
 
-static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p) {
+static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back) {
   if (p->l4_off != NP_ETH_HLEN + 40) return NP_TC_ACT_SHOT;
   struct ethhdr eth;
   struct np_icmp6 r = {};
@@ -623,7 +649,7 @@ static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np
   r.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_ICMP6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_ICMP6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
 }
 
 char LICENSE[] SEC("license") = "GPL";

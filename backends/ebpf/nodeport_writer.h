@@ -24,6 +24,8 @@ class NodePortWriter {
   // Upserts the port; returns "" or an error naming the service port and the map.
   std::string sync(const proxier::ServicePortView& v);
   std::string remove(const proxier::ServicePortKey& key);
+  // The addresses NodePorts answer on from now on; ports are re-planned at their next sync.
+  void setNodeAddresses(std::vector<proxier::IpAddr> a) { nodeAddresses_ = std::move(a); }
 
   // For tests: the table id and size a port's frontends use (0, 0 when none).
   std::pair<uint32_t, uint32_t> tableOf(const proxier::ServicePortKey& key) const;

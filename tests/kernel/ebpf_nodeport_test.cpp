@@ -776,12 +776,6 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   EXPECT_EQ(addrs[0].str(), "203.0.113.1");
   EXPECT_EQ(backends::ebpf::deviceAddresses(net.devices, {*Cidr::parse("10.0.0.0/8")}).size(), 1u)
       << "--nodeport-addresses filters them";
-  {
-    NetworkConfig primary = net;
-    primary.nodePortPrimaryOnly = true;
-    EXPECT_THROW(backends::ebpf::NodePortPath{primary}, std::runtime_error)
-        << "--nodeport-addresses primary is refused, not ignored";
-  }
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
   NodeState state{"node-a"};
@@ -820,6 +814,51 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50603).error,
             "ECONNREFUSED")
       << "not a NodePort address any more";
+}
+
+// --nodeport-addresses primary: NodePorts answer on the Node's InternalIPs only, none before
+// the Node object arrives, and they follow the Node when its addresses change.
+TEST_F(NodePortTraffic, PrimaryNodePortAddressesFollowTheNodesInternalIps) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1"};
+  net.nodePortPrimaryOnly = true;
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  EXPECT_TRUE(path->nodeAddresses().empty()) << "no Node yet: no NodePort address";
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::UDP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(
+      slice("web-1", "web", {{"10.244.0.2", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50610).error,
+            "ECONNREFUSED");
+  auto nodeWith = [](const std::string& a) {
+    auto n = std::make_shared<proxier::Node>();
+    n->key = {"", "node-a"};
+    n->resourceVersion = a;
+    n->addresses.push_back({"InternalIP", proxier::IpAddr::parse(a), a});
+    return proxier::NodePtr(n);
+  };
+  tracker.upsertNode(nodeWith("203.0.113.1"));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  ASSERT_EQ(path->nodeAddresses().size(), 1u);
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50611);
+  ASSERT_EQ(r.error, "");
+  EXPECT_NE(r.text.find("10.244.0.2:8080 203.0.113.1:"), std::string::npos) << r.text;
+  EXPECT_EQ(topo::request(gTopo.client, "10.244.0.1", kNodePort, SOCK_DGRAM, 50612).error,
+            "ECONNREFUSED")
+      << "a device address that is no InternalIP";
+  // The Node's InternalIP moves: the port, unchanged itself, is re-planned.
+  tracker.upsertNode(nodeWith("10.244.0.1"));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(topo::request(gTopo.client, "10.244.0.1", kNodePort, SOCK_DGRAM, 50613).error, "");
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50614).error,
+            "ECONNREFUSED");
 }
 
 // `--devices n0,n1+`: node addresses from n0 only, the programs also on every interface whose

@@ -39,8 +39,10 @@ struct Topology {
   bool create() {
     const int pid = getpid();
     // A killed run's namespaces: their pid is gone.
+    // No /run/netns yet (no namespace named since boot): nothing left over.
+    std::error_code none;
     for (const auto& e : std::filesystem::directory_iterator(
-             "/run/netns", std::filesystem::directory_options::skip_permission_denied)) {
+             "/run/netns", std::filesystem::directory_options::skip_permission_denied, none)) {
       const std::string n = e.path().filename().string();
       if (n.rfind("spnp-", 0) != 0) continue;
       const std::string owner = n.substr(n.rfind('-') + 1);
