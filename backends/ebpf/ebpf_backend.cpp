@@ -149,12 +149,12 @@ std::array<std::vector<EndpointKey>, 2> membersBySet(const ServicePortView& v) {
 }  // namespace
 
 EbpfBackend::EbpfBackend(const NetworkConfig& net) {
-  if (net.masqueradeAll) {
+  if (net.masqueradeAll && net.devices.empty()) {
     // Refused rather than ignored: a flow rewritten at the socket leaves with the client's own
-    // address and meets no NAT rule that could masquerade it.
+    // address; only the packet path (--devices) masquerades.
     throw std::invalid_argument(
-        "--masquerade-all: the ebpf backend rewrites at the client's socket and never "
-        "masquerades; use --backend nftables for it");
+        "--masquerade-all: the ebpf backend masquerades in its packet path only, which "
+        "--devices none turned off");
   }
   options_.pinDir = net.bpfPinDir;
   options_.cgroupRoot = net.cgroupRoot;
@@ -271,7 +271,12 @@ std::string EbpfBackend::flushGarbage(bool all) {
 }
 
 std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
-  auto next = desiredFrontends(*p.info, v, p.sets, nodePort_ ? &nodePort_->nodeAddresses() : nullptr);
+  // --masquerade-all: every flow is masqueraded, so none is rewritten at its socket; the
+  // packet path translates them all (pods' at their interface, the node's at its egress).
+  auto next = masqueradeAtPackets()
+                  ? decltype(p.frontends){}
+                  : desiredFrontends(*p.info, v, p.sets,
+                                     nodePort_ ? &nodePort_->nodeAddresses() : nullptr);
   for (const auto& [k, val] : next) {
     auto it = std::find_if(p.frontends.begin(), p.frontends.end(),
                            [&](const auto& f) { return f.first == k; });
@@ -293,6 +298,7 @@ std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
 }
 
 std::string EbpfBackend::clusterIpRef(const IpAddr& ip, int delta) {
+  if (masqueradeAtPackets()) return "";  // no socket frontend, no socket reject either
   uint32_t& n = clusterIpRefs_[ip];
   const uint32_t before = n;
   n = static_cast<uint32_t>(static_cast<int64_t>(n) + delta);
