@@ -438,4 +438,183 @@ static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np
   return bpf_redirect(skb->ifindex, back);
 }
 
+/* ---- XDP: the same decision before the kernel allocates anything for the packet ----------- */
+
+/* The 16-bit one's complement checksum `check` with the words of from replaced by those of to
+ * (RFC 1624); sizes in bytes, multiples of 4. */
+static __always_inline __u16 np_csum_replace(__u16 check, __be32* from, __u32 fsz, __be32* to,
+                                             __u32 tsz) {
+  __s64 sum = bpf_csum_diff(from, fsz, to, tsz, (__u16)~check);
+  return np_fold(sum < 0 ? 0 : (__u64)sum);
+}
+
+/* The FIB's next hop for a translated packet; 0 when it has a resolved one. */
+static __always_inline int np_xdp_fib(struct xdp_md* ctx, struct bpf_fib_lookup* fib, __u8 family,
+                                      const __u8* daddr, __u8 proto, __u16 tot_len) {
+  fib->ifindex = ctx->ingress_ifindex;
+  fib->l4_protocol = proto;
+  fib->tot_len = tot_len;
+  if (family == NP_FAMILY_V4) {
+    fib->family = 2; /* AF_INET */
+    __builtin_memcpy(&fib->ipv4_dst, daddr, 4);
+  } else {
+    fib->family = 10; /* AF_INET6 */
+    __builtin_memcpy(fib->ipv6_dst, daddr, 16);
+  }
+  return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) == BPF_FIB_LKUP_RET_SUCCESS ? 0 : -1;
+}
+
+/* The new L4 checksum: addresses (pseudo-header) and ports replaced. An IPv4 UDP checksum of
+ * zero means none and stays so; a computed zero is sent as all ones. */
+static __always_inline __u16 np_xdp_l4sum(__u16 check, __u8 proto, int v4, __be32* oa, __be32* na,
+                                          __u32 asz, __be32 oports, __be32 nports) {
+  if (v4 && proto == NP_IPPROTO_UDP && check == 0) return 0;
+  __u16 c = np_csum_replace(check, oa, asz, na, asz);
+  c = np_csum_replace(c, &oports, 4, &nports, 4);
+  return (proto == NP_IPPROTO_UDP && c == 0) ? 0xffff : c;
+}
+
+/* Rewrites an IPv4 frame (headers already bounds-checked by the parse) as cv says: addresses
+ * and ports, both checksums, TTL, MAC addresses. Pointers are derived again from ctx: one
+ * pointer chosen by family would not convince the verifier. */
+static __always_inline int np_xdp_nat4(struct xdp_md* ctx, const struct np_pkt* p,
+                                       const __u8* nsaddr, const __u8* ndaddr, __be32 nports) {
+  void* data = (void*)(long)ctx->data;
+  void* end = (void*)(long)ctx->data_end;
+  struct ethhdr* eth = data;
+  struct iphdr* ip = (void*)(eth + 1);
+  __be32* l4 = (void*)(ip + 1);
+  if ((void*)(l4 + 2) > end) return XDP_PASS;
+  if (ip->ttl <= 1) return XDP_PASS;
+  struct bpf_fib_lookup fib = {};
+  if (np_xdp_fib(ctx, &fib, NP_FAMILY_V4, ndaddr, p->proto, bpf_ntohs(ip->tot_len)) < 0)
+    return XDP_PASS;
+  __u16* check;
+  if (p->proto == NP_IPPROTO_TCP) {
+    if ((void*)(l4 + 5) > end) return XDP_PASS;
+    check = (__u16*)l4 + 8;
+  } else {
+    check = (__u16*)l4 + 3;
+  }
+  __be32 o[3] = {ip->saddr, ip->daddr, 0}, n[3] = {0, 0, 0};
+  __builtin_memcpy(&n[0], nsaddr, 4);
+  __builtin_memcpy(&n[1], ndaddr, 4);
+  *check = np_xdp_l4sum(*check, p->proto, 1, o, n, 8, *l4, nports);
+  /* The TTL is the high byte of the header's word at offset 8, decremented as a router does. */
+  const __u8 ttl = ip->ttl;
+  ((__u16*)o)[4] = bpf_htons((__u16)ttl << 8);
+  ((__u16*)n)[4] = bpf_htons((__u16)(ttl - 1) << 8);
+  ip->check = np_csum_replace(ip->check, o, 12, n, 12);
+  ip->saddr = n[0];
+  ip->daddr = n[1];
+  ip->ttl = ttl - 1;
+  *l4 = nports;
+  __builtin_memcpy(eth->h_dest, fib.dmac, 6);
+  __builtin_memcpy(eth->h_source, fib.smac, 6);
+  if (fib.ifindex == ctx->ingress_ifindex) return XDP_TX;
+  return bpf_redirect(fib.ifindex, 0);
+}
+
+static __always_inline int np_xdp_nat6(struct xdp_md* ctx, const struct np_pkt* p,
+                                       const __u8* nsaddr, const __u8* ndaddr, __be32 nports) {
+  void* data = (void*)(long)ctx->data;
+  void* end = (void*)(long)ctx->data_end;
+  struct ethhdr* eth = data;
+  struct ipv6hdr* ip6 = (void*)(eth + 1);
+  __be32* l4 = (void*)(ip6 + 1);
+  if ((void*)(l4 + 2) > end) return XDP_PASS;
+  if (ip6->hop_limit <= 1) return XDP_PASS;
+  struct bpf_fib_lookup fib = {};
+  if (np_xdp_fib(ctx, &fib, NP_FAMILY_V6, ndaddr, p->proto, bpf_ntohs(ip6->payload_len) + 40) < 0)
+    return XDP_PASS;
+  __u16* check;
+  if (p->proto == NP_IPPROTO_TCP) {
+    if ((void*)(l4 + 5) > end) return XDP_PASS;
+    check = (__u16*)l4 + 8;
+  } else {
+    check = (__u16*)l4 + 3;
+  }
+  __be32 o[8], n[8];
+  __builtin_memcpy(o, &ip6->saddr, 32);
+  __builtin_memcpy(&n[0], nsaddr, 16);
+  __builtin_memcpy(&n[4], ndaddr, 16);
+  *check = np_xdp_l4sum(*check, p->proto, 0, o, n, 32, *l4, nports);
+  __builtin_memcpy(&ip6->saddr, n, 32);
+  ip6->hop_limit -= 1;
+  *l4 = nports;
+  __builtin_memcpy(eth->h_dest, fib.dmac, 6);
+  __builtin_memcpy(eth->h_source, fib.smac, 6);
+  if (fib.ifindex == ctx->ingress_ifindex) return XDP_TX;
+  return bpf_redirect(fib.ifindex, 0);
+}
+
+/* New and established flows to a frontend whose next hop the FIB knows: translated, given the
+ * next hop's MAC addresses and sent out of its interface here (XDP_TX or bpf_redirect).
+ * Everything else passes to tc ingress untouched, which finishes it: replies of translated
+ * flows, rejects (their answer is built there), packets for this node itself, unresolved next
+ * hops (tc's bpf_redirect_neigh resolves them), fragments, IP options, other protocols. A new
+ * flow's entries are made before the FIB says no, so tc finds the flow known and translates it
+ * the same way. */
+SEC("xdp")
+int np_xdp(struct xdp_md* ctx) {
+  void* data = (void*)(long)ctx->data;
+  void* end = (void*)(long)ctx->data_end;
+  struct ethhdr* eth = data;
+  if ((void*)(eth + 1) > end) return XDP_PASS;
+  struct np_pkt p = {};
+  __u16* ports;
+  if (eth->h_proto == bpf_htons(NP_ETH_P_IP)) {
+    struct iphdr* ip = (void*)(eth + 1);
+    if ((void*)(ip + 1) > end || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+      return XDP_PASS;
+    p.family = NP_FAMILY_V4;
+    p.proto = ip->protocol;
+    __builtin_memcpy(p.saddr, &ip->saddr, 4);
+    __builtin_memcpy(p.daddr, &ip->daddr, 4);
+    ports = (void*)(ip + 1);
+  } else if (eth->h_proto == bpf_htons(NP_ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = (void*)(eth + 1);
+    if ((void*)(ip6 + 1) > end) return XDP_PASS;
+    p.family = NP_FAMILY_V6;
+    p.proto = ip6->nexthdr;
+    __builtin_memcpy(p.saddr, &ip6->saddr, 16);
+    __builtin_memcpy(p.daddr, &ip6->daddr, 16);
+    ports = (void*)(ip6 + 1);
+  } else {
+    return XDP_PASS;
+  }
+  if (p.proto != NP_IPPROTO_TCP && p.proto != NP_IPPROTO_UDP) return XDP_PASS;
+  if ((void*)(ports + 4) > end) return XDP_PASS; /* the UDP header, or a TCP header's start */
+  p.sport = ports[0];
+  p.dport = ports[1];
+
+  struct np_rnat_key rk = {};
+  __builtin_memcpy(rk.backend, p.saddr, 16);
+  __builtin_memcpy(rk.dst, p.daddr, 16);
+  rk.bport = p.sport;
+  rk.dport = p.dport;
+  rk.proto = p.proto;
+  rk.family = p.family;
+  if (bpf_map_lookup_elem(&np_rnat, &rk)) return XDP_PASS; /* a reply: tc's */
+
+  struct np_ct_value cv;
+  const int d = np_decide(&p, 0, &cv);
+  if (d == NP_D_DROP) return XDP_DROP;
+  if (d != NP_D_NAT) return XDP_PASS;
+  __u8 nsaddr[16];
+  __builtin_memcpy(nsaddr, p.saddr, 16);
+  __u16 nport[2] = {p.sport, cv.backend.port};
+  if (cv.snat_port) {
+    __u32 slot = p.family == NP_FAMILY_V4 ? 0 : 1;
+    struct np_snat* snat = bpf_map_lookup_elem(&np_snat, &slot);
+    if (!snat) return XDP_DROP;
+    __builtin_memcpy(nsaddr, snat->addr, 16);
+    nport[0] = cv.snat_port;
+  }
+  __be32 nports;
+  __builtin_memcpy(&nports, nport, 4);
+  if (p.family == NP_FAMILY_V4) return np_xdp_nat4(ctx, &p, nsaddr, cv.backend.addr, nports);
+  return np_xdp_nat6(ctx, &p, nsaddr, cv.backend.addr, nports);
+}
+
 char LICENSE[] SEC("license") = "GPL";

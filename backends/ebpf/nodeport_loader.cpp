@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
+#include <linux/if_link.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -37,7 +38,7 @@ NodePortPrograms::NodePortPrograms(const NodePortOptions& opts) {
   if (int err = nodeport_lb::load(skel_); err) {
     nodeport_lb::destroy(skel_);
     skel_ = nullptr;
-    fail("loading the nodeport_lb BPF programs (np_ingress, np_egress)", err);
+    fail("loading the nodeport_lb BPF programs (np_ingress, np_egress, np_xdp)", err);
   }
 }
 
@@ -57,6 +58,9 @@ int NodePortPrograms::ingressFd() const {
 }
 int NodePortPrograms::egressFd() const {
   return bpf_program__fd(skel_->progs.np_egress);
+}
+int NodePortPrograms::xdpFd() const {
+  return bpf_program__fd(skel_->progs.np_xdp);
 }
 int NodePortPrograms::frontendsFd() const {
   return bpf_map__fd(skel_->maps.np_frontends);
@@ -186,8 +190,22 @@ void NodePortPrograms::attach(int ifindex) {
   attached_.insert(ifindex);
 }
 
+std::string NodePortPrograms::attachXdp(int ifindex) {
+  // Native only: generic (skb) XDP runs after the skb is built, where tc already is.
+  if (int err = bpf_xdp_attach(ifindex, xdpFd(), XDP_FLAGS_DRV_MODE, nullptr); err) {
+    return fmt::format("native XDP on ifindex {}: {}", ifindex, std::strerror(-err));
+  }
+  xdp_.insert(ifindex);
+  return "";
+}
+
 void NodePortPrograms::detach(int ifindex) {
   attached_.erase(ifindex);
+  if (xdp_.erase(ifindex)) {
+    if (int err = bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr); err && err != -ENODEV) {
+      fail(fmt::format("ifindex {}: detaching np_xdp", ifindex), err);
+    }
+  }
   for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
     LIBBPF_OPTS(bpf_tc_opts, topts, .handle = kTcHandle, .priority = kTcPriority);

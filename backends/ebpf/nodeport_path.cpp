@@ -111,6 +111,18 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
     progs_->attach(ifindex);
     attached_[ifindex] = dev;
+    // XDP in front of tc on the interfaces named exactly (lo has no driver to run it): where
+    // the driver has native XDP, new and established flows with a resolved next hop are
+    // forwarded before an skb exists; elsewhere, and for what XDP passes, tc does it all.
+    // Not on PREFIX+ or the default `+` interfaces: a veth forwards XDP_TX / redirected frames
+    // only when its peer runs XDP or GRO, which pods' interfaces do not promise.
+    if (dev == "lo") continue;
+    if (auto why = progs_->attachXdp(ifindex); why.empty()) {
+      xdp_.push_back(dev);
+      spdlog::info("ebpf: {}: NodePort load balancer at native XDP, tc behind it", dev);
+    } else {
+      spdlog::info("ebpf: {}: tc only ({})", dev, why);
+    }
   }
   attachNew();
   std::vector<std::string> shown;

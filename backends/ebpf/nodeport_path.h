@@ -34,6 +34,8 @@ class NodePortPath {
   const std::vector<proxier::IpAddr>& nodeAddresses() const { return addresses_; }
   // The interfaces the programs are attached to, by name.
   std::vector<std::string> attached() const;
+  // Those of them where the XDP program runs natively too.
+  const std::vector<std::string>& xdp() const { return xdp_; }
 
  private:
   // Attaches to every interface matching a prefix (`--devices veth+`) not attached yet: pods'
@@ -45,7 +47,7 @@ class NodePortPath {
   std::string syncAll();
   bool primaryOnly_ = false;
   bool every_ = false;  // `+`: every interface, present and future
-  std::vector<std::string> exact_, prefixes_;
+  std::vector<std::string> exact_, prefixes_, xdp_;
   std::map<int, std::string> attached_;  // ifindex -> name
   std::vector<proxier::IpAddr> addresses_;
   std::unique_ptr<NodePortPrograms> progs_;

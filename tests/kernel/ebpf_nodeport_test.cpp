@@ -6,10 +6,16 @@
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <tuple>
 #include <map>
 #include <memory>
 #include <set>
@@ -564,6 +570,218 @@ TEST(NodePortMaglev, TwoNodesPickTheSameBackendForEveryFlow) {
         ra.parsed.flow.dst == rb.parsed.flow.dst && ra.parsed.flow.dport == rb.parsed.flow.dport;
   }
   EXPECT_EQ(agreed, 500);
+}
+
+// --- XDP: the same decision at the driver, fixtures through BPF_PROG_TEST_RUN -----------------
+// The FIB must know a next hop for XDP to forward: a veth pair in this test's own namespace,
+// px1 where frames "arrive", px0 towards the backends (10.245.0.0/16, fd00:245::/64) through a
+// neighbour with a permanent MAC address.
+
+constexpr int kXdpDrop = 1, kXdpPass = 2, kXdpTx = 3, kXdpRedirect = 4;
+const uint8_t kNextHopMac[6] = {0x02, 0, 0, 0, 0x18, 0x02};
+
+int sh(const std::string& cmd) {
+  return std::system(cmd.c_str());
+}
+
+struct XdpLink {
+  int in = 0, out = 0;  // ifindex of px1 (ingress) and px0 (towards the backends)
+  std::array<uint8_t, 6> outMac{};
+};
+
+const XdpLink& xdpLink() {
+  static XdpLink l = [] {
+    XdpLink x;
+    const int rc = sh(
+        "ip link add px0 type veth peer name px1 && ip link set px0 up && ip link set px1 up && "
+        "ip addr add 198.18.0.1/24 dev px0 && ip -6 addr add 2001:db8:18::1/64 dev px0 nodad && "
+        "ip neigh add 198.18.0.2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
+        "ip -6 neigh add 2001:db8:18::2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
+        "ip route add 10.245.0.0/16 via 198.18.0.2 && "
+        "ip -6 route add fd00:245::/64 via 2001:db8:18::2 && "
+        "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+    if (rc != 0) throw std::runtime_error("building px0/px1 for the XDP fixtures");
+    x.in = static_cast<int>(if_nametoindex("px1"));
+    x.out = static_cast<int>(if_nametoindex("px0"));
+    // Asked of this namespace (sysfs shows the namespace that mounted it).
+    ifreq req{};
+    std::strncpy(req.ifr_name, "px0", IFNAMSIZ - 1);
+    const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0 || ioctl(fd, SIOCGIFHWADDR, &req) != 0)
+      throw std::runtime_error("px0: reading its MAC address");
+    close(fd);
+    std::memcpy(x.outMac.data(), req.ifr_hwaddr.sa_data, 6);
+    return x;
+  }();
+  return l;
+}
+
+Result runXdp(int progFd, const std::vector<uint8_t>& in, int ifindex) {
+  Result r;
+  r.out.resize(1500);
+  xdp_md md{};
+  md.data_end = static_cast<uint32_t>(in.size());
+  md.ingress_ifindex = static_cast<uint32_t>(ifindex);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()),
+              .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &md,
+              .ctx_size_in = sizeof(md), .repeat = 1);
+  if (bpf_prog_test_run_opts(progFd, &opts) != 0) {
+    ADD_FAILURE() << "BPF_PROG_TEST_RUN (xdp): " << std::strerror(errno);
+    return r;
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.out.resize(opts.data_size_out);
+  r.parsed = packet::parse(r.out);
+  return r;
+}
+
+std::vector<EndpointKey> xdpBackends(bool v6, int n) {
+  std::vector<EndpointKey> out;
+  for (int i = 1; i <= n; ++i)
+    out.push_back(be(v6 ? fmt::format("fd00:245::{}", i) : fmt::format("10.245.0.{}", i), 8080));
+  return out;
+}
+
+uint8_t ttlOf(const std::vector<uint8_t>& frame) {
+  const bool v6 = packet::get16(frame.data() + 12) == 0x86dd;
+  return frame[14 + (v6 ? 7 : 8)];
+}
+
+// (protocol, IPv6?)
+class NodePortXdp : public ::testing::TestWithParam<std::tuple<uint8_t, bool>> {};
+
+// A new flow, then the same flow again: DNAT to its Maglev backend, both checksums right,
+// TTL (hop limit) one less, the next hop's MAC addresses, redirected out of px0.
+TEST_P(NodePortXdp, NewAndEstablishedFlowsAreForwardedAtTheDriver) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 5), 0);
+  std::set<std::string> seen;
+  for (uint16_t sport = 47000; sport < 47030; ++sport) {
+    Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, sport, kNodePort, proto};
+    for (int pass = 0; pass < 2; ++pass) {
+      auto r = runXdp(node.progs().xdpFd(), packet::build(f, pass ? "again" : "hello"), link.in);
+      ASSERT_EQ(r.verdict, kXdpRedirect) << "sport " << sport << " pass " << pass;
+      expectChecksums(r);
+      const EndpointKey want = node.predict(f);
+      EXPECT_EQ(r.parsed.flow.dst, want.ip.str());
+      EXPECT_EQ(r.parsed.flow.dport, 8080);
+      EXPECT_EQ(r.parsed.flow.src, f.src) << "no SNAT flag: the client address stays";
+      EXPECT_EQ(r.parsed.flow.sport, sport);
+      EXPECT_EQ(r.parsed.payload, pass ? "again" : "hello");
+      EXPECT_EQ(ttlOf(r.out), 63);
+      EXPECT_EQ(std::memcmp(r.out.data(), kNextHopMac, 6), 0) << "destination MAC: the next hop";
+      EXPECT_EQ(std::memcmp(r.out.data() + 6, link.outMac.data(), 6), 0) << "source MAC: px0";
+      seen.insert(str(want));
+    }
+  }
+  EXPECT_GE(seen.size(), 3u);
+  // Arriving on the interface it leaves by: sent back out at once.
+  Flow g{v6 ? "2001:db8:1::8" : "203.0.113.8", fe, 47100, kNodePort, proto};
+  EXPECT_EQ(runXdp(node.progs().xdpFd(), packet::build(g), link.out).verdict, kXdpTx);
+}
+
+// eTP Cluster: SNAT to the node's address with a port from the SNAT range, and the reply is
+// left to tc (the reverse entry exists), which the tc fixtures cover.
+TEST_P(NodePortXdp, SnatFlowGetsTheNodeAddressAndItsReplyPassesToTc) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  np_snat snat{};
+  auto a = bytes16(fe);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 65535;
+  node.progs().setSnat(v6 ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
+  node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 3), NP_F_SNAT);
+  Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, 47200, kNodePort, proto};
+  auto r = runXdp(node.progs().xdpFd(), packet::build(f), link.in);
+  ASSERT_EQ(r.verdict, kXdpRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.src, fe) << "SNAT to the node";
+  EXPECT_GE(r.parsed.flow.sport, 61000);
+  EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+  Flow reply{r.parsed.flow.dst, fe, 8080, r.parsed.flow.sport, proto};
+  auto back = runXdp(node.progs().xdpFd(), packet::build(reply), link.out);
+  EXPECT_EQ(back.verdict, kXdpPass);
+  EXPECT_EQ(back.parsed.flow.src, reply.src) << "untouched: tc reverses it";
+  // tc ingress turns it back into the frontend's reply to the client.
+  auto tc = run(node.progs().ingressFd(), packet::build(reply));
+  EXPECT_EQ(tc.parsed.flow.src, fe);
+  EXPECT_EQ(tc.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(tc.parsed.flow.dst, f.src);
+  EXPECT_EQ(tc.parsed.flow.dport, f.sport);
+}
+
+// No resolved next hop for the backend: XDP passes the frame untouched, and tc, finding the flow
+// XDP entered in the connection tracking, sends it to the same backend.
+TEST_P(NodePortXdp, WithoutANextHopTheFrameFallsBackToTcAndTheSameBackend) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  std::vector<EndpointKey> unrouted{be(v6 ? "fd00:246::1" : "10.246.0.1", 8080),
+                                    be(v6 ? "fd00:246::2" : "10.246.0.2", 8080)};
+  node.service(feKey(fe, kNodePort, proto), unrouted, 0);
+  Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, 47300, kNodePort, proto};
+  auto frame = packet::build(f);
+  auto x = runXdp(node.progs().xdpFd(), frame, link.in);
+  ASSERT_EQ(x.verdict, kXdpPass);
+  EXPECT_EQ(x.out, frame) << "passed as it came";
+  auto t = run(node.progs().ingressFd(), frame);
+  ASSERT_EQ(t.verdict, kTcOk);
+  expectChecksums(t);
+  EXPECT_EQ(t.parsed.flow.dst, node.predict(f).ip.str());
+}
+
+// Policy at the driver: a drop is an XDP_DROP; a reject and a packet for no frontend pass on
+// (tc builds the RST / ICMP; the stack takes the rest).
+TEST_P(NodePortXdp, DropAtTheDriverRejectAndNoFrontendPass) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 2), NP_F_DROP);
+  node.service(feKey(fe, kNodePort + 1, proto), {}, NP_F_REJECT, 2);
+  const std::string client = v6 ? "2001:db8:1::7" : "203.0.113.7";
+  EXPECT_EQ(runXdp(node.progs().xdpFd(), packet::build({client, fe, 47400, kNodePort, proto}),
+                   link.in)
+                .verdict,
+            kXdpDrop);
+  auto rej = packet::build({client, fe, 47401, kNodePort + 1, proto});
+  auto r = runXdp(node.progs().xdpFd(), rej, link.in);
+  EXPECT_EQ(r.verdict, kXdpPass);
+  EXPECT_EQ(r.out, rej);
+  auto none = packet::build({client, fe, 47402, kNodePort + 2, proto});
+  EXPECT_EQ(runXdp(node.progs().xdpFd(), none, link.in).verdict, kXdpPass);
+}
+
+INSTANTIATE_TEST_SUITE_P(Proto, NodePortXdp,
+                         ::testing::Combine(::testing::Values(uint8_t{IPPROTO_TCP},
+                                                              uint8_t{IPPROTO_UDP}),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) == IPPROTO_TCP ? "TCP"
+                                                                                     : "UDP") +
+                                  (std::get<1>(info.param) ? "v6" : "v4");
+                         });
+
+// An IPv4 UDP datagram without a checksum keeps none through XDP.
+TEST(NodePortXdpUdp, ZeroChecksumStaysZero) {
+  const XdpLink& link = xdpLink();
+  Node node;
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), xdpBackends(false, 2), 0);
+  auto r = runXdp(node.progs().xdpFd(),
+                  packet::build({"203.0.113.7", kNode, 47500, kNodePort, IPPROTO_UDP}, "hello",
+                                {}, true),
+                  link.in);
+  ASSERT_EQ(r.verdict, kXdpRedirect);
+  EXPECT_EQ(r.parsed.l4Checksum, 0);
+  EXPECT_TRUE(r.parsed.ipChecksumOk);
 }
 
 // --- real traffic: a client namespace reaches a NodePort on the node's veth ---------------
