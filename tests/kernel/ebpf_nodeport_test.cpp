@@ -838,6 +838,50 @@ TEST_F(NodePortTraffic, NodePortReachesTheMaglevBackendKeepingTheClientAddress) 
   EXPECT_EQ(reached.size(), 2u) << "16 flows over 2 backends";
 }
 
+// Native XDP on veth carries new flows by itself: n0 has np_xdp and no tc ingress program, so
+// only XDP can translate the client's packets (the node has no socket on the NodePort and would
+// refuse them). SNAT too: the replies come back to the node through n1, where tc turns them
+// back. The backends are resolved first (XDP forwards only to a known next hop).
+TEST_F(NodePortTraffic, NativeXdpOnVethForwardsNewFlowsWithoutTcIngress) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16("10.244.0.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), backends(), NP_F_SNAT,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  const int n0 = static_cast<int>(if_nametoindex("n0"));
+  ASSERT_EQ(node.progs().attachXdp(n0), "") << "veth has native XDP";
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = n0, .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, topts, .handle = 1, .priority = 0xc001);
+  ASSERT_EQ(bpf_tc_detach(&hook, &topts), 0) << "n0's tc ingress program removed";
+  const std::string neigh = fmt::format(
+      "m=$(ip -n {} -o link show b0 | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p') && "
+      "ip neigh replace 10.244.0.2 lladdr $m dev n1 nud permanent && "
+      "ip neigh replace 10.244.0.3 lladdr $m dev n1 nud permanent",
+      gTopo.backend);
+  ASSERT_EQ(topo::sh(neigh), 0) << neigh;
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    const uint8_t proto = type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
+    for (uint16_t i = 0; i < 4; ++i) {
+      const uint16_t cport = static_cast<uint16_t>(50700 + i + (type == SOCK_DGRAM ? 50 : 0));
+      auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, type, cport);
+      ASSERT_EQ(r.error, "") << (proto == IPPROTO_TCP ? "TCP" : "UDP") << " from port " << cport;
+      EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+      Flow f{"203.0.113.2", "203.0.113.1", cport, kNodePort, proto};
+      const EndpointKey want = node.predict(f, proto == IPPROTO_TCP ? 1 : 2);
+      EXPECT_EQ(r.text.rfind(str(want) + " 10.244.0.1:", 0), 0u)
+          << "the Maglev backend, seeing the SNAT address: " << r.text;
+    }
+  }
+  topo::sh("ip neigh del 10.244.0.2 dev n1; ip neigh del 10.244.0.3 dev n1");
+}
+
 TEST_F(NodePortTraffic, ClusterPolicySnatsToTheNodeAndRepliesFindTheirWayBack) {
   Node node;
   np_snat snat{};
