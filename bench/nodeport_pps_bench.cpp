@@ -46,8 +46,7 @@ uint32_t runOnce(int prog, const std::vector<uint8_t>& frame, int ifindex, bool 
   md.ingress_ifindex = static_cast<uint32_t>(ifindex);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
               .data_size_in = static_cast<uint32_t>(frame.size()),
-              .data_size_out = static_cast<uint32_t>(out.size()),
-              .repeat = repeat);
+              .data_size_out = static_cast<uint32_t>(out.size()), .repeat = repeat);
   if (xdp) {
     opts.ctx_in = &md;
     opts.ctx_size_in = sizeof(md);
@@ -160,7 +159,9 @@ int main(int argc, char** argv) {
     std::perror("loading the XDP_PASS program");
     return 1;
   }
-  std::printf("| services | program | flow | ns/packet (median) | Mpps per core |\n|---|---|---|---|---|\n");
+  std::printf(
+      "| services | program | flow | ns/packet (median) | Mpps per core "
+      "|\n|---|---|---|---|---|\n");
   for (int services : {10, 10000}) {
     NodePortPrograms progs;
     writeServices(progs, services);
@@ -182,9 +183,8 @@ int main(int argc, char** argv) {
           ns.reserve(runs);
           packet::Flow f{"203.0.113.7", "192.168.0.10", 0, 20000, IPPROTO_UDP};
           f.sport = nextPort;
-          const std::vector<uint8_t> mirror =
-              withTtl255(packet::build({"203.0.113.7", "192.168.0.10", nextPort++, 30000,
-                                        IPPROTO_UDP}));
+          const std::vector<uint8_t> mirror = withTtl255(
+              packet::build({"203.0.113.7", "192.168.0.10", nextPort++, 30000, IPPROTO_UDP}));
           if (established) {
             runOnce(r.fd, mirror, in, r.xdp, 2);  // both directions' entries made
             const uint32_t d = runOnce(r.fd, mirror, in, r.xdp, 250);

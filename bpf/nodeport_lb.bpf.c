@@ -172,10 +172,8 @@ static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt
 
 /* TCP RST in answer to p, built in place of the packet and sent back out of its interface
  * (with egress: back in, to the node's socket that sent it). */
-static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p,
-                                         __u64 back);
-static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p,
-                                         __u64 back);
+static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p, __u64 back);
+static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p, __u64 back);
 
 /* The frontend lookup and translation. At ingress: every packet. At egress (egress = 1): the
  * node's own packets (source one of its addresses) to an eTP Cluster frontend, which the

@@ -156,7 +156,8 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
     struct np_local_key lk = {};
     __builtin_memcpy(lk.addr, pp->saddr, 16);
     lk.family = pp->family;
-    if (!(fe->flags & NP_F_SNAT) || !bpf_map_lookup_elem(&np_local, &lk)) return NP_D_PASS;
+    if (!(fe->flags & (NP_F_SNAT | NP_F_REJECT)) || !bpf_map_lookup_elem(&np_local, &lk))
+      return NP_D_PASS;
   }
 
   struct np_ct_key ck = {};
@@ -166,11 +167,12 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
   ck.vport = pp->dport;
   ck.proto = pp->proto;
   ck.family = pp->family;
-    struct np_ct_value* known = bpf_map_lookup_elem(&np_ct, &ck);
+  struct np_ct_value* known = bpf_map_lookup_elem(&np_ct, &ck);
   /* A UDP flow whose backend left the service (its id is gone from np_backends: ids are never
    * reused) moves to a live one, as kube-proxy's conntrack cleanup moves it; a TCP connection
    * stays with its backend until it ends (graceful termination). */
-  if (known && pp->proto == NP_IPPROTO_UDP && !bpf_map_lookup_elem(&np_backends, &known->backend_id))
+  if (known && pp->proto == NP_IPPROTO_UDP &&
+      !bpf_map_lookup_elem(&np_backends, &known->backend_id))
     known = 0;
   if (known) {
     *cv = *known;
@@ -225,8 +227,8 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
     if (snat && (snat->addr[0] | snat->addr[1] | snat->addr[2] | snat->addr[3] | snat->addr[12] |
                  snat->addr[15])) {
       __builtin_memcpy(rk.dst, snat->addr, 16);
-      __u32 h =
-          np_flow_hash(pp->saddr, pp->daddr, (const __u8*)&pp->sport, (const __u8*)&pp->dport, pp->proto);
+      __u32 h = np_flow_hash(pp->saddr, pp->daddr, (const __u8*)&pp->sport, (const __u8*)&pp->dport,
+                             pp->proto);
       cv->snat_port = np_snat_claim(snat, &rk, &rv, h);
       if (!cv->snat_port) return NP_D_DROP; /* no free port: as a full conntrack table */
     } else {

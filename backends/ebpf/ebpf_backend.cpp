@@ -90,10 +90,9 @@ sp_svc_key frontendKey(const IpAddr& ip, uint16_t port, uint8_t proto) {
 // cluster-wide set, as kube-proxy does for traffic from pods and the node. A port with no
 // endpoints at all rejects; one whose set is empty while other endpoints exist (iTP=Local with
 // none on this node) passes untranslated (its packets get no answer, as kube-proxy drops them).
-std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServicePortInfo& info,
-                                                                  const ServicePortView& v,
-                                                                  const SlotSet (&sets)[2],
-                                                                  const std::vector<IpAddr>* nodeAddrs) {
+std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(
+    const ServicePortInfo& info, const ServicePortView& v, const SlotSet (&sets)[2],
+    const std::vector<IpAddr>* nodeAddrs) {
   std::vector<std::pair<sp_svc_key, sp_svc_value>> out;
   const uint8_t proto = protoOf(info);
   if (proto == 0) return out;
@@ -273,10 +272,10 @@ std::string EbpfBackend::flushGarbage(bool all) {
 std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
   // --masquerade-all: every flow is masqueraded, so none is rewritten at its socket; the
   // packet path translates them all (pods' at their interface, the node's at its egress).
-  auto next = masqueradeAtPackets()
-                  ? decltype(p.frontends){}
-                  : desiredFrontends(*p.info, v, p.sets,
-                                     nodePort_ ? &nodePort_->nodeAddresses() : nullptr);
+  auto next =
+      masqueradeAtPackets()
+          ? decltype(p.frontends){}
+          : desiredFrontends(*p.info, v, p.sets, nodePort_ ? &nodePort_->nodeAddresses() : nullptr);
   for (const auto& [k, val] : next) {
     auto it = std::find_if(p.frontends.begin(), p.frontends.end(),
                            [&](const auto& f) { return f.first == k; });

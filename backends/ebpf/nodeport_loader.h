@@ -2,7 +2,8 @@
 // Loads the packet-path load balancer (bpf/nodeport_lb.bpf.c) for traffic from outside the node
 // and gives its maps a typed face: frontends, backends, Maglev tables (built and swapped in
 // whole), the SNAT address per family; and attaches its two programs at tc ingress and egress
-// of an interface, and its XDP program where the driver runs one natively. Not pinned yet: the programs live as long as this object (issue 16).
+// of an interface, and its XDP program where the driver runs one natively. Not pinned yet: the
+// programs live as long as this object (issue 16).
 
 #include <cstdint>
 #include <set>

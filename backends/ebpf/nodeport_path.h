@@ -58,7 +58,8 @@ class NodePortPath {
 };
 
 // The addresses of these interfaces (every interface's when empty; IPv6 link-local and loopback
-// ones excepted), kept when one of `filter` contains them (an empty filter keeps all). Throws naming a device that is missing.
+// ones excepted), kept when one of `filter` contains them (an empty filter keeps all). Throws
+// naming a device that is missing.
 std::vector<proxier::IpAddr> deviceAddresses(const std::vector<std::string>& devices,
                                              const std::vector<proxier::Cidr>& filter);
 

@@ -15,10 +15,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <tuple>
 #include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "../unit/builders.h"
 #include "backends/ebpf/maglev.h"
@@ -346,6 +346,50 @@ INSTANTIATE_TEST_SUITE_P(Proto, NodePortFixture,
                            return info.param == IPPROTO_TCP ? "TCP" : "UDP";
                          });
 
+// The node's own packets at egress (np_egress): to an eTP Cluster frontend (the socket programs
+// leave those to the packet path) they are translated and SNATed, or rejected back in when the
+// service has no endpoints; a packet from another source, or to a frontend without SNAT (eTP
+// Local: rewritten at the socket), leaves untouched.
+TEST(NodePortEgress, TheNodesOwnPacketToAClusterPolicyFrontendIsTranslatedAtEgress) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16(kNode);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 65535;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  np_local_key lk{};
+  std::memcpy(lk.addr, a.data(), 16);
+  lk.family = NP_FAMILY_V4;
+  node.progs().addLocalAddress(lk);
+  const char* vip = "203.0.113.50";
+  node.service(feKey(vip, 80, IPPROTO_TCP), backendsV4(3), NP_F_SNAT, 1);
+  node.service(feKey(vip, 81, IPPROTO_TCP), backendsV4(3), 0, 2);
+  node.service(feKey(vip, 82, IPPROTO_TCP), {}, NP_F_REJECT, 3);
+  Flow f{kNode, vip, 40000, 80, IPPROTO_TCP};
+  auto r = run(node.progs().egressFd(), packet::build(f));
+  ASSERT_NE(r.verdict, kTcShot);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+  EXPECT_EQ(r.parsed.flow.dport, 8080);
+  EXPECT_EQ(r.parsed.flow.src, kNode);
+  EXPECT_GE(r.parsed.flow.sport, 61000) << "SNATed to a port of the SNAT range";
+  auto other = packet::build({"203.0.113.7", vip, 40001, 80, IPPROTO_TCP});
+  auto o = run(node.progs().egressFd(), other);
+  EXPECT_EQ(o.verdict, kTcOk);
+  EXPECT_EQ(o.out, other) << "not the node's own: forwarded traffic, untouched";
+  auto local = packet::build({kNode, vip, 40002, 81, IPPROTO_TCP});
+  auto l = run(node.progs().egressFd(), local);
+  EXPECT_EQ(l.verdict, kTcOk);
+  EXPECT_EQ(l.out, local) << "no SNAT flag: the socket's business";
+  auto rej = run(node.progs().egressFd(), packet::build({kNode, vip, 40003, 82, IPPROTO_TCP}));
+  ASSERT_EQ(rej.verdict, kTcRedirect);
+  expectChecksums(rej);
+  EXPECT_EQ(rej.parsed.tcpFlags, 0x14) << "RST|ACK back to the node's socket";
+  EXPECT_EQ(rej.parsed.flow.src, vip);
+  EXPECT_EQ(rej.parsed.flow.dst, kNode);
+}
+
 TEST(NodePortReject, TcpWithoutEndpointsGetsARstBackOutOfItsInterface) {
   Node node;
   node.service(feKey(kNode, kNodePort, IPPROTO_TCP), {}, NP_F_REJECT);
@@ -592,14 +636,14 @@ struct XdpLink {
 const XdpLink& xdpLink() {
   static XdpLink l = [] {
     XdpLink x;
-    const int rc = sh(
-        "ip link add px0 type veth peer name px1 && ip link set px0 up && ip link set px1 up && "
-        "ip addr add 198.18.0.1/24 dev px0 && ip -6 addr add 2001:db8:18::1/64 dev px0 nodad && "
-        "ip neigh add 198.18.0.2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
-        "ip -6 neigh add 2001:db8:18::2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
-        "ip route add 10.245.0.0/16 via 198.18.0.2 && "
-        "ip -6 route add fd00:245::/64 via 2001:db8:18::2 && "
-        "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+    const int rc =
+        sh("ip link add px0 type veth peer name px1 && ip link set px0 up && ip link set px1 up && "
+           "ip addr add 198.18.0.1/24 dev px0 && ip -6 addr add 2001:db8:18::1/64 dev px0 nodad && "
+           "ip neigh add 198.18.0.2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
+           "ip -6 neigh add 2001:db8:18::2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
+           "ip route add 10.245.0.0/16 via 198.18.0.2 && "
+           "ip -6 route add fd00:245::/64 via 2001:db8:18::2 && "
+           "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
     if (rc != 0) throw std::runtime_error("building px0/px1 for the XDP fixtures");
     x.in = static_cast<int>(if_nametoindex("px1"));
     x.out = static_cast<int>(if_nametoindex("px0"));
@@ -748,10 +792,10 @@ TEST_P(NodePortXdp, DropAtTheDriverRejectAndNoFrontendPass) {
   node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 2), NP_F_DROP);
   node.service(feKey(fe, kNodePort + 1, proto), {}, NP_F_REJECT, 2);
   const std::string client = v6 ? "2001:db8:1::7" : "203.0.113.7";
-  EXPECT_EQ(runXdp(node.progs().xdpFd(), packet::build({client, fe, 47400, kNodePort, proto}),
-                   link.in)
-                .verdict,
-            kXdpDrop);
+  EXPECT_EQ(
+      runXdp(node.progs().xdpFd(), packet::build({client, fe, 47400, kNodePort, proto}), link.in)
+          .verdict,
+      kXdpDrop);
   auto rej = packet::build({client, fe, 47401, kNodePort + 1, proto});
   auto r = runXdp(node.progs().xdpFd(), rej, link.in);
   EXPECT_EQ(r.verdict, kXdpPass);
@@ -775,10 +819,10 @@ TEST(NodePortXdpUdp, ZeroChecksumStaysZero) {
   const XdpLink& link = xdpLink();
   Node node;
   node.service(feKey(kNode, kNodePort, IPPROTO_UDP), xdpBackends(false, 2), 0);
-  auto r = runXdp(node.progs().xdpFd(),
-                  packet::build({"203.0.113.7", kNode, 47500, kNodePort, IPPROTO_UDP}, "hello",
-                                {}, true),
-                  link.in);
+  auto r = runXdp(
+      node.progs().xdpFd(),
+      packet::build({"203.0.113.7", kNode, 47500, kNodePort, IPPROTO_UDP}, "hello", {}, true),
+      link.in);
   ASSERT_EQ(r.verdict, kXdpRedirect);
   EXPECT_EQ(r.parsed.l4Checksum, 0);
   EXPECT_TRUE(r.parsed.ipChecksumOk);
