@@ -130,6 +130,20 @@ void NodePortPrograms::installMaglevTable(uint32_t tableId, const MaglevTableMap
   }
 }
 
+void NodePortPrograms::installMaglevTables(const std::vector<std::pair<uint32_t, int>>& idAndFd) {
+  if (idAndFd.empty()) return;
+  std::vector<uint32_t> keys, fds;
+  for (auto [id, fd] : idAndFd) {
+    keys.push_back(id);
+    fds.push_back(static_cast<uint32_t>(fd));
+  }
+  uint32_t count = static_cast<uint32_t>(keys.size());
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+  if (bpf_map_update_batch(maglevFd(), keys.data(), fds.data(), &count, &opts) != 0) {
+    fail(fmt::format("np_maglev: installing {} tables (installed {})", keys.size(), count), errno);
+  }
+}
+
 void NodePortPrograms::setMaglevTable(uint32_t tableId, const std::vector<uint32_t>& backendIds) {
   if (backendIds.empty()) {
     removeMaglevTable(tableId);

@@ -69,6 +69,8 @@ class NodePortPrograms {
   void removeMaglevTable(uint32_t tableId);
   // Makes table the one tableId names (an RCU wait in the kernel: only when a table is new).
   void installMaglevTable(uint32_t tableId, const MaglevTableMap& table);
+  // Many at once: one map update batch, so one RCU wait for all of them.
+  void installMaglevTables(const std::vector<std::pair<uint32_t, int>>& idAndFd);
   // Admits clients in cidr to the frontends whose ranges_id is rangesId.
   void addSourceRange(uint32_t rangesId, const np_range_key& key);
   void removeSourceRange(const np_range_key& key);

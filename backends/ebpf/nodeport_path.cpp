@@ -186,6 +186,13 @@ std::string NodePortPath::syncAll() {
 }
 
 std::string NodePortPath::apply(const proxier::Diff& diff) {
+  writer_->begin();
+  auto err = applyBatch(diff);
+  auto committed = writer_->commit();
+  return err.empty() ? committed : err;
+}
+
+std::string NodePortPath::applyBatch(const proxier::Diff& diff) {
   attachNew();
   for (const auto& d : diff.deletes) {
     if (auto err = writer_->remove(d.key); !err.empty()) return err;
@@ -201,6 +208,13 @@ std::string NodePortPath::apply(const proxier::Diff& diff) {
 }
 
 std::string NodePortPath::fullSync(const proxier::State& state) {
+  writer_->begin();
+  auto err = fullSyncBatch(state);
+  auto committed = writer_->commit();
+  return err.empty() ? committed : err;
+}
+
+std::string NodePortPath::fullSyncBatch(const proxier::State& state) {
   attachNew();
   followNode(state.node);
   std::map<proxier::ServicePortKey, const proxier::ServicePortView*> want;

@@ -45,6 +45,9 @@ class NodePortPath {
   // --nodeport-addresses primary: follows the Node's InternalIPs; true when they changed.
   bool followNode(const proxier::NodeContext* node);
   std::string syncAll();
+  // apply / fullSync inside the writer's batch (one RCU wait for all the new tables).
+  std::string applyBatch(const proxier::Diff& diff);
+  std::string fullSyncBatch(const proxier::State& state);
   bool primaryOnly_ = false;
   bool every_ = false;  // `+`: every interface, present and future
   std::vector<std::string> exact_, prefixes_, xdp_;
