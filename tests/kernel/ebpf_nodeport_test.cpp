@@ -1000,6 +1000,63 @@ TEST_F(NodePortTraffic, NoEndpointsRejectRefusesTcpAndUdpAtOnce) {
 
 // The whole chain: Service and EndpointSlice objects, the proxier's node-local view, the
 // writer, the maps, and real traffic.
+// A batch (what NodePortPath runs each sync in): the new ports' tables are installed at commit,
+// together, and their frontends only after them; a port changed inside the batch keeps serving
+// from its old table until then.
+TEST_F(NodePortTraffic, BatchedSyncInstallsTablesTogetherAndFrontendsAfterThem) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip("203.0.113.1")}, kMaglevDefaultTableSize);
+  for (const char* dev : {"n0", "n1"}) progs.attach(static_cast<int>(if_nametoindex(dev)));
+  auto countFrontends = [&] {
+    size_t n = 0;
+    np_fe_key k{}, next{};
+    const np_fe_key* at = nullptr;
+    while (bpf_map_get_next_key(progs.frontendsFd(), at, &next) == 0) {
+      ++n;
+      k = next;
+      at = &k;
+    }
+    return n;
+  };
+  auto upsert = [&](int i, const char* backend) {
+    SvcSpec s;
+    s.name = fmt::format("web{}", i);
+    s.clusterIPs = {fmt::format("10.96.1.{}", i + 1)};
+    s.type = ServiceType::NodePort;
+    s.ports = {{"http", Protocol::UDP, 80, static_cast<uint16_t>(kNodePort + i), {8080, ""}}};
+    tracker.upsertService(service(s));
+    tracker.upsertSlice(slice(s.name + "-1", s.name, {{backend, "node-b"}},
+                              {{"http", Protocol::UDP, 8080}}));
+  };
+  for (int i = 0; i < 20; ++i) upsert(i, "10.244.0.2");
+  Diff d = state.apply(tracker.take());
+  writer.begin();
+  for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  EXPECT_EQ(countFrontends(), 0u) << "no frontend before its table is installed";
+  ASSERT_EQ(writer.commit(), "");
+  EXPECT_EQ(countFrontends(), 40u) << "20 NodePorts and 20 ClusterIPs reached from outside";
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50900);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.text.rfind("10.244.0.2:8080 ", 0), 0u) << r.text;
+
+  // The backend moves, inside a batch: the idle tables are new, so the frontends wait for them,
+  // and the old backend id stays until then (the old table names it).
+  upsert(7, "10.244.0.3");
+  d = state.apply(tracker.take());
+  writer.begin();
+  for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  auto mid = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50901);
+  ASSERT_EQ(mid.error, "");
+  EXPECT_EQ(mid.text.rfind("10.244.0.2:8080 ", 0), 0u) << "the old table until commit: " << mid.text;
+  ASSERT_EQ(writer.commit(), "");
+  auto after = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50902);
+  ASSERT_EQ(after.error, "");
+  EXPECT_EQ(after.text.rfind("10.244.0.3:8080 ", 0), 0u) << after.text;
+}
+
 TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
