@@ -166,6 +166,11 @@ int main(int argc, char** argv) {
     NodePortPrograms progs;
     writeServices(progs, services);
     writeMirror(progs);
+    // np_xdp sends only out of interfaces it runs on natively.
+    if (auto why = progs.attachXdp(static_cast<int>(if_nametoindex("px0"))); !why.empty()) {
+      std::fprintf(stderr, "%s\n", why.c_str());
+      return 1;
+    }
     struct Row {
       const char* prog;
       int fd;

@@ -446,7 +446,17 @@ static __always_inline __u16 np_csum_replace(__u16 check, __be32* from, __u32 fs
   return np_fold(sum < 0 ? 0 : (__u64)sum);
 }
 
-/* The FIB's next hop for a translated packet; 0 when it has a resolved one. */
+/* Interfaces np_xdp may send frames out of: those it runs on natively (userspace adds them as it
+ * attaches). A frame redirected into any other -- a pod's veth, whose peer may run neither XDP
+ * nor GRO and would drop it -- is left to tc instead. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, __u32); /* ifindex */
+  __type(value, __u8);
+} np_xdp_out SEC(".maps");
+
+/* The FIB's next hop for a translated packet; 0 when it has a resolved one XDP may send to. */
 static __always_inline int np_xdp_fib(struct xdp_md* ctx, struct bpf_fib_lookup* fib, __u8 family,
                                       const __u8* daddr, __u8 proto, __u16 tot_len) {
   fib->ifindex = ctx->ingress_ifindex;
@@ -459,7 +469,9 @@ static __always_inline int np_xdp_fib(struct xdp_md* ctx, struct bpf_fib_lookup*
     fib->family = 10; /* AF_INET6 */
     __builtin_memcpy(fib->ipv6_dst, daddr, 16);
   }
-  return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) == BPF_FIB_LKUP_RET_SUCCESS ? 0 : -1;
+  if (bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) return -1;
+  __u32 out = fib->ifindex;
+  return bpf_map_lookup_elem(&np_xdp_out, &out) ? 0 : -1;
 }
 
 /* The new L4 checksum: addresses (pseudo-header) and ports replaced. An IPv4 UDP checksum of

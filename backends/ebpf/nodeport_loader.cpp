@@ -43,7 +43,9 @@ NodePortPrograms::NodePortPrograms(const NodePortOptions& opts) {
 }
 
 NodePortPrograms::~NodePortPrograms() {
-  for (int ifindex : std::set<int>(attached_)) {
+  std::set<int> all = attached_;
+  all.insert(xdp_.begin(), xdp_.end());
+  for (int ifindex : all) {
     try {
       detach(ifindex);
     } catch (const std::exception&) {
@@ -210,12 +212,22 @@ std::string NodePortPrograms::attachXdp(int ifindex) {
     return fmt::format("native XDP on ifindex {}: {}", ifindex, std::strerror(-err));
   }
   xdp_.insert(ifindex);
+  const uint8_t one = 1;
+  const uint32_t key = static_cast<uint32_t>(ifindex);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_xdp_out), &key, &one, BPF_ANY) != 0) {
+    const int err = errno;
+    bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr);
+    xdp_.erase(ifindex);
+    return fmt::format("np_xdp_out[{}]: {}", ifindex, std::strerror(err));
+  }
   return "";
 }
 
 void NodePortPrograms::detach(int ifindex) {
   attached_.erase(ifindex);
   if (xdp_.erase(ifindex)) {
+    const uint32_t key = static_cast<uint32_t>(ifindex);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.np_xdp_out), &key);
     if (int err = bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr); err && err != -ENODEV) {
       fail(fmt::format("ifindex {}: detaching np_xdp", ifindex), err);
     }

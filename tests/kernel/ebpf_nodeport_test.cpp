@@ -660,6 +660,11 @@ const XdpLink& xdpLink() {
   return l;
 }
 
+// np_xdp sends frames only out of interfaces it runs on natively: px0 gets it.
+void xdpOut(Node& node) {
+  ASSERT_EQ(node.progs().attachXdp(xdpLink().out), "") << "native XDP on veth px0";
+}
+
 Result runXdp(int progFd, const std::vector<uint8_t>& in, int ifindex) {
   Result r;
   r.out.resize(1500);
@@ -701,6 +706,7 @@ TEST_P(NodePortXdp, NewAndEstablishedFlowsAreForwardedAtTheDriver) {
   const auto [proto, v6] = GetParam();
   const XdpLink& link = xdpLink();
   Node node;
+  xdpOut(node);
   const std::string fe = v6 ? "2001:db8::10" : kNode;
   node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 5), 0);
   std::set<std::string> seen;
@@ -734,6 +740,7 @@ TEST_P(NodePortXdp, SnatFlowGetsTheNodeAddressAndItsReplyPassesToTc) {
   const auto [proto, v6] = GetParam();
   const XdpLink& link = xdpLink();
   Node node;
+  xdpOut(node);
   const std::string fe = v6 ? "2001:db8::10" : kNode;
   np_snat snat{};
   auto a = bytes16(fe);
@@ -767,6 +774,7 @@ TEST_P(NodePortXdp, WithoutANextHopTheFrameFallsBackToTcAndTheSameBackend) {
   const auto [proto, v6] = GetParam();
   const XdpLink& link = xdpLink();
   Node node;
+  xdpOut(node);
   const std::string fe = v6 ? "2001:db8::10" : kNode;
   std::vector<EndpointKey> unrouted{be(v6 ? "fd00:246::1" : "10.246.0.1", 8080),
                                     be(v6 ? "fd00:246::2" : "10.246.0.2", 8080)};
@@ -782,12 +790,27 @@ TEST_P(NodePortXdp, WithoutANextHopTheFrameFallsBackToTcAndTheSameBackend) {
   EXPECT_EQ(t.parsed.flow.dst, node.predict(f).ip.str());
 }
 
+// The FIB's interface towards the backend runs no np_xdp (a pod's veth, say): the frame is left
+// to tc rather than redirected into an interface that may drop it.
+TEST(NodePortXdpOut, OnlyInterfacesRunningNpXdpAreSentTo) {
+  const XdpLink& link = xdpLink();
+  Node node;  // px0 not attached: not an XDP output
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), xdpBackends(false, 2), 0);
+  auto frame = packet::build({"203.0.113.7", kNode, 47600, kNodePort, IPPROTO_UDP});
+  auto r = runXdp(node.progs().xdpFd(), frame, link.in);
+  EXPECT_EQ(r.verdict, kXdpPass);
+  EXPECT_EQ(r.out, frame);
+  xdpOut(node);
+  EXPECT_EQ(runXdp(node.progs().xdpFd(), frame, link.in).verdict, kXdpRedirect);
+}
+
 // Policy at the driver: a drop is an XDP_DROP; a reject and a packet for no frontend pass on
 // (tc builds the RST / ICMP; the stack takes the rest).
 TEST_P(NodePortXdp, DropAtTheDriverRejectAndNoFrontendPass) {
   const auto [proto, v6] = GetParam();
   const XdpLink& link = xdpLink();
   Node node;
+  xdpOut(node);
   const std::string fe = v6 ? "2001:db8::10" : kNode;
   node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 2), NP_F_DROP);
   node.service(feKey(fe, kNodePort + 1, proto), {}, NP_F_REJECT, 2);
@@ -818,6 +841,7 @@ INSTANTIATE_TEST_SUITE_P(Proto, NodePortXdp,
 TEST(NodePortXdpUdp, ZeroChecksumStaysZero) {
   const XdpLink& link = xdpLink();
   Node node;
+  xdpOut(node);
   node.service(feKey(kNode, kNodePort, IPPROTO_UDP), xdpBackends(false, 2), 0);
   auto r = runXdp(
       node.progs().xdpFd(),
@@ -901,6 +925,8 @@ TEST_F(NodePortTraffic, NativeXdpOnVethForwardsNewFlowsWithoutTcIngress) {
   attach(node);
   const int n0 = static_cast<int>(if_nametoindex("n0"));
   ASSERT_EQ(node.progs().attachXdp(n0), "") << "veth has native XDP";
+  ASSERT_EQ(node.progs().attachXdp(static_cast<int>(if_nametoindex("n1"))), "")
+      << "n1 too: np_xdp sends only out of interfaces it runs on";
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = n0, .attach_point = BPF_TC_INGRESS);
   LIBBPF_OPTS(bpf_tc_opts, topts, .handle = 1, .priority = 0xc001);
   ASSERT_EQ(bpf_tc_detach(&hook, &topts), 0) << "n0's tc ingress program removed";
