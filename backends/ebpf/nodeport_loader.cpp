@@ -224,7 +224,7 @@ std::string NodePortPrograms::attachXdp(int ifindex) {
 }
 
 void NodePortPrograms::detach(int ifindex) {
-  attached_.erase(ifindex);
+  const bool tc = attached_.erase(ifindex) > 0;
   if (xdp_.erase(ifindex)) {
     const uint32_t key = static_cast<uint32_t>(ifindex);
     bpf_map_delete_elem(bpf_map__fd(skel_->maps.np_xdp_out), &key);
@@ -232,6 +232,7 @@ void NodePortPrograms::detach(int ifindex) {
       fail(fmt::format("ifindex {}: detaching np_xdp", ifindex), err);
     }
   }
+  if (!tc) return;  // XDP only (an XDP output without the tc programs: tests, benches)
   for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
     LIBBPF_OPTS(bpf_tc_opts, topts, .handle = kTcHandle, .priority = kTcPriority);

@@ -1054,8 +1054,8 @@ TEST_F(NodePortTraffic, BatchedSyncInstallsTablesTogetherAndFrontendsAfterThem) 
     s.type = ServiceType::NodePort;
     s.ports = {{"http", Protocol::UDP, 80, static_cast<uint16_t>(kNodePort + i), {8080, ""}}};
     tracker.upsertService(service(s));
-    tracker.upsertSlice(slice(s.name + "-1", s.name, {{backend, "node-b"}},
-                              {{"http", Protocol::UDP, 8080}}));
+    tracker.upsertSlice(
+        slice(s.name + "-1", s.name, {{backend, "node-b"}}, {{"http", Protocol::UDP, 8080}}));
   };
   for (int i = 0; i < 20; ++i) upsert(i, "10.244.0.2");
   Diff d = state.apply(tracker.take());
@@ -1076,7 +1076,8 @@ TEST_F(NodePortTraffic, BatchedSyncInstallsTablesTogetherAndFrontendsAfterThem) 
   for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
   auto mid = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50901);
   ASSERT_EQ(mid.error, "");
-  EXPECT_EQ(mid.text.rfind("10.244.0.2:8080 ", 0), 0u) << "the old table until commit: " << mid.text;
+  EXPECT_EQ(mid.text.rfind("10.244.0.2:8080 ", 0), 0u)
+      << "the old table until commit: " << mid.text;
   ASSERT_EQ(writer.commit(), "");
   auto after = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50902);
   ASSERT_EQ(after.error, "");
