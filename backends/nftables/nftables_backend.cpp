@@ -439,18 +439,19 @@ NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortV
   // The least loaded service table; a full sync deals ports out evenly in creation order.
   const auto least = std::min_element(f.tableLoad.begin(), f.tableLoad.end());
   ++*least;
-  p.chains = chainNames(p.id, static_cast<uint8_t>(least - f.tableLoad.begin()), *p.info);
-  p.chains.appendTo(ch.newChains);
-  if (p.chains.shared) {
-    p.sharedKeys[0] = sharedSlotKeys(*p.info, epset::kCluster);
-    p.sharedKeys[1] = sharedSlotKeys(*p.info, epset::kLocal);
-  }
   p.slots[0].reserve(v.clusterCount());
   p.slots[1].reserve(v.localCount());
   v.forEachEndpoint([&](const MergedEndpoint& e) {
     if (e.sets & epset::kCluster) p.slots[0].add(e.key, e.isLocal());
     if (e.sets & epset::kLocal) p.slots[1].add(e.key, e.isLocal());
   });
+  p.chains = chainNames(p.id, static_cast<uint8_t>(least - f.tableLoad.begin()), *p.info,
+                        usesSharedDnat(*p.info, p.slots[0].size(), p.slots[1].size()));
+  p.chains.appendTo(ch.newChains);
+  if (p.chains.shared) {
+    p.sharedKeys[0] = sharedSlotKeys(*p.info, epset::kCluster);
+    p.sharedKeys[1] = sharedSlotKeys(*p.info, epset::kLocal);
+  }
   p.inputs = inputsOf(p.slots, v, f.nodePodCIDR);
   ch.rewrite.push_back(&p);
   p.front = frontendElems(*p.info, p.chains, p.inputs, v.internalSet(), v.externalSet());

@@ -19,9 +19,17 @@ namespace sliceproxy::backends::nft {
 
 using namespace proxier;
 
-bool usesSharedDnat(const ServicePortInfo& info) {
-  return info.sessionAffinity != SessionAffinity::ClientIP &&
-         !(info.externallyAccessible() && info.externalPolicyLocal);
+bool usesSharedDnat(const ServicePortInfo& info, uint32_t clusterCount, uint32_t localCount) {
+  if (info.sessionAffinity == SessionAffinity::ClientIP ||
+      (info.externallyAccessible() && info.externalPolicyLocal)) {
+    return false;
+  }
+  auto extra = [&](uint8_t set, uint32_t count) {
+    const size_t copies = sharedSlotKeys(info, set).size();
+    return copies > 1 ? (copies - 1) * uint64_t{count} : 0;
+  };
+  return extra(epset::kCluster, clusterCount) + extra(epset::kLocal, localCount) <=
+         kSharedDnatMaxExtraCopies;
 }
 
 namespace {
@@ -86,11 +94,11 @@ std::vector<std::pair<uint8_t, Bytes>> sharedSlotKeys(const ServicePortInfo& inf
   return out;
 }
 
-PortChains chainNames(uint32_t id, uint8_t shard, const ServicePortInfo& info) {
+PortChains chainNames(uint32_t id, uint8_t shard, const ServicePortInfo& info, bool shared) {
   const std::string tag = portChainTag(info);
   PortChains c;
   c.shard = shard;
-  c.shared = usesSharedDnat(info);
+  c.shared = shared;
   if (!c.shared) {
     c.svc = fmt::format("svc-{}-{}", id, tag);
     if (info.externallyAccessible()) c.ext = fmt::format("ext-{}-{}", id, tag);

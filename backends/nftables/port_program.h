@@ -29,10 +29,15 @@ struct ObjRef {
 // frontend-endpoints / nodeport-endpoints. A cold sync of 10,000 services then adds map
 // elements only, instead of 10,000 chains and rules (each rule costs the kernel a parse of every
 // expression and a search of the table's sets by name: a third of the cold sync). The other
-// ports keep chains of their own. (An endpoint set id looked up by frontend would avoid the
-// per-frontend copies, but nft 1.0.6 cannot print a map's result inside a concatenation: `nft
-// list ruleset` would abort.)
-bool usesSharedDnat(const proxier::ServicePortInfo& info);
+// ports keep chains of their own. The price is a copy of the endpoint set per frontend that uses
+// it (a NodePort service: two), so a port whose extra copies would cost more than a chain and a
+// rule (about kSharedDnatMaxExtraCopies elements; 100,000 endpoints behind a NodePort: far more)
+// keeps chains of its own too. Decided when the port is created, with its endpoint counts then.
+// (An endpoint set id looked up by frontend would avoid the copies, but nft 1.0.6 cannot print a
+// map's result inside a concatenation: `nft list ruleset` would abort.)
+inline constexpr uint64_t kSharedDnatMaxExtraCopies = 16;
+bool usesSharedDnat(const proxier::ServicePortInfo& info, uint32_t clusterCount,
+                    uint32_t localCount);
 
 enum class SharedDnat : uint8_t {
   Internal,  // clusterIP: DNAT to the internal set
@@ -61,7 +66,8 @@ struct PortChains {
   }
 };
 
-PortChains chainNames(uint32_t id, uint8_t shard, const proxier::ServicePortInfo& info);
+PortChains chainNames(uint32_t id, uint8_t shard, const proxier::ServicePortInfo& info,
+                      bool shared);
 
 // Endpoint set ids in the endpoints map: two per port, cluster-wide and node-local.
 inline uint32_t endpointSetId(uint32_t portId, uint8_t set) {

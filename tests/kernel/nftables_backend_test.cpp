@@ -168,6 +168,32 @@ TEST_F(NftablesBackendTest, SharedDnatChainsFollowTheEndpointCounts) {
   EXPECT_EQ(c.find("10.244.7.7"), std::string::npos) << c;
 }
 
+// Shared DNAT chains write a port's endpoints once per frontend; a port with many endpoints
+// behind several frontends (a NodePort: clusterIP and NodePort) keeps chains of its own instead.
+TEST_F(NftablesBackendTest, BigPortsBehindSeveralFrontendsKeepChainsOfTheirOwn) {
+  SvcSpec small, big;
+  small.name = "small";
+  small.type = big.type = ServiceType::NodePort;
+  small.ports = {{"http", Protocol::TCP, 80, 30080, {8080, ""}}};
+  big.name = "big";
+  big.clusterIPs = {"10.96.0.2"};
+  big.ports = {{"http", Protocol::TCP, 80, 30081, {8080, ""}}};
+  tracker.upsertService(service(small));
+  tracker.upsertService(service(big));
+  tracker.upsertSlice(slice("s", "small", {{"10.244.1.1"}, {"10.244.1.2"}}));
+  std::vector<Ep> many;
+  for (int i = 0; i < 40; ++i) many.push_back({fmt::format("10.244.2.{}", i + 1)});
+  tracker.upsertSlice(slice("b", "big", many));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  std::string c = run("nft list ruleset ip");
+  EXPECT_NE(c.find("tcp . 30080 : goto dnat-nodeport-2"), std::string::npos) << c;
+  EXPECT_NE(c.find("tcp . 30081 : goto ext-0-default/big/http/TCP"), std::string::npos) << c;
+  EXPECT_NE(c.find("10.96.0.2 . tcp . 80 : goto svc-0-default/big/http/TCP"), std::string::npos)
+      << c;
+  EXPECT_EQ(c.find("10.96.0.2 . tcp . 80 . 0x"), std::string::npos) << "not in frontend-endpoints";
+}
+
 TEST_F(NftablesBackendTest, DeletedServiceLeavesNoChainBehind) {
   tracker.upsertService(service({}));
   tracker.upsertSlice(slice("a", "svc", {{"10.244.2.1"}}));
