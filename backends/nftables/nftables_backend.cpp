@@ -92,6 +92,7 @@ struct NftablesBackend::Family {
   // Shared DNAT chains (port_program.h) by table and name: the frontend elements that go to
   // each. A chain exists while this is above zero.
   std::map<std::pair<uint8_t, std::string>, uint32_t> sharedChainRefs;
+  bool programmed = false;  // by a full sync: its tables must exist (drift())
 };
 
 // Everything one transaction must do, gathered first and then emitted in an order the kernel
@@ -719,9 +720,32 @@ BackendResult NftablesBackend::fullSync(const State& state) {
     });
     carry_ = nullptr;  // the commit's slot changes took what they could
     if (!res.ok) return res;
+    f.programmed = true;
     ops += res.operations;
   }
   return {true, "", ops};
+}
+
+std::string NftablesBackend::drift() {
+  std::string gone;
+  for (auto& fam : families_) {
+    const Family& f = *fam;
+    if (!f.programmed) continue;
+    auto tables = listTables(*sock_, f.ctx.nfproto);
+    // A listing that fails says nothing about the tables; the next sync asks again.
+    if (!tables.ok) continue;
+    auto missing = [&](const std::string& name) {
+      if (std::find(tables.names.begin(), tables.names.end(), name) != tables.names.end()) return;
+      gone += fmt::format("{}table {} {} removed", gone.empty() ? "" : ", ",
+                          f.ctx.family == IpFamily::V4 ? "ip" : "ip6", name);
+    };
+    missing(kMainTableName);
+    for (uint32_t shard = 0; shard < f.ctx.serviceTables; ++shard) {
+      missing(serviceTableName(shard));
+    }
+    if (flows_->enabled()) missing(kFlowTable);
+  }
+  return gone;
 }
 
 BackendResult NftablesBackend::cleanup() {

@@ -449,6 +449,46 @@ void upsertEndpoints(ChangeTracker& tracker, int count) {
   }
 }
 
+// Another program removing sliceproxy's tables (`nft flush ruleset`) is noticed by the next sync
+// that finds nothing to change, and repaired at once by a full sync that says what was gone.
+TEST_F(NftablesBackendTest, TablesRemovedBehindItsBackAreNoticedAndReprogrammed) {
+  tracker.synced();
+  Proxier proxy(tracker, backend, "node-a");
+  struct Repairs : SyncListener {
+    std::vector<std::string> seen;
+    void onSync(const SyncReport& r) override {
+      if (!r.repaired.empty()) seen.push_back(r.repaired);
+    }
+  } repairs;
+  proxy.addListener(&repairs);
+  addServices(2);
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_EQ(backend.drift(), "");
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_TRUE(repairs.seen.empty()) << "nothing changed, nothing gone";
+  EXPECT_EQ(proxy.stats().fullSyncs, 1u);
+
+  run("nft flush ruleset");
+  EXPECT_NE(backend.drift().find("table ip sliceproxy removed"), std::string::npos);
+  ASSERT_TRUE(proxy.syncOnce());
+  ASSERT_EQ(repairs.seen.size(), 1u);
+  EXPECT_NE(repairs.seen[0].find("table ip sliceproxy-svc-0 removed"), std::string::npos)
+      << repairs.seen[0];
+  EXPECT_NE(repairs.seen[0].find("table ip6 sliceproxy removed"), std::string::npos)
+      << repairs.seen[0];
+  EXPECT_EQ(proxy.stats().fullSyncs, 2u);
+  EXPECT_EQ(backend.drift(), "");
+  EXPECT_NE(
+      run("nft list ruleset ip").find("10.96.0.2 . tcp . 80 . 0x00000000 : 10.244.0.2 . 8080"),
+      std::string::npos);
+
+  // One service table gone is enough.
+  run("nft delete table ip sliceproxy-svc-0");
+  ASSERT_TRUE(proxy.syncOnce());
+  ASSERT_EQ(repairs.seen.size(), 2u);
+  EXPECT_EQ(repairs.seen[1], "table ip sliceproxy-svc-0 removed");
+}
+
 TEST_F(NftablesBackendTest, BigEndpointMapsAreSizedAndOutgrowingOneMeansAFullSyncAtOnce) {
   tracker.synced();
   Proxier proxy(tracker, backend, "node-a");
