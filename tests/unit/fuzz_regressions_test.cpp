@@ -5,9 +5,12 @@
 #include <chrono>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "proxier/config/duration.h"
+#include "proxier/core/log_text.h"
+#include "slice-watch/json_decoder.h"
 #include "slice-watch/manifest_file.h"
 #include "slice-watch/rfc3339.h"
 #include "slice-watch/watch_stream.h"
@@ -91,6 +94,47 @@ TEST(FuzzRegressionTest, StrayCommaInBlockContextIsAnErrorNotAHang) {
   }
   // Documents that are really empty are still fine.
   EXPECT_TRUE(slicewatch::yamlToJson("---\n---\n---\n").empty());
+}
+
+// manifest_hostile_test.py: a random-bytes file's YAML error quoted a byte that is not UTF-8,
+// and an object name held a terminal escape sequence; both went into the log as they were.
+TEST(FuzzRegressionTest, LogTextIsPrintableUtf8) {
+  using proxier::printable;
+  EXPECT_EQ(printable("plain /tmp/a.yaml: \"x\""), "plain /tmp/a.yaml: \"x\"");
+  EXPECT_EQ(printable("caf\xc3\xa9 10\xc2\xb5s \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 10\xc2\xb5s \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(printable("unknown escape character: \xea"), "unknown escape character: \\xea");
+  EXPECT_EQ(printable("a\x1b[31mred\a\n"), "a\\x1b[31mred\\x07\\x0a");
+  // C1 controls, overlong forms, surrogates, truncated sequences.
+  EXPECT_EQ(printable("\xc2\x9b\xc0\xaf\xed\xa0\x80\xe2\x82"),
+            "\\xc2\\x9b\\xc0\\xaf\\xed\\xa0\\x80\\xe2\\x82");
+}
+
+TEST(FuzzRegressionTest, ObjectNamesFollowTheApiServersRules) {
+  auto decode = [](const std::string& name, const std::string& ns) {
+    std::string text = R"({"apiVersion":"v1","kind":"Service","metadata":{"name":")" + name +
+                       R"(","namespace":")" + ns + R"("},"spec":{"clusterIP":"10.96.0.1"}})";
+    auto results = slicewatch::decodeJsonDocument(text, slicewatch::DecodeOptions{"f.json"});
+    EXPECT_EQ(results.size(), 1u);
+    return results.at(0);
+  };
+  EXPECT_TRUE(std::holds_alternative<slicewatch::DecodedObject>(decode("web-1.a", "default")));
+  EXPECT_TRUE(
+      std::holds_alternative<slicewatch::DecodedObject>(decode(std::string(253, 'a'), "x")));
+  for (auto [name, ns, field] : {std::tuple{"a\\u001b[31mred", "default", "metadata.name"},
+                                 std::tuple{"Web", "default", "metadata.name"},
+                                 std::tuple{"-web", "default", "metadata.name"},
+                                 std::tuple{"web", "a b", "metadata.namespace"},
+                                 std::tuple{"web_1", "default", "metadata.name"}}) {
+    auto r = decode(name, ns);
+    auto* rej = std::get_if<proxier::Rejection>(&r);
+    ASSERT_NE(rej, nullptr) << name << " " << ns;
+    EXPECT_EQ(rej->field, field);
+    EXPECT_EQ(rej->reason, "invalid_value");
+    EXPECT_EQ(rej->describe().find('\x1b'), std::string::npos) << rej->describe();
+  }
+  auto r = decode(std::string(254, 'a'), "default");
+  EXPECT_TRUE(std::holds_alternative<proxier::Rejection>(r));
 }
 
 std::vector<std::string> frame(slicewatch::WatchLineFramer& f,
