@@ -13,13 +13,24 @@
 
 namespace {
 
+// Removed when libFuzzer exits normally (a crash leaves it, beside the crashing input).
+struct PrivateDir {
+  std::string dir, path;
+  PrivateDir() {
+    char tmpl[] = "/tmp/fuzz-kubeconfig.XXXXXX";
+    if (!mkdtemp(tmpl)) abort();
+    dir = tmpl;
+    path = dir + "/config";
+  }
+  ~PrivateDir() {
+    unlink(path.c_str());
+    rmdir(dir.c_str());
+  }
+};
+
 const std::string& kubeconfigPath() {
-  static const std::string path = [] {
-    char dir[] = "/tmp/fuzz-kubeconfig.XXXXXX";
-    if (!mkdtemp(dir)) abort();
-    return std::string(dir) + "/config";
-  }();
-  return path;
+  static const PrivateDir d;
+  return d.path;
 }
 
 }  // namespace
