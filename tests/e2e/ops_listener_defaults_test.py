@@ -8,6 +8,7 @@ in a network namespace of its own so the default ports are free and its sockets 
 own."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def listening(pid):
 class ListenerDefaultsTest(unittest.TestCase):
     def start(self, *args):
         d = tempfile.mkdtemp(prefix="sliceproxy-listeners-")
+        self.addCleanup(shutil.rmtree, d, True)
         for name, text in (("node.yaml", node_manifest()), ("web.yaml", WEB)):
             with open(os.path.join(d, name), "w") as f:
                 f.write(text)
