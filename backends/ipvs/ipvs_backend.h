@@ -8,12 +8,14 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "backends/ipvs/dummy_interface.h"
 #include "backends/ipvs/ipvs_netlink.h"
 #include "backends/ipvs/masquerade_table.h"
+#include "backends/ipvs/policy_table.h"
 #include "proxier/config/network_config.h"
 #include "proxier/core/backend.h"
 
@@ -69,11 +71,20 @@ class IpvsBackend : public proxier::Backend {
   void refreshNodeAddresses(const proxier::NodeContext* node);
   // Brings table ip sliceproxy-ipvs to the programmed virtual services' addresses.
   std::string syncMasquerade(bool replace);
+  PolicyTable& policy(proxier::IpFamily f) {
+    return f == proxier::IpFamily::V4 ? policy4_ : policy6_;
+  }
+  // The port's endpoints on this node, for the hairpin set (all of them with `v`; none without).
+  void trackLocal(const proxier::ServicePortKey& key, const proxier::ServicePortView* v);
+  void localRef(const proxier::EndpointKey& ep, int delta);
 
   proxier::NetworkConfig net_;
   IpvsNetlink nl_;
   DummyInterface dummy_;
   MasqueradeTable masq4_, masq6_;
+  PolicyTable policy4_, policy6_;
+  std::map<proxier::ServicePortKey, std::set<proxier::EndpointKey>> local_;
+  std::map<proxier::IpAddr, int> hairpinRefs_;
   bool open_ = false, adopted_ = false;
   std::map<VirtualServiceKey, Programmed> programmed_;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports_;

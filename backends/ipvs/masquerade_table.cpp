@@ -10,6 +10,8 @@
 #include <linux/netfilter/nf_tables.h>
 
 #include <algorithm>
+#include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "backends/nftnl/rule_builder.h"
@@ -28,13 +30,19 @@ namespace {
 const std::string kTable = kMasqueradeTable;
 const char* kClusterSet = "cluster-ips";
 const char* kExternalSet = "external-ips";
+const char* kHairpinSet = "hairpin";
 const char* kChain = "nat-postrouting";
 
-std::vector<nftnl_set_elem*> elems(const std::vector<IpAddr>& addrs) {
+// One address per element, or, for the hairpin set, the address twice (saddr . daddr).
+std::vector<nftnl_set_elem*> elems(const std::vector<IpAddr>& addrs, bool twice) {
   std::vector<nftnl_set_elem*> out;
   for (const auto& a : addrs) {
     nftnl_set_elem* e = nftnl_set_elem_alloc();
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, a.bytes.data(), static_cast<uint32_t>(a.size()));
+    uint8_t key[32];
+    const size_t n = a.size();
+    std::memcpy(key, a.bytes.data(), n);
+    if (twice) std::memcpy(key + n, a.bytes.data(), n);
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, static_cast<uint32_t>(twice ? 2 * n : n));
     out.push_back(e);
   }
   return out;
@@ -45,7 +53,8 @@ void changeSet(Transaction& tx, const char* set, const std::set<IpAddr>& have,
   std::vector<IpAddr> add, del;
   std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(add));
   std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(del));
-  auto a = elems(add), d = elems(del);
+  const bool twice = std::string_view(set) == kHairpinSet;
+  auto a = elems(add, twice), d = elems(del, twice);
   if (!d.empty()) tx.deleteElements(kTable, set, d, std::string("removing from set ") + set);
   if (!a.empty()) tx.addElements(kTable, set, a, std::string("adding to set ") + set);
 }
@@ -70,6 +79,7 @@ nft::Socket& MasqueradeTable::sock() {
 
 std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
                                      const std::set<IpAddr>& externalIps,
+                                     const std::set<IpAddr>& hairpin,
                                      const proxier::Cidr* nodePodCIDR) {
   const bool v4 = family_ == proxier::IpFamily::V4;
   auto tables = nft::listTables(sock(), nfproto_);
@@ -83,6 +93,8 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
   const uint32_t al = v4 ? 4 : 16;
   nft::addSet(tx, kTable, kClusterSet, nft::SetSpec{nft::ipType(family_), al});
   nft::addSet(tx, kTable, kExternalSet, nft::SetSpec{nft::ipType(family_), al});
+  nft::addSet(tx, kTable, kHairpinSet,
+              nft::SetSpec{nft::concatType({nft::ipType(family_), nft::ipType(family_)}), 2 * al});
   nft::Hook hook{"nat", NF_INET_POST_ROUTING, 100};
   tx.addChain(kTable, kChain, &hook);
   const IpAddr* snat = net_.snatAddress(family_);
@@ -100,6 +112,14 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
     RuleBuilder b;
     originalDaddrIn(b, kExternalSet, v4);
     rule(b, "masquerade traffic from outside to an external address or NodePort");
+  }
+  {
+    // Hairpin: IPVS sent a pod's connection to a clusterIP back to that pod.
+    RuleBuilder b;
+    originalDaddrIn(b, kClusterSet, v4);
+    b.loadAddr(true, family_, nft::reg32(0)).loadAddr(false, family_, nft::reg32(al / 4));
+    b.lookup(nft::reg32(0), kHairpinSet);
+    rule(b, "masquerade a pod that reached itself through a clusterIP");
   }
   {
     RuleBuilder b;
@@ -121,10 +141,12 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
   }
   changeSet(tx, kClusterSet, {}, clusterIps);
   changeSet(tx, kExternalSet, {}, externalIps);
+  changeSet(tx, kHairpinSet, {}, hairpin);
   auto res = tx.commit();
   if (!res.ok) return res.error;
   cluster_ = clusterIps;
   external_ = externalIps;
+  hairpin_ = hairpin;
   podCIDR_ = nodePodCIDR ? std::optional<proxier::Cidr>(*nodePodCIDR) : std::nullopt;
   built_ = true;
   return "";
@@ -132,23 +154,23 @@ std::string MasqueradeTable::replace(const std::set<IpAddr>& clusterIps,
 
 std::string MasqueradeTable::update(const std::set<IpAddr>& clusterIps,
                                     const std::set<IpAddr>& externalIps,
+                                    const std::set<IpAddr>& hairpin,
                                     const proxier::Cidr* nodePodCIDR) {
   std::optional<proxier::Cidr> pod =
       nodePodCIDR ? std::optional<proxier::Cidr>(*nodePodCIDR) : std::nullopt;
-  if (!built_ || pod != podCIDR_) return replace(clusterIps, externalIps, nodePodCIDR);
-  if (clusterIps == cluster_ && externalIps == external_) return "";
+  if (!built_ || pod != podCIDR_) return replace(clusterIps, externalIps, hairpin, nodePodCIDR);
+  if (clusterIps == cluster_ && externalIps == external_ && hairpin == hairpin_) return "";
   Transaction tx(sock(), nfproto_);
   changeSet(tx, kClusterSet, cluster_, clusterIps);
   changeSet(tx, kExternalSet, external_, externalIps);
-  if (tx.empty()) {
-    cluster_ = clusterIps;
-    external_ = externalIps;
-    return "";
+  changeSet(tx, kHairpinSet, hairpin_, hairpin);
+  if (!tx.empty()) {
+    auto res = tx.commit();
+    if (!res.ok) return res.error;
   }
-  auto res = tx.commit();
-  if (!res.ok) return res.error;
   cluster_ = clusterIps;
   external_ = externalIps;
+  hairpin_ = hairpin;
   return "";
 }
 
@@ -158,6 +180,7 @@ std::string MasqueradeTable::remove() {
   built_ = false;
   cluster_.clear();
   external_.clear();
+  hairpin_.clear();
   if (std::find(tables.names.begin(), tables.names.end(), kTable) == tables.names.end()) return "";
   Transaction tx(sock(), nfproto_);
   tx.deleteTable(kTable, std::string(family_ == proxier::IpFamily::V4 ? "removing table ip "

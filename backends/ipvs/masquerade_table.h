@@ -30,14 +30,16 @@ class MasqueradeTable {
   // Creates (or replaces, in the same transaction) the table with these sets.
   // nodePodCIDR: the Node's pod CIDR of this family, for --detect-local-mode=NodeCIDR (null
   // when unknown).
+  // hairpin: the node's endpoints; a pod that IPVS sends back to itself through a clusterIP is
+  // masqueraded, or it would answer itself directly.
   std::string replace(const std::set<proxier::IpAddr>& clusterIps,
                       const std::set<proxier::IpAddr>& externalIps,
-                      const proxier::Cidr* nodePodCIDR);
+                      const std::set<proxier::IpAddr>& hairpin, const proxier::Cidr* nodePodCIDR);
   // Brings the sets to these contents with element changes only; replace() first.
   // Rebuilds the table instead when the Node's pod CIDR changed.
   std::string update(const std::set<proxier::IpAddr>& clusterIps,
                      const std::set<proxier::IpAddr>& externalIps,
-                     const proxier::Cidr* nodePodCIDR);
+                     const std::set<proxier::IpAddr>& hairpin, const proxier::Cidr* nodePodCIDR);
   // Deletes the table if it is there.
   std::string remove();
   bool built() const { return built_; }
@@ -48,7 +50,7 @@ class MasqueradeTable {
   proxier::IpFamily family_;
   uint16_t nfproto_;
   std::unique_ptr<nft::Socket> sock_;
-  std::set<proxier::IpAddr> cluster_, external_;
+  std::set<proxier::IpAddr> cluster_, external_, hairpin_;
   std::optional<proxier::Cidr> podCIDR_;
   bool built_ = false;
 };
