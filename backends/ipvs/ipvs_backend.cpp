@@ -77,17 +77,16 @@ IpvsBackend::IpvsBackend(const proxier::NetworkConfig& net)
       policy6_(net, proxier::IpFamily::V6) {}
 
 Capabilities IpvsBackend::supported() {
-  // Masquerading (hairpin included) is table ip/ip6 sliceproxy-ipvs; source ranges, reject and
-  // drop are the shared node-policy table (policy_table.h). Not eTP=Local: one virtual service
-  // per address cannot give pods and the node every endpoint and outside clients the local
-  // ones (kube-proxy's IPVS mode has the same gap).
+  // Masquerading (hairpin included) and the eTP=Local short-circuit are table ip/ip6
+  // sliceproxy-ipvs; source ranges, reject and drop are the shared node-policy table
+  // (policy_table.h).
   // SessionAffinity: IPVS persistence is programmed, but a persistence template lives as long as
   // any connection it controls (TCP TIME_WAIT: 2 minutes), so affinity outlives a short timeout,
   // as in kube-proxy's IPVS mode.
   return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
                        Feature::ExternalIPs, Feature::IPv6, Feature::SCTP,
                        Feature::InternalTrafficPolicyLocal, Feature::LoadBalancerSourceRanges,
-                       Feature::Hairpin}};
+                       Feature::Hairpin, Feature::ExternalTrafficPolicyLocal}};
 }
 
 std::string IpvsBackend::ensureOpen() {
@@ -140,9 +139,10 @@ std::map<VirtualServiceKey, IpvsBackend::Desired> IpvsBackend::desiredFor(
     });
     return d;
   };
+  const VirtualServiceKey clusterKey{info->clusterIP, proto, info->port};
   auto add = [&](const IpAddr& addr, uint16_t port, const std::map<RealServerKey, uint32_t>& d,
                  bool external = true) {
-    Desired want{base, external, d};
+    Desired want{base, external, external && info->externalPolicyLocal, clusterKey, d};
     want.svc.key = VirtualServiceKey{addr, proto, port};
     out.emplace(want.svc.key, std::move(want));
   };
@@ -215,7 +215,9 @@ std::string IpvsBackend::reconcile(const VirtualServiceKey& key, const Desired* 
     if (std::string err = addrRef(key.addr, +1); !err.empty()) return err;
     ++ops_;
     if (std::string err = nl_.addService(want->svc); !err.empty()) return err;
-    it = programmed_.emplace(key, Programmed{want->svc, want->external, {}}).first;
+    it = programmed_
+             .emplace(key, Programmed{want->svc, want->external, want->local, want->clusterIP, {}})
+             .first;
   } else if (!it->second.svc.sameSettings(want->svc)) {
     ++ops_;
     if (std::string err = nl_.editService(want->svc); !err.empty()) return err;
@@ -223,6 +225,8 @@ std::string IpvsBackend::reconcile(const VirtualServiceKey& key, const Desired* 
   }
   Programmed& p = it->second;
   p.external = want->external;
+  p.local = want->local;
+  p.clusterIP = want->clusterIP;
   // Real servers to add or bring back from weight 0, then those to remove: a merge of two
   // sorted maps, so a change costs requests only for what differs.
   for (const auto& [rs, weight] : want->dests) {
@@ -292,11 +296,19 @@ std::string IpvsBackend::expireGraceful(bool all) {
 }
 
 std::string IpvsBackend::syncMasquerade(bool replace) {
-  std::set<IpAddr> cluster[2], external[2], hairpin[2];
+  MasqueradeState want[2];
   for (const auto& [k, p] : programmed_) {
-    (p.external ? external : cluster)[k.addr.isV4() ? 0 : 1].insert(k.addr);
+    MasqueradeState& m = want[k.addr.isV4() ? 0 : 1];
+    if (!p.external) {
+      m.cluster.insert(k.addr);
+    } else if (!p.local) {
+      m.external.insert(k);
+    } else {
+      m.externalLocal.insert(k);
+      m.shortCircuit.emplace(k, p.clusterIP);
+    }
   }
-  for (const auto& [a, n] : hairpinRefs_) hairpin[a.isV4() ? 0 : 1].insert(a);
+  for (const auto& [a, n] : hairpinRefs_) want[a.isV4() ? 0 : 1].hairpin.insert(a);
   for (int f = 0; f < 2; ++f) {
     MasqueradeTable& t = f == 0 ? masq4_ : masq6_;
     const auto fam = f == 0 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
@@ -304,8 +316,7 @@ std::string IpvsBackend::syncMasquerade(bool replace) {
     for (const auto& c : podCIDRs_) {
       if (c.addr.family == fam) pod = &c;
     }
-    std::string err = replace ? t.replace(cluster[f], external[f], hairpin[f], pod)
-                              : t.update(cluster[f], external[f], hairpin[f], pod);
+    std::string err = replace ? t.replace(want[f], pod) : t.update(want[f], pod);
     if (!err.empty()) return err;
   }
   return "";
@@ -355,7 +366,7 @@ std::string IpvsBackend::adoptKernelState() {
     // run's NodePort that is no longer wanted (other flags, a deleted service) must go.
     bool onDummy = dummy_.addresses().count(svc.key.addr) > 0;
     if (!onDummy && !node.count(svc.key.addr)) continue;
-    Programmed p{svc, !onDummy, {}};
+    Programmed p{svc, !onDummy, false, {}, {}};
     std::vector<RealServer> rss;
     if (std::string err = nl_.listRealServers(svc.key, rss); !err.empty()) return err;
     for (const auto& r : rss) p.dests.emplace(r.key, r.weight);

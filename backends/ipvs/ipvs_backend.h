@@ -45,11 +45,17 @@ class IpvsBackend : public proxier::Backend {
   struct Desired {
     VirtualService svc;
     bool external = false;  // an externalIP, LB VIP or NodePort: masqueraded from anywhere
+    // externalTrafficPolicy Local: masqueraded from the node only; pods and the node reach
+    // `clusterIP` instead (the short-circuit).
+    bool local = false;
+    VirtualServiceKey clusterIP;
     std::map<RealServerKey, uint32_t> dests;  // weight
   };
   struct Programmed {
     VirtualService svc;
     bool external = false;
+    bool local = false;
+    VirtualServiceKey clusterIP;
     std::map<RealServerKey, uint32_t> dests;  // weight; 0 while terminating gracefully
   };
   using Clock = std::chrono::steady_clock;
