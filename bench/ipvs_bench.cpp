@@ -1,6 +1,7 @@
 // IPVS backend cost beside the nftables backend and kube-proxy's IPVS mechanism, on one kernel,
 // in a network namespace of its own (run in Debian's kernel under qemu: bench/ipvs_vm_bench.sh;
-// this host's kernel has no IPVS). Workload: the seed (one service, 100,000 endpoints).
+// this host's kernel has no IPVS). Workload: the seed (one service, 100,000 endpoints, or the
+// count given as the second argument).
 //   cold:   programming the workload into empty state
 //   change: one endpoint replaced in one slice (one removed, one added), median of --changes
 // kube-proxy's mechanism, as its IPVS proxier makes the requests on every sync for the changed
@@ -96,8 +97,8 @@ double changeMedian(Cluster& c, const Workload& w, Backend& backend, int changes
   return median(times);
 }
 
-int run(int changes) {
-  const Workload w = seedWorkload();
+int run(int changes, size_t endpoints) {
+  const Workload w = seedWorkload(endpoints, std::max<size_t>(1, endpoints / 100));
   std::printf("workload: seed, %zu endpoints, %zu slices, %d changes\n", w.endpoints,
               w.slices.size(), changes);
 
@@ -187,5 +188,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int changes = argc > 1 ? std::max(1, std::atoi(argv[1])) : 9;
-  return sliceproxy::bench::run(changes);
+  // IPVS looks a new real server up in a list of the service's real servers, so a cold load is
+  // quadratic in them: under software emulation 100,000 takes longer than a VM run may.
+  const size_t endpoints = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 100000;
+  return sliceproxy::bench::run(changes, endpoints);
 }

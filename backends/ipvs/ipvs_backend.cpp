@@ -261,6 +261,8 @@ std::string IpvsBackend::reconcile(const VirtualServiceKey& key, const Desired* 
 std::string IpvsBackend::expireGraceful(bool all) {
   if (graceful_.empty()) return "";
   const auto now = Clock::now();
+  const bool list = all || now - lastGracefulCheck_ >= gracefulCheckEvery_;
+  if (list) lastGracefulCheck_ = now;
   std::map<VirtualServiceKey, std::vector<RealServer>> listed;
   for (auto g = graceful_.begin(); g != graceful_.end();) {
     const auto& [key, rs] = g->first;
@@ -270,6 +272,10 @@ std::string IpvsBackend::expireGraceful(bool all) {
       continue;
     }
     bool drop = all || now - g->second >= gracefulBound_;
+    if (!drop && !list) {
+      ++g;
+      continue;
+    }
     if (!drop) {
       auto l = listed.find(key);
       if (l == listed.end()) {

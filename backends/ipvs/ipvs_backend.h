@@ -37,6 +37,9 @@ class IpvsBackend : public proxier::Backend {
 
   // How long a removed TCP/SCTP real server may keep weight 0 waiting for its connections.
   void setGracefulBound(std::chrono::seconds s) { gracefulBound_ = s; }
+  // How often the connection counts of those real servers are listed (a dump of the virtual
+  // service's real servers: 100,000 of them at the seed's size); 0: at every sync.
+  void setGracefulCheckInterval(std::chrono::seconds s) { gracefulCheckEvery_ = s; }
   // Requests sent to IPVS since construction (tests and benchmarks).
   uint64_t ipvsRequests() const { return nl_.requests(); }
   size_t gracefulPending() const { return graceful_.size(); }
@@ -97,6 +100,10 @@ class IpvsBackend : public proxier::Backend {
   std::map<proxier::IpAddr, int> addrRefs_;
   std::map<std::pair<VirtualServiceKey, RealServerKey>, Clock::time_point> graceful_;
   std::chrono::seconds gracefulBound_{900};
+  // As kube-proxy's graceful-termination manager, once a minute: an endpoint change between two
+  // checks costs only its own requests.
+  std::chrono::seconds gracefulCheckEvery_{60};
+  Clock::time_point lastGracefulCheck_{};
   std::vector<proxier::IpAddr> nodeAddrs_;
   std::vector<proxier::Cidr> podCIDRs_;  // the Node's, for --detect-local-mode=NodeCIDR
   uint64_t ops_ = 0;

@@ -123,6 +123,8 @@ class IpvsBackendTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_EQ(nl.open(), "");
     ASSERT_TRUE(backend.cleanup().ok);
+    // Every sync looks at the real servers waiting on graceful termination (60 s in service).
+    backend.setGracefulCheckInterval(std::chrono::seconds(0));
   }
   void TearDown() override { backend.cleanup(); }
   Diff sync() { return state.apply(tracker.take()); }
