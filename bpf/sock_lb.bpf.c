@@ -146,6 +146,29 @@ static __always_inline const struct sp_backend* pick(struct bpf_sock_addr* ctx,
   return b;
 }
 
+/* Remember what was dialled, for recvmsg and getpeername on this socket. A socket sending
+ * again to the same backend finds its entry in place and writes nothing. */
+static __always_inline void remember(__u64 cookie, const struct sp_backend* be,
+                                     const struct sp_addr* dst) {
+  struct sp_backend fe = {.port = dst->port, .family = dst->family};
+  __builtin_memcpy(fe.addr, dst->addr, 16);
+  __u32 slot = rev_slot(cookie, be);
+  struct sp_rev_entry* e = bpf_map_lookup_elem(&sp_rev_slots, &slot);
+  slot |= 1;
+  struct sp_rev_entry* e1 = bpf_map_lookup_elem(&sp_rev_slots, &slot);
+  if (!e || !e1) return;
+  if (rev_is(e1, cookie, be) || (!rev_is(e, cookie, be) && e1->cookie < e->cookie)) e = e1;
+  if (rev_is(e, cookie, be) && same_backend(&e->frontend, &fe) && e->frontend.family == fe.family)
+    return;
+  /* Readers check the cookie before and after copying: cleared while the rest changes. */
+  e->cookie = 0;
+  asm volatile("" ::: "memory");
+  e->backend = *be;
+  e->frontend = fe;
+  asm volatile("" ::: "memory");
+  e->cookie = cookie;
+}
+
 /* connect() (TCP, connected UDP) and sendmsg() (unconnected UDP) to a frontend. */
 static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
   __u32 proto = ctx->protocol;
@@ -173,13 +196,7 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
     return SP_REJECT;
   }
   struct sp_backend be = *b;
-  /* Remember what was dialled, for recvmsg and getpeername on this socket. */
-  struct sp_rev_key rk = {.cookie = bpf_get_socket_cookie(ctx), .backend = be};
-  struct sp_rev_value rv = {};
-  __builtin_memcpy(rv.frontend.addr, dst.addr, 16);
-  rv.frontend.port = dst.port;
-  rv.frontend.family = dst.family;
-  bpf_map_update_elem(&sp_reverse, &rk, &rv, BPF_ANY);
+  remember(bpf_get_socket_cookie(ctx), &be, &dst);
   write_addr(ctx, family, &be);
   return SP_ALLOW;
 }
@@ -190,15 +207,15 @@ static __always_inline int reverse(struct bpf_sock_addr* ctx, __u8 family) {
   struct sp_addr src = {};
   read_addr(ctx, family, &src);
   unmap_v4(src.addr, &src.family);
-  struct sp_rev_key rk = {.cookie = bpf_get_socket_cookie(ctx)};
-  __builtin_memcpy(rk.backend.addr, src.addr, 16);
-  rk.backend.port = src.port;
-  rk.backend.family = src.family;
-  const struct sp_rev_value* rv = bpf_map_lookup_elem(&sp_reverse, &rk);
-  if (rv) {
-    struct sp_backend fe = rv->frontend;
-    write_addr(ctx, family, &fe);
-  }
+  const __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct sp_backend b = {.port = src.port, .family = src.family};
+  __builtin_memcpy(b.addr, src.addr, 16);
+  const struct sp_rev_entry* e = rev_find(cookie, &b);
+  if (!e) return SP_ALLOW;
+  struct sp_backend fe = e->frontend;
+  asm volatile("" ::: "memory");
+  if (e->cookie != cookie) return SP_ALLOW; /* rewritten for another socket meanwhile */
+  write_addr(ctx, family, &fe);
   return SP_ALLOW;
 }
 

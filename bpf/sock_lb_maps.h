@@ -86,14 +86,17 @@ struct sp_affinity_value {
   __u64 last_ns; /* bpf_ktime_get_ns() of the last use */
 };
 
-/* Reverse translation for recvmsg and getpeername: (socket, backend) -> the frontend dialled. */
-struct sp_rev_key {
-  __u64 cookie; /* socket cookie */
-  struct sp_backend backend;
-  __u32 pad;
-};
+/* Reverse translation for recvmsg and getpeername: (socket, backend) -> the frontend dialled,
+ * in a two-way set-associative table (an array; a hash of the socket cookie and the backend
+ * picks a pair of slots). An entry names its socket and backend, so a reader recognises its
+ * own; a new pair whose two slots are both taken replaces the older socket's (smaller cookie),
+ * as an LRU map drops its oldest entries once full. */
+#define SP_REV_BITS 19
+#define SP_REV_SLOTS (1u << SP_REV_BITS)
 
-struct sp_rev_value {
+struct sp_rev_entry {
+  __u64 cookie; /* socket cookie; 0 while the entry is being written */
+  struct sp_backend backend;
   struct sp_backend frontend;
 };
 

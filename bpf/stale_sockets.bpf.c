@@ -22,26 +22,26 @@ extern int bpf_sock_destroy(struct sock_common* sk) __ksym;
  * runs these in each network namespace of the cgroup's processes. */
 static __always_inline void destroy_if_stale(struct sock* sk) {
   struct sock_common* c = &sk->__sk_common;
-  struct sp_rev_key rk = {.cookie = bpf_get_socket_cookie(sk)};
-  rk.backend.port = c->skc_dport;
+  struct sp_backend b = {};
+  b.port = c->skc_dport;
   if (c->skc_family == 2 /* AF_INET */) {
     __u32 a = c->skc_daddr;
-    __builtin_memcpy(rk.backend.addr, &a, 4);
-    rk.backend.family = SP_FAMILY_V4;
+    __builtin_memcpy(b.addr, &a, 4);
+    b.family = SP_FAMILY_V4;
   } else if (c->skc_family == 10 /* AF_INET6 */) {
     __u32 w0 = c->skc_v6_daddr.in6_u.u6_addr32[0], w1 = c->skc_v6_daddr.in6_u.u6_addr32[1],
           w2 = c->skc_v6_daddr.in6_u.u6_addr32[2], w3 = c->skc_v6_daddr.in6_u.u6_addr32[3];
-    __builtin_memcpy(rk.backend.addr, &w0, 4);
-    __builtin_memcpy(rk.backend.addr + 4, &w1, 4);
-    __builtin_memcpy(rk.backend.addr + 8, &w2, 4);
-    __builtin_memcpy(rk.backend.addr + 12, &w3, 4);
-    rk.backend.family = SP_FAMILY_V6;
-    unmap_v4(rk.backend.addr, &rk.backend.family);
+    __builtin_memcpy(b.addr, &w0, 4);
+    __builtin_memcpy(b.addr + 4, &w1, 4);
+    __builtin_memcpy(b.addr + 8, &w2, 4);
+    __builtin_memcpy(b.addr + 12, &w3, 4);
+    b.family = SP_FAMILY_V6;
+    unmap_v4(b.addr, &b.family);
   } else {
     return;
   }
-  if (!bpf_map_lookup_elem(&sp_destroy, &rk.backend)) return;
-  if (!bpf_map_lookup_elem(&sp_reverse, &rk)) return;
+  if (!bpf_map_lookup_elem(&sp_destroy, &b)) return;
+  if (!rev_find(bpf_get_socket_cookie(sk), &b)) return;
   if (bpf_sock_destroy(c) == 0) __sync_fetch_and_add(&sp_destroyed, 1);
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Configures and builds one flavour of sliceproxy. Usage: packaging/build.sh [release|sanitize]
+# Configures and builds one flavour of sliceproxy. Usage: packaging/build.sh [release|sanitize|fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour=${1:-release}
@@ -14,8 +14,14 @@ case "$flavour" in
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLICEPROXY_SANITIZE=ON >/dev/null
     cmake --build build-asan -j "$jobs" --target unit_tests
     ;;
+  fuzz)
+    # The libFuzzer targets of tests/fuzz/ (issue 18): clang, ASan + UBSan, decoders only.
+    cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLICEPROXY_FUZZ=ON \
+      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+    cmake --build build-fuzz -j "$jobs"
+    ;;
   *)
-    echo "usage: $0 [release|sanitize]" >&2
+    echo "usage: $0 [release|sanitize|fuzz]" >&2
     exit 2
     ;;
 esac

@@ -115,7 +115,7 @@ ExecCredentialSource::ExecCredentialSource(ExecConfig cfg, std::chrono::millisec
 ExecCredential ExecCredentialSource::get() {
   std::lock_guard lock(mu_);
   const auto now = Clock::now();
-  if (cached_ && !rejected_ && (!cached_->expiry || *cached_->expiry - kRenewBefore > now)) {
+  if (cached_ && !rejected_ && (!cached_->expiry || *cached_->expiry > now + kRenewBefore)) {
     return *cached_;
   }
   ExecCredential c = run();

@@ -24,6 +24,24 @@ using detail::take;
 
 namespace {
 
+// metadata.name and metadata.namespace as the API server accepts them, by its loosest rule (a
+// DNS-1123 subdomain; Services and namespaces must even be labels). A manifest could otherwise
+// name an object with control characters or quotes, which end up in log lines, metric labels
+// and the comments of kernel objects.
+std::optional<std::string> badName(std::string_view n) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (n.size() > 253) return std::string("is longer than 253 characters");
+  for (char c : n) {
+    if (!alnum(c) && c != '-' && c != '.') {
+      return fmt::format("\"{}\" is not a valid name (lowercase letters, digits, '-' and '.')", n);
+    }
+  }
+  if (!alnum(n.front()) || !alnum(n.back())) {
+    return fmt::format("\"{}\" must start and end with a lowercase letter or digit", n);
+  }
+  return std::nullopt;
+}
+
 using KindDecoder = std::variant<std::monostate, detail::ServiceDecoder,
                                  detail::EndpointSliceDecoder, detail::NodeDecoder>;
 
@@ -126,6 +144,13 @@ DecodeResult decodeOne(od::object& obj, KindSource src, const DecodeOptions& opt
   proxier::ObjectKey key{namespaced ? meta.ns : std::string(), meta.name};
   if (!error && meta.name.empty()) {
     error = FieldError{"metadata.name", reason::kMissingField, "metadata.name is required"};
+  }
+  if (!error) {
+    if (auto why = badName(meta.name)) {
+      error = FieldError{"metadata.name", reason::kInvalidValue, *why};
+    } else if (namespaced && (why = badName(meta.ns))) {
+      error = FieldError{"metadata.namespace", reason::kInvalidValue, *why};
+    }
   }
   if (!error) {
     try {

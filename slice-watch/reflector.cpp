@@ -11,6 +11,7 @@
 #include "slice-watch/api_status.h"
 #include "slice-watch/list_page.h"
 #include "slice-watch/watch_event.h"
+#include "slice-watch/watch_stream.h"
 
 namespace sliceproxy::slicewatch {
 
@@ -40,10 +41,6 @@ std::optional<proxier::ObjectKey> keyOfRejection(const proxier::Rejection& r, bo
 }
 
 constexpr size_t kTrimAfterBytes = 4 << 20;
-
-bool isBlank(const std::string& s) {
-  return s.find_first_not_of(" \t\r\n") == std::string::npos;
-}
 
 }  // namespace
 
@@ -340,27 +337,26 @@ Reflector::WatchEnd Reflector::watch() {
   } guard{this};
   spdlog::debug("{}: watching from resourceVersion {} for {}s", label(), rv_, timeout.count());
 
-  std::string buf, line;
+  std::string piece;
+  WatchLineFramer framer;
   size_t events = 0;
   auto healthy = [&] { return events > 0 || Clock::now() - started >= opts_.healthyWatch; };
+  auto onLine = [&](std::string& line) {
+    if (handleLine(line)) return true;
+    ++events;
+    progressed(true);
+    return false;
+  };
   try {
-    while (resp->read(buf)) {
+    while (resp->read(piece)) {
       touch();
-      size_t start = 0;
-      for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
-        line.assign(buf, start, nl - start);
-        if (isBlank(line)) continue;
-        if (handleLine(line)) return WatchEnd::Relist;
-        ++events;
-        progressed(true);
-      }
-      buf.erase(0, start);
+      bool relist = framer.feed(piece, onLine);
+      piece.clear();
+      if (relist) return WatchEnd::Relist;
     }
-    if (!isBlank(buf)) {
-      if (handleLine(buf)) return WatchEnd::Relist;
-      ++events;
-      progressed(true);
-    }
+    if (framer.finish(onLine)) return WatchEnd::Relist;
+  } catch (const WatchLineTooLong& e) {
+    throw WatchError(e.what());
   } catch (const TransportError& e) {
     if (!healthy()) throw;
     spdlog::warn("{}: watch dropped after {} event(s) ({}); resuming from resourceVersion {}",

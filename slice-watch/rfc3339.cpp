@@ -61,8 +61,17 @@ std::optional<std::chrono::system_clock::time_point> parseRfc3339(std::string_vi
     return std::nullopt;
   }
   if (pos != text.size()) return std::nullopt;
-  sys_time<nanoseconds> t = sys_days{date} + hours{*h} + minutes{*mi} + seconds{*s} + frac - offset;
-  return time_point_cast<system_clock::duration>(t);
+  // In seconds first: nanoseconds since 1970 in an int64 end in 2262, and years up to 9999 are
+  // valid RFC 3339. Beyond that range the time saturates: an ExecCredential expiring in 2824
+  // expires "never", not in 1678.
+  const sys_seconds whole = sys_days{date} + hours{*h} + minutes{*mi} + seconds{*s} - offset;
+  using Tp = system_clock::time_point;
+  constexpr sys_seconds latest = floor<seconds>(Tp::max()) - seconds{1};
+  constexpr sys_seconds earliest = floor<seconds>(Tp::min()) + seconds{1};
+  if (whole > latest) return Tp::max();
+  if (whole < earliest) return Tp::min();
+  return time_point_cast<system_clock::duration>(whole) +
+         duration_cast<system_clock::duration>(frac);
 }
 
 }  // namespace sliceproxy::slicewatch

@@ -9,7 +9,8 @@
 namespace sliceproxy::slicewatch {
 
 // "2024-05-01T12:34:56Z", "2024-05-01T12:34:56.123456789Z", "...+02:00"; nullopt for anything
-// else (including impossible dates and times).
+// else (including impossible dates and times). Times outside the clock's range (before 1678,
+// after 2262) saturate to time_point::min() / max().
 std::optional<std::chrono::system_clock::time_point> parseRfc3339(std::string_view text);
 
 }  // namespace sliceproxy::slicewatch

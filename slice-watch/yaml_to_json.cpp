@@ -149,7 +149,15 @@ class JsonBuilder : public YAML::EventHandler {
 
   std::vector<YamlDocument> docs;
 
-  void OnDocumentStart(const YAML::Mark&) override {
+  // Where the last document started, and whether it held anything: yaml-cpp 0.7 can return a
+  // document without consuming a token (a stray ',' in block context, upstream issue 1040),
+  // and then returns the same empty document forever.
+  YAML::Mark lastStart;
+  bool lastEmpty = false;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    lastStart = mark;
+    lastEmpty = true;
     out_.clear();
     line_ = 0;
     anchors_.clear();
@@ -157,6 +165,7 @@ class JsonBuilder : public YAML::EventHandler {
   }
   void OnDocumentEnd() override {
     if (out_.empty() || out_ == "null") return;  // an empty document, e.g. after a trailing ---
+    lastEmpty = false;
     docs.push_back({std::move(out_), line_});
     out_.clear();
   }
@@ -296,7 +305,23 @@ std::vector<YamlDocument> yamlToJson(std::string_view text) {
   try {
     std::istringstream in{std::string(text)};
     YAML::Parser parser(in);
+    std::optional<int> emptyAt;  // position of the previous document, if it was empty
     while (parser.HandleNextDocument(builder)) {
+      if (!builder.lastEmpty) {
+        emptyAt.reset();
+        continue;
+      }
+      const YAML::Mark& m = builder.lastStart;
+      if (emptyAt == m.pos) {
+        // Two empty documents at one position: the parser did not move and never will.
+        unsigned char c = m.pos >= 0 && static_cast<size_t>(m.pos) < text.size()
+                              ? static_cast<unsigned char>(text[static_cast<size_t>(m.pos)])
+                              : ' ';
+        throw YamlError(m.line + 1, m.column + 1,
+                        c > 0x20 && c < 0x7f ? fmt::format("unexpected '{}'", static_cast<char>(c))
+                                             : std::string("unexpected character"));
+      }
+      emptyAt = m.pos;
     }
   } catch (const YAML::Exception& e) {
     throw YamlError(e.mark.line + 1, e.mark.column + 1, e.msg);

@@ -86,6 +86,10 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   if (!ec) fs::create_directories(pin / "links", ec);
   if (ec) throw std::runtime_error(fmt::format("--bpf-pin-dir {}: {}", opts.pinDir, ec.message()));
 
+  // The LRU map earlier versions kept reverse translations in (30 MB): sp_rev_slots replaced
+  // it and no program of this version reads it.
+  unlink((pin / "maps" / "sp_reverse").c_str());
+
   skel_ = sock_lb::open();
   if (!skel_) fail("opening the sock_lb BPF object", errno);
   const std::pair<bpf_map*, uint32_t> sizes[] = {{skel_->maps.sp_services, opts.serviceEntries},
@@ -187,7 +191,7 @@ std::vector<int> SockLbPrograms::iteratorLinks() {
     if (!staleSkel_) fail("opening the stale_sockets BPF object", errno);
     // The iterators read the socket programs' maps, not copies of their own.
     const std::pair<bpf_map*, int> shared[] = {
-        {staleSkel_->maps.sp_reverse, bpf_map__fd(skel_->maps.sp_reverse)},
+        {staleSkel_->maps.sp_rev_slots, bpf_map__fd(skel_->maps.sp_rev_slots)},
         {staleSkel_->maps.sp_destroy, bpf_map__fd(skel_->maps.sp_destroy)}};
     for (auto [map, fd] : shared) {
       if (int err = bpf_map__reuse_fd(map, fd); err) fail("sharing a map with the iterators", err);
@@ -237,7 +241,7 @@ int SockLbPrograms::affinityFd() const {
   return bpf_map__fd(skel_->maps.sp_affinity);
 }
 int SockLbPrograms::reverseFd() const {
-  return bpf_map__fd(skel_->maps.sp_reverse);
+  return bpf_map__fd(skel_->maps.sp_rev_slots);
 }
 
 uint64_t SockLbPrograms::removePinned(const std::string& pinDir) {

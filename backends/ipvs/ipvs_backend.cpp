@@ -70,16 +70,23 @@ std::string kernelSupport() {
 }
 
 IpvsBackend::IpvsBackend(const proxier::NetworkConfig& net)
-    : net_(net), masq4_(net, proxier::IpFamily::V4), masq6_(net, proxier::IpFamily::V6) {}
+    : net_(net),
+      masq4_(net, proxier::IpFamily::V4),
+      masq6_(net, proxier::IpFamily::V6),
+      policy4_(net, proxier::IpFamily::V4),
+      policy6_(net, proxier::IpFamily::V6) {}
 
 Capabilities IpvsBackend::supported() {
-  // Masquerading is table ip/ip6 sliceproxy-ipvs. Not yet: the node-policy rules for source
-  // ranges, eTP/iTP Local and hairpin; SCTP is programmed but not proven in the VM.
+  // Masquerading (hairpin included) and the eTP=Local short-circuit are table ip/ip6
+  // sliceproxy-ipvs; source ranges, reject and drop are the shared node-policy table
+  // (policy_table.h).
   // SessionAffinity: IPVS persistence is programmed, but a persistence template lives as long as
   // any connection it controls (TCP TIME_WAIT: 2 minutes), so affinity outlives a short timeout,
   // as in kube-proxy's IPVS mode.
   return Capabilities{{Feature::ClusterIP, Feature::NodePort, Feature::LoadBalancerVIP,
-                       Feature::ExternalIPs, Feature::IPv6, Feature::SCTP}};
+                       Feature::ExternalIPs, Feature::IPv6, Feature::SCTP,
+                       Feature::InternalTrafficPolicyLocal, Feature::LoadBalancerSourceRanges,
+                       Feature::Hairpin, Feature::ExternalTrafficPolicyLocal}};
 }
 
 std::string IpvsBackend::ensureOpen() {
@@ -132,9 +139,10 @@ std::map<VirtualServiceKey, IpvsBackend::Desired> IpvsBackend::desiredFor(
     });
     return d;
   };
+  const VirtualServiceKey clusterKey{info->clusterIP, proto, info->port};
   auto add = [&](const IpAddr& addr, uint16_t port, const std::map<RealServerKey, uint32_t>& d,
                  bool external = true) {
-    Desired want{base, external, d};
+    Desired want{base, external, external && info->externalPolicyLocal, clusterKey, d};
     want.svc.key = VirtualServiceKey{addr, proto, port};
     out.emplace(want.svc.key, std::move(want));
   };
@@ -207,7 +215,9 @@ std::string IpvsBackend::reconcile(const VirtualServiceKey& key, const Desired* 
     if (std::string err = addrRef(key.addr, +1); !err.empty()) return err;
     ++ops_;
     if (std::string err = nl_.addService(want->svc); !err.empty()) return err;
-    it = programmed_.emplace(key, Programmed{want->svc, want->external, {}}).first;
+    it = programmed_
+             .emplace(key, Programmed{want->svc, want->external, want->local, want->clusterIP, {}})
+             .first;
   } else if (!it->second.svc.sameSettings(want->svc)) {
     ++ops_;
     if (std::string err = nl_.editService(want->svc); !err.empty()) return err;
@@ -215,6 +225,8 @@ std::string IpvsBackend::reconcile(const VirtualServiceKey& key, const Desired* 
   }
   Programmed& p = it->second;
   p.external = want->external;
+  p.local = want->local;
+  p.clusterIP = want->clusterIP;
   // Real servers to add or bring back from weight 0, then those to remove: a merge of two
   // sorted maps, so a change costs requests only for what differs.
   for (const auto& [rs, weight] : want->dests) {
@@ -249,6 +261,8 @@ std::string IpvsBackend::reconcile(const VirtualServiceKey& key, const Desired* 
 std::string IpvsBackend::expireGraceful(bool all) {
   if (graceful_.empty()) return "";
   const auto now = Clock::now();
+  const bool list = all || now - lastGracefulCheck_ >= gracefulCheckEvery_;
+  if (list) lastGracefulCheck_ = now;
   std::map<VirtualServiceKey, std::vector<RealServer>> listed;
   for (auto g = graceful_.begin(); g != graceful_.end();) {
     const auto& [key, rs] = g->first;
@@ -258,6 +272,10 @@ std::string IpvsBackend::expireGraceful(bool all) {
       continue;
     }
     bool drop = all || now - g->second >= gracefulBound_;
+    if (!drop && !list) {
+      ++g;
+      continue;
+    }
     if (!drop) {
       auto l = listed.find(key);
       if (l == listed.end()) {
@@ -284,10 +302,19 @@ std::string IpvsBackend::expireGraceful(bool all) {
 }
 
 std::string IpvsBackend::syncMasquerade(bool replace) {
-  std::set<IpAddr> cluster[2], external[2];
+  MasqueradeState want[2];
   for (const auto& [k, p] : programmed_) {
-    (p.external ? external : cluster)[k.addr.isV4() ? 0 : 1].insert(k.addr);
+    MasqueradeState& m = want[k.addr.isV4() ? 0 : 1];
+    if (!p.external) {
+      m.cluster.insert(k.addr);
+    } else if (!p.local) {
+      m.external.insert(k);
+    } else {
+      m.externalLocal.insert(k);
+      m.shortCircuit.emplace(k, p.clusterIP);
+    }
   }
+  for (const auto& [a, n] : hairpinRefs_) want[a.isV4() ? 0 : 1].hairpin.insert(a);
   for (int f = 0; f < 2; ++f) {
     MasqueradeTable& t = f == 0 ? masq4_ : masq6_;
     const auto fam = f == 0 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
@@ -295,11 +322,40 @@ std::string IpvsBackend::syncMasquerade(bool replace) {
     for (const auto& c : podCIDRs_) {
       if (c.addr.family == fam) pod = &c;
     }
-    std::string err =
-        replace ? t.replace(cluster[f], external[f], pod) : t.update(cluster[f], external[f], pod);
+    std::string err = replace ? t.replace(want[f], pod) : t.update(want[f], pod);
     if (!err.empty()) return err;
   }
   return "";
+}
+
+void IpvsBackend::localRef(const proxier::EndpointKey& ep, int delta) {
+  int& n = hairpinRefs_[ep.ip];
+  n += delta;
+  if (n <= 0) hairpinRefs_.erase(ep.ip);
+}
+
+void IpvsBackend::trackLocal(const proxier::ServicePortKey& key,
+                             const proxier::ServicePortView* v) {
+  std::set<proxier::EndpointKey> now;
+  if (v) {
+    v->forEachEndpoint([&](const proxier::MergedEndpoint& e) {
+      if (e.isLocal() && (e.sets & (proxier::epset::kCluster | proxier::epset::kLocal))) {
+        now.insert(e.key);
+      }
+    });
+  }
+  auto& was = local_[key];
+  for (const auto& e : was) {
+    if (!now.count(e)) localRef(e, -1);
+  }
+  for (const auto& e : now) {
+    if (!was.count(e)) localRef(e, +1);
+  }
+  if (now.empty()) {
+    local_.erase(key);
+  } else {
+    was = std::move(now);
+  }
 }
 
 std::string IpvsBackend::adoptKernelState() {
@@ -316,7 +372,7 @@ std::string IpvsBackend::adoptKernelState() {
     // run's NodePort that is no longer wanted (other flags, a deleted service) must go.
     bool onDummy = dummy_.addresses().count(svc.key.addr) > 0;
     if (!onDummy && !node.count(svc.key.addr)) continue;
-    Programmed p{svc, !onDummy, {}};
+    Programmed p{svc, !onDummy, false, {}, {}};
     std::vector<RealServer> rss;
     if (std::string err = nl_.listRealServers(svc.key, rss); !err.empty()) return err;
     for (const auto& r : rss) p.dests.emplace(r.key, r.weight);
@@ -336,7 +392,11 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
   }
   std::map<VirtualServiceKey, Desired> want;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports;
+  std::set<proxier::ServicePortKey> current;
   for (const auto* v : state.ports) {
+    current.insert(v->key());
+    policy(v->key().port.family).setPort(*v);
+    trackLocal(v->key(), v);
     auto d = desiredFor(*v);
     auto& keys = ports[v->key()];
     for (auto& [k, w] : d) {
@@ -365,7 +425,18 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
       return BackendResult::failure(err);
     }
   }
+  for (const auto& [k, keys] : ports_) {
+    if (!current.count(k)) {
+      policy(k.port.family).removePort(k);
+      trackLocal(k, nullptr);
+    }
+  }
   ports_ = std::move(ports);
+  for (auto* t : {&policy4_, &policy6_}) {
+    if (std::string err = t->commit(true, state.node); !err.empty()) {
+      return BackendResult::failure(err);
+    }
+  }
   // The first full sync replaces whatever table a previous run left, in one transaction.
   if (std::string err = syncMasquerade(!adopted_); !err.empty()) {
     return BackendResult::failure(err);
@@ -381,6 +452,19 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
 
 std::string IpvsBackend::applyEndpointChanges(const proxier::ServicePortView& v,
                                               const std::vector<proxier::EndpointChange>& changes) {
+  constexpr uint8_t anySet = proxier::epset::kCluster | proxier::epset::kLocal;
+  for (const auto& c : changes) {
+    const bool now = (c.flags & proxier::epflag::kLocal) && (c.newSets & anySet);
+    auto mine = local_.find(v.key());
+    if (now) {
+      if (mine == local_.end())
+        mine = local_.emplace(v.key(), std::set<proxier::EndpointKey>{}).first;
+      if (mine->second.insert(c.key).second) localRef(c.key, +1);
+    } else if (mine != local_.end() && mine->second.erase(c.key)) {
+      localRef(c.key, -1);
+      if (mine->second.empty()) local_.erase(mine);
+    }
+  }
   for (const auto& k : ports_.at(v.key())) {
     auto it = programmed_.find(k);
     if (it == programmed_.end()) continue;
@@ -413,6 +497,8 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
   if (std::string err = expireGraceful(false); !err.empty()) return BackendResult::failure(err);
   if (diff.node && diff.node->node) podCIDRs_ = diff.node->node->podCIDRs;
   for (const auto& d : diff.deletes) {
+    policy(d.key.port.family).removePort(d.key);
+    trackLocal(d.key, nullptr);
     auto it = ports_.find(d.key);
     if (it == ports_.end()) continue;
     for (const auto& k : it->second) {
@@ -424,6 +510,7 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
   }
   for (const auto& u : diff.upserts) {
     const auto& key = u.view->key();
+    policy(key.port.family).setPort(*u.view);
     if (!u.created && !u.infoChanged && !u.modesChanged && ports_.count(key)) {
       // Only endpoints changed: touch just their real servers, O(change), whatever the size.
       if (std::string err = applyEndpointChanges(*u.view, u.endpoints); !err.empty()) {
@@ -431,6 +518,7 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
       }
       continue;
     }
+    trackLocal(key, u.view);
     auto want = desiredFor(*u.view);
     std::vector<VirtualServiceKey> keys;
     for (const auto& [k, w] : want) keys.push_back(k);
@@ -449,6 +537,11 @@ BackendResult IpvsBackend::apply(const proxier::Diff& diff) {
     }
     ports_[key] = std::move(keys);
   }
+  for (auto* t : {&policy4_, &policy6_}) {
+    if (std::string err = t->commit(false, diff.node); !err.empty()) {
+      return BackendResult::failure(err);
+    }
+  }
   if (std::string err = syncMasquerade(false); !err.empty()) return BackendResult::failure(err);
   BackendResult r;
   r.operations = ops_ - before;
@@ -464,6 +557,8 @@ BackendResult IpvsBackend::cleanup() {
     if (std::string e2 = dummy_.remove(); !e2.empty()) return BackendResult::failure(e2);
     if (std::string e2 = masq4_.remove(); !e2.empty()) return BackendResult::failure(e2);
     if (std::string e2 = masq6_.remove(); !e2.empty()) return BackendResult::failure(e2);
+    if (std::string e2 = policy4_.remove(); !e2.empty()) return BackendResult::failure(e2);
+    if (std::string e2 = policy6_.remove(); !e2.empty()) return BackendResult::failure(e2);
     return {};
   }
   if (std::string err = dummy_.ensure(); !err.empty()) return BackendResult::failure(err);
@@ -488,6 +583,10 @@ BackendResult IpvsBackend::cleanup() {
   if (std::string err = dummy_.remove(); !err.empty()) return BackendResult::failure(err);
   if (std::string err = masq4_.remove(); !err.empty()) return BackendResult::failure(err);
   if (std::string err = masq6_.remove(); !err.empty()) return BackendResult::failure(err);
+  if (std::string err = policy4_.remove(); !err.empty()) return BackendResult::failure(err);
+  if (std::string err = policy6_.remove(); !err.empty()) return BackendResult::failure(err);
+  local_.clear();
+  hairpinRefs_.clear();
   programmed_.clear();
   ports_.clear();
   addrRefs_.clear();

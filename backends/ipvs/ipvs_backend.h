@@ -8,12 +8,14 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "backends/ipvs/dummy_interface.h"
 #include "backends/ipvs/ipvs_netlink.h"
 #include "backends/ipvs/masquerade_table.h"
+#include "backends/ipvs/policy_table.h"
 #include "proxier/config/network_config.h"
 #include "proxier/core/backend.h"
 
@@ -35,6 +37,9 @@ class IpvsBackend : public proxier::Backend {
 
   // How long a removed TCP/SCTP real server may keep weight 0 waiting for its connections.
   void setGracefulBound(std::chrono::seconds s) { gracefulBound_ = s; }
+  // How often the connection counts of those real servers are listed (a dump of the virtual
+  // service's real servers: 100,000 of them at the seed's size); 0: at every sync.
+  void setGracefulCheckInterval(std::chrono::seconds s) { gracefulCheckEvery_ = s; }
   // Requests sent to IPVS since construction (tests and benchmarks).
   uint64_t ipvsRequests() const { return nl_.requests(); }
   size_t gracefulPending() const { return graceful_.size(); }
@@ -43,11 +48,17 @@ class IpvsBackend : public proxier::Backend {
   struct Desired {
     VirtualService svc;
     bool external = false;  // an externalIP, LB VIP or NodePort: masqueraded from anywhere
+    // externalTrafficPolicy Local: masqueraded from the node only; pods and the node reach
+    // `clusterIP` instead (the short-circuit).
+    bool local = false;
+    VirtualServiceKey clusterIP;
     std::map<RealServerKey, uint32_t> dests;  // weight
   };
   struct Programmed {
     VirtualService svc;
     bool external = false;
+    bool local = false;
+    VirtualServiceKey clusterIP;
     std::map<RealServerKey, uint32_t> dests;  // weight; 0 while terminating gracefully
   };
   using Clock = std::chrono::steady_clock;
@@ -69,17 +80,30 @@ class IpvsBackend : public proxier::Backend {
   void refreshNodeAddresses(const proxier::NodeContext* node);
   // Brings table ip sliceproxy-ipvs to the programmed virtual services' addresses.
   std::string syncMasquerade(bool replace);
+  PolicyTable& policy(proxier::IpFamily f) {
+    return f == proxier::IpFamily::V4 ? policy4_ : policy6_;
+  }
+  // The port's endpoints on this node, for the hairpin set (all of them with `v`; none without).
+  void trackLocal(const proxier::ServicePortKey& key, const proxier::ServicePortView* v);
+  void localRef(const proxier::EndpointKey& ep, int delta);
 
   proxier::NetworkConfig net_;
   IpvsNetlink nl_;
   DummyInterface dummy_;
   MasqueradeTable masq4_, masq6_;
+  PolicyTable policy4_, policy6_;
+  std::map<proxier::ServicePortKey, std::set<proxier::EndpointKey>> local_;
+  std::map<proxier::IpAddr, int> hairpinRefs_;
   bool open_ = false, adopted_ = false;
   std::map<VirtualServiceKey, Programmed> programmed_;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports_;
   std::map<proxier::IpAddr, int> addrRefs_;
   std::map<std::pair<VirtualServiceKey, RealServerKey>, Clock::time_point> graceful_;
   std::chrono::seconds gracefulBound_{900};
+  // As kube-proxy's graceful-termination manager, once a minute: an endpoint change between two
+  // checks costs only its own requests.
+  std::chrono::seconds gracefulCheckEvery_{60};
+  Clock::time_point lastGracefulCheck_{};
   std::vector<proxier::IpAddr> nodeAddrs_;
   std::vector<proxier::Cidr> podCIDRs_;  // the Node's, for --detect-local-mode=NodeCIDR
   uint64_t ops_ = 0;

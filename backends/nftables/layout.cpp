@@ -29,8 +29,9 @@ uint32_t serviceTablesFor(size_t ports) {
 }
 
 const char* setName(uint8_t id) {
-  static const char* names[kServiceSetCount] = {"service-ips", "service-nodeports", "endpoints",
-                                                "service-nodeport-keys"};
+  static const char* names[kServiceSetCount] = {"service-ips",        "service-nodeports",
+                                                "endpoints-",         "service-nodeport-keys",
+                                                "frontend-endpoints", "nodeport-endpoints"};
   return id < kServiceSetCount ? names[id] : mainSetName(id);
 }
 
@@ -62,6 +63,12 @@ void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier:
            {concatType({kTypeMark, kTypeMark}), 8, NFT_SET_MAP, concatType({ip, kTypeService}),
             al + 4, mapSizes[part]});
   }
+  addSet(tx, t, setName(kFrontendEndpoints),
+         {concatType({ip, kTypeProto, kTypeService, kTypeMark}), al + 12, NFT_SET_MAP,
+          concatType({ip, kTypeService}), al + 4, mapSizes[ctx.mapSlot(kFrontendEndpoints, 0)]});
+  addSet(tx, t, setName(kNodePortEndpoints),
+         {concatType({kTypeProto, kTypeService, kTypeMark}), 12, NFT_SET_MAP,
+          concatType({ip, kTypeService}), al + 4, mapSizes[ctx.mapSlot(kNodePortEndpoints, 0)]});
   if (ctx.net->nodePortPrimaryOnly) addNodePortIps(tx, ctx, t, node);
 
   // Every new connection's first packet passes each service table's hooks (the nat hooks see

@@ -2,10 +2,11 @@
 // The fixed shape of sliceproxy's tables, per address family: the node policy's main table
 // (backends/node_policy/main_table.h) and K service tables, each
 // holding the frontend maps and chains of a share of the service ports with their endpoints.
-// The number of chains grows with service ports only (one or two each), never with endpoints:
-// endpoints live in maps. Services are spread over tables because the kernel validates a
-// table's whole jump graph whenever a transaction adds a jump, a goto or a NAT rule to it (about
-// 2 us per chain): with one table, adding one service to 10,000 cost 20 ms.
+// The number of chains never grows with endpoints (endpoints live in maps), and only ports with
+// ClientIP affinity or externalTrafficPolicy Local have chains of their own (port_program.h).
+// Services are spread over tables because the kernel validates a table's whole jump graph whenever
+// a transaction adds a jump, a goto or a NAT rule to it (about 2 us per chain): with one table,
+// adding one service to 10,000 cost 20 ms.
 
 #include <cstdint>
 #include <string>
@@ -48,6 +49,10 @@ enum SetId : uint8_t {
   // before the NodePort address checks. Linux 6.1 (Debian 12) refuses a lookup in a map that
   // does not take the value (EINVAL); newer kernels accept it.
   kServiceNodePortKeys,
+  // The endpoints of ports on the shared DNAT chains (usesSharedDnat, port_program.h), keyed by
+  // frontend and slot, one copy per frontend: the frontend is all a shared chain knows.
+  kFrontendEndpoints,  // daddr . proto . dport . slot : addr . port
+  kNodePortEndpoints,  // proto . dport . slot : addr . port
   kServiceSetCount
 };
 static_assert(static_cast<uint8_t>(kServiceSetCount) <= static_cast<uint8_t>(kFirstMainSet));
@@ -66,7 +71,15 @@ std::string elemSetName(uint8_t set, uint8_t part);
 struct FamilyContext : NodeFamily {
   uint32_t serviceTables = 1;  // chosen at each full sync
   uint32_t endpointMaps() const { return kEndpointMapsPerTable; }
-  uint32_t allEndpointMaps() const { return serviceTables * endpointMaps(); }
+  // Endpoints maps per table for sizing and accounting: the sharded ones, then
+  // frontend-endpoints and nodeport-endpoints.
+  uint32_t mapsPerTable() const { return endpointMaps() + 2; }
+  uint32_t mapSlot(uint8_t set, uint8_t part) const {
+    return set == kFrontendEndpoints   ? endpointMaps()
+           : set == kNodePortEndpoints ? endpointMaps() + 1
+                                       : part;
+  }
+  uint32_t allEndpointMaps() const { return serviceTables * mapsPerTable(); }
   // Which of its table's endpoints maps holds endpoint set `setId`. Hashed: the ids that land
   // in one service table follow the tables' round-robin, so their low bits are not spread.
   uint8_t endpointMap(uint32_t setId) const {
@@ -84,7 +97,7 @@ inline constexpr uint32_t kSizedEndpointMapMin = 2048;
 uint32_t endpointMapSize(size_t elements);  // 0: unsized
 
 // Creates service table `shard` (which must not exist) with its maps and dispatch chains.
-// `mapSizes`: per endpoints map of this table, its size (0: unsized).
+// `mapSizes`: per endpoints map of this table (mapsPerTable() of them), its size (0: unsized).
 void buildServiceTable(Transaction& tx, const FamilyContext& ctx, const proxier::NodeContext* node,
                        uint8_t shard, const uint32_t* mapSizes);
 

@@ -63,6 +63,8 @@ struct NftablesBackend::Port {
   ChainInputs inputs;
   std::vector<Elem> front;
   SlotTable slots[2];  // [0] cluster-wide, [1] node-local
+  // Shared DNAT only: per slot table, the maps and key prefixes its slots are written under.
+  std::vector<std::pair<uint8_t, Bytes>> sharedKeys[2];
   // ClientIP affinity only: each endpoint's serial, stable while it stays in the set so its
   // clients' timeout set survives other endpoints coming and going.
   boost::unordered_flat_map<EndpointKey, uint32_t, EndpointKeyHash> affinitySerial[2];
@@ -84,9 +86,13 @@ struct NftablesBackend::Family {
   // Per endpoints map (service table x map): elements now, and the size the last full sync
   // gave it (0: unsized).
   std::vector<uint32_t> mapElems, mapSize;
-  size_t mapIndex(uint8_t table, uint8_t part) const {
-    return static_cast<size_t>(table) * ctx.endpointMaps() + part;
+  size_t mapIndex(uint8_t table, uint8_t set, uint8_t part) const {
+    return static_cast<size_t>(table) * ctx.mapsPerTable() + ctx.mapSlot(set, part);
   }
+  // Shared DNAT chains (port_program.h) by table and name: the frontend elements that go to
+  // each. A chain exists while this is above zero.
+  std::map<std::pair<uint8_t, std::string>, uint32_t> sharedChainRefs;
+  bool programmed = false;  // by a full sync: its tables must exist (drift())
 };
 
 // Everything one transaction must do, gathered first and then emitted in an order the kernel
@@ -228,19 +234,30 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
       for (auto& [slot, before] : slotChanges) {
         const bool now = slot < p->slots[s].size();
         if (before && now && before->key == p->slots[s].at(slot).key) continue;
-        Bytes key = Bytes().u32(setId).u32(slot);
-        const uint8_t part = ctx.endpointMap(setId), table = p->chains.shard;
+        const uint8_t table = p->chains.shard;
+        // Where this slot is written: once in the port's endpoints map, or once per frontend.
+        auto forEachKey = [&](auto&& fn) {
+          if (!p->chains.shared) {
+            fn(kEndpoints, ctx.endpointMap(setId), Bytes().u32(setId).u32(slot));
+            return;
+          }
+          for (const auto& [map, prefix] : p->sharedKeys[s]) {
+            Bytes key = prefix;
+            fn(map, uint8_t{0}, key.u32(slot));
+          }
+        };
         if (before) {
-          ch.del.push_back({kEndpoints, key, {}, part, table});
+          forEachKey([&](uint8_t map, uint8_t part, const Bytes& key) {
+            ch.del.push_back({map, key, {}, part, table});
+          });
           gone.emplace_back(before->key, before->local);
         }
         if (now) {
           const auto& cur = p->slots[s].at(slot);
-          ch.add.push_back({kEndpoints,
-                            key,
-                            {ElemValue::Data, "", Bytes().addr(cur.key.ip).port(cur.key.port)},
-                            part,
-                            table});
+          const Bytes data = Bytes().addr(cur.key.ip).port(cur.key.port);
+          forEachKey([&](uint8_t map, uint8_t part, const Bytes& key) {
+            ch.add.push_back({map, key, {ElemValue::Data, "", data}, part, table});
+          });
           came.emplace_back(cur.key, cur.local);
         }
       }
@@ -266,20 +283,27 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   // A sized endpoints map is a hard limit (layout.h): a change that would overflow one is not
   // sent; the full sync that follows sizes the maps for it.
   std::vector<int64_t> mapDelta(f.mapElems.size(), 0);
+  auto isEndpoints = [](const Elem& e) {
+    return e.set == kEndpoints || e.set == kFrontendEndpoints || e.set == kNodePortEndpoints;
+  };
   for (const auto& e : ch.add) {
-    if (e.set == kEndpoints) ++mapDelta[f.mapIndex(e.table, e.part)];
+    if (isEndpoints(e)) ++mapDelta[f.mapIndex(e.table, e.set, e.part)];
   }
   for (const auto& e : ch.del) {
-    if (e.set == kEndpoints) --mapDelta[f.mapIndex(e.table, e.part)];
+    if (isEndpoints(e)) --mapDelta[f.mapIndex(e.table, e.set, e.part)];
   }
   for (size_t i = 0; i < mapDelta.size(); ++i) {
     const int64_t after = static_cast<int64_t>(f.mapElems[i]) + mapDelta[i];
     if (f.mapSize[i] && after > static_cast<int64_t>(f.mapSize[i])) {
+      const uint32_t slot = static_cast<uint32_t>(i % ctx.mapsPerTable());
       BackendResult r = BackendResult::failure(fmt::format(
           "{} endpoints map {} of {} would hold {} endpoints, above the {} it was sized for",
           familyName(ctx.family),
-          elemSetName(kEndpoints, static_cast<uint8_t>(i % ctx.endpointMaps())),
-          serviceTableName(static_cast<uint32_t>(i / ctx.endpointMaps())), after, f.mapSize[i]));
+          slot == ctx.mapSlot(kFrontendEndpoints, 0) ? std::string(setName(kFrontendEndpoints))
+          : slot == ctx.mapSlot(kNodePortEndpoints, 0)
+              ? std::string(setName(kNodePortEndpoints))
+              : elemSetName(kEndpoints, static_cast<uint8_t>(slot)),
+          serviceTableName(static_cast<uint32_t>(i / ctx.mapsPerTable())), after, f.mapSize[i]));
       r.needsFullSyncNow = true;
       return r;
     }
@@ -297,6 +321,30 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   };
   refs(f.clusterIpRefs, ch.clusterIpDelta, kClusterIps, clusterIpKey);
   refs(f.hairpinRefs, ch.hairpinDelta, kHairpin, hairpinKey);
+
+  // Shared DNAT chains come with the first frontend that goes to them and leave with the last.
+  std::map<std::pair<uint8_t, std::string>, int> sharedDelta;
+  auto countShared = [&](const std::vector<Elem>& elems, int d) {
+    for (const auto& e : elems) {
+      if (e.value.kind == ElemValue::Goto && e.table != kMainTable &&
+          (e.set == kServiceIps || e.set == kServiceNodePorts) &&
+          parseSharedDnatChain(e.value.chain)) {
+        sharedDelta[{e.table, e.value.chain}] += d;
+      }
+    }
+  };
+  countShared(ch.add, 1);
+  countShared(ch.del, -1);
+  std::vector<std::pair<uint8_t, std::string>> sharedNew, sharedDead;
+  for (auto& [chain, d] : sharedDelta) {
+    if (d == 0) continue;
+    auto it = f.sharedChainRefs.try_emplace(chain, 0).first;
+    const uint32_t before = it->second;
+    it->second = static_cast<uint32_t>(static_cast<int64_t>(before) + d);
+    if (before == 0 && it->second > 0) sharedNew.push_back(chain);
+    if (before > 0 && it->second == 0) sharedDead.push_back(chain);
+    if (it->second == 0) f.sharedChainRefs.erase(it);
+  }
 
   emitElems(tx, ch.del, false, "service changes");
   for (size_t i = 0; i < ch.affinitySlotsGone.size();) {
@@ -317,6 +365,11 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   }
   ch.newSets.clear();
   for (const auto& c : ch.newChains) tx.addChain(tableName(c.table), c.name);
+  for (const auto& [table, name] : sharedNew) {
+    const auto [kind, endpoints] = *parseSharedDnatChain(name);
+    tx.addChain(tableName(table), name);
+    addSharedDnatRule(tx, ctx, tableName(table), kind, endpoints);
+  }
   for (Port* p : ch.rewrite) {
     addPortRules(tx, ctx, p->id, *p->info, p->chains, p->inputs, p->hasAffinity());
   }
@@ -350,6 +403,10 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
   }
   for (const auto& c : ch.deadChains) tx.deleteChain(tableName(c.table), c.name);
   for (const auto& s : ch.deadSets) tx.deleteSet(tableName(s.table), s.name);
+  for (const auto& [table, name] : sharedDead) {
+    tx.flushChain(tableName(table), name);
+    tx.deleteChain(tableName(table), name);
+  }
 
   auto res = tx.commit();
   stats_.lastMessages += res.messages;
@@ -383,14 +440,19 @@ NftablesBackend::Port& NftablesBackend::createPort(Family& f, const ServicePortV
   // The least loaded service table; a full sync deals ports out evenly in creation order.
   const auto least = std::min_element(f.tableLoad.begin(), f.tableLoad.end());
   ++*least;
-  p.chains = chainNames(p.id, static_cast<uint8_t>(least - f.tableLoad.begin()), *p.info);
-  p.chains.appendTo(ch.newChains);
   p.slots[0].reserve(v.clusterCount());
   p.slots[1].reserve(v.localCount());
   v.forEachEndpoint([&](const MergedEndpoint& e) {
     if (e.sets & epset::kCluster) p.slots[0].add(e.key, e.isLocal());
     if (e.sets & epset::kLocal) p.slots[1].add(e.key, e.isLocal());
   });
+  p.chains = chainNames(p.id, static_cast<uint8_t>(least - f.tableLoad.begin()), *p.info,
+                        usesSharedDnat(*p.info, p.slots[0].size(), p.slots[1].size()));
+  p.chains.appendTo(ch.newChains);
+  if (p.chains.shared) {
+    p.sharedKeys[0] = sharedSlotKeys(*p.info, epset::kCluster);
+    p.sharedKeys[1] = sharedSlotKeys(*p.info, epset::kLocal);
+  }
   p.inputs = inputsOf(p.slots, v, f.nodePodCIDR);
   ch.rewrite.push_back(&p);
   p.front = frontendElems(*p.info, p.chains, p.inputs, v.internalSet(), v.externalSet());
@@ -627,7 +689,13 @@ BackendResult NftablesBackend::fullSync(const State& state) {
     for (const auto& [key, p] : f.ports) {
       for (uint8_t s = 0; s < 2; ++s) {
         const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);
-        fill[f.mapIndex(p.chains.shard, ctx.endpointMap(setId))] += p.slots[s].size();
+        if (!p.chains.shared) {
+          fill[f.mapIndex(p.chains.shard, kEndpoints, ctx.endpointMap(setId))] += p.slots[s].size();
+          continue;
+        }
+        for (const auto& [map, prefix] : p.sharedKeys[s]) {
+          fill[f.mapIndex(p.chains.shard, map, 0)] += p.slots[s].size();
+        }
       }
     }
     for (size_t i = 0; i < fill.size(); ++i) f.mapSize[i] = endpointMapSize(fill[i]);
@@ -644,7 +712,7 @@ BackendResult NftablesBackend::fullSync(const State& state) {
       buildMainTable(tx, ctx, state.node);
       for (uint32_t shard = 0; shard < ctx.serviceTables; ++shard) {
         buildServiceTable(tx, ctx, state.node, static_cast<uint8_t>(shard),
-                          &f.mapSize[f.mapIndex(static_cast<uint8_t>(shard), 0)]);
+                          &f.mapSize[f.mapIndex(static_cast<uint8_t>(shard), kEndpoints, 0)]);
       }
       std::vector<const ServicePortInfo*> infos;
       for (const auto& [key, p] : f.ports) infos.push_back(p.info.get());
@@ -652,9 +720,32 @@ BackendResult NftablesBackend::fullSync(const State& state) {
     });
     carry_ = nullptr;  // the commit's slot changes took what they could
     if (!res.ok) return res;
+    f.programmed = true;
     ops += res.operations;
   }
   return {true, "", ops};
+}
+
+std::string NftablesBackend::drift() {
+  std::string gone;
+  for (auto& fam : families_) {
+    const Family& f = *fam;
+    if (!f.programmed) continue;
+    auto tables = listTables(*sock_, f.ctx.nfproto);
+    // A listing that fails says nothing about the tables; the next sync asks again.
+    if (!tables.ok) continue;
+    auto missing = [&](const std::string& name) {
+      if (std::find(tables.names.begin(), tables.names.end(), name) != tables.names.end()) return;
+      gone += fmt::format("{}table {} {} removed", gone.empty() ? "" : ", ",
+                          f.ctx.family == IpFamily::V4 ? "ip" : "ip6", name);
+    };
+    missing(kMainTableName);
+    for (uint32_t shard = 0; shard < f.ctx.serviceTables; ++shard) {
+      missing(serviceTableName(shard));
+    }
+    if (flows_->enabled()) missing(kFlowTable);
+  }
+  return gone;
 }
 
 BackendResult NftablesBackend::cleanup() {
@@ -697,11 +788,35 @@ std::vector<std::string> NftablesBackend::kernelObjects(const ServicePortKey& ke
   }
   out.push_back(fmt::format("map {} {}", table, setName(kServiceIps)));
   if (p.info->nodePort) out.push_back(fmt::format("map {} {}", table, setName(kServiceNodePorts)));
-  for (uint8_t set : {epset::kCluster, epset::kLocal}) {
-    const uint32_t id = endpointSetId(p.id, set);
-    out.push_back(fmt::format("map {} {} (set id {}, {})", table,
-                              elemSetName(kEndpoints, f.ctx.endpointMap(id)), id,
-                              set == epset::kCluster ? "cluster-wide" : "node-local"));
+  if (p.chains.shared) {
+    // The shared DNAT chains its frontends go to now, and where they find the set id.
+    std::vector<std::string> shared;
+    for (const auto& e : p.front) {
+      if (e.value.kind == ElemValue::Goto && parseSharedDnatChain(e.value.chain) &&
+          std::find(shared.begin(), shared.end(), e.value.chain) == shared.end()) {
+        shared.push_back(e.value.chain);
+      }
+    }
+    for (const auto& c : shared) out.push_back(fmt::format("chain {} {} (shared)", table, c));
+    for (uint8_t s = 0; s < 2; ++s) {
+      if (p.slots[s].size() == 0) continue;
+      for (uint8_t map : {kFrontendEndpoints, kNodePortEndpoints}) {
+        const auto& keys = p.sharedKeys[s];
+        const auto n =
+            std::count_if(keys.begin(), keys.end(), [&](const auto& k) { return k.first == map; });
+        if (n == 0) continue;
+        out.push_back(fmt::format("map {} {} ({} endpoints under {} frontends, {})", table,
+                                  setName(map), p.slots[s].size(), n,
+                                  s == 0 ? "cluster-wide" : "node-local"));
+      }
+    }
+  } else {
+    for (uint8_t set : {epset::kCluster, epset::kLocal}) {
+      const uint32_t id = endpointSetId(p.id, set);
+      out.push_back(fmt::format("map {} {} (set id {}, {})", table,
+                                elemSetName(kEndpoints, f.ctx.endpointMap(id)), id,
+                                set == epset::kCluster ? "cluster-wide" : "node-local"));
+    }
   }
   for (uint8_t s = 0; s < 2; ++s) {
     const uint32_t setId = endpointSetId(p.id, s == 0 ? epset::kCluster : epset::kLocal);

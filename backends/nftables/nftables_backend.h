@@ -60,6 +60,7 @@ class NftablesBackend : public proxier::Backend {
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;
   std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
+  std::string drift() override;
   std::shared_ptr<proxier::FlowIndex> flowIndex() override {
     return flows_->enabled() ? flows_ : nullptr;
   }

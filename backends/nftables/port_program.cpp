@@ -19,12 +19,90 @@ namespace sliceproxy::backends::nft {
 
 using namespace proxier;
 
-PortChains chainNames(uint32_t id, uint8_t shard, const ServicePortInfo& info) {
+bool usesSharedDnat(const ServicePortInfo& info, uint32_t clusterCount, uint32_t localCount) {
+  if (info.sessionAffinity == SessionAffinity::ClientIP ||
+      (info.externallyAccessible() && info.externalPolicyLocal)) {
+    return false;
+  }
+  auto extra = [&](uint8_t set, uint32_t count) {
+    const size_t copies = sharedSlotKeys(info, set).size();
+    return copies > 1 ? (copies - 1) * uint64_t{count} : 0;
+  };
+  return extra(epset::kCluster, clusterCount) + extra(epset::kLocal, localCount) <=
+         kSharedDnatMaxExtraCopies;
+}
+
+namespace {
+constexpr const char* kSharedDnatPrefix[] = {"dnat-", "dnat-ext-", "dnat-nodeport-"};
+}  // namespace
+
+std::string sharedDnatChain(SharedDnat kind, uint32_t endpoints) {
+  return fmt::format("{}{}", kSharedDnatPrefix[static_cast<int>(kind)], endpoints);
+}
+
+std::optional<std::pair<SharedDnat, uint32_t>> parseSharedDnatChain(const std::string& name) {
+  // Longest prefix first: "dnat-" is a prefix of the others.
+  for (SharedDnat kind : {SharedDnat::NodePort, SharedDnat::External, SharedDnat::Internal}) {
+    const std::string_view prefix = kSharedDnatPrefix[static_cast<int>(kind)];
+    if (!name.starts_with(prefix) || name.size() == prefix.size()) continue;
+    uint32_t n = 0;
+    for (size_t i = prefix.size(); i < name.size(); ++i) {
+      if (name[i] < '0' || name[i] > '9' || n > 100000000) return std::nullopt;
+      n = n * 10 + static_cast<uint32_t>(name[i] - '0');
+    }
+    return std::make_pair(kind, n);
+  }
+  return std::nullopt;
+}
+
+void addSharedDnatRule(Transaction& tx, const FamilyContext& ctx, const std::string& table,
+                       SharedDnat kind, uint32_t endpoints) {
+  const uint32_t aw = ctx.addrWords();
+  RuleBuilder b;
+  if (kind != SharedDnat::Internal) b.markSet(ctx.net->masqueradeMark);
+  // Key: the frontend, then a random slot after it.
+  if (kind == SharedDnat::NodePort) {
+    loadNodePort(b);
+    b.numgen(reg32(2), endpoints);
+    b.mapLookup(reg32(0), setName(kNodePortEndpoints), reg32(0));
+  } else {
+    loadFrontend(b, ctx);
+    b.numgen(reg32(static_cast<int>(aw) + 2), endpoints);
+    b.mapLookup(reg32(0), setName(kFrontendEndpoints), reg32(0));
+  }
+  b.nat(NFT_NAT_DNAT, ctx.nfproto, reg32(0), reg32(aw), 0);
+  tx.addRule(table, sharedDnatChain(kind, endpoints), b.release(),
+             fmt::format("DNAT to one of {} endpoints", endpoints));
+}
+
+std::vector<std::pair<uint8_t, Bytes>> sharedSlotKeys(const ServicePortInfo& info, uint8_t set) {
+  std::vector<std::pair<uint8_t, Bytes>> out;
+  const auto proto = info.key.port.protocol;
+  const uint8_t internal = info.internalPolicyLocal ? epset::kLocal : epset::kCluster;
+  if (set == internal) {
+    out.emplace_back(kFrontendEndpoints, frontendKey(info.clusterIP, proto, info.port));
+  }
+  // External frontends of a shared port have externalTrafficPolicy Cluster.
+  if (set != epset::kCluster || !info.externallyAccessible()) return out;
+  for (const auto& a : info.externalIPs) {
+    out.emplace_back(kFrontendEndpoints, frontendKey(a, proto, info.port));
+  }
+  for (const auto& a : info.loadBalancerIPs) {
+    out.emplace_back(kFrontendEndpoints, frontendKey(a, proto, info.port));
+  }
+  if (info.nodePort) out.emplace_back(kNodePortEndpoints, nodePortKey(proto, info.nodePort));
+  return out;
+}
+
+PortChains chainNames(uint32_t id, uint8_t shard, const ServicePortInfo& info, bool shared) {
   const std::string tag = portChainTag(info);
   PortChains c;
   c.shard = shard;
-  c.svc = fmt::format("svc-{}-{}", id, tag);
-  if (info.externallyAccessible()) c.ext = fmt::format("ext-{}-{}", id, tag);
+  c.shared = shared;
+  if (!c.shared) {
+    c.svc = fmt::format("svc-{}-{}", id, tag);
+    if (info.externallyAccessible()) c.ext = fmt::format("ext-{}-{}", id, tag);
+  }
   c.fw = firewallChainName(id, tag, info);
   return c;
 }
@@ -130,6 +208,8 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
   const uint32_t internalCount = info.internalPolicyLocal ? in.localCount : in.clusterCount;
   const std::string svc = info.key.str();
   const std::string table = serviceTableName(chains.shard);
+  if (!chains.fw.empty()) addFirewallRules(tx, info, chains.fw);
+  if (chains.shared) return;
 
   // Traffic to the clusterIP from outside the pod network is masqueraded by one rule in the
   // main table's masquerading chain (main_table.cpp), not here.
@@ -164,16 +244,48 @@ void addPortRules(Transaction& tx, const FamilyContext& ctx, uint32_t id,
               (svc + " (local endpoints)").c_str(), affinity);
     }
   }
-
-  if (!chains.fw.empty()) addFirewallRules(tx, info, chains.fw);
 }
+
+namespace {
+
+// A shared-DNAT port's frontends: each goes to the shared chain for its set's endpoint count; a
+// frontend whose set is empty has no element (the main table drops).
+void sharedFrontendElems(const ServicePortInfo& info, const PortChains& chains,
+                         const ChainInputs& in, std::vector<Elem>& out) {
+  const auto proto = info.key.port.protocol;
+  const uint32_t internalCount = info.internalPolicyLocal ? in.localCount : in.clusterCount;
+  auto go = [&](SharedDnat kind, uint32_t n) {
+    return ElemValue{ElemValue::Goto, sharedDnatChain(kind, n), {}};
+  };
+  if (internalCount > 0) {
+    out.push_back({kServiceIps, frontendKey(info.clusterIP, proto, info.port),
+                   go(SharedDnat::Internal, internalCount), 0, chains.shard});
+  }
+  if (!info.externallyAccessible() || in.clusterCount == 0) return;
+  auto external = [&](const IpAddr& a) {
+    out.push_back({kServiceIps, frontendKey(a, proto, info.port),
+                   go(SharedDnat::External, in.clusterCount), 0, chains.shard});
+  };
+  for (const auto& a : info.externalIPs) external(a);
+  for (const auto& a : info.loadBalancerIPs) external(a);
+  if (info.nodePort) {
+    const Bytes key = nodePortKey(proto, info.nodePort);
+    out.push_back(
+        {kServiceNodePorts, key, go(SharedDnat::NodePort, in.clusterCount), 0, chains.shard});
+    out.push_back({kServiceNodePortKeys, key, {}, 0, chains.shard});
+  }
+}
+
+}  // namespace
 
 std::vector<Elem> frontendElems(const ServicePortInfo& info, const PortChains& chains,
                                 const ChainInputs& in, uint8_t internalSet, uint8_t externalSet) {
   std::vector<Elem> out;
   const auto proto = info.key.port.protocol;
   auto go = [&](const std::string& chain) { return ElemValue{ElemValue::Goto, chain, {}}; };
-  if (in.hasAnyEndpoints) {
+  if (chains.shared) {
+    sharedFrontendElems(info, chains, in, out);
+  } else if (in.hasAnyEndpoints) {
     out.push_back({kServiceIps, frontendKey(info.clusterIP, proto, info.port), go(chains.svc), 0,
                    chains.shard});
     auto external = [&](const IpAddr& a) {

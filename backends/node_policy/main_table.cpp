@@ -8,6 +8,7 @@
 #include <linux/netfilter/nf_nat.h>
 
 #include <optional>
+#include <string_view>
 
 #include "backends/nftnl/rule_builder.h"
 #include "backends/nftnl/set_spec.h"
@@ -26,7 +27,8 @@ const char* mainSetName(uint8_t id) {
   return isMainSet(id) ? names[id - kFirstMainSet] : "?";
 }
 
-void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeContext* node) {
+void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeContext* node,
+                    const MainTableParts& parts) {
   const bool v4 = fam.family == IpFamily::V4;
   const uint32_t al = fam.addrLen();
   const uint32_t ip = ipType(fam.family);
@@ -40,16 +42,16 @@ void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeC
   addSet(tx, t, mainSetName(kNoEndpointNodePorts),
          {concatType({kTypeProto, kTypeService}), 8, NFT_SET_MAP, kTypeVerdict, 0});
   addSet(tx, t, mainSetName(kFirewallIps), {frontendType, al + 8, NFT_SET_MAP, kTypeVerdict, 0});
-  addSet(tx, t, mainSetName(kHairpin), {concatType({ip, ip}), 2 * al});
+  if (parts.masquerading) addSet(tx, t, mainSetName(kHairpin), {concatType({ip, ip}), 2 * al});
 
   const Hook natPost{"nat", NF_INET_POST_ROUTING, 100}, fwPre{"filter", NF_INET_PRE_ROUTING, -110},
       fwOut{"filter", NF_INET_LOCAL_OUT, -110}, fIn{"filter", NF_INET_LOCAL_IN, 0},
       fFwd{"filter", NF_INET_FORWARD, 0}, fOut{"filter", NF_INET_LOCAL_OUT, 0};
   for (const char* c :
        {"masquerading", "firewall-check", "endpoints-check", kRejectChain, "cluster-ips-check"}) {
-    tx.addChain(t, c);
+    if (parts.masquerading || std::string_view(c) != "masquerading") tx.addChain(t, c);
   }
-  tx.addChain(t, "nat-postrouting", &natPost);
+  if (parts.masquerading) tx.addChain(t, "nat-postrouting", &natPost);
   tx.addChain(t, "filter-prerouting-pre-dnat", &fwPre);
   tx.addChain(t, "filter-output-pre-dnat", &fwOut);
   tx.addChain(t, "filter-input", &fIn);
@@ -60,68 +62,79 @@ void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeC
     tx.addRule(t, chain, b.release(), what);
   };
   const uint32_t mark = fam.net->masqueradeMark;
-  {
+  if (parts.lateInputPriority) {
+    const Hook late{"filter", NF_INET_LOCAL_IN, *parts.lateInputPriority};
+    tx.addChain(t, "filter-input-late", &late);
+    RuleBuilder b;
+    uint32_t isNew = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+    b.ct(NFT_CT_STATE, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &isNew, &zero);
+    b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0).verdict(NFT_JUMP, "cluster-ips-check");
+    rule("filter-input-late", b, "new connections no service port claimed to cluster-ips-check");
+  }
+  if (parts.masquerading) {
     RuleBuilder b;
     b.verdict(NFT_JUMP, "masquerading");
     rule("nat-postrouting", b, "to masquerading");
   }
-  {
-    // A pod reaching itself through a service must see another source, or it would answer
-    // itself directly and the client would drop the reply.
-    RuleBuilder b;
-    uint32_t dnat = IPS_DST_NAT, zero = 0;
-    b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
-    b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
-    b.loadAddr(true, fam.family, reg32(0)).loadAddr(false, fam.family, reg32(fam.addrWords()));
-    b.lookup(reg32(0), mainSetName(kHairpin)).markSet(mark);
-    rule("masquerading", b, "hairpin");
-  }
-  {
-    // Traffic to a clusterIP from outside the pod network (all of it with --masquerade-all),
-    // decided once here for every service rather than by a rule in each service's chain: the
-    // connection's original destination says it was a clusterIP, and only a DNATed connection
-    // reaches a backend. Half the rules a cold sync loads otherwise.
-    std::optional<proxier::Cidr> podCIDR;
-    if (node && node->node) {
-      for (const auto& c : node->node->podCIDRs) {
-        if (c.addr.family == fam.family && !podCIDR) podCIDR = c;
+  if (parts.masquerading) {
+    {
+      // A pod reaching itself through a service must see another source, or it would answer
+      // itself directly and the client would drop the reply.
+      RuleBuilder b;
+      uint32_t dnat = IPS_DST_NAT, zero = 0;
+      b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
+      b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
+      b.loadAddr(true, fam.family, reg32(0)).loadAddr(false, fam.family, reg32(fam.addrWords()));
+      b.lookup(reg32(0), mainSetName(kHairpin)).markSet(mark);
+      rule("masquerading", b, "hairpin");
+    }
+    {
+      // Traffic to a clusterIP from outside the pod network (all of it with --masquerade-all),
+      // decided once here for every service rather than by a rule in each service's chain: the
+      // connection's original destination says it was a clusterIP, and only a DNATed connection
+      // reaches a backend. Half the rules a cold sync loads otherwise.
+      std::optional<proxier::Cidr> podCIDR;
+      if (node && node->node) {
+        for (const auto& c : node->node->podCIDRs) {
+          if (c.addr.family == fam.family && !podCIDR) podCIDR = c;
+        }
+      }
+      RuleBuilder b;
+      uint32_t dnat = IPS_DST_NAT, zero = 0;
+      b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
+      b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
+      b.ct(v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6, NFT_REG_1, IP_CT_DIR_ORIGINAL);
+      b.lookup(NFT_REG_1, mainSetName(kClusterIps));
+      const bool all = fam.net->masqueradeAll;
+      if (all || matchLocalTraffic(b, fam, podCIDR ? &*podCIDR : nullptr, true)) {
+        b.markSet(mark);
+        rule("masquerading", b,
+             all ? "--masquerade-all: clusterIP traffic"
+                 : "clusterIP traffic from outside the pod network");
       }
     }
-    RuleBuilder b;
-    uint32_t dnat = IPS_DST_NAT, zero = 0;
-    b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
-    b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
-    b.ct(v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6, NFT_REG_1, IP_CT_DIR_ORIGINAL);
-    b.lookup(NFT_REG_1, mainSetName(kClusterIps));
-    const bool all = fam.net->masqueradeAll;
-    if (all || matchLocalTraffic(b, fam, podCIDR ? &*podCIDR : nullptr, true)) {
-      b.markSet(mark);
-      rule("masquerading", b,
-           all ? "--masquerade-all: clusterIP traffic"
-               : "clusterIP traffic from outside the pod network");
+    {
+      RuleBuilder b;
+      b.markTest(mark, false).verdict(NFT_RETURN);
+      rule("masquerading", b, "not marked");
     }
-  }
-  {
-    RuleBuilder b;
-    b.markTest(mark, false).verdict(NFT_RETURN);
-    rule("masquerading", b, "not marked");
-  }
-  {
-    // The mark is cleared as it is used so it can never leak onto another flow (for example
-    // the outer packet of a tunnel that encapsulates this one).
-    RuleBuilder b;
-    b.markSet(mark, true);
-    rule("masquerading", b, "clear the masquerade mark");
-  }
-  {
-    RuleBuilder b;
-    if (const auto* snat = fam.net->snatAddress(fam.family)) {
-      b.immediate(NFT_REG_1, snat->bytes.data(), al);
-      b.nat(NFT_NAT_SNAT, fam.nfproto, NFT_REG_1, 0, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
-      rule("masquerading", b, "SNAT to --snat-address");
-    } else {
-      b.masq(NF_NAT_RANGE_PROTO_RANDOM_FULLY);
-      rule("masquerading", b, "masquerade");
+    {
+      // The mark is cleared as it is used so it can never leak onto another flow (for example
+      // the outer packet of a tunnel that encapsulates this one).
+      RuleBuilder b;
+      b.markSet(mark, true);
+      rule("masquerading", b, "clear the masquerade mark");
+    }
+    {
+      RuleBuilder b;
+      if (const auto* snat = fam.net->snatAddress(fam.family)) {
+        b.immediate(NFT_REG_1, snat->bytes.data(), al);
+        b.nat(NFT_NAT_SNAT, fam.nfproto, NFT_REG_1, 0, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+        rule("masquerading", b, "SNAT to --snat-address");
+      } else {
+        b.masq(NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+        rule("masquerading", b, "masquerade");
+      }
     }
   }
   for (const char* base : {"filter-prerouting-pre-dnat", "filter-output-pre-dnat"}) {

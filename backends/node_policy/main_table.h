@@ -6,6 +6,7 @@
 // IPVS) shares it; see README.md in this directory for every chain and set.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "backends/nftnl/elements.h"
@@ -47,9 +48,21 @@ inline Bytes hairpinKey(const proxier::IpAddr& endpoint) {
   return Bytes().addr(endpoint).addr(endpoint);
 }
 
+// Which parts of the table a backend needs. The defaults are the nftables backend's table.
+struct MainTableParts {
+  // The masquerading chains and the hairpin set: their tests rely on conntrack's DNAT status,
+  // which an IPVS translation does not set, so IPVS masquerades in a table of its own.
+  bool masquerading = true;
+  // A backend that load-balances in the input path after the filter hook (IPVS, at priority
+  // 98) gets a base chain `filter-input-late` at this priority, after it: a new connection still
+  // aimed at a clusterIP there was claimed by no service port, and cluster-ips-check rejects it.
+  std::optional<int32_t> lateInputPriority;
+};
+
 // Creates the main table's sets, base chains and static chains with their rules, in a table
 // `kMainTableName` that exists and is empty. `node` supplies the addresses for
 // --nodeport-addresses=primary and the pod CIDR for NodeCIDR detection.
-void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeContext* node);
+void buildMainTable(Transaction& tx, const NodeFamily& fam, const proxier::NodeContext* node,
+                    const MainTableParts& parts = {});
 
 }  // namespace sliceproxy::backends::nft

@@ -79,10 +79,13 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
                                       proxy, &ops.metrics(), backend->flowIndex());
   if (conntrackCleanup) proxy.addObserver(conntrackCleanup.get());
   ops.metrics().watchFlowRecord(backend->flowIndex());
+  // As kube-proxy's --sync-period: a sync at least that often, which finds nothing to change
+  // but checks that the data plane is still there (Backend::drift()).
+  const auto syncPeriod =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.syncPeriod);
   SyncRunner runner(
       {std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.minSyncPeriod), 2,
-       std::chrono::hours(1),
-       std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.syncPeriod)},
+       syncPeriod, syncPeriod},
       [&] {
         bool ok = proxy.syncOnce();
         if (ok && conntrackSettingsPending.exchange(false)) applyConntrackSettings(cfg);

@@ -1,5 +1,6 @@
 #include "proxier/cmd/run.h"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -166,8 +167,9 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "host:port for /metrics (\"\" disables)")
       ->capture_default_str();
   app.add_option("--debug-port", cfg.debugPort,
-                 "Port on 127.0.0.1 for /debug/state and `sliceproxy explain` (0 disables)")
-      ->capture_default_str();
+                 fmt::format("Port on 127.0.0.1 for /debug/state and `sliceproxy explain` (0, the "
+                             "default, disables; explain asks {} unless told)",
+                             kConventionalDebugPort));
   if (ext.addFlags) ext.addFlags(app);
   std::string configFile, writeConfigTo;
   app.add_option("--config", configFile,
@@ -204,7 +206,8 @@ int run(int argc, char** argv, const Extensions& ext) {
   CLI11_PARSE(app, argc, argv);
   if (*explainCmd) {
     setupLogging(cfg.verbosity);
-    return runExplain(cfg.debugPort, explainTarget, explainFrom, explainOutput == "json");
+    return runExplain(cfg.debugPort ? cfg.debugPort : kConventionalDebugPort, explainTarget,
+                      explainFrom, explainOutput == "json");
   }
 
   setupLogging(cfg.verbosity);

@@ -90,8 +90,10 @@ int runExplain(int port, const std::string& target, const std::string& from, boo
       httpGetLoopback(static_cast<uint16_t>(port),
                       "/debug/explain?target=" + enc(target) + "&from=" + enc(from), body, error);
   if (status == 0) {
-    spdlog::error("explain: cannot reach the daemon on 127.0.0.1:{} (--debug-port): {}", port,
-                  error);
+    spdlog::error(
+        "explain: cannot reach the daemon on 127.0.0.1:{}: {} (its debug server is off "
+        "unless started with --debug-port; give explain the same port)",
+        port, error);
     return 1;
   }
   if (status != 200) {

@@ -25,6 +25,10 @@ struct IpvsSettings {
   std::chrono::nanoseconds tcpTimeout{0}, tcpFinTimeout{0}, udpTimeout{0};
 };
 
+// The port `sliceproxy explain` asks when not told (--debug-port), and the one the packaged
+// configurations turn the debug server on with.
+inline constexpr int kConventionalDebugPort = 10260;
+
 struct Config {
   std::string backend = "nftables";
   // The KubeProxyConfiguration `mode` as written ("" when absent) and the file it came from;
@@ -50,7 +54,9 @@ struct Config {
   // Operating it (health, metrics, debug): host:port, "" disables.
   std::string healthzBindAddress = "0.0.0.0:10256";
   std::string metricsBindAddress = "127.0.0.1:10249";
-  int debugPort = 10260;  // /debug/state and explain, on 127.0.0.1 only; 0 disables
+  // /debug/state and /debug/explain, on 127.0.0.1 only. Off unless asked for: they show the
+  // node's whole service state to any local process.
+  int debugPort = 0;
   // Stale UDP/SCTP flow cleanup after each sync (conntrack/), and its periodic sweep (0: off).
   bool conntrackCleanup = true;                          // --conntrack-cleanup
   std::chrono::nanoseconds conntrackReconcilePeriod{0};  // --conntrack-reconcile-period

@@ -67,6 +67,11 @@ class Backend {
   // The flows this backend records as it translates them, for stale-flow cleanup; null when it
   // records none. Safe to use from another thread than the one syncing.
   virtual std::shared_ptr<FlowIndex> flowIndex() { return nullptr; }
+  // Whether what the last successful sync programmed is still in the kernel: empty when it is,
+  // else what is gone (another program removed it: `nft flush ruleset`, `ipvsadm -C`). Cheap (a
+  // listing of top-level objects, not of their contents): the proxier asks whenever a sync finds
+  // nothing to change, at least every --sync-period, and repairs with a full sync at once.
+  virtual std::string drift() { return {}; }
 };
 
 }  // namespace sliceproxy::proxier

@@ -66,6 +66,13 @@ bool Proxier::syncOnce() {
       report.full = true;
       res = backend_.fullSync(state_.state());
     }
+  } else if (std::string gone = backend_.drift(); !gone.empty()) {
+    spdlog::warn("backend {}: {} behind sliceproxy's back; reprogramming everything",
+                 backend_.name(), gone);
+    full = true;
+    report.full = true;
+    report.repaired = std::move(gone);
+    res = backend_.fullSync(state_.state());
   } else {
     tell(true, false, std::chrono::steady_clock::now() - start, 0);
     return true;

@@ -41,6 +41,8 @@ struct SyncReport {
   uint64_t serviceEvents = 0, sliceEvents = 0;  // events folded into this sync
   // When each change folded into this sync started (PendingChanges::changeStarts).
   std::vector<std::chrono::system_clock::time_point> changeStarts;
+  // A full sync that repairs what another program removed: what was gone (Backend::drift()).
+  std::string repaired;
   const Diff* diff = nullptr;        // empty for full syncs
   const NodeState* state = nullptr;  // readable without stateMutex() during the call
 };

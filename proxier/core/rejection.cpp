@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "proxier/core/events.h"
+#include "proxier/core/log_text.h"
 
 namespace sliceproxy::proxier {
 
@@ -11,7 +12,8 @@ std::string Rejection::describe() const {
   if (!object.empty()) out += object + " ";
   if (!field.empty()) out += "field " + field + ": ";
   out += message;
-  return out;
+  // Every part may come from the input: a file name, an object name, a quoted bad value.
+  return printable(out);
 }
 
 }  // namespace sliceproxy::proxier

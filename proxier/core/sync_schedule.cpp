@@ -29,15 +29,15 @@ void SyncSchedule::retryAfter(TimePoint now, Duration d) {
 
 SyncSchedule::TimePoint SyncSchedule::nextRun(TimePoint now) {
   refill(now);
-  TimePoint next = lastRun_ + maxInterval_;
+  const TimePoint whenToken =
+      tokens_ >= 1.0 ? now
+                     : now + std::chrono::duration_cast<Duration>(
+                                 std::chrono::duration<double>(minInterval_) * (1.0 - tokens_));
+  // The periodic run takes a token like any other (kube-proxy's runner does too), so a short
+  // --sync-period cannot run past --min-sync-period.
+  TimePoint next = std::max(lastRun_ + maxInterval_, whenToken);
   if (retryAt_) next = std::min(next, *retryAt_);
-  if (pending_) {
-    TimePoint whenToken =
-        tokens_ >= 1.0 ? now
-                       : now + std::chrono::duration_cast<Duration>(
-                                   std::chrono::duration<double>(minInterval_) * (1.0 - tokens_));
-    next = std::min(next, whenToken);
-  }
+  if (pending_) next = std::min(next, whenToken);
   return next;
 }
 

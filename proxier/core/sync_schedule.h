@@ -1,7 +1,7 @@
 #pragma once
 // When to sync, as kube-proxy's BoundedFrequencyRunner decides it: a token bucket of `burst`
 // runs refilled one per minInterval coalesces bursts of changes; a run happens at least every
-// maxInterval; a failed run is retried after retryInterval. Pure logic on explicit time points so
+// maxInterval (as soon as a token allows); a failed run is retried after retryInterval. Pure logic on explicit time points so
 // it can be tested without sleeping.
 
 #include <chrono>

@@ -209,6 +209,13 @@ Metrics::Metrics(std::string backendName, const ChangeTracker* tracker)
                        .Help("Syncs the data plane rejected (the next sync is a full one)")
                        .Register(r)
                        .Add({{"backend", backend_}});
+  repairs_ = &prom::BuildCounter()
+                  .Name("sliceproxy_data_plane_repairs_total")
+                  .Help(
+                      "Full syncs that reprogrammed what another program had removed from the "
+                      "kernel (nft flush ruleset and the like)")
+                  .Register(r)
+                  .Add({{"backend", backend_}});
   conntrackDeleted_ = &prom::BuildCounter()
                            .Name("sliceproxy_conntrack_entries_deleted_total")
                            .Help("Stale UDP conntrack entries deleted after syncs")
@@ -281,6 +288,7 @@ void Metrics::conntrackEntriesDeleted(uint64_t n) {
 void Metrics::onSync(const SyncReport& report) {
   takenServiceEvents_ += report.serviceEvents;
   takenSliceEvents_ += report.sliceEvents;
+  if (!report.repaired.empty()) repairs_->Increment();
   if (!report.ok) {
     syncFailures_->Increment();
     return;

@@ -76,7 +76,7 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   prometheus::Summary* netProgrammingQuantiles_;
   prometheus::Gauge *lastTimestamp_, *lastQueued_, *noLocalInternal_, *noLocalExternal_;
   prometheus::Gauge* frontendConflicts_;
-  prometheus::Counter *kernelOps_, *syncFailures_, *conntrackDeleted_, *conntrackErrors_,
+  prometheus::Counter *kernelOps_, *syncFailures_, *repairs_, *conntrackDeleted_, *conntrackErrors_,
       *hcBindFailures_;
   prometheus::Family<prometheus::Counter>* healthz_;
   prometheus::Family<prometheus::Counter>* livez_;

@@ -84,8 +84,8 @@ class ApiSliceProxy(proxymod.SliceProxy):
         self.kubeconfig = kubeconfig
 
     def command(self):
-        return [proxymod.binary(), "--backend", self.backend, "--kubeconfig", self.kubeconfig] + \
-            proxymod.base_flags() + self.flags
+        return [proxymod.binary(), "--backend", self.backend, "--kubeconfig", self.kubeconfig,
+                "--debug-port", "10260"] + proxymod.base_flags() + self.flags
 
     def count(self, pattern):
         rx = re.compile(pattern)

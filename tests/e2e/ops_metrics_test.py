@@ -58,6 +58,7 @@ EXPECTED = {
     "sliceproxy_kernel_operations": "counter",
     "sliceproxy_sync_kernel_operations": "histogram",
     "sliceproxy_sync_failures": "counter",
+    "sliceproxy_data_plane_repairs": "counter",
     "sliceproxy_conntrack_entries_deleted": "counter",
     "sliceproxy_objects_rejected": "counter",
     "sliceproxy_watch_reconnects": "counter",

@@ -425,6 +425,73 @@ TEST_P(EbpfFamilyTest, EndpointChangesReachNewConnections) {
 INSTANTIATE_TEST_SUITE_P(Families, EbpfFamilyTest, ::testing::Values(kV4, kV6),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// One unconnected UDP socket talking to four services at once (as a resolver asking several
+// name servers) sees every reply come from the service it asked, whichever order they arrive
+// in; a socket of the same process sending to a pod directly sees the pod's own address: the
+// reverse table matches socket and backend, never the backend alone.
+TEST_F(EbpfSockLbTest, OneUdpSocketToSeveralServicesSeesEachReplyFromItsService) {
+  Servers servers;
+  for (int i = 1; i <= 4; ++i) {
+    servers.listen(fmt::format("10.244.1.{}", i), 8080);
+    addService(fmt::format("dns{}", i), {fmt::format("10.96.0.{}", 10 + i)}, Protocol::UDP);
+    setEndpoints(fmt::format("dns{}", i), fmt::format("dns{}", i),
+                 {{fmt::format("10.244.1.{}", i)}}, Protocol::UDP);
+  }
+  fullSync();
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    int cg = open((gCgroup + "/cgroup.procs").c_str(), O_WRONLY);
+    if (cg < 0 || write(cg, "0", 1) != 1) _exit(3);
+    close(cg);
+    std::string out;
+    auto receive = [&](int fd, int n) {
+      std::set<std::string> got;  // "reply from source", in any order
+      for (int i = 0; i < n; ++i) {
+        char buf[64] = {};
+        sockaddr_storage from{};
+        socklen_t len = sizeof(from);
+        ssize_t r = recvfrom(fd, buf, sizeof(buf) - 1, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        got.insert(r < 0 ? std::string("recvfrom: ") + std::strerror(errno)
+                         : std::string(buf, r) + " from " + str(from));
+      }
+      for (const auto& g : got) out += g + "\n";
+    };
+    timeval tv{2, 0};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (int i = 1; i <= 4; ++i) {
+      Addr to = Addr::of(fmt::format("10.96.0.{}", 10 + i), 80);
+      if (sendto(fd, "?", 1, 0, to.sa(), to.len) != 1) _exit(4);
+    }
+    receive(fd, 4);
+    int direct = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    setsockopt(direct, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    Addr pod = Addr::of("10.244.1.2", 8080);
+    if (sendto(direct, "?", 1, 0, pod.sa(), pod.len) != 1) _exit(5);
+    receive(direct, 1);
+    close(direct);
+    close(fd);
+    (void)!write(pipefd[1], out.data(), out.size());
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string out;
+  char buf[1024];
+  ssize_t r;
+  while ((r = read(pipefd[0], buf, sizeof(buf))) > 0) out.append(buf, r);
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(out,
+            "10.244.1.1:8080 from 10.96.0.11:80\n10.244.1.2:8080 from 10.96.0.12:80\n"
+            "10.244.1.3:8080 from 10.96.0.13:80\n10.244.1.4:8080 from 10.96.0.14:80\n"
+            "10.244.1.2:8080 from 10.244.1.2:8080\n");
+}
+
 TEST_F(EbpfSockLbTest, ClientIpAffinityKeepsTheClientOnOneBackend) {
   Servers servers;
   for (int i = 1; i <= 4; ++i) servers.listen(fmt::format("10.244.1.{}", i), 8080);

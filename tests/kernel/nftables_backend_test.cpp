@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -43,11 +44,13 @@ class NftablesBackendTest : public ::testing::Test {
   Diff sync() { return state.apply(tracker.take()); }
   // Services svc0..svcN-1 on clusterIPs 10.96.<firstBlock + i/250>.x, each with one endpoint
   // 10.244.<i/250>.x unless `endpoints` is false.
-  void addServices(int n, bool endpoints = true, int firstBlock = 0) {
+  void addServices(int n, bool endpoints = true, int firstBlock = 0,
+                   const std::function<void(SvcSpec&, int)>& tweak = nullptr) {
     for (int i = 0; i < n; ++i) {
       SvcSpec s;
       s.name = fmt::format("svc{}", i);
       s.clusterIPs = {fmt::format("10.96.{}.{}", firstBlock + i / 250, i % 250 + 1)};
+      if (tweak) tweak(s, i);
       tracker.upsertService(service(s));
       if (endpoints) {
         tracker.upsertSlice(slice(fmt::format("s{}", i), s.name,
@@ -73,7 +76,12 @@ TEST_F(NftablesBackendTest, FullSyncProgramsEveryFamilyAndNftCanListIt) {
   auto res = backend.fullSync(state.state());
   ASSERT_TRUE(res.ok) << res.error;
   std::string v4 = run("nft list ruleset ip");
-  EXPECT_NE(v4.find("svc-0-default/svc/http/TCP"), std::string::npos) << v4;
+  // A port without affinity or eTP Local has no chain of its own: its frontends go to the
+  // table's shared DNAT chains for two endpoints, which nft can print.
+  EXPECT_NE(v4.find("10.96.0.1 . tcp . 80 : goto dnat-2"), std::string::npos) << v4;
+  EXPECT_NE(v4.find("tcp . 30080 : goto dnat-nodeport-2"), std::string::npos) << v4;
+  EXPECT_NE(v4.find("numgen random mod 2 map @frontend-endpoints"), std::string::npos) << v4;
+  EXPECT_EQ(v4.find("svc-0-default"), std::string::npos) << v4;
   EXPECT_NE(v4.find("10.244.2.1 . 8080"), std::string::npos) << v4;
   EXPECT_NE(v4.find("10.244.1.1 . 10.244.1.1"), std::string::npos) << "local endpoint hairpin";
   std::string v6 = run("nft list ruleset ip6");
@@ -121,7 +129,69 @@ TEST_F(NftablesBackendTest, ServiceWithoutEndpointsIsRejectedNotRouted) {
   t = run("nft list map ip sliceproxy no-endpoint-services");
   EXPECT_EQ(t.find("10.96.0.1"), std::string::npos) << t;
   t = run("nft list map ip sliceproxy-svc-0 service-ips");
-  EXPECT_NE(t.find("10.96.0.1 . tcp . 80 : goto svc-"), std::string::npos) << t;
+  EXPECT_NE(t.find("10.96.0.1 . tcp . 80 : goto dnat-1"), std::string::npos) << t;
+}
+
+// Ports without ClientIP affinity or eTP Local have no chains: they share the DNAT chains of
+// their table by endpoint count. A chain exists while a frontend goes to it; a change of count
+// moves the port's frontends to another; the port's endpoints are keyed by frontend and slot.
+TEST_F(NftablesBackendTest, SharedDnatChainsFollowTheEndpointCounts) {
+  addServices(3);  // one endpoint each
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  std::string c = run("nft list ruleset ip");
+  EXPECT_NE(c.find("chain dnat-1 {"), std::string::npos) << c;
+  EXPECT_EQ(c.find("chain dnat-2 {"), std::string::npos) << c;
+  EXPECT_EQ(c.find("chain svc-"), std::string::npos) << c;
+
+  tracker.upsertSlice(slice("s0", "svc0", {{"10.244.0.1"}, {"10.244.7.7"}}));
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  c = run("nft list ruleset ip");
+  EXPECT_NE(c.find("chain dnat-1 {"), std::string::npos) << c;
+  EXPECT_NE(c.find("chain dnat-2 {"), std::string::npos) << c;
+  EXPECT_NE(c.find("10.96.0.1 . tcp . 80 : goto dnat-2"), std::string::npos) << c;
+  EXPECT_NE(c.find("10.96.0.1 . tcp . 80 . 0x00000001 : 10.244.7.7 . 8080"), std::string::npos)
+      << c;
+
+  tracker.deleteService({"default", "svc1"});
+  tracker.deleteService({"default", "svc2"});
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  c = run("nft list ruleset ip");
+  EXPECT_EQ(c.find("chain dnat-1 {"), std::string::npos) << "no frontend goes there now\n" << c;
+  EXPECT_NE(c.find("chain dnat-2 {"), std::string::npos) << c;
+
+  tracker.upsertSlice(slice("s0", "svc0", {{"10.244.0.1"}}));
+  ASSERT_TRUE(backend.apply(sync()).ok);
+  c = run("nft list ruleset ip");
+  EXPECT_NE(c.find("chain dnat-1 {"), std::string::npos) << c;
+  EXPECT_EQ(c.find("chain dnat-2 {"), std::string::npos) << c;
+  EXPECT_EQ(c.find("10.244.7.7"), std::string::npos) << c;
+}
+
+// Shared DNAT chains write a port's endpoints once per frontend; a port with many endpoints
+// behind several frontends (a NodePort: clusterIP and NodePort) keeps chains of its own instead.
+TEST_F(NftablesBackendTest, BigPortsBehindSeveralFrontendsKeepChainsOfTheirOwn) {
+  SvcSpec small, big;
+  small.name = "small";
+  small.type = big.type = ServiceType::NodePort;
+  small.ports = {{"http", Protocol::TCP, 80, 30080, {8080, ""}}};
+  big.name = "big";
+  big.clusterIPs = {"10.96.0.2"};
+  big.ports = {{"http", Protocol::TCP, 80, 30081, {8080, ""}}};
+  tracker.upsertService(service(small));
+  tracker.upsertService(service(big));
+  tracker.upsertSlice(slice("s", "small", {{"10.244.1.1"}, {"10.244.1.2"}}));
+  std::vector<Ep> many;
+  for (int i = 0; i < 40; ++i) many.push_back({fmt::format("10.244.2.{}", i + 1)});
+  tracker.upsertSlice(slice("b", "big", many));
+  state.apply(tracker.take(), false);
+  ASSERT_TRUE(backend.fullSync(state.state()).ok);
+  std::string c = run("nft list ruleset ip");
+  EXPECT_NE(c.find("tcp . 30080 : goto dnat-nodeport-2"), std::string::npos) << c;
+  EXPECT_NE(c.find("tcp . 30081 : goto ext-0-default/big/http/TCP"), std::string::npos) << c;
+  EXPECT_NE(c.find("10.96.0.2 . tcp . 80 : goto svc-0-default/big/http/TCP"), std::string::npos)
+      << c;
+  EXPECT_EQ(c.find("10.96.0.2 . tcp . 80 . 0x"), std::string::npos) << "not in frontend-endpoints";
 }
 
 TEST_F(NftablesBackendTest, DeletedServiceLeavesNoChainBehind) {
@@ -192,7 +262,7 @@ TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
   for (const char* t : {"sliceproxy-svc-0", "sliceproxy-svc-1"}) {
     std::string m = run(fmt::format("nft list map ip {} service-ips", t));
     size_t n = 0;
-    for (size_t pos = 0; (pos = m.find("goto svc-", pos)) != std::string::npos; ++pos) ++n;
+    for (size_t pos = 0; (pos = m.find("goto dnat-", pos)) != std::string::npos; ++pos) ++n;
     EXPECT_EQ(n, static_cast<size_t>(many / 2)) << t;
   }
   // An incremental change lands in the table that holds the port.
@@ -211,9 +281,14 @@ TEST_F(NftablesBackendTest, ManyServicesSpreadOverServiceTables) {
 }
 
 // A transaction of tens of thousands of messages: one acknowledgement per message used to
-// overflow the socket's receive queue (ENOBUFS) at 10,000 one-endpoint services.
+// overflow the socket's receive queue (ENOBUFS) at 10,000 one-endpoint services. (Ports with
+// externalTrafficPolicy Local have chains and rules of their own.)
 TEST_F(NftablesBackendTest, TenThousandServicesInOneTransaction) {
-  addServices(10000);
+  addServices(10000, true, 0, [](SvcSpec& s, int i) {
+    s.externalIPs = {fmt::format("203.0.113.{}", i % 250 + 1)};
+    s.ports[0].port = static_cast<uint16_t>(1000 + i);
+    s.etp = TrafficPolicy::Local;
+  });
   state.apply(tracker.take(), false);
   auto res = backend.fullSync(state.state());
   ASSERT_TRUE(res.ok) << res.error;
@@ -372,6 +447,46 @@ void upsertEndpoints(ChangeTracker& tracker, int count) {
     }
     tracker.upsertSlice(slice(fmt::format("s{}", first / 1000), "svc", eps));
   }
+}
+
+// Another program removing sliceproxy's tables (`nft flush ruleset`) is noticed by the next sync
+// that finds nothing to change, and repaired at once by a full sync that says what was gone.
+TEST_F(NftablesBackendTest, TablesRemovedBehindItsBackAreNoticedAndReprogrammed) {
+  tracker.synced();
+  Proxier proxy(tracker, backend, "node-a");
+  struct Repairs : SyncListener {
+    std::vector<std::string> seen;
+    void onSync(const SyncReport& r) override {
+      if (!r.repaired.empty()) seen.push_back(r.repaired);
+    }
+  } repairs;
+  proxy.addListener(&repairs);
+  addServices(2);
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_EQ(backend.drift(), "");
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_TRUE(repairs.seen.empty()) << "nothing changed, nothing gone";
+  EXPECT_EQ(proxy.stats().fullSyncs, 1u);
+
+  run("nft flush ruleset");
+  EXPECT_NE(backend.drift().find("table ip sliceproxy removed"), std::string::npos);
+  ASSERT_TRUE(proxy.syncOnce());
+  ASSERT_EQ(repairs.seen.size(), 1u);
+  EXPECT_NE(repairs.seen[0].find("table ip sliceproxy-svc-0 removed"), std::string::npos)
+      << repairs.seen[0];
+  EXPECT_NE(repairs.seen[0].find("table ip6 sliceproxy removed"), std::string::npos)
+      << repairs.seen[0];
+  EXPECT_EQ(proxy.stats().fullSyncs, 2u);
+  EXPECT_EQ(backend.drift(), "");
+  EXPECT_NE(
+      run("nft list ruleset ip").find("10.96.0.2 . tcp . 80 . 0x00000000 : 10.244.0.2 . 8080"),
+      std::string::npos);
+
+  // One service table gone is enough.
+  run("nft delete table ip sliceproxy-svc-0");
+  ASSERT_TRUE(proxy.syncOnce());
+  ASSERT_EQ(repairs.seen.size(), 2u);
+  EXPECT_EQ(repairs.seen[1], "table ip sliceproxy-svc-0 removed");
 }
 
 TEST_F(NftablesBackendTest, BigEndpointMapsAreSizedAndOutgrowingOneMeansAFullSyncAtOnce) {

@@ -93,4 +93,28 @@ cleanup
 expect_out "checked: link kube-ipvs0 left in place: it is a bridge device"
 ip link show kube-ipvs0 >/dev/null || fail "the kube-ipvs0 bridge was removed"
 pass "a kube-ipvs0 bridge stays"
-echo "5 passed, 0 failed"
+ip link del kube-ipvs0
+
+# 6. sliceproxy's IPVS backend runs here too (its link sliceproxy-ipvs): only the services on
+#    kube-ipvs0's addresses are kube-proxy's; sliceproxy's own (on its link) and the NodePorts on
+#    node addresses (which sliceproxy adopts) stay.
+ip link add kube-ipvs0 type dummy
+ip addr add 10.96.0.1/32 dev kube-ipvs0
+ip link add sliceproxy-ipvs type dummy
+ip addr add 10.96.0.20/32 dev sliceproxy-ipvs
+ipvsadm -A -t 10.96.0.1:443 -s rr
+ipvsadm -a -t 10.96.0.1:443 -r 192.168.50.2:6443 -m
+ipvsadm -A -t 10.96.0.20:80 -s rr
+ipvsadm -a -t 10.96.0.20:80 -r 10.244.1.7:8080 -m
+ipvsadm -A -t 192.168.60.1:30081 -s rr
+ipvsadm -a -t 192.168.60.1:30081 -r 10.244.1.7:8080 -m
+cleanup
+expect_out "removed: IPVS: 1 virtual services"
+expect_out "checked: IPVS: 2 virtual services of sliceproxy's left in place"
+expect_out "removed: dummy link kube-ipvs0"
+! ipvsadm -S -n | grep -qF 10.96.0.1:443 || fail "kube-proxy's service on kube-ipvs0 is still there"
+ipvsadm -S -n | grep -qF -- "-a -t 10.96.0.20:80 -r 10.244.1.7:8080" || fail "sliceproxy's service or its real server was removed"
+ipvsadm -S -n | grep -qF 192.168.60.1:30081 || fail "the NodePort sliceproxy adopts was removed"
+ip link show sliceproxy-ipvs >/dev/null || fail "sliceproxy-ipvs was removed"
+pass "with sliceproxy-ipvs present, only kube-ipvs0's services go"
+echo "6 passed, 0 failed"

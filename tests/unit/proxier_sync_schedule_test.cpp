@@ -33,6 +33,18 @@ TEST(SyncScheduleTest, BurstThenOnePerMinInterval) {
   EXPECT_FALSE(s.pending());
 }
 
+// A periodic run shorter than the refill takes a token too, as in kube-proxy: a --sync-period
+// of 1 s cannot apply a change that --min-sync-period holds back.
+TEST(SyncScheduleTest, PeriodicRunWaitsForAToken) {
+  auto t0 = SyncSchedule::Clock::now();
+  SyncSchedule s(8s, 2, 1s, t0);
+  s.started(t0);
+  s.started(t0);  // the burst is spent
+  EXPECT_EQ(s.nextRun(t0), t0 + 8s);
+  s.request();
+  EXPECT_EQ(s.nextRun(t0 + 2s), t0 + 8s);
+}
+
 TEST(SyncScheduleTest, IdleRunsAtMaxInterval) {
   auto t0 = SyncSchedule::Clock::now();
   SyncSchedule s(1s, 2, 1h, t0);

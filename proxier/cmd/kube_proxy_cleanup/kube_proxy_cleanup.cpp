@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <linux/netfilter.h>
 
+#include <ifaddrs.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "backends/ipvs/dummy_interface.h"
 #include "proxier/cmd/kube_proxy_cleanup/dummy_link.h"
 #include "proxier/cmd/kube_proxy_cleanup/iptables_plan.h"
 #include "proxier/cmd/kube_proxy_cleanup/ipvs_services.h"
@@ -149,6 +151,11 @@ void cleanNftTables(const std::vector<NftTable>& tables, Report& report) {
   }
 }
 
+bool findLinkExists(const char* name) {
+  LinkInfo link;
+  return findLink(name, link) == 0 && link.exists;
+}
+
 bool excluded(const IpvsService& svc, const Options& opts) {
   if (!svc.addr) return false;
   for (const auto& c : opts.ipvsExcludeCIDRs) {
@@ -157,10 +164,36 @@ bool excluded(const IpvsService& svc, const Options& opts) {
   return false;
 }
 
+// The addresses bound to link `name` (none when there is no such link).
+std::set<IpAddr> linkAddresses(const char* name) {
+  std::set<IpAddr> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || std::strcmp(i->ifa_name, name) != 0) continue;
+    IpAddr a;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      a.family = IpFamily::V6;
+      std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    out.insert(a);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 // kube-proxy in IPVS mode treats every virtual service outside --ipvs-exclude-cidrs as its own
 // (it deletes the ones it does not want on every sync), and always creates kube-ipvs0. So with
 // kube-ipvs0 present the same rule applies here; without it, nothing says kube-proxy ran in IPVS
 // mode on this node, and the services are left to whoever made them.
+// Unless sliceproxy's own IPVS backend is here too (its link sliceproxy-ipvs exists): then only
+// the services on kube-ipvs0's addresses are kube-proxy's for certain. Those on sliceproxy-ipvs are
+// sliceproxy's, and those on node addresses (NodePorts) are adopted, and the unwanted ones
+// deleted, by sliceproxy's own first full sync; removing them here would cut live traffic.
 void cleanIpvs(const Options& opts, bool kubeIpvs0, Report& report) {
   Ipvs ipvs;
   if (int rc = ipvs.open(); rc != 0) {
@@ -188,10 +221,21 @@ void cleanIpvs(const Options& opts, bool kubeIpvs0, Report& report) {
         services.size(), kKubeIpvsLink));
     return;
   }
-  size_t removed = 0, kept = 0;
+  const bool oursHere = findLinkExists(backends::ipvs::kDummyInterface);
+  const auto kubeAddrs = linkAddresses(kKubeIpvsLink);
+  const auto ourAddrs = linkAddresses(backends::ipvs::kDummyInterface);
+  size_t removed = 0, kept = 0, ours = 0;
   for (const auto& svc : services) {
     if (excluded(svc, opts)) {
       ++kept;
+      continue;
+    }
+    if (svc.addr && ourAddrs.count(*svc.addr)) {
+      ++ours;
+      continue;
+    }
+    if (oursHere && !(svc.addr && kubeAddrs.count(*svc.addr))) {
+      ++ours;
       continue;
     }
     if (int rc = ipvs.deleteService(svc); rc != 0 && rc != ENOENT && rc != ESRCH) {
@@ -205,6 +249,12 @@ void cleanIpvs(const Options& opts, bool kubeIpvs0, Report& report) {
   if (kept > 0) {
     report.found.push_back(
         fmt::format("IPVS: {} virtual services in --ipvs-exclude-cidrs left in place", kept));
+  }
+  if (ours > 0) {
+    report.found.push_back(fmt::format(
+        "IPVS: {} virtual services of sliceproxy's left in place (on its link {}, or, while that "
+        "link exists, on addresses not on {}: sliceproxy adopts them)",
+        ours, backends::ipvs::kDummyInterface, kKubeIpvsLink));
   }
 }
 
