@@ -11,16 +11,13 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "nodeport_hash.h"
-#include "nodeport_lb_maps.h"
+#include "nodeport_lb_core.h"
 
 #define NP_TC_ACT_OK 0
 #define NP_TC_ACT_SHOT 2
 #define NP_ETH_P_IP 0x0800
 #define NP_ETH_P_IPV6 0x86DD
 #define NP_ETH_HLEN 14
-#define NP_IPPROTO_TCP 6
-#define NP_IPPROTO_UDP 17
 #define NP_IPPROTO_ICMP 1
 #define NP_IP_CSUM_OFF (NP_ETH_HLEN + 10)
 #define NP_IP_SRC_OFF (NP_ETH_HLEN + 12)
@@ -28,100 +25,6 @@
 #define NP_IP6_SRC_OFF (NP_ETH_HLEN + 8)
 #define NP_IP6_DST_OFF (NP_ETH_HLEN + 24)
 #define NP_LOOPBACK_IFINDEX 1
-
-/* Sizes are set by the loader before load; these are defaults. */
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 65536);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, struct np_fe_key);
-  __type(value, struct np_frontend);
-} np_frontends SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 1048576);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, __u32);
-  __type(value, struct np_backend);
-} np_backends SEC(".maps");
-
-/* Two tables per service port, each of its own prime size (BPF_F_INNER_MAP), written by
- * userspace through mmap (BPF_F_MMAPABLE): it rewrites the table no frontend points at and then
- * points the frontends at it, one map update each, so a reader sees the old table or the new
- * one, never a mix. Replacing an inner map (only when the size changes) waits for RCU. */
-struct np_maglev_inner {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-  __type(key, __u32);
-  __type(value, __u32); /* backend id in np_backends */
-};
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-  __uint(max_entries, 65536);
-  __type(key, __u32);
-  __array(values, struct np_maglev_inner);
-} np_maglev SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-  __uint(max_entries, 65536);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, struct np_range_key);
-  __type(value, __u8);
-} np_src_ranges SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, struct np_aff_key);
-  __type(value, struct np_aff_value);
-} np_affinity SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 262144);
-  __type(key, struct np_ct_key);
-  __type(value, struct np_ct_value);
-} np_ct SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 262144);
-  __type(key, struct np_rnat_key);
-  __type(value, struct np_rnat_value);
-} np_rnat SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 2);
-  __type(key, __u32);
-  __type(value, struct np_snat);
-} np_snat SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 1024);
-  __type(key, struct np_local_key);
-  __type(value, __u8);
-} np_local SEC(".maps");
-
-/* What the program read from a packet; offsets are from the start of the frame. */
-struct np_pkt {
-  __u8 saddr[16];
-  __u8 daddr[16];
-  __u16 sport;
-  __u16 dport;
-  __u8 proto;
-  __u8 family;
-  __u16 l4_off;
-  __u16 csum_off; /* the L4 checksum */
-  __u16 saddr_off;
-  __u16 daddr_off;
-  __u16 l4_flags; /* BPF_F_MARK_MANGLED_0 for UDP: a zero checksum means none */
-};
 
 /* 0 with p filled for an unfragmented IPv4/IPv6 TCP or UDP packet, -1 for anything else
  * (which passes untouched). */
@@ -227,9 +130,9 @@ static __always_inline int np_reverse(struct __sk_buff* skb, struct np_pkt* p) {
  * which input routing rejects as martian. A destination the FIB does not forward to (a local
  * address, no route, TTL expiring) goes to the stack as it is. */
 static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt* p,
-                                      const __u8* daddr) {
+                                      const __u8* daddr, int egress) {
   struct bpf_fib_lookup fib = {};
-  fib.ifindex = skb->ingress_ifindex;
+  fib.ifindex = egress ? skb->ifindex : skb->ingress_ifindex;
   fib.l4_protocol = p->proto;
   fib.tot_len = skb->len - NP_ETH_HLEN;
   __u8 ttl;
@@ -243,7 +146,7 @@ static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt
     __builtin_memcpy(fib.ipv6_dst, daddr, 16);
   }
   long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-  if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && skb->ingress_ifindex != NP_LOOPBACK_IFINDEX) {
+  if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && (egress || skb->ingress_ifindex != NP_LOOPBACK_IFINDEX)) {
     struct np_local_key lk = {};
     __builtin_memcpy(lk.addr, daddr, 16);
     lk.family = p->family;
@@ -267,156 +170,57 @@ static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt
   return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 }
 
-/* The backend for a new flow: its Maglev entry (and its id in *backend_id). */
-static __always_inline struct np_backend* np_pick(const struct np_frontend* fe,
-                                                  const struct np_pkt* p, __u32* backend_id) {
-  if (fe->size == 0) return 0;
-  void* table = bpf_map_lookup_elem(&np_maglev, &fe->table_id);
-  if (!table) return 0;
-  __u32 idx =
-      np_flow_hash(p->saddr, p->daddr, (const __u8*)&p->sport, (const __u8*)&p->dport, p->proto) %
-      fe->size;
-  __u32* id = bpf_map_lookup_elem(table, &idx);
-  if (!id) return 0;
-  *backend_id = *id;
-  return bpf_map_lookup_elem(&np_backends, id);
-}
+/* TCP RST in answer to p, built in place of the packet and sent back out of its interface
+ * (with egress: back in, to the node's socket that sent it). */
+static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p, __u64 back);
+static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p, __u64 back);
 
-/* A free SNAT port for the flow, claimed by inserting its reverse entry. */
-static __always_inline __u16 np_snat_claim(const struct np_snat* snat, struct np_rnat_key* rk,
-                                           const struct np_rnat_value* rv, __u32 hash) {
-  __u32 range = (__u32)snat->port_max - snat->port_min + 1;
-  if (snat->port_max < snat->port_min) return 0;
-  for (int i = 0; i < NP_SNAT_PORT_TRIES; i++) {
-    __u16 port = bpf_htons((__u16)(snat->port_min + (hash + i * 7919) % range));
-    rk->dport = port;
-    if (bpf_map_update_elem(&np_rnat, rk, rv, BPF_NOEXIST) == 0) return port;
+/* The frontend lookup and translation. At ingress: every packet. At egress (egress = 1): the
+ * node's own packets (source one of its addresses) to an eTP Cluster frontend, which the
+ * socket programs leave to this path so that pods' flows to it are masqueraded at their
+ * interface; the node's own would otherwise leave by its default route untranslated. */
+static __always_inline int np_balance(struct __sk_buff* skb, struct np_pkt* pp, int egress) {
+  struct np_ct_value cv;
+  const int d = np_decide(pp, egress, &cv);
+  if (d == NP_D_PASS) return NP_TC_ACT_OK;
+  if (d == NP_D_DROP) return NP_TC_ACT_SHOT;
+  if (d == NP_D_REJECT) {
+    const __u64 back = egress ? BPF_F_INGRESS : 0;
+    return pp->proto == NP_IPPROTO_TCP ? np_reject_tcp(skb, pp, back)
+                                       : np_reject_udp(skb, pp, back);
   }
-  return 0;
+  if (np_set_addr(skb, pp, pp->daddr_off, pp->daddr, cv.backend.addr) < 0) return NP_TC_ACT_SHOT;
+  if (np_set_port(skb, pp, pp->l4_off + 2, pp->dport, cv.backend.port) < 0) return NP_TC_ACT_SHOT;
+  if (cv.snat_port) {
+    __u32 slot = pp->family == NP_FAMILY_V4 ? 0 : 1;
+    struct np_snat* snat = bpf_map_lookup_elem(&np_snat, &slot);
+    if (!snat) return NP_TC_ACT_SHOT;
+    __u8 addr[16];
+    __builtin_memcpy(addr, snat->addr, 16);
+    if (np_set_addr(skb, pp, pp->saddr_off, pp->saddr, addr) < 0) return NP_TC_ACT_SHOT;
+    if (np_set_port(skb, pp, pp->l4_off, pp->sport, cv.snat_port) < 0) return NP_TC_ACT_SHOT;
+  }
+  return np_forward(skb, pp, cv.backend.addr, egress);
 }
-
-/* TCP RST in answer to p, built in place of the packet and sent back out of its interface. */
-static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p);
-static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p);
 
 SEC("tc")
 int np_ingress(struct __sk_buff* skb) {
   struct np_pkt p = {};
   if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
   int r = np_reverse(skb, &p);
-  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : np_forward(skb, &p, p.daddr);
-
-  struct np_fe_key fk = {};
-  __builtin_memcpy(fk.addr, p.daddr, 16);
-  fk.port = p.dport;
-  fk.proto = p.proto;
-  fk.family = p.family;
-  struct np_frontend* fe = bpf_map_lookup_elem(&np_frontends, &fk);
-  if (!fe) return NP_TC_ACT_OK;
-
-  struct np_ct_key ck = {};
-  __builtin_memcpy(ck.client, p.saddr, 16);
-  __builtin_memcpy(ck.vip, p.daddr, 16);
-  ck.cport = p.sport;
-  ck.vport = p.dport;
-  ck.proto = p.proto;
-  ck.family = p.family;
-  struct np_ct_value cv;
-  struct np_ct_value* known = bpf_map_lookup_elem(&np_ct, &ck);
-  /* A UDP flow whose backend left the service (its id is gone from np_backends: ids are never
-   * reused) moves to a live one, as kube-proxy's conntrack cleanup moves it; a TCP connection
-   * stays with its backend until it ends (graceful termination). */
-  if (known && p.proto == NP_IPPROTO_UDP && !bpf_map_lookup_elem(&np_backends, &known->backend_id))
-    known = 0;
-  if (known) {
-    cv = *known;
-  } else {
-    if (fe->flags & NP_F_DROP) return NP_TC_ACT_SHOT;
-    if (fe->flags & NP_F_SOURCE_RANGES) {
-      struct np_range_key rk = {};
-      rk.prefixlen = NP_RANGE_FIXED_BITS + (p.family == NP_FAMILY_V4 ? 32 : 128);
-      rk.ranges_id = fe->ranges_id;
-      rk.family = p.family;
-      __builtin_memcpy(rk.addr, p.saddr, 16);
-      if (!bpf_map_lookup_elem(&np_src_ranges, &rk)) return NP_TC_ACT_SHOT;
-    }
-    __u32 backend_id = 0;
-    struct np_backend* be = 0;
-    struct np_aff_key ak = {};
-    const __u64 now = bpf_ktime_get_ns();
-    const __u64 timeout_ns = (__u64)fe->affinity_timeout * 1000000000ull;
-    if (timeout_ns) {
-      __builtin_memcpy(ak.client, p.saddr, 16);
-      ak.svc_id = fe->svc_id;
-      ak.family = p.family;
-      struct np_aff_value* av = bpf_map_lookup_elem(&np_affinity, &ak);
-      if (av && now - av->last_ns < timeout_ns) {
-        __u32 id = av->backend_id;
-        be = bpf_map_lookup_elem(&np_backends, &id);
-        if (be) backend_id = id;
-      }
-    }
-    if (!be) be = np_pick(fe, &p, &backend_id);
-    if (be && timeout_ns) {
-      struct np_aff_value nv = {.last_ns = now, .backend_id = backend_id};
-      bpf_map_update_elem(&np_affinity, &ak, &nv, BPF_ANY);
-    }
-    if (!be) {
-      if (!(fe->flags & NP_F_REJECT)) return NP_TC_ACT_SHOT;
-      return p.proto == NP_IPPROTO_TCP ? np_reject_tcp(skb, &p) : np_reject_udp(skb, &p);
-    }
-    __builtin_memset(&cv, 0, sizeof(cv));
-    cv.backend = *be;
-    cv.backend_id = backend_id;
-    cv.flags = fe->flags;
-    struct np_rnat_key rk = {};
-    __builtin_memcpy(rk.backend, be->addr, 16);
-    rk.bport = be->port;
-    rk.proto = p.proto;
-    rk.family = p.family;
-    struct np_rnat_value rv = {};
-    __builtin_memcpy(rv.client, p.saddr, 16);
-    __builtin_memcpy(rv.vip, p.daddr, 16);
-    rv.cport = p.sport;
-    rv.vport = p.dport;
-    __u32 slot = p.family == NP_FAMILY_V4 ? 0 : 1;
-    struct np_snat* snat = (fe->flags & NP_F_SNAT) ? bpf_map_lookup_elem(&np_snat, &slot) : 0;
-    if (snat && (snat->addr[0] | snat->addr[1] | snat->addr[2] | snat->addr[3] | snat->addr[12] |
-                 snat->addr[15])) {
-      __builtin_memcpy(rk.dst, snat->addr, 16);
-      __u32 h =
-          np_flow_hash(p.saddr, p.daddr, (const __u8*)&p.sport, (const __u8*)&p.dport, p.proto);
-      cv.snat_port = np_snat_claim(snat, &rk, &rv, h);
-      if (!cv.snat_port) return NP_TC_ACT_SHOT; /* no free port: as a full conntrack table */
-    } else {
-      __builtin_memcpy(rk.dst, p.saddr, 16);
-      rk.dport = p.sport;
-      bpf_map_update_elem(&np_rnat, &rk, &rv, BPF_ANY);
-    }
-    bpf_map_update_elem(&np_ct, &ck, &cv, BPF_ANY);
-  }
-
-  if (np_set_addr(skb, &p, p.daddr_off, p.daddr, cv.backend.addr) < 0) return NP_TC_ACT_SHOT;
-  if (np_set_port(skb, &p, p.l4_off + 2, p.dport, cv.backend.port) < 0) return NP_TC_ACT_SHOT;
-  if (cv.snat_port) {
-    __u32 slot = p.family == NP_FAMILY_V4 ? 0 : 1;
-    struct np_snat* snat = bpf_map_lookup_elem(&np_snat, &slot);
-    if (!snat) return NP_TC_ACT_SHOT;
-    __u8 addr[16];
-    __builtin_memcpy(addr, snat->addr, 16);
-    if (np_set_addr(skb, &p, p.saddr_off, p.saddr, addr) < 0) return NP_TC_ACT_SHOT;
-    if (np_set_port(skb, &p, p.l4_off, p.sport, cv.snat_port) < 0) return NP_TC_ACT_SHOT;
-  }
-  return np_forward(skb, &p, cv.backend.addr);
+  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : np_forward(skb, &p, p.daddr, 0);
+  return np_balance(skb, &p, 0);
 }
 
 /* Replies of local backends to clients outside, DNAT only (eTP Local): the frontend goes back
- * in as their source as they leave. */
+ * in as their source as they leave. And the node's own flows to eTP Cluster frontends. */
 SEC("tc")
 int np_egress(struct __sk_buff* skb) {
   struct np_pkt p = {};
   if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
-  return np_reverse(skb, &p) < 0 ? NP_TC_ACT_SHOT : NP_TC_ACT_OK;
+  int r = np_reverse(skb, &p);
+  if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : NP_TC_ACT_OK;
+  return np_balance(skb, &p, 1);
 }
 
 static __always_inline __u16 np_fold(__u64 sum) {
@@ -435,11 +239,14 @@ struct np_rst4 {
 };
 #define NP_RST4_LEN (sizeof(struct np_rst4) - 2)
 
-static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p);
-static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p);
+static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back);
+static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back);
 
-static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p) {
-  if (p->family != NP_FAMILY_V4) return np_reject_tcp6(skb, p);
+static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p,
+                                         __u64 back) {
+  if (p->family != NP_FAMILY_V4) return np_reject_tcp6(skb, p, back);
   struct ethhdr eth;
   struct iphdr ip;
   struct tcphdr th;
@@ -483,7 +290,7 @@ static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_
   r.tcp.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_RST4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_RST4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
 }
 
 /* ICMP port unreachable: the original IP header and the first 8 bytes of its payload. */
@@ -498,8 +305,9 @@ struct np_icmp4 {
 };
 #define NP_ICMP4_LEN (sizeof(struct np_icmp4) - 2)
 
-static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p) {
-  if (p->family != NP_FAMILY_V4) return np_reject_udp6(skb, p);
+static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_pkt* p,
+                                         __u64 back) {
+  if (p->family != NP_FAMILY_V4) return np_reject_udp6(skb, p, back);
   if (p->l4_off != NP_ETH_HLEN + 20) return NP_TC_ACT_SHOT;
   struct ethhdr eth;
   struct np_icmp4 r = {};
@@ -528,7 +336,7 @@ static __always_inline int np_reject_udp(struct __sk_buff* skb, const struct np_
   r.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_ICMP4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_ICMP4_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
 }
 
 /* The sum of the IPv6 pseudo-header (RFC 8200 8.1) for an upper-layer packet of len bytes. */
@@ -547,7 +355,8 @@ struct np_rst6 {
 };
 #define NP_RST6_LEN (sizeof(struct np_rst6) - 2)
 
-static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p) {
+static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back) {
   struct ethhdr eth;
   struct ipv6hdr ip6;
   struct tcphdr th;
@@ -583,7 +392,7 @@ static __always_inline int np_reject_tcp6(struct __sk_buff* skb, const struct np
   r.tcp.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_RST6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_RST6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
 }
 
 /* ICMPv6 port unreachable quoting the IPv6 header and the 8-byte UDP header. */
@@ -599,7 +408,8 @@ struct np_icmp6 {
 #define NP_ICMP6_LEN (sizeof(struct np_icmp6) - 2)
 #define NP_ICMP6_BODY (8 + 48)
 
-static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p) {
+static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np_pkt* p,
+                                          __u64 back) {
   if (p->l4_off != NP_ETH_HLEN + 40) return NP_TC_ACT_SHOT;
   struct ethhdr eth;
   struct np_icmp6 r = {};
@@ -623,7 +433,198 @@ static __always_inline int np_reject_udp6(struct __sk_buff* skb, const struct np
   r.check = np_fold(sum);
   if (bpf_skb_change_tail(skb, NP_ICMP6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, 0, &r.eth, NP_ICMP6_LEN, 0) < 0) return NP_TC_ACT_SHOT;
-  return bpf_redirect(skb->ifindex, 0);
+  return bpf_redirect(skb->ifindex, back);
+}
+
+/* ---- XDP: the same decision before the kernel allocates anything for the packet ----------- */
+
+/* The 16-bit one's complement checksum `check` with the words of from replaced by those of to
+ * (RFC 1624); sizes in bytes, multiples of 4. */
+static __always_inline __u16 np_csum_replace(__u16 check, __be32* from, __u32 fsz, __be32* to,
+                                             __u32 tsz) {
+  __s64 sum = bpf_csum_diff(from, fsz, to, tsz, (__u16)~check);
+  return np_fold(sum < 0 ? 0 : (__u64)sum);
+}
+
+/* Interfaces np_xdp may send frames out of: those it runs on natively (userspace adds them as it
+ * attaches). A frame redirected into any other -- a pod's veth, whose peer may run neither XDP
+ * nor GRO and would drop it -- is left to tc instead. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, __u32); /* ifindex */
+  __type(value, __u8);
+} np_xdp_out SEC(".maps");
+
+/* The FIB's next hop for a translated packet; 0 when it has a resolved one XDP may send to. */
+static __always_inline int np_xdp_fib(struct xdp_md* ctx, struct bpf_fib_lookup* fib, __u8 family,
+                                      const __u8* daddr, __u8 proto, __u16 tot_len) {
+  fib->ifindex = ctx->ingress_ifindex;
+  fib->l4_protocol = proto;
+  fib->tot_len = tot_len;
+  if (family == NP_FAMILY_V4) {
+    fib->family = 2; /* AF_INET */
+    __builtin_memcpy(&fib->ipv4_dst, daddr, 4);
+  } else {
+    fib->family = 10; /* AF_INET6 */
+    __builtin_memcpy(fib->ipv6_dst, daddr, 16);
+  }
+  if (bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) return -1;
+  __u32 out = fib->ifindex;
+  return bpf_map_lookup_elem(&np_xdp_out, &out) ? 0 : -1;
+}
+
+/* The new L4 checksum: addresses (pseudo-header) and ports replaced. An IPv4 UDP checksum of
+ * zero means none and stays so; a computed zero is sent as all ones. */
+static __always_inline __u16 np_xdp_l4sum(__u16 check, __u8 proto, int v4, __be32* oa, __be32* na,
+                                          __u32 asz, __be32 oports, __be32 nports) {
+  if (v4 && proto == NP_IPPROTO_UDP && check == 0) return 0;
+  __u16 c = np_csum_replace(check, oa, asz, na, asz);
+  c = np_csum_replace(c, &oports, 4, &nports, 4);
+  return (proto == NP_IPPROTO_UDP && c == 0) ? 0xffff : c;
+}
+
+/* Rewrites an IPv4 frame (headers already bounds-checked by the parse) as cv says: addresses
+ * and ports, both checksums, TTL, MAC addresses. Pointers are derived again from ctx: one
+ * pointer chosen by family would not convince the verifier. */
+static __always_inline int np_xdp_nat4(struct xdp_md* ctx, const struct np_pkt* p,
+                                       const __u8* nsaddr, const __u8* ndaddr, __be32 nports) {
+  void* data = (void*)(long)ctx->data;
+  void* end = (void*)(long)ctx->data_end;
+  struct ethhdr* eth = data;
+  struct iphdr* ip = (void*)(eth + 1);
+  __be32* l4 = (void*)(ip + 1);
+  if ((void*)(l4 + 2) > end) return XDP_PASS;
+  if (ip->ttl <= 1) return XDP_PASS;
+  struct bpf_fib_lookup fib = {};
+  if (np_xdp_fib(ctx, &fib, NP_FAMILY_V4, ndaddr, p->proto, bpf_ntohs(ip->tot_len)) < 0)
+    return XDP_PASS;
+  __u16* check;
+  if (p->proto == NP_IPPROTO_TCP) {
+    if ((void*)(l4 + 5) > end) return XDP_PASS;
+    check = (__u16*)l4 + 8;
+  } else {
+    check = (__u16*)l4 + 3;
+  }
+  __be32 o[3] = {ip->saddr, ip->daddr, 0}, n[3] = {0, 0, 0};
+  __builtin_memcpy(&n[0], nsaddr, 4);
+  __builtin_memcpy(&n[1], ndaddr, 4);
+  *check = np_xdp_l4sum(*check, p->proto, 1, o, n, 8, *l4, nports);
+  /* The TTL is the high byte of the header's word at offset 8, decremented as a router does. */
+  const __u8 ttl = ip->ttl;
+  ((__u16*)o)[4] = bpf_htons((__u16)ttl << 8);
+  ((__u16*)n)[4] = bpf_htons((__u16)(ttl - 1) << 8);
+  ip->check = np_csum_replace(ip->check, o, 12, n, 12);
+  ip->saddr = n[0];
+  ip->daddr = n[1];
+  ip->ttl = ttl - 1;
+  *l4 = nports;
+  __builtin_memcpy(eth->h_dest, fib.dmac, 6);
+  __builtin_memcpy(eth->h_source, fib.smac, 6);
+  if (fib.ifindex == ctx->ingress_ifindex) return XDP_TX;
+  return bpf_redirect(fib.ifindex, 0);
+}
+
+static __always_inline int np_xdp_nat6(struct xdp_md* ctx, const struct np_pkt* p,
+                                       const __u8* nsaddr, const __u8* ndaddr, __be32 nports) {
+  void* data = (void*)(long)ctx->data;
+  void* end = (void*)(long)ctx->data_end;
+  struct ethhdr* eth = data;
+  struct ipv6hdr* ip6 = (void*)(eth + 1);
+  __be32* l4 = (void*)(ip6 + 1);
+  if ((void*)(l4 + 2) > end) return XDP_PASS;
+  if (ip6->hop_limit <= 1) return XDP_PASS;
+  struct bpf_fib_lookup fib = {};
+  if (np_xdp_fib(ctx, &fib, NP_FAMILY_V6, ndaddr, p->proto, bpf_ntohs(ip6->payload_len) + 40) < 0)
+    return XDP_PASS;
+  __u16* check;
+  if (p->proto == NP_IPPROTO_TCP) {
+    if ((void*)(l4 + 5) > end) return XDP_PASS;
+    check = (__u16*)l4 + 8;
+  } else {
+    check = (__u16*)l4 + 3;
+  }
+  __be32 o[8], n[8];
+  __builtin_memcpy(o, &ip6->saddr, 32);
+  __builtin_memcpy(&n[0], nsaddr, 16);
+  __builtin_memcpy(&n[4], ndaddr, 16);
+  *check = np_xdp_l4sum(*check, p->proto, 0, o, n, 32, *l4, nports);
+  __builtin_memcpy(&ip6->saddr, n, 32);
+  ip6->hop_limit -= 1;
+  *l4 = nports;
+  __builtin_memcpy(eth->h_dest, fib.dmac, 6);
+  __builtin_memcpy(eth->h_source, fib.smac, 6);
+  if (fib.ifindex == ctx->ingress_ifindex) return XDP_TX;
+  return bpf_redirect(fib.ifindex, 0);
+}
+
+/* New and established flows to a frontend whose next hop the FIB knows: translated, given the
+ * next hop's MAC addresses and sent out of its interface here (XDP_TX or bpf_redirect).
+ * Everything else passes to tc ingress untouched, which finishes it: replies of translated
+ * flows, rejects (their answer is built there), packets for this node itself, unresolved next
+ * hops (tc's bpf_redirect_neigh resolves them), fragments, IP options, other protocols. A new
+ * flow's entries are made before the FIB says no, so tc finds the flow known and translates it
+ * the same way. */
+SEC("xdp")
+int np_xdp(struct xdp_md* ctx) {
+  void* data = (void*)(long)ctx->data;
+  void* end = (void*)(long)ctx->data_end;
+  struct ethhdr* eth = data;
+  if ((void*)(eth + 1) > end) return XDP_PASS;
+  struct np_pkt p = {};
+  __u16* ports;
+  if (eth->h_proto == bpf_htons(NP_ETH_P_IP)) {
+    struct iphdr* ip = (void*)(eth + 1);
+    if ((void*)(ip + 1) > end || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+      return XDP_PASS;
+    p.family = NP_FAMILY_V4;
+    p.proto = ip->protocol;
+    __builtin_memcpy(p.saddr, &ip->saddr, 4);
+    __builtin_memcpy(p.daddr, &ip->daddr, 4);
+    ports = (void*)(ip + 1);
+  } else if (eth->h_proto == bpf_htons(NP_ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = (void*)(eth + 1);
+    if ((void*)(ip6 + 1) > end) return XDP_PASS;
+    p.family = NP_FAMILY_V6;
+    p.proto = ip6->nexthdr;
+    __builtin_memcpy(p.saddr, &ip6->saddr, 16);
+    __builtin_memcpy(p.daddr, &ip6->daddr, 16);
+    ports = (void*)(ip6 + 1);
+  } else {
+    return XDP_PASS;
+  }
+  if (p.proto != NP_IPPROTO_TCP && p.proto != NP_IPPROTO_UDP) return XDP_PASS;
+  if ((void*)(ports + 4) > end) return XDP_PASS; /* the UDP header, or a TCP header's start */
+  p.sport = ports[0];
+  p.dport = ports[1];
+
+  struct np_rnat_key rk = {};
+  __builtin_memcpy(rk.backend, p.saddr, 16);
+  __builtin_memcpy(rk.dst, p.daddr, 16);
+  rk.bport = p.sport;
+  rk.dport = p.dport;
+  rk.proto = p.proto;
+  rk.family = p.family;
+  if (bpf_map_lookup_elem(&np_rnat, &rk)) return XDP_PASS; /* a reply: tc's */
+
+  struct np_ct_value cv;
+  const int d = np_decide(&p, 0, &cv);
+  if (d == NP_D_DROP) return XDP_DROP;
+  if (d != NP_D_NAT) return XDP_PASS;
+  __u8 nsaddr[16];
+  __builtin_memcpy(nsaddr, p.saddr, 16);
+  __u16 nport[2] = {p.sport, cv.backend.port};
+  if (cv.snat_port) {
+    __u32 slot = p.family == NP_FAMILY_V4 ? 0 : 1;
+    struct np_snat* snat = bpf_map_lookup_elem(&np_snat, &slot);
+    if (!snat) return XDP_DROP;
+    __builtin_memcpy(nsaddr, snat->addr, 16);
+    nport[0] = cv.snat_port;
+  }
+  __be32 nports;
+  __builtin_memcpy(&nports, nport, 4);
+  if (p.family == NP_FAMILY_V4) return np_xdp_nat4(ctx, &p, nsaddr, cv.backend.addr, nports);
+  return np_xdp_nat6(ctx, &p, nsaddr, cv.backend.addr, nports);
 }
 
 char LICENSE[] SEC("license") = "GPL";

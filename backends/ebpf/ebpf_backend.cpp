@@ -90,15 +90,15 @@ sp_svc_key frontendKey(const IpAddr& ip, uint16_t port, uint8_t proto) {
 // cluster-wide set, as kube-proxy does for traffic from pods and the node. A port with no
 // endpoints at all rejects; one whose set is empty while other endpoints exist (iTP=Local with
 // none on this node) passes untranslated (its packets get no answer, as kube-proxy drops them).
-std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServicePortInfo& info,
-                                                                  const ServicePortView& v,
-                                                                  const SlotSet (&sets)[2]) {
+std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(
+    const ServicePortInfo& info, const ServicePortView& v, const SlotSet (&sets)[2],
+    const std::vector<IpAddr>* nodeAddrs) {
   std::vector<std::pair<sp_svc_key, sp_svc_value>> out;
   const uint8_t proto = protoOf(info);
   if (proto == 0) return out;
   const uint32_t timeout =
       info.sessionAffinity == SessionAffinity::ClientIP ? info.affinityTimeoutSeconds : 0;
-  auto add = [&](const IpAddr& ip, uint8_t set) {
+  auto add = [&](const IpAddr& ip, uint8_t set, uint16_t port) {
     const SlotSet& s = sets[setIndex(set)];
     sp_svc_value val{};
     val.set_id = s.id();
@@ -111,11 +111,23 @@ std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(const ServiceP
     } else if (s.count() == 0) {
       val.flags = SP_SVC_F_PASS;
     }
-    out.emplace_back(frontendKey(ip, info.port, proto), val);
+    out.emplace_back(frontendKey(ip, port, proto), val);
   };
-  add(info.clusterIP, v.internalSet());
-  for (const auto& ip : info.externalIPs) add(ip, epset::kCluster);
-  for (const auto& ip : info.loadBalancerIPs) add(ip, epset::kCluster);
+  add(info.clusterIP, v.internalSet(), info.port);
+  // Traffic of local origin to an external frontend goes to every endpoint (kube-proxy's
+  // short circuit), the node's masqueraded, the pods' not. Without the packet path the socket
+  // does it all. With it, eTP Cluster frontends are left to the packet path, which masquerades
+  // pods at their interface and the node at its egress; eTP Local ones are rewritten here,
+  // NodePorts on the node's addresses included, so pods keep their address.
+  const bool socketOnly = nodeAddrs == nullptr;
+  if (!socketOnly && v.externalSet() == epset::kCluster) return out;
+  for (const auto& ip : info.externalIPs) add(ip, epset::kCluster, info.port);
+  for (const auto& ip : info.loadBalancerIPs) add(ip, epset::kCluster, info.port);
+  if (!socketOnly && info.nodePort != 0) {
+    for (const auto& ip : *nodeAddrs) {
+      if (ip.family == info.key.port.family) add(ip, epset::kCluster, info.nodePort);
+    }
+  }
   return out;
 }
 
@@ -136,12 +148,12 @@ std::array<std::vector<EndpointKey>, 2> membersBySet(const ServicePortView& v) {
 }  // namespace
 
 EbpfBackend::EbpfBackend(const NetworkConfig& net) {
-  if (net.masqueradeAll) {
+  if (net.masqueradeAll && net.devices.empty()) {
     // Refused rather than ignored: a flow rewritten at the socket leaves with the client's own
-    // address and meets no NAT rule that could masquerade it.
+    // address; only the packet path (--devices) masquerades.
     throw std::invalid_argument(
-        "--masquerade-all: the ebpf backend rewrites at the client's socket and never "
-        "masquerades; use --backend nftables for it");
+        "--masquerade-all: the ebpf backend masquerades in its packet path only, which "
+        "--devices none turned off");
   }
   options_.pinDir = net.bpfPinDir;
   options_.cgroupRoot = net.cgroupRoot;
@@ -159,8 +171,11 @@ Capabilities EbpfBackend::supported() {
   // Part 1 rewrites at the socket: traffic that starts on this node. NodePorts, externalIPs and
   // load-balancer addresses reached from outside, and what only concerns such traffic (eTP,
   // source ranges, hairpin masquerade), need the tc/XDP programs of part 2.
+  // With the packet path (on by default: --devices), traffic from outside too.
   return Capabilities{{Feature::ClusterIP, Feature::InternalTrafficPolicyLocal,
-                       Feature::SessionAffinity, Feature::IPv6}};
+                       Feature::SessionAffinity, Feature::IPv6, Feature::NodePort,
+                       Feature::ExternalIPs, Feature::LoadBalancerVIP,
+                       Feature::ExternalTrafficPolicyLocal, Feature::LoadBalancerSourceRanges}};
 }
 
 std::string EbpfBackend::ensureLoaded() {
@@ -255,7 +270,12 @@ std::string EbpfBackend::flushGarbage(bool all) {
 }
 
 std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
-  auto next = desiredFrontends(*p.info, v, p.sets);
+  // --masquerade-all: every flow is masqueraded, so none is rewritten at its socket; the
+  // packet path translates them all (pods' at their interface, the node's at its egress).
+  auto next =
+      masqueradeAtPackets()
+          ? decltype(p.frontends){}
+          : desiredFrontends(*p.info, v, p.sets, nodePort_ ? &nodePort_->nodeAddresses() : nullptr);
   for (const auto& [k, val] : next) {
     auto it = std::find_if(p.frontends.begin(), p.frontends.end(),
                            [&](const auto& f) { return f.first == k; });
@@ -277,6 +297,7 @@ std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
 }
 
 std::string EbpfBackend::clusterIpRef(const IpAddr& ip, int delta) {
+  if (masqueradeAtPackets()) return "";  // no socket frontend, no socket reject either
   uint32_t& n = clusterIpRefs_[ip];
   const uint32_t before = n;
   n = static_cast<uint32_t>(static_cast<int64_t>(n) + delta);

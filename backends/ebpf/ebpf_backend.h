@@ -70,6 +70,7 @@ class EbpfBackend : public proxier::Backend {
 
   LoaderOptions options_;
   proxier::NetworkConfig net_;
+  bool masqueradeAtPackets() const { return net_.masqueradeAll && !net_.devices.empty(); }
   std::unique_ptr<NodePortPath> nodePort_;  // with --devices only
   std::unique_ptr<SockLbPrograms> progs_;
   bool sockmapShortcut_ = false;

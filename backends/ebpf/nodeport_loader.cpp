@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
+#include <linux/if_link.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -37,12 +38,14 @@ NodePortPrograms::NodePortPrograms(const NodePortOptions& opts) {
   if (int err = nodeport_lb::load(skel_); err) {
     nodeport_lb::destroy(skel_);
     skel_ = nullptr;
-    fail("loading the nodeport_lb BPF programs (np_ingress, np_egress)", err);
+    fail("loading the nodeport_lb BPF programs (np_ingress, np_egress, np_xdp)", err);
   }
 }
 
 NodePortPrograms::~NodePortPrograms() {
-  for (int ifindex : std::set<int>(attached_)) {
+  std::set<int> all = attached_;
+  all.insert(xdp_.begin(), xdp_.end());
+  for (int ifindex : all) {
     try {
       detach(ifindex);
     } catch (const std::exception&) {
@@ -57,6 +60,9 @@ int NodePortPrograms::ingressFd() const {
 }
 int NodePortPrograms::egressFd() const {
   return bpf_program__fd(skel_->progs.np_egress);
+}
+int NodePortPrograms::xdpFd() const {
+  return bpf_program__fd(skel_->progs.np_xdp);
 }
 int NodePortPrograms::frontendsFd() const {
   return bpf_map__fd(skel_->maps.np_frontends);
@@ -126,6 +132,20 @@ void NodePortPrograms::installMaglevTable(uint32_t tableId, const MaglevTableMap
   }
 }
 
+void NodePortPrograms::installMaglevTables(const std::vector<std::pair<uint32_t, int>>& idAndFd) {
+  if (idAndFd.empty()) return;
+  std::vector<uint32_t> keys, fds;
+  for (auto [id, fd] : idAndFd) {
+    keys.push_back(id);
+    fds.push_back(static_cast<uint32_t>(fd));
+  }
+  uint32_t count = static_cast<uint32_t>(keys.size());
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+  if (bpf_map_update_batch(maglevFd(), keys.data(), fds.data(), &count, &opts) != 0) {
+    fail(fmt::format("np_maglev: installing {} tables (installed {})", keys.size(), count), errno);
+  }
+}
+
 void NodePortPrograms::setMaglevTable(uint32_t tableId, const std::vector<uint32_t>& backendIds) {
   if (backendIds.empty()) {
     removeMaglevTable(tableId);
@@ -186,8 +206,33 @@ void NodePortPrograms::attach(int ifindex) {
   attached_.insert(ifindex);
 }
 
+std::string NodePortPrograms::attachXdp(int ifindex) {
+  // Native only: generic (skb) XDP runs after the skb is built, where tc already is.
+  if (int err = bpf_xdp_attach(ifindex, xdpFd(), XDP_FLAGS_DRV_MODE, nullptr); err) {
+    return fmt::format("native XDP on ifindex {}: {}", ifindex, std::strerror(-err));
+  }
+  xdp_.insert(ifindex);
+  const uint8_t one = 1;
+  const uint32_t key = static_cast<uint32_t>(ifindex);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_xdp_out), &key, &one, BPF_ANY) != 0) {
+    const int err = errno;
+    bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr);
+    xdp_.erase(ifindex);
+    return fmt::format("np_xdp_out[{}]: {}", ifindex, std::strerror(err));
+  }
+  return "";
+}
+
 void NodePortPrograms::detach(int ifindex) {
-  attached_.erase(ifindex);
+  const bool tc = attached_.erase(ifindex) > 0;
+  if (xdp_.erase(ifindex)) {
+    const uint32_t key = static_cast<uint32_t>(ifindex);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.np_xdp_out), &key);
+    if (int err = bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr); err && err != -ENODEV) {
+      fail(fmt::format("ifindex {}: detaching np_xdp", ifindex), err);
+    }
+  }
+  if (!tc) return;  // XDP only (an XDP output without the tc programs: tests, benches)
   for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
     LIBBPF_OPTS(bpf_tc_opts, topts, .handle = kTcHandle, .priority = kTcPriority);

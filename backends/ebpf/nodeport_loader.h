@@ -2,7 +2,8 @@
 // Loads the packet-path load balancer (bpf/nodeport_lb.bpf.c) for traffic from outside the node
 // and gives its maps a typed face: frontends, backends, Maglev tables (built and swapped in
 // whole), the SNAT address per family; and attaches its two programs at tc ingress and egress
-// of an interface. Not pinned yet: the programs live as long as this object (issue 16).
+// of an interface, and its XDP program where the driver runs one natively. Not pinned yet: the
+// programs live as long as this object (issue 16).
 
 #include <cstdint>
 #include <set>
@@ -51,6 +52,7 @@ class NodePortPrograms {
 
   int ingressFd() const;
   int egressFd() const;
+  int xdpFd() const;
   int frontendsFd() const;
   int backendsFd() const;
   int maglevFd() const;
@@ -67,6 +69,8 @@ class NodePortPrograms {
   void removeMaglevTable(uint32_t tableId);
   // Makes table the one tableId names (an RCU wait in the kernel: only when a table is new).
   void installMaglevTable(uint32_t tableId, const MaglevTableMap& table);
+  // Many at once: one map update batch, so one RCU wait for all of them.
+  void installMaglevTables(const std::vector<std::pair<uint32_t, int>>& idAndFd);
   // Admits clients in cidr to the frontends whose ranges_id is rangesId.
   void addSourceRange(uint32_t rangesId, const np_range_key& key);
   void removeSourceRange(const np_range_key& key);
@@ -79,10 +83,14 @@ class NodePortPrograms {
   // only to interfaces they created.
   void attach(int ifindex);
   void detach(int ifindex);
+  // np_xdp in the driver (native XDP) of the interface, in front of the tc programs, which stay
+  // and take what it passes. "" when attached, else why not (the driver has no native XDP...):
+  // the interface then has tc only.
+  std::string attachXdp(int ifindex);
 
  private:
   nodeport_lb* skel_ = nullptr;
-  std::set<int> attached_;
+  std::set<int> attached_, xdp_;
 };
 
 }  // namespace sliceproxy::backends::ebpf

@@ -18,6 +18,7 @@ using proxier::IpFamily;
 
 std::vector<IpAddr> deviceAddresses(const std::vector<std::string>& devices,
                                     const std::vector<proxier::Cidr>& filter) {
+  const bool every = devices.empty();
   for (const auto& d : devices) {
     if (if_nametoindex(d.c_str()) == 0)
       throw std::runtime_error("--devices " + d + ": no such interface");
@@ -25,9 +26,11 @@ std::vector<IpAddr> deviceAddresses(const std::vector<std::string>& devices,
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) throw std::runtime_error("--devices: listing addresses failed");
   std::vector<IpAddr> out;
-  for (const std::string& dev : devices) {  // in the order given: the first device's come first
+  // In the order given: the first device's come first. No devices: every interface's.
+  const std::vector<std::string> all{""};
+  for (const std::string& dev : every ? all : devices) {
     for (ifaddrs* a = list; a; a = a->ifa_next) {
-      if (!a->ifa_addr || dev != a->ifa_name) continue;
+      if (!a->ifa_addr || (!every && dev != a->ifa_name)) continue;
       IpAddr ip;
       if (a->ifa_addr->sa_family == AF_INET) {
         std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
@@ -57,22 +60,23 @@ std::vector<IpAddr> deviceAddresses(const std::vector<std::string>& devices,
 
 NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
   for (const std::string& d : net.devices) {
-    if (d.size() > 1 && d.back() == '+') {
+    if (d == "+") {
+      every_ = true;  // the default: every interface, its addresses the node's
+      prefixes_.push_back("");
+    } else if (d.size() > 1 && d.back() == '+') {
       prefixes_.push_back(d.substr(0, d.size() - 1));
     } else {
       exact_.push_back(d);
     }
   }
-  if (net.nodePortPrimaryOnly) {
-    // The Node's InternalIPs arrive with the Node object, after the programs are loaded; the
-    // frontends would have to follow them. Refused rather than ignored.
-    throw std::runtime_error(
-        "--nodeport-addresses primary: not supported with --devices yet; give CIDRs");
-  }
-  addresses_ = deviceAddresses(exact_, net.nodePortAddresses);
+  // primary: the Node's InternalIPs arrive with the Node object, after the programs are
+  // loaded; followNode() sets them.
+  primaryOnly_ = net.nodePortPrimaryOnly;
+  const std::vector<std::string> named = every_ ? std::vector<std::string>{} : exact_;
+  if (!primaryOnly_) addresses_ = deviceAddresses(named, net.nodePortAddresses);
   // The SNAT default: the first device's own first address of the family, whatever
   // --nodeport-addresses keeps (an extra NodePort address is no source for masquerading).
-  const std::vector<IpAddr> all = deviceAddresses(exact_, {});
+  const std::vector<IpAddr> all = deviceAddresses(named, {});
   progs_ = std::make_unique<NodePortPrograms>();
   for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
     const IpAddr* snat = net.snatAddress(f);
@@ -94,7 +98,7 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     k.family = a.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
     progs_->addLocalAddress(k);
   }
-  if (std::find(exact_.begin(), exact_.end(), "lo") != exact_.end()) {
+  if (every_ || std::find(exact_.begin(), exact_.end(), "lo") != exact_.end()) {
     // Replies to the node's own connections are handed to lo with a node address as source;
     // the kernel accepts that on lo only with accept_local (kube-proxy sets route_localnet
     // the same way).
@@ -107,6 +111,18 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
     progs_->attach(ifindex);
     attached_[ifindex] = dev;
+    // XDP in front of tc on the interfaces named exactly (lo has no driver to run it): where
+    // the driver has native XDP, new and established flows with a resolved next hop are
+    // forwarded before an skb exists; elsewhere, and for what XDP passes, tc does it all.
+    // Not on PREFIX+ or the default `+` interfaces: a veth forwards XDP_TX / redirected frames
+    // only when its peer runs XDP or GRO, which pods' interfaces do not promise.
+    if (dev == "lo") continue;
+    if (auto why = progs_->attachXdp(ifindex); why.empty()) {
+      xdp_.push_back(dev);
+      spdlog::info("ebpf: {}: NodePort load balancer at native XDP, tc behind it", dev);
+    } else {
+      spdlog::info("ebpf: {}: tc only ({})", dev, why);
+    }
   }
   attachNew();
   std::vector<std::string> shown;
@@ -144,35 +160,71 @@ std::vector<std::string> NodePortPath::attached() const {
   return out;
 }
 
-std::string NodePortPath::apply(const proxier::Diff& diff) {
-  attachNew();
-  for (const auto& d : diff.deletes) {
-    if (auto err = writer_->remove(d.key); !err.empty()) return err;
-    auto it = std::lower_bound(ports_.begin(), ports_.end(), d.key);
-    if (it != ports_.end() && *it == d.key) ports_.erase(it);
+bool NodePortPath::followNode(const proxier::NodeContext* node) {
+  if (!primaryOnly_) return false;
+  std::vector<IpAddr> now;
+  if (node && node->node) {
+    for (const auto& a : node->node->addresses) {
+      if (a.type == "InternalIP" && a.ip && std::find(now.begin(), now.end(), *a.ip) == now.end())
+        now.push_back(*a.ip);
+    }
   }
-  for (const auto& u : diff.upserts) {
-    if (auto err = writer_->sync(*u.view); !err.empty()) return err;
-    auto it = std::lower_bound(ports_.begin(), ports_.end(), u.view->key());
-    if (it == ports_.end() || !(*it == u.view->key())) ports_.insert(it, u.view->key());
+  if (now == addresses_) return false;
+  addresses_ = std::move(now);
+  writer_->setNodeAddresses(addresses_);
+  std::vector<std::string> shown;
+  for (const auto& a : addresses_) shown.push_back(a.str());
+  spdlog::info("ebpf: NodePorts answer on the Node's InternalIPs {}", fmt::join(shown, ","));
+  return true;
+}
+
+std::string NodePortPath::syncAll() {
+  for (const auto& [k, v] : ports_) {
+    if (auto err = writer_->sync(*v); !err.empty()) return err;
   }
   return "";
 }
 
-std::string NodePortPath::fullSync(const proxier::State& state) {
+std::string NodePortPath::apply(const proxier::Diff& diff) {
+  writer_->begin();
+  auto err = applyBatch(diff);
+  auto committed = writer_->commit();
+  return err.empty() ? committed : err;
+}
+
+std::string NodePortPath::applyBatch(const proxier::Diff& diff) {
   attachNew();
-  std::vector<proxier::ServicePortKey> want;
-  for (const auto* v : state.ports) want.push_back(v->key());
-  std::sort(want.begin(), want.end());
-  for (const auto& k : ports_) {
-    if (std::binary_search(want.begin(), want.end(), k)) continue;
+  for (const auto& d : diff.deletes) {
+    if (auto err = writer_->remove(d.key); !err.empty()) return err;
+    ports_.erase(d.key);
+  }
+  const bool moved = followNode(diff.node);
+  for (const auto& u : diff.upserts) {
+    ports_[u.view->key()] = u.view;
+    if (moved) continue;
+    if (auto err = writer_->sync(*u.view); !err.empty()) return err;
+  }
+  return moved ? syncAll() : "";
+}
+
+std::string NodePortPath::fullSync(const proxier::State& state) {
+  writer_->begin();
+  auto err = fullSyncBatch(state);
+  auto committed = writer_->commit();
+  return err.empty() ? committed : err;
+}
+
+std::string NodePortPath::fullSyncBatch(const proxier::State& state) {
+  attachNew();
+  followNode(state.node);
+  std::map<proxier::ServicePortKey, const proxier::ServicePortView*> want;
+  for (const auto* v : state.ports) want[v->key()] = v;
+  for (const auto& [k, v] : ports_) {
+    if (want.count(k)) continue;
     if (auto err = writer_->remove(k); !err.empty()) return err;
   }
-  for (const auto* v : state.ports) {
-    if (auto err = writer_->sync(*v); !err.empty()) return err;
-  }
   ports_ = std::move(want);
-  return "";
+  return syncAll();
 }
 
 }  // namespace sliceproxy::backends::ebpf

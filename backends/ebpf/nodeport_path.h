@@ -29,25 +29,40 @@ class NodePortPath {
   explicit NodePortPath(const proxier::NetworkConfig& net);
   std::string apply(const proxier::Diff& diff);
   std::string fullSync(const proxier::State& state);
+  // Where NodePorts answer. With --nodeport-addresses primary: the Node's InternalIPs, none
+  // until the Node object is seen (a sync that brings it re-plans every port).
   const std::vector<proxier::IpAddr>& nodeAddresses() const { return addresses_; }
   // The interfaces the programs are attached to, by name.
   std::vector<std::string> attached() const;
+  // Those of them where the XDP program runs natively too.
+  const std::vector<std::string>& xdp() const { return xdp_; }
 
  private:
   // Attaches to every interface matching a prefix (`--devices veth+`) not attached yet: pods'
   // host-side interfaces, where a local backend's replies and a pod's own NodePort traffic
   // enter. Scanned at each sync (O(interfaces); a netlink link watcher is the follow-up).
   void attachNew();
-  std::vector<std::string> exact_, prefixes_;
+  // --nodeport-addresses primary: follows the Node's InternalIPs; true when they changed.
+  bool followNode(const proxier::NodeContext* node);
+  std::string syncAll();
+  // apply / fullSync inside the writer's batch (one RCU wait for all the new tables).
+  std::string applyBatch(const proxier::Diff& diff);
+  std::string fullSyncBatch(const proxier::State& state);
+  bool primaryOnly_ = false;
+  bool every_ = false;  // `+`: every interface, present and future
+  std::vector<std::string> exact_, prefixes_, xdp_;
   std::map<int, std::string> attached_;  // ifindex -> name
   std::vector<proxier::IpAddr> addresses_;
   std::unique_ptr<NodePortPrograms> progs_;
   std::unique_ptr<NodePortWriter> writer_;
-  std::vector<proxier::ServicePortKey> ports_;  // sorted: what the writer holds
+  // What the writer holds. The proxier keeps a port's view at one address until it deletes the
+  // port (a Diff delete), so every port can be re-planned when the node addresses change.
+  std::map<proxier::ServicePortKey, const proxier::ServicePortView*> ports_;
 };
 
-// The addresses of these interfaces (their IPv6 link-local ones excepted), kept when one of
-// `filter` contains them (an empty filter keeps all). Throws naming a device that is missing.
+// The addresses of these interfaces (every interface's when empty; IPv6 link-local and loopback
+// ones excepted), kept when one of `filter` contains them (an empty filter keeps all). Throws
+// naming a device that is missing.
 std::vector<proxier::IpAddr> deviceAddresses(const std::vector<std::string>& devices,
                                              const std::vector<proxier::Cidr>& filter);
 

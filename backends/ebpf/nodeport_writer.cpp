@@ -47,6 +47,7 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
     auto [it, created] = ports_.try_emplace(key);
     Port& p = it->second;
     np_frontend value = p.value;
+    bool deferred = false;  // the tail below waits for this group's table install
     value.flags = plan.flags;
     value.affinity_timeout = plan.affinityTimeout;
     if (created) {
@@ -80,7 +81,12 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
         const bool fresh = !t || t->size() != size;
         if (fresh) t = std::make_unique<MaglevTableMap>(size);
         for (uint32_t i = 0; i < size; ++i) t->set(i, idOf[table[i]]);
-        if (fresh) progs_.installMaglevTable(p.baseTableId + idle, *t);
+        if (fresh && batching_) {
+          pendingInstalls_.emplace_back(p.baseTableId + idle, t->fd());
+          deferred = true;
+        } else if (fresh) {
+          progs_.installMaglevTable(p.baseTableId + idle, *t);
+        }
         p.active = idle;
         value.table_id = p.baseTableId + idle;
         value.size = size;
@@ -93,35 +99,45 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
       for (const auto& c : plan.sourceRanges)
         progs_.addSourceRange(p.rangesId, rangeKey(p.rangesId, c));
     }
-    for (const np_fe_key& k : plan.frontends) {
-      np_frontend fv = value;
-      if (std::binary_search(plan.rangedFrontends.begin(), plan.rangedFrontends.end(), k)) {
-        fv.flags |= NP_F_SOURCE_RANGES;
-        fv.ranges_id = p.rangesId;
-      }
-      progs_.setFrontend(k, fv);
-    }
-    for (const auto& c : oldRanges) {
-      if (std::find(plan.sourceRanges.begin(), plan.sourceRanges.end(), c) ==
-          plan.sourceRanges.end()) {
-        progs_.removeSourceRange(rangeKey(p.rangesId, c));
-      }
-    }
-    p.ranges = plan.sourceRanges;
-    if (p.ranges.empty()) p.rangesId = 0;
-    for (const np_fe_key& k : p.frontends) {
-      if (!std::binary_search(plan.frontends.begin(), plan.frontends.end(), k)) {
-        progs_.removeFrontend(k);
-      }
-    }
-    // After the table that no longer names them: ids of the backends that left.
+    // The ids of the backends that left: out of the mirror now, out of the map in the tail.
+    std::vector<uint32_t> leaving;
     for (auto at = p.ids.begin(); at != p.ids.end();) {
       if (std::binary_search(plan.backends.begin(), plan.backends.end(), at->first)) {
         ++at;
         continue;
       }
-      progs_.removeBackend(at->second);
+      leaving.push_back(at->second);
       at = p.ids.erase(at);
+    }
+    // After the table they switch to is installed: the frontends, then what the old table or
+    // the old plan named and the new one does not.
+    auto finish = [this, frontends = plan.frontends, ranged = plan.rangedFrontends,
+                   ranges = plan.sourceRanges, oldRanges, oldFrontends = p.frontends, value,
+                   rangesId = p.rangesId, gone = std::move(leaving)]() {
+      for (const np_fe_key& k : frontends) {
+        np_frontend fv = value;
+        if (std::binary_search(ranged.begin(), ranged.end(), k)) {
+          fv.flags |= NP_F_SOURCE_RANGES;
+          fv.ranges_id = rangesId;
+        }
+        progs_.setFrontend(k, fv);
+      }
+      for (const auto& c : oldRanges) {
+        if (std::find(ranges.begin(), ranges.end(), c) == ranges.end()) {
+          progs_.removeSourceRange(rangeKey(rangesId, c));
+        }
+      }
+      for (const np_fe_key& k : oldFrontends) {
+        if (!std::binary_search(frontends.begin(), frontends.end(), k)) progs_.removeFrontend(k);
+      }
+      for (uint32_t id : gone) progs_.removeBackend(id);
+    };
+    p.ranges = plan.sourceRanges;
+    if (p.ranges.empty()) p.rangesId = 0;
+    if (deferred) {
+      pendingTails_.push_back(std::move(finish));
+    } else {
+      finish();
     }
     p.frontends = std::move(plan.frontends);
     p.value = value;
@@ -143,6 +159,21 @@ std::string NodePortWriter::removeGroup(const GroupKey& key) {
     for (const auto& c : it->second.ranges)
       progs_.removeSourceRange(rangeKey(it->second.rangesId, c));
     ports_.erase(it);
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+std::string NodePortWriter::commit() {
+  batching_ = false;
+  auto installs = std::move(pendingInstalls_);
+  auto tails = std::move(pendingTails_);
+  pendingInstalls_.clear();
+  pendingTails_.clear();
+  try {
+    progs_.installMaglevTables(installs);
+    for (auto& t : tails) t();
     return "";
   } catch (const std::exception& e) {
     return e.what();

@@ -7,6 +7,7 @@
 // removed before the tables and backends they used. A reader that still walks the idle table
 // when the next sync rewrites it would have to outlive a whole sync interval.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +25,15 @@ class NodePortWriter {
   // Upserts the port; returns "" or an error naming the service port and the map.
   std::string sync(const proxier::ServicePortView& v);
   std::string remove(const proxier::ServicePortKey& key);
+  // Between begin() and commit(), tables that need a new inner map are installed together at
+  // commit (one RCU wait for all instead of ~10 ms each: a cold load of 1000 NodePorts took
+  // 20 s), and what must follow each install -- the frontends switching to it, then the
+  // removal of what the old table named -- waits for it; until then the group's frontends keep
+  // their old table. Without begin(), each sync installs at once.
+  void begin() { batching_ = true; }
+  std::string commit();
+  // The addresses NodePorts answer on from now on; ports are re-planned at their next sync.
+  void setNodeAddresses(std::vector<proxier::IpAddr> a) { nodeAddresses_ = std::move(a); }
 
   // For tests: the table id and size a port's frontends use (0, 0 when none).
   std::pair<uint32_t, uint32_t> tableOf(const proxier::ServicePortKey& key) const;
@@ -55,6 +65,9 @@ class NodePortWriter {
   std::string syncGroup(const GroupKey& key, NodePortPlan plan);
   std::string removeGroup(const GroupKey& key);
   std::map<GroupKey, Port> ports_;
+  bool batching_ = false;
+  std::vector<std::pair<uint32_t, int>> pendingInstalls_;  // table id, inner map fd
+  std::vector<std::function<void()>> pendingTails_;
   uint32_t nextTableId_ = 1, nextBackendId_ = 1, nextRangesId_ = 1;
 };
 

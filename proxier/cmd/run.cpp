@@ -123,8 +123,9 @@ int run(int argc, char** argv, const Extensions& ext) {
       });
   app.add_option("--devices", cfg.network.devices,
                  "eBPF backend: interfaces whose tc ingress/egress get the load balancer for "
-                 "traffic from outside the node (NodePort, externalIPs, LB addresses; "
-                 "experimental, issue 16); PREFIX+ matches by prefix; none: off")
+                 "traffic from outside the node (NodePort, externalIPs, LB addresses); "
+                 "PREFIX+ matches by prefix; default + (every interface, as netfilter's hooks "
+                 "see every one); none: off")
       ->delimiter(',');
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
@@ -234,6 +235,13 @@ int run(int argc, char** argv, const Extensions& ext) {
     if (!err.empty()) {
       spdlog::error("{}", err);
       return kExitUsage;
+    }
+    if (cfg.backend == "ebpf") {
+      // kube-proxy answers NodePorts on every local address whatever interface the packet
+      // came in on; the packet path matches that by default (see backends/ebpf/NODEPORT.md).
+      auto& d = cfg.network.devices;
+      if (d.empty()) d = {"+"};
+      if (d.size() == 1 && d[0] == "none") d.clear();
     }
     if (cfg.network.sockmapShortcut && cfg.backend != "ebpf") {
       spdlog::error("--sockmap-shortcut: only the ebpf backend has it (the backend is {})",

@@ -14,9 +14,12 @@ def expectations():
 
 
 def serves_outside(backend):
-    """False for a backend whose expectations declare traffic from outside node-a unsupported
-    (the acceptance tests then probe from node-a's pods only)."""
-    return "TrafficFromOutsideNode" not in expectations().get(backend, {}).get("unsupported", [])
+    """False for a backend whose expectations declare traffic from outside node-a unsupported,
+    everywhere or (restart_unsupported) only across restarts and bulk cold loads (the live-change
+    and restart tests then probe from node-a's pods only)."""
+    e = expectations().get(backend, {})
+    return "TrafficFromOutsideNode" not in e.get("unsupported", []) + \
+        e.get("restart_unsupported", [])
 
 
 def _nft_tables(sandbox, node):

@@ -6,13 +6,19 @@
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "../unit/builders.h"
 #include "backends/ebpf/maglev.h"
@@ -340,6 +346,50 @@ INSTANTIATE_TEST_SUITE_P(Proto, NodePortFixture,
                            return info.param == IPPROTO_TCP ? "TCP" : "UDP";
                          });
 
+// The node's own packets at egress (np_egress): to an eTP Cluster frontend (the socket programs
+// leave those to the packet path) they are translated and SNATed, or rejected back in when the
+// service has no endpoints; a packet from another source, or to a frontend without SNAT (eTP
+// Local: rewritten at the socket), leaves untouched.
+TEST(NodePortEgress, TheNodesOwnPacketToAClusterPolicyFrontendIsTranslatedAtEgress) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16(kNode);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 65535;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  np_local_key lk{};
+  std::memcpy(lk.addr, a.data(), 16);
+  lk.family = NP_FAMILY_V4;
+  node.progs().addLocalAddress(lk);
+  const char* vip = "203.0.113.50";
+  node.service(feKey(vip, 80, IPPROTO_TCP), backendsV4(3), NP_F_SNAT, 1);
+  node.service(feKey(vip, 81, IPPROTO_TCP), backendsV4(3), 0, 2);
+  node.service(feKey(vip, 82, IPPROTO_TCP), {}, NP_F_REJECT, 3);
+  Flow f{kNode, vip, 40000, 80, IPPROTO_TCP};
+  auto r = run(node.progs().egressFd(), packet::build(f));
+  ASSERT_NE(r.verdict, kTcShot);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+  EXPECT_EQ(r.parsed.flow.dport, 8080);
+  EXPECT_EQ(r.parsed.flow.src, kNode);
+  EXPECT_GE(r.parsed.flow.sport, 61000) << "SNATed to a port of the SNAT range";
+  auto other = packet::build({"203.0.113.7", vip, 40001, 80, IPPROTO_TCP});
+  auto o = run(node.progs().egressFd(), other);
+  EXPECT_EQ(o.verdict, kTcOk);
+  EXPECT_EQ(o.out, other) << "not the node's own: forwarded traffic, untouched";
+  auto local = packet::build({kNode, vip, 40002, 81, IPPROTO_TCP});
+  auto l = run(node.progs().egressFd(), local);
+  EXPECT_EQ(l.verdict, kTcOk);
+  EXPECT_EQ(l.out, local) << "no SNAT flag: the socket's business";
+  auto rej = run(node.progs().egressFd(), packet::build({kNode, vip, 40003, 82, IPPROTO_TCP}));
+  ASSERT_EQ(rej.verdict, kTcRedirect);
+  expectChecksums(rej);
+  EXPECT_EQ(rej.parsed.tcpFlags, 0x14) << "RST|ACK back to the node's socket";
+  EXPECT_EQ(rej.parsed.flow.src, vip);
+  EXPECT_EQ(rej.parsed.flow.dst, kNode);
+}
+
 TEST(NodePortReject, TcpWithoutEndpointsGetsARstBackOutOfItsInterface) {
   Node node;
   node.service(feKey(kNode, kNodePort, IPPROTO_TCP), {}, NP_F_REJECT);
@@ -566,6 +616,242 @@ TEST(NodePortMaglev, TwoNodesPickTheSameBackendForEveryFlow) {
   EXPECT_EQ(agreed, 500);
 }
 
+// --- XDP: the same decision at the driver, fixtures through BPF_PROG_TEST_RUN -----------------
+// The FIB must know a next hop for XDP to forward: a veth pair in this test's own namespace,
+// px1 where frames "arrive", px0 towards the backends (10.245.0.0/16, fd00:245::/64) through a
+// neighbour with a permanent MAC address.
+
+constexpr int kXdpDrop = 1, kXdpPass = 2, kXdpTx = 3, kXdpRedirect = 4;
+const uint8_t kNextHopMac[6] = {0x02, 0, 0, 0, 0x18, 0x02};
+
+int sh(const std::string& cmd) {
+  return std::system(cmd.c_str());
+}
+
+struct XdpLink {
+  int in = 0, out = 0;  // ifindex of px1 (ingress) and px0 (towards the backends)
+  std::array<uint8_t, 6> outMac{};
+};
+
+const XdpLink& xdpLink() {
+  static XdpLink l = [] {
+    XdpLink x;
+    const int rc =
+        sh("ip link add px0 type veth peer name px1 && ip link set px0 up && ip link set px1 up && "
+           "ip addr add 198.18.0.1/24 dev px0 && ip -6 addr add 2001:db8:18::1/64 dev px0 nodad && "
+           "ip neigh add 198.18.0.2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
+           "ip -6 neigh add 2001:db8:18::2 lladdr 02:00:00:00:18:02 dev px0 nud permanent && "
+           "ip route add 10.245.0.0/16 via 198.18.0.2 && "
+           "ip -6 route add fd00:245::/64 via 2001:db8:18::2 && "
+           "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+    if (rc != 0) throw std::runtime_error("building px0/px1 for the XDP fixtures");
+    x.in = static_cast<int>(if_nametoindex("px1"));
+    x.out = static_cast<int>(if_nametoindex("px0"));
+    // Asked of this namespace (sysfs shows the namespace that mounted it).
+    ifreq req{};
+    std::strncpy(req.ifr_name, "px0", IFNAMSIZ - 1);
+    const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0 || ioctl(fd, SIOCGIFHWADDR, &req) != 0)
+      throw std::runtime_error("px0: reading its MAC address");
+    close(fd);
+    std::memcpy(x.outMac.data(), req.ifr_hwaddr.sa_data, 6);
+    return x;
+  }();
+  return l;
+}
+
+// np_xdp sends frames only out of interfaces it runs on natively: px0 gets it.
+void xdpOut(Node& node) {
+  ASSERT_EQ(node.progs().attachXdp(xdpLink().out), "") << "native XDP on veth px0";
+}
+
+Result runXdp(int progFd, const std::vector<uint8_t>& in, int ifindex) {
+  Result r;
+  r.out.resize(1500);
+  xdp_md md{};
+  md.data_end = static_cast<uint32_t>(in.size());
+  md.ingress_ifindex = static_cast<uint32_t>(ifindex);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()),
+              .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &md,
+              .ctx_size_in = sizeof(md), .repeat = 1);
+  if (bpf_prog_test_run_opts(progFd, &opts) != 0) {
+    ADD_FAILURE() << "BPF_PROG_TEST_RUN (xdp): " << std::strerror(errno);
+    return r;
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.out.resize(opts.data_size_out);
+  r.parsed = packet::parse(r.out);
+  return r;
+}
+
+std::vector<EndpointKey> xdpBackends(bool v6, int n) {
+  std::vector<EndpointKey> out;
+  for (int i = 1; i <= n; ++i)
+    out.push_back(be(v6 ? fmt::format("fd00:245::{}", i) : fmt::format("10.245.0.{}", i), 8080));
+  return out;
+}
+
+uint8_t ttlOf(const std::vector<uint8_t>& frame) {
+  const bool v6 = packet::get16(frame.data() + 12) == 0x86dd;
+  return frame[14 + (v6 ? 7 : 8)];
+}
+
+// (protocol, IPv6?)
+class NodePortXdp : public ::testing::TestWithParam<std::tuple<uint8_t, bool>> {};
+
+// A new flow, then the same flow again: DNAT to its Maglev backend, both checksums right,
+// TTL (hop limit) one less, the next hop's MAC addresses, redirected out of px0.
+TEST_P(NodePortXdp, NewAndEstablishedFlowsAreForwardedAtTheDriver) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  xdpOut(node);
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 5), 0);
+  std::set<std::string> seen;
+  for (uint16_t sport = 47000; sport < 47030; ++sport) {
+    Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, sport, kNodePort, proto};
+    for (int pass = 0; pass < 2; ++pass) {
+      auto r = runXdp(node.progs().xdpFd(), packet::build(f, pass ? "again" : "hello"), link.in);
+      ASSERT_EQ(r.verdict, kXdpRedirect) << "sport " << sport << " pass " << pass;
+      expectChecksums(r);
+      const EndpointKey want = node.predict(f);
+      EXPECT_EQ(r.parsed.flow.dst, want.ip.str());
+      EXPECT_EQ(r.parsed.flow.dport, 8080);
+      EXPECT_EQ(r.parsed.flow.src, f.src) << "no SNAT flag: the client address stays";
+      EXPECT_EQ(r.parsed.flow.sport, sport);
+      EXPECT_EQ(r.parsed.payload, pass ? "again" : "hello");
+      EXPECT_EQ(ttlOf(r.out), 63);
+      EXPECT_EQ(std::memcmp(r.out.data(), kNextHopMac, 6), 0) << "destination MAC: the next hop";
+      EXPECT_EQ(std::memcmp(r.out.data() + 6, link.outMac.data(), 6), 0) << "source MAC: px0";
+      seen.insert(str(want));
+    }
+  }
+  EXPECT_GE(seen.size(), 3u);
+  // Arriving on the interface it leaves by: sent back out at once.
+  Flow g{v6 ? "2001:db8:1::8" : "203.0.113.8", fe, 47100, kNodePort, proto};
+  EXPECT_EQ(runXdp(node.progs().xdpFd(), packet::build(g), link.out).verdict, kXdpTx);
+}
+
+// eTP Cluster: SNAT to the node's address with a port from the SNAT range, and the reply is
+// left to tc (the reverse entry exists), which the tc fixtures cover.
+TEST_P(NodePortXdp, SnatFlowGetsTheNodeAddressAndItsReplyPassesToTc) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  xdpOut(node);
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  np_snat snat{};
+  auto a = bytes16(fe);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 65535;
+  node.progs().setSnat(v6 ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
+  node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 3), NP_F_SNAT);
+  Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, 47200, kNodePort, proto};
+  auto r = runXdp(node.progs().xdpFd(), packet::build(f), link.in);
+  ASSERT_EQ(r.verdict, kXdpRedirect);
+  expectChecksums(r);
+  EXPECT_EQ(r.parsed.flow.src, fe) << "SNAT to the node";
+  EXPECT_GE(r.parsed.flow.sport, 61000);
+  EXPECT_EQ(r.parsed.flow.dst, node.predict(f).ip.str());
+  Flow reply{r.parsed.flow.dst, fe, 8080, r.parsed.flow.sport, proto};
+  auto back = runXdp(node.progs().xdpFd(), packet::build(reply), link.out);
+  EXPECT_EQ(back.verdict, kXdpPass);
+  EXPECT_EQ(back.parsed.flow.src, reply.src) << "untouched: tc reverses it";
+  // tc ingress turns it back into the frontend's reply to the client.
+  auto tc = run(node.progs().ingressFd(), packet::build(reply));
+  EXPECT_EQ(tc.parsed.flow.src, fe);
+  EXPECT_EQ(tc.parsed.flow.sport, kNodePort);
+  EXPECT_EQ(tc.parsed.flow.dst, f.src);
+  EXPECT_EQ(tc.parsed.flow.dport, f.sport);
+}
+
+// No resolved next hop for the backend: XDP passes the frame untouched, and tc, finding the flow
+// XDP entered in the connection tracking, sends it to the same backend.
+TEST_P(NodePortXdp, WithoutANextHopTheFrameFallsBackToTcAndTheSameBackend) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  xdpOut(node);
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  std::vector<EndpointKey> unrouted{be(v6 ? "fd00:246::1" : "10.246.0.1", 8080),
+                                    be(v6 ? "fd00:246::2" : "10.246.0.2", 8080)};
+  node.service(feKey(fe, kNodePort, proto), unrouted, 0);
+  Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, 47300, kNodePort, proto};
+  auto frame = packet::build(f);
+  auto x = runXdp(node.progs().xdpFd(), frame, link.in);
+  ASSERT_EQ(x.verdict, kXdpPass);
+  EXPECT_EQ(x.out, frame) << "passed as it came";
+  auto t = run(node.progs().ingressFd(), frame);
+  ASSERT_EQ(t.verdict, kTcOk);
+  expectChecksums(t);
+  EXPECT_EQ(t.parsed.flow.dst, node.predict(f).ip.str());
+}
+
+// The FIB's interface towards the backend runs no np_xdp (a pod's veth, say): the frame is left
+// to tc rather than redirected into an interface that may drop it.
+TEST(NodePortXdpOut, OnlyInterfacesRunningNpXdpAreSentTo) {
+  const XdpLink& link = xdpLink();
+  Node node;  // px0 not attached: not an XDP output
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), xdpBackends(false, 2), 0);
+  auto frame = packet::build({"203.0.113.7", kNode, 47600, kNodePort, IPPROTO_UDP});
+  auto r = runXdp(node.progs().xdpFd(), frame, link.in);
+  EXPECT_EQ(r.verdict, kXdpPass);
+  EXPECT_EQ(r.out, frame);
+  xdpOut(node);
+  EXPECT_EQ(runXdp(node.progs().xdpFd(), frame, link.in).verdict, kXdpRedirect);
+}
+
+// Policy at the driver: a drop is an XDP_DROP; a reject and a packet for no frontend pass on
+// (tc builds the RST / ICMP; the stack takes the rest).
+TEST_P(NodePortXdp, DropAtTheDriverRejectAndNoFrontendPass) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  xdpOut(node);
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 2), NP_F_DROP);
+  node.service(feKey(fe, kNodePort + 1, proto), {}, NP_F_REJECT, 2);
+  const std::string client = v6 ? "2001:db8:1::7" : "203.0.113.7";
+  EXPECT_EQ(
+      runXdp(node.progs().xdpFd(), packet::build({client, fe, 47400, kNodePort, proto}), link.in)
+          .verdict,
+      kXdpDrop);
+  auto rej = packet::build({client, fe, 47401, kNodePort + 1, proto});
+  auto r = runXdp(node.progs().xdpFd(), rej, link.in);
+  EXPECT_EQ(r.verdict, kXdpPass);
+  EXPECT_EQ(r.out, rej);
+  auto none = packet::build({client, fe, 47402, kNodePort + 2, proto});
+  EXPECT_EQ(runXdp(node.progs().xdpFd(), none, link.in).verdict, kXdpPass);
+}
+
+INSTANTIATE_TEST_SUITE_P(Proto, NodePortXdp,
+                         ::testing::Combine(::testing::Values(uint8_t{IPPROTO_TCP},
+                                                              uint8_t{IPPROTO_UDP}),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) == IPPROTO_TCP ? "TCP"
+                                                                                     : "UDP") +
+                                  (std::get<1>(info.param) ? "v6" : "v4");
+                         });
+
+// An IPv4 UDP datagram without a checksum keeps none through XDP.
+TEST(NodePortXdpUdp, ZeroChecksumStaysZero) {
+  const XdpLink& link = xdpLink();
+  Node node;
+  xdpOut(node);
+  node.service(feKey(kNode, kNodePort, IPPROTO_UDP), xdpBackends(false, 2), 0);
+  auto r = runXdp(
+      node.progs().xdpFd(),
+      packet::build({"203.0.113.7", kNode, 47500, kNodePort, IPPROTO_UDP}, "hello", {}, true),
+      link.in);
+  ASSERT_EQ(r.verdict, kXdpRedirect);
+  EXPECT_EQ(r.parsed.l4Checksum, 0);
+  EXPECT_TRUE(r.parsed.ipChecksumOk);
+}
+
 // --- real traffic: a client namespace reaches a NodePort on the node's veth ---------------
 
 topo::Topology gTopo;
@@ -618,6 +904,52 @@ TEST_F(NodePortTraffic, NodePortReachesTheMaglevBackendKeepingTheClientAddress) 
     }
   }
   EXPECT_EQ(reached.size(), 2u) << "16 flows over 2 backends";
+}
+
+// Native XDP on veth carries new flows by itself: n0 has np_xdp and no tc ingress program, so
+// only XDP can translate the client's packets (the node has no socket on the NodePort and would
+// refuse them). SNAT too: the replies come back to the node through n1, where tc turns them
+// back. The backends are resolved first (XDP forwards only to a known next hop).
+TEST_F(NodePortTraffic, NativeXdpOnVethForwardsNewFlowsWithoutTcIngress) {
+  Node node;
+  np_snat snat{};
+  auto a = bytes16("10.244.0.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  node.progs().setSnat(NP_FAMILY_V4, snat);
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    node.service(feKey("203.0.113.1", kNodePort, proto), backends(), NP_F_SNAT,
+                 proto == IPPROTO_TCP ? 1 : 2);
+  }
+  attach(node);
+  const int n0 = static_cast<int>(if_nametoindex("n0"));
+  ASSERT_EQ(node.progs().attachXdp(n0), "") << "veth has native XDP";
+  ASSERT_EQ(node.progs().attachXdp(static_cast<int>(if_nametoindex("n1"))), "")
+      << "n1 too: np_xdp sends only out of interfaces it runs on";
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = n0, .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, topts, .handle = 1, .priority = 0xc001);
+  ASSERT_EQ(bpf_tc_detach(&hook, &topts), 0) << "n0's tc ingress program removed";
+  const std::string neigh = fmt::format(
+      "m=$(ip -n {} -o link show b0 | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p') && "
+      "ip neigh replace 10.244.0.2 lladdr $m dev n1 nud permanent && "
+      "ip neigh replace 10.244.0.3 lladdr $m dev n1 nud permanent",
+      gTopo.backend);
+  ASSERT_EQ(topo::sh(neigh), 0) << neigh;
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    const uint8_t proto = type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
+    for (uint16_t i = 0; i < 4; ++i) {
+      const uint16_t cport = static_cast<uint16_t>(50700 + i + (type == SOCK_DGRAM ? 50 : 0));
+      auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, type, cport);
+      ASSERT_EQ(r.error, "") << (proto == IPPROTO_TCP ? "TCP" : "UDP") << " from port " << cport;
+      EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+      Flow f{"203.0.113.2", "203.0.113.1", cport, kNodePort, proto};
+      const EndpointKey want = node.predict(f, proto == IPPROTO_TCP ? 1 : 2);
+      EXPECT_EQ(r.text.rfind(str(want) + " 10.244.0.1:", 0), 0u)
+          << "the Maglev backend, seeing the SNAT address: " << r.text;
+    }
+  }
+  topo::sh("ip neigh del 10.244.0.2 dev n1; ip neigh del 10.244.0.3 dev n1");
 }
 
 TEST_F(NodePortTraffic, ClusterPolicySnatsToTheNodeAndRepliesFindTheirWayBack) {
@@ -694,6 +1026,64 @@ TEST_F(NodePortTraffic, NoEndpointsRejectRefusesTcpAndUdpAtOnce) {
 
 // The whole chain: Service and EndpointSlice objects, the proxier's node-local view, the
 // writer, the maps, and real traffic.
+// A batch (what NodePortPath runs each sync in): the new ports' tables are installed at commit,
+// together, and their frontends only after them; a port changed inside the batch keeps serving
+// from its old table until then.
+TEST_F(NodePortTraffic, BatchedSyncInstallsTablesTogetherAndFrontendsAfterThem) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip("203.0.113.1")}, kMaglevDefaultTableSize);
+  for (const char* dev : {"n0", "n1"}) progs.attach(static_cast<int>(if_nametoindex(dev)));
+  auto countFrontends = [&] {
+    size_t n = 0;
+    np_fe_key k{}, next{};
+    const np_fe_key* at = nullptr;
+    while (bpf_map_get_next_key(progs.frontendsFd(), at, &next) == 0) {
+      ++n;
+      k = next;
+      at = &k;
+    }
+    return n;
+  };
+  auto upsert = [&](int i, const char* backend) {
+    SvcSpec s;
+    s.name = fmt::format("web{}", i);
+    s.clusterIPs = {fmt::format("10.96.1.{}", i + 1)};
+    s.type = ServiceType::NodePort;
+    s.ports = {{"http", Protocol::UDP, 80, static_cast<uint16_t>(kNodePort + i), {8080, ""}}};
+    tracker.upsertService(service(s));
+    tracker.upsertSlice(
+        slice(s.name + "-1", s.name, {{backend, "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  };
+  for (int i = 0; i < 20; ++i) upsert(i, "10.244.0.2");
+  Diff d = state.apply(tracker.take());
+  writer.begin();
+  for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  EXPECT_EQ(countFrontends(), 0u) << "no frontend before its table is installed";
+  ASSERT_EQ(writer.commit(), "");
+  EXPECT_EQ(countFrontends(), 40u) << "20 NodePorts and 20 ClusterIPs reached from outside";
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50900);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.text.rfind("10.244.0.2:8080 ", 0), 0u) << r.text;
+
+  // The backend moves, inside a batch: the idle tables are new, so the frontends wait for them,
+  // and the old backend id stays until then (the old table names it).
+  upsert(7, "10.244.0.3");
+  d = state.apply(tracker.take());
+  writer.begin();
+  for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  auto mid = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50901);
+  ASSERT_EQ(mid.error, "");
+  EXPECT_EQ(mid.text.rfind("10.244.0.2:8080 ", 0), 0u)
+      << "the old table until commit: " << mid.text;
+  ASSERT_EQ(writer.commit(), "");
+  auto after = topo::request(gTopo.client, "203.0.113.1", kNodePort + 7, SOCK_DGRAM, 50902);
+  ASSERT_EQ(after.error, "");
+  EXPECT_EQ(after.text.rfind("10.244.0.3:8080 ", 0), 0u) << after.text;
+}
+
 TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
@@ -776,12 +1166,6 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   EXPECT_EQ(addrs[0].str(), "203.0.113.1");
   EXPECT_EQ(backends::ebpf::deviceAddresses(net.devices, {*Cidr::parse("10.0.0.0/8")}).size(), 1u)
       << "--nodeport-addresses filters them";
-  {
-    NetworkConfig primary = net;
-    primary.nodePortPrimaryOnly = true;
-    EXPECT_THROW(backends::ebpf::NodePortPath{primary}, std::runtime_error)
-        << "--nodeport-addresses primary is refused, not ignored";
-  }
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
   NodeState state{"node-a"};
@@ -820,6 +1204,51 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50603).error,
             "ECONNREFUSED")
       << "not a NodePort address any more";
+}
+
+// --nodeport-addresses primary: NodePorts answer on the Node's InternalIPs only, none before
+// the Node object arrives, and they follow the Node when its addresses change.
+TEST_F(NodePortTraffic, PrimaryNodePortAddressesFollowTheNodesInternalIps) {
+  NetworkConfig net;
+  net.devices = {"n0", "n1"};
+  net.nodePortPrimaryOnly = true;
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  EXPECT_TRUE(path->nodeAddresses().empty()) << "no Node yet: no NodePort address";
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::UDP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(
+      slice("web-1", "web", {{"10.244.0.2", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50610).error,
+            "ECONNREFUSED");
+  auto nodeWith = [](const std::string& a) {
+    auto n = std::make_shared<proxier::Node>();
+    n->key = {"", "node-a"};
+    n->resourceVersion = a;
+    n->addresses.push_back({"InternalIP", proxier::IpAddr::parse(a), a});
+    return proxier::NodePtr(n);
+  };
+  tracker.upsertNode(nodeWith("203.0.113.1"));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  ASSERT_EQ(path->nodeAddresses().size(), 1u);
+  auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50611);
+  ASSERT_EQ(r.error, "");
+  EXPECT_NE(r.text.find("10.244.0.2:8080 203.0.113.1:"), std::string::npos) << r.text;
+  EXPECT_EQ(topo::request(gTopo.client, "10.244.0.1", kNodePort, SOCK_DGRAM, 50612).error,
+            "ECONNREFUSED")
+      << "a device address that is no InternalIP";
+  // The Node's InternalIP moves: the port, unchanged itself, is re-planned.
+  tracker.upsertNode(nodeWith("10.244.0.1"));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(topo::request(gTopo.client, "10.244.0.1", kNodePort, SOCK_DGRAM, 50613).error, "");
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 50614).error,
+            "ECONNREFUSED");
 }
 
 // `--devices n0,n1+`: node addresses from n0 only, the programs also on every interface whose

@@ -8,13 +8,19 @@
 // shell.
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/ethtool.h>
+#include <linux/if_link.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,8 +45,10 @@ struct Topology {
   bool create() {
     const int pid = getpid();
     // A killed run's namespaces: their pid is gone.
+    // No /run/netns yet (no namespace named since boot): nothing left over.
+    std::error_code none;
     for (const auto& e : std::filesystem::directory_iterator(
-             "/run/netns", std::filesystem::directory_options::skip_permission_denied)) {
+             "/run/netns", std::filesystem::directory_options::skip_permission_denied, none)) {
       const std::string n = e.path().filename().string();
       if (n.rfind("spnp-", 0) != 0) continue;
       const std::string owner = n.substr(n.rfind('-') + 1);
@@ -73,7 +81,43 @@ struct Topology {
              "ip -n {b} addr add fd00:244::3/64 dev b0 nodad;"
              "ip -n {b} -6 route add default via fd00:244::1",
              fmt::arg("c", client), fmt::arg("b", backend))) == 0;
+    // A veth sends frames that XDP on its own side redirected or bounced (XDP_TX) only when its
+    // peer runs XDP too (or GRO): the namespaces' ends get a program that passes everything, so
+    // the node's n0 and n1 can run the load balancer at native XDP.
+    up = up && passXdp(client, "c0") && passXdp(backend, "b0");
     return up;
+  }
+
+  // In namespace ns: dev gets an XDP program that passes everything and no TX checksum offload.
+  static bool passXdp(const std::string& ns, const char* dev) {
+    bpf_insn insns[2] = {};
+    insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = XDP_PASS
+    insns[0].dst_reg = BPF_REG_0;
+    insns[0].imm = XDP_PASS;
+    insns[1].code = BPF_JMP | BPF_EXIT;
+    const int prog = bpf_prog_load(BPF_PROG_TYPE_XDP, "xdp_pass", "GPL", insns, 2, nullptr);
+    if (prog < 0) return false;
+    const int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    const int there = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    bool ok = self >= 0 && there >= 0 && setns(there, CLONE_NEWNET) == 0;
+    if (ok) {
+      const int ifindex = static_cast<int>(if_nametoindex(dev));
+      ok = ifindex > 0 && bpf_xdp_attach(ifindex, prog, XDP_FLAGS_DRV_MODE, nullptr) == 0;
+      // And full checksums, as a wire delivers them: a veth hands its peer's XDP a partial
+      // (offloaded) checksum, which a frame forwarded at XDP would keep.
+      ethtool_value off{ETHTOOL_STXCSUM, 0};
+      ifreq req{};
+      std::strncpy(req.ifr_name, dev, IFNAMSIZ - 1);
+      req.ifr_data = reinterpret_cast<char*>(&off);
+      const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ok = ok && fd >= 0 && ioctl(fd, SIOCETHTOOL, &req) == 0;
+      if (fd >= 0) close(fd);
+      ok = setns(self, CLONE_NEWNET) == 0 && ok;
+    }
+    if (self >= 0) close(self);
+    if (there >= 0) close(there);
+    close(prog);  // the attachment holds the program
+    return ok;
   }
 
   void destroy() {

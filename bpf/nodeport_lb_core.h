@@ -1,0 +1,245 @@
+/* The packet-path load balancer's hook-independent part, shared by its tc programs and its XDP
+ * program (nodeport_lb.bpf.c): the maps, what a parsed packet holds, and the decision for a
+ * packet to a frontend (connection tracking, source ranges, affinity, Maglev, SNAT port). Each
+ * hook applies the decision with its own means (skb helpers at tc, direct packet writes at
+ * XDP). Include once, after vmlinux.h and the bpf helpers. */
+#ifndef SLICEPROXY_NODEPORT_LB_CORE_H
+#define SLICEPROXY_NODEPORT_LB_CORE_H
+
+#include "nodeport_hash.h"
+#include "nodeport_lb_maps.h"
+
+#define NP_IPPROTO_TCP 6
+#define NP_IPPROTO_UDP 17
+
+/* Sizes are set by the loader before load; these are defaults. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct np_fe_key);
+  __type(value, struct np_frontend);
+} np_frontends SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1048576);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, __u32);
+  __type(value, struct np_backend);
+} np_backends SEC(".maps");
+
+/* Two tables per service port, each of its own prime size (BPF_F_INNER_MAP), written by
+ * userspace through mmap (BPF_F_MMAPABLE): it rewrites the table no frontend points at and then
+ * points the frontends at it, one map update each, so a reader sees the old table or the new
+ * one, never a mix. Replacing an inner map (only when the size changes) waits for RCU. */
+struct np_maglev_inner {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  __type(key, __u32);
+  __type(value, __u32); /* backend id in np_backends */
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+  __uint(max_entries, 65536);
+  __type(key, __u32);
+  __array(values, struct np_maglev_inner);
+} np_maglev SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct np_range_key);
+  __type(value, __u8);
+} np_src_ranges SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct np_aff_key);
+  __type(value, struct np_aff_value);
+} np_affinity SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 262144);
+  __type(key, struct np_ct_key);
+  __type(value, struct np_ct_value);
+} np_ct SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 262144);
+  __type(key, struct np_rnat_key);
+  __type(value, struct np_rnat_value);
+} np_rnat SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 2);
+  __type(key, __u32);
+  __type(value, struct np_snat);
+} np_snat SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, struct np_local_key);
+  __type(value, __u8);
+} np_local SEC(".maps");
+
+/* What the program read from a packet; offsets are from the start of the frame. */
+struct np_pkt {
+  __u8 saddr[16];
+  __u8 daddr[16];
+  __u16 sport;
+  __u16 dport;
+  __u8 proto;
+  __u8 family;
+  __u16 l4_off;
+  __u16 csum_off; /* the L4 checksum */
+  __u16 saddr_off;
+  __u16 daddr_off;
+  __u16 l4_flags; /* BPF_F_MARK_MANGLED_0 for UDP: a zero checksum means none */
+};
+
+/* The backend for a new flow: its Maglev entry (and its id in *backend_id). */
+static __always_inline struct np_backend* np_pick(const struct np_frontend* fe,
+                                                  const struct np_pkt* p, __u32* backend_id) {
+  if (fe->size == 0) return 0;
+  void* table = bpf_map_lookup_elem(&np_maglev, &fe->table_id);
+  if (!table) return 0;
+  __u32 idx =
+      np_flow_hash(p->saddr, p->daddr, (const __u8*)&p->sport, (const __u8*)&p->dport, p->proto) %
+      fe->size;
+  __u32* id = bpf_map_lookup_elem(table, &idx);
+  if (!id) return 0;
+  *backend_id = *id;
+  return bpf_map_lookup_elem(&np_backends, id);
+}
+
+/* A free SNAT port for the flow, claimed by inserting its reverse entry. */
+static __always_inline __u16 np_snat_claim(const struct np_snat* snat, struct np_rnat_key* rk,
+                                           const struct np_rnat_value* rv, __u32 hash) {
+  __u32 range = (__u32)snat->port_max - snat->port_min + 1;
+  if (snat->port_max < snat->port_min) return 0;
+  for (int i = 0; i < NP_SNAT_PORT_TRIES; i++) {
+    __u16 port = bpf_htons((__u16)(snat->port_min + (hash + i * 7919) % range));
+    rk->dport = port;
+    if (bpf_map_update_elem(&np_rnat, rk, rv, BPF_NOEXIST) == 0) return port;
+  }
+  return 0;
+}
+
+/* What np_decide found for a packet to a frontend. */
+#define NP_D_PASS 0   /* no frontend (or not this hook's): untouched */
+#define NP_D_DROP 1   /* policy drop (source ranges, eTP Local elsewhere, no SNAT port) */
+#define NP_D_REJECT 2 /* no endpoints, kube-proxy rejects: the hook answers */
+#define NP_D_NAT 3    /* translate as *cv says */
+
+/* The decision for a packet that is not a reply of a translated flow: a new flow's entries
+ * (connection tracking, the reverse entry, the SNAT port) are created here, so a hook that
+ * cannot finish the packet can leave it to the next one (XDP to tc), which then finds the flow
+ * known. egress: the node's own packet at a tc egress (only eTP Cluster frontends). */
+static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct np_ct_value* cv) {
+  struct np_fe_key fk = {};
+  __builtin_memcpy(fk.addr, pp->daddr, 16);
+  fk.port = pp->dport;
+  fk.proto = pp->proto;
+  fk.family = pp->family;
+  struct np_frontend* fe = bpf_map_lookup_elem(&np_frontends, &fk);
+  if (!fe) return NP_D_PASS;
+  if (egress) {
+    struct np_local_key lk = {};
+    __builtin_memcpy(lk.addr, pp->saddr, 16);
+    lk.family = pp->family;
+    if (!(fe->flags & (NP_F_SNAT | NP_F_REJECT)) || !bpf_map_lookup_elem(&np_local, &lk))
+      return NP_D_PASS;
+  }
+
+  struct np_ct_key ck = {};
+  __builtin_memcpy(ck.client, pp->saddr, 16);
+  __builtin_memcpy(ck.vip, pp->daddr, 16);
+  ck.cport = pp->sport;
+  ck.vport = pp->dport;
+  ck.proto = pp->proto;
+  ck.family = pp->family;
+  struct np_ct_value* known = bpf_map_lookup_elem(&np_ct, &ck);
+  /* A UDP flow whose backend left the service (its id is gone from np_backends: ids are never
+   * reused) moves to a live one, as kube-proxy's conntrack cleanup moves it; a TCP connection
+   * stays with its backend until it ends (graceful termination). */
+  if (known && pp->proto == NP_IPPROTO_UDP &&
+      !bpf_map_lookup_elem(&np_backends, &known->backend_id))
+    known = 0;
+  if (known) {
+    *cv = *known;
+  } else {
+    if (fe->flags & NP_F_DROP) return NP_D_DROP;
+    if (fe->flags & NP_F_SOURCE_RANGES) {
+      struct np_range_key rk = {};
+      rk.prefixlen = NP_RANGE_FIXED_BITS + (pp->family == NP_FAMILY_V4 ? 32 : 128);
+      rk.ranges_id = fe->ranges_id;
+      rk.family = pp->family;
+      __builtin_memcpy(rk.addr, pp->saddr, 16);
+      if (!bpf_map_lookup_elem(&np_src_ranges, &rk)) return NP_D_DROP;
+    }
+    __u32 backend_id = 0;
+    struct np_backend* be = 0;
+    struct np_aff_key ak = {};
+    const __u64 now = bpf_ktime_get_ns();
+    const __u64 timeout_ns = (__u64)fe->affinity_timeout * 1000000000ull;
+    if (timeout_ns) {
+      __builtin_memcpy(ak.client, pp->saddr, 16);
+      ak.svc_id = fe->svc_id;
+      ak.family = pp->family;
+      struct np_aff_value* av = bpf_map_lookup_elem(&np_affinity, &ak);
+      if (av && now - av->last_ns < timeout_ns) {
+        __u32 id = av->backend_id;
+        be = bpf_map_lookup_elem(&np_backends, &id);
+        if (be) backend_id = id;
+      }
+    }
+    if (!be) be = np_pick(fe, pp, &backend_id);
+    if (be && timeout_ns) {
+      struct np_aff_value nv = {.last_ns = now, .backend_id = backend_id};
+      bpf_map_update_elem(&np_affinity, &ak, &nv, BPF_ANY);
+    }
+    if (!be) return (fe->flags & NP_F_REJECT) ? NP_D_REJECT : NP_D_DROP;
+    __builtin_memset(cv, 0, sizeof(*cv));
+    cv->backend = *be;
+    cv->backend_id = backend_id;
+    cv->flags = fe->flags;
+    struct np_rnat_key rk = {};
+    __builtin_memcpy(rk.backend, be->addr, 16);
+    rk.bport = be->port;
+    rk.proto = pp->proto;
+    rk.family = pp->family;
+    struct np_rnat_value rv = {};
+    __builtin_memcpy(rv.client, pp->saddr, 16);
+    __builtin_memcpy(rv.vip, pp->daddr, 16);
+    rv.cport = pp->sport;
+    rv.vport = pp->dport;
+    __u32 slot = pp->family == NP_FAMILY_V4 ? 0 : 1;
+    struct np_snat* snat = (fe->flags & NP_F_SNAT) ? bpf_map_lookup_elem(&np_snat, &slot) : 0;
+    if (snat && (snat->addr[0] | snat->addr[1] | snat->addr[2] | snat->addr[3] | snat->addr[12] |
+                 snat->addr[15])) {
+      __builtin_memcpy(rk.dst, snat->addr, 16);
+      __u32 h = np_flow_hash(pp->saddr, pp->daddr, (const __u8*)&pp->sport, (const __u8*)&pp->dport,
+                             pp->proto);
+      cv->snat_port = np_snat_claim(snat, &rk, &rv, h);
+      if (!cv->snat_port) return NP_D_DROP; /* no free port: as a full conntrack table */
+    } else {
+      __builtin_memcpy(rk.dst, pp->saddr, 16);
+      rk.dport = pp->sport;
+      bpf_map_update_elem(&np_rnat, &rk, &rv, BPF_ANY);
+    }
+    bpf_map_update_elem(&np_ct, &ck, cv, BPF_ANY);
+  }
+
+  return NP_D_NAT;
+}
+
+#endif
