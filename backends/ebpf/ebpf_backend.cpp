@@ -550,8 +550,21 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
   return "";
 }
 
+std::string EbpfBackend::drift() {
+  return progs_ ? progs_->detached() : std::string();
+}
+
 BackendResult EbpfBackend::fullSync(const State& state) {
   if (auto err = ensureLoaded(); !err.empty()) return BackendResult::failure(err);
+  // Links another program detached or unpinned (drift()); the pinned maps kept their contents.
+  if (std::string gone = progs_->detached(); !gone.empty()) {
+    try {
+      progs_->reattach();
+      spdlog::warn("ebpf: attached again: {}", gone);
+    } catch (const std::exception& e) {
+      return BackendResult::failure(e.what());
+    }
+  }
   const uint64_t before = maps_->operations();
   garbage_.age();
   std::map<ServicePortKey, const ServicePortView*> want;

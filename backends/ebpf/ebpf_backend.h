@@ -30,6 +30,7 @@ class EbpfBackend : public proxier::Backend {
   proxier::BackendResult apply(const proxier::Diff& diff) override;
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;
+  std::string drift() override;
   std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
 
   // For tests and benchmarks: the loaded programs (null before the first sync).

@@ -128,6 +128,8 @@ void SockLbPrograms::attach(const std::string& linkDir) {
   struct stat cst {};
   fstat(cg, &cst);
   const uint64_t cgroupId = cst.st_ino;  // a cgroup v2 directory's inode is its cgroup id
+  linkDir_ = linkDir;
+  cgroupId_ = cgroupId;
   try {
     for (const char* name : kPrograms) {
       bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name);
@@ -166,6 +168,33 @@ void SockLbPrograms::attach(const std::string& linkDir) {
     throw;
   }
   close(cg);
+}
+
+std::string SockLbPrograms::detached() const {
+  std::string out;
+  for (const char* name : kPrograms) {
+    const std::string path = linkDir_ + "/" + (name + 3);
+    const int fd = bpf_obj_get(path.c_str());
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    // A detached cgroup link keeps its pin but no longer names the cgroup.
+    const bool attached = fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+                          info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == cgroupId_;
+    if (fd >= 0) close(fd);
+    if (attached) continue;
+    out += fmt::format("{}{} {}", out.empty() ? "" : ", ", name,
+                       fd < 0 ? "unpinned (" + path + ")" : "detached from " + cgroupRoot_);
+  }
+  return out;
+}
+
+void SockLbPrograms::reattach() {
+  // This process's references keep an unpinned link attached: dropped first, so that the link
+  // attach() makes in its place is the only one (a program attached twice would run twice).
+  // Pinned links lose nothing by it.
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  links_.clear();
+  attach(linkDir_);
 }
 
 std::vector<int> SockLbPrograms::iteratorLinks() {

@@ -51,6 +51,11 @@ class SockLbPrograms {
   // Links that already existed and now run this run's programs.
   int updatedLinks() const { return updatedLinks_; }
   const std::string& cgroupRoot() const { return cgroupRoot_; }
+  // Programs no longer attached where attach() put them (a link unpinned or detached by another
+  // program: `rm` under the pin directory, `bpftool link detach`), named; empty when all are.
+  std::string detached() const;
+  // Attaches and pins again what detached() names, as at load. Throws like the constructor.
+  void reattach();
 
   // Unpins every link (detaching its program) and map under pinDir and removes the
   // directories; returns how many objects went. Throws std::runtime_error on failure.
@@ -66,6 +71,8 @@ class SockLbPrograms {
   bool adoptedMaps_ = false;
   int updatedLinks_ = 0;
   std::string cgroupRoot_;
+  std::string linkDir_;
+  uint64_t cgroupId_ = 0;
 };
 
 }  // namespace sliceproxy::backends::ebpf

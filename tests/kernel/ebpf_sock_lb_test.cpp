@@ -5,6 +5,7 @@
 // in this (unhooked) process on addresses added to the namespace's loopback.
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -767,6 +768,45 @@ TEST_F(EbpfSockLbTest, RestartAdoptsPinnedProgramsAndMapsAndCleanupRemovesThem) 
   EXPECT_EQ(r.operations, 14u) << "8 links and 6 maps";
   EXPECT_FALSE(std::filesystem::exists(gPinDir));
   EXPECT_EQ(dialFromCgroup(Mode::Tcp, to)[0].error, "connect: Network is unreachable");
+}
+
+uint32_t countAttached(const std::string& cgroup, bpf_attach_type type) {
+  const int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  uint32_t ids[16], n = 16;
+  const int err = bpf_prog_query(fd, type, 0, nullptr, ids, &n);
+  close(fd);
+  return err ? 1000 : n;
+}
+
+// Programs another program takes away (a link detached in place; a link unpinned, which this
+// process's reference keeps attached only until it exits) are named by drift() and attached and
+// pinned again by the full sync that repairs it.
+TEST_F(EbpfSockLbTest, DetachedOrUnpinnedLinksAreNoticedAndAttachedAgain) {
+  Servers servers;
+  servers.listen("10.244.1.1", 8080);
+  addService("tcp", {"10.96.0.10"});
+  setEndpoints("tcp", "tcp", {{"10.244.1.1"}});
+  fullSync();
+  const Addr to = Addr::of("10.96.0.10", 80);
+  EXPECT_EQ(backend->drift(), "");
+  const int fd = bpf_obj_get((gPinDir + "/links/connect4").c_str());
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(bpf_link_detach(fd), 0);
+  close(fd);
+  ASSERT_TRUE(std::filesystem::remove(gPinDir + "/links/sendmsg4"));
+  EXPECT_EQ(dialFromCgroup(Mode::Tcp, to)[0].error, "connect: Network is unreachable")
+      << "the service is gone from the data plane";
+  const std::string gone = backend->drift();
+  EXPECT_NE(gone.find("sp_connect4 detached"), std::string::npos) << gone;
+  EXPECT_NE(gone.find("sp_sendmsg4 unpinned"), std::string::npos) << gone;
+  fullSync();
+  EXPECT_EQ(backend->drift(), "");
+  EXPECT_TRUE(std::filesystem::exists(gPinDir + "/links/sendmsg4"));
+  // One program per hook, not the old unpinned link beside the new one.
+  const std::string cg = gCgroup;
+  EXPECT_EQ(countAttached(cg, BPF_CGROUP_UDP4_SENDMSG), 1u);
+  EXPECT_EQ(countAttached(cg, BPF_CGROUP_INET4_CONNECT), 1u);
+  EXPECT_EQ(replies(dialFromCgroup(Mode::Tcp, to, 3)), std::set<std::string>{"10.244.1.1:8080"});
 }
 
 // Freed slots and member entries wait for a batch (so one endpoint change costs only its own
