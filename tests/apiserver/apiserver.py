@@ -26,6 +26,7 @@ import argparse
 import base64
 import json
 import os
+import select
 import socket
 import ssl
 import sys
@@ -112,7 +113,9 @@ class ApiServer:
         self.tls = tls  # False: plain HTTP (as behind `kubectl proxy` or an insecure port)
         self.netns = netns
         self.stall_until = 0.0
+        self.faults = []  # [kind, remaining, arg, path prefix]: see fail_requests, cut_lists, hang
         self.requests = []  # (method, path) of every request, for tests
+        self.request_times = []  # (time, path) of every request, in the same order
         self.on_event_sent = None  # called (resource, type, obj) after a watch event is written
         self._lock = threading.Lock()
         self._watchers = set()
@@ -179,6 +182,47 @@ class ApiServer:
     def stall(self, seconds):
         """Nothing is sent for `seconds`: new requests wait, watches hold their events."""
         self.stall_until = time.time() + seconds
+
+    def fail_requests(self, count, code=500, retry_after=None, prefix="/api"):
+        """The next `count` requests under `prefix` get `code` (a Status), with a Retry-After
+        header of `retry_after` seconds when given (as a 429 from API priority and fairness)."""
+        with self._lock:
+            self.faults.append(["fail", count, (code, retry_after), prefix])
+
+    def cut_lists(self, count, prefix="/api"):
+        """The next `count` lists under `prefix` send their headers and half the body, then the
+        connection is cut."""
+        with self._lock:
+            self.faults.append(["cut", count, None, prefix])
+
+    def hang(self, count, prefix="/api"):
+        """The next `count` requests under `prefix` are accepted and never answered: the server
+        holds the connection open until the client gives up."""
+        with self._lock:
+            self.faults.append(["hang", count, None, prefix])
+
+    def stopped_or_closed(self, sock):
+        """True once the server stops or the client closes `sock` (for a hung request)."""
+        if self._httpd is None:
+            return True
+        try:
+            r, _, _ = select.select([sock], [], [], 0)
+            if not r:
+                return False
+            sock.settimeout(0.05)
+            return sock.recv(1) == b""  # the client sends nothing more on a pending GET
+        except (socket.timeout, ssl.SSLWantReadError):
+            return False
+        except (OSError, ValueError):
+            return True
+
+    def take_fault(self, path, watch):
+        with self._lock:
+            for f in self.faults:
+                if f[1] > 0 and path.startswith(f[3]) and not (f[0] == "cut" and watch):
+                    f[1] -= 1
+                    return f[0], f[2]
+        return None, None
 
     def inject(self, resource, line):
         """Sends `line` (bytes, a newline is added) to every open watch of `resource`."""
@@ -334,6 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method):
         self.api.requests.append((method, self.path))
+        self.api.request_times.append((time.time(), self.path))
         self._wait_stall()
         url = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
@@ -343,6 +388,25 @@ class _Handler(BaseHTTPRequestHandler):
                 if not self._authenticated():
                     raise ApiError(401, "Unauthorized", "Unauthorized")
                 return self._fault(path[len("/_test/"):], q)
+            kind, arg = self.api.take_fault(path, _bool(q, "watch"))
+            if kind == "fail":
+                code, retry_after = arg
+                body = json.dumps(status_object(code, "InternalError" if code >= 500 else "TooManyRequests",
+                                                "injected fault")).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if retry_after is not None:
+                    self.send_header("Retry-After", str(retry_after))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if kind == "hang":
+                self.close_connection = True
+                while not self.api.stopped_or_closed(self.connection):
+                    time.sleep(0.1)
+                return
+            self.cut = kind == "cut"
             if path in ("/version", "/healthz", "/livez", "/readyz"):
                 if path == "/version":
                     return self._send_json(200, {"major": "1", "minor": "29", "gitVersion": "v1.29.0-sliceproxy-test",
@@ -504,6 +568,17 @@ class _Handler(BaseHTTPRequestHandler):
                 json.dumps({"rv": rv, "start": list(keys[-1])}).encode()).decode()
         items = [state[k] for k in keys]
         body = {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta, "items": items}
+        if getattr(self, "cut", False):
+            data = json.dumps(body, separators=(",", ":")).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self._send_json(200, body)
 
     # -- watch ------------------------------------------------------------------------------
