@@ -32,6 +32,19 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
+// A server that takes the request and never answers: the response header must come within this,
+// whatever the request's own deadline (a watch's is its timeoutSeconds, minutes away).
+constexpr auto kHeaderTimeout = std::chrono::seconds(30);
+
+std::chrono::seconds parseRetryAfter(std::string_view v) {
+  uint64_t n = 0;
+  if (v.empty() || v.size() > 9) return std::chrono::seconds(0);
+  for (char c : v) {
+    if (c < '0' || c > '9') return std::chrono::seconds(0);
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return std::chrono::seconds(n);
+}
 constexpr size_t kReadChunk = 256 * 1024;
 
 bool isIpAddress(const std::string& host) {
@@ -268,6 +281,7 @@ class BeastResponse : public HttpResponse {
 
   http::response_parser<http::buffer_body>& parser() { return parser_; }
   void setStatus(int s) { status_ = s; }
+  void setRetryAfter(std::chrono::seconds s) { retryAfter_ = s; }
 
   bool read(std::string& out) override {
     if (done_) return false;
@@ -367,7 +381,7 @@ std::unique_ptr<HttpResponse> BeastTransport::send(http::verb verb, const std::s
     error_code ec =
         t.run([&](auto done) { t.withStream([&](auto& s) { http::async_write(s, req, done); }); });
     if (!ec) {
-      t.lowest().expires_at(deadline);
+      t.lowest().expires_at(std::min(deadline, Clock::now() + kHeaderTimeout));
       ec = t.run([&](auto done) {
         t.withStream([&](auto& s) { http::async_read_header(s, t.buffer, resp->parser(), done); });
       });
@@ -379,6 +393,11 @@ std::unique_ptr<HttpResponse> BeastTransport::send(http::verb verb, const std::s
       throw TransportError(fmt::format("request to {} failed: {}", t.where(), t.describe(ec)));
     }
     resp->setStatus(resp->parser().get().result_int());
+    const auto& header = resp->parser().get();
+    if (auto it = header.find(http::field::retry_after); it != header.end()) {
+      resp->setRetryAfter(
+          parseRetryAfter(std::string_view(it->value().data(), it->value().size())));
+    }
     return resp;
   }
 }

@@ -26,12 +26,15 @@ class HttpResponse {
  public:
   virtual ~HttpResponse() = default;
   int status() const { return status_; }
+  // The Retry-After header as a number of seconds (429, 503); 0 when absent or an HTTP date.
+  std::chrono::seconds retryAfter() const { return retryAfter_; }
   // Appends the next piece of the body to `out` (waiting for it); false once the body is
   // complete. Throws TransportError or Cancelled.
   virtual bool read(std::string& out) = 0;
 
  protected:
   int status_ = 0;
+  std::chrono::seconds retryAfter_{0};
 };
 
 class HttpTransport {

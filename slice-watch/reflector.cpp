@@ -17,11 +17,21 @@ namespace sliceproxy::slicewatch {
 
 namespace {
 
-// A failure the reflector recovers from by backing off and trying again.
+// A failure the reflector recovers from by backing off and trying again; not before
+// `retryAfter` when the server said so (429, 503 with Retry-After).
 class RetryableError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit RetryableError(const std::string& what,
+                          std::chrono::seconds retryAfter = std::chrono::seconds(0))
+      : std::runtime_error(what), retryAfter_(retryAfter) {}
+  std::chrono::seconds retryAfter() const { return retryAfter_; }
+
+ private:
+  std::chrono::seconds retryAfter_;
 };
+
+// A Retry-After beyond this is taken as this: a wrong header must not stall the node for hours.
+constexpr std::chrono::seconds kMaxRetryAfter{120};
 
 // The server answered a watch, but with an error: counts towards a relist.
 class WatchError : public RetryableError {
@@ -88,10 +98,13 @@ void Reflector::touch() {
   status_.lastContact = Clock::now();
 }
 
-void Reflector::failed(const std::string& what) {
+void Reflector::failed(const std::string& what, std::chrono::seconds retryAfter) {
   if (!failingSince_) failingSince_ = Clock::now();
   auto delay = backoff_.next();
-  spdlog::warn("{}: {}; retrying in {} (last good state kept)", label(), what, seconds(delay));
+  const auto asked = std::min(retryAfter, kMaxRetryAfter);
+  if (asked > delay) delay = std::chrono::duration_cast<std::chrono::milliseconds>(asked);
+  spdlog::warn("{}: {}; retrying in {}{} (last good state kept)", label(), what, seconds(delay),
+               retryAfter.count() ? ", as the server's Retry-After asks" : "");
   sleepFor(delay);
 }
 
@@ -182,6 +195,9 @@ void Reflector::run() {
     } catch (const WatchError& e) {
       if (stopping_) break;
       watchFailed(e.what());
+    } catch (const RetryableError& e) {
+      if (stopping_) break;
+      failed(e.what(), e.retryAfter());
     } catch (const std::exception& e) {
       // A list that failed, or a connection that did: try the same thing again.
       if (stopping_) break;
@@ -216,7 +232,9 @@ void Reflector::list() {
       pages = 0;
       continue;
     }
-    if (resp->status() != 200) throw RetryableError("list: " + statusError(resp->status(), body));
+    if (resp->status() != 200) {
+      throw RetryableError("list: " + statusError(resp->status(), body), resp->retryAfter());
+    }
     ListPage page = decodeListPage(body, resource_.kind, decodeOpts_);
     if (!page.error.empty()) {
       throw RetryableError(fmt::format("list of {}: {}", resource_.path, page.error));
@@ -317,7 +335,7 @@ Reflector::WatchEnd Reflector::watch() {
     }
     std::string what = "watch: " + statusError(resp->status(), body);
     // Too many requests: back off and resume, as client-go does; a relist would add load.
-    if (resp->status() == 429) throw RetryableError(what);
+    if (resp->status() == 429) throw RetryableError(what, resp->retryAfter());
     throw WatchError(what);
   }
   touch();

@@ -99,7 +99,7 @@ class Reflector {
   bool handleLine(std::string& line);
   void sleepFor(std::chrono::milliseconds d);
   void touch();
-  void failed(const std::string& what);
+  void failed(const std::string& what, std::chrono::seconds retryAfter = std::chrono::seconds(0));
   void watchFailed(const std::string& what);
   // After a complete list (byWatch false) or an event, bookmark or long-lived watch.
   void progressed(bool byWatch);

@@ -24,6 +24,7 @@ struct Reply {
   int status = 200;
   std::vector<std::string> pieces;
   enum class End { Clean, Drop, Hang } end = End::Clean;
+  int retryAfter = 0;  // the Retry-After header, seconds
 };
 
 class FakeTransport : public HttpTransport {
@@ -83,7 +84,10 @@ class FakeTransport : public HttpTransport {
  private:
   class Response : public HttpResponse {
    public:
-    Response(FakeTransport& t, Reply r) : t_(t), r_(std::move(r)) { status_ = r_.status; }
+    Response(FakeTransport& t, Reply r) : t_(t), r_(std::move(r)) {
+      status_ = r_.status;
+      retryAfter_ = std::chrono::seconds(r_.retryAfter);
+    }
     bool read(std::string& out) override {
       if (next_ < r_.pieces.size()) {
         out += r_.pieces[next_++];
@@ -326,6 +330,21 @@ TEST_F(SlicewatchApiReflector, FailuresBackOffAndNeverDelete) {
   EXPECT_EQ(param(targets[6], "resourceVersion"), "11") << "resumes after the last event";
   EXPECT_EQ(param(targets[7], "resourceVersion"), "11");
   EXPECT_EQ(sink_.rest(), std::vector<std::string>{});
+}
+
+// A 429 with Retry-After: the next request waits at least that long, whatever the backoff says,
+// on a list as on a watch.
+TEST_F(SlicewatchApiReflector, RetryAfterIsRespected) {
+  const std::string slow = R"({"kind":"Status","message":"slow down"})";
+  transport_.push({429, {slow}, Reply::End::Clean, 1});
+  transport_.push({200, {page("10", {slice("a", "10.0.0.1", "5")})}});
+  transport_.push({429, {slow}, Reply::End::Clean, 1});
+  transport_.push({200, {}, Reply::End::Hang});
+  start();
+  auto targets = transport_.waitTargets(4);
+  ASSERT_EQ(targets.size(), 4u);
+  EXPECT_GE(transport_.timeOf(1) - transport_.timeOf(0), 1s) << "the list";
+  EXPECT_GE(transport_.timeOf(3) - transport_.timeOf(2), 1s) << "the watch";
 }
 
 TEST_F(SlicewatchApiReflector, RejectedObjectsKeepTheirLastGoodVersion) {
