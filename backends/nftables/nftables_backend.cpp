@@ -789,7 +789,7 @@ std::vector<std::string> NftablesBackend::kernelObjects(const ServicePortKey& ke
   out.push_back(fmt::format("map {} {}", table, setName(kServiceIps)));
   if (p.info->nodePort) out.push_back(fmt::format("map {} {}", table, setName(kServiceNodePorts)));
   if (p.chains.shared) {
-    // The shared DNAT chains its frontends go to now, and where they find the set id.
+    // The shared DNAT chains its frontends go to now, and the maps holding its endpoints.
     std::vector<std::string> shared;
     for (const auto& e : p.front) {
       if (e.value.kind == ElemValue::Goto && parseSharedDnatChain(e.value.chain) &&
