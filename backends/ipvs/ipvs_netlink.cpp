@@ -14,8 +14,6 @@
 
 namespace sliceproxy::backends::ipvs {
 
-namespace {
-
 nlmsghdr* genlHeader(char* buf, uint16_t family, uint8_t cmd, uint16_t flags) {
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = family;
@@ -25,6 +23,8 @@ nlmsghdr* genlHeader(char* buf, uint16_t family, uint8_t cmd, uint16_t flags) {
   g->version = family == GENL_ID_CTRL ? 1 : IPVS_GENL_VERSION;
   return nlh;
 }
+
+namespace {
 
 uint16_t afOf(const proxier::IpAddr& a) {
   return a.isV4() ? AF_INET : AF_INET6;

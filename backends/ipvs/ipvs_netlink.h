@@ -12,6 +12,10 @@
 
 namespace sliceproxy::backends::ipvs {
 
+// The header of a generic netlink request to `family`: the IPVS family, or GENL_ID_CTRL to
+// resolve it (each answers to its own version).
+nlmsghdr* genlHeader(char* buf, uint16_t family, uint8_t cmd, uint16_t flags);
+
 // A virtual service by address (fwmark services are not used by sliceproxy).
 struct VirtualServiceKey {
   proxier::IpAddr addr;

@@ -12,21 +12,14 @@
 #include <cerrno>
 #include <cstring>
 
+#include "backends/ipvs/ipvs_netlink.h"
 #include "proxier/cmd/kube_proxy_cleanup/netlink_query.h"
 
 namespace sliceproxy::proxier::kube_proxy_cleanup {
 
-namespace {
+using backends::ipvs::genlHeader;
 
-nlmsghdr* genlHeader(char* buf, uint16_t family, uint8_t cmd, uint16_t flags) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = family;
-  nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-  auto* g = static_cast<genlmsghdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(genlmsghdr)));
-  g->cmd = cmd;
-  g->version = family == GENL_ID_CTRL ? 1 : IPVS_GENL_VERSION;
-  return nlh;
-}
+namespace {
 
 void parseService(const nlattr* nest, IpvsService& svc) {
   const void* addr = nullptr;
