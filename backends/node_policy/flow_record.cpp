@@ -90,19 +90,31 @@ bool decode(IpFamily family, const uint8_t* k, uint32_t len, RecordedFlow& out) 
 constexpr const char* kFrontends = "frontends";  // ct original daddr . proto . dport
 constexpr const char* kNodePorts = "nodeports";  // proto . ct original dport
 
-// Non-UDP/SCTP packets (most of them) leave after one rule.
-void addProtoGuard(Transaction& tx, const char* chain) {
-  RuleBuilder b;
-  const uint8_t udp = IPPROTO_UDP, sctp = IPPROTO_SCTP;
-  b.meta(NFT_META_L4PROTO, NFT_REG_1);
-  b.cmp(NFT_REG_1, NFT_CMP_NEQ, &udp, 1).cmp(NFT_REG_1, NFT_CMP_NEQ, &sctp, 1);
-  b.verdict(NFT_RETURN);
-  tx.addRule(kFlowTable, chain, b.release(), "not UDP or SCTP");
+// Most packets leave after the first rule (not UDP/SCTP), the rest after the second or third
+// unless they belong to a flow DNATed here and travel in its original direction. Replies are
+// not recorded: a stale flow is one whose client still sends (to an endpoint that is gone), and
+// each client packet refreshes the element; refreshing on replies too doubled the record's cost
+// per request/reply flow (bench/RESULTS.md, "The flow record, original direction only").
+void addGuards(Transaction& tx, const char* chain) {
+  const uint8_t udp = IPPROTO_UDP, sctp = IPPROTO_SCTP, original = IP_CT_DIR_ORIGINAL;
+  RuleBuilder proto;
+  proto.meta(NFT_META_L4PROTO, NFT_REG_1);
+  proto.cmp(NFT_REG_1, NFT_CMP_NEQ, &udp, 1).cmp(NFT_REG_1, NFT_CMP_NEQ, &sctp, 1);
+  proto.verdict(NFT_RETURN);
+  tx.addRule(kFlowTable, chain, proto.release(), "not UDP or SCTP");
+  RuleBuilder dir;
+  dir.ct(NFT_CT_DIRECTION, NFT_REG_1).cmp(NFT_REG_1, NFT_CMP_NEQ, &original, 1);
+  dir.verdict(NFT_RETURN);
+  tx.addRule(kFlowTable, chain, dir.release(), "a reply");
+  RuleBuilder dnat;
+  uint32_t dnatBit = IPS_DST_NAT, zero = 0;
+  dnat.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnatBit, &zero);
+  dnat.cmpU32(NFT_REG_1, NFT_CMP_EQ, 0).verdict(NFT_RETURN);
+  tx.addRule(kFlowTable, chain, dnat.release(), "not DNATed");
 }
 
-// Records the packet's flow if it was DNATed and its original destination is one of our
-// frontends (`set`): the packet's conntrack entry has both tuples, the reply one naming the
-// endpoint DNAT chose.
+// Records the packet's flow if its original destination is one of our frontends (`set`): the
+// packet's conntrack entry has both tuples, the reply one naming the endpoint DNAT chose.
 void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, const char* set) {
   const bool v4 = ctx.family == IpFamily::V4;
   const uint32_t aw = ctx.addrWords();
@@ -110,9 +122,6 @@ void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, co
                  dstIp = v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6;
   const bool nodePorts = std::strcmp(set, kNodePorts) == 0;
   RuleBuilder b;
-  uint32_t dnat = IPS_DST_NAT, zero = 0;
-  b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &dnat, &zero);
-  b.cmpU32(NFT_REG_1, NFT_CMP_NEQ, 0);
   // Ours: the destination the client addressed is one of our frontends.
   if (nodePorts) {
     b.meta(NFT_META_L4PROTO, reg32(0)).ct(NFT_CT_PROTO_DST, reg32(1), IP_CT_DIR_ORIGINAL);
@@ -128,6 +137,8 @@ void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, co
   b.ct(dstIp, reg32(2 * aw + 3), IP_CT_DIR_ORIGINAL);
   b.ct(NFT_CT_PROTO_DST, reg32(3 * aw + 3), IP_CT_DIR_ORIGINAL);
   b.dynset(NFT_DYNSET_OP_UPDATE, kSet, reg32(0), 0, 0);
+  // A frontend's flow is not a NodePort's: the second lookup would only miss.
+  if (!nodePorts) b.verdict(NFT_RETURN);
   tx.addRule(kFlowTable, chain, b.release(),
              nodePorts ? "record flows translated for our NodePorts"
                        : "record flows translated for our service addresses");
@@ -141,14 +152,24 @@ nftnl_set* keySet(const char* name, uint32_t keyLen) {
   return set;
 }
 
-// The sets of the flow table and their sizes (0 when unsized): tells a table of this layout
-// and cap from one an older sliceproxy or another --flow-record-max left.
+// The kernel's default walks the whole set for expired elements every second: at the cap that
+// is 262,144 elements a second. Expired elements no longer match and are left out of dumps, so
+// a slower collection only keeps their memory (and their share of the cap) a little longer.
+constexpr uint32_t kGcIntervalMs = 10'000;
+constexpr const char* kGcSuffix = "#gc-interval";
+
+// The sets of the flow table and their sizes (0 when unsized) and the flows set's collection
+// interval: tells a table of this layout and cap from one an older sliceproxy or another
+// --flow-record-max left.
 int onSet(const nlmsghdr* nlh, void* data) {
   auto* out = static_cast<std::map<std::string, uint32_t>*>(data);
   nftnl_set* s = nftnl_set_alloc();
   if (nftnl_set_nlmsg_parse(nlh, s) == 0 && nftnl_set_is_set(s, NFTNL_SET_NAME)) {
-    (*out)[nftnl_set_get_str(s, NFTNL_SET_NAME)] =
+    const std::string name = nftnl_set_get_str(s, NFTNL_SET_NAME);
+    (*out)[name] =
         nftnl_set_is_set(s, NFTNL_SET_DESC_SIZE) ? nftnl_set_get_u32(s, NFTNL_SET_DESC_SIZE) : 0;
+    (*out)[name + kGcSuffix] =
+        nftnl_set_is_set(s, NFTNL_SET_GC_INTERVAL) ? nftnl_set_get_u32(s, NFTNL_SET_GC_INTERVAL) : 0;
   }
   nftnl_set_free(s);
   return MNL_CB_OK;
@@ -208,7 +229,8 @@ void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList&
         },
         onSet, &sets);
     auto it = sets.find(kSet);
-    if (!err.empty() || it == sets.end() || it->second != maxFlows_ || !sets.contains(kNodePorts)) {
+    if (!err.empty() || it == sets.end() || it->second != maxFlows_ || !sets.contains(kNodePorts) ||
+        sets[std::string(kSet) + kGcSuffix] != kGcIntervalMs) {
       // An older layout (one that recorded every DNAT) or another cap: start over.
       spdlog::info("flow record ({}): replacing table {} (another layout or cap{})",
                    proxier::familyName(ctx.family), kFlowTable, err.empty() ? "" : ": " + err);
@@ -217,10 +239,17 @@ void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList&
     }
   }
   exists_[fi] = true;
+  // After DNAT: forwarded to a pod, delivered to a host-network endpoint, or sent by this node.
+  static const Hook fwd{"filter", NF_INET_FORWARD, 10}, in{"filter", NF_INET_LOCAL_IN, 10},
+      out{"filter", NF_INET_LOCAL_OUT, 10};
+  static constexpr std::pair<const char*, const Hook*> kChains[] = {
+      {"record-forward", &fwd}, {"record-input", &in}, {"record-output", &out}};
   if (there) {
-    // Same layout: keep the record, refill the frontend sets in this transaction.
+    // Same layout: keep the record, refill the frontend sets in this transaction. The rules are
+    // written again, so a table an older sliceproxy left records as this one does.
     tx.flushSet(kFlowTable, kFrontends);
     tx.flushSet(kFlowTable, kNodePorts);
+    for (auto [chain, hook] : kChains) tx.flushChain(kFlowTable, chain);
   } else {
     // Created now (first start, replaced, or removed behind our back): what it has not seen
     // needs a seed.
@@ -229,21 +258,18 @@ void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList&
     nftnl_set* set = keySet(kSet, keyLen(ctx.family));
     nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
     nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT, static_cast<uint64_t>(timeout_.count()) * 1000);
+    nftnl_set_set_u32(set, NFTNL_SET_GC_INTERVAL, kGcIntervalMs);
     nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, maxFlows_);
     tx.addSet(kFlowTable, set, "set flows (translated UDP/SCTP flows)");
     tx.addSet(kFlowTable, keySet(kFrontends, addrLen(ctx.family) + 8),
               "set frontends (our UDP/SCTP service addresses)");
     tx.addSet(kFlowTable, keySet(kNodePorts, 8), "set nodeports (our UDP/SCTP NodePorts)");
-    // After DNAT: forwarded to a pod, delivered to a host-network endpoint, or sent by this node.
-    const Hook fwd{"filter", NF_INET_FORWARD, 10}, in{"filter", NF_INET_LOCAL_IN, 10},
-        out{"filter", NF_INET_LOCAL_OUT, 10};
-    for (auto [chain, hook] : {std::pair{"record-forward", &fwd}, std::pair{"record-input", &in},
-                               std::pair{"record-output", &out}}) {
-      tx.addChain(kFlowTable, chain, hook);
-      addProtoGuard(tx, chain);
-      addRecordRule(tx, ctx, chain, kFrontends);
-      addRecordRule(tx, ctx, chain, kNodePorts);
-    }
+    for (auto [chain, hook] : kChains) tx.addChain(kFlowTable, chain, hook);
+  }
+  for (auto [chain, hook] : kChains) {
+    addGuards(tx, chain);
+    addRecordRule(tx, ctx, chain, kFrontends);
+    addRecordRule(tx, ctx, chain, kNodePorts);
   }
   for (const auto* info : ports) refcount(tx, *info, +1);
 }

@@ -1,10 +1,10 @@
 #pragma once
 // The record of the UDP and SCTP flows that the node DNATed for services: a table of its own
-// (`sliceproxy-flows`, per family) whose filter hooks put every packet of a DNATed UDP/SCTP flow
-// into a timeout set keyed endpoint . endpoint port . protocol . client . client port .
-// frontend . frontend port. Each packet refreshes its element and elements outlive the
-// conntrack timeouts, so every live translated flow that sent a packet since the table was
-// created is in the set; conntrack cleanup seeds it with older flows by walking once after start.
+// (`sliceproxy-flows`, per family) whose filter hooks put every packet a client sends in a
+// DNATed UDP/SCTP flow into a timeout set keyed endpoint . endpoint port . protocol . client .
+// client port . frontend . frontend port. Each such packet refreshes its element and elements
+// outlive the conntrack timeouts, so every live translated flow whose client sent a packet since
+// the table was created is in the set; conntrack cleanup seeds it with older flows by walking once after start.
 // Cleanup then finds a removed endpoint's flows by exact tuple instead of walking the kernel's
 // whole conntrack table.
 //

@@ -34,6 +34,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tests", default="tcp_rr,udp_rr,tcp_crr")
+    ap.add_argument("--a-system", default="sliceproxy-nftables", choices=dataplane.SYSTEMS,
+                    help="what A is: a sliceproxy backend (then --a is its binary), kube-proxy's "
+                         "rules or direct (then --a is not run)")
+    ap.add_argument("--b-system", default="sliceproxy-nftables", choices=dataplane.SYSTEMS)
     args = ap.parse_args()
     if not 1 <= args.rounds <= 50 or not 0 < args.seconds <= 30:
         ap.error("--rounds 1..50, --seconds up to 30")
@@ -43,7 +47,8 @@ def main():
     work = tempfile.mkdtemp(prefix="sliceproxy-ab-")
     cases = {}
     try:
-        for label, binary, extra in (("A", args.a, args.a_args), ("B", args.b, args.b_args)):
+        for label, binary, extra, system in (("A", args.a, args.a_args, args.a_system),
+                                             ("B", args.b, args.b_args, args.b_system)):
             bins = {"sliceproxy": os.path.abspath(binary),
                     "loadgen": os.path.abspath(os.path.join(args.bin_dir, "bench", "bench_loadgen")),
                     "echo": os.path.abspath(os.path.join(args.bin_dir, "bench",
@@ -56,9 +61,9 @@ def main():
                                                              extra))
                 os.chmod(wrapper, 0o755)
                 bins["sliceproxy"] = wrapper
-            dataplane.SHORT["sliceproxy-nftables"] = label  # distinct namespace names
+            dataplane.SHORT[system] = label  # distinct namespace names
             os.makedirs(os.path.join(work, label), exist_ok=True)
-            cases[label] = dataplane.Case("sliceproxy-nftables", args.services, run, bins,
+            cases[label] = dataplane.Case(system, args.services, run, bins,
                                           os.path.join(work, label), print)
         samples = {(label, t): [] for label in cases for t in tests}
         for r in range(args.rounds):

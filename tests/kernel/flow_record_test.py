@@ -8,13 +8,18 @@ with the nftables backend in a node namespace, real UDP from a client namespace 
   are recorded in table sliceproxy-flows;
 - a foreign nft table (as Docker or a hostPort does) DNATs 198.18.50.1:5000 to the same pod:
   that flow is answered but NOT recorded;
-- the cap is --flow-record-max and the fill is a metric.
+- the cap is --flow-record-max and the fill is a metric;
+- only the client's packets refresh a flow's element (replies are not recorded), expired
+  elements are collected every 10 s, and a full sync writes the record's rules again while
+  keeping its elements.
 
 Needs root; a namespace that cannot be created fails the test, it never skips.
 """
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import textwrap
@@ -60,24 +65,33 @@ FOREIGN = textwrap.dedent(f"""
     }}
     """)
 
+# "later" is answered at once and again 1 s and 2 s after: datagrams that travel only in the
+# flow's reply direction.
 ECHO = textwrap.dedent("""
-    import socket
+    import socket, threading, time
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.bind(("0.0.0.0", 5353))
     print("up", flush=True)
+    def late(addr):
+        for _ in range(2):
+            time.sleep(1)
+            u.sendto(b"late", addr)
     while True:
         data, addr = u.recvfrom(2048)
         u.sendto(b"pod", addr)
+        if data == b"later":
+            threading.Thread(target=late, args=(addr,), daemon=True).start()
     """)
 
-# ask TARGET PORT SPORT: one datagram from SPORT, prints the answer (or "timeout").
+# ask TARGET PORT SPORT [WORD]: one datagram from SPORT, prints the answer (or "timeout").
 ASK = textwrap.dedent("""
     import socket, sys
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", int(sys.argv[3])))
     s.settimeout(1)
+    word = sys.argv[4].encode() if len(sys.argv) > 4 else b"hi"
     for _ in range(3):
-        s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
+        s.sendto(word, (sys.argv[1], int(sys.argv[2])))
         try:
             print(s.recv(100).decode())
             break
@@ -201,6 +215,67 @@ class FlowRecordTest(unittest.TestCase):
         self.assertIn(f"sliceproxy_flow_record_capacity {CAP}", metrics)
         self.assertRegex(metrics, r"sliceproxy_flow_record_flows \d+")
         self.assertRegex(metrics, r"sliceproxy_flow_record_fill_ratio [0-9.e-]+")
+
+
+    def expires_ms(self, sport):
+        """Milliseconds left on the element of the flow from client port `sport`."""
+        out = in_ns(NODE, "nft", "list", "set", "ip", "sliceproxy-flows", "flows").stdout
+        for elem in out.replace("{", ",").replace("}", ",").split(","):
+            tok = elem.split()
+            if not tok or not tok[0].startswith("0x") or "expires" not in tok:
+                continue
+            key = bytes.fromhex(tok[0][2:].zfill(2 * 28))
+            if int.from_bytes(key[16:18], "big") != sport:
+                continue
+            ms = 0
+            for num, unit in re.findall(r"(\d+)(ms|s|m|h|d)", tok[tok.index("expires") + 1]):
+                ms += int(num) * {"ms": 1, "s": 1000, "m": 60000, "h": 3600000,
+                                  "d": 86400000}[unit]
+            return ms
+        self.fail(f"no element for client port {sport}:\n{out}")
+
+    def test_replies_do_not_refresh_but_the_client_does(self):
+        sport = 40010
+        got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport), "later").stdout.strip()
+        self.assertEqual(got, "pod")
+        first = self.expires_ms(sport)
+        time.sleep(2.6)  # the pod sends twice more in the reply direction meanwhile
+        after_replies = self.expires_ms(sport)
+        self.assertGreater(first - after_replies, 2000,
+                           "a reply refreshed the element (replies must not be recorded)")
+        got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport)).stdout.strip()
+        self.assertEqual(got, "pod")
+        self.assertGreater(self.expires_ms(sport), after_replies + 2000,
+                           "the client's packet did not refresh its element")
+
+    def test_full_sync_rewrites_the_rules_and_keeps_the_flows(self):
+        sport = 40020
+        got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport)).stdout.strip()
+        self.assertEqual(got, "pod")
+        listed = in_ns(NODE, "nft", "list", "table", "ip", "sliceproxy-flows").stdout
+        self.assertIn("gc-interval 10s", listed)
+        # Another program (or an older sliceproxy) left the record's chains without rules.
+        for chain in ("record-forward", "record-input", "record-output"):
+            in_ns(NODE, "nft", "flush", "chain", "ip", "sliceproxy-flows", chain)
+        daemon = self.procs[1]
+        with open(self.log.name) as f:
+            syncs = f.read().count("full sync:")
+        daemon.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while True:
+            with open(self.log.name) as f:
+                if f.read().count("full sync:") > syncs:
+                    break
+            self.assertLess(time.time(), deadline, "SIGHUP brought no full sync")
+            time.sleep(0.2)
+        listed = in_ns(NODE, "nft", "list", "table", "ip", "sliceproxy-flows").stdout
+        self.assertEqual(listed.count("@flows"), 6, "the rules were not written again:\n" + listed)
+        ports, text = self.recorded_client_ports()
+        self.assertIn(sport, ports, "the full sync lost a recorded flow:\n" + text)
+        got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport + 1)).stdout.strip()
+        self.assertEqual(got, "pod")
+        ports, text = self.recorded_client_ports()
+        self.assertIn(sport + 1, ports, "a flow after the full sync was not recorded:\n" + text)
 
 
 if __name__ == "__main__":
