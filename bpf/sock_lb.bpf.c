@@ -104,24 +104,21 @@ static __always_inline void write_addr(struct bpf_sock_addr* ctx, __u8 family,
   ctx->user_port = (__u32)b->port;
 }
 
-static __always_inline int same_backend(const struct sp_backend* a, const struct sp_backend* b) {
-  /* clang lowers no memcmp for BPF: compare the address as four words. */
-  const __u32 *x = (const __u32*)a->addr, *y = (const __u32*)b->addr;
-  return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && a->port == b->port;
-}
-
 static __always_inline const struct sp_backend* slot(const struct sp_svc_value* svc, __u32 i) {
   struct sp_slot_key k = {.set_id = svc->set_id, .index = i | (svc->gen ? SP_SLOT_GEN_BIT : 0)};
   return bpf_map_lookup_elem(&sp_slots, &k);
 }
 
-/* The backend for a new flow to this frontend: the client's remembered one while its affinity
- * lasts and it is still in the set, otherwise a uniformly random slot. */
+/* The backend for a new flow to this frontend (and its slot in *idx): the client's remembered
+ * one while its affinity lasts and it is still in the set, otherwise a uniformly random slot. */
 static __always_inline const struct sp_backend* pick(struct bpf_sock_addr* ctx,
-                                                     const struct sp_svc_value* svc) {
+                                                     const struct sp_svc_value* svc, __u32* idx) {
   __u32 count = svc->count;
   if (count == 0) return 0;
-  if (!svc->affinity_timeout) return slot(svc, bpf_get_prandom_u32() % count);
+  if (!svc->affinity_timeout) {
+    *idx = bpf_get_prandom_u32() % count;
+    return slot(svc, *idx);
+  }
 
   struct sp_affinity_key ak = {.client = bpf_get_netns_cookie(ctx), .set_id = svc->set_id};
   __u64 now = bpf_ktime_get_ns();
@@ -130,41 +127,34 @@ static __always_inline const struct sp_backend* pick(struct bpf_sock_addr* ctx,
     /* Still a member? Its slot is found through the member map and checked, so a member
      * entry not yet deleted for a removed backend never revives it. */
     struct sp_member_key mk = {.set_id = svc->set_id, .gen = svc->gen, .backend = av->backend};
-    const __u32* idx = bpf_map_lookup_elem(&sp_members, &mk);
-    if (idx && *idx < count) {
-      const struct sp_backend* b = slot(svc, *idx);
-      if (b && same_backend(b, &av->backend)) {
+    const __u32* member = bpf_map_lookup_elem(&sp_members, &mk);
+    if (member && *member < count) {
+      const struct sp_backend* b = slot(svc, *member);
+      if (b && sp_same_backend(b, &av->backend)) {
         av->last_ns = now;
+        *idx = *member;
         return b;
       }
     }
   }
-  const struct sp_backend* b = slot(svc, bpf_get_prandom_u32() % count);
+  *idx = bpf_get_prandom_u32() % count;
+  const struct sp_backend* b = slot(svc, *idx);
   if (!b) return 0;
   struct sp_affinity_value nv = {.backend = *b, .last_ns = now};
   bpf_map_update_elem(&sp_affinity, &ak, &nv, BPF_ANY);
   return b;
 }
 
-/* Remember what was dialled, for recvmsg and getpeername on this socket. A socket sending
- * again to the same backend finds its entry in place and writes nothing. */
-static __always_inline void remember(__u64 cookie, const struct sp_backend* be,
-                                     const struct sp_addr* dst) {
-  struct sp_backend fe = {.port = dst->port, .family = dst->family};
-  __builtin_memcpy(fe.addr, dst->addr, 16);
-  __u32 slot = rev_slot(cookie, be);
-  struct sp_rev_entry* e = bpf_map_lookup_elem(&sp_rev_slots, &slot);
-  slot |= 1;
-  struct sp_rev_entry* e1 = bpf_map_lookup_elem(&sp_rev_slots, &slot);
-  if (!e || !e1) return;
-  if (rev_is(e1, cookie, be) || (!rev_is(e, cookie, be) && e1->cookie < e->cookie)) e = e1;
-  if (rev_is(e, cookie, be) && same_backend(&e->frontend, &fe) && e->frontend.family == fe.family)
-    return;
-  /* Readers check the cookie before and after copying: cleared while the rest changes. */
+/* Writes (socket, backend) -> frontend into e. Readers check the cookie before and after
+ * copying: it is cleared while the rest changes (another socket may share the bucket). */
+static __always_inline void remember(struct sp_rev_entry* e, __u64 cookie,
+                                     const struct sp_backend* be, const struct sp_backend* fe,
+                                     __u32 idx) {
   e->cookie = 0;
   asm volatile("" ::: "memory");
   e->backend = *be;
-  e->frontend = fe;
+  e->frontend = *fe;
+  e->slot = idx;
   asm volatile("" ::: "memory");
   e->cookie = cookie;
 }
@@ -188,7 +178,43 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
 
   if (svc->flags & SP_SVC_F_PASS) return SP_ALLOW;
   const struct sp_backend* b = 0;
-  if (!(svc->flags & SP_SVC_F_REJECT)) b = pick(ctx, svc);
+  if (!(svc->flags & SP_SVC_F_REJECT) && svc->count) {
+    struct sp_backend fe = {.port = dst.port, .family = dst.family};
+    __builtin_memcpy(fe.addr, dst.addr, 16);
+    const __u64 cookie = bpf_get_socket_cookie(ctx);
+    const __u32 base = rev_bucket(cookie);
+    /* This socket's entry for the frontend, and an entry of another socket to take. */
+    struct sp_rev_entry *mine = 0, *other = 0;
+#pragma unroll
+    for (__u32 i = 0; i < SP_REV_WAYS; i++) {
+      __u32 k = base + i;
+      struct sp_rev_entry* e = bpf_map_lookup_elem(&sp_rev_buckets, &k);
+      if (!e) continue;
+      if (e->cookie != cookie) {
+        if (!other) other = e;
+      } else if (sp_same_backend(&e->frontend, &fe)) {
+        mine = e;
+      }
+    }
+    /* A socket sending again keeps its backend while that backend still holds its slot. */
+    if (mine && mine->slot < svc->count) {
+      const struct sp_backend* c = slot(svc, mine->slot);
+      if (c && sp_same_backend(c, &mine->backend)) b = c;
+    }
+    if (!b) {
+      __u32 idx = 0;
+      b = pick(ctx, svc, &idx);
+      if (b) {
+        struct sp_rev_entry* e = mine ? mine : other;
+        if (!e) {
+          /* Every entry of the bucket is this socket's, for other frontends: reuse one. */
+          __u32 k = base + (idx & (SP_REV_WAYS - 1));
+          e = bpf_map_lookup_elem(&sp_rev_buckets, &k);
+        }
+        if (e) remember(e, cookie, b, &fe, idx);
+      }
+    }
+  }
   if (!b) {
     /* Returning 0 alone makes the syscall fail with EPERM; bpf_set_retval (kernel 5.18+)
      * replaces that with the error kube-proxy's REJECT gives a client. */
@@ -196,7 +222,6 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
     return SP_REJECT;
   }
   struct sp_backend be = *b;
-  remember(bpf_get_socket_cookie(ctx), &be, &dst);
   write_addr(ctx, family, &be);
   return SP_ALLOW;
 }

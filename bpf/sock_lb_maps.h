@@ -86,18 +86,25 @@ struct sp_affinity_value {
   __u64 last_ns; /* bpf_ktime_get_ns() of the last use */
 };
 
-/* Reverse translation for recvmsg and getpeername: (socket, backend) -> the frontend dialled,
- * in a two-way set-associative table (an array; a hash of the socket cookie and the backend
- * picks a pair of slots). An entry names its socket and backend, so a reader recognises its
- * own; a new pair whose two slots are both taken replaces the older socket's (smaller cookie),
- * as an LRU map drops its oldest entries once full. */
-#define SP_REV_BITS 19
-#define SP_REV_SLOTS (1u << SP_REV_BITS)
+/* Reverse translation for recvmsg and getpeername: which frontend a socket dialled, and the
+ * backend it was translated to. A table of buckets of SP_REV_WAYS entries, the bucket chosen by
+ * the socket cookie: the kernel hands cookies out in sequence (per CPU), so sockets created one
+ * after another use neighbouring buckets and the table is walked, not hit at random (a random
+ * entry of a 25 MB table was a TLB and cache miss that cost most of what connect and sendmsg
+ * did). A socket sending again to a frontend keeps its backend while that backend still holds
+ * its slot (as conntrack keeps a 5-tuple on one endpoint), so a socket needs one entry per
+ * frontend it talks to; past SP_REV_WAYS frontends one of its entries is reused. A bucket passes
+ * to the socket created 2^SP_REV_BUCKET_BITS cookies later, as an LRU map drops its oldest. */
+#define SP_REV_WAYS 4
+#define SP_REV_BUCKET_BITS 17
+#define SP_REV_SLOTS (SP_REV_WAYS << SP_REV_BUCKET_BITS)
 
 struct sp_rev_entry {
   __u64 cookie; /* socket cookie; 0 while the entry is being written */
   struct sp_backend backend;
   struct sp_backend frontend;
+  __u32 slot; /* the backend's slot when it was picked, to check it still is */
+  __u32 pad;
 };
 
 /* Backends that just left a service, for the stale-socket iterators: sockets this program

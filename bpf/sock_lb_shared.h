@@ -9,16 +9,16 @@
 
 #include "sock_lb_maps.h"
 
-/* An array, not the LRU hash earlier versions used (and named sp_reverse): writing an LRU
- * element (off the shared free list, linked into a bucket) was more than half of what sendmsg
- * cost, an array slot is a plain store, and a socket sending again to the same backend writes
- * nothing. */
+/* An array indexed by socket cookie (see sp_rev_entry), not the LRU hash (sp_reverse) nor the
+ * table indexed by a hash of cookie and backend (sp_rev_slots) of earlier versions: writing an
+ * LRU element was more than half of what sendmsg cost, and a hashed slot was a random entry of
+ * 25 MB, a TLB and cache miss on every new socket. */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, SP_REV_SLOTS);
   __type(key, __u32);
   __type(value, struct sp_rev_entry);
-} sp_rev_slots SEC(".maps");
+} sp_rev_buckets SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -38,34 +38,26 @@ static __always_inline void unmap_v4(__u8* addr, __u8* family) {
   *family = SP_FAMILY_V4;
 }
 
-/* The first of the two slots (socket, backend) may take in sp_rev_slots: a multiplicative
- * hash of both. */
-static __always_inline __u32 rev_slot(__u64 cookie, const struct sp_backend* b) {
-  const __u32* w = (const __u32*)b->addr;
-  const __u64 k = 0x9e3779b97f4a7c15ull;
-  __u64 h = cookie * k;
-  h = (h ^ w[0]) * k;
-  h = (h ^ w[1]) * k;
-  h = (h ^ w[2]) * k;
-  h = (h ^ w[3] ^ ((__u64)b->port << 32)) * k;
-  return (__u32)(h >> (64 - SP_REV_BITS)) & ~1u;
+static __always_inline int sp_same_backend(const struct sp_backend* a, const struct sp_backend* b) {
+  /* clang lowers no memcmp for BPF: compare the address as four words. */
+  const __u32 *x = (const __u32*)a->addr, *y = (const __u32*)b->addr;
+  return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && a->port == b->port &&
+         a->family == b->family;
 }
 
-static __always_inline int rev_is(const struct sp_rev_entry* e, __u64 cookie,
-                                  const struct sp_backend* b) {
-  const __u32 *x = (const __u32*)e->backend.addr, *y = (const __u32*)b->addr;
-  return e->cookie == cookie && x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] &&
-         e->backend.port == b->port && e->backend.family == b->family;
+static __always_inline __u32 rev_bucket(__u64 cookie) {
+  return ((__u32)cookie & ((1u << SP_REV_BUCKET_BITS) - 1)) * SP_REV_WAYS;
 }
 
-/* The entry of (socket, backend), or 0 when neither of its slots holds it. */
+/* The entry of (socket, backend), or 0. */
 static __always_inline struct sp_rev_entry* rev_find(__u64 cookie, const struct sp_backend* b) {
-  __u32 slot = rev_slot(cookie, b);
-  struct sp_rev_entry* e = bpf_map_lookup_elem(&sp_rev_slots, &slot);
-  if (e && rev_is(e, cookie, b)) return e;
-  slot |= 1;
-  e = bpf_map_lookup_elem(&sp_rev_slots, &slot);
-  if (e && rev_is(e, cookie, b)) return e;
+  const __u32 base = rev_bucket(cookie);
+#pragma unroll
+  for (__u32 i = 0; i < SP_REV_WAYS; i++) {
+    __u32 k = base + i;
+    struct sp_rev_entry* e = bpf_map_lookup_elem(&sp_rev_buckets, &k);
+    if (e && e->cookie == cookie && sp_same_backend(&e->backend, b)) return e;
+  }
   return 0;
 }
 

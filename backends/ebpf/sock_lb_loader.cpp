@@ -86,9 +86,9 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   if (!ec) fs::create_directories(pin / "links", ec);
   if (ec) throw std::runtime_error(fmt::format("--bpf-pin-dir {}: {}", opts.pinDir, ec.message()));
 
-  // The LRU map earlier versions kept reverse translations in (30 MB): sp_rev_slots replaced
-  // it and no program of this version reads it.
-  unlink((pin / "maps" / "sp_reverse").c_str());
+  // Where earlier versions kept reverse translations (an LRU map of 30 MB, then an array
+  // indexed by a hash): sp_rev_buckets replaced them and no program of this version reads them.
+  for (const char* old : {"sp_reverse", "sp_rev_slots"}) unlink((pin / "maps" / old).c_str());
 
   skel_ = sock_lb::open();
   if (!skel_) fail("opening the sock_lb BPF object", errno);
@@ -220,7 +220,7 @@ std::vector<int> SockLbPrograms::iteratorLinks() {
     if (!staleSkel_) fail("opening the stale_sockets BPF object", errno);
     // The iterators read the socket programs' maps, not copies of their own.
     const std::pair<bpf_map*, int> shared[] = {
-        {staleSkel_->maps.sp_rev_slots, bpf_map__fd(skel_->maps.sp_rev_slots)},
+        {staleSkel_->maps.sp_rev_buckets, bpf_map__fd(skel_->maps.sp_rev_buckets)},
         {staleSkel_->maps.sp_destroy, bpf_map__fd(skel_->maps.sp_destroy)}};
     for (auto [map, fd] : shared) {
       if (int err = bpf_map__reuse_fd(map, fd); err) fail("sharing a map with the iterators", err);
@@ -270,7 +270,7 @@ int SockLbPrograms::affinityFd() const {
   return bpf_map__fd(skel_->maps.sp_affinity);
 }
 int SockLbPrograms::reverseFd() const {
-  return bpf_map__fd(skel_->maps.sp_rev_slots);
+  return bpf_map__fd(skel_->maps.sp_rev_buckets);
 }
 
 uint64_t SockLbPrograms::removePinned(const std::string& pinDir) {

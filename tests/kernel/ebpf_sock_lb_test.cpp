@@ -493,6 +493,88 @@ TEST_F(EbpfSockLbTest, OneUdpSocketToSeveralServicesSeesEachReplyFromItsService)
             "10.244.1.2:8080 from 10.244.1.2:8080\n");
 }
 
+// An unconnected UDP socket sending again and again to one service keeps one backend, as
+// conntrack keeps a 5-tuple on one endpoint (and its replies keep showing the service), until
+// that backend leaves; then it moves to a live one.
+TEST_F(EbpfSockLbTest, OneUdpSocketKeepsItsBackendUntilItLeaves) {
+  Servers servers;
+  const std::vector<std::string> eps = {"10.244.1.1", "10.244.1.2", "10.244.1.3", "10.244.1.4"};
+  for (const auto& e : eps) servers.listen(e, 8080);
+  addService("dns", {"10.96.0.10"}, Protocol::UDP);
+  setEndpoints("dns", "dns", {{eps[0]}, {eps[1]}, {eps[2]}, {eps[3]}}, Protocol::UDP);
+  fullSync();
+  int results[2], go[2];
+  ASSERT_EQ(pipe(results), 0);
+  ASSERT_EQ(pipe(go), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(results[0]);
+    close(go[1]);
+    int cg = open((gCgroup + "/cgroup.procs").c_str(), O_WRONLY);
+    if (cg < 0 || write(cg, "0", 1) != 1) _exit(3);
+    close(cg);
+    timeval tv{2, 0};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    Addr to = Addr::of("10.96.0.10", 80);
+    auto ask = [&](int n) {
+      std::set<std::string> got;
+      for (int i = 0; i < n; ++i) {
+        if (sendto(fd, "?", 1, 0, to.sa(), to.len) != 1) _exit(4);
+        char buf[64] = {};
+        sockaddr_storage from{};
+        socklen_t len = sizeof(from);
+        ssize_t r = recvfrom(fd, buf, sizeof(buf) - 1, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        got.insert(r < 0 ? std::string("recvfrom: ") + std::strerror(errno)
+                         : std::string(buf, r) + " from " + str(from));
+      }
+      std::string out;
+      for (const auto& g : got) out += g + "\n";
+      out += "--\n";
+      (void)!write(results[1], out.data(), out.size());
+    };
+    ask(20);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(5);
+    ask(20);
+    close(fd);
+    _exit(0);
+  }
+  close(results[1]);
+  close(go[0]);
+  auto readPhase = [&] {
+    std::string out;
+    char c;
+    while (out.size() < 3 || out.compare(out.size() - 3, 3, "--\n") != 0) {
+      if (read(results[0], &c, 1) != 1) break;
+      out += c;
+    }
+    return out;
+  };
+  const std::string first = readPhase();
+  // 20 datagrams, one backend: with a random pick each, all on one of four has chance 4^-19.
+  ASSERT_EQ(std::count(first.begin(), first.end(), '\n'), 2) << first;
+  const std::string kept = first.substr(0, first.find(':'));
+  EXPECT_NE(std::find(eps.begin(), eps.end(), kept), eps.end()) << first;
+  EXPECT_NE(first.find("from 10.96.0.10:80"), std::string::npos) << first;
+  std::vector<Ep> rest;
+  for (const auto& e : eps) {
+    if (e != kept) rest.push_back({e});
+  }
+  setEndpoints("dns", "dns", rest, Protocol::UDP);
+  applyChanges();
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  const std::string second = readPhase();
+  close(results[0]);
+  close(go[1]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_EQ(std::count(second.begin(), second.end(), '\n'), 2) << second;
+  EXPECT_NE(second.substr(0, second.find(':')), kept) << second;
+  EXPECT_NE(second.find("from 10.96.0.10:80"), std::string::npos) << second;
+}
+
 TEST_F(EbpfSockLbTest, ClientIpAffinityKeepsTheClientOnOneBackend) {
   Servers servers;
   for (int i = 1; i <= 4; ++i) servers.listen(fmt::format("10.244.1.{}", i), 8080);
