@@ -207,7 +207,7 @@ SEC("tc")
 int np_ingress(struct __sk_buff* skb) {
   struct np_pkt p = {};
   if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
-  int r = np_reverse(skb, &p);
+  int r = np_may_be_reply(&p) ? np_reverse(skb, &p) : 0;
   if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : np_forward(skb, &p, p.daddr, 0);
   return np_balance(skb, &p, 0);
 }
@@ -218,7 +218,7 @@ SEC("tc")
 int np_egress(struct __sk_buff* skb) {
   struct np_pkt p = {};
   if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
-  int r = np_reverse(skb, &p);
+  int r = np_may_be_reply(&p) ? np_reverse(skb, &p) : 0;
   if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : NP_TC_ACT_OK;
   return np_balance(skb, &p, 1);
 }
@@ -605,7 +605,7 @@ int np_xdp(struct xdp_md* ctx) {
   rk.dport = p.dport;
   rk.proto = p.proto;
   rk.family = p.family;
-  if (bpf_map_lookup_elem(&np_rnat, &rk)) return XDP_PASS; /* a reply: tc's */
+  if (np_may_be_reply(&p) && bpf_map_lookup_elem(&np_rnat, &rk)) return XDP_PASS; /* tc's */
 
   struct np_ct_value cv;
   const int d = np_decide(&p, 0, &cv);

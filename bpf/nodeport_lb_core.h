@@ -91,6 +91,37 @@ struct {
   __type(value, __u8);
 } np_local SEC(".maps");
 
+/* Backends that flows were translated to without SNAT (the client's address kept: eTP Local),
+ * written as such a flow is made. A reply of a translated flow is addressed to the SNAT address
+ * or comes from one of these, so only those packets look in np_rnat: its key holds both ports,
+ * so for any other packet (most of what crosses a node) that lookup was a cache and TLB miss in
+ * a table of megabytes. Local endpoints only, far fewer than the entries; LRU all the same.
+ * Keyed by a fold of the address (np_source_key): another address folding to the same key only
+ * costs that address's packets the np_rnat lookup, and the programs' stack has no room for more. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32);
+  __type(value, __u8);
+} np_rnat_sources SEC(".maps");
+
+static __always_inline __u32 np_source_key(const __u8* addr, __u8 family) {
+  const __u32* w = (const __u32*)addr;
+  return w[0] ^ w[1] ^ w[2] ^ w[3] ^ ((__u32)family << 24);
+}
+
+/* One bit per port (host order: word port / 32, bit port % 32) that some frontend has,
+ * written by userspace (backends/ebpf/frontend_ports.*) before the frontends of that port and
+ * cleared after them. A packet to another port (a reply to a client's ephemeral port, most
+ * traffic between pods) skips np_frontends, whose bucket for such a key is a random one of a
+ * megabyte table. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 2048);
+  __type(key, __u32);
+  __type(value, __u32);
+} np_fe_ports SEC(".maps");
+
 /* What the program read from a packet; offsets are from the start of the frame. */
 struct np_pkt {
   __u8 saddr[16];
@@ -105,6 +136,18 @@ struct np_pkt {
   __u16 daddr_off;
   __u16 l4_flags; /* BPF_F_MARK_MANGLED_0 for UDP: a zero checksum means none */
 };
+
+/* Whether p may be the reply of a translated flow (see np_rnat_sources). */
+static __always_inline int np_may_be_reply(const struct np_pkt* p) {
+  __u32 slot = p->family == NP_FAMILY_V4 ? 0 : 1;
+  const struct np_snat* snat = bpf_map_lookup_elem(&np_snat, &slot);
+  if (snat) {
+    const __u32 *a = (const __u32*)snat->addr, *d = (const __u32*)p->daddr;
+    if (a[0] == d[0] && a[1] == d[1] && a[2] == d[2] && a[3] == d[3]) return 1;
+  }
+  const __u32 k = np_source_key(p->saddr, p->family);
+  return bpf_map_lookup_elem(&np_rnat_sources, &k) != 0;
+}
 
 /* The backend for a new flow: its Maglev entry (and its id in *backend_id). */
 static __always_inline struct np_backend* np_pick(const struct np_frontend* fe,
@@ -145,6 +188,10 @@ static __always_inline __u16 np_snat_claim(const struct np_snat* snat, struct np
  * cannot finish the packet can leave it to the next one (XDP to tc), which then finds the flow
  * known. egress: the node's own packet at a tc egress (only eTP Cluster frontends). */
 static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct np_ct_value* cv) {
+  const __u16 port = bpf_ntohs(pp->dport);
+  const __u32 word = port >> 5;
+  const __u32* bits = bpf_map_lookup_elem(&np_fe_ports, &word);
+  if (!bits || !(*bits & (1u << (port & 31)))) return NP_D_PASS;
   struct np_fe_key fk = {};
   __builtin_memcpy(fk.addr, pp->daddr, 16);
   fk.port = pp->dport;
@@ -235,6 +282,11 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
       __builtin_memcpy(rk.dst, pp->saddr, 16);
       rk.dport = pp->sport;
       bpf_map_update_elem(&np_rnat, &rk, &rv, BPF_ANY);
+      const __u32 src = np_source_key(be->addr, pp->family);
+      if (!bpf_map_lookup_elem(&np_rnat_sources, &src)) {
+        __u8 one = 1;
+        bpf_map_update_elem(&np_rnat_sources, &src, &one, BPF_ANY);
+      }
     }
     bpf_map_update_elem(&np_ct, &ck, cv, BPF_ANY);
   }

@@ -40,6 +40,7 @@ NodePortPrograms::NodePortPrograms(const NodePortOptions& opts) {
     skel_ = nullptr;
     fail("loading the nodeport_lb BPF programs (np_ingress, np_egress, np_xdp)", err);
   }
+  ports_ = std::make_unique<FrontendPorts>(bpf_map__fd(skel_->maps.np_fe_ports));
 }
 
 NodePortPrograms::~NodePortPrograms() {
@@ -81,6 +82,7 @@ int NodePortPrograms::rnatFd() const {
 }
 
 void NodePortPrograms::setFrontend(const np_fe_key& key, const np_frontend& value) {
+  if (frontends_.insert(key).second) ports_->add(key.port);
   if (bpf_map_update_elem(frontendsFd(), &key, &value, BPF_ANY) != 0) {
     fail("np_frontends: writing a frontend", errno);
   }
@@ -90,6 +92,7 @@ void NodePortPrograms::removeFrontend(const np_fe_key& key) {
   if (bpf_map_delete_elem(frontendsFd(), &key) != 0 && errno != ENOENT) {
     fail("np_frontends: deleting a frontend", errno);
   }
+  if (frontends_.erase(key)) ports_->remove(key.port);
 }
 
 void NodePortPrograms::setBackend(uint32_t id, const np_backend& backend) {

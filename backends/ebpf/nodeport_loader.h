@@ -6,10 +6,13 @@
 // programs live as long as this object (issue 16).
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "backends/ebpf/frontend_ports.h"
 #include "nodeport_lb_maps.h"
 
 struct nodeport_lb;
@@ -91,6 +94,13 @@ class NodePortPrograms {
  private:
   nodeport_lb* skel_ = nullptr;
   std::set<int> attached_, xdp_;
+  std::unique_ptr<FrontendPorts> ports_;
+  struct KeyLess {
+    bool operator()(const np_fe_key& a, const np_fe_key& b) const {
+      return std::memcmp(&a, &b, sizeof(a)) < 0;
+    }
+  };
+  std::set<np_fe_key, KeyLess> frontends_;  // the keys written, each counted once in ports_
 };
 
 }  // namespace sliceproxy::backends::ebpf
