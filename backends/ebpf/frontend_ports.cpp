@@ -37,9 +37,8 @@ void FrontendPorts::remove(uint16_t port) {
 void FrontendPorts::write(uint32_t word) {
   if (bpf_map_update_elem(fd_, &word, &words_[word], BPF_ANY) != 0) {
     const int err = errno;
-    throw std::runtime_error(
-        fmt::format("np_fe_ports: writing the bits of ports {}-{}: {}", word * 32, word * 32 + 31,
-                    std::strerror(err)));
+    throw std::runtime_error(fmt::format("np_fe_ports: writing the bits of ports {}-{}: {}",
+                                         word * 32, word * 32 + 31, std::strerror(err)));
   }
 }
 

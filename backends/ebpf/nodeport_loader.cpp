@@ -81,6 +81,10 @@ int NodePortPrograms::rnatFd() const {
   return bpf_map__fd(skel_->maps.np_rnat);
 }
 
+int NodePortPrograms::frontendPortsFd() const {
+  return bpf_map__fd(skel_->maps.np_fe_ports);
+}
+
 void NodePortPrograms::setFrontend(const np_fe_key& key, const np_frontend& value) {
   if (frontends_.insert(key).second) ports_->add(key.port);
   if (bpf_map_update_elem(frontendsFd(), &key, &value, BPF_ANY) != 0) {

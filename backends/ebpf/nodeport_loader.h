@@ -61,6 +61,7 @@ class NodePortPrograms {
   int maglevFd() const;
   int ctFd() const;
   int rnatFd() const;
+  int frontendPortsFd() const;
 
   void setFrontend(const np_fe_key& key, const np_frontend& value);
   void removeFrontend(const np_fe_key& key);

@@ -324,6 +324,33 @@ TEST_P(NodePortFixture, PacketsForNoFrontendPassUntouched) {
   }
 }
 
+// Two frontends on one port: removing one keeps the other translated (the port's bit is
+// counted, not cleared by the first removal); removing both leaves the port's packets alone.
+TEST_P(NodePortFixture, AFrontendPortStaysWhileAnyFrontendHasIt) {
+  const uint8_t proto = GetParam();
+  Node node;
+  const np_fe_key first = feKey(kNode, kNodePort, proto),
+                  second = feKey("192.168.0.11", kNodePort, proto);
+  node.service(first, backendsV4(2), 0);
+  node.service(second, backendsV4(2), 0, 3);
+  auto translated = [&](const char* dst) {
+    auto r =
+        run(node.progs().ingressFd(), packet::build({"203.0.113.7", dst, 45000, kNodePort, proto}));
+    return r.parsed.flow.dst != dst;
+  };
+  EXPECT_TRUE(translated(kNode));
+  EXPECT_TRUE(translated("192.168.0.11"));
+  node.progs().removeFrontend(first);
+  EXPECT_FALSE(translated(kNode));
+  EXPECT_TRUE(translated("192.168.0.11")) << "the port's bit went with the first frontend";
+  node.progs().removeFrontend(second);
+  EXPECT_FALSE(translated("192.168.0.11"));
+  const uint32_t word = kNodePort >> 5;
+  uint32_t bits = ~0u;
+  ASSERT_EQ(bpf_map_lookup_elem(node.progs().frontendPortsFd(), &word, &bits), 0);
+  EXPECT_EQ(bits & (1u << (kNodePort & 31)), 0u) << "the port's bit outlived its frontends";
+}
+
 TEST_P(NodePortFixture, Ipv6NewFlowIsDnatedWithValidChecksum) {
   const uint8_t proto = GetParam();
   Node node;
