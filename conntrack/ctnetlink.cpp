@@ -237,7 +237,8 @@ int CtSocket::deleteWithFaults(std::span<const Flow* const> flows, std::vector<i
   }
   std::vector<int> sentResult;
   const int err = batch(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST, sent, 0, sentResult);
-  for (size_t j = 0; j < where.size() && j < sentResult.size(); ++j) result[where[j]] = sentResult[j];
+  for (size_t j = 0; j < where.size() && j < sentResult.size(); ++j)
+    result[where[j]] = sentResult[j];
   return err;
 }
 

@@ -102,7 +102,9 @@ void NetfilterCleaner::deleteRecorded(std::vector<FlowSelector>& selectors, CtSo
       found.clear();
       if (int err = socket.lookupFlows(batch, found); err) {
         ++r.errors;
-        if (!std::exchange(lookupFailed, true)) r.retry.insert(r.retry.end(), mine.begin(), mine.end());
+        if (!std::exchange(lookupFailed, true)) {
+          r.retry.insert(r.retry.end(), mine.begin(), mine.end());
+        }
         spdlog::warn("conntrack: reading {} recorded flows: {}", batch.size(), std::strerror(err));
       }
       onChunk(found);

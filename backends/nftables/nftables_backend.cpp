@@ -757,9 +757,8 @@ BackendResult NftablesBackend::fullSync(const State& state) {
     });
     carry_ = nullptr;  // the commit's slot changes took what they could
     if (!res.ok) {
-      res.error += fmt::format(
-          " (replacing the {} tables with {} service ports)",
-          familyName(ctx.family), f.ports.size());
+      res.error += fmt::format(" (replacing the {} tables with {} service ports)",
+                               familyName(ctx.family), f.ports.size());
       return res;
     }
     f.programmed = true;

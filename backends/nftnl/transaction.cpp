@@ -316,7 +316,8 @@ int onError(const nlmsghdr* nlh, void* data) {
   const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
   ++st->received;
   if (err->error != 0) {
-    const int e = nlh->nlmsg_seq == st->injectedSeq && st->injectedSeq ? st->injectedErr : -err->error;
+    const int e =
+        nlh->nlmsg_seq == st->injectedSeq && st->injectedSeq ? st->injectedErr : -err->error;
     st->errors.emplace_back(nlh->nlmsg_seq, e);
   }
   return MNL_CB_OK;
@@ -425,8 +426,8 @@ CommitResult Transaction::commit() {
     }
     if (st.errors.size() > 5) out += fmt::format("; and {} more errors", st.errors.size() - 5);
     // nf_tables aborts a batch with any error as a whole.
-    res.error = out + fmt::format("; the kernel applied none of the batch's {} messages",
-                                  res.messages);
+    res.error =
+        out + fmt::format("; the kernel applied none of the batch's {} messages", res.messages);
   }
   return res;
 }

@@ -123,7 +123,7 @@ class Transaction {
   uint32_t setIds_ = 0;
   std::vector<std::string> descriptions_;               // by seq - firstSeq_ - 1
   std::vector<std::pair<uint32_t, uint64_t*>> echoes_;  // rules whose handle is wanted, by seq
-  uint32_t injectedSeq_ = 0;  // failAtEnd()'s message
+  uint32_t injectedSeq_ = 0;                            // failAtEnd()'s message
   int injectedErr_ = 0;
   bool overrun_ = false;
 };

@@ -46,8 +46,9 @@ std::string describeLocked() {
   for (size_t i = 0; i < table.size(); ++i) {
     if (table[i].left == 0) continue;
     if (!out.empty()) out += ", ";
-    out += fmt::format("{} {} {}", kPointNames[i], errnoName(table[i].err),
-                       table[i].left < 0 ? std::string("always") : fmt::format("x{}", table[i].left));
+    out +=
+        fmt::format("{} {} {}", kPointNames[i], errnoName(table[i].err),
+                    table[i].left < 0 ? std::string("always") : fmt::format("x{}", table[i].left));
   }
   return out.empty() ? "none" : out;
 }
@@ -104,8 +105,8 @@ std::string armFaults(const std::string& spec) {
         f.left = std::stol(count, &used);
         if (used != count.size() || f.left <= 0) throw std::invalid_argument(count);
       } catch (const std::exception&) {
-        return fmt::format("fault \"{}\": count \"{}\" is not once, always or a number > 0",
-                           item, count);
+        return fmt::format("fault \"{}\": count \"{}\" is not once, always or a number > 0", item,
+                           count);
       }
     }
     next[idx] = f;

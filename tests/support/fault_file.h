@@ -35,7 +35,7 @@ class FaultFile {
 
  private:
   void poll() {
-    struct stat st{};
+    struct stat st {};
     std::string stamp = "absent";
     if (stat(path_.c_str(), &st) == 0) {
       stamp = std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
