@@ -48,6 +48,8 @@ NODE, POD = P + "-node", P + "-pod"
 VIP, NODE_IP, POD_IP = "10.96.7.53", "10.244.1.1", "10.244.1.2"
 # Bit numbers from linux/capability.h.
 BACKENDS = os.environ.get("SLICEPROXY_CAP_BACKENDS", "nftables,ebpf").split(",")
+# How long a start may take before its first full sync (longer under qemu's emulation).
+START_TIMEOUT = float(os.environ.get("SLICEPROXY_CAP_START_TIMEOUT", "15"))
 CAP_BITS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21,
             "CAP_PERFMON": 38, "CAP_BPF": 39}
 
@@ -252,9 +254,12 @@ class Capabilities(unittest.TestCase):
         proc, text = self.start_daemon(binary, backend, caps, extra)
         effective = None
         try:
-            log = self.wait_for(proc, text, lambda t: "full sync:" in t or "failed" in t)
+            t0 = time.monotonic()
+            log = self.wait_for(proc, text, lambda t: "full sync:" in t or "failed" in t,
+                                timeout=START_TIMEOUT)
             if "full sync:" not in log:
                 return "full sync", log, effective
+            print(f"{backend} with {caps}: first full sync after {time.monotonic() - t0:.1f} s")
             with open(f"/proc/{proc.pid}/status") as f:
                 status = dict(l.split(":", 1) for l in f if l.startswith("Cap"))
             effective = (int(status["CapEff"], 16), int(status["CapBnd"], 16))
