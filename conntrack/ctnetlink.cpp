@@ -3,6 +3,8 @@
 
 #include "conntrack/ctnetlink.h"
 
+#include "proxier/core/injected_faults.h"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <libmnl/libmnl.h>
@@ -214,7 +216,30 @@ int CtSocket::dump(const DumpFilter& f, const ChunkFn& onChunk, const StopFn& st
 }
 
 int CtSocket::deleteFlows(std::span<const Flow* const> flows, std::vector<int>& result) {
+  if (proxier::faultsArmed()) [[unlikely]]
+    return deleteWithFaults(flows, result);
   return batch(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST, flows, 0, result);
+}
+
+// Test hook (proxier/core/injected_faults.h): the deletes a fault hits never reach the kernel
+// and fail with its errno; the others are sent as usual.
+int CtSocket::deleteWithFaults(std::span<const Flow* const> flows, std::vector<int>& result) {
+  result.assign(flows.size(), 0);
+  std::vector<const Flow*> sent;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < flows.size(); ++i) {
+    if (int err = proxier::injectedFault(proxier::FaultPoint::ConntrackDelete)) {
+      result[i] = err;
+    } else {
+      sent.push_back(flows[i]);
+      where.push_back(i);
+    }
+  }
+  std::vector<int> sentResult;
+  const int err = batch(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST, sent, 0, sentResult);
+  for (size_t j = 0; j < where.size() && j < sentResult.size(); ++j)
+    result[where[j]] = sentResult[j];
+  return err;
 }
 
 int CtSocket::insertFlows(std::span<const Flow* const> flows, uint32_t timeoutSeconds,

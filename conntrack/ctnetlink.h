@@ -59,6 +59,7 @@ class CtSocket {
 
  private:
   explicit CtSocket(mnl_socket* nl);
+  int deleteWithFaults(std::span<const Flow* const> flows, std::vector<int>& result);
   int batch(uint16_t msgType, uint16_t flags, std::span<const Flow* const> flows,
             uint32_t timeoutSeconds, std::vector<int>& result, std::vector<Flow>* found = nullptr);
   mnl_socket* nl_;

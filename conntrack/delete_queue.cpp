@@ -43,6 +43,9 @@ void DeleteQueue::flush() {
       ++result_.vanished;
     } else {
       ++result_.errors;
+      if (items_[i].why && retried_.insert(items_[i].why).second) {
+        result_.retry.push_back(*items_[i].why);
+      }
       if (loggedErrors_++ < maxLoggedErrors_) {
         spdlog::warn("conntrack: cannot delete {}: {}", describe(items_[i]), std::strerror(err));
       }

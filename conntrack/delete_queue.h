@@ -2,6 +2,7 @@
 // Collects the flows a cleaner decided to delete and sends them to the kernel in batches, one
 // sendmsg per batch; counts and logs the outcome of each delete.
 
+#include <unordered_set>
 #include <vector>
 
 #include "conntrack/ctnetlink.h"
@@ -32,6 +33,7 @@ class DeleteQueue {
   size_t maxLoggedErrors_;
   size_t loggedErrors_ = 0;
   std::vector<Item> items_;
+  std::unordered_set<const FlowSelector*> retried_;  // already in result_.retry
 };
 
 }  // namespace sliceproxy::conntrack

@@ -7,6 +7,7 @@
 
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <cstring>
+#include <utility>
 
 #include "conntrack/ctnetlink.h"
 #include "conntrack/delete_queue.h"
@@ -92,6 +93,7 @@ void NetfilterCleaner::deleteRecorded(std::vector<FlowSelector>& selectors, CtSo
     });
     std::vector<Flow> found;
     std::vector<const Flow*> batch;
+    bool lookupFailed = false;
     for (size_t i = 0; i < candidates.size(); i += CtSocket::kMaxBatch) {
       batch.clear();
       for (size_t j = i; j < candidates.size() && j < i + CtSocket::kMaxBatch; ++j) {
@@ -100,6 +102,9 @@ void NetfilterCleaner::deleteRecorded(std::vector<FlowSelector>& selectors, CtSo
       found.clear();
       if (int err = socket.lookupFlows(batch, found); err) {
         ++r.errors;
+        if (!std::exchange(lookupFailed, true)) {
+          r.retry.insert(r.retry.end(), mine.begin(), mine.end());
+        }
         spdlog::warn("conntrack: reading {} recorded flows: {}", batch.size(), std::strerror(err));
       }
       onChunk(found);
@@ -122,7 +127,8 @@ CleanResult NetfilterCleaner::deleteFlows(std::span<const FlowSelector> selector
   if (selectors.empty()) return r;
   const auto start = Clock::now();
   Sockets socks;
-  if (openSockets(socks, r)) {
+  if (!openSockets(socks, r)) r.retry.assign(selectors.begin(), selectors.end());
+  if (socks.del) {
     SelectorIndex index(selectors);
     const LocalAddresses local =
         index.needsLocalAddresses() ? LocalAddresses::read() : LocalAddresses();
@@ -166,6 +172,11 @@ CleanResult NetfilterCleaner::deleteFlows(std::span<const FlowSelector> selector
       if (err) {
         ++r.errors;
         spdlog::warn("conntrack: cannot list flows ({}): {}", filter.str(), std::strerror(err));
+        for (const auto& s : walk) {
+          if (s.family == filter.family && (!filter.proto || s.proto == filter.proto)) {
+            r.retry.push_back(s);
+          }
+        }
       }
     }
     queue.flush();

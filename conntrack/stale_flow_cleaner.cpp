@@ -11,6 +11,7 @@ CleanResult& CleanResult::operator+=(const CleanResult& o) {
   recordLookups += o.recordLookups;
   took += o.took;
   deleting += o.deleting;
+  retry.insert(retry.end(), o.retry.begin(), o.retry.end());
   return *this;
 }
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "conntrack/flow.h"
 #include "conntrack/selector.h"
@@ -26,6 +27,9 @@ struct CleanResult {
   uint64_t recordLookups = 0;  // lookups in the data plane's flow record instead of a walk
   std::chrono::duration<double> took{0};
   std::chrono::duration<double> deleting{0};  // of which: waiting for delete batches
+  // Selectors some of whose flows may still be there because a delete, a walk or a lookup
+  // failed: the caller tries them again later (each flow is judged again then).
+  std::vector<FlowSelector> retry;
   CleanResult& operator+=(const CleanResult& o);
 };
 

@@ -88,13 +88,27 @@ void StaleFlowCleanup::afterSync(const proxier::Diff& diff, bool full) {
     }
   }
   const bool sweep = (first && opts_.sweepAfterStart) || seedRecord;
-  if (selectors.empty() && !sweep) return;
   for (const auto& s : selectors) spdlog::debug("conntrack: stale: {}", s.str());
   {
     std::lock_guard lock(queueMu_);
+    if (selectors.empty() && !sweep && retry_.empty()) return;
     pending_.insert(pending_.end(), std::make_move_iterator(selectors.begin()),
                     std::make_move_iterator(selectors.end()));
+    pending_.insert(pending_.end(), std::make_move_iterator(retry_.begin()),
+                    std::make_move_iterator(retry_.end()));
+    retry_.clear();
     if (sweep) sweepRequested_ = true;
+  }
+  queueCv_.notify_all();
+}
+
+void StaleFlowCleanup::afterUnchangedSync() {
+  {
+    std::lock_guard lock(queueMu_);
+    if (retry_.empty()) return;
+    pending_.insert(pending_.end(), std::make_move_iterator(retry_.begin()),
+                    std::make_move_iterator(retry_.end()));
+    retry_.clear();
   }
   queueCv_.notify_all();
 }
@@ -108,7 +122,19 @@ CleanResult StaleFlowCleanup::runPending() {
   if (selectors.empty()) return {};
   dedupe(selectors);
   Judge judge(*this);
-  const CleanResult r = cleaner_->deleteFlows(selectors, &judge);
+  CleanResult r = cleaner_->deleteFlows(selectors, &judge);
+  if (!r.retry.empty() && !stopping_) {
+    dedupe(r.retry);
+    std::lock_guard lock(queueMu_);
+    retry_.insert(retry_.end(), r.retry.begin(), r.retry.end());
+    if (retry_.size() > kMaxRetries) {
+      spdlog::warn("conntrack: {} cleanups to try again; dropping the oldest {}", retry_.size(),
+                   retry_.size() - kMaxRetries);
+      retry_.erase(retry_.begin(), retry_.end() - kMaxRetries);
+    }
+    spdlog::info("conntrack: the flows of {} stale selectors are tried again after the next sync",
+                 r.retry.size());
+  }
   if (opts_.metrics && r.deleted) opts_.metrics->conntrackEntriesDeleted(r.deleted);
   if (opts_.metrics && r.errors) opts_.metrics->conntrackErrors(r.errors);
   const auto level = r.deleted || r.errors ? spdlog::level::info : spdlog::level::debug;

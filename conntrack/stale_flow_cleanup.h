@@ -51,6 +51,8 @@ class StaleFlowCleanup final : public proxier::SyncObserver {
   ~StaleFlowCleanup() override;
 
   void afterSync(const proxier::Diff& diff, bool full) override;
+  // Queues again what a failed cleanup left (see CleanResult::retry).
+  void afterUnchangedSync() override;
   // Deletes what the syncs so far made stale, on the calling thread.
   CleanResult runPending();
   // One sweep now, on the calling thread.
@@ -78,6 +80,10 @@ class StaleFlowCleanup final : public proxier::SyncObserver {
   std::mutex queueMu_;
   std::condition_variable queueCv_;
   std::vector<FlowSelector> pending_;  // guarded by queueMu_
+  // What failed cleanups left, tried again after the next sync; guarded by queueMu_.
+  std::vector<FlowSelector> retry_;
+  // Beyond this many, the oldest retries are dropped (the sweep, when on, still finds them).
+  static constexpr size_t kMaxRetries = 100000;
   bool stop_ = false, sweepRequested_ = false, busy_ = false;
   std::atomic<bool> stopping_{false};  // read by a running cleanup, to stop early
   std::thread thread_;

@@ -1,5 +1,7 @@
 #include "backends/ipvs/netlink_socket.h"
 
+#include <sys/socket.h>
+
 #include <cerrno>
 
 namespace sliceproxy::backends::ipvs {
@@ -35,6 +37,13 @@ int NetlinkSocket::ensureOpen() {
 
 int NetlinkSocket::query(nlmsghdr* request, const std::function<void(const nlmsghdr*)>& onReply) {
   if (int e = ensureOpen()) return e;
+  if (dirty_) {
+    for (;;) {
+      const ssize_t n = recv(mnl_socket_get_fd(nl_), buf_.data(), buf_.size(), MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != ENOBUFS && errno != EINTR)) break;
+    }
+    dirty_ = false;
+  }
   request->nlmsg_flags |= NLM_F_ACK;
   request->nlmsg_seq = ++seq_;
   if (mnl_socket_sendto(nl_, request, request->nlmsg_len) < 0) return errno;
@@ -44,12 +53,17 @@ int NetlinkSocket::query(nlmsghdr* request, const std::function<void(const nlmsg
     ssize_t n = mnl_socket_recvfrom(nl_, buf_.data(), buf_.size());
     if (n < 0) {
       if (errno == EINTR) continue;
+      dirty_ = true;
       return errno;
     }
     int rc = mnl_cb_run(buf_.data(), static_cast<size_t>(n), seq_, portId_, onData,
                         const_cast<std::function<void(const nlmsghdr*)>*>(&onReply));
     if (rc == MNL_CB_STOP) return 0;
-    if (rc < 0) return errno;
+    if (rc < 0) {
+      const int e = errno;
+      dirty_ = true;
+      return e;
+    }
   }
 }
 

@@ -26,6 +26,9 @@ class NetlinkSocket {
   mnl_socket* nl_ = nullptr;
   unsigned portId_ = 0;
   uint32_t seq_ = 0;
+  // An exchange ended early (a receive overrun, a kernel error in a dump): what it left queued
+  // is discarded before the next request, which would otherwise read it as its own answer.
+  bool dirty_ = false;
   std::vector<char> buf_;
 };
 

@@ -12,9 +12,40 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "proxier/core/injected_faults.h"
+
 namespace sliceproxy::backends::nft {
 
 using namespace proxier;
+
+namespace {
+
+// Test hook (proxier/core/injected_faults.h): reached only when a test armed a fault.
+[[gnu::cold]] void injectFaults(Transaction& tx) {
+  if (int err = injectedFault(FaultPoint::NftCommit)) tx.failAtEnd(err);
+  if (injectedFault(FaultPoint::NftAckOverrun)) tx.overrunAnswers();
+}
+
+// The service ports of `family` a diff changes, for the log line of a failed transaction:
+// "2 service ports: conf/web:http/TCP/IPv4 (changed), conf/new:http/TCP/IPv4 (removed)".
+std::string portsOf(const Diff& diff, IpFamily family) {
+  std::vector<std::string> names;
+  size_t n = 0;
+  for (const auto& u : diff.upserts) {
+    if (u.view->key().port.family != family) continue;
+    if (++n <= 3) names.push_back(u.view->key().str() + (u.created ? " (new)" : " (changed)"));
+  }
+  for (const auto& d : diff.deletes) {
+    if (d.key.port.family != family) continue;
+    if (++n <= 3) names.push_back(d.key.str() + " (removed)");
+  }
+  std::string out = fmt::format("{} service port{}", n, n == 1 ? "" : "s");
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : ": ") + names[i];
+  if (n > names.size()) out += fmt::format(" and {} more", n - names.size());
+  return out;
+}
+
+}  // namespace
 
 // --- SlotTable ---------------------------------------------------------------------------
 
@@ -408,6 +439,8 @@ BackendResult NftablesBackend::commit(Family& f, Changes& ch,
     tx.deleteChain(tableName(table), name);
   }
 
+  if (faultsArmed()) [[unlikely]]
+    injectFaults(tx);
   auto res = tx.commit();
   stats_.lastMessages += res.messages;
   stats_.lastBytes += res.bytes;
@@ -627,7 +660,11 @@ BackendResult NftablesBackend::apply(const Diff& diff) {
       };
     }
     auto res = commit(f, ch, flowRecordChanges);
-    if (!res.ok) return res;
+    if (!res.ok) {
+      // Which services the refused transaction carried: the kernel kept none of it.
+      res.error += fmt::format(" (programming {})", portsOf(diff, f.ctx.family));
+      return res;
+    }
     ops += res.operations;
     if (f.ports.size() > f.ctx.serviceTables * kPortsPerServiceTableLimit &&
         f.ctx.serviceTables < kMaxServiceTables) {
@@ -719,7 +756,11 @@ BackendResult NftablesBackend::fullSync(const State& state) {
       flows_->ensure(tx, ctx, previous, infos);
     });
     carry_ = nullptr;  // the commit's slot changes took what they could
-    if (!res.ok) return res;
+    if (!res.ok) {
+      res.error += fmt::format(" (replacing the {} tables with {} service ports)",
+                               familyName(ctx.family), f.ports.size());
+      return res;
+    }
     f.programmed = true;
     ops += res.operations;
   }

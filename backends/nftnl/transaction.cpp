@@ -79,6 +79,12 @@ void Socket::reserve(size_t bytes) {
   reserved_ = bytes;
 }
 
+void Socket::shrinkReceiveBuffer() {
+  int size = 0;
+  setsockopt(mnl_socket_get_fd(nl_), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
+  reserved_ = 0;
+}
+
 namespace {
 
 // The identity every message about a table, chain or set carries.
@@ -269,6 +275,15 @@ void Transaction::deleteSet(const std::string& table, const std::string& set) {
   next();
 }
 
+void Transaction::failAtEnd(int err) {
+  // A table by a name nobody uses: the kernel answers ENOENT, after every earlier message.
+  const std::string after = descriptions_.empty() ? "nothing" : descriptions_.back();
+  deleteTable("sliceproxy-injected-fault", "");
+  descriptions_.back() = fmt::format("the batch (injected fault after {})", after);
+  injectedSeq_ = last_->nlmsg_seq;
+  injectedErr_ = err;
+}
+
 namespace {
 
 struct AckState {
@@ -277,6 +292,8 @@ struct AckState {
   size_t received = 0;
   std::vector<std::pair<uint32_t, int>> errors;
   const std::vector<std::pair<uint32_t, uint64_t*>>* echoes = nullptr;
+  uint32_t injectedSeq = 0;
+  int injectedErr = 0;
 };
 
 // A rule the kernel echoes back after the commit: its handle goes where addRule() was told.
@@ -298,7 +315,11 @@ int onError(const nlmsghdr* nlh, void* data) {
   auto* st = static_cast<AckState*>(data);
   const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
   ++st->received;
-  if (err->error != 0) st->errors.emplace_back(nlh->nlmsg_seq, -err->error);
+  if (err->error != 0) {
+    const int e =
+        nlh->nlmsg_seq == st->injectedSeq && st->injectedSeq ? st->injectedErr : -err->error;
+    st->errors.emplace_back(nlh->nlmsg_seq, e);
+  }
   return MNL_CB_OK;
 }
 
@@ -322,6 +343,25 @@ CommitResult Transaction::commit() {
   for (const auto& v : iov) res.bytes += v.iov_len;
   // Room for the batch itself and for its acknowledgements (and echoed rules).
   sock_.reserve(res.bytes + (echoes_.empty() ? 0 : res.bytes) + (1 << 20));
+  if (overrun_) {
+    for (const auto& v : iov) {
+      int len = static_cast<int>(v.iov_len);
+      for (auto* nlh = static_cast<nlmsghdr*>(v.iov_base); mnl_nlmsg_ok(nlh, len);
+           nlh = mnl_nlmsg_next(nlh, &len)) {
+        if (nlh->nlmsg_seq != firstSeq_) nlh->nlmsg_flags |= NLM_F_ACK;
+      }
+    }
+    sock_.shrinkReceiveBuffer();
+  }
+  // The hook's small buffer lasts this exchange only.
+  struct Regrow {
+    Socket& sock;
+    bool on;
+    size_t bytes;
+    ~Regrow() {
+      if (on) sock.reserve(bytes);
+    }
+  } regrow{sock_, overrun_, res.bytes + (1 << 20)};
 
   sock_.drain();
   sockaddr_nl snl{};
@@ -341,7 +381,7 @@ CommitResult Transaction::commit() {
   // The kernel processes a batch synchronously inside sendmsg(), so every acknowledgement is
   // already queued: read until the queue is empty instead of waiting for a count that a failed
   // commit (acknowledged on the batch header) would never reach.
-  AckState st{firstSeq_, 1, 0, {}, &echoes_};
+  AckState st{firstSeq_, 1, 0, {}, &echoes_, injectedSeq_, injectedErr_};
   mnl_cb_t ctl[NLMSG_MIN_TYPE] = {};
   ctl[NLMSG_ERROR] = onError;
   std::vector<char> buf(1 << 20);
@@ -351,7 +391,17 @@ CommitResult Transaction::commit() {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
       res.ok = false;
-      res.error = fmt::format("reading nftables acknowledgements: {}", strerror(errno));
+      if (errno == ENOBUFS) {
+        // The kernel could not queue some of its answers: whether the batch was committed is
+        // unknown, and so are the handles of echoed rules. The caller's next sync is a full
+        // one, which replaces the tables whatever this one did.
+        res.error = fmt::format(
+            "reading the kernel's answers to a batch of {} messages: {} (the socket's receive "
+            "buffer overran; whether the batch was committed is unknown)",
+            res.messages, strerror(errno));
+      } else {
+        res.error = fmt::format("reading nftables acknowledgements: {}", strerror(errno));
+      }
       return res;
     }
     mnl_cb_run2(buf.data(), n, 0, sock_.portId(), echoes_.empty() ? nullptr : onEcho, &st, ctl,
@@ -375,7 +425,9 @@ CommitResult Transaction::commit() {
       out += fmt::format("programming {}: {}", what, strerror(err));
     }
     if (st.errors.size() > 5) out += fmt::format("; and {} more errors", st.errors.size() - 5);
-    res.error = out;
+    // nf_tables aborts a batch with any error as a whole.
+    res.error =
+        out + fmt::format("; the kernel applied none of the batch's {} messages", res.messages);
   }
   return res;
 }

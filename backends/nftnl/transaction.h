@@ -34,6 +34,8 @@ class Socket {
   uint32_t portId() const { return portId_; }
   // Grows both socket buffers to hold a batch of `bytes` and its acknowledgements.
   void reserve(size_t bytes);
+  // Shrinks the receive buffer to the kernel's minimum (a test hook); reserve() grows it again.
+  void shrinkReceiveBuffer();
   uint32_t nextSeq() { return seq_++; }
   // Discards whatever a failed exchange left queued (acknowledgements of a batch whose reading
   // stopped early), so the next request reads only its own answers.
@@ -99,6 +101,14 @@ class Transaction {
   bool empty() const { return descriptions_.empty(); }
   CommitResult commit();
 
+  // Test hooks (proxier/core/injected_faults.h), called just before commit().
+  // The batch ends with a message the kernel refuses once it has processed every other one, so
+  // it rolls the whole batch back; the refusal is reported as `err`.
+  void failAtEnd(int err);
+  // Every message asks for an acknowledgement and the socket's receive buffer is shrunk to
+  // the minimum: the kernel commits the batch and overruns the socket (ENOBUFS on receive).
+  void overrunAnswers() { overrun_ = true; }
+
  private:
   nlmsghdr* header(uint16_t type, uint16_t flags, std::string what);
   void next();
@@ -113,6 +123,9 @@ class Transaction {
   uint32_t setIds_ = 0;
   std::vector<std::string> descriptions_;               // by seq - firstSeq_ - 1
   std::vector<std::pair<uint32_t, uint64_t*>> echoes_;  // rules whose handle is wanted, by seq
+  uint32_t injectedSeq_ = 0;                            // failAtEnd()'s message
+  int injectedErr_ = 0;
+  bool overrun_ = false;
 };
 
 }  // namespace sliceproxy::backends::nft

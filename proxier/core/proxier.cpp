@@ -74,6 +74,7 @@ bool Proxier::syncOnce() {
     report.repaired = std::move(gone);
     res = backend_.fullSync(state_.state());
   } else {
+    for (auto* o : observers_) o->afterUnchangedSync();
     tell(true, false, std::chrono::steady_clock::now() - start, 0);
     return true;
   }

@@ -26,6 +26,8 @@ class SyncObserver {
   virtual ~SyncObserver() = default;
   // `full` syncs carry no per-endpoint changes.
   virtual void afterSync(const Diff& diff, bool full) = 0;
+  // A sync that found nothing to change (the periodic one, or changes that cancelled out).
+  virtual void afterUnchangedSync() {}
 };
 
 // What one sync attempt did, for health and metrics. Not reported: syncs deferred because the

@@ -1,5 +1,7 @@
 #include "proxier/core/sync_runner.h"
 
+#include <spdlog/spdlog.h>
+
 namespace sliceproxy::proxier {
 
 SyncRunner::SyncRunner(Options opts, std::function<bool()> fn)
@@ -45,7 +47,13 @@ void SyncRunner::loop() {
     lock.unlock();
     const bool ok = fn_();
     lock.lock();
-    if (!ok) schedule_.retryAfter(SyncSchedule::Clock::now(), opts_.retryInterval);
+    if (!ok) {
+      // As kube-proxy: the failed sync is tried again after the sync period (sooner if a change
+      // comes), and the proxier makes that attempt a full sync.
+      spdlog::info("retrying the failed sync within {:.1f} s",
+                   std::chrono::duration<double>(opts_.retryInterval).count());
+      schedule_.retryAfter(SyncSchedule::Clock::now(), opts_.retryInterval);
+    }
   }
 }
 

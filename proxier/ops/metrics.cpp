@@ -209,6 +209,13 @@ Metrics::Metrics(std::string backendName, const ChangeTracker* tracker)
                        .Help("Syncs the data plane rejected (the next sync is a full one)")
                        .Register(r)
                        .Add({{"backend", backend_}});
+  if (backend_ == "nftables") {
+    nftablesSyncFailures_ = &prom::BuildCounter()
+                                 .Name("kubeproxy_sync_proxy_rules_nftables_sync_failures_total")
+                                 .Help("Cumulative proxy nftables sync failures")
+                                 .Register(r)
+                                 .Add({});
+  }
   repairs_ = &prom::BuildCounter()
                   .Name("sliceproxy_data_plane_repairs_total")
                   .Help(
@@ -291,6 +298,7 @@ void Metrics::onSync(const SyncReport& report) {
   if (!report.repaired.empty()) repairs_->Increment();
   if (!report.ok) {
     syncFailures_->Increment();
+    if (nftablesSyncFailures_) nftablesSyncFailures_->Increment();
     return;
   }
   const double took = report.took.count();

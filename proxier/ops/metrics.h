@@ -76,6 +76,8 @@ class Metrics : public SyncListener, public WatchMetrics, public ConntrackMetric
   prometheus::Summary* netProgrammingQuantiles_;
   prometheus::Gauge *lastTimestamp_, *lastQueued_, *noLocalInternal_, *noLocalExternal_;
   prometheus::Gauge* frontendConflicts_;
+  // kube-proxy's name for the same count, registered (as kube-proxy does) in nftables mode only.
+  prometheus::Counter* nftablesSyncFailures_ = nullptr;
   prometheus::Counter *kernelOps_, *syncFailures_, *repairs_, *conntrackDeleted_, *conntrackErrors_,
       *hcBindFailures_;
   prometheus::Family<prometheus::Counter>* healthz_;

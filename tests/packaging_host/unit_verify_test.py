@@ -97,6 +97,16 @@ def main():
         if caps != backends[backend]:
             fail(f"{path}: CapabilityBoundingSet is {caps}, the {backend} backend needs exactly "
                  f"{backends[backend]}")
+    # The unit without the drop-in also runs `mode: ipvs`: its set must be the IPVS backend's too.
+    if backends["ipvs"] != backends["nftables"]:
+        fail(f"the IPVS backend needs {backends['ipvs']}, the unit grants {backends['nftables']}: "
+             "IPVS needs a drop-in of its own")
+    # A writable /sys/fs/bpf only where the eBPF backend needs it.
+    for path, want in [(UNIT, False), (DROP_IN, True)]:
+        paths = " ".join(v for _, k, v in unit_settings(path) if k == "ReadWritePaths")
+        if ("/sys/fs/bpf" in paths) != want:
+            fail(f"{path}: ReadWritePaths={paths!r}: /sys/fs/bpf should{'' if want else ' not'} "
+                 "be writable")
     # The drop-in replaces the unit's set: an empty assignment first, then its own.
     if [v for s, k, v in unit_settings(DROP_IN) if k == "CapabilityBoundingSet"][0] != "":
         fail(f"{DROP_IN} adds to the unit's CapabilityBoundingSet instead of replacing it")

@@ -153,6 +153,8 @@ class ManifestsTest(unittest.TestCase):
         self.assertIs(sc.get("privileged", False), False)
         # Exactly the nftables backend's set (the eBPF variant's is checked below).
         self.assertEqual(sorted(sc["capabilities"]["add"]), backend_capabilities("nftables"))
+        # The ConfigMap's `mode: ipvs` runs in this same DaemonSet: the same set must do.
+        self.assertEqual(sorted(sc["capabilities"]["add"]), backend_capabilities("ipvs"))
         self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
         self.assertIs(sc.get("allowPrivilegeEscalation"), False)
         self.assertNotIn("--backend", " ".join(c["args"]), "the ConfigMap's mode decides")
