@@ -334,8 +334,12 @@ Reflector::WatchEnd Reflector::watch() {
       return WatchEnd::Relist;
     }
     std::string what = "watch: " + statusError(resp->status(), body);
-    // Too many requests: back off and resume, as client-go does; a relist would add load.
-    if (resp->status() == 429) throw RetryableError(what, resp->retryAfter());
+    // Too many requests, or a server error that says when to come back (a 503 from an API
+    // server shutting down or overloaded): wait and resume, as client-go's request retry does;
+    // a relist would add load.
+    if (resp->status() == 429 || (resp->status() >= 500 && resp->retryAfter().count() > 0)) {
+      throw RetryableError(what, resp->retryAfter());
+    }
     throw WatchError(what);
   }
   touch();

@@ -5,7 +5,8 @@ must relist and rewatch), the cluster changes meanwhile, and sliceproxy must con
 server's state without ever deleting what it programmed before:
 
 - 500s on lists and watches;
-- 429 with Retry-After: the next request waits at least that long;
+- 429 with Retry-After: the next request waits at least that long; a watch answered 503 with
+  Retry-After waits that long and resumes the watch (no relist);
 - connections cut mid-list (headers and half the body sent);
 - a server that accepts connections and never answers: every request times out, no hang.
 
@@ -66,6 +67,25 @@ class ApiFaultsTest(unittest.TestCase):
         times = [(t, p) for t, p in c.srv.request_times[start:] if p.startswith("/api/v1/services?")]
         self.assertGreaterEqual(len(times), 2, times)
         self.assertGreaterEqual(times[1][0] - times[0][0], 4.0, times)
+
+    def test_watch_503_retry_after_is_respected_and_the_watch_resumes(self):
+        c = self.start()
+        c.plane.wait_for(c.expected, timeout=30)
+        c.srv.fail_requests(1, 503, retry_after=4, prefix="/api/v1/services")
+        start = len(c.srv.requests)
+        c.srv.drop_watches()
+        deadline = time.time() + 30
+        while True:
+            times = [(t, p) for t, p in c.srv.request_times[start:]
+                     if p.startswith("/api/v1/services?")]
+            if len(times) >= 2 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertGreaterEqual(len(times), 2, times)
+        self.assertIn("watch=", times[0][1], times)
+        self.assertGreaterEqual(times[1][0] - times[0][0], 4.0, times)
+        self.assertIn("watch=", times[1][1], "a relist instead of resuming the watch: %s" % times)
+        self.converge_through(c)
 
     # The response header must come within 30 s (beast_transport.cpp kHeaderTimeout): three hung
     # requests cost about 90 s.
