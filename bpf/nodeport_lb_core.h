@@ -38,12 +38,17 @@ struct np_maglev_inner {
   __uint(max_entries, 1);
   __uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
   __type(key, __u32);
-  __type(value, __u32); /* backend id in np_backends */
+  __type(value, __u64); /* a struct np_maglev_pair: clang gives libbpf no size for a struct
+                          * used only through pointers */
 };
 
+/* Entries allocated as tables come (no preallocation of 65,536 slots); the flag also tells this
+ * layout from the one-entry-per-element tables of earlier versions, so a pinned map of those is
+ * not adopted. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
   __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, __u32);
   __array(values, struct np_maglev_inner);
 } np_maglev SEC(".maps");
@@ -158,10 +163,12 @@ static __always_inline struct np_backend* np_pick(const struct np_frontend* fe,
   __u32 idx =
       np_flow_hash(p->saddr, p->daddr, (const __u8*)&p->sport, (const __u8*)&p->dport, p->proto) %
       fe->size;
-  __u32* id = bpf_map_lookup_elem(table, &idx);
-  if (!id) return 0;
-  *backend_id = *id;
-  return bpf_map_lookup_elem(&np_backends, id);
+  const __u32 elem = idx >> 1;
+  const struct np_maglev_pair* pair = (const struct np_maglev_pair*)bpf_map_lookup_elem(table, &elem);
+  if (!pair) return 0;
+  const __u32 id = pair->id[idx & 1];
+  *backend_id = id;
+  return bpf_map_lookup_elem(&np_backends, &id);
 }
 
 /* A free SNAT port for the flow, claimed by inserting its reverse entry. */

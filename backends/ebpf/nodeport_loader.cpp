@@ -113,11 +113,13 @@ void NodePortPrograms::removeBackend(uint32_t id) {
 
 MaglevTableMap::MaglevTableMap(uint32_t size) : size_(size) {
   LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-  fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tbl", sizeof(uint32_t), sizeof(uint32_t),
-                       size, &mopts);
+  // Two entries per 8-byte element (np_maglev_pair): entry i at byte 4 * i of the mapping.
+  const uint32_t elements = (size + 1) / 2;
+  fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tbl", sizeof(uint32_t),
+                       sizeof(np_maglev_pair), elements, &mopts);
   if (fd_ < 0) fail(fmt::format("np_maglev: creating a table of {} entries", size), errno);
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  mapped_ = (size_t{size} * 8 + page - 1) / page * page;
+  mapped_ = (size_t{elements} * sizeof(np_maglev_pair) + page - 1) / page * page;
   void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) {
     const int err = errno;

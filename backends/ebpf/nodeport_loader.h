@@ -34,9 +34,8 @@ class MaglevTableMap {
   MaglevTableMap& operator=(const MaglevTableMap&) = delete;
   int fd() const { return fd_; }
   uint32_t size() const { return size_; }
-  // Entry i: an array map lays its elements out 8 bytes apart (value size rounded up), and the
-  // mapping shows that layout.
-  void set(uint32_t i, uint32_t backendId) { data_[size_t{i} * 2] = backendId; }
+  // Entry i: two per 8-byte element (np_maglev_pair), so entry i is word i of the mapping.
+  void set(uint32_t i, uint32_t backendId) { data_[i] = backendId; }
 
  private:
   int fd_ = -1;
