@@ -84,14 +84,16 @@ int pinnedIfindex(const std::string& name) {
 // Detaches what these programs left on interfaces not in keep: pinned links under linkDir
 // (none when empty), then netlink tc filters and XDP programs named like ours. Returns how
 // many went; xdpGone gets the ifindexes that lost np_xdp.
-int detachAllBut(const std::string& linkDir, const std::set<int>& keep,
-                 std::vector<int>* xdpGone = nullptr) {
+int detachAllBut(const std::string& linkDir, const std::set<int>& keepTc,
+                 const std::set<int>& keepXdp, std::vector<int>* xdpGone = nullptr) {
   int n = 0;
   std::error_code ec;
   if (!linkDir.empty() && fs::exists(linkDir, ec)) {
     for (const auto& entry : fs::directory_iterator(linkDir, ec)) {
-      const int ifindex = pinnedIfindex(entry.path().filename().string());
-      if (ifindex < 0 || keep.contains(ifindex)) continue;
+      const std::string name = entry.path().filename().string();
+      const int ifindex = pinnedIfindex(name);
+      const bool xdp = name.rfind("np_xdp_", 0) == 0;
+      if (ifindex < 0 || (xdp ? keepXdp : keepTc).contains(ifindex)) continue;
       const int fd = bpf_obj_get(entry.path().c_str());
       if (fd >= 0) {
         // Detach now: dropping the last reference frees a link from a workqueue, later.
@@ -100,8 +102,7 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keep,
         if (err && err != -EINVAL && err != -ENOLINK) fail("detaching " + entry.path().string(), err);
       }
       if (unlink(entry.path().c_str()) != 0) fail("unpinning " + entry.path().string(), errno);
-      if (xdpGone && entry.path().filename().string().rfind("np_xdp_", 0) == 0)
-        xdpGone->push_back(ifindex);
+      if (xdpGone && xdp) xdpGone->push_back(ifindex);
       ++n;
     }
   }
@@ -109,8 +110,8 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keep,
   if (!list) return n;
   for (struct if_nameindex* i = list; i->if_index != 0; ++i) {
     const int ifindex = static_cast<int>(i->if_index);
-    if (keep.contains(ifindex)) continue;
     for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+      if (keepTc.contains(ifindex)) break;
       LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
       LIBBPF_OPTS(bpf_tc_opts, topts, .handle = kTcHandle, .priority = kTcPriority);
       if (bpf_tc_query(&hook, &topts) != 0) continue;
@@ -119,7 +120,7 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keep,
       if (bpf_tc_detach(&hook, &dopts) == 0) ++n;
     }
     uint32_t id = 0;
-    if (bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id != 0 &&
+    if (!keepXdp.contains(ifindex) && bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id != 0 &&
         progName(id) == "np_xdp" && bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr) == 0) {
       ++n;
       if (xdpGone) xdpGone->push_back(ifindex);
@@ -559,9 +560,10 @@ void NodePortPrograms::detachTcIngress(int ifindex) {
   if (int err = bpf_tc_detach(&hook, &topts); err) fail("detaching np_ingress from tc", err);
 }
 
-int NodePortPrograms::detachOthers(const std::set<int>& keep) {
+int NodePortPrograms::detachOthers() {
   std::vector<int> xdpGone;
-  const int n = detachAllBut(pinDir_.empty() ? "" : pinDir_ + "/links", keep, &xdpGone);
+  const int n =
+      detachAllBut(pinDir_.empty() ? "" : pinDir_ + "/links", attached_, xdp_, &xdpGone);
   for (int ifindex : xdpGone) {
     const uint32_t key = static_cast<uint32_t>(ifindex);
     bpf_map_delete_elem(bpf_map__fd(skel_->maps.np_xdp_out), &key);
@@ -571,7 +573,7 @@ int NodePortPrograms::detachOthers(const std::set<int>& keep) {
 
 uint64_t NodePortPrograms::removePinned(const std::string& pinDir) {
   // Links first: the programs leave the interfaces before the maps they read go away.
-  uint64_t removed = static_cast<uint64_t>(detachAllBut(pinDir + "/links", {}));
+  uint64_t removed = static_cast<uint64_t>(detachAllBut(pinDir + "/links", {}, {}));
   const fs::path maps = fs::path(pinDir) / "maps";
   std::error_code ec;
   if (!fs::exists(maps, ec)) return removed;

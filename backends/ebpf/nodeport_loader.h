@@ -115,9 +115,10 @@ class NodePortPrograms {
   // and take what it passes. "" when attached, else why not (the driver has no native XDP...):
   // the interface then has tc only.
   std::string attachXdp(int ifindex);
-  // Detaches the packet path from every interface of this network namespace not in keep (a
-  // previous run's --devices that are no longer listed); returns how many attachments went.
-  int detachOthers(const std::set<int>& keep);
+  // Detaches the packet path from every interface of this network namespace where this object
+  // did not attach it (a previous run's --devices that are no longer listed; XDP where this run
+  // has tc only); returns how many attachments went.
+  int detachOthers();
 
   // Detaches the packet path from every interface of the calling network namespace (pinned
   // links under pinDir, tc filters and XDP programs of these programs) and unpins its maps;

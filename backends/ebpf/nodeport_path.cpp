@@ -77,7 +77,12 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
   // The SNAT default: the first device's own first address of the family, whatever
   // --nodeport-addresses keeps (an extra NodePort address is no source for masquerading).
   const std::vector<IpAddr> all = deviceAddresses(named, {});
-  progs_ = std::make_unique<NodePortPrograms>();
+  NodePortOptions opts;
+  opts.pinDir = net.bpfPinDir;
+  progs_ = std::make_unique<NodePortPrograms>(opts);
+  for (const std::string& m : progs_->recreatedMaps()) {
+    spdlog::warn("ebpf: pinned map {}: created anew, its entries lost", m);
+  }
   for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
     const IpAddr* snat = net.snatAddress(f);
     if (!snat) {
@@ -85,19 +90,22 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
           std::find_if(all.begin(), all.end(), [&](const IpAddr& a) { return a.family == f; });
       if (it != all.end()) snat = &*it;
     }
-    if (!snat) continue;
-    np_snat s{};
-    std::memcpy(s.addr, snat->bytes.data(), snat->size());
-    s.port_min = kSnatPortMin;
-    s.port_max = kSnatPortMax;
+    np_snat s{};  // none: all zero, SNAT off for the family (a previous run's address goes)
+    if (snat) {
+      std::memcpy(s.addr, snat->bytes.data(), snat->size());
+      s.port_min = kSnatPortMin;
+      s.port_max = kSnatPortMax;
+    }
     progs_->setSnat(f == IpFamily::V4 ? NP_FAMILY_V4 : NP_FAMILY_V6, s);
   }
+  std::vector<np_local_key> local;
   for (const IpAddr& a : all) {
     np_local_key k{};
     std::memcpy(k.addr, a.bytes.data(), a.size());
     k.family = a.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
-    progs_->addLocalAddress(k);
+    local.push_back(k);
   }
+  progs_->setLocalAddresses(local);
   if (every_ || std::find(exact_.begin(), exact_.end(), "lo") != exact_.end()) {
     // Replies to the node's own connections are handed to lo with a node address as source;
     // the kernel accepts that on lo only with accept_local (kube-proxy sets route_localnet
@@ -107,6 +115,8 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     if (!f.flush()) throw std::runtime_error("--devices lo: setting net.ipv4.conf.lo.accept_local");
   }
   writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
+  // The previous run's entries keep serving until the first full sync has written this run's.
+  if (!progs_->adoptedMaps().empty()) writer_->adopt();
   for (const std::string& dev : exact_) {
     const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
     progs_->attach(ifindex);
@@ -125,10 +135,18 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     }
   }
   attachNew();
+  // Interfaces a previous run attached to and this one does not (--devices changed).
+  const int gone = progs_->detachOthers();
   std::vector<std::string> shown;
   for (const auto& a : addresses_) shown.push_back(a.str());
-  spdlog::info("ebpf: NodePort load balancer at tc ingress/egress of {}; node addresses {}",
-               fmt::join(attached(), ","), fmt::join(shown, ","));
+  spdlog::info(
+      "ebpf: NodePort load balancer at {} ingress/egress of {}; node addresses {}{}", progs_->tcMode(),
+      fmt::join(attached(), ","), fmt::join(shown, ","),
+      net.bpfPinDir.empty()
+          ? std::string()
+          : fmt::format("; pinned under {} ({} maps adopted, {} links updated in place, {} "
+                        "attachments of interfaces no longer in --devices removed)",
+                        net.bpfPinDir, progs_->adoptedMaps().size(), progs_->updatedLinks(), gone));
 }
 
 void NodePortPath::attachNew() {
@@ -211,7 +229,9 @@ std::string NodePortPath::fullSync(const proxier::State& state) {
   writer_->begin();
   auto err = fullSyncBatch(state);
   auto committed = writer_->commit();
-  return err.empty() ? committed : err;
+  if (!err.empty()) return err;
+  if (!committed.empty()) return committed;
+  return writer_->finishAdoption();
 }
 
 std::string NodePortPath::fullSyncBatch(const proxier::State& state) {
