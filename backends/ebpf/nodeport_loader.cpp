@@ -58,6 +58,19 @@ int linkIfindex(int fd, uint32_t type, uint32_t* attachType = nullptr) {
   return static_cast<int>(words[0]);
 }
 
+// Looking for filters on an interface without a clsact qdisc is no error here, but libbpf
+// prints the kernel's complaint: silenced while we look.
+class QuietLibbpf {
+ public:
+  QuietLibbpf() : old_(libbpf_set_print(nullptr)) {}
+  ~QuietLibbpf() { libbpf_set_print(old_); }
+  QuietLibbpf(const QuietLibbpf&) = delete;
+  QuietLibbpf& operator=(const QuietLibbpf&) = delete;
+
+ private:
+  libbpf_print_fn_t old_;
+};
+
 // The name of the program with this id ("" when it is gone).
 std::string progName(uint32_t id) {
   const int fd = bpf_prog_get_fd_by_id(id);
@@ -108,6 +121,7 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keepTc,
   }
   struct if_nameindex* list = if_nameindex();
   if (!list) return n;
+  QuietLibbpf quiet;
   for (struct if_nameindex* i = list; i->if_index != 0; ++i) {
     const int ifindex = static_cast<int>(i->if_index);
     for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
@@ -459,6 +473,7 @@ void NodePortPrograms::attach(int ifindex) {
       tcMode_ = TcMode::Tcx;
       // A filter an earlier version attached (and a kill -9 left) would run the programs a
       // second time, behind tcx: gone now that the links are in place.
+      QuietLibbpf quiet;
       for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
         LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
         LIBBPF_OPTS(bpf_tc_opts, topts, .handle = kTcHandle, .priority = kTcPriority);

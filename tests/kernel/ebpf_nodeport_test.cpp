@@ -1392,6 +1392,13 @@ TEST_F(NodePortTraffic, RestartAdoptsThePinnedPacketPathWithoutAGap) {
   tracker.upsertService(service(s));
   tracker.upsertSlice(
       slice("web-1", "web", {{"10.244.0.2", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  SvcSpec doomed = s;  // deleted while sliceproxy is down
+  doomed.name = "doomed";
+  doomed.clusterIPs = {"10.96.0.99"};
+  doomed.ports = {{"http", Protocol::UDP, 80, kNodePort + 1, {8080, ""}}};
+  tracker.upsertService(service(doomed));
+  tracker.upsertSlice(
+      slice("doomed-1", "doomed", {{"10.244.0.3", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
   // A client port whose flow the table over both backends gives to 10.244.0.3.
   std::vector<EndpointKey> both = backends();
   const uint32_t size = maglevTableSizeFor(net.maglevTableSize, both.size());
@@ -1434,6 +1441,7 @@ TEST_F(NodePortTraffic, RestartAdoptsThePinnedPacketPathWithoutAGap) {
   EXPECT_EQ(between.error, "") << "answered while no sliceproxy runs";
 
   // The next run, with one more endpoint: same links, now running its programs; same maps.
+  tracker.deleteService({"default", "doomed"});
   tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.2", "node-b"}, {"10.244.0.3", "node-b"}},
                             {{"http", Protocol::UDP, 8080}}));
   path = std::make_unique<backends::ebpf::NodePortPath>(net);
@@ -1462,6 +1470,21 @@ TEST_F(NodePortTraffic, RestartAdoptsThePinnedPacketPathWithoutAGap) {
   ASSERT_EQ(other.error, "");
   EXPECT_EQ(other.text.rfind("10.244.0.3:8080 203.0.113.1:", 0), 0u)
       << "a new flow follows the new table: " << other.text;
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort + 1, SOCK_DGRAM, 51503).error,
+            "ECONNREFUSED")
+      << "the service deleted while sliceproxy was down is gone after the first sync";
+  // What the previous run wrote and this one did not take over is gone: web's two groups
+  // (NodePort, ClusterIP from outside) x two backends, 10.244.0.2 keeping its ids.
+  const int backendsMap = bpf_obj_get((gPinDir + "/maps/np_backends").c_str());
+  ASSERT_GE(backendsMap, 0);
+  uint32_t key = 0, next = 0, entries = 0;
+  for (const uint32_t* prev = nullptr; bpf_map_get_next_key(backendsMap, prev, &next) == 0;
+       prev = &key) {
+    key = next;
+    ++entries;
+  }
+  close(backendsMap);
+  EXPECT_EQ(entries, 4u);
 
   // --devices without n1: the next run detaches from it.
   path.reset();
