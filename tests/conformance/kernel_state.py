@@ -43,8 +43,14 @@ def _ebpf_pin_dir(sandbox):
     return flags[flags.index("--bpf-pin-dir") + 1], flags[flags.index("--cgroup-root") + 1]
 
 
+def _ebpf_packet_path(sandbox, node):
+    # The packet path's programs (np_*) on node-a's interfaces: tcx, tc filters, XDP.
+    p = sandbox.node_exec(["python3", os.path.join(HERE, "bpf_attachments.py")], node=node)
+    return [l for l in p.stdout.splitlines() if l.split()[-1].startswith("np_")]
+
+
 def _ebpf_owned(sandbox, node):
-    # Pinned links and maps, and the programs attached to node-a's cgroup.
+    # Pinned links and maps, the programs attached to node-a's cgroup and to its interfaces.
     pin, cgroup = _ebpf_pin_dir(sandbox)
     out = []
     for sub in ("links", "maps"):
@@ -54,6 +60,7 @@ def _ebpf_owned(sandbox, node):
     p = sandbox.node_exec(["bpftool", "-j", "cgroup", "show", cgroup], node=node, check=False)
     for prog in json.loads(p.stdout.strip() or "[]"):
         out.append("ebpf attached %s %s" % (prog.get("attach_type"), prog.get("name")))
+    out += ["ebpf attached %s" % a for a in _ebpf_packet_path(sandbox, node)]
     return sorted(out)
 
 
@@ -65,6 +72,7 @@ def _ebpf_dump(sandbox, node):
                 ["bpftool", "map", "dump", "pinned", os.path.join(pin, "maps", "sp_slots")]):
         p = sandbox.node_exec(cmd, node=node, check=False)
         parts.append("$ %s\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
+    parts.append("packet path attachments:\n" + "\n".join(_ebpf_packet_path(sandbox, node)))
     return "\n".join(parts)
 
 
