@@ -347,6 +347,20 @@ void NodePortPrograms::removeMaglevTable(uint32_t tableId) {
   }
 }
 
+void NodePortPrograms::removeMaglevTables(const std::vector<uint32_t>& tableIds) {
+  size_t done = 0;
+  while (done < tableIds.size()) {
+    uint32_t count = static_cast<uint32_t>(tableIds.size() - done);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_delete_batch(maglevFd(), tableIds.data() + done, &count, &opts) == 0) return;
+    if (errno != ENOENT) {
+      fail(fmt::format("np_maglev: deleting {} tables (deleted {})", tableIds.size() - done, count),
+           errno);
+    }
+    done += count + 1;  // that one was gone already
+  }
+}
+
 void NodePortPrograms::addSourceRange(uint32_t rangesId, const np_range_key& key) {
   const uint8_t one = 1;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_src_ranges), &key, &one, BPF_ANY) != 0) {

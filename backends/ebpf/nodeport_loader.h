@@ -88,6 +88,8 @@ class NodePortPrograms {
   // and swaps it in for tableId in one update, so the program sees the old or the new table.
   void setMaglevTable(uint32_t tableId, const std::vector<uint32_t>& backendIds);
   void removeMaglevTable(uint32_t tableId);
+  // Many at once: one map delete batch, so one RCU wait for all of them (not one each).
+  void removeMaglevTables(const std::vector<uint32_t>& tableIds);
   // Makes table the one tableId names (an RCU wait in the kernel: only when a table is new).
   void installMaglevTable(uint32_t tableId, const MaglevTableMap& table);
   // Many at once: one map update batch, so one RCU wait for all of them.

@@ -232,23 +232,25 @@ void NodePortWriter::takeOver(Port& p, np_frontend& value, const NodePortPlan& p
     const np_frontend& old = it->second;
     if (leftovers_->claimedScopes.insert(old.svc_id).second) value.svc_id = old.svc_id;
     if (old.size == 0) return;
-    std::vector<uint32_t> ids = progs_.readMaglevTable(old.table_id);
-    std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    for (uint32_t id : ids) {
+    // Walked until every backend of the plan has its old id: an unchanged set is found in a
+    // few dozen entries, not the table's thousands.
+    const std::vector<uint32_t> table = progs_.readMaglevTable(old.table_id);
+    std::set<uint32_t> seen;
+    size_t matched = 0;
+    for (uint32_t id : table) {
+      if (matched == plan.backends.size()) break;
+      if (!seen.insert(id).second) continue;
       auto b = leftovers_->backends.find(id);
       if (b == leftovers_->backends.end() || leftovers_->claimed.contains(id)) continue;
-      for (const EndpointKey& e : plan.backends) {
-        const uint8_t family = e.ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
-        if (b->second.family != family || b->second.port != htons(e.port) ||
-            std::memcmp(b->second.addr, e.ip.bytes.data(), e.ip.size()) != 0 ||
-            p.ids.contains(e)) {
-          continue;
-        }
-        p.ids.emplace(e, id);  // its np_backends entry already holds e
-        leftovers_->claimed.insert(id);
-        break;
-      }
+      EndpointKey e;
+      e.ip.family = b->second.family == NP_FAMILY_V4 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
+      std::memcpy(e.ip.bytes.data(), b->second.addr, e.ip.size());
+      e.port = ntohs(b->second.port);
+      if (!std::binary_search(plan.backends.begin(), plan.backends.end(), e) || p.ids.contains(e))
+        continue;
+      p.ids.emplace(e, id);  // its np_backends entry already holds e
+      leftovers_->claimed.insert(id);
+      ++matched;
     }
     return;
   }
@@ -263,7 +265,7 @@ std::string NodePortWriter::finishAdoption() {
     for (const auto& [k, v] : leftovers_->frontends) {
       if (!now.contains(k)) progs_.removeFrontend(k);
     }
-    for (uint32_t id : leftovers_->tables) progs_.removeMaglevTable(id);
+    progs_.removeMaglevTables(leftovers_->tables);
     for (const auto& [id, b] : leftovers_->backends) {
       if (!leftovers_->claimed.contains(id)) progs_.removeBackend(id);
     }
