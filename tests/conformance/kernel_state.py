@@ -46,7 +46,18 @@ def _ebpf_pin_dir(sandbox):
 def _ebpf_packet_path(sandbox, node):
     # The packet path's programs (np_*) on node-a's interfaces: tcx, tc filters, XDP.
     p = sandbox.node_exec(["python3", os.path.join(HERE, "bpf_attachments.py")], node=node)
-    return [l for l in p.stdout.splitlines() if l.split()[-1].startswith("np_")]
+    return [l for l in p.stdout.splitlines() if l.split() and l.split()[-1].startswith("np_")]
+
+
+def _per_interface(name):
+    # The packet path attaches to every interface by default, pods' included, and pods come
+    # and go: its objects are listed by kind ("links/np_ingress_*", "tcx_ingress * np_ingress"),
+    # so that what a run owns compares equal across restarts while pods are added.
+    parts = name.split()
+    if len(parts) == 3:
+        return "%s * %s" % (parts[0], parts[2])
+    head, _, tail = name.rpartition("_")
+    return head + "_*" if name.startswith("links/np_") and tail.isdigit() else name
 
 
 def _ebpf_owned(sandbox, node):
@@ -56,12 +67,12 @@ def _ebpf_owned(sandbox, node):
     for sub in ("links", "maps"):
         d = os.path.join(pin, sub)
         if os.path.isdir(d):
-            out += ["ebpf pin %s/%s" % (sub, n) for n in os.listdir(d)]
+            out += ["ebpf pin %s" % _per_interface("%s/%s" % (sub, n)) for n in os.listdir(d)]
     p = sandbox.node_exec(["bpftool", "-j", "cgroup", "show", cgroup], node=node, check=False)
     for prog in json.loads(p.stdout.strip() or "[]"):
         out.append("ebpf attached %s %s" % (prog.get("attach_type"), prog.get("name")))
-    out += ["ebpf attached %s" % a for a in _ebpf_packet_path(sandbox, node)]
-    return sorted(out)
+    out += ["ebpf attached %s" % _per_interface(a) for a in _ebpf_packet_path(sandbox, node)]
+    return sorted(set(out))
 
 
 def _ebpf_dump(sandbox, node):
