@@ -207,9 +207,10 @@ std::string EbpfBackend::ensureLoaded() {
     if (!net_.devices.empty()) {
       nodePort_ = std::make_unique<NodePortPath>(net_);
     } else if (uint64_t n = NodePortPrograms::removePinned(options_.pinDir); n > 0) {
-      spdlog::info("ebpf: packet path off (--devices none): removed the {} objects a previous "
-                   "run pinned or attached",
-                   n);
+      spdlog::info(
+          "ebpf: packet path off (--devices none): removed the {} objects a previous "
+          "run pinned or attached",
+          n);
     }
   } catch (const std::exception& e) {
     return e.what();

@@ -112,7 +112,8 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keepTc,
         // Detach now: dropping the last reference frees a link from a workqueue, later.
         const int err = bpf_link_detach(fd);
         close(fd);
-        if (err && err != -EINVAL && err != -ENOLINK) fail("detaching " + entry.path().string(), err);
+        if (err && err != -EINVAL && err != -ENOLINK)
+          fail("detaching " + entry.path().string(), err);
       }
       if (unlink(entry.path().c_str()) != 0) fail("unpinning " + entry.path().string(), errno);
       if (xdpGone && xdp) xdpGone->push_back(ifindex);
@@ -134,8 +135,9 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keepTc,
       if (bpf_tc_detach(&hook, &dopts) == 0) ++n;
     }
     uint32_t id = 0;
-    if (!keepXdp.contains(ifindex) && bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id != 0 &&
-        progName(id) == "np_xdp" && bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr) == 0) {
+    if (!keepXdp.contains(ifindex) && bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 &&
+        id != 0 && progName(id) == "np_xdp" &&
+        bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr) == 0) {
       ++n;
       if (xdpGone) xdpGone->push_back(ifindex);
     }
@@ -146,7 +148,8 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keepTc,
 
 }  // namespace
 
-NodePortPrograms::NodePortPrograms(const NodePortOptions& opts) : pinDir_(opts.pinDir) {
+NodePortPrograms::NodePortPrograms(const NodePortOptions& opts)
+    : pinDir_(opts.pinDir), tcMode_(opts.tcx ? TcMode::Unknown : TcMode::Netlink) {
   skel_ = nodeport_lb::open();
   if (!skel_) fail("opening the nodeport_lb BPF object", errno);
   const std::pair<bpf_map*, uint32_t> sizes[] = {{skel_->maps.np_frontends, opts.frontendEntries},
@@ -388,13 +391,11 @@ void NodePortPrograms::setSnat(uint8_t family, const np_snat& snat) {
   }
 }
 
-
 void NodePortPrograms::setLocalAddresses(const std::vector<np_local_key>& keys) {
   const int fd = bpf_map__fd(skel_->maps.np_local);
   std::vector<np_local_key> stale;
   np_local_key k{}, next{};
-  for (const np_local_key* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0;
-       prev = &k) {
+  for (const np_local_key* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &k) {
     k = next;
     const bool wanted = std::any_of(keys.begin(), keys.end(), [&](const np_local_key& w) {
       return std::memcmp(&w, &k, sizeof(k)) == 0;
@@ -591,8 +592,7 @@ void NodePortPrograms::detachTcIngress(int ifindex) {
 
 int NodePortPrograms::detachOthers() {
   std::vector<int> xdpGone;
-  const int n =
-      detachAllBut(pinDir_.empty() ? "" : pinDir_ + "/links", attached_, xdp_, &xdpGone);
+  const int n = detachAllBut(pinDir_.empty() ? "" : pinDir_ + "/links", attached_, xdp_, &xdpGone);
   for (int ifindex : xdpGone) {
     const uint32_t key = static_cast<uint32_t>(ifindex);
     bpf_map_delete_elem(bpf_map__fd(skel_->maps.np_xdp_out), &key);

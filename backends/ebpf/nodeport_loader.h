@@ -30,6 +30,8 @@ struct NodePortOptions {
   // On a bpf filesystem (created if missing): pinned, above. "": the programs and maps are this
   // object's and are detached when it goes (tests, benches).
   std::string pinDir;
+  // false: netlink tc filters even where the kernel has tcx, as before Linux 6.6 (tests).
+  bool tcx = true;
 };
 
 // A Maglev table the writer owns: an mmapable array map, written through its mapping.

@@ -140,8 +140,8 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
   std::vector<std::string> shown;
   for (const auto& a : addresses_) shown.push_back(a.str());
   spdlog::info(
-      "ebpf: NodePort load balancer at {} ingress/egress of {}; node addresses {}{}", progs_->tcMode(),
-      fmt::join(attached(), ","), fmt::join(shown, ","),
+      "ebpf: NodePort load balancer at {} ingress/egress of {}; node addresses {}{}",
+      progs_->tcMode(), fmt::join(attached(), ","), fmt::join(shown, ","),
       net.bpfPinDir.empty()
           ? std::string()
           : fmt::format("; pinned under {} ({} maps adopted, {} links updated in place, {} "

@@ -243,7 +243,8 @@ void NodePortWriter::takeOver(Port& p, np_frontend& value, const NodePortPlan& p
       auto b = leftovers_->backends.find(id);
       if (b == leftovers_->backends.end() || leftovers_->claimed.contains(id)) continue;
       EndpointKey e;
-      e.ip.family = b->second.family == NP_FAMILY_V4 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
+      e.ip.family =
+          b->second.family == NP_FAMILY_V4 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
       std::memcpy(e.ip.bytes.data(), b->second.addr, e.ip.size());
       e.port = ntohs(b->second.port);
       if (!std::binary_search(plan.backends.begin(), plan.backends.end(), e) || p.ids.contains(e))

@@ -6,9 +6,9 @@
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <linux/if_link.h>
 #include <net/if.h>
 #include <sched.h>
-#include <linux/if_link.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -1315,7 +1315,6 @@ TEST_F(NodePortTraffic, TheNodeReachesItsOwnNodePortThroughLo) {
   EXPECT_EQ(r.text.rfind("10.244.0.2:8080 203.0.113.1:", 0), 0u) << r.text;
 }
 
-
 // --- restarts: the packet path pinned and adopted ----------------------------------------
 
 std::string gPinDir;  // on a private bpf filesystem (main)
@@ -1525,6 +1524,59 @@ TEST_F(NodePortTraffic, RestartAdoptsThePinnedPacketPathWithoutAGap) {
   }
   EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 51502).error,
             "ECONNREFUSED");
+}
+
+// The program of the netlink tc filter the packet path uses (handle 1, priority 0xc001) at the
+// hook, 0 when there is none.
+uint32_t tcFilterProgram(int ifindex, bpf_tc_attach_point point) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 1, .priority = 0xc001);
+  return bpf_tc_query(&hook, &opts) == 0 ? opts.prog_id : 0;
+}
+
+// Kernels before 6.6 (no tcx): the tc programs are netlink filters, which outlive the process
+// by themselves. A new run replaces them in place, detaches from interfaces it no longer
+// attaches to, removePinned finds them on the interfaces; and a tcx run replaces a filter an
+// earlier version left (one program per hook, never two).
+TEST_F(NodePortTraffic, NetlinkFiltersAreReplacedInPlaceAndFoundByCleanup) {
+  ASSERT_FALSE(gPinDir.empty());
+  const int n0 = static_cast<int>(if_nametoindex("n0"));
+  const int n1 = static_cast<int>(if_nametoindex("n1"));
+  backends::ebpf::NodePortOptions opts;
+  opts.pinDir = gPinDir;
+  opts.tcx = false;
+  auto first = std::make_unique<NodePortPrograms>(opts);
+  first->attach(n0);
+  first->attach(n1);
+  EXPECT_STREQ(first->tcMode(), "tc filter");
+  const uint32_t firstIngress = progId(first->ingressFd());
+  first.reset();
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS), firstIngress) << "the filter outlives the run";
+  auto second = std::make_unique<NodePortPrograms>(opts);
+  second->attach(n0);
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS), progId(second->ingressFd())) << "replaced";
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_EGRESS), progId(second->egressFd()));
+  EXPECT_EQ(second->detachOthers(), 2) << "n1's two filters: n1 is no device of this run";
+  EXPECT_EQ(tcFilterProgram(n1, BPF_TC_INGRESS), 0u);
+  second.reset();
+  // An upgrade to tcx: the filter left behind goes once the link is in place.
+  opts.tcx = true;
+  auto third = std::make_unique<NodePortPrograms>(opts);
+  third->attach(n0);
+  EXPECT_STREQ(third->tcMode(), "tcx");
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS), 0u);
+  EXPECT_EQ(tcxPrograms(n0, 46), 1u);
+  third.reset();
+  EXPECT_GT(NodePortPrograms::removePinned(gPinDir), 0u);
+  EXPECT_EQ(tcxPrograms(n0, 46) + tcxPrograms(n0, 47), 0u);
+  // And cleanup after a netlink run: the filters are found on the interfaces.
+  opts.tcx = false;
+  auto fourth = std::make_unique<NodePortPrograms>(opts);
+  fourth->attach(n0);
+  fourth.reset();
+  EXPECT_EQ(NodePortPrograms::removePinned(gPinDir), 2u + 10u) << "two filters, ten maps";
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS) + tcFilterProgram(n0, BPF_TC_EGRESS), 0u);
+  EXPECT_TRUE(npPins("maps").empty());
 }
 
 }  // namespace
