@@ -570,7 +570,9 @@ void NodePortPrograms::detach(int ifindex) {
   for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
     LIBBPF_OPTS(bpf_tc_opts, topts, .handle = kTcHandle, .priority = kTcPriority);
-    if (int err = bpf_tc_detach(&hook, &topts); err && err != -ENOENT) {
+    // ENODEV, EINVAL: the interface went, its filters with it.
+    if (int err = bpf_tc_detach(&hook, &topts);
+        err && err != -ENOENT && err != -ENODEV && err != -EINVAL) {
       fail(fmt::format("ifindex {}: detaching from tc", ifindex), err);
     }
   }

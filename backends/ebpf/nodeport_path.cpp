@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -116,7 +117,13 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
   }
   writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
   // The previous run's entries keep serving until the first full sync has written this run's.
-  if (!progs_->adoptedMaps().empty()) writer_->adopt();
+  if (!progs_->adoptedMaps().empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    writer_->adopt();
+    spdlog::info(
+        "ebpf: packet path: read what the previous run left in {:.1f} ms",
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
   for (const std::string& dev : exact_) {
     const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
     progs_->attach(ifindex);
@@ -168,7 +175,25 @@ void NodePortPath::attachNew() {
       spdlog::warn("ebpf: {} ({}): {}", name, ifindex, e.what());  // gone meanwhile
     }
   }
+  // Interfaces that went (pods deleted): their links detached with them, but the pins would
+  // stay, two per pod, for as long as this process runs.
+  std::map<int, std::string> present;
+  for (struct if_nameindex* i = list; i->if_index != 0; ++i)
+    present[static_cast<int>(i->if_index)] = i->if_name;
   if_freenameindex(list);
+  for (auto it = attached_.begin(); it != attached_.end();) {
+    auto p = present.find(it->first);
+    if (p != present.end() && p->second == it->second) {
+      ++it;
+      continue;
+    }
+    try {
+      progs_->detach(it->first);
+    } catch (const std::exception& e) {
+      spdlog::warn("ebpf: {} ({}) went: {}", it->second, it->first, e.what());
+    }
+    it = attached_.erase(it);
+  }
 }
 
 std::vector<std::string> NodePortPath::attached() const {
@@ -231,7 +256,13 @@ std::string NodePortPath::fullSync(const proxier::State& state) {
   auto committed = writer_->commit();
   if (!err.empty()) return err;
   if (!committed.empty()) return committed;
-  return writer_->finishAdoption();
+  if (!writer_->adopting()) return "";
+  const auto t0 = std::chrono::steady_clock::now();
+  auto done = writer_->finishAdoption();
+  spdlog::info(
+      "ebpf: packet path: the previous run's leftovers removed in {:.1f} ms",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  return done;
 }
 
 std::string NodePortPath::fullSyncBatch(const proxier::State& state) {

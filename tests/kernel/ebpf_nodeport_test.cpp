@@ -858,6 +858,19 @@ TEST(NodePortXdpUdp, ZeroChecksumStaysZero) {
 // --- real traffic: a client namespace reaches a NodePort on the node's veth ---------------
 
 topo::Topology gTopo;
+std::string gPinDir;  // on a private bpf filesystem (main)
+
+// The pins of the packet path under gPinDir/sub (np_* only).
+std::set<std::string> npPins(const std::string& sub) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(gPinDir + "/" + sub, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("np_", 0) == 0) out.insert(name);
+  }
+  return out;
+}
+
 pid_t gServer = -1;
 
 class NodePortTraffic : public ::testing::Test {
@@ -1260,7 +1273,7 @@ TEST_F(NodePortTraffic, PrimaryNodePortAddressesFollowTheNodesInternalIps) {
 // back (without it the node's own stack would answer it with a RST).
 TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
   NetworkConfig net;
-  net.bpfPinDir = "";  // not pinned: gone with the path
+  net.bpfPinDir = gPinDir;  // pinned: a pod interface that goes takes its pins along
   net.devices = {"n0", "n1+"};
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
@@ -1277,14 +1290,22 @@ TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
   tracker.upsertService(service(s));
   tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.3", "node-b"}}));
   ASSERT_EQ(topo::sh("ip link add n1late type veth peer name x1late"), 0);
+  const int late = static_cast<int>(if_nametoindex("n1late"));
   ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
   EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1", "n1late"}))
       << "an interface that appeared is attached at the next sync";
+  EXPECT_EQ(npPins("links").count(fmt::format("np_ingress_{}", late)), 1u);
   auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, 50800);
   ASSERT_EQ(r.error, "");
   EXPECT_EQ(r.text.rfind("10.244.0.3:8080 203.0.113.1:", 0), 0u) << r.text;
+  // It goes (a pod deleted): at the next sync, out of the list and its pins gone.
+  ASSERT_EQ(topo::sh("ip link del n1late"), 0);
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1"}));
+  EXPECT_EQ(npPins("links").count(fmt::format("np_ingress_{}", late)), 0u);
+  EXPECT_EQ(npPins("links").count(fmt::format("np_egress_{}", late)), 0u);
   path.reset();
-  topo::sh("ip link del n1late");
+  EXPECT_GT(NodePortPrograms::removePinned(gPinDir), 0u);
 }
 
 // The node reaching its own NodePort: with lo in --devices the node's connection is translated
@@ -1316,19 +1337,6 @@ TEST_F(NodePortTraffic, TheNodeReachesItsOwnNodePortThroughLo) {
 }
 
 // --- restarts: the packet path pinned and adopted ----------------------------------------
-
-std::string gPinDir;  // on a private bpf filesystem (main)
-
-// The pins of the packet path under gPinDir/sub (np_* only).
-std::set<std::string> npPins(const std::string& sub) {
-  std::set<std::string> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(gPinDir + "/" + sub, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("np_", 0) == 0) out.insert(name);
-  }
-  return out;
-}
 
 // The id of the object pinned at path and, for a link, the id of the program it runs.
 std::pair<uint32_t, uint32_t> pinnedIds(const std::string& path, bool isLink) {
