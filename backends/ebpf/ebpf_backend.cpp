@@ -203,12 +203,17 @@ std::string EbpfBackend::ensureLoaded() {
     return std::string("--sockmap-shortcut: ") + e.what();
   }
   maps_ = std::make_unique<MapWriter>(progs_->servicesFd(), progs_->slotsFd(), progs_->membersFd());
-  if (!net_.devices.empty()) {
-    try {
+  try {
+    if (!net_.devices.empty()) {
       nodePort_ = std::make_unique<NodePortPath>(net_);
-    } catch (const std::exception& e) {
-      return e.what();
+    } else if (uint64_t n = NodePortPrograms::removePinned(options_.pinDir); n > 0) {
+      spdlog::info(
+          "ebpf: packet path off (--devices none): removed the {} objects a previous "
+          "run pinned or attached",
+          n);
     }
+  } catch (const std::exception& e) {
+    return e.what();
   }
   spdlog::info(
       "ebpf: socket load balancing attached to cgroup {} ({} maps, {} links updated in "
@@ -621,7 +626,10 @@ BackendResult EbpfBackend::cleanup() {
   garbage_.clear();
   adopted_ = false;
   try {
-    const uint64_t n = SockLbPrograms::removePinned(options_.pinDir);
+    // The packet path first: its tc filters (kernels before 6.6) are found on the interfaces,
+    // not under the pin directory.
+    uint64_t n = NodePortPrograms::removePinned(options_.pinDir);
+    n += SockLbPrograms::removePinned(options_.pinDir);
     return {true, "", n};
   } catch (const std::exception& e) {
     return BackendResult::failure(e.what());

@@ -25,6 +25,14 @@ void FrontendPorts::add(uint16_t port) {
   write(p >> 5);
 }
 
+void FrontendPorts::keep(uint16_t port) {
+  const uint16_t p = ntohs(port);
+  const uint32_t bit = 1u << (p & 31);
+  if (words_[p >> 5] & bit) return;
+  words_[p >> 5] |= bit;
+  write(p >> 5);
+}
+
 void FrontendPorts::remove(uint16_t port) {
   const uint16_t p = ntohs(port);
   auto it = counts_.find(p);

@@ -20,6 +20,8 @@ class FrontendPorts {
   // port in network order, as in np_fe_key. Throw naming the map on a kernel error.
   void add(uint16_t port);
   void remove(uint16_t port);
+  // Sets the port's bit without counting it (a frontend a previous run wrote): it stays set.
+  void keep(uint16_t port);
 
  private:
   void write(uint32_t word);

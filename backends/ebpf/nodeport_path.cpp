@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -77,7 +78,12 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
   // The SNAT default: the first device's own first address of the family, whatever
   // --nodeport-addresses keeps (an extra NodePort address is no source for masquerading).
   const std::vector<IpAddr> all = deviceAddresses(named, {});
-  progs_ = std::make_unique<NodePortPrograms>();
+  NodePortOptions opts;
+  opts.pinDir = net.bpfPinDir;
+  progs_ = std::make_unique<NodePortPrograms>(opts);
+  for (const std::string& m : progs_->recreatedMaps()) {
+    spdlog::warn("ebpf: pinned map {}: created anew, its entries lost", m);
+  }
   for (IpFamily f : {IpFamily::V4, IpFamily::V6}) {
     const IpAddr* snat = net.snatAddress(f);
     if (!snat) {
@@ -85,19 +91,22 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
           std::find_if(all.begin(), all.end(), [&](const IpAddr& a) { return a.family == f; });
       if (it != all.end()) snat = &*it;
     }
-    if (!snat) continue;
-    np_snat s{};
-    std::memcpy(s.addr, snat->bytes.data(), snat->size());
-    s.port_min = kSnatPortMin;
-    s.port_max = kSnatPortMax;
+    np_snat s{};  // none: all zero, SNAT off for the family (a previous run's address goes)
+    if (snat) {
+      std::memcpy(s.addr, snat->bytes.data(), snat->size());
+      s.port_min = kSnatPortMin;
+      s.port_max = kSnatPortMax;
+    }
     progs_->setSnat(f == IpFamily::V4 ? NP_FAMILY_V4 : NP_FAMILY_V6, s);
   }
+  std::vector<np_local_key> local;
   for (const IpAddr& a : all) {
     np_local_key k{};
     std::memcpy(k.addr, a.bytes.data(), a.size());
     k.family = a.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
-    progs_->addLocalAddress(k);
+    local.push_back(k);
   }
+  progs_->setLocalAddresses(local);
   if (every_ || std::find(exact_.begin(), exact_.end(), "lo") != exact_.end()) {
     // Replies to the node's own connections are handed to lo with a node address as source;
     // the kernel accepts that on lo only with accept_local (kube-proxy sets route_localnet
@@ -107,6 +116,14 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     if (!f.flush()) throw std::runtime_error("--devices lo: setting net.ipv4.conf.lo.accept_local");
   }
   writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
+  // The previous run's entries keep serving until the first full sync has written this run's.
+  if (!progs_->adoptedMaps().empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    writer_->adopt();
+    spdlog::info(
+        "ebpf: packet path: read what the previous run left in {:.1f} ms",
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
   for (const std::string& dev : exact_) {
     const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
     progs_->attach(ifindex);
@@ -125,10 +142,18 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     }
   }
   attachNew();
+  // Interfaces a previous run attached to and this one does not (--devices changed).
+  const int gone = progs_->detachOthers();
   std::vector<std::string> shown;
   for (const auto& a : addresses_) shown.push_back(a.str());
-  spdlog::info("ebpf: NodePort load balancer at tc ingress/egress of {}; node addresses {}",
-               fmt::join(attached(), ","), fmt::join(shown, ","));
+  spdlog::info(
+      "ebpf: NodePort load balancer at {} ingress/egress of {}; node addresses {}{}",
+      progs_->tcMode(), fmt::join(attached(), ","), fmt::join(shown, ","),
+      net.bpfPinDir.empty()
+          ? std::string()
+          : fmt::format("; pinned under {} ({} maps adopted, {} links updated in place, {} "
+                        "attachments of interfaces no longer in --devices removed)",
+                        net.bpfPinDir, progs_->adoptedMaps().size(), progs_->updatedLinks(), gone));
 }
 
 void NodePortPath::attachNew() {
@@ -150,7 +175,25 @@ void NodePortPath::attachNew() {
       spdlog::warn("ebpf: {} ({}): {}", name, ifindex, e.what());  // gone meanwhile
     }
   }
+  // Interfaces that went (pods deleted): their links detached with them, but the pins would
+  // stay, two per pod, for as long as this process runs.
+  std::map<int, std::string> present;
+  for (struct if_nameindex* i = list; i->if_index != 0; ++i)
+    present[static_cast<int>(i->if_index)] = i->if_name;
   if_freenameindex(list);
+  for (auto it = attached_.begin(); it != attached_.end();) {
+    auto p = present.find(it->first);
+    if (p != present.end() && p->second == it->second) {
+      ++it;
+      continue;
+    }
+    try {
+      progs_->detach(it->first);
+    } catch (const std::exception& e) {
+      spdlog::warn("ebpf: {} ({}) went: {}", it->second, it->first, e.what());
+    }
+    it = attached_.erase(it);
+  }
 }
 
 std::vector<std::string> NodePortPath::attached() const {
@@ -211,7 +254,15 @@ std::string NodePortPath::fullSync(const proxier::State& state) {
   writer_->begin();
   auto err = fullSyncBatch(state);
   auto committed = writer_->commit();
-  return err.empty() ? committed : err;
+  if (!err.empty()) return err;
+  if (!committed.empty()) return committed;
+  if (!writer_->adopting()) return "";
+  const auto t0 = std::chrono::steady_clock::now();
+  auto done = writer_->finishAdoption();
+  spdlog::info(
+      "ebpf: packet path: the previous run's leftovers removed in {:.1f} ms",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  return done;
 }
 
 std::string NodePortPath::fullSyncBatch(const proxier::State& state) {

@@ -4,8 +4,8 @@
 // starts with PREFIX), the node addresses that accept NodePorts (the addresses of the devices
 // named exactly, filtered by --nodeport-addresses), the SNAT address per family
 // (--snat-address, else the first device's address) and the writer that follows each Diff.
-// Not pinned yet: the programs are detached when this object goes, and a restart rebuilds them
-// (established flows from outside lose their connection-tracking entries).
+// Pinned under --bpf-pin-dir: the programs stay attached when this object goes, and the next
+// run adopts the maps (connection tracking included) and swaps its programs into the links.
 
 #include <map>
 #include <memory>
@@ -25,7 +25,8 @@ inline constexpr uint16_t kSnatPortMin = 61000, kSnatPortMax = 65535;
 
 class NodePortPath {
  public:
-  // Loads and attaches; throws std::runtime_error naming the device or object that failed.
+  // Loads (adopting what net.bpfPinDir holds; "" pins nothing) and attaches; throws
+  // std::runtime_error naming the device or object that failed.
   explicit NodePortPath(const proxier::NetworkConfig& net);
   std::string apply(const proxier::Diff& diff);
   std::string fullSync(const proxier::State& state);
@@ -34,6 +35,7 @@ class NodePortPath {
   const std::vector<proxier::IpAddr>& nodeAddresses() const { return addresses_; }
   // The interfaces the programs are attached to, by name.
   std::vector<std::string> attached() const;
+  const NodePortPrograms& programs() const { return *progs_; }
   // Those of them where the XDP program runs natively too.
   const std::vector<std::string>& xdp() const { return xdp_; }
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
+#include <bpf/bpf.h>
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -54,6 +56,7 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
       p.baseTableId = nextTableId_;
       nextTableId_ += 2;
       value.svc_id = p.baseTableId;  // stable for the group's life: the affinity scope
+      if (leftovers_) takeOver(p, value, plan);
     }
     if (created || plan.backends != p.backends) {
       const uint32_t size =
@@ -177,6 +180,101 @@ std::string NodePortWriter::commit() {
     return "";
   } catch (const std::exception& e) {
     return e.what();
+  }
+}
+
+namespace {
+
+// Every entry of a map, read from userspace (once, at adoption).
+template <typename K, typename V, typename F>
+void forEachEntry(int fd, F&& f) {
+  K key{}, next{};
+  for (const K* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &key) {
+    key = next;
+    V value{};
+    if (bpf_map_lookup_elem(fd, &key, &value) == 0) f(key, value);
+  }
+}
+
+}  // namespace
+
+void NodePortWriter::adopt() {
+  auto l = std::make_unique<Leftovers>();
+  uint32_t maxTable = 0, maxBackend = 0, maxRanges = 0;
+  forEachEntry<np_fe_key, np_frontend>(progs_.frontendsFd(),
+                                       [&](const np_fe_key& k, const np_frontend& v) {
+                                         l->frontends[k] = v;
+                                         maxTable = std::max({maxTable, v.table_id, v.svc_id});
+                                         maxRanges = std::max(maxRanges, v.ranges_id);
+                                       });
+  forEachEntry<uint32_t, np_backend>(progs_.backendsFd(), [&](uint32_t id, const np_backend& b) {
+    l->backends[id] = b;
+    maxBackend = std::max(maxBackend, id);
+  });
+  forEachEntry<uint32_t, uint32_t>(progs_.maglevFd(), [&](uint32_t id, uint32_t) {
+    l->tables.push_back(id);
+    maxTable = std::max(maxTable, id);
+  });
+  forEachEntry<np_range_key, uint8_t>(progs_.srcRangesFd(), [&](const np_range_key& k, uint8_t) {
+    l->ranges.push_back(k);
+    maxRanges = std::max(maxRanges, k.ranges_id);
+  });
+  nextTableId_ = std::max(nextTableId_, maxTable + 1);
+  nextBackendId_ = std::max(nextBackendId_, maxBackend + 1);
+  nextRangesId_ = std::max(nextRangesId_, maxRanges + 1);
+  leftovers_ = std::move(l);
+}
+
+void NodePortWriter::takeOver(Port& p, np_frontend& value, const NodePortPlan& plan) {
+  for (const np_fe_key& k : plan.frontends) {
+    auto it = leftovers_->frontends.find(k);
+    if (it == leftovers_->frontends.end()) continue;
+    const np_frontend& old = it->second;
+    if (leftovers_->claimedScopes.insert(old.svc_id).second) value.svc_id = old.svc_id;
+    if (old.size == 0) return;
+    // Walked until every backend of the plan has its old id: an unchanged set is found in a
+    // few dozen entries, not the table's thousands.
+    const std::vector<uint32_t> table = progs_.readMaglevTable(old.table_id);
+    std::set<uint32_t> seen;
+    size_t matched = 0;
+    for (uint32_t id : table) {
+      if (matched == plan.backends.size()) break;
+      if (!seen.insert(id).second) continue;
+      auto b = leftovers_->backends.find(id);
+      if (b == leftovers_->backends.end() || leftovers_->claimed.contains(id)) continue;
+      EndpointKey e;
+      e.ip.family =
+          b->second.family == NP_FAMILY_V4 ? proxier::IpFamily::V4 : proxier::IpFamily::V6;
+      std::memcpy(e.ip.bytes.data(), b->second.addr, e.ip.size());
+      e.port = ntohs(b->second.port);
+      if (!std::binary_search(plan.backends.begin(), plan.backends.end(), e) || p.ids.contains(e))
+        continue;
+      p.ids.emplace(e, id);  // its np_backends entry already holds e
+      leftovers_->claimed.insert(id);
+      ++matched;
+    }
+    return;
+  }
+}
+
+std::string NodePortWriter::finishAdoption() {
+  if (!leftovers_) return "";
+  try {
+    std::set<np_fe_key> now;
+    for (const auto& [k, p] : ports_) now.insert(p.frontends.begin(), p.frontends.end());
+    // Frontends first: no frontend names a table or backend id once they go.
+    for (const auto& [k, v] : leftovers_->frontends) {
+      if (!now.contains(k)) progs_.removeFrontend(k);
+    }
+    progs_.removeMaglevTables(leftovers_->tables);
+    for (const auto& [id, b] : leftovers_->backends) {
+      if (!leftovers_->claimed.contains(id)) progs_.removeBackend(id);
+    }
+    for (const auto& r : leftovers_->ranges) progs_.removeSourceRange(r);
+    leftovers_.reset();
+    return "";
+  } catch (const std::exception& e) {
+    return std::string("removing what the previous run left: ") + e.what();
   }
 }
 

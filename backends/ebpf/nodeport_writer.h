@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,17 @@ class NodePortWriter {
   // their old table. Without begin(), each sync installs at once.
   void begin() { batching_ = true; }
   std::string commit();
+  // The maps were pinned by a previous run: reads what its frontends use, so that each port's
+  // first sync here keeps its backend ids (established UDP flows stay on their backend, ClientIP
+  // affinity entries stay valid) and affinity scope, and numbers new tables, backend ids and
+  // source ranges above the old ones. Until finishAdoption() the old entries serve as they are.
+  // Throws naming the map.
+  void adopt();
+  bool adopting() const { return leftovers_ != nullptr; }
+  // After the first full sync (its batch committed): deletes what the previous run wrote and
+  // this one did not take over (frontends no longer planned, its tables, backend ids and
+  // source ranges). "" or the error.
+  std::string finishAdoption();
   // The addresses NodePorts answer on from now on; ports are re-planned at their next sync.
   void setNodeAddresses(std::vector<proxier::IpAddr> a) { nodeAddresses_ = std::move(a); }
 
@@ -56,6 +68,18 @@ class NodePortWriter {
     std::vector<proxier::Cidr> ranges;
   };
 
+  // What a previous run left in the pinned maps (adopt()).
+  struct Leftovers {
+    std::map<np_fe_key, np_frontend> frontends;
+    std::map<uint32_t, np_backend> backends;
+    std::vector<uint32_t> tables;
+    std::vector<np_range_key> ranges;
+    std::set<uint32_t> claimed, claimedScopes;  // backend ids and svc_ids taken over
+  };
+  // A group new to this run whose frontends a previous run served: its backend ids (by
+  // address and port) and affinity scope.
+  void takeOver(Port& p, np_frontend& value, const NodePortPlan& plan);
+
   NodePortPrograms& progs_;
   std::vector<proxier::IpAddr> nodeAddresses_;
   uint32_t maglevTableSize_;
@@ -69,6 +93,7 @@ class NodePortWriter {
   std::vector<std::pair<uint32_t, int>> pendingInstalls_;  // table id, inner map fd
   std::vector<std::function<void()>> pendingTails_;
   uint32_t nextTableId_ = 1, nextBackendId_ = 1, nextRangesId_ = 1;
+  std::unique_ptr<Leftovers> leftovers_;
 };
 
 }  // namespace sliceproxy::backends::ebpf

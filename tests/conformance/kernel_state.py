@@ -43,18 +43,36 @@ def _ebpf_pin_dir(sandbox):
     return flags[flags.index("--bpf-pin-dir") + 1], flags[flags.index("--cgroup-root") + 1]
 
 
+def _ebpf_packet_path(sandbox, node):
+    # The packet path's programs (np_*) on node-a's interfaces: tcx, tc filters, XDP.
+    p = sandbox.node_exec(["python3", os.path.join(HERE, "bpf_attachments.py")], node=node)
+    return [l for l in p.stdout.splitlines() if l.split() and l.split()[-1].startswith("np_")]
+
+
+def _per_interface(name):
+    # The packet path attaches to every interface by default, pods' included, and pods come
+    # and go: its objects are listed by kind ("links/np_ingress_*", "tcx_ingress * np_ingress"),
+    # so that what a run owns compares equal across restarts while pods are added.
+    parts = name.split()
+    if len(parts) == 3:
+        return "%s * %s" % (parts[0], parts[2])
+    head, _, tail = name.rpartition("_")
+    return head + "_*" if name.startswith("links/np_") and tail.isdigit() else name
+
+
 def _ebpf_owned(sandbox, node):
-    # Pinned links and maps, and the programs attached to node-a's cgroup.
+    # Pinned links and maps, the programs attached to node-a's cgroup and to its interfaces.
     pin, cgroup = _ebpf_pin_dir(sandbox)
     out = []
     for sub in ("links", "maps"):
         d = os.path.join(pin, sub)
         if os.path.isdir(d):
-            out += ["ebpf pin %s/%s" % (sub, n) for n in os.listdir(d)]
+            out += ["ebpf pin %s" % _per_interface("%s/%s" % (sub, n)) for n in os.listdir(d)]
     p = sandbox.node_exec(["bpftool", "-j", "cgroup", "show", cgroup], node=node, check=False)
     for prog in json.loads(p.stdout.strip() or "[]"):
         out.append("ebpf attached %s %s" % (prog.get("attach_type"), prog.get("name")))
-    return sorted(out)
+    out += ["ebpf attached %s" % _per_interface(a) for a in _ebpf_packet_path(sandbox, node)]
+    return sorted(set(out))
 
 
 def _ebpf_dump(sandbox, node):
@@ -65,6 +83,7 @@ def _ebpf_dump(sandbox, node):
                 ["bpftool", "map", "dump", "pinned", os.path.join(pin, "maps", "sp_slots")]):
         p = sandbox.node_exec(cmd, node=node, check=False)
         parts.append("$ %s\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
+    parts.append("packet path attachments:\n" + "\n".join(_ebpf_packet_path(sandbox, node)))
     return "\n".join(parts)
 
 

@@ -6,15 +6,18 @@
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <linux/if_link.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -882,6 +885,19 @@ TEST(NodePortXdpUdp, ZeroChecksumStaysZero) {
 // --- real traffic: a client namespace reaches a NodePort on the node's veth ---------------
 
 topo::Topology gTopo;
+std::string gPinDir;  // on a private bpf filesystem (main)
+
+// The pins of the packet path under gPinDir/sub (np_* only).
+std::set<std::string> npPins(const std::string& sub) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(gPinDir + "/" + sub, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("np_", 0) == 0) out.insert(name);
+  }
+  return out;
+}
+
 pid_t gServer = -1;
 
 class NodePortTraffic : public ::testing::Test {
@@ -954,9 +970,7 @@ TEST_F(NodePortTraffic, NativeXdpOnVethForwardsNewFlowsWithoutTcIngress) {
   ASSERT_EQ(node.progs().attachXdp(n0), "") << "veth has native XDP";
   ASSERT_EQ(node.progs().attachXdp(static_cast<int>(if_nametoindex("n1"))), "")
       << "n1 too: np_xdp sends only out of interfaces it runs on";
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = n0, .attach_point = BPF_TC_INGRESS);
-  LIBBPF_OPTS(bpf_tc_opts, topts, .handle = 1, .priority = 0xc001);
-  ASSERT_EQ(bpf_tc_detach(&hook, &topts), 0) << "n0's tc ingress program removed";
+  node.progs().detachTcIngress(n0);  // n0's tc ingress program removed
   const std::string neigh = fmt::format(
       "m=$(ip -n {} -o link show b0 | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p') && "
       "ip neigh replace 10.244.0.2 lladdr $m dev n1 nud permanent && "
@@ -1186,6 +1200,7 @@ TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
 // the first one the SNAT address, and each Diff (then a full sync) reaches the maps.
 TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
   NetworkConfig net;
+  net.bpfPinDir = "";  // not pinned: gone with the path
   net.devices = {"n0", "n1"};
   EXPECT_THROW(backends::ebpf::deviceAddresses({"n0", "no-such-dev"}, {}), std::runtime_error);
   auto addrs = backends::ebpf::deviceAddresses(net.devices, {});
@@ -1237,6 +1252,7 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
 // the Node object arrives, and they follow the Node when its addresses change.
 TEST_F(NodePortTraffic, PrimaryNodePortAddressesFollowTheNodesInternalIps) {
   NetworkConfig net;
+  net.bpfPinDir = "";  // not pinned: gone with the path
   net.devices = {"n0", "n1"};
   net.nodePortPrimaryOnly = true;
   ChangeTracker tracker{"node-a", {}};
@@ -1284,6 +1300,7 @@ TEST_F(NodePortTraffic, PrimaryNodePortAddressesFollowTheNodesInternalIps) {
 // back (without it the node's own stack would answer it with a RST).
 TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
   NetworkConfig net;
+  net.bpfPinDir = gPinDir;  // pinned: a pod interface that goes takes its pins along
   net.devices = {"n0", "n1+"};
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
@@ -1300,14 +1317,22 @@ TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
   tracker.upsertService(service(s));
   tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.3", "node-b"}}));
   ASSERT_EQ(topo::sh("ip link add n1late type veth peer name x1late"), 0);
+  const int late = static_cast<int>(if_nametoindex("n1late"));
   ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
   EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1", "n1late"}))
       << "an interface that appeared is attached at the next sync";
+  EXPECT_EQ(npPins("links").count(fmt::format("np_ingress_{}", late)), 1u);
   auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, 50800);
   ASSERT_EQ(r.error, "");
   EXPECT_EQ(r.text.rfind("10.244.0.3:8080 203.0.113.1:", 0), 0u) << r.text;
+  // It goes (a pod deleted): at the next sync, out of the list and its pins gone.
+  ASSERT_EQ(topo::sh("ip link del n1late"), 0);
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(path->attached(), (std::vector<std::string>{"n0", "n1"}));
+  EXPECT_EQ(npPins("links").count(fmt::format("np_ingress_{}", late)), 0u);
+  EXPECT_EQ(npPins("links").count(fmt::format("np_egress_{}", late)), 0u);
   path.reset();
-  topo::sh("ip link del n1late");
+  EXPECT_GT(NodePortPrograms::removePinned(gPinDir), 0u);
 }
 
 // The node reaching its own NodePort: with lo in --devices the node's connection is translated
@@ -1315,6 +1340,7 @@ TEST_F(NodePortTraffic, PrefixDevicesCarryTheRepliesOfSnatedFlows) {
 // source, a node address, would be martian). Loopback addresses are no NodePort addresses.
 TEST_F(NodePortTraffic, TheNodeReachesItsOwnNodePortThroughLo) {
   NetworkConfig net;
+  net.bpfPinDir = "";  // not pinned: gone with the path
   net.devices = {"n0", "n1", "lo"};
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
@@ -1337,6 +1363,257 @@ TEST_F(NodePortTraffic, TheNodeReachesItsOwnNodePortThroughLo) {
   EXPECT_EQ(r.text.rfind("10.244.0.2:8080 203.0.113.1:", 0), 0u) << r.text;
 }
 
+// --- restarts: the packet path pinned and adopted ----------------------------------------
+
+// The id of the object pinned at path and, for a link, the id of the program it runs.
+std::pair<uint32_t, uint32_t> pinnedIds(const std::string& path, bool isLink) {
+  const int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return {0, 0};
+  std::pair<uint32_t, uint32_t> out;
+  if (isLink) {
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) out = {info.id, info.prog_id};
+  } else {
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) out = {info.id, info.key_size};
+  }
+  close(fd);
+  return out;
+}
+
+uint32_t progId(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+// Programs at tcx ingress (46) or egress (47) of the interface (the kernel ABI values: this
+// system's headers predate tcx), and whether it has an XDP program in the driver.
+uint32_t tcxPrograms(int ifindex, int attachType) {
+  uint32_t ids[8], count = 8;
+  if (bpf_prog_query(ifindex, static_cast<bpf_attach_type>(attachType), 0, nullptr, ids, &count) !=
+      0)
+    return 0;
+  return count;
+}
+bool hasXdp(int ifindex) {
+  uint32_t id = 0;
+  return bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id != 0;
+}
+
+// A restart with --bpf-pin-dir: SIGTERM (the path destroyed) leaves the programs attached and
+// answering; the next run swaps its programs into the same links and adopts the maps, so an
+// established UDP flow keeps its backend (the Maglev table over the new backend set would send
+// it elsewhere) and its SNAT port; --devices shrinking detaches from the interface left out; a
+// pinned map whose layout changed is created anew; removePinned (sliceproxy cleanup) leaves no
+// pin and no program on the interfaces.
+TEST_F(NodePortTraffic, RestartAdoptsThePinnedPacketPathWithoutAGap) {
+  ASSERT_FALSE(gPinDir.empty());
+  NetworkConfig net;
+  net.devices = {"n0", "n1"};
+  net.bpfPinDir = gPinDir;
+  const int n0 = static_cast<int>(if_nametoindex("n0"));
+  const int n1 = static_cast<int>(if_nametoindex("n1"));
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::UDP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(
+      slice("web-1", "web", {{"10.244.0.2", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  SvcSpec doomed = s;  // deleted while sliceproxy is down
+  doomed.name = "doomed";
+  doomed.clusterIPs = {"10.96.0.99"};
+  doomed.ports = {{"http", Protocol::UDP, 80, kNodePort + 1, {8080, ""}}};
+  tracker.upsertService(service(doomed));
+  tracker.upsertSlice(
+      slice("doomed-1", "doomed", {{"10.244.0.3", "node-b"}}, {{"http", Protocol::UDP, 8080}}));
+  // A client port whose flow the table over both backends gives to 10.244.0.3.
+  std::vector<EndpointKey> both = backends();
+  const uint32_t size = maglevTableSizeFor(net.maglevTableSize, both.size());
+  const auto table = maglevTable(both, size);
+  auto pick = [&](uint16_t cport) {
+    auto src = bytes16("203.0.113.2"), dst = bytes16("203.0.113.1");
+    uint8_t sp[2] = {static_cast<uint8_t>(cport >> 8), static_cast<uint8_t>(cport)};
+    uint8_t dp[2] = {static_cast<uint8_t>(kNodePort >> 8), static_cast<uint8_t>(kNodePort)};
+    return both[table[np_flow_hash(src.data(), dst.data(), sp, dp, IPPROTO_UDP) % size]];
+  };
+  std::vector<uint16_t> toThree;
+  for (uint16_t p = 51000; p < 51200 && toThree.size() < 2; ++p) {
+    if (pick(p) == both[1]) toThree.push_back(p);
+  }
+  ASSERT_EQ(toThree.size(), 2u);
+  const uint16_t established = toThree[0], fresh = toThree[1];
+
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  EXPECT_EQ(path->xdp(), (std::vector<std::string>{"n0", "n1"}));
+  state.apply(tracker.take(), false);
+  ASSERT_EQ(path->fullSync(state.state()), "");
+  auto first = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, established);
+  ASSERT_EQ(first.error, "");
+  ASSERT_EQ(first.text.rfind("10.244.0.2:8080 203.0.113.1:", 0), 0u) << first.text;
+  const std::set<std::string> links = npPins("links");
+  EXPECT_EQ(links, (std::set<std::string>{
+                       fmt::format("np_ingress_{}", n0), fmt::format("np_egress_{}", n0),
+                       fmt::format("np_xdp_{}", n0), fmt::format("np_ingress_{}", n1),
+                       fmt::format("np_egress_{}", n1), fmt::format("np_xdp_{}", n1)}));
+  std::map<std::string, uint32_t> linkIds;
+  for (const auto& l : links) linkIds[l] = pinnedIds(gPinDir + "/links/" + l, true).first;
+  const uint32_t ctMap = pinnedIds(gPinDir + "/maps/np_ct", false).first;
+  ASSERT_NE(ctMap, 0u) << "np_ct pinned";
+
+  // SIGTERM: the process goes, the data path stays and answers.
+  path.reset();
+  EXPECT_EQ(tcxPrograms(n0, 46), 1u);
+  EXPECT_TRUE(hasXdp(n0));
+  auto between = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 51500);
+  EXPECT_EQ(between.error, "") << "answered while no sliceproxy runs";
+
+  // The next run, with one more endpoint: same links, now running its programs; same maps.
+  tracker.deleteService({"default", "doomed"});
+  tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.2", "node-b"}, {"10.244.0.3", "node-b"}},
+                            {{"http", Protocol::UDP, 8080}}));
+  path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  EXPECT_EQ(path->programs().updatedLinks(), 6);
+  EXPECT_TRUE(path->programs().recreatedMaps().empty());
+  EXPECT_FALSE(path->programs().adoptedMaps().empty());
+  for (const auto& l : links) {
+    const auto [id, prog] = pinnedIds(gPinDir + "/links/" + l, true);
+    EXPECT_EQ(id, linkIds[l]) << l << ": the same link";
+    const int want = l.rfind("np_ingress", 0) == 0  ? path->programs().ingressFd()
+                     : l.rfind("np_egress", 0) == 0 ? path->programs().egressFd()
+                                                    : path->programs().xdpFd();
+    EXPECT_EQ(prog, progId(want)) << l << ": runs the new run's program";
+  }
+  EXPECT_EQ(tcxPrograms(n0, 46), 1u) << "one program at n0's ingress, not two";
+  EXPECT_EQ(pinnedIds(gPinDir + "/maps/np_ct", false).first, ctMap) << "np_ct adopted";
+  auto beforeSync = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 51501);
+  EXPECT_EQ(beforeSync.error, "") << "the previous run's entries serve until the first sync";
+  state.apply(tracker.take(), false);
+  ASSERT_EQ(path->fullSync(state.state()), "");
+  auto again = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, established);
+  ASSERT_EQ(again.error, "");
+  EXPECT_EQ(again.text, first.text)
+      << "the established flow keeps its backend and SNAT port across the restart";
+  auto other = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, fresh);
+  ASSERT_EQ(other.error, "");
+  EXPECT_EQ(other.text.rfind("10.244.0.3:8080 203.0.113.1:", 0), 0u)
+      << "a new flow follows the new table: " << other.text;
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort + 1, SOCK_DGRAM, 51503).error,
+            "ECONNREFUSED")
+      << "the service deleted while sliceproxy was down is gone after the first sync";
+  // What the previous run wrote and this one did not take over is gone: web's two groups
+  // (NodePort, ClusterIP from outside) x two backends, 10.244.0.2 keeping its ids.
+  const int backendsMap = bpf_obj_get((gPinDir + "/maps/np_backends").c_str());
+  ASSERT_GE(backendsMap, 0);
+  uint32_t key = 0, next = 0, entries = 0;
+  for (const uint32_t* prev = nullptr; bpf_map_get_next_key(backendsMap, prev, &next) == 0;
+       prev = &key) {
+    key = next;
+    ++entries;
+  }
+  close(backendsMap);
+  EXPECT_EQ(entries, 4u);
+
+  // --devices without n1: the next run detaches from it.
+  path.reset();
+  net.devices = {"n0"};
+  path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  EXPECT_EQ(tcxPrograms(n1, 46) + tcxPrograms(n1, 47), 0u) << "n1 is no device any more";
+  EXPECT_FALSE(hasXdp(n1));
+  EXPECT_EQ(tcxPrograms(n0, 46), 1u);
+  EXPECT_EQ(npPins("links").count(fmt::format("np_ingress_{}", n1)), 0u);
+
+  // A map whose layout changed between versions: created anew, said so; the others adopted.
+  path.reset();
+  const std::string aff = gPinDir + "/maps/np_affinity";
+  ASSERT_EQ(unlink(aff.c_str()), 0);
+  const int old = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "np_affinity", 4, 4, 16, nullptr);
+  ASSERT_GE(old, 0);
+  ASSERT_EQ(bpf_obj_pin(old, aff.c_str()), 0);
+  close(old);
+  net.devices = {"n0", "n1"};
+  path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  ASSERT_EQ(path->programs().recreatedMaps().size(), 1u);
+  EXPECT_EQ(path->programs().recreatedMaps()[0].rfind("np_affinity (type", 0), 0u)
+      << path->programs().recreatedMaps()[0];
+  EXPECT_EQ(pinnedIds(aff, false).second, sizeof(np_aff_key)) << "this version's layout";
+  ASSERT_EQ(path->fullSync(state.state()), "");
+  auto third = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, established);
+  ASSERT_EQ(third.error, "");
+  EXPECT_EQ(third.text, first.text);
+
+  // sliceproxy cleanup: nothing pinned, nothing attached.
+  path.reset();
+  EXPECT_GT(NodePortPrograms::removePinned(gPinDir), 0u);
+  EXPECT_TRUE(npPins("links").empty());
+  EXPECT_TRUE(npPins("maps").empty());
+  for (int ifindex : {n0, n1}) {
+    EXPECT_EQ(tcxPrograms(ifindex, 46) + tcxPrograms(ifindex, 47), 0u) << ifindex;
+    EXPECT_FALSE(hasXdp(ifindex)) << ifindex;
+  }
+  EXPECT_EQ(topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, 51502).error,
+            "ECONNREFUSED");
+}
+
+// The program of the netlink tc filter the packet path uses (handle 1, priority 0xc001) at the
+// hook, 0 when there is none.
+uint32_t tcFilterProgram(int ifindex, bpf_tc_attach_point point) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 1, .priority = 0xc001);
+  return bpf_tc_query(&hook, &opts) == 0 ? opts.prog_id : 0;
+}
+
+// Kernels before 6.6 (no tcx): the tc programs are netlink filters, which outlive the process
+// by themselves. A new run replaces them in place, detaches from interfaces it no longer
+// attaches to, removePinned finds them on the interfaces; and a tcx run replaces a filter an
+// earlier version left (one program per hook, never two).
+TEST_F(NodePortTraffic, NetlinkFiltersAreReplacedInPlaceAndFoundByCleanup) {
+  ASSERT_FALSE(gPinDir.empty());
+  const int n0 = static_cast<int>(if_nametoindex("n0"));
+  const int n1 = static_cast<int>(if_nametoindex("n1"));
+  backends::ebpf::NodePortOptions opts;
+  opts.pinDir = gPinDir;
+  opts.tcx = false;
+  auto first = std::make_unique<NodePortPrograms>(opts);
+  first->attach(n0);
+  first->attach(n1);
+  EXPECT_STREQ(first->tcMode(), "tc filter");
+  const uint32_t firstIngress = progId(first->ingressFd());
+  first.reset();
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS), firstIngress) << "the filter outlives the run";
+  auto second = std::make_unique<NodePortPrograms>(opts);
+  second->attach(n0);
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS), progId(second->ingressFd())) << "replaced";
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_EGRESS), progId(second->egressFd()));
+  EXPECT_EQ(second->detachOthers(), 2) << "n1's two filters: n1 is no device of this run";
+  EXPECT_EQ(tcFilterProgram(n1, BPF_TC_INGRESS), 0u);
+  second.reset();
+  // An upgrade to tcx: the filter left behind goes once the link is in place.
+  opts.tcx = true;
+  auto third = std::make_unique<NodePortPrograms>(opts);
+  third->attach(n0);
+  EXPECT_STREQ(third->tcMode(), "tcx");
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS), 0u);
+  EXPECT_EQ(tcxPrograms(n0, 46), 1u);
+  third.reset();
+  EXPECT_GT(NodePortPrograms::removePinned(gPinDir), 0u);
+  EXPECT_EQ(tcxPrograms(n0, 46) + tcxPrograms(n0, 47), 0u);
+  // And cleanup after a netlink run: the filters are found on the interfaces.
+  opts.tcx = false;
+  auto fourth = std::make_unique<NodePortPrograms>(opts);
+  fourth->attach(n0);
+  fourth.reset();
+  EXPECT_EQ(NodePortPrograms::removePinned(gPinDir), 2u + 12u) << "two filters, twelve maps";
+  EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS) + tcFilterProgram(n0, BPF_TC_EGRESS), 0u);
+  EXPECT_TRUE(npPins("maps").empty());
+}
+
 }  // namespace
 }  // namespace sliceproxy::testing
 
@@ -1344,9 +1621,23 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   // Fails loudly rather than skipping: this suite exists to run against the real kernel. Its
   // own network namespace, so nothing here can touch the machine's interfaces.
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::perror("kernel tests need root: unshare(CLONE_NEWNET)");
+  if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
+    std::perror("kernel tests need root: unshare(CLONE_NEWNET | CLONE_NEWNS)");
     return 1;
   }
-  return RUN_ALL_TESTS();
+  // Pins go to a private bpf filesystem, never the machine's.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    std::perror("making mounts private");
+    return 1;
+  }
+  char dir[] = "/tmp/sliceproxy-nodeport-XXXXXX";
+  if (!mkdtemp(dir) || mount("bpf", dir, "bpf", 0, nullptr) != 0) {
+    std::perror("mounting a private bpf filesystem");
+    return 1;
+  }
+  sliceproxy::testing::gPinDir = std::string(dir) + "/sliceproxy";
+  const int rc = RUN_ALL_TESTS();
+  umount2(dir, MNT_DETACH);
+  rmdir(dir);
+  return rc;
 }
