@@ -475,9 +475,8 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
     if (std::string err = adoptKernelState(); !err.empty()) return BackendResult::failure(err);
   }
   // What another program removed (the proxier asks drift() when idle; a full sync after a failed
-  // one, or the periodic one, checks too): the mirror is read again from the kernel.
-  // Only what the link or IPVS lost needs the kernel read again (real servers included); a
-  // table removed is built again.
+  // one, or the periodic one, checks too). Only what the link or IPVS lost needs the kernel read
+  // again (real servers included); a table removed is built again.
   const Drift drift = findDrift();
   if (!drift.what.empty()) spdlog::info("ipvs: repairing: {}", drift.what);
   if (drift.ipvs) {
