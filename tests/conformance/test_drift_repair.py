@@ -189,6 +189,9 @@ class DriftRepair(unittest.TestCase):
         self.assertEqual(self.ipvs_conns_reset(stats), {}, "virtual services created anew")
         self.assertEqual(pods(list(reversed(clients))), first, "after a restart")
         self.assertFalse(self.proxy.errors(), "\n".join(self.proxy.errors()))
+        # Persistence and the adopted services read back as programmed: nothing to repair.
+        time.sleep(SYNC_PERIOD + 1)
+        self.assertEqual(self.repairs(), 0, self.proxy.log())
 
     # IPVS: a virtual service's connection counter starts at 0 when it is created, so one that
     # did not go down is one that was adopted, not created again.

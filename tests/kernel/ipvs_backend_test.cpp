@@ -351,6 +351,7 @@ TEST_F(IpvsBackendTest, ClientIpAffinityIsPersistenceWithTheServiceTimeout) {
   ASSERT_NE(got, nullptr);
   EXPECT_EQ(got->flags & IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_PERSISTENT);
   EXPECT_EQ(got->timeout, 600u);
+  EXPECT_EQ(backend.drift(), "") << "the kernel reports the settings as programmed";
 }
 
 // Another program removing what the backend programmed is noticed by the next sync that finds
