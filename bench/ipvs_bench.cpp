@@ -14,6 +14,11 @@
 
 #include <linux/ip_vs.h>
 #include <sched.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -74,6 +79,21 @@ void must(const std::string& err, const char* what) {
   }
 }
 
+// CPU time of this process, user and system (the kernel's IPVS work is system time), in ms.
+struct Cpu {
+  double user = 0, sys = 0;
+  static Cpu now() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+    return {ms(u.ru_utime), ms(u.ru_stime)};
+  }
+  Cpu since() const {
+    Cpu n = now();
+    return {n.user - user, n.sys - sys};
+  }
+};
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -97,18 +117,45 @@ double changeMedian(Cluster& c, const Workload& w, Backend& backend, int changes
   return median(times);
 }
 
+// Each system in a network namespace of its own: IPVS state is per namespace, and the kernel
+// keeps deleted real servers in a per-namespace trash list for a while (searched linearly on
+// every real server added), so the system measured after another one's cleanup would pay for
+// its 100,000 deleted real servers too. Loopback up: until some address exists the namespace
+// has no local routing table, and IPVS then takes every real server's address for a broadcast
+// one (EINVAL).
+void freshNamespace() {
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "bench_ipvs: cannot create a network namespace: %s\n",
+                 std::strerror(errno));
+    std::exit(1);
+  }
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq ifr{};
+  std::strcpy(ifr.ifr_name, "lo");
+  if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) != 0 ||
+      (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr)) != 0) {
+    std::fprintf(stderr, "bench_ipvs: cannot bring lo up: %s\n", std::strerror(errno));
+    std::exit(1);
+  }
+  close(fd);
+}
+
 int run(int changes, size_t endpoints) {
   const Workload w = seedWorkload(endpoints, std::max<size_t>(1, endpoints / 100));
   std::printf("workload: seed, %zu endpoints, %zu slices, %d changes\n", w.endpoints,
               w.slices.size(), changes);
 
   {  // sliceproxy's IPVS backend
+    freshNamespace();
     Cluster c(w);
     backends::ipvs::IpvsBackend backend(benchNet());
+    const Cpu cpu0 = Cpu::now();
     auto t0 = Clock::now();
     must(backend.fullSync(c.state.state()), "ipvs cold");
     const double cold = msSince(t0);
+    const Cpu cpu = cpu0.since();
     const uint64_t coldReq = backend.ipvsRequests();
+    std::printf("ipvs backend cold: cpu user %.0f ms, system %.0f ms\n", cpu.user, cpu.sys);
     uint64_t perChange = 0;
     const double change = changeMedian(
         c, w, backend, changes, [&] { return backend.ipvsRequests(); }, &perChange);
@@ -120,6 +167,7 @@ int run(int changes, size_t endpoints) {
     must(backend.cleanup(), "ipvs cleanup");
   }
   {  // kube-proxy's mechanism over the same client
+    freshNamespace();
     backends::ipvs::IpvsNetlink nl;
     must(nl.open(), "ipvs open");
     Cluster c(w);
@@ -130,14 +178,32 @@ int run(int changes, size_t endpoints) {
     view->forEachEndpoint([&](const MergedEndpoint& e) {
       if (e.sets & epset::kCluster) dests.push_back({{e.key.ip, e.key.port}, 1});
     });
+    const Cpu cpu0 = Cpu::now();
     auto t0 = Clock::now();
     std::vector<backends::ipvs::VirtualService> list;
     must(nl.listServices(list), "list");
     must(nl.addService(svc), "add service");
     std::vector<backends::ipvs::RealServer> cur;
     must(nl.listRealServers(svc.key, cur), "list dests");
-    for (const auto& d : dests) must(nl.addRealServer(svc.key, d), "add dest");
+    // The cost of one add as the service grows: the first and the last tenth of the adds.
+    const size_t tenth = std::max<size_t>(1, dests.size() / 10);
+    std::vector<double> tenths;
+    auto tt = Clock::now();
+    for (size_t i = 0; i < dests.size(); ++i) {
+      if (std::string err = nl.addRealServer(svc.key, dests[i]); !err.empty()) {
+        std::fprintf(stderr, "add dest %zu of %zu: %s\n", i, dests.size(), err.c_str());
+        std::exit(1);
+      }
+      if ((i + 1) % tenth == 0) {
+        tenths.push_back(msSince(tt) * 1000 / static_cast<double>(tenth));
+        tt = Clock::now();
+      }
+    }
     const double cold = msSince(t0);
+    const Cpu cpu = cpu0.since();
+    std::printf("kube-proxy mechanism cold: cpu user %.0f ms, system %.0f ms; one add: %.0f us "
+                "in the first tenth, %.0f us in the last\n",
+                cpu.user, cpu.sys, tenths.front(), tenths.back());
     std::vector<double> times;
     uint64_t perChange = 0;
     for (int i = 1; i <= changes; ++i) {
@@ -163,6 +229,7 @@ int run(int changes, size_t endpoints) {
     must(nl.deleteService(svc.key), "delete service");
   }
   {  // the nftables backend, same kernel
+    freshNamespace();
     Cluster c(w);
     backends::nft::NftablesBackend backend(benchNet());
     auto t0 = Clock::now();
@@ -182,11 +249,6 @@ int run(int changes, size_t endpoints) {
 }  // namespace sliceproxy::bench
 
 int main(int argc, char** argv) {
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::fprintf(stderr, "bench_ipvs: cannot create a network namespace (need root): %s\n",
-                 std::strerror(errno));
-    return 1;
-  }
   const int changes = argc > 1 ? std::max(1, std::atoi(argv[1])) : 9;
   // IPVS looks a new real server up in a list of the service's real servers, so a cold load is
   // quadratic in them: under software emulation 100,000 takes longer than a VM run may.

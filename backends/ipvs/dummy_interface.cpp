@@ -56,13 +56,18 @@ std::string DummyInterface::ensure() {
   // Like kube-ipvs0 the link stays down: its addresses still get local routes (so traffic to them
   // is delivered locally), but the node never answers ARP or NDP for them on its behalf.
   addrs_.clear();
+  if (int rc = listAddresses(addrs_)) return failed("listing the addresses of " + name_, rc);
+  return "";
+}
+
+int DummyInterface::listAddresses(std::set<proxier::IpAddr>& out) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = RTM_GETADDR;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
   ifa->ifa_family = AF_UNSPEC;
-  int rc = sock_.query(nlh, [&](const nlmsghdr* reply) {
+  return sock_.query(nlh, [&](const nlmsghdr* reply) {
     if (reply->nlmsg_type != RTM_NEWADDR) return;
     const auto* m = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(reply));
     if (static_cast<int>(m->ifa_index) != index_) return;
@@ -72,11 +77,29 @@ std::string DummyInterface::ensure() {
       ip.family = m->ifa_family == AF_INET6 ? proxier::IpFamily::V6 : proxier::IpFamily::V4;
       if (mnl_attr_get_payload_len(a) < ip.size()) return;
       std::memcpy(ip.bytes.data(), mnl_attr_get_payload(a), ip.size());
-      addrs_.insert(ip);
+      out.insert(ip);
     });
   });
-  if (rc) return failed("listing the addresses of " + name_, rc);
-  return "";
+}
+
+std::string DummyInterface::missing() {
+  if (index_ == 0) return "";  // not created yet: nothing to miss
+  LinkInfo link;
+  // A lookup that fails says nothing about the link; the next check asks again.
+  if (findLink(sock_, name_, link) != 0) return "";
+  if (!link.exists || link.index == 0) return "link " + name_ + " removed";
+  if (link.index != index_) return "link " + name_ + " removed and created again";
+  std::set<proxier::IpAddr> have;
+  if (listAddresses(have) != 0) return "";
+  size_t gone = 0;
+  std::string first;
+  for (const auto& a : addrs_) {
+    if (have.count(a)) continue;
+    if (gone++ == 0) first = a.str();
+  }
+  if (gone == 0) return "";
+  return gone == 1 ? fmt::format("address {} removed from link {}", first, name_)
+                   : fmt::format("{} addresses ({}, ...) removed from link {}", gone, first, name_);
 }
 
 std::string DummyInterface::addressRequest(uint16_t type, const proxier::IpAddr& a) {

@@ -23,6 +23,10 @@ class DummyInterface {
   const std::set<proxier::IpAddr>& addresses() const { return addrs_; }
   std::string addAddress(const proxier::IpAddr& a);
   std::string removeAddress(const proxier::IpAddr& a);
+  // What another program removed since ensure(): the link (or it was created again under the same
+  // name, another index) or some of the addresses added here; "" when nothing or when the
+  // lookup fails. A link lookup and a dump of the node's addresses.
+  std::string missing();
   // Deletes the link (and so every address on it); "" when there is none.
   std::string remove();
   int index() const { return index_; }
@@ -30,6 +34,7 @@ class DummyInterface {
 
  private:
   int lookup();  // fills index_ (0 if absent); returns 0 or an errno
+  int listAddresses(std::set<proxier::IpAddr>& out);  // this link's; 0 or an errno
   std::string addressRequest(uint16_t type, const proxier::IpAddr& a);
   std::string name_;
   NetlinkSocket sock_;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <ifaddrs.h>
 #include <linux/ip_vs.h>
+#include <linux/netfilter.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
@@ -14,6 +15,8 @@
 #include <set>
 
 #include "backends/ipvs/sysctls.h"
+#include "backends/nftnl/transaction.h"
+#include "backends/node_policy/main_table.h"
 
 namespace sliceproxy::backends::ipvs {
 
@@ -75,6 +78,17 @@ IpvsBackend::IpvsBackend(const proxier::NetworkConfig& net)
       masq6_(net, proxier::IpFamily::V6),
       policy4_(net, proxier::IpFamily::V4),
       policy6_(net, proxier::IpFamily::V6) {}
+
+IpvsBackend::~IpvsBackend() = default;
+
+nft::Socket& IpvsBackend::nftSocket() {
+  if (!nft_) nft_ = std::make_unique<nft::Socket>();
+  return *nft_;
+}
+
+bool IpvsBackend::isNodeAddress(const IpAddr& a) const {
+  return std::find(nodeAddrs_.begin(), nodeAddrs_.end(), a) != nodeAddrs_.end();
+}
 
 Capabilities IpvsBackend::supported() {
   // Masquerading (hairpin included) and the eTP=Local short-circuit are table ip/ip6
@@ -163,9 +177,7 @@ std::map<VirtualServiceKey, IpvsBackend::Desired> IpvsBackend::desiredFor(
 std::string IpvsBackend::addrRef(const IpAddr& a, int delta) {
   int& n = addrRefs_[a];
   n += delta;
-  bool node = false;
-  for (const auto& na : nodeAddrs_) node = node || na == a;
-  if (node) return "";  // a node address is the node's, not ours to bind or unbind
+  if (isNodeAddress(a)) return "";  // a node address is the node's, not ours to bind or unbind
   if (n > 0 && delta > 0 && n == delta) {
     ++ops_;
     return dummy_.addAddress(a);
@@ -358,7 +370,7 @@ void IpvsBackend::trackLocal(const proxier::ServicePortKey& key,
   }
 }
 
-std::string IpvsBackend::adoptKernelState() {
+std::string IpvsBackend::adoptKernelState(const std::set<VirtualServiceKey>& known) {
   // What a previous run programmed: the virtual services on addresses bound to our dummy
   // interface (or on a node address, for NodePorts), with their real servers. They keep serving
   // until the first full sync has reconciled them against the current state.
@@ -371,7 +383,7 @@ std::string IpvsBackend::adoptKernelState() {
     // IPVS mode, every virtual service on a node address is taken as this proxy's: a previous
     // run's NodePort that is no longer wanted (other flags, a deleted service) must go.
     bool onDummy = dummy_.addresses().count(svc.key.addr) > 0;
-    if (!onDummy && !node.count(svc.key.addr)) continue;
+    if (!onDummy && !node.count(svc.key.addr) && !known.count(svc.key)) continue;
     Programmed p{svc, !onDummy, false, {}, {}};
     std::vector<RealServer> rss;
     if (std::string err = nl_.listRealServers(svc.key, rss); !err.empty()) return err;
@@ -382,6 +394,78 @@ std::string IpvsBackend::adoptKernelState() {
   return "";
 }
 
+std::string IpvsBackend::adoptAgain() {
+  std::set<VirtualServiceKey> known;
+  for (const auto& [k, p] : programmed_) known.insert(k);
+  programmed_.clear();
+  addrRefs_.clear();
+  // Creates the link again if it is gone and reads the addresses it still has.
+  if (std::string err = dummy_.ensure(); !err.empty()) return err;
+  return adoptKernelState(known);
+}
+
+std::string IpvsBackend::drift() {
+  return findDrift().what;
+}
+
+IpvsBackend::Drift IpvsBackend::findDrift() {
+  Drift drift;
+  if (!open_ || !adopted_) return drift;
+  std::vector<std::string> gone;
+  if (std::string d = dummy_.missing(); !d.empty()) gone.push_back(std::move(d));
+  std::vector<VirtualService> listed;
+  // A listing that fails says nothing about what is there; the next check asks again.
+  if (nl_.listServices(listed).empty()) {
+    std::sort(listed.begin(), listed.end(),
+              [](const VirtualService& a, const VirtualService& b) { return a.key < b.key; });
+    size_t removed = 0, changed = 0;
+    std::string firstRemoved, firstChanged;
+    for (const auto& [k, p] : programmed_) {
+      auto it = std::lower_bound(
+          listed.begin(), listed.end(), k,
+          [](const VirtualService& s, const VirtualServiceKey& key) { return s.key < key; });
+      if (it == listed.end() || it->key != k) {
+        if (removed++ == 0) firstRemoved = k.str();
+      } else if (!it->sameSettings(p.svc)) {
+        if (changed++ == 0) firstChanged = it->str();
+      }
+    }
+    if (removed == 1) gone.push_back("IPVS virtual service " + firstRemoved + " removed");
+    if (removed > 1) {
+      gone.push_back(fmt::format("{} of {} IPVS virtual services ({}, ...) removed", removed,
+                                 programmed_.size(), firstRemoved));
+    }
+    if (changed > 0) {
+      gone.push_back(fmt::format("{} IPVS virtual service{} changed (now {}{})", changed,
+                                 changed == 1 ? "" : "s", firstChanged,
+                                 changed == 1 ? "" : ", ..."));
+    }
+  }
+  const size_t ipvsParts = gone.size();
+  drift.ipvs = ipvsParts > 0;
+  for (const auto fam : {proxier::IpFamily::V4, proxier::IpFamily::V6}) {
+    const bool masq = (fam == proxier::IpFamily::V4 ? masq4_ : masq6_).built();
+    const bool pol = policy(fam).built();
+    if (!masq && !pol) continue;
+    auto tables =
+        nft::listTables(nftSocket(), fam == proxier::IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    if (!tables.ok) continue;
+    auto missing = [&](bool built, const std::string& name) {
+      if (!built || std::find(tables.names.begin(), tables.names.end(), name) !=
+                        tables.names.end()) {
+        return;
+      }
+      gone.push_back(fmt::format("table {} {} removed",
+                                 fam == proxier::IpFamily::V4 ? "ip" : "ip6", name));
+    };
+    missing(masq, kMasqueradeTable);
+    missing(pol, nft::kMainTableName);
+  }
+  drift.tables = gone.size() > ipvsParts;
+  for (const auto& g : gone) drift.what += (drift.what.empty() ? "" : ", ") + g;
+  return drift;
+}
+
 BackendResult IpvsBackend::fullSync(const proxier::State& state) {
   const uint64_t before = ops_;
   if (std::string err = ensureOpen(); !err.empty()) return BackendResult::failure(err);
@@ -389,6 +473,14 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
   if (state.node && state.node->node) podCIDRs_ = state.node->node->podCIDRs;
   if (!adopted_) {
     if (std::string err = adoptKernelState(); !err.empty()) return BackendResult::failure(err);
+  }
+  // What another program removed (the proxier asks drift() when idle; a full sync after a failed
+  // one, or the periodic one, checks too). Only what the link or IPVS lost needs the kernel read
+  // again (real servers included); a table removed is built again.
+  const Drift drift = findDrift();
+  if (!drift.what.empty()) spdlog::info("ipvs: repairing: {}", drift.what);
+  if (drift.ipvs) {
+    if (std::string err = adoptAgain(); !err.empty()) return BackendResult::failure(err);
   }
   std::map<VirtualServiceKey, Desired> want;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports;
@@ -414,6 +506,12 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
   for (const auto& k : stale) {
     if (std::string err = reconcile(k, nullptr); !err.empty()) return BackendResult::failure(err);
   }
+  // Addresses a virtual service needs that the link lacks (removed behind our back).
+  for (const auto& [a, n] : addrRefs_) {
+    if (n <= 0 || isNodeAddress(a) || dummy_.addresses().count(a)) continue;
+    ++ops_;
+    if (std::string err = dummy_.addAddress(a); !err.empty()) return BackendResult::failure(err);
+  }
   // Dummy-interface addresses no virtual service uses (left by a previous run).
   std::vector<IpAddr> unused;
   for (const auto& a : dummy_.addresses()) {
@@ -437,8 +535,9 @@ BackendResult IpvsBackend::fullSync(const proxier::State& state) {
       return BackendResult::failure(err);
     }
   }
-  // The first full sync replaces whatever table a previous run left, in one transaction.
-  if (std::string err = syncMasquerade(!adopted_); !err.empty()) {
+  // The first full sync replaces whatever table a previous run left, in one transaction; so does
+  // a repair.
+  if (std::string err = syncMasquerade(!adopted_ || drift.tables); !err.empty()) {
     return BackendResult::failure(err);
   }
   if (adopted_) {

@@ -27,6 +27,7 @@ std::string kernelSupport();
 class IpvsBackend : public proxier::Backend {
  public:
   explicit IpvsBackend(const proxier::NetworkConfig& net);
+  ~IpvsBackend() override;
   std::string name() const override { return "ipvs"; }
   static proxier::Capabilities supported();
   proxier::Capabilities capabilities() const override { return supported(); }
@@ -34,6 +35,11 @@ class IpvsBackend : public proxier::Backend {
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;
   std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
+  // What another program removed: the dummy link or addresses on it, virtual services (`ipvsadm
+  // -C`) or their settings, tables ip/ip6 sliceproxy-ipvs and sliceproxy. A link lookup, a dump
+  // of the node's addresses, one dump of the virtual services (not of their real servers) and a
+  // listing of each family's tables; the next full sync lists the kernel again and repairs.
+  std::string drift() override;
 
   // How long a removed TCP/SCTP real server may keep weight 0 waiting for its connections.
   void setGracefulBound(std::chrono::seconds s) { gracefulBound_ = s; }
@@ -64,7 +70,20 @@ class IpvsBackend : public proxier::Backend {
   using Clock = std::chrono::steady_clock;
 
   std::string ensureOpen();
-  std::string adoptKernelState();
+  // `known`: virtual services this process programmed, adopted wherever their address now is
+  // (the dummy link may be gone with its addresses).
+  std::string adoptKernelState(const std::set<VirtualServiceKey>& known = {});
+  // After drift(): forgets the mirror and adopts what the kernel still has, so the full sync
+  // that follows sends exactly what is missing.
+  std::string adoptAgain();
+  struct Drift {
+    bool ipvs = false;    // the link, addresses on it or virtual services: adoptAgain()
+    bool tables = false;  // a table: built again
+    std::string what;     // as drift() says it
+  };
+  Drift findDrift();
+  bool isNodeAddress(const proxier::IpAddr& a) const;
+  nft::Socket& nftSocket();
   std::map<VirtualServiceKey, Desired> desiredFor(const proxier::ServicePortView& v) const;
   // Makes the kernel's virtual service `key` match `want` (null: not wanted).
   std::string reconcile(const VirtualServiceKey& key, const Desired* want);
@@ -92,6 +111,7 @@ class IpvsBackend : public proxier::Backend {
   DummyInterface dummy_;
   MasqueradeTable masq4_, masq6_;
   PolicyTable policy4_, policy6_;
+  std::unique_ptr<nft::Socket> nft_;  // listing tables for drift()
   std::map<proxier::ServicePortKey, std::set<proxier::EndpointKey>> local_;
   std::map<proxier::IpAddr, int> hairpinRefs_;
   bool open_ = false, adopted_ = false;

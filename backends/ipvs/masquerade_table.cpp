@@ -234,7 +234,10 @@ std::string MasqueradeTable::update(const MasqueradeState& want, const proxier::
   changeSet(tx, kHairpinSet, have_.hairpin, want.hairpin, hairpinKey);
   if (!tx.empty()) {
     auto res = tx.commit();
-    if (!res.ok) return res.error;
+    if (!res.ok) {
+      built_ = false;  // the next update replaces the table (another program may have removed it)
+      return res.error;
+    }
   }
   have_ = want;
   return "";

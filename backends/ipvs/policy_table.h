@@ -38,6 +38,8 @@ class PolicyTable {
   std::string commit(bool replace, const proxier::NodeContext* node);
   // Deletes the table if it is there.
   std::string remove();
+  // Whether the last commit built the table (so it must be in the kernel).
+  bool built() const { return built_; }
 
  private:
   struct Port {

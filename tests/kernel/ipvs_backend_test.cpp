@@ -24,6 +24,7 @@
 #include "backends/ipvs/ipvs_netlink.h"
 #include "proxier/core/change_tracker.h"
 #include "proxier/core/node_state.h"
+#include "proxier/core/proxier.h"
 
 namespace sliceproxy::testing {
 namespace {
@@ -350,6 +351,77 @@ TEST_F(IpvsBackendTest, ClientIpAffinityIsPersistenceWithTheServiceTimeout) {
   ASSERT_NE(got, nullptr);
   EXPECT_EQ(got->flags & IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_PERSISTENT);
   EXPECT_EQ(got->timeout, 600u);
+  EXPECT_EQ(backend.drift(), "") << "the kernel reports the settings as programmed";
+}
+
+// Another program removing what the backend programmed is noticed by the next sync that finds
+// nothing to change (Backend::drift()) and repaired by the full sync the proxier then runs.
+TEST_F(IpvsBackendTest, StateRemovedBehindItsBackIsNoticedAndReprogrammed) {
+  tracker.synced();
+  Proxier proxy(tracker, backend, "node-a");
+  struct Repairs : SyncListener {
+    std::vector<std::string> seen;
+    void onSync(const SyncReport& r) override {
+      if (!r.repaired.empty()) seen.push_back(r.repaired);
+    }
+  } repairs;
+  proxy.addListener(&repairs);
+  SvcSpec s;
+  s.externalIPs = {"203.0.113.7"};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(sliceOf({"10.244.2.1", "10.244.2.2"}));
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_EQ(backend.drift(), "");
+  ASSERT_TRUE(proxy.syncOnce());
+  EXPECT_TRUE(repairs.seen.empty()) << "nothing changed, nothing gone";
+
+  struct Case {
+    const char* cmd;
+    const char* said;
+  };
+  const Case cases[] = {
+      {"ipvsadm -C", "2 of 2 IPVS virtual services"},
+      {"ipvsadm -D -t 203.0.113.7:80", "IPVS virtual service TCP 203.0.113.7:80 removed"},
+      {"ipvsadm -E -t 10.96.0.1:80 -s sh", "IPVS virtual service changed (now TCP 10.96.0.1:80"},
+      {"ip link del sliceproxy-ipvs", "link sliceproxy-ipvs removed"},
+      {"ip addr del 10.96.0.1/32 dev sliceproxy-ipvs",
+       "address 10.96.0.1 removed from link sliceproxy-ipvs"},
+      {"nft delete table ip sliceproxy-ipvs", "table ip sliceproxy-ipvs removed"},
+      {"nft delete table ip sliceproxy", "table ip sliceproxy removed"},
+      {"nft flush ruleset", "table ip6 sliceproxy removed"},
+  };
+  const uint64_t syncs = proxy.stats().fullSyncs;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.cmd);
+    ASSERT_EQ(std::system(c.cmd), 0);
+    EXPECT_NE(backend.drift().find(c.said), std::string::npos) << backend.drift();
+    const size_t before = repairs.seen.size();
+    ASSERT_TRUE(proxy.syncOnce());
+    ASSERT_EQ(repairs.seen.size(), before + 1);
+    EXPECT_NE(repairs.seen.back().find(c.said), std::string::npos) << repairs.seen.back();
+    EXPECT_EQ(backend.drift(), "") << "repaired";
+    for (const char* addr : {"10.96.0.1", "203.0.113.7"}) {
+      auto rs = dests(nl, vsKey(addr, 80));
+      EXPECT_EQ(rs.size(), 2u) << addr;
+    }
+    std::vector<VirtualService> list;
+    ASSERT_EQ(nl.listServices(list), "");
+    ASSERT_NE(findService(list, vsKey("10.96.0.1", 80)), nullptr);
+    EXPECT_EQ(findService(list, vsKey("10.96.0.1", 80))->scheduler, "rr");
+    DummyInterface d;
+    ASSERT_EQ(d.ensure(), "");
+    EXPECT_EQ(d.addresses().count(ip("10.96.0.1")), 1u);
+    EXPECT_EQ(d.addresses().count(ip("203.0.113.7")), 1u);
+    std::string t = run("nft list tables");
+    for (const char* table : {"table ip sliceproxy-ipvs", "table ip6 sliceproxy-ipvs",
+                              "table ip sliceproxy\n", "table ip6 sliceproxy\n"}) {
+      EXPECT_NE(t.find(table), std::string::npos) << table << " in\n" << t;
+    }
+    EXPECT_NE(run("nft list table ip sliceproxy-ipvs").find("elements = { 10.96.0.1 }"),
+              std::string::npos);
+  }
+  EXPECT_EQ(proxy.stats().fullSyncs, syncs + std::size(cases));
+  EXPECT_EQ(proxy.stats().failures, 0u);
 }
 
 }  // namespace
