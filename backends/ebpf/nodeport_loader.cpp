@@ -251,7 +251,7 @@ void NodePortPrograms::seedPrefilters() {
       uint32_t w[4];
       std::memcpy(w, next.backend, sizeof(w));
       const uint32_t src = w[0] ^ w[1] ^ w[2] ^ w[3] ^ (uint32_t{next.family} << 24);
-      bpf_map_update_elem(bpf_map__fd(skel_->maps.np_rnat_sources), &src, &one, BPF_ANY);
+      bpf_map_update_elem(rnatSourcesFd(), &src, &one, BPF_ANY);
       k = next;
       at = &k;
     }
@@ -305,6 +305,10 @@ int NodePortPrograms::rnatFd() const {
 
 int NodePortPrograms::frontendPortsFd() const {
   return bpf_map__fd(skel_->maps.np_fe_ports);
+}
+
+int NodePortPrograms::rnatSourcesFd() const {
+  return bpf_map__fd(skel_->maps.np_rnat_sources);
 }
 
 void NodePortPrograms::setFrontend(const np_fe_key& key, const np_frontend& value) {

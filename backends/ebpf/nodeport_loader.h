@@ -74,6 +74,7 @@ class NodePortPrograms {
   int ctFd() const;
   int rnatFd() const;
   int frontendPortsFd() const;
+  int rnatSourcesFd() const;
 
   // Pinned maps a previous run left, in use with their contents (empty: none, or not pinned).
   const std::vector<std::string>& adoptedMaps() const { return adopted_; }
@@ -151,7 +152,7 @@ class NodePortPrograms {
     }
   };
   std::set<np_fe_key, KeyLess> frontends_;  // the keys written, each counted once in ports_
-  std::map<std::string, int> links_;  // pin name -> this object's link fd
+  std::map<std::string, int> links_;        // pin name -> this object's link fd
   std::vector<std::string> adopted_, recreated_;
   int updatedLinks_ = 0;
 };

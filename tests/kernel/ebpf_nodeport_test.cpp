@@ -1573,6 +1573,42 @@ uint32_t tcFilterProgram(int ifindex, bpf_tc_attach_point point) {
 // by themselves. A new run replaces them in place, detaches from interfaces it no longer
 // attaches to, removePinned finds them on the interfaces; and a tcx run replaces a filter an
 // earlier version left (one program per hook, never two).
+// An older run whose packet path had no prefilter maps (np_fe_ports, np_rnat_sources): the
+// new run fills them from the adopted frontends and reverse entries as it loads, before a link
+// runs its programs, so neither the frontends nor the replies of flows made before it pass by.
+TEST_F(NodePortTraffic, PrefiltersAreSeededFromAnOlderRunsMaps) {
+  ASSERT_FALSE(gPinDir.empty());
+  backends::ebpf::NodePortOptions opts;
+  opts.pinDir = gPinDir;
+  const np_fe_key fe = feKey(kNode, kNodePort, IPPROTO_TCP);
+  np_rnat_key rk{};
+  const auto backend = bytes16("10.244.0.7");
+  std::memcpy(rk.backend, backend.data(), 16);
+  rk.family = NP_FAMILY_V4;
+  {
+    NodePortPrograms old(opts);
+    old.setFrontend(fe, {1, 0, 0, 0, 1, 0});
+    np_rnat_value rv{};
+    ASSERT_EQ(bpf_map_update_elem(old.rnatFd(), &rk, &rv, BPF_ANY), 0);
+  }
+  // As an older version left them: no prefilter maps pinned.
+  for (const char* m : {"np_fe_ports", "np_rnat_sources"}) {
+    ASSERT_EQ(unlink((gPinDir + "/maps/" + m).c_str()), 0) << m;
+  }
+  NodePortPrograms next(opts);
+  const uint32_t word = kNodePort >> 5;
+  uint32_t bits = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(next.frontendPortsFd(), &word, &bits), 0);
+  EXPECT_NE(bits & (1u << (kNodePort & 31)), 0u) << "the adopted frontend's port has no bit";
+  uint32_t w[4];
+  std::memcpy(w, backend.data(), 16);
+  const uint32_t src = w[0] ^ w[1] ^ w[2] ^ w[3] ^ (uint32_t{NP_FAMILY_V4} << 24);
+  uint8_t one = 0;
+  EXPECT_EQ(bpf_map_lookup_elem(next.rnatSourcesFd(), &src, &one), 0)
+      << "the adopted reverse entry's backend is not a reply source";
+  EXPECT_GT(NodePortPrograms::removePinned(gPinDir), 0u);
+}
+
 TEST_F(NodePortTraffic, NetlinkFiltersAreReplacedInPlaceAndFoundByCleanup) {
   ASSERT_FALSE(gPinDir.empty());
   const int n0 = static_cast<int>(if_nametoindex("n0"));
