@@ -23,6 +23,9 @@ import threading
 import time
 
 MAX_LISTED = 200
+# An answer this late needed a retransmission (the first TCP SYN retry is after 1 s): counted
+# apart, not as a failure.
+SLOW_S = 0.9
 
 
 def classify(exc):
@@ -41,7 +44,8 @@ class Stream:
     def __init__(self, proto, target, rate, timeout):
         host, port = target.rsplit(":", 1)
         self.proto, self.addr, self.rate, self.timeout = proto, (host, int(port)), rate, timeout
-        self.sent = self.ok = self.late = 0
+        self.sent = self.ok = self.late = self.slow = 0
+        self.max_ok_s = 0.0
         self.failures = {}
         self.listed = []
 
@@ -81,6 +85,13 @@ class Stream:
                 self.fail(err, t0)
             else:
                 self.ok += 1
+                took = time.time() - t0
+                self.max_ok_s = max(self.max_ok_s, took)
+                if took >= SLOW_S:
+                    self.slow += 1
+                    if len(self.listed) < MAX_LISTED:
+                        self.listed.append({"t": round(t0, 3), "class": "slow-ok",
+                                            "took_s": round(took, 3)})
             nxt += period
             now = time.monotonic()
             if now > nxt:  # skip missed slots: the rate stays bounded
@@ -92,6 +103,7 @@ class Stream:
     def report(self):
         return {"target": "%s:%d" % self.addr, "sent": self.sent, "ok": self.ok,
                 "failed": sum(self.failures.values()), "late_slots": self.late,
+                "slow_ok": self.slow, "max_ok_ms": round(1000 * self.max_ok_s, 1),
                 "failures_by_class": self.failures, "first_failures": self.listed}
 
 
