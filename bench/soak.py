@@ -172,11 +172,21 @@ class Churn:
             if now >= next_svc_at:
                 self.service_step()
                 next_svc_at += self.period
-            s = self.slices[gen % len(self.slices)]
+            i = gen % len(self.slices)
             gen += 1
-            s["endpoints"][gen % len(s["endpoints"])] = endpoint((1 << 22) + gen)
-            s["metadata"]["annotations"][TRIGGER] = rfc3339nano(time.time())
-            self.srv.store.update("endpointslices", s)
+            # A new object sharing the unchanged endpoints with the old one (which the store
+            # and its history still hold, unmodified): no deep copy per change.
+            old = self.slices[i]
+            eps = list(old["endpoints"])
+            eps[gen % len(eps)] = endpoint((1 << 22) + gen)
+            meta = dict(old["metadata"])
+            meta["annotations"] = {TRIGGER: rfc3339nano(time.time())}
+            s = dict(old, metadata=meta, endpoints=eps)
+            s.setdefault("kind", "EndpointSlice")
+            s.setdefault("apiVersion", "discovery.k8s.io/v1")
+            meta.setdefault("namespace", NS)
+            self.srv.store.update_owned("endpointslices", s)
+            self.slices[i] = s
             self.changes += 1
             delay = start + gen / self.rate - time.monotonic()
             if delay > 0:
