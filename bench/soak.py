@@ -216,17 +216,23 @@ def histogram(metrics, name):
     return buckets, metrics.get(name + "_count", 0.0)
 
 
-def hist_quantile(after, before, q):
-    """Upper bound (s) of the bucket holding quantile q of the observations between two
-    scrapes; None without observations."""
+def hist_quantile(after, before, q, interpolate=True):
+    """Quantile q (s) of the observations between two scrapes, None without observations:
+    linear within its bucket as Prometheus' histogram_quantile() does, or (interpolate=False)
+    the upper bound of that bucket."""
     b_after, n_after = after
     b_before, n_before = before
     n = n_after - n_before
     if n <= 0:
         return None
+    lower, below = 0.0, 0.0
     for le in sorted(b_after):
-        if b_after[le] - b_before.get(le, 0.0) >= q * n:
-            return le
+        cum = b_after[le] - b_before.get(le, 0.0)
+        if cum >= q * n:
+            if not interpolate or not math.isfinite(le) or cum == below:
+                return le if math.isfinite(le) else lower
+            return lower + (le - lower) * (q * n - below) / (cum - below)
+        lower, below = le, cum
     return float("inf")
 
 
@@ -274,7 +280,7 @@ set title 'daemon RSS (MB)'
 plot 'soak.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '#1b7837'
 set title 'daemon open file descriptors'
 plot 'soak.dat' using 1:3 with linespoints lw 2 pt 7 lc rgb '#2166ac'
-set title 'sync duration p99 in each interval (ms, bucket bound)'
+set title 'sync duration p99 in each interval (ms)'
 plot 'soak.dat' using 1:4 with linespoints lw 2 pt 7 lc rgb '#b2182b'
 unset multiplot
 """
@@ -479,6 +485,11 @@ def main():
             "events_to_kernel_p50_ms": ms(hist_quantile(histogram(last, NETPROG),
                                                         histogram(first_metrics, NETPROG), 0.5)),
             "events_to_kernel_p99_last5min_ms": ms(last.get(sq % "0.99")),
+            "sync_p99_bucket_le_ms": ms(hist_quantile(histogram(last, SYNC),
+                                                      histogram(first_metrics, SYNC), 0.99,
+                                                      False)),
+            "events_to_kernel_p99_bucket_le_ms": ms(hist_quantile(
+                histogram(last, NETPROG), histogram(first_metrics, NETPROG), 0.99, False)),
             "loadavg_1m": summary("loadavg_1m"), "nproc": os.cpu_count(),
             "daemon_errors": errors[:50], "daemon_error_count": len(errors),
             "samples": samples}
@@ -505,6 +516,9 @@ def main():
             rc = 1
         else:
             rc = 0
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        rc = 130
     finally:
         if churn is not None:
             churn.stop.set()
