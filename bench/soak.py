@@ -24,10 +24,14 @@ machine's load average and a /metrics scrape. The report (printed and written to
 DIR/soak.json, plot DIR/soak.png):
   failed requests to the unchanged services by class (goal 0),
   RSS and fds first/last/max and least-squares slope per minute (goal flat),
-  sync duration p99 (kubeproxy_sync_proxy_rules_duration_seconds, from its histogram buckets)
+  sync duration p99 (kubeproxy_sync_proxy_rules_duration_seconds, from its histogram buckets,
+  interpolated within the bucket as histogram_quantile() does, and the bucket's bound)
   overall and per interval,
   events-to-kernel p99 (kubeproxy_network_programming_duration_seconds: trigger time to the
-  kernel acknowledging the nftables transaction) overall and per interval.
+  kernel acknowledging the nftables transaction) overall and per interval; its buckets are
+  1 s wide above 1 s, so the daemon's own summary sliceproxy_network_programming_duration_seconds
+  (last 5-10 minutes) is reported beside it, and the API server's share (trigger time to the
+  watch event written on the daemon's socket) is measured here.
 --check-rss-growth MB: exit 1 if any request failed, the daemon died or logged an error, or RSS
 grew by more than MB between the first sample after warm-up and the last (the CTest variant).
 """
