@@ -113,6 +113,18 @@ class Sandbox:
         self.made = []
 
 
+def reap_stale():
+    """Namespaces (and what runs in them) of an earlier run that was killed hard."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for name in sorted({line.split()[0] for line in listed.splitlines() if line.strip()}):
+        m = re.match(r"^sk18-(\d+)-(node|cli|pod)$", name)
+        if m and not os.path.exists("/proc/%s" % m.group(1)):
+            log("removing %s, left by a run that was killed" % name)
+            stale = Sandbox("")
+            stale.made = [name]
+            stale.down()
+
+
 # -- the cluster and its churn ------------------------------------------------------------------
 
 def svc_objects(name, ip, proto, port, addrs, trigger):
@@ -372,6 +384,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     rc = 1
     try:
+        reap_stale()
         sb.up()
         certs = tls_certs.generate(tmp)
         srv = ApiServer(certs, bookmark_interval=60, netns=sb.node).start()
