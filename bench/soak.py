@@ -387,8 +387,11 @@ def main():
         reap_stale()
         sb.up()
         certs = tls_certs.generate(tmp)
-        srv = ApiServer(certs, bookmark_interval=60, netns=sb.node).start()
-        srv.store.max_history = 5000  # watches are current; bounded history keeps our heap flat
+        # Bookmarks keep a quiet watch's resourceVersion fresh; a minute of history lets a
+        # watch that reconnects while this Python server is seconds behind (a busy machine)
+        # resume instead of relisting (410). A real API server keeps ~5 minutes.
+        srv = ApiServer(certs, bookmark_interval=10, netns=sb.node).start()
+        srv.store.max_history = int(60 * args.churn_rate + 600)
         seed_svc, slices, node = seed_objects(endpoints=args.endpoints)
         srv.create(seed_svc)
         for s in slices:
