@@ -313,7 +313,7 @@ def ms(x):
 
 # -- the run ------------------------------------------------------------------------------------
 
-def plot(samples, out_dir):
+def plot(samples, out_dir, title):
     dat = os.path.join(out_dir, "soak.dat")
     with open(dat, "w") as f:
         for s in samples:
@@ -323,7 +323,7 @@ def plot(samples, out_dir):
     script = """
 set terminal pngcairo size 1400,520 font 'DejaVu Sans,11'
 set output 'soak.png'
-set multiplot layout 1,3 title "Soak: sliceproxy (nftables), 500 endpoint changes/s + a service added/removed each second, traffic to unchanged services"
+set multiplot layout 1,3 title "%s"
 set grid
 set xlabel 'minutes'
 set key off
@@ -335,7 +335,7 @@ plot 'soak.dat' using 1:3 with linespoints lw 2 pt 7 lc rgb '#2166ac'
 set title 'sync duration p99 in each interval (ms)'
 plot 'soak.dat' using 1:4 with linespoints lw 2 pt 7 lc rgb '#b2182b'
 unset multiplot
-"""
+""" % title
     p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True, cwd=out_dir)
     if p.returncode != 0:
         raise RuntimeError("gnuplot failed: " + p.stderr.strip()[:1000])
@@ -558,7 +558,9 @@ def main():
             "samples": samples}
         with open(os.path.join(out, "soak.json"), "w") as f:
             json.dump(report, f, indent=1)
-        plot(samples, out)
+        plot(samples, out, "Soak: sliceproxy (nftables), %d endpoints, %d endpoint changes/s, a "
+             "service added or removed every %g s, TCP+UDP traffic to unchanged services"
+             % (args.endpoints, round(churn.changes / duration), args.service_period))
         brief = {k: v for k, v in report.items() if k not in ("samples", "traffic")}
         for proto in ("tcp", "udp"):
             brief[proto] = {k: v for k, v in tres[proto].items() if k != "first_failures"}
