@@ -115,6 +115,22 @@ class Store:
             self._record(resource, "MODIFIED", obj, prev)
             return copy.deepcopy(obj)
 
+    def update_owned(self, resource, obj):
+        """update() for load generators: obj (which must already carry kind, apiVersion and
+        namespace) is stored as it is and given up by the caller, and nothing is returned.
+        The two deep copies of update() cost ~5 ms per 100-endpoint slice, which capped the
+        soak's churn far below 500 changes per second."""
+        with self.cond:
+            res = self.resources[resource]
+            key = key_of(obj, res.namespaced)
+            prev = self.objects[resource].get(key)
+            if prev is None:
+                raise ApiError(404, "NotFound", '%s "%s" not found' % (resource, key[1]))
+            obj["metadata"].pop("resourceVersion", None)
+            self._stamp(obj, prev)
+            self.objects[resource][key] = obj
+            self._record(resource, "MODIFIED", obj, prev)
+
     def apply(self, resource, obj):
         """Create or replace, whichever applies."""
         with self.cond:
