@@ -101,7 +101,7 @@ struct {
  * or comes from one of these, so only those packets look in np_rnat: its key holds both ports,
  * so for any other packet (most of what crosses a node) that lookup was a cache and TLB miss in
  * a table of megabytes. Local endpoints only, far fewer than the entries; LRU all the same.
- * Keyed by a fold of the address (np_source_key): another address folding to the same key only
+ * Keyed by a fold of the address (np_source_key; NodePortPrograms::rnatSourceKey in userspace): another address folding to the same key only
  * costs that address's packets the np_rnat lookup, and the programs' stack has no room for more. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);

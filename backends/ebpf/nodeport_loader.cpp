@@ -248,9 +248,7 @@ void NodePortPrograms::seedPrefilters() {
     const uint8_t one = 1;
     while (bpf_map_get_next_key(rnatFd(), at, &next) == 0) {
       // Every backend with a reverse entry, SNATed or not: one too many costs a lookup.
-      uint32_t w[4];
-      std::memcpy(w, next.backend, sizeof(w));
-      const uint32_t src = w[0] ^ w[1] ^ w[2] ^ w[3] ^ (uint32_t{next.family} << 24);
+      const uint32_t src = rnatSourceKey(next.backend, next.family);
       bpf_map_update_elem(rnatSourcesFd(), &src, &one, BPF_ANY);
       k = next;
       at = &k;
@@ -305,6 +303,12 @@ int NodePortPrograms::rnatFd() const {
 
 int NodePortPrograms::frontendPortsFd() const {
   return bpf_map__fd(skel_->maps.np_fe_ports);
+}
+
+uint32_t NodePortPrograms::rnatSourceKey(const uint8_t* addr, uint8_t family) {
+  uint32_t w[4];
+  std::memcpy(w, addr, sizeof(w));
+  return w[0] ^ w[1] ^ w[2] ^ w[3] ^ (uint32_t{family} << 24);
 }
 
 int NodePortPrograms::rnatSourcesFd() const {

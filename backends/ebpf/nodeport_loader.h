@@ -75,6 +75,8 @@ class NodePortPrograms {
   int rnatFd() const;
   int frontendPortsFd() const;
   int rnatSourcesFd() const;
+  // np_rnat_sources' key of a backend address: np_source_key of bpf/nodeport_lb_core.h.
+  static uint32_t rnatSourceKey(const uint8_t* addr, uint8_t family);
 
   // Pinned maps a previous run left, in use with their contents (empty: none, or not pinned).
   const std::vector<std::string>& adoptedMaps() const { return adopted_; }

@@ -1600,9 +1600,7 @@ TEST_F(NodePortTraffic, PrefiltersAreSeededFromAnOlderRunsMaps) {
   uint32_t bits = 0;
   ASSERT_EQ(bpf_map_lookup_elem(next.frontendPortsFd(), &word, &bits), 0);
   EXPECT_NE(bits & (1u << (kNodePort & 31)), 0u) << "the adopted frontend's port has no bit";
-  uint32_t w[4];
-  std::memcpy(w, backend.data(), 16);
-  const uint32_t src = w[0] ^ w[1] ^ w[2] ^ w[3] ^ (uint32_t{NP_FAMILY_V4} << 24);
+  const uint32_t src = NodePortPrograms::rnatSourceKey(backend.data(), NP_FAMILY_V4);
   uint8_t one = 0;
   EXPECT_EQ(bpf_map_lookup_elem(next.rnatSourcesFd(), &src, &one), 0)
       << "the adopted reverse entry's backend is not a reply source";
