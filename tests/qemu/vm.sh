@@ -152,9 +152,12 @@ chmod +x "$job/initramfs/init" "$job/initramfs/job.sh"
 # boot; SLICEPROXY_QEMU_ACCEL=kvm tries it where it works.
 accel=tcg cpu=max
 if [ "${SLICEPROXY_QEMU_ACCEL:-}" = "kvm" ]; then accel=kvm cpu=host; fi
+# One virtual CPU by default: CTest runs two guests side by side on a 2-core machine.
+smp="${SLICEPROXY_QEMU_SMP:-1}"
+
 set +e
 timeout "$timeout_s" qemu-system-x86_64 \
-  -machine q35,accel="$accel" -cpu "$cpu" -m 1024 -smp 1 \
+  -machine q35,accel="$accel" -cpu "$cpu" -m 1024 -smp "$smp" \
   -nodefaults -no-reboot -display none -serial stdio -monitor none \
   -kernel "$vmlinuz" -initrd "$job/initramfs.gz" \
   -append "console=ttyS0 panic=-1 quiet loglevel=3" \
