@@ -17,7 +17,8 @@
 # The kernel is Debian's linux-image-*-amd64 (the version linux-image-amd64 points to),
 # downloaded once with apt-get into $SLICEPROXY_QEMU_CACHE (default /var/cache/sliceproxy/qemu)
 # and unpacked there. Needs: qemu-system-x86, busybox-static, kmod, apt (packaging/install-deps.sh).
-# Runs under software emulation (TCG); a boot takes a few seconds.
+# Runs under software emulation (TCG) with one virtual CPU (SLICEPROXY_QEMU_SMP for more); a boot
+# takes a few seconds.
 set -euo pipefail
 
 modules=""
