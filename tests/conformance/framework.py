@@ -71,9 +71,9 @@ class Probe:
         return min(72, max(20, 12 * len(self.pods or ())))
 
     def wait(self):
-        if self.timeout:
-            return self.timeout
-        return 1.0 if self.proto == "udp" else 1.5
+        base = self.timeout or (1.0 if self.proto == "udp" else 1.5)
+        # An expected drop is a timeout: waiting longer for it proves nothing more.
+        return base if self.expect == DROPPED else base * probe_timeout_scale()
 
     def describe(self):
         dst = "[%s]" % self.to if self.fam == 6 else self.to
@@ -363,6 +363,17 @@ class Runner:
 
 def clock(t):
     return time.strftime("%H:%M:%S", time.localtime(t)) + ".%03d" % int((t % 1) * 1000)
+
+
+def probe_timeout_scale():
+    """SLICEPROXY_CONFORMANCE_TIMEOUT_SCALE (default 1, at least 1): a factor on how long a probe
+    waits for an answer or a refusal. The qemu guest (vm_guest.sh) emulates its CPU in software
+    and shares the host's two cores with another guest: a connection that takes 1.5 s there is
+    slow, not lost."""
+    scale = float(os.environ.get("SLICEPROXY_CONFORMANCE_TIMEOUT_SCALE", "1"))
+    if scale < 1:
+        raise ValueError("SLICEPROXY_CONFORMANCE_TIMEOUT_SCALE must be >= 1, not %s" % scale)
+    return scale
 
 
 def stream_rate_scale():
