@@ -82,6 +82,9 @@ class IpvsBackend : public proxier::Backend {
     std::string what;     // as drift() says it
   };
   Drift findDrift();
+  // The real servers of the next virtual services after driftCursor_ (at most
+  // kDriftRealServersPerCheck of them in all) against programmed_: "" or what went.
+  std::string realServersGone();
   bool isNodeAddress(const proxier::IpAddr& a) const;
   nft::Socket& nftSocket();
   std::map<VirtualServiceKey, Desired> desiredFor(const proxier::ServicePortView& v) const;
@@ -116,6 +119,9 @@ class IpvsBackend : public proxier::Backend {
   std::map<proxier::IpAddr, int> hairpinRefs_;
   bool open_ = false, adopted_ = false;
   std::map<VirtualServiceKey, Programmed> programmed_;
+  // Where the last drift check's real-server look stopped.
+  VirtualServiceKey driftCursor_{};
+  static constexpr size_t kDriftRealServersPerCheck = 512;
   std::map<proxier::ServicePortKey, std::vector<VirtualServiceKey>> ports_;
   std::map<proxier::IpAddr, int> addrRefs_;
   std::map<std::pair<VirtualServiceKey, RealServerKey>, Clock::time_point> graceful_;

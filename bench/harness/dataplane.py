@@ -142,6 +142,31 @@ def start_echo(run, topo, bins):
     return p
 
 
+def start_sliceproxy(run, ns, mdir, backend, bins, workdir, flags=()):
+    """The daemon in namespace `ns`, fed the manifests in `mdir`; returns once its first full
+    sync is done (its log in workdir/sliceproxy.log)."""
+    logf = open(os.path.join(workdir, "sliceproxy.log"), "w")
+    p = run.spawn(ns, [bins["sliceproxy"], "--source-dir", mdir, "--backend", backend,
+                       "--hostname-override", "node-a", "--min-sync-period", "100ms",
+                       "--debug-port", "0", *flags],
+                  stdout=logf, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError(f"sliceproxy exited ({p.returncode}); see {logf.name}")
+        with open(logf.name) as f:
+            text = f.read()
+        if "full sync:" in text:
+            return p
+        failed = [line for line in text.splitlines() if "sync with backend" in line and
+                  "failed" in line]
+        if failed:
+            raise RuntimeError(f"sliceproxy's first sync failed: {failed[0][:400]}")
+        time.sleep(0.2)
+    run.stop(p)
+    raise RuntimeError("sliceproxy did not finish its first sync in 600 s")
+
+
 def install(system, run, topo, svcs, bins, workdir, log, extra=()):
     """Programs the node for `system`; returns a process to stop afterwards (or None) and the
     seconds it took. `extra`: more flags for sliceproxy (the ebpf backend's cgroup and pin
@@ -152,26 +177,9 @@ def install(system, run, topo, svcs, bins, workdir, log, extra=()):
     if system.startswith("sliceproxy-"):
         mdir = os.path.join(workdir, "manifests")
         manifests(svcs, mdir)
-        logf = open(os.path.join(workdir, "sliceproxy.log"), "w")
-        p = run.spawn(topo.node, [bins["sliceproxy"], "--source-dir", mdir, "--backend",
-                                  system.split("-", 1)[1], "--cluster-cidr", POD_CIDR,
-                                  "--hostname-override", "node-a", "--min-sync-period", "100ms",
-                                  "--debug-port", "0", *extra],
-                      stdout=logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                raise RuntimeError(f"sliceproxy exited ({p.returncode}); see {logf.name}")
-            with open(logf.name) as f:
-                text = f.read()
-            if "full sync:" in text:
-                return p, time.monotonic() - t0
-            failed = [line for line in text.splitlines() if "sync with backend" in line and
-                      "failed" in line]
-            if failed:
-                raise RuntimeError(f"sliceproxy's first sync failed: {failed[0][:400]}")
-            time.sleep(0.2)
-        raise RuntimeError("sliceproxy did not finish its first sync in 600 s")
+        p = start_sliceproxy(run, topo.node, mdir, system.split("-", 1)[1], bins, workdir,
+                             ["--cluster-cidr", POD_CIDR, *extra])
+        return p, time.monotonic() - t0
     exec_ = ["ip", "netns", "exec", topo.node]
     if system == "kube-proxy-iptables":
         rs = kube_iptables.IptablesRuleset(svcs, POD_CIDR)

@@ -19,6 +19,7 @@ import dataplane  # noqa: E402
 import ebpf_cgroup  # noqa: E402
 import modes  # noqa: E402
 import netns  # noqa: E402
+import packet_rate  # noqa: E402
 import plots  # noqa: E402
 import report  # noqa: E402
 
@@ -63,7 +64,9 @@ class Results:
         self.data = {"mode": args.mode, "command": args.command, "config": cfg,
                      "machine": machine_info(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                      "load": [], "control_plane": [], "churn": [], "data_plane": [],
-                     "expected": {"control_plane": [], "churn": [], "data_plane": []}}
+                     "packet_rate": [],
+                     "expected": {"control_plane": [], "churn": [], "data_plane": [],
+                                  "packet_rate": []}}
         self.out = args.out
 
     def sample_load(self, where):
@@ -185,6 +188,59 @@ def data_plane(res, cfg, bins, run, workdir, backends_, ebpf=None):
     res.save()
 
 
+def packet_rates(res, cfg, bins, run, workdir, backends_, ebpf=None):
+    """NodePort forwarding per core (packet_rate.py): every case set up first, then measured in
+    alternating rounds, as the data plane is. The floors do not depend on the number of
+    services: measured once, at the first count."""
+    systems = packet_rate.systems(backends_)
+    plan = [(s, c) for c in cfg["pps_services"] for s in systems
+            if s not in packet_rate.FLOORS or c == cfg["pps_services"][0]]
+    res.data["expected"]["packet_rate"] = [list(x) for x in plan]
+    cases, failed = [], []
+    try:
+        for system, count in plan:
+            try:
+                case = packet_rate.Case(system, count, run, bins, workdir, ebpf)
+                cases.append(case)
+                log(f"  packet rate {system} with {count} services set up in "
+                    f"{case.setup_s:.1f} s")
+            except Exception as e:  # noqa: BLE001
+                failed.append((system, count, str(e)[:1500]))
+                log(f"  packet rate {system} {count}: FAILED {e}")
+        samples = {}
+        for rnd in range(cfg["pps_rounds"]):
+            for case in (cases if rnd % 2 == 0 else cases[::-1]):
+                try:
+                    samples.setdefault(case, []).append(case.measure(
+                        cfg["pps_frames"], 1, cfg["pps_latency_rate"], cfg["pps_latency_s"]))
+                except Exception as e:  # noqa: BLE001
+                    failed.append((case.system, case.count, str(e)[:1500]))
+                    samples.pop(case, None)
+                    cases.remove(case)
+                    case.close()
+            log(f"  packet rate round {rnd + 1}/{cfg['pps_rounds']} done")
+        for case in cases:
+            row = packet_rate.row(case.system, case.count, samples[case], case.setup_s)
+            row["status"] = ("ok" if row["delivered"] > 0 and
+                             row["untranslated"] <= 0.01 * row["frames"] else "failed")
+            if row["status"] != "ok":
+                row["reason"] = (f"{row['untranslated']} of {row['frames']} frames reached the "
+                                 f"backend side untranslated, {row['delivered']} translated")
+            res.data["packet_rate"].append(row)
+            log(f"  packet rate {case.system:22} {case.count:6} services "
+                f"{row['pps'] / 1e6:6.2f} Mpps  {row['ns_per_packet']:7.0f} ns/packet  "
+                f"latency p50 {row['latency_p50_us']} us p99 {row['latency_p99_us']} us")
+        for system, count, why in failed:
+            if not any(r["system"] == system and r["services"] == count
+                       for r in res.data["packet_rate"]):
+                res.data["packet_rate"].append({"system": system, "services": count,
+                                                "status": "failed", "reason": why})
+    finally:
+        for case in cases:
+            case.close()
+    res.save()
+
+
 def _interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -196,7 +252,8 @@ def main():
     ap.add_argument("--bin-dir", required=True, help="build directory holding the programs")
     ap.add_argument("--run-id", default=str(os.getpid()))
     ap.add_argument("--command", default="bench/run")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: cp,churn,dp")
+    ap.add_argument("--skip", default="",
+                    help="comma list of parts to skip: cp,churn,dp,pps")
     args = ap.parse_args()
     cfg = modes.MODES[args.mode]
     os.makedirs(args.out, exist_ok=True)
@@ -205,6 +262,7 @@ def main():
     bins = {"cp": os.path.join(args.bin_dir, "bench", "bench_cp_harness"),
             "loadgen": os.path.join(args.bin_dir, "bench", "bench_loadgen"),
             "echo": os.path.join(args.bin_dir, "bench", "bench_echo_server"),
+            "xdp_traffic": os.path.join(args.bin_dir, "bench", "bench_xdp_traffic"),
             "sliceproxy": os.path.join(args.bin_dir, "sliceproxy")}
     for name, path in bins.items():
         if not os.access(path, os.X_OK):
@@ -237,6 +295,10 @@ def main():
             log("data plane: TCP and UDP through the node's rules")
             data_plane(res, cfg, bins, run, workdir, backends_, ebpf)
             res.sample_load("after data plane")
+        if "pps" not in skip:
+            log("packet rate: NodePort forwarding per core, XDP generator to XDP sink")
+            packet_rates(res, cfg, bins, run, workdir, backends_, ebpf)
+            res.sample_load("after packet rate")
     finally:
         run.cleanup()
         if ebpf is not None:

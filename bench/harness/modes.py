@@ -15,6 +15,11 @@ MODES = {
         "dp_services": [10, 100],
         "dp_seconds": 0.3,
         "dp_rounds": 1,
+        "pps_services": [10],
+        "pps_frames": 100000,
+        "pps_rounds": 1,
+        "pps_latency_rate": 10000,
+        "pps_latency_s": 0.3,
     },
     # A few minutes: the seed's 100k endpoints against every peer that finishes in time.
     "quick": {
@@ -29,6 +34,11 @@ MODES = {
         "dp_services": [10, 1000],
         "dp_seconds": 1,
         "dp_rounds": 2,
+        "pps_services": [10, 1000],
+        "pps_frames": 1000000,
+        "pps_rounds": 2,
+        "pps_latency_rate": 20000,
+        "pps_latency_s": 1,
     },
     # The full experiment (see README for its duration).
     "full": {
@@ -47,6 +57,11 @@ MODES = {
         "dp_services": [10, 1000, 10000],
         "dp_seconds": 2,
         "dp_rounds": 3,
+        "pps_services": [10, 10000],
+        "pps_frames": 2000000,
+        "pps_rounds": 5,
+        "pps_latency_rate": 20000,
+        "pps_latency_s": 2,
     },
 }
 

@@ -1,6 +1,7 @@
 """PNG plots of a run, drawn with gnuplot (Debian's gnuplot-nox):
   sweep.png          cold program time and one endpoint change vs endpoints, log-log
-  churn_latency.png  the distribution (CDF) of events-to-kernel latency under churn"""
+  churn_latency.png  the distribution (CDF) of events-to-kernel latency under churn
+  packet_rate.png    NodePort forwarding per core (Mpps) and latency p50/p99, per system"""
 
 import os
 import subprocess
@@ -89,9 +90,54 @@ plot {', '.join(plots)}
 """, out_dir)
 
 
+def packet_rate(data, out_dir):
+    rows = [r for r in data.get("packet_rate", []) if r.get("status") == "ok"]
+    if not rows:
+        return
+    systems = []
+    for r in rows:
+        if r["system"] not in systems:
+            systems.append(r["system"])
+    counts = sorted({r["services"] for r in rows})
+    with open(os.path.join(out_dir, "packet_rate.dat"), "w") as f:
+        f.write("system " + " ".join(f"mpps{c} p50_{c} p99_{c}" for c in counts) + "\n")
+        for s in systems:
+            cells = []
+            for c in counts:
+                r = next((x for x in rows if x["system"] == s and x["services"] == c), None)
+                cells += ([f"{r['pps'] / 1e6:.3f}", str(r.get("latency_p50_us") or "NaN"),
+                           str(r.get("latency_p99_us") or "NaN")] if r else ["NaN"] * 3)
+            f.write(f'"{s}" ' + " ".join(cells) + "\n")
+    rate = ", ".join(f"'packet_rate.dat' using {2 + 3 * i}:xtic(1) title '{c:,} services'"
+                     for i, c in enumerate(counts))
+    lat = ", ".join(f"'packet_rate.dat' using {3 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}:xtic(1) "
+                    f"title 'p50 / p99, {c:,} services'" for i, c in enumerate(counts))
+    _gnuplot(f"""
+set terminal pngcairo size 1400,560 font 'DejaVu Sans,11'
+set output 'packet_rate.png'
+set multiplot layout 1,2 title "NodePort forwarding, one core: XDP live-frames generator -> node -> XDP sink\n(floors: the generator alone; plain IP forwarding without rules)"
+set style data histograms
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set key top right
+set xtics rotate by -25
+set ylabel 'million packets per second'
+set title 'rate (frames/s delivered, median of rounds)'
+plot {rate}
+set style histogram errorbars gap 2 lw 1
+set ylabel 'microseconds (send to sink)'
+set title 'latency at a fixed rate: p50, bar to p99'
+set yrange [0:*]
+plot {lat}
+unset multiplot
+""", out_dir)
+
+
 def draw(data, out_dir):
     sweep(data, out_dir)
     churn(data, out_dir)
+    packet_rate(data, out_dir)
 
 
 if __name__ == "__main__":

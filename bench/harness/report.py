@@ -6,6 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report_ebpf  # noqa: E402
+import report_pps  # noqa: E402
 
 PEER_NOTE = ("kube-proxy peers are lower bounds: only their kernel apply is timed "
              "(iptables-restore / nft -f, which kube-proxy runs per sync), not the Go proxier "
@@ -245,6 +246,7 @@ def targets(data):
                             f"{a['p50_us']:.0f} us -> {b['p50_us']:.0f} us ({100 * (ratio - 1):+.1f}%)",
                             ratio <= 1.10))
     out += report_ebpf.targets(data, _dp)
+    out += report_pps.targets(data)
     return out
 
 
@@ -261,6 +263,8 @@ def markdown(data):
           if report_ebpf.table(data) else []),
         "### Churn: events to kernel", "", churn_table(data), "",
         "### Data plane", "", data_plane_table(data), "",
+        *(["### NodePort forwarding per core (packet rate)", "", report_pps.table(data), ""]
+          if report_pps.table(data) else []),
         "### Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t, measured, met in targets(data):
         parts.append(f"| {t} | {measured} | {'yes' if met else ('no' if met is False else 'n/a')} |")
@@ -298,6 +302,7 @@ def check(data):
         elif r.get("status") != "ok":
             problems.append(f"data plane {system} {count} {test}: "
                             f"{r.get('reason') or r.get('first_error') or 'errors'}")
+    problems += report_pps.check(data)
     return problems
 
 

@@ -5,8 +5,8 @@ it and `sliceproxy_data_plane_repairs_total`; traffic works again. And what clie
 (ClientIP affinity, a UDP flow) survives a full sync and a restart.
 
 With the IPVS backend (CTest conformance_drift_ipvs_vm, in Debian's kernel under qemu) the
-removals are `ipvsadm -C`, one virtual service deleted, the dummy link deleted, either table
-deleted and `nft flush ruleset`; with nftables, a table deleted and `nft flush ruleset`."""
+removals are `ipvsadm -C`, one virtual service deleted, one real server deleted, the dummy link
+deleted, either table deleted and `nft flush ruleset`; with nftables, a table deleted and `nft flush ruleset`."""
 
 import os
 import re
@@ -37,6 +37,10 @@ REMOVALS = {
         ("ipvsadm -C", "IPVS virtual services", "ipvsadm -L -n | grep -qw 10.96.0.2:80"),
         ("ipvsadm -D -t 10.96.0.2:80", "IPVS virtual service TCP 10.96.0.2:80 removed",
          "ipvsadm -L -n | grep -qw 10.96.0.2:80"),
+        # One real server alone: the virtual service and everything else stay.
+        ("ipvsadm -d -t 10.96.0.2:80 -r 10.244.1.2:8080",
+         "real server 10.244.1.2:8080 of IPVS virtual service TCP 10.96.0.2:80 removed",
+         "ipvsadm -L -n -t 10.96.0.2:80 | grep -qw 10.244.1.2:8080"),
         ("ip link del sliceproxy-ipvs", "link sliceproxy-ipvs removed",
          "ip addr show dev sliceproxy-ipvs | grep -q 10.96.0.2/32"),
         ("ip addr del 10.96.0.2/32 dev sliceproxy-ipvs",
