@@ -8,10 +8,15 @@ start=$(date +%s)
 
 bash packaging/build.sh release
 
-# The sanitizer and fuzz builds compile while CTest runs, at idle priority (SCHED_IDLE): most of
-# the suite waits on the kernel, timers and guests rather than the CPU, and an idle-priority task
-# gives way the moment a test's process wants a core, so the tests keep the machine they measure
-# on. This saves their whole build time on a 2-core machine.
+# The qemu guests first and alone, two at a time: each emulates its CPU in software on one host
+# core, and anything beside them (a host test, even a compiler at idle priority, which takes the
+# moments a guest waits and evicts its caches) slows a guest enough to fail its probes.
+# A failure ends the script here (set -e).
+ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 600 -L vm
+
+# The sanitizer and fuzz builds compile while the host tests run, at idle priority (SCHED_IDLE):
+# most of those tests wait on the kernel and timers rather than the CPU, and an idle-priority
+# task gives way the moment a test's process wants a core.
 side_log=build/side-builds.log
 # setsid: its own process group, so that an early exit stops the compilers too.
 setsid chrt --idle 0 bash -c 'bash packaging/build.sh sanitize && bash packaging/build.sh fuzz' \
@@ -20,9 +25,6 @@ side=$!
 trap 'kill -- -"$side" 2>/dev/null || true' EXIT
 
 # A failure ends the script here (set -e); the trap stops the side builds.
-# The qemu guests first and alone, two at a time: each emulates its CPU in software on one host
-# core, and a host test beside them (an image build) slowed a guest enough to fail its probes.
-ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 600 -L vm
 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 600 -LE vm
 
 side_rc=0

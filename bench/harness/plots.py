@@ -100,7 +100,7 @@ def packet_rate(data, out_dir):
             systems.append(r["system"])
     counts = sorted({r["services"] for r in rows})
     with open(os.path.join(out_dir, "packet_rate.dat"), "w") as f:
-        f.write("system " + " ".join(f"mpps{c} p50_{c} p99_{c}" for c in counts) + "\n")
+        f.write("# system, then per service count: Mpps, latency p50 us, latency p99 us\n")
         for s in systems:
             cells = []
             for c in counts:
@@ -110,25 +110,27 @@ def packet_rate(data, out_dir):
             f.write(f'"{s}" ' + " ".join(cells) + "\n")
     rate = ", ".join(f"'packet_rate.dat' using {2 + 3 * i}:xtic(1) title '{c:,} services'"
                      for i, c in enumerate(counts))
-    lat = ", ".join(f"'packet_rate.dat' using {3 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}:xtic(1) "
-                    f"title 'p50 / p99, {c:,} services'" for i, c in enumerate(counts))
+    lat = ", ".join(f"'packet_rate.dat' using {3 + 3 * i + k}:xtic(1) "
+                    f"title '{('p50', 'p99')[k]}, {c:,} services'"
+                    for i, c in enumerate(counts) for k in (0, 1))
     _gnuplot(f"""
 set terminal pngcairo size 1400,560 font 'DejaVu Sans,11'
 set output 'packet_rate.png'
-set multiplot layout 1,2 title "NodePort forwarding, one core: XDP live-frames generator -> node -> XDP sink\n(floors: the generator alone; plain IP forwarding without rules)"
+set multiplot layout 1,2 title "NodePort forwarding, one core: XDP live-frames generator -> node -> XDP sink\\n(floors: the generator alone; plain IP forwarding without rules)"
 set style data histograms
+set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set boxwidth 0.9
 set grid ytics
 set key top right
 set xtics rotate by -25
+set yrange [0:*]
 set ylabel 'million packets per second'
 set title 'rate (frames/s delivered, median of rounds)'
 plot {rate}
-set style histogram errorbars gap 2 lw 1
-set ylabel 'microseconds (send to sink)'
-set title 'latency at a fixed rate: p50, bar to p99'
-set yrange [0:*]
+set logscale y
+set yrange [0.1:*]
+set ylabel 'microseconds, send to sink (log)'
+set title 'latency at a fixed rate'
 plot {lat}
 unset multiplot
 """, out_dir)
