@@ -348,20 +348,47 @@ MaglevTableMap::MaglevTableMap(uint32_t size) : size_(size) {
   fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tbl", sizeof(uint32_t),
                        sizeof(np_maglev_pair), elements, &mopts);
   if (fd_ < 0) fail(fmt::format("np_maglev: creating a table of {} entries", size), errno);
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd_, &info, &len) != 0) {
+    const int err = errno;
+    close(fd_);
+    fail(fmt::format("np_maglev: reading the id of a table of {} entries", size), err);
+  }
+  id_ = info.id;
+  map();
+}
+
+void MaglevTableMap::map() {
+  const uint32_t elements = (size_ + 1) / 2;
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   mapped_ = (size_t{elements} * sizeof(np_maglev_pair) + page - 1) / page * page;
   void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) {
     const int err = errno;
     close(fd_);
-    fail(fmt::format("np_maglev: mapping a table of {} entries", size), err);
+    fd_ = -1;
+    fail(fmt::format("np_maglev: mapping the table of {} entries (map id {})", size_, id_), err);
   }
   data_ = static_cast<uint32_t*>(p);
 }
 
-MaglevTableMap::~MaglevTableMap() {
+void MaglevTableMap::park() {
   if (data_) munmap(data_, mapped_);
+  data_ = nullptr;
   if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+void MaglevTableMap::open() {
+  if (fd_ >= 0) return;
+  fd_ = bpf_map_get_fd_by_id(id_);
+  if (fd_ < 0) fail(fmt::format("np_maglev: reopening the table of map id {}", id_), errno);
+  map();
+}
+
+MaglevTableMap::~MaglevTableMap() {
+  park();
 }
 
 void NodePortPrograms::installMaglevTable(uint32_t tableId, const MaglevTableMap& table) {

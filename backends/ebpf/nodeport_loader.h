@@ -47,10 +47,20 @@ class MaglevTableMap {
   int fd() const { return fd_; }
   uint32_t size() const { return size_; }
   // Entry i: two per 8-byte element (np_maglev_pair), so entry i is word i of the mapping.
+  // Only while open.
   void set(uint32_t i, uint32_t backendId) { data_[i] = backendId; }
+  // Once the outer map holds the table (which keeps it alive): no descriptor, no mapping.
+  // Thousands of frontends would otherwise hold a descriptor and a mapping each, past
+  // RLIMIT_NOFILE (the daemon failed its first sync at 10,000 NodePort services under a limit
+  // of 20,000) and vm.max_map_count.
+  void park();
+  // Reopens a parked table by its id to write it again; throws naming it.
+  void open();
 
  private:
+  void map();
   int fd_ = -1;
+  uint32_t id_ = 0;
   uint32_t size_ = 0;
   uint32_t* data_ = nullptr;
   size_t mapped_ = 0;

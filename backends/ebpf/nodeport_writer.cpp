@@ -82,13 +82,18 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
         const int idle = p.active == 0 ? 1 : 0;
         auto& t = p.tables[idle];
         const bool fresh = !t || t->size() != size;
-        if (fresh) t = std::make_unique<MaglevTableMap>(size);
+        if (fresh) {
+          t = std::make_unique<MaglevTableMap>(size);
+        } else {
+          t->open();
+        }
         for (uint32_t i = 0; i < size; ++i) t->set(i, idOf[table[i]]);
         if (fresh && batching_) {
           pendingInstalls_.emplace_back(p.baseTableId + idle, t->fd());
-          deferred = true;
-        } else if (fresh) {
-          progs_.installMaglevTable(p.baseTableId + idle, *t);
+          deferred = true;  // parked by commit(), once installed
+        } else {
+          if (fresh) progs_.installMaglevTable(p.baseTableId + idle, *t);
+          t->park();
         }
         p.active = idle;
         value.table_id = p.baseTableId + idle;
@@ -176,6 +181,11 @@ std::string NodePortWriter::commit() {
   pendingTails_.clear();
   try {
     progs_.installMaglevTables(installs);
+    for (auto& [key, port] : ports_) {
+      for (auto& t : port.tables) {
+        if (t) t->park();
+      }
+    }
     for (auto& t : tails) t();
     return "";
   } catch (const std::exception& e) {
