@@ -148,6 +148,9 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
       finish();
     }
     p.frontends = std::move(plan.frontends);
+    // A new table holds a descriptor until it is installed: a full sync of thousands of
+    // frontends installs them in chunks, each chunk's frontends right after it.
+    if (pendingInstalls_.size() >= kInstallChunk) flushPending();
     p.value = value;
     p.backends = std::move(plan.backends);
     return "";
@@ -173,20 +176,24 @@ std::string NodePortWriter::removeGroup(const GroupKey& key) {
   }
 }
 
-std::string NodePortWriter::commit() {
-  batching_ = false;
+void NodePortWriter::flushPending() {
   auto installs = std::move(pendingInstalls_);
   auto tails = std::move(pendingTails_);
   pendingInstalls_.clear();
   pendingTails_.clear();
-  try {
-    progs_.installMaglevTables(installs);
-    for (auto& [key, port] : ports_) {
-      for (auto& t : port.tables) {
-        if (t) t->park();
-      }
+  progs_.installMaglevTables(installs);
+  for (auto& [key, port] : ports_) {
+    for (auto& t : port.tables) {
+      if (t) t->park();
     }
-    for (auto& t : tails) t();
+  }
+  for (auto& t : tails) t();
+}
+
+std::string NodePortWriter::commit() {
+  batching_ = false;
+  try {
+    flushPending();
     return "";
   } catch (const std::exception& e) {
     return e.what();

@@ -91,6 +91,9 @@ class NodePortWriter {
   std::map<GroupKey, Port> ports_;
   bool batching_ = false;
   std::vector<std::pair<uint32_t, int>> pendingInstalls_;  // table id, inner map fd
+  static constexpr size_t kInstallChunk = 512;
+  // Installs the pending tables, parks every open one, then runs the frontends' tails.
+  void flushPending();
   std::vector<std::function<void()>> pendingTails_;
   uint32_t nextTableId_ = 1, nextBackendId_ = 1, nextRangesId_ = 1;
   std::unique_ptr<Leftovers> leftovers_;
