@@ -21,8 +21,8 @@ std::vector<proxier::EndpointKey> backendsOf(int64_t n) {
   out.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     proxier::EndpointKey e;
-    e.ip = *proxier::IpAddr::parse(fmt::format("10.{}.{}.{}", 64 + (i >> 16), (i >> 8) & 255,
-                                               i & 255));
+    e.ip = *proxier::IpAddr::parse(
+        fmt::format("10.{}.{}.{}", 64 + (i >> 16), (i >> 8) & 255, i & 255));
     e.port = 8080;
     out.push_back(e);
   }
@@ -38,7 +38,12 @@ void BM_MaglevTable(benchmark::State& st) {
   }
   st.counters["table_entries"] = size;
 }
-BENCHMARK(BM_MaglevTable)->Arg(10)->Arg(100)->Arg(1000)->Arg(10000)->Arg(100000)
+BENCHMARK(BM_MaglevTable)
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -215,8 +215,8 @@ int run(const Options& o) {
   }
   enterNetns(o.sinkNetns);
   const int sinkIf = ifindexOf(o.sinkDev, o.sinkNetns);
-  if (int rc = bpf_xdp_attach(sinkIf, bpf_program__fd(skel->progs.xt_sink), XDP_FLAGS_DRV_MODE,
-                              nullptr);
+  if (int rc =
+          bpf_xdp_attach(sinkIf, bpf_program__fd(skel->progs.xt_sink), XDP_FLAGS_DRV_MODE, nullptr);
       rc != 0)
     fail(fmt::format("attaching the sink to {} (native XDP) in {}: {}", o.sinkDev, o.sinkNetns,
                      std::strerror(-rc)));
@@ -236,10 +236,10 @@ int run(const Options& o) {
   enterNetns(o.genNetns);
   const int genIf = ifindexOf(o.genDev, o.genNetns);
   // A 64-byte frame: headers, the send time, padding.
-  std::vector<uint8_t> frame = packet::build({o.srcIp, o.dstIp, o.sportBase, o.dportBase,
-                                              IPPROTO_UDP},
-                                             std::string(XT_HDR_LEN - XT_STAMP_OFF, '\0'), {},
-                                             /*udpZeroChecksum=*/true);
+  std::vector<uint8_t> frame =
+      packet::build({o.srcIp, o.dstIp, o.sportBase, o.dportBase, IPPROTO_UDP},
+                    std::string(XT_HDR_LEN - XT_STAMP_OFF, '\0'), {},
+                    /*udpZeroChecksum=*/true);
   if (frame.size() != XT_HDR_LEN) fail("--src-ip/--dst-ip must be IPv4");
   const auto dmac = parseMac(o.dstMac), smac = macOf(o.genDev);
   std::memcpy(frame.data(), dmac.data(), 6);
@@ -300,9 +300,9 @@ int run(const Options& o) {
   std::printf(
       "{\"rounds\": [%s], \"latency\": {\"rate\": %.0f, \"sent\": %llu, \"delivered\": %llu, "
       "\"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f}, \"cpu\": %u}\n",
-      rounds.c_str(), static_cast<double>(sent) / latSecs,
-      static_cast<unsigned long long>(sent), static_cast<unsigned long long>(latDelivered),
-      quantileUs(h, 0.5), quantileUs(h, 0.9), quantileUs(h, 0.99), o.cpu);
+      rounds.c_str(), static_cast<double>(sent) / latSecs, static_cast<unsigned long long>(sent),
+      static_cast<unsigned long long>(latDelivered), quantileUs(h, 0.5), quantileUs(h, 0.9),
+      quantileUs(h, 0.99), o.cpu);
   return 0;
 }
 

@@ -430,9 +430,9 @@ std::string IpvsBackend::realServersGone() {
                            key.str());
       }
       if (found->weight != weight) {
-        return fmt::format("real server {} of IPVS virtual service {} changed (weight {}, "
-                           "programmed {})",
-                           rs.str(), key.str(), found->weight, weight);
+        return fmt::format(
+            "real server {} of IPVS virtual service {} changed (weight {}, programmed {})",
+            rs.str(), key.str(), found->weight, weight);
       }
     }
   }
