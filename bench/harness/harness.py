@@ -209,7 +209,8 @@ def packet_rates(res, cfg, bins, run, workdir, backends_, ebpf=None):
                 log(f"  packet rate {system} {count}: FAILED {e}")
         samples = {}
         for rnd in range(cfg["pps_rounds"]):
-            for case in (cases if rnd % 2 == 0 else cases[::-1]):
+            # A copy: a case that fails is dropped from `cases` inside the loop.
+            for case in (list(cases) if rnd % 2 == 0 else cases[::-1]):
                 try:
                     samples.setdefault(case, []).append(case.measure(
                         cfg["pps_frames"], 1, cfg["pps_latency_rate"], cfg["pps_latency_s"]))
