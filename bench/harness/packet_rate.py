@@ -188,11 +188,6 @@ class Case:
             self.ebpf.release(self.cgroup, self.pin)
 
 
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else None
-
-
 def row(system, count, samples, setup_s):
     """One row from the measurement rounds of a case (the rate's median over every round of
     every sample; latency quantiles' medians)."""
@@ -202,13 +197,13 @@ def row(system, count, samples, setup_s):
     frames = sum(r["frames"] for r in rounds)
     out = {"system": system, "services": count, "rounds": len(rounds), "frames": frames,
            "delivered": delivered, "untranslated": sum(r["other"] for r in rounds),
-           "pps": median([r["pps"] for r in rounds]),
-           "ns_per_packet": round(1e9 / median([r["pps"] for r in rounds]), 1)
+           "pps": dataplane.median([r["pps"] for r in rounds]),
+           "ns_per_packet": round(1e9 / dataplane.median([r["pps"] for r in rounds]), 1)
            if rounds else None,
-           "latency_rate": median([x["rate"] for x in lat]),
-           "latency_p50_us": median([x["p50_us"] for x in lat]),
-           "latency_p90_us": median([x["p90_us"] for x in lat]),
-           "latency_p99_us": median([x["p99_us"] for x in lat]),
+           "latency_rate": dataplane.median([x["rate"] for x in lat]),
+           "latency_p50_us": dataplane.median([x["p50_us"] for x in lat]),
+           "latency_p90_us": dataplane.median([x["p90_us"] for x in lat]),
+           "latency_p99_us": dataplane.median([x["p99_us"] for x in lat]),
            "latency_lost": sum(x["sent"] - x["delivered"] for x in lat),
            "setup_s": round(setup_s, 3)}
     return out
