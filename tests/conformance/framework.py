@@ -291,7 +291,8 @@ class Runner:
             for name, objects in case.files.items():
                 d.write(name, objects)
             proxy = proxymod.SliceProxy(self.sb, d.path, case.flags, self.backend)
-            proxy.start()
+            # The guest's first sync loads the nftables modules on its emulated CPU.
+            proxy.start(timeout=20.0 * probe_timeout_scale())
             keyed = {}
             for i, ph in enumerate(case.phases):
                 label = ph.label or "phase %d" % (i + 1)
@@ -367,9 +368,9 @@ def clock(t):
 
 def probe_timeout_scale():
     """SLICEPROXY_CONFORMANCE_TIMEOUT_SCALE (default 1, at least 1): a factor on how long a probe
-    waits for an answer or a refusal. The qemu guest (vm_guest.sh) emulates its CPU in software
-    and shares the host's two cores with another guest: a connection that takes 1.5 s there is
-    slow, not lost."""
+    waits for an answer or a refusal, and sliceproxy for its first sync. The qemu guest
+    (vm_guest.sh) emulates its CPU in software and shares the host's two cores with another
+    guest: a connection that takes 1.5 s there is slow, not lost."""
     scale = float(os.environ.get("SLICEPROXY_CONFORMANCE_TIMEOUT_SCALE", "1"))
     if scale < 1:
         raise ValueError("SLICEPROXY_CONFORMANCE_TIMEOUT_SCALE must be >= 1, not %s" % scale)

@@ -104,7 +104,9 @@ def _ipvs_owned(sandbox, node):
 
 def _ipvs_dump(sandbox, node):
     parts = []
-    for cmd in (["cat", "/proc/net/ip_vs"], ["ip", "addr", "show", "sliceproxy-ipvs"],
+    # The connection entries and conntrack show where a flow went when a probe failed.
+    for cmd in (["cat", "/proc/net/ip_vs"], ["cat", "/proc/net/ip_vs_conn"],
+                ["conntrack", "-L"], ["ip", "addr", "show", "sliceproxy-ipvs"],
                 ["nft", "list", "ruleset"]):
         p = sandbox.node_exec(cmd, node=node, check=False)
         parts.append("$ %s\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
