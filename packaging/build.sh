@@ -6,12 +6,14 @@ flavour=${1:-release}
 jobs=$(nproc)
 case "$flavour" in
   release)
-    cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    # Unity batches: a third less compile time for a cold build (CMakeLists.txt).
+    cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_UNITY_BUILD=ON >/dev/null
     cmake --build build -j "$jobs"
     ;;
   sanitize)
     # Unit tests only: the sanitizer build skips benchmarks.
-    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLICEPROXY_SANITIZE=ON >/dev/null
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLICEPROXY_SANITIZE=ON \
+      -DCMAKE_UNITY_BUILD=ON >/dev/null
     cmake --build build-asan -j "$jobs" --target unit_tests
     ;;
   fuzz)

@@ -39,7 +39,7 @@ class WatchError : public RetryableError {
   using RetryableError::RetryableError;
 };
 
-std::string seconds(Reflector::Clock::duration d) {
+std::string secondsText(Reflector::Clock::duration d) {
   return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
 }
 
@@ -103,7 +103,7 @@ void Reflector::failed(const std::string& what, std::chrono::seconds retryAfter)
   auto delay = backoff_.next();
   const auto asked = std::min(retryAfter, kMaxRetryAfter);
   if (asked > delay) delay = std::chrono::duration_cast<std::chrono::milliseconds>(asked);
-  spdlog::warn("{}: {}; retrying in {}{} (last good state kept)", label(), what, seconds(delay),
+  spdlog::warn("{}: {}; retrying in {}{} (last good state kept)", label(), what, secondsText(delay),
                retryAfter.count() ? ", as the server's Retry-After asks" : "");
   sleepFor(delay);
 }
@@ -111,7 +111,7 @@ void Reflector::failed(const std::string& what, std::chrono::seconds retryAfter)
 void Reflector::contactRestored() {
   if (!failingSince_) return;
   spdlog::info("{}: in contact with the API server again after {}", label(),
-               seconds(Clock::now() - *failingSince_));
+               secondsText(Clock::now() - *failingSince_));
   failingSince_.reset();
 }
 
@@ -160,7 +160,7 @@ void Reflector::pauseBeforeRelist(bool afterFailure) {
     // resourceVersion must not have us listing the whole cluster in a loop.
     delay = relistBackoff_.next();
     spdlog::warn("{}: no watch worked since the last list; listing again in {}", label(),
-                 seconds(delay));
+                 secondsText(delay));
   } else if (afterFailure) {
     delay = backoff_.next();
   }
@@ -305,7 +305,7 @@ void Reflector::list() {
       "{}: {} at resourceVersion {}: {} objects in {} page(s), {} upserted, {} deleted, "
       "{} unchanged, {} rejected, in {}",
       label(), first ? "listed" : "relisted", rv_, fresh.size(), pages, upserts, deletes, unchanged,
-      rejections.size(), seconds(Clock::now() - started));
+      rejections.size(), secondsText(Clock::now() - started));
   if (first && onFirstList_) onFirstList_();
   // The page buffers were freed, but glibc keeps big freed blocks for reuse; a list happens once
   // an hour at most, so give them back to the system instead of carrying them as RSS.

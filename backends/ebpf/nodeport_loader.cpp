@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "backends/ebpf/bpf_error.h"
 #include "nodeport_lb.skel.h"
 
 namespace sliceproxy::backends::ebpf {
@@ -23,10 +24,6 @@ namespace sliceproxy::backends::ebpf {
 namespace fs = std::filesystem;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& what, int err) {
-  throw std::runtime_error(fmt::format("{}: {}", what, std::strerror(err < 0 ? -err : err)));
-}
 
 // Priority of our filters on the clsact hooks (kernels without tcx, and earlier versions of
 // sliceproxy): fixed, so detach and a new run find them again.
@@ -113,9 +110,10 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keepTc,
         const int err = bpf_link_detach(fd);
         close(fd);
         if (err && err != -EINVAL && err != -ENOLINK)
-          fail("detaching " + entry.path().string(), err);
+          throwBpfError("detaching " + entry.path().string(), err);
       }
-      if (unlink(entry.path().c_str()) != 0) fail("unpinning " + entry.path().string(), errno);
+      if (unlink(entry.path().c_str()) != 0)
+        throwBpfError("unpinning " + entry.path().string(), errno);
       if (xdpGone && xdp) xdpGone->push_back(ifindex);
       ++n;
     }
@@ -151,7 +149,7 @@ int detachAllBut(const std::string& linkDir, const std::set<int>& keepTc,
 NodePortPrograms::NodePortPrograms(const NodePortOptions& opts)
     : pinDir_(opts.pinDir), tcMode_(opts.tcx ? TcMode::Unknown : TcMode::Netlink) {
   skel_ = nodeport_lb::open();
-  if (!skel_) fail("opening the nodeport_lb BPF object", errno);
+  if (!skel_) throwBpfError("opening the nodeport_lb BPF object", errno);
   const std::pair<bpf_map*, uint32_t> sizes[] = {{skel_->maps.np_frontends, opts.frontendEntries},
                                                  {skel_->maps.np_maglev, opts.frontendEntries},
                                                  {skel_->maps.np_backends, opts.backendEntries},
@@ -201,25 +199,26 @@ NodePortPrograms::NodePortPrograms(const NodePortOptions& opts)
           if (unlink(path.c_str()) != 0) {
             const int err = errno;
             nodeport_lb::destroy(skel_);
-            fail("unpinning " + path + " (its layout changed)", err);
+            throwBpfError("unpinning " + path + " (its layout changed)", err);
           }
         }
       }
       if (int err = bpf_map__set_pin_path(map, path.c_str()); err) {
         nodeport_lb::destroy(skel_);
-        fail("pin path " + path, err);
+        throwBpfError("pin path " + path, err);
       }
     }
   }
   if (int err = nodeport_lb::load(skel_); err) {
     nodeport_lb::destroy(skel_);
     skel_ = nullptr;
-    fail(pinDir_.empty() ? std::string("loading the nodeport_lb BPF programs (np_ingress, "
-                                       "np_egress, np_xdp)")
-                         : fmt::format("loading the nodeport_lb BPF programs (maps pinned under "
-                                       "{}/maps)",
-                                       pinDir_),
-         err);
+    throwBpfError(pinDir_.empty()
+                      ? std::string("loading the nodeport_lb BPF programs (np_ingress, "
+                                    "np_egress, np_xdp)")
+                      : fmt::format("loading the nodeport_lb BPF programs (maps pinned under "
+                                    "{}/maps)",
+                                    pinDir_),
+                  err);
   }
   ports_ = std::make_unique<FrontendPorts>(bpf_map__fd(skel_->maps.np_fe_ports));
   seedPrefilters();
@@ -318,26 +317,26 @@ int NodePortPrograms::rnatSourcesFd() const {
 void NodePortPrograms::setFrontend(const np_fe_key& key, const np_frontend& value) {
   if (frontends_.insert(key).second) ports_->add(key.port);
   if (bpf_map_update_elem(frontendsFd(), &key, &value, BPF_ANY) != 0) {
-    fail("np_frontends: writing a frontend", errno);
+    throwBpfError("np_frontends: writing a frontend", errno);
   }
 }
 
 void NodePortPrograms::removeFrontend(const np_fe_key& key) {
   if (bpf_map_delete_elem(frontendsFd(), &key) != 0 && errno != ENOENT) {
-    fail("np_frontends: deleting a frontend", errno);
+    throwBpfError("np_frontends: deleting a frontend", errno);
   }
   if (frontends_.erase(key)) ports_->remove(key.port);
 }
 
 void NodePortPrograms::setBackend(uint32_t id, const np_backend& backend) {
   if (bpf_map_update_elem(backendsFd(), &id, &backend, BPF_ANY) != 0) {
-    fail(fmt::format("np_backends: writing backend {}", id), errno);
+    throwBpfError(fmt::format("np_backends: writing backend {}", id), errno);
   }
 }
 
 void NodePortPrograms::removeBackend(uint32_t id) {
   if (bpf_map_delete_elem(backendsFd(), &id) != 0 && errno != ENOENT) {
-    fail(fmt::format("np_backends: deleting backend {}", id), errno);
+    throwBpfError(fmt::format("np_backends: deleting backend {}", id), errno);
   }
 }
 
@@ -347,13 +346,13 @@ MaglevTableMap::MaglevTableMap(uint32_t size) : size_(size) {
   const uint32_t elements = (size + 1) / 2;
   fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tbl", sizeof(uint32_t),
                        sizeof(np_maglev_pair), elements, &mopts);
-  if (fd_ < 0) fail(fmt::format("np_maglev: creating a table of {} entries", size), errno);
+  if (fd_ < 0) throwBpfError(fmt::format("np_maglev: creating a table of {} entries", size), errno);
   bpf_map_info info{};
   uint32_t len = sizeof(info);
   if (bpf_obj_get_info_by_fd(fd_, &info, &len) != 0) {
     const int err = errno;
     close(fd_);
-    fail(fmt::format("np_maglev: reading the id of a table of {} entries", size), err);
+    throwBpfError(fmt::format("np_maglev: reading the id of a table of {} entries", size), err);
   }
   id_ = info.id;
   map();
@@ -368,7 +367,8 @@ void MaglevTableMap::map() {
     const int err = errno;
     close(fd_);
     fd_ = -1;
-    fail(fmt::format("np_maglev: mapping the table of {} entries (map id {})", size_, id_), err);
+    throwBpfError(fmt::format("np_maglev: mapping the table of {} entries (map id {})", size_, id_),
+                  err);
   }
   data_ = static_cast<uint32_t*>(p);
 }
@@ -383,7 +383,8 @@ void MaglevTableMap::park() {
 void MaglevTableMap::open() {
   if (fd_ >= 0) return;
   fd_ = bpf_map_get_fd_by_id(id_);
-  if (fd_ < 0) fail(fmt::format("np_maglev: reopening the table of map id {}", id_), errno);
+  if (fd_ < 0)
+    throwBpfError(fmt::format("np_maglev: reopening the table of map id {}", id_), errno);
   map();
 }
 
@@ -394,7 +395,7 @@ MaglevTableMap::~MaglevTableMap() {
 void NodePortPrograms::installMaglevTable(uint32_t tableId, const MaglevTableMap& table) {
   const int fd = table.fd();
   if (bpf_map_update_elem(maglevFd(), &tableId, &fd, BPF_ANY) != 0) {
-    fail(fmt::format("np_maglev {}: installing the table", tableId), errno);
+    throwBpfError(fmt::format("np_maglev {}: installing the table", tableId), errno);
   }
 }
 
@@ -408,7 +409,8 @@ void NodePortPrograms::installMaglevTables(const std::vector<std::pair<uint32_t,
   uint32_t count = static_cast<uint32_t>(keys.size());
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
   if (bpf_map_update_batch(maglevFd(), keys.data(), fds.data(), &count, &opts) != 0) {
-    fail(fmt::format("np_maglev: installing {} tables (installed {})", keys.size(), count), errno);
+    throwBpfError(fmt::format("np_maglev: installing {} tables (installed {})", keys.size(), count),
+                  errno);
   }
 }
 
@@ -424,7 +426,7 @@ void NodePortPrograms::setMaglevTable(uint32_t tableId, const std::vector<uint32
 
 void NodePortPrograms::removeMaglevTable(uint32_t tableId) {
   if (bpf_map_delete_elem(maglevFd(), &tableId) != 0 && errno != ENOENT) {
-    fail(fmt::format("np_maglev {}: deleting the table", tableId), errno);
+    throwBpfError(fmt::format("np_maglev {}: deleting the table", tableId), errno);
   }
 }
 
@@ -435,8 +437,9 @@ void NodePortPrograms::removeMaglevTables(const std::vector<uint32_t>& tableIds)
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
     if (bpf_map_delete_batch(maglevFd(), tableIds.data() + done, &count, &opts) == 0) return;
     if (errno != ENOENT) {
-      fail(fmt::format("np_maglev: deleting {} tables (deleted {})", tableIds.size() - done, count),
-           errno);
+      throwBpfError(
+          fmt::format("np_maglev: deleting {} tables (deleted {})", tableIds.size() - done, count),
+          errno);
     }
     done += count + 1;  // that one was gone already
   }
@@ -445,27 +448,28 @@ void NodePortPrograms::removeMaglevTables(const std::vector<uint32_t>& tableIds)
 void NodePortPrograms::addSourceRange(uint32_t rangesId, const np_range_key& key) {
   const uint8_t one = 1;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_src_ranges), &key, &one, BPF_ANY) != 0) {
-    fail(fmt::format("np_src_ranges: writing a source range of {}", rangesId), errno);
+    throwBpfError(fmt::format("np_src_ranges: writing a source range of {}", rangesId), errno);
   }
 }
 
 void NodePortPrograms::removeSourceRange(const np_range_key& key) {
   if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.np_src_ranges), &key) != 0 && errno != ENOENT) {
-    fail(fmt::format("np_src_ranges: deleting a source range of {}", key.ranges_id), errno);
+    throwBpfError(fmt::format("np_src_ranges: deleting a source range of {}", key.ranges_id),
+                  errno);
   }
 }
 
 void NodePortPrograms::addLocalAddress(const np_local_key& key) {
   const uint8_t one = 1;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_local), &key, &one, BPF_ANY) != 0) {
-    fail("np_local: writing a node address", errno);
+    throwBpfError("np_local: writing a node address", errno);
   }
 }
 
 void NodePortPrograms::setSnat(uint8_t family, const np_snat& snat) {
   const uint32_t slot = family == NP_FAMILY_V4 ? 0 : 1;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.np_snat), &slot, &snat, BPF_ANY) != 0) {
-    fail(fmt::format("np_snat[{}]: writing the SNAT address", slot), errno);
+    throwBpfError(fmt::format("np_snat[{}]: writing the SNAT address", slot), errno);
   }
 }
 
@@ -483,7 +487,7 @@ void NodePortPrograms::setLocalAddresses(const std::vector<np_local_key>& keys) 
   for (const auto& key : keys) addLocalAddress(key);
   for (const auto& key : stale) {
     if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) {
-      fail("np_local: deleting a former node address", errno);
+      throwBpfError("np_local: deleting a former node address", errno);
     }
   }
 }
@@ -492,20 +496,21 @@ std::vector<uint32_t> NodePortPrograms::readMaglevTable(uint32_t tableId) const 
   uint32_t innerId = 0;
   if (bpf_map_lookup_elem(maglevFd(), &tableId, &innerId) != 0) return {};
   const int fd = bpf_map_get_fd_by_id(innerId);
-  if (fd < 0) fail(fmt::format("np_maglev {}: opening the table", tableId), errno);
+  if (fd < 0) throwBpfError(fmt::format("np_maglev {}: opening the table", tableId), errno);
   bpf_map_info info{};
   uint32_t len = sizeof(info);
   if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
     const int err = errno;
     close(fd);
-    fail(fmt::format("np_maglev {}: reading the table", tableId), err);
+    throwBpfError(fmt::format("np_maglev {}: reading the table", tableId), err);
   }
   // Read through a mapping (elements 8 bytes apart, as written): one syscall for the table.
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t mapped = (size_t{info.max_entries} * 8 + page - 1) / page * page;
   void* p = mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd, 0);
   close(fd);
-  if (p == MAP_FAILED) fail(fmt::format("np_maglev {}: mapping the table", tableId), errno);
+  if (p == MAP_FAILED)
+    throwBpfError(fmt::format("np_maglev {}: mapping the table", tableId), errno);
   const auto* data = static_cast<const uint32_t*>(p);
   std::vector<uint32_t> ids(info.max_entries);
   for (uint32_t i = 0; i < info.max_entries; ++i) ids[i] = data[size_t{i} * 2];
@@ -530,7 +535,7 @@ int NodePortPrograms::link(const char* name, int ifindex, int attachType, int pr
         // Atomic: the hook runs the old program until this returns, the new one after.
         if (int err = bpf_link_update(old, progFd, nullptr); err) {
           close(old);
-          fail("updating the pinned link " + path, err);
+          throwBpfError("updating the pinned link " + path, err);
         }
         links_[pinName] = old;
         ++updatedLinks_;
@@ -538,7 +543,7 @@ int NodePortPrograms::link(const char* name, int ifindex, int attachType, int pr
       }
       // Its interface went (the link is detached; the ifindex may be another's by now).
       close(old);
-      if (unlink(path.c_str()) != 0) fail("unpinning the stale link " + path, errno);
+      if (unlink(path.c_str()) != 0) throwBpfError("unpinning the stale link " + path, errno);
     }
   }
   LIBBPF_OPTS(bpf_link_create_opts, lopts, .flags = flags);
@@ -547,7 +552,7 @@ int NodePortPrograms::link(const char* name, int ifindex, int attachType, int pr
   if (!path.empty() && bpf_obj_pin(fd, path.c_str()) != 0) {
     const int err = errno;
     close(fd);
-    fail("pinning link " + path, err);
+    throwBpfError("pinning link " + path, err);
   }
   links_[pinName] = fd;
   return 0;
@@ -559,9 +564,10 @@ void NodePortPrograms::attach(int ifindex) {
     if (in == -EINVAL && tcMode_ == TcMode::Unknown) {
       tcMode_ = TcMode::Netlink;  // no tcx before Linux 6.6
     } else {
-      if (in != 0) fail(fmt::format("ifindex {}: attaching np_ingress (tcx)", ifindex), in);
+      if (in != 0)
+        throwBpfError(fmt::format("ifindex {}: attaching np_ingress (tcx)", ifindex), in);
       if (int eg = link("np_egress", ifindex, kAttachTcxEgress, egressFd(), 0); eg != 0) {
-        fail(fmt::format("ifindex {}: attaching np_egress (tcx)", ifindex), eg);
+        throwBpfError(fmt::format("ifindex {}: attaching np_egress (tcx)", ifindex), eg);
       }
       tcMode_ = TcMode::Tcx;
       // A filter an earlier version attached (and a kill -9 left) would run the programs a
@@ -585,16 +591,17 @@ void NodePortPrograms::attach(int ifindex) {
 void NodePortPrograms::attachNetlink(int ifindex) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
   int rc = bpf_tc_hook_create(&hook);
-  if (rc != 0 && rc != -EEXIST) fail(fmt::format("ifindex {}: creating clsact", ifindex), rc);
+  if (rc != 0 && rc != -EEXIST)
+    throwBpfError(fmt::format("ifindex {}: creating clsact", ifindex), rc);
   for (auto [point, fd] : {std::pair{BPF_TC_INGRESS, ingressFd()}, {BPF_TC_EGRESS, egressFd()}}) {
     hook.attach_point = point;
     // A filter a previous run left is replaced in place: the hook always has one.
     LIBBPF_OPTS(bpf_tc_opts, topts, .prog_fd = fd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
                 .priority = kTcPriority);
     if (int err = bpf_tc_attach(&hook, &topts); err) {
-      fail(fmt::format("ifindex {}: attaching {}", ifindex,
-                       point == BPF_TC_INGRESS ? "np_ingress" : "np_egress"),
-           err);
+      throwBpfError(fmt::format("ifindex {}: attaching {}", ifindex,
+                                point == BPF_TC_INGRESS ? "np_ingress" : "np_egress"),
+                    err);
     }
   }
   attached_.insert(ifindex);
@@ -641,7 +648,7 @@ void NodePortPrograms::detach(int ifindex) {
     links_.erase(it);
     if (!pinDir_.empty()) unlink((pinDir_ + "/links/" + pinName).c_str());
     if (err && err != -EINVAL && err != -ENOLINK && err != -ENODEV) {
-      fail(fmt::format("ifindex {}: detaching {}", ifindex, name), err);
+      throwBpfError(fmt::format("ifindex {}: detaching {}", ifindex, name), err);
     }
   }
   if (!tc || tcMode_ != TcMode::Netlink) return;
@@ -651,7 +658,7 @@ void NodePortPrograms::detach(int ifindex) {
     // ENODEV, EINVAL: the interface went, its filters with it.
     if (int err = bpf_tc_detach(&hook, &topts);
         err && err != -ENOENT && err != -ENODEV && err != -EINVAL) {
-      fail(fmt::format("ifindex {}: detaching from tc", ifindex), err);
+      throwBpfError(fmt::format("ifindex {}: detaching from tc", ifindex), err);
     }
   }
 }
@@ -659,7 +666,7 @@ void NodePortPrograms::detach(int ifindex) {
 void NodePortPrograms::detachTcIngress(int ifindex) {
   const std::string pinName = fmt::format("np_ingress_{}", ifindex);
   if (auto it = links_.find(pinName); it != links_.end()) {
-    if (int err = bpf_link_detach(it->second); err) fail("detaching " + pinName, err);
+    if (int err = bpf_link_detach(it->second); err) throwBpfError("detaching " + pinName, err);
     close(it->second);
     links_.erase(it);
     if (!pinDir_.empty()) unlink((pinDir_ + "/links/" + pinName).c_str());
@@ -667,7 +674,8 @@ void NodePortPrograms::detachTcIngress(int ifindex) {
   }
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
   LIBBPF_OPTS(bpf_tc_opts, topts, .handle = kTcHandle, .priority = kTcPriority);
-  if (int err = bpf_tc_detach(&hook, &topts); err) fail("detaching np_ingress from tc", err);
+  if (int err = bpf_tc_detach(&hook, &topts); err)
+    throwBpfError("detaching np_ingress from tc", err);
 }
 
 int NodePortPrograms::detachOthers() {
@@ -688,7 +696,8 @@ uint64_t NodePortPrograms::removePinned(const std::string& pinDir) {
   if (!fs::exists(maps, ec)) return removed;
   for (const auto& entry : fs::directory_iterator(maps, ec)) {
     if (entry.path().filename().string().rfind("np_", 0) != 0) continue;
-    if (unlink(entry.path().c_str()) != 0) fail("unpinning " + entry.path().string(), errno);
+    if (unlink(entry.path().c_str()) != 0)
+      throwBpfError("unpinning " + entry.path().string(), errno);
     ++removed;
   }
   return removed;

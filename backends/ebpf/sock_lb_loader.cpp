@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "backends/ebpf/bpf_error.h"
 #include "sock_lb.skel.h"
 #include "stale_sockets.skel.h"
 
@@ -27,10 +28,6 @@ namespace sliceproxy::backends::ebpf {
 namespace fs = std::filesystem;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& what, int err) {
-  throw std::runtime_error(fmt::format("{}: {}", what, std::strerror(err < 0 ? -err : err)));
-}
 
 bool onBpfFs(const std::string& path) {
   struct statfs st {};
@@ -71,7 +68,7 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
         "/run/sliceproxy/cgroupv2) and pass it");
   }
   struct statfs cst {};
-  if (statfs(cgroupRoot_.c_str(), &cst) != 0) fail("--cgroup-root " + cgroupRoot_, errno);
+  if (statfs(cgroupRoot_.c_str(), &cst) != 0) throwBpfError("--cgroup-root " + cgroupRoot_, errno);
   if (cst.f_type != CGROUP2_SUPER_MAGIC) {
     throw std::runtime_error("--cgroup-root " + cgroupRoot_ + ": not a cgroup v2 directory");
   }
@@ -91,7 +88,7 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   for (const char* old : {"sp_reverse", "sp_rev_slots"}) unlink((pin / "maps" / old).c_str());
 
   skel_ = sock_lb::open();
-  if (!skel_) fail("opening the sock_lb BPF object", errno);
+  if (!skel_) throwBpfError("opening the sock_lb BPF object", errno);
   const std::pair<bpf_map*, uint32_t> sizes[] = {{skel_->maps.sp_services, opts.serviceEntries},
                                                  {skel_->maps.sp_slots, opts.slotEntries},
                                                  {skel_->maps.sp_members, opts.slotEntries}};
@@ -103,7 +100,8 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
     if (bpf_map__is_internal(map)) continue;
     const std::string path = (pin / "maps" / bpf_map__name(map)).string();
     allPinned = allPinned && fs::exists(path);
-    if (int err = bpf_map__set_pin_path(map, path.c_str()); err) fail("pin path " + path, err);
+    if (int err = bpf_map__set_pin_path(map, path.c_str()); err)
+      throwBpfError("pin path " + path, err);
   }
   adoptedMaps_ = allPinned;
   // libbpf reuses a pinned map whose type, key, value, size and flags match, and pins a new
@@ -111,7 +109,8 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
   if (int err = sock_lb::load(skel_); err) {
     sock_lb::destroy(skel_);
     skel_ = nullptr;
-    fail(fmt::format("loading the sock_lb programs (maps pinned under {})", opts.pinDir), err);
+    throwBpfError(fmt::format("loading the sock_lb programs (maps pinned under {})", opts.pinDir),
+                  err);
   }
   try {
     attach((pin / "links").string());
@@ -124,7 +123,7 @@ SockLbPrograms::SockLbPrograms(const LoaderOptions& opts) {
 
 void SockLbPrograms::attach(const std::string& linkDir) {
   const int cg = open(cgroupRoot_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (cg < 0) fail("--cgroup-root " + cgroupRoot_, errno);
+  if (cg < 0) throwBpfError("--cgroup-root " + cgroupRoot_, errno);
   struct stat cst {};
   fstat(cg, &cst);
   const uint64_t cgroupId = cst.st_ino;  // a cgroup v2 directory's inode is its cgroup id
@@ -146,22 +145,23 @@ void SockLbPrograms::attach(const std::string& linkDir) {
           // Atomic: the hook runs the old program until this returns, the new one after.
           const int err = bpf_link_update(old, bpf_program__fd(prog), nullptr);
           close(old);
-          if (err) fail("updating the pinned link " + path, err);
+          if (err) throwBpfError("updating the pinned link " + path, err);
           ++updatedLinks_;
           continue;
         }
         close(old);
       }
       bpf_link* link = bpf_program__attach_cgroup(prog, cg);
-      if (!link) fail(fmt::format("attaching {} to cgroup {}", name, cgroupRoot_), errno);
+      if (!link) throwBpfError(fmt::format("attaching {} to cgroup {}", name, cgroupRoot_), errno);
       links_.push_back(link);
       // Pin beside the old link and rename over it: the old one (another cgroup, or none)
       // detaches only once the new one is in place.
       // (bpffs refuses dots in names.)
       const std::string tmp = path + "_new";
       unlink(tmp.c_str());
-      if (int err = bpf_link__pin(link, tmp.c_str()); err) fail("pinning link " + tmp, err);
-      if (rename(tmp.c_str(), path.c_str()) != 0) fail("pinning link " + path, errno);
+      if (int err = bpf_link__pin(link, tmp.c_str()); err)
+        throwBpfError("pinning link " + tmp, err);
+      if (rename(tmp.c_str(), path.c_str()) != 0) throwBpfError("pinning link " + path, errno);
     }
   } catch (...) {
     close(cg);
@@ -217,22 +217,24 @@ std::vector<int> SockLbPrograms::iteratorLinks() {
       return {};
     }
     staleSkel_ = stale_sockets::open();
-    if (!staleSkel_) fail("opening the stale_sockets BPF object", errno);
+    if (!staleSkel_) throwBpfError("opening the stale_sockets BPF object", errno);
     // The iterators read the socket programs' maps, not copies of their own.
     const std::pair<bpf_map*, int> shared[] = {
         {staleSkel_->maps.sp_rev_buckets, bpf_map__fd(skel_->maps.sp_rev_buckets)},
         {staleSkel_->maps.sp_destroy, bpf_map__fd(skel_->maps.sp_destroy)}};
     for (auto [map, fd] : shared) {
-      if (int err = bpf_map__reuse_fd(map, fd); err) fail("sharing a map with the iterators", err);
+      if (int err = bpf_map__reuse_fd(map, fd); err)
+        throwBpfError("sharing a map with the iterators", err);
     }
     if (int err = stale_sockets::load(staleSkel_); err) {
       stale_sockets::destroy(staleSkel_);
       staleSkel_ = nullptr;
-      fail("loading the stale-socket iterators", err);
+      throwBpfError("loading the stale-socket iterators", err);
     }
     for (bpf_program* prog : {staleSkel_->progs.sp_destroy_udp, staleSkel_->progs.sp_destroy_tcp}) {
       bpf_link* link = bpf_program__attach_iter(prog, nullptr);
-      if (!link) fail(fmt::format("creating the {} iterator", bpf_program__name(prog)), errno);
+      if (!link)
+        throwBpfError(fmt::format("creating the {} iterator", bpf_program__name(prog)), errno);
       iterLinks_.push_back(link);
     }
   }
@@ -289,15 +291,16 @@ uint64_t SockLbPrograms::removePinned(const std::string& pinDir) {
         if (fd >= 0) {
           const int err = bpf_link_detach(fd);
           close(fd);
-          if (err && err != -EINVAL) fail("detaching " + entry.path().string(), err);
+          if (err && err != -EINVAL) throwBpfError("detaching " + entry.path().string(), err);
         }
       }
-      if (unlink(entry.path().c_str()) != 0) fail("unpinning " + entry.path().string(), errno);
+      if (unlink(entry.path().c_str()) != 0)
+        throwBpfError("unpinning " + entry.path().string(), errno);
       ++removed;
     }
-    if (rmdir(dir.c_str()) != 0) fail("removing " + dir.string(), errno);
+    if (rmdir(dir.c_str()) != 0) throwBpfError("removing " + dir.string(), errno);
   }
-  if (rmdir(pinDir.c_str()) != 0 && errno != ENOENT) fail("removing " + pinDir, errno);
+  if (rmdir(pinDir.c_str()) != 0 && errno != ENOENT) throwBpfError("removing " + pinDir, errno);
   return removed;
 }
 

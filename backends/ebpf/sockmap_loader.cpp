@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "backends/ebpf/bpf_error.h"
 #include "sockmap.skel.h"
 
 namespace sliceproxy::backends::ebpf {
@@ -19,10 +20,6 @@ namespace sliceproxy::backends::ebpf {
 namespace fs = std::filesystem;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& what, int err) {
-  throw std::runtime_error(fmt::format("{}: {}", what, std::strerror(err < 0 ? -err : err)));
-}
 
 // Pinned names (bpffs refuses dots); the maps keep their BPF names.
 constexpr const char* kSockopsLink = "sockops";
@@ -42,8 +39,8 @@ struct SockmapLinkInfo {
 void pinOver(int fd, const std::string& path) {
   const std::string tmp = path + "_new";
   unlink(tmp.c_str());
-  if (int err = bpf_obj_pin(fd, tmp.c_str()); err) fail("pinning link " + tmp, err);
-  if (rename(tmp.c_str(), path.c_str()) != 0) fail("pinning link " + path, errno);
+  if (int err = bpf_obj_pin(fd, tmp.c_str()); err) throwBpfError("pinning link " + tmp, err);
+  if (rename(tmp.c_str(), path.c_str()) != 0) throwBpfError("pinning link " + path, errno);
 }
 
 }  // namespace
@@ -52,7 +49,7 @@ SockmapPrograms::SockmapPrograms(const std::string& pinDir, const std::string& c
                                  uint32_t sockEntries) {
   const fs::path pin(pinDir);
   skel_ = sockmap::open();
-  if (!skel_) fail("opening the sockmap BPF object", errno);
+  if (!skel_) throwBpfError("opening the sockmap BPF object", errno);
   bpf_map__set_max_entries(skel_->maps.sp_sockhash, sockEntries);
   bpf_map__set_max_entries(skel_->maps.sp_sock_active, sockEntries);
   bool allPinned = true;
@@ -63,15 +60,16 @@ SockmapPrograms::SockmapPrograms(const std::string& pinDir, const std::string& c
     if (int err = map ? bpf_map__set_pin_path(map, path.c_str()) : -ENOENT; err) {
       sockmap::destroy(skel_);
       skel_ = nullptr;
-      fail("pin path " + path, err);
+      throwBpfError("pin path " + path, err);
     }
   }
   adoptedMaps_ = allPinned;
   if (int err = sockmap::load(skel_); err) {
     sockmap::destroy(skel_);
     skel_ = nullptr;
-    fail(fmt::format("loading the sockmap shortcut programs (maps pinned under {}/maps)", pinDir),
-         err);
+    throwBpfError(
+        fmt::format("loading the sockmap shortcut programs (maps pinned under {}/maps)", pinDir),
+        err);
   }
   try {
     // The sk_msg program first: a socket the sockops program inserts then has it at once.
@@ -89,7 +87,8 @@ void SockmapPrograms::attachSkMsg(const std::string& path) {
   const int map = bpf_map__fd(skel_->maps.sp_sockhash);
   bpf_map_info minfo{};
   uint32_t mlen = sizeof(minfo);
-  if (int err = bpf_obj_get_info_by_fd(map, &minfo, &mlen); err) fail("sp_sockhash info", err);
+  if (int err = bpf_obj_get_info_by_fd(map, &minfo, &mlen); err)
+    throwBpfError("sp_sockhash info", err);
   const int old = bpf_obj_get(path.c_str());
   if (old >= 0) {
     bpf_link_info info{};
@@ -101,7 +100,7 @@ void SockmapPrograms::attachSkMsg(const std::string& path) {
         sm.attachType == BPF_SK_MSG_VERDICT) {
       const int err = bpf_link_update(old, prog, nullptr);
       close(old);
-      if (err) fail("updating the pinned link " + path, err);
+      if (err) throwBpfError("updating the pinned link " + path, err);
       ++updatedLinks_;
       return;
     }
@@ -109,8 +108,9 @@ void SockmapPrograms::attachSkMsg(const std::string& path) {
   }
   const int link = bpf_link_create(prog, map, BPF_SK_MSG_VERDICT, nullptr);
   if (link < 0) {
-    fail("attaching sp_sk_msg to the sockhash sp_sockhash (a sockmap link needs kernel 6.10+)",
-         link);
+    throwBpfError(
+        "attaching sp_sk_msg to the sockhash sp_sockhash (a sockmap link needs kernel 6.10+)",
+        link);
   }
   try {
     pinOver(link, path);
@@ -123,7 +123,7 @@ void SockmapPrograms::attachSkMsg(const std::string& path) {
 
 void SockmapPrograms::attachSockops(const std::string& path, const std::string& cgroupRoot) {
   const int cg = open(cgroupRoot.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (cg < 0) fail("--cgroup-root " + cgroupRoot, errno);
+  if (cg < 0) throwBpfError("--cgroup-root " + cgroupRoot, errno);
   struct stat cst {};
   fstat(cg, &cst);
   const uint64_t cgroupId = cst.st_ino;  // a cgroup v2 directory's inode is its cgroup id
@@ -139,7 +139,7 @@ void SockmapPrograms::attachSockops(const std::string& path, const std::string& 
       const int err = bpf_link_update(old, prog, nullptr);
       close(old);
       close(cg);
-      if (err) fail("updating the pinned link " + path, err);
+      if (err) throwBpfError("updating the pinned link " + path, err);
       ++updatedLinks_;
       return;
     }
@@ -147,7 +147,7 @@ void SockmapPrograms::attachSockops(const std::string& path, const std::string& 
   }
   const int link = bpf_link_create(prog, cg, BPF_CGROUP_SOCK_OPS, nullptr);
   close(cg);
-  if (link < 0) fail(fmt::format("attaching sp_sockops to cgroup {}", cgroupRoot), link);
+  if (link < 0) throwBpfError(fmt::format("attaching sp_sockops to cgroup {}", cgroupRoot), link);
   try {
     pinOver(link, path);
   } catch (...) {
@@ -184,8 +184,8 @@ uint64_t SockmapPrograms::removePinned(const std::string& pinDir) {
     // Detach now: dropping the last reference frees a link from a workqueue, later.
     const int err = bpf_link_detach(fd);
     close(fd);
-    if (err && err != -EINVAL) fail("detaching " + path, err);
-    if (unlink(path.c_str()) != 0) fail("unpinning " + path, errno);
+    if (err && err != -EINVAL) throwBpfError("detaching " + path, err);
+    if (unlink(path.c_str()) != 0) throwBpfError("unpinning " + path, errno);
     ++removed;
   }
   for (const char* name : kMaps) {
@@ -193,7 +193,7 @@ uint64_t SockmapPrograms::removePinned(const std::string& pinDir) {
     if (unlink(path.c_str()) == 0) {
       ++removed;
     } else if (errno != ENOENT) {
-      fail("unpinning " + path, errno);
+      throwBpfError("unpinning " + path, errno);
     }
   }
   return removed;

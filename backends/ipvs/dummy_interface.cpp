@@ -10,17 +10,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "backends/ipvs/kernel_error.h"
 #include "backends/ipvs/netlink_link.h"
 
 namespace sliceproxy::backends::ipvs {
-
-namespace {
-
-std::string failed(const std::string& what, int err) {
-  return fmt::format("{}: {} (errno {})", what, std::strerror(err), err);
-}
-
-}  // namespace
 
 DummyInterface::DummyInterface(std::string name) : name_(std::move(name)), sock_(NETLINK_ROUTE) {}
 
@@ -32,7 +25,7 @@ int DummyInterface::lookup() {
 }
 
 std::string DummyInterface::ensure() {
-  if (int rc = lookup()) return failed("looking up link " + name_, rc);
+  if (int rc = lookup()) return kernelError("looking up link " + name_, rc);
   if (index_ == 0) {
     char buf[MNL_SOCKET_BUFFER_SIZE];
     nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
@@ -45,18 +38,18 @@ std::string DummyInterface::ensure() {
     mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "dummy");
     mnl_attr_nest_end(nlh, info);
     if (int rc = sock_.query(nlh)) {
-      return failed(
+      return kernelError(
           "creating dummy link " + name_ +
               (rc == EOPNOTSUPP ? " (this kernel has no dummy driver: modprobe dummy)" : ""),
           rc);
     }
-    if (int rc = lookup()) return failed("looking up link " + name_, rc);
+    if (int rc = lookup()) return kernelError("looking up link " + name_, rc);
     if (index_ == 0) return "creating dummy link " + name_ + ": the link is not there afterwards";
   }
   // Like kube-ipvs0 the link stays down: its addresses still get local routes (so traffic to them
   // is delivered locally), but the node never answers ARP or NDP for them on its behalf.
   addrs_.clear();
-  if (int rc = listAddresses(addrs_)) return failed("listing the addresses of " + name_, rc);
+  if (int rc = listAddresses(addrs_)) return kernelError("listing the addresses of " + name_, rc);
   return "";
 }
 
@@ -126,9 +119,10 @@ std::string DummyInterface::addressRequest(uint16_t type, const proxier::IpAddr&
   int rc = sock_.query(nlh);
   if (type == RTM_DELADDR && rc == EADDRNOTAVAIL) rc = 0;  // already gone
   if (rc) {
-    return failed(fmt::format("{} address {} {} {}", type == RTM_NEWADDR ? "adding" : "removing",
-                              a.str(), type == RTM_NEWADDR ? "to" : "from", name_),
-                  rc);
+    return kernelError(
+        fmt::format("{} address {} {} {}", type == RTM_NEWADDR ? "adding" : "removing", a.str(),
+                    type == RTM_NEWADDR ? "to" : "from", name_),
+        rc);
   }
   return "";
 }
@@ -148,12 +142,12 @@ std::string DummyInterface::removeAddress(const proxier::IpAddr& a) {
 }
 
 std::string DummyInterface::remove() {
-  if (int rc = lookup()) return failed("looking up link " + name_, rc);
+  if (int rc = lookup()) return kernelError("looking up link " + name_, rc);
   addrs_.clear();
   if (index_ == 0) return "";
   int rc = deleteLink(sock_, index_);
   index_ = 0;
-  return rc == 0 || rc == ENODEV ? "" : failed("deleting link " + name_, rc);
+  return rc == 0 || rc == ENODEV ? "" : kernelError("deleting link " + name_, rc);
 }
 
 }  // namespace sliceproxy::backends::ipvs

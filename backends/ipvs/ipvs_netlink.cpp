@@ -2,6 +2,7 @@
 #include <netinet/in.h>
 
 #include "backends/ipvs/ipvs_netlink.h"
+#include "backends/ipvs/kernel_error.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -69,10 +70,6 @@ std::string hostPort(const proxier::IpAddr& a, uint16_t port) {
   return a.isV4() ? fmt::format("{}:{}", a.str(), port) : fmt::format("[{}]:{}", a.str(), port);
 }
 
-std::string failed(const std::string& what, int err) {
-  return fmt::format("{}: {} (errno {})", what, std::strerror(err), err);
-}
-
 }  // namespace
 
 std::string VirtualServiceKey::str() const {
@@ -105,7 +102,7 @@ std::string IpvsNetlink::open() {
     return "resolving generic netlink family IPVS: this kernel has no IPVS (module ip_vs neither "
            "built in nor loaded; modprobe ip_vs)";
   }
-  if (rc != 0) return failed("resolving generic netlink family IPVS", rc);
+  if (rc != 0) return kernelError("resolving generic netlink family IPVS", rc);
   if (family_ == 0) return "resolving generic netlink family IPVS: no family id in the answer";
   return "";
 }
@@ -129,7 +126,7 @@ std::string IpvsNetlink::serviceRequest(uint8_t cmd, const VirtualService& svc, 
   mnl_attr_nest_end(nlh, nest);
   ++requests_;
   int rc = sock_.query(nlh);
-  return rc == 0 ? "" : failed(what, rc);
+  return rc == 0 ? "" : kernelError(what, rc);
 }
 
 std::string IpvsNetlink::addService(const VirtualService& svc) {
@@ -169,7 +166,7 @@ std::string IpvsNetlink::destRequest(uint8_t cmd, const VirtualServiceKey& svc,
   mnl_attr_nest_end(nlh, d);
   ++requests_;
   int rc = sock_.query(nlh);
-  return rc == 0 ? "" : failed(what, rc);
+  return rc == 0 ? "" : kernelError(what, rc);
 }
 
 std::string IpvsNetlink::addRealServer(const VirtualServiceKey& svc, const RealServer& rs) {
@@ -243,7 +240,7 @@ std::string IpvsNetlink::listServices(std::vector<VirtualService>& out) {
       out.push_back(std::move(svc));
     });
   });
-  return rc == 0 ? "" : failed("listing IPVS virtual services", rc);
+  return rc == 0 ? "" : kernelError("listing IPVS virtual services", rc);
 }
 
 std::string IpvsNetlink::listRealServers(const VirtualServiceKey& svc,
@@ -292,7 +289,8 @@ std::string IpvsNetlink::listRealServers(const VirtualServiceKey& svc,
       out.push_back(rs);
     });
   });
-  return rc == 0 ? "" : failed("listing the real servers of IPVS virtual service " + svc.str(), rc);
+  return rc == 0 ? ""
+                 : kernelError("listing the real servers of IPVS virtual service " + svc.str(), rc);
 }
 
 }  // namespace sliceproxy::backends::ipvs

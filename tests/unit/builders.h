@@ -1,11 +1,14 @@
 #pragma once
 // Compact constructors for model objects, so each test states only what it is about.
 
+#include <fmt/format.h>
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "proxier/core/events.h"
+#include "proxier/core/service_port_view.h"
 
 namespace sliceproxy::testing {
 
@@ -13,6 +16,11 @@ using namespace proxier;
 
 inline IpAddr ip(std::string_view s) {
   return *IpAddr::parse(s);
+}
+
+// The i-th of many distinct pod endpoints (10.244.x.y:8080), for tests of large sets.
+inline EndpointKey podEndpoint(int i) {
+  return {ip(fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)), 8080};
 }
 
 struct SvcSpec {

@@ -4,7 +4,6 @@
 
 #include "backends/ebpf/maglev.h"
 
-#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,13 +21,9 @@ using backends::ebpf::maglevTable;
 using backends::ebpf::maglevTableSizeError;
 using backends::ebpf::maglevTableSizeFor;
 
-EndpointKey ep(int i) {
-  return {ip(fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)), 8080};
-}
-
 std::vector<EndpointKey> eps(int n) {
   std::vector<EndpointKey> out;
-  for (int i = 0; i < n; ++i) out.push_back(ep(i));
+  for (int i = 0; i < n; ++i) out.push_back(podEndpoint(i));
   return out;
 }
 

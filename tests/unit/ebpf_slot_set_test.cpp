@@ -4,7 +4,6 @@
 
 #include "backends/ebpf/slot_set.h"
 
-#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <random>
@@ -19,13 +18,9 @@ using backends::ebpf::SlotPlan;
 using backends::ebpf::SlotRef;
 using backends::ebpf::SlotSet;
 
-EndpointKey ep(int i) {
-  return {ip(fmt::format("10.244.{}.{}", i / 250, i % 250 + 1)), 8080};
-}
-
 std::vector<EndpointKey> eps(int from, int to) {
   std::vector<EndpointKey> out;
-  for (int i = from; i < to; ++i) out.push_back(ep(i));
+  for (int i = from; i < to; ++i) out.push_back(podEndpoint(i));
   return out;
 }
 
@@ -38,15 +33,17 @@ std::set<EndpointKey> members(const SlotSet& s) {
 TEST(EbpfSlotSet, RepeatedAndPresentAdditionsAreWrittenOnce) {
   SlotSet s(7);
   s.replace(eps(0, 2));
-  SlotPlan p = s.change({}, {ep(5), ep(1), ep(5), ep(6), ep(0)});
+  SlotPlan p = s.change(
+      {}, {podEndpoint(5), podEndpoint(1), podEndpoint(5), podEndpoint(6), podEndpoint(0)});
   ASSERT_EQ(p.writes.size(), 2u);
   EXPECT_EQ(p.writes[0].slot, (SlotRef{0, 2}));
-  EXPECT_EQ(p.writes[0].endpoint, ep(5));
+  EXPECT_EQ(p.writes[0].endpoint, podEndpoint(5));
   EXPECT_EQ(p.writes[1].slot, (SlotRef{0, 3}));
-  EXPECT_EQ(p.writes[1].endpoint, ep(6));
-  EXPECT_EQ(members(s), (std::set<EndpointKey>{ep(0), ep(1), ep(5), ep(6)}));
-  EXPECT_TRUE(s.change({}, {ep(6)}).writes.empty());
-  EXPECT_FALSE(s.change({}, {ep(6)}).changed);
+  EXPECT_EQ(p.writes[1].endpoint, podEndpoint(6));
+  EXPECT_EQ(members(s), (std::set<EndpointKey>{podEndpoint(0), podEndpoint(1), podEndpoint(5),
+                                               podEndpoint(6)}));
+  EXPECT_TRUE(s.change({}, {podEndpoint(6)}).writes.empty());
+  EXPECT_FALSE(s.change({}, {podEndpoint(6)}).changed);
 }
 
 TEST(EbpfSlotSet, AdditionsGoPastTheCountInTheLiveGeneration) {
@@ -57,7 +54,7 @@ TEST(EbpfSlotSet, AdditionsGoPastTheCountInTheLiveGeneration) {
   ASSERT_EQ(p.writes.size(), 3u);
   EXPECT_EQ(p.writes[2].slot, (SlotRef{0, 2}));
   EXPECT_TRUE(p.garbage.empty());
-  p = s.change({}, {ep(3)});
+  p = s.change({}, {podEndpoint(3)});
   ASSERT_EQ(p.writes.size(), 1u);
   EXPECT_EQ(p.writes[0].slot, (SlotRef{0, 3}));
   EXPECT_EQ(s.count(), 4u);
@@ -66,16 +63,16 @@ TEST(EbpfSlotSet, AdditionsGoPastTheCountInTheLiveGeneration) {
 TEST(EbpfSlotSet, OneRemovalCopiesTheLastSlotIntoItsPlace) {
   SlotSet s(1);
   s.change({}, eps(0, 1000));
-  SlotPlan p = s.change({ep(10)}, {});
+  SlotPlan p = s.change({podEndpoint(10)}, {});
   ASSERT_EQ(p.writes.size(), 1u);
   EXPECT_EQ(p.writes[0].slot, (SlotRef{0, 10}));
-  EXPECT_EQ(p.writes[0].endpoint, ep(999));
+  EXPECT_EQ(p.writes[0].endpoint, podEndpoint(999));
   ASSERT_EQ(p.garbage.size(), 1u);
   EXPECT_EQ(p.garbage[0], (SlotRef{0, 999}));
   ASSERT_EQ(p.garbageMembers.size(), 1u);
-  EXPECT_EQ(p.garbageMembers[0].endpoint, ep(10));
+  EXPECT_EQ(p.garbageMembers[0].endpoint, podEndpoint(10));
   EXPECT_EQ(s.count(), 999u);
-  EXPECT_FALSE(s.contains(ep(10)));
+  EXPECT_FALSE(s.contains(podEndpoint(10)));
   // The last one itself: nothing to copy, the count alone shrinks.
   p = s.change({s.at(998)}, {});
   EXPECT_TRUE(p.writes.empty());
@@ -85,34 +82,36 @@ TEST(EbpfSlotSet, OneRemovalCopiesTheLastSlotIntoItsPlace) {
 TEST(EbpfSlotSet, OneReplacedByAnotherIsOneWrite) {
   SlotSet s(1);
   s.change({}, eps(0, 5));
-  SlotPlan p = s.change({ep(2)}, {ep(50)});
+  SlotPlan p = s.change({podEndpoint(2)}, {podEndpoint(50)});
   ASSERT_EQ(p.writes.size(), 1u);
   EXPECT_EQ(p.writes[0].slot, (SlotRef{0, 2}));
-  EXPECT_EQ(p.writes[0].endpoint, ep(50));
+  EXPECT_EQ(p.writes[0].endpoint, podEndpoint(50));
   EXPECT_EQ(s.count(), 5u);
 }
 
 TEST(EbpfSlotSet, SeveralRemovalsFlipToTheOtherGeneration) {
   SlotSet s(1);
   s.change({}, eps(0, 6));
-  SlotPlan p = s.change({ep(1), ep(4)}, {ep(9)});
+  SlotPlan p = s.change({podEndpoint(1), podEndpoint(4)}, {podEndpoint(9)});
   EXPECT_TRUE(p.flipped);
   EXPECT_EQ(s.gen(), 1u);
   EXPECT_EQ(p.writes.size(), 5u);
   for (const auto& w : p.writes) EXPECT_EQ(w.slot.gen, 1u);
   EXPECT_EQ(p.garbage.size(), 6u);
   for (const auto& g : p.garbage) EXPECT_EQ(g.gen, 0u);
-  EXPECT_EQ(members(s), (std::set<EndpointKey>{ep(0), ep(2), ep(3), ep(5), ep(9)}));
+  EXPECT_EQ(members(s), (std::set<EndpointKey>{podEndpoint(0), podEndpoint(2), podEndpoint(3),
+                                               podEndpoint(5), podEndpoint(9)}));
   // Endpoints that stay keep their slot (and so their clients' affinity).
-  EXPECT_EQ(s.at(0), ep(0));
-  EXPECT_EQ(s.at(2), ep(2));
+  EXPECT_EQ(s.at(0), podEndpoint(0));
+  EXPECT_EQ(s.at(2), podEndpoint(2));
 }
 
 TEST(EbpfSlotSet, ReplaceReachesTheWantedMembershipAndIgnoresNoOps) {
   SlotSet s(1);
   s.replace(eps(0, 4));
   EXPECT_FALSE(s.replace(eps(0, 4)).changed);
-  EXPECT_FALSE(s.change({ep(77)}, {ep(0)}).changed) << "absent removed, present added";
+  EXPECT_FALSE(s.change({podEndpoint(77)}, {podEndpoint(0)}).changed)
+      << "absent removed, present added";
   const auto want = eps(2, 8);
   s.replace(want);
   EXPECT_EQ(members(s), (std::set<EndpointKey>(want.begin(), want.end())));
@@ -132,7 +131,7 @@ TEST(EbpfSlotSet, RandomChangesKeepTheMirrorExact) {
       std::advance(it, rng() % want.size());
       removed.push_back(*it);
     }
-    for (int i = 0; i < na; ++i) added.push_back(ep(rng() % 60));
+    for (int i = 0; i < na; ++i) added.push_back(podEndpoint(rng() % 60));
     SlotPlan p = s.change(removed, added);
     for (const auto& k : removed) want.erase(k);
     for (const auto& k : added) {

@@ -8,8 +8,8 @@
 
 #include "builders.h"
 #include "proxier/core/change_tracker.h"
-#include "proxier/ops/metrics.h"
 #include "proxier/core/sync_schedule.h"
+#include "proxier/ops/metrics.h"
 
 namespace sliceproxy::testing {
 namespace {

@@ -13,6 +13,7 @@
 #include "slice-watch/base64.h"
 #include "slice-watch/credentials.h"
 #include "slice-watch/kubeconfig.h"
+#include "tests/support/temp_dir.h"
 
 namespace sliceproxy::slicewatch {
 namespace {
@@ -20,23 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "slicewatch-api-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name) << text;
-    return (path_ / name).string();
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using sliceproxy::testing::TempDir;
 
 TEST(SlicewatchApiServerUrl, ParsesSchemesPortsAndPrefixes) {
   std::string err;

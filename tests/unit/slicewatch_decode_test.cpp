@@ -57,7 +57,7 @@ std::string service(std::string_view spec, std::string_view more = "") {
          R"("namespace":"shop"},"spec":{)" + std::string(spec) + "}" + std::string(more) + "}";
 }
 
-std::string slice(std::string_view body, std::string_view addressType = "IPv4") {
+std::string sliceJson(std::string_view body, std::string_view addressType = "IPv4") {
   return std::string(R"({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",)") +
          R"("metadata":{"name":"web-abc","namespace":"default",)" +
          R"("labels":{"kubernetes.io/service-name":"web"}},"addressType":")" +
@@ -405,7 +405,7 @@ TEST(SlicewatchDecodeSlice, AllFields) {
 }
 
 TEST(SlicewatchDecodeSlice, NilConditionsStayNil) {
-  auto s = as<proxier::EndpointSlice>(one(slice(
+  auto s = as<proxier::EndpointSlice>(one(sliceJson(
       R"("endpoints":[{"addresses":["10.244.1.5"]},
                       {"addresses":["10.244.1.6"],"conditions":{}},
                       {"addresses":["10.244.1.7"],"conditions":{"ready":null,"serving":false}}])")));
@@ -423,7 +423,7 @@ TEST(SlicewatchDecodeSlice, NilConditionsStayNil) {
 }
 
 TEST(SlicewatchDecodeSlice, PortsWithNilNumberAreSkippedAndNilNameIsEmpty) {
-  auto s = as<proxier::EndpointSlice>(one(slice(
+  auto s = as<proxier::EndpointSlice>(one(sliceJson(
       R"("endpoints":[],"ports":[{"name":"all","port":null},{"name":null,"port":80},{"name":"x"},)"
       R"({"port":443,"protocol":null}])")));
   ASSERT_EQ(s->ports.size(), 2u);
@@ -441,14 +441,14 @@ TEST(SlicewatchDecodeSlice, NoServiceNameLabel) {
 
 TEST(SlicewatchDecodeSlice, Ipv6) {
   auto s = as<proxier::EndpointSlice>(
-      one(slice(R"("endpoints":[{"addresses":["fd00:244:1::5"]}])", "IPv6")));
+      one(sliceJson(R"("endpoints":[{"addresses":["fd00:244:1::5"]}])", "IPv6")));
   EXPECT_EQ(s->addressType, proxier::AddressType::IPv6);
   EXPECT_EQ(s->endpoints[0].addresses, std::vector<IpAddr>{ip("fd00:244:1::5")});
 }
 
 TEST(SlicewatchDecodeSlice, FqdnDecodesWithoutAddresses) {
   auto s = as<proxier::EndpointSlice>(
-      one(slice(R"("endpoints":[{"addresses":["db.example.com"]}])", "FQDN")));
+      one(sliceJson(R"("endpoints":[{"addresses":["db.example.com"]}])", "FQDN")));
   EXPECT_EQ(s->addressType, proxier::AddressType::FQDN);
   ASSERT_EQ(s->endpoints.size(), 1u);
   EXPECT_TRUE(s->endpoints[0].addresses.empty());
@@ -525,7 +525,7 @@ TEST(SlicewatchDecodeSlice, UnusableEndpointsAreSkippedNotTheSlice) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.endpoints);
     auto s = as<proxier::EndpointSlice>(
-        one(slice(std::string(R"("endpoints":)") + c.endpoints, c.type)));
+        one(sliceJson(std::string(R"("endpoints":)") + c.endpoints, c.type)));
     std::vector<std::string> kept;
     for (const auto& ep : s->endpoints) kept.push_back(ep.addresses.at(0).str());
     EXPECT_EQ(kept, c.kept);
@@ -537,7 +537,7 @@ TEST(SlicewatchDecodeSlice, UnusableEndpointsAreSkippedNotTheSlice) {
     }
   }
   auto clean =
-      as<proxier::EndpointSlice>(one(slice(R"("endpoints":[{"addresses":["10.0.0.1"]}])")));
+      as<proxier::EndpointSlice>(one(sliceJson(R"("endpoints":[{"addresses":["10.0.0.1"]}])")));
   EXPECT_TRUE(clean->skipped.empty());
 }
 
@@ -551,9 +551,9 @@ TEST(SlicewatchDecodeSlice, SizeLimits) {
     }
     return s + "]";
   };
-  auto ok = as<proxier::EndpointSlice>(one(slice(endpoints(proxier::kMaxEndpointsPerSlice))));
+  auto ok = as<proxier::EndpointSlice>(one(sliceJson(endpoints(proxier::kMaxEndpointsPerSlice))));
   EXPECT_EQ(ok->endpoints.size(), proxier::kMaxEndpointsPerSlice);
-  expectRejected(slice(endpoints(proxier::kMaxEndpointsPerSlice + 1)), "endpoints",
+  expectRejected(sliceJson(endpoints(proxier::kMaxEndpointsPerSlice + 1)), "endpoints",
                  reason::kTooManyEndpoints);
 
   auto ports = [](size_t n) {
@@ -562,27 +562,28 @@ TEST(SlicewatchDecodeSlice, SizeLimits) {
       s += std::string(i ? "," : "") + R"({"port":)" + std::to_string(i + 1) + "}";
     return s + "]";
   };
-  auto okPorts = as<proxier::EndpointSlice>(one(slice(ports(proxier::kMaxPortsPerSlice))));
+  auto okPorts = as<proxier::EndpointSlice>(one(sliceJson(ports(proxier::kMaxPortsPerSlice))));
   EXPECT_EQ(okPorts->ports.size(), proxier::kMaxPortsPerSlice);
-  expectRejected(slice(ports(proxier::kMaxPortsPerSlice + 1)), "ports", reason::kTooManyPorts);
+  expectRejected(sliceJson(ports(proxier::kMaxPortsPerSlice + 1)), "ports", reason::kTooManyPorts);
 }
 
 TEST(SlicewatchDecodeSlice, Rejections) {
   expectRejected(R"({"kind":"EndpointSlice","metadata":{"name":"s"},"endpoints":[]})",
                  "addressType", reason::kMissingField);
-  expectRejected(slice(R"("endpoints":[])", "IPv5"), "addressType", reason::kInvalidValue);
-  expectRejected(slice(R"("endpoints":[{"addresses":[10]}])"), "endpoints[0].addresses[0]",
+  expectRejected(sliceJson(R"("endpoints":[])", "IPv5"), "addressType", reason::kInvalidValue);
+  expectRejected(sliceJson(R"("endpoints":[{"addresses":[10]}])"), "endpoints[0].addresses[0]",
                  reason::kWrongType);
-  expectRejected(slice(R"("endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":"yes"}}])"),
-                 "endpoints[0].conditions.ready", reason::kWrongType);
   expectRejected(
-      slice(R"("endpoints":[{"addresses":["10.0.0.1"],"hints":{"forZones":[{"name":1}]}}])"),
+      sliceJson(R"("endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":"yes"}}])"),
+      "endpoints[0].conditions.ready", reason::kWrongType);
+  expectRejected(
+      sliceJson(R"("endpoints":[{"addresses":["10.0.0.1"],"hints":{"forZones":[{"name":1}]}}])"),
       "endpoints[0].hints.forZones[0].name", reason::kWrongType);
-  expectRejected(slice(R"("endpoints":[],"ports":[{"port":0}])"), "ports[0].port",
+  expectRejected(sliceJson(R"("endpoints":[],"ports":[{"port":0}])"), "ports[0].port",
                  reason::kPortOutOfRange);
-  expectRejected(slice(R"("endpoints":[],"ports":[{"port":80,"protocol":"TPC"}])"),
+  expectRejected(sliceJson(R"("endpoints":[],"ports":[{"port":80,"protocol":"TPC"}])"),
                  "ports[0].protocol", reason::kInvalidValue);
-  expectRejected(slice(R"("endpoints":{})"), "endpoints", reason::kWrongType);
+  expectRejected(sliceJson(R"("endpoints":{})"), "endpoints", reason::kWrongType);
 }
 
 // ---------------------------------------------------------------------------------------------

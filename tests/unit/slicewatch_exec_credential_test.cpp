@@ -17,6 +17,7 @@
 #include "slice-watch/exec_credential.h"
 #include "slice-watch/kubeconfig.h"
 #include "slice-watch/tls_material.h"
+#include "tests/support/temp_dir.h"
 
 namespace sliceproxy::slicewatch {
 namespace {
@@ -26,33 +27,7 @@ using namespace std::chrono_literals;
 
 constexpr const char* kV1 = "client.authentication.k8s.io/v1";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "slicewatch-exec-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& name, const std::string& text, bool exec = false) const {
-    const fs::path p = path_ / name;
-    const fs::path tmp = path_ / (name + ".tmp");
-    std::ofstream(tmp) << text;
-    if (exec) fs::permissions(tmp, fs::perms::owner_all);
-    fs::rename(tmp, p);  // as a rotation writes a file: atomically
-    return p.string();
-  }
-  std::string read(const std::string& name) const {
-    std::ifstream in(path_ / name);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using sliceproxy::testing::TempDir;
 
 std::string credential(const std::string& status, const char* version = kV1) {
   return std::string(R"({"kind":"ExecCredential","apiVersion":")") + version + R"(","status":)" +

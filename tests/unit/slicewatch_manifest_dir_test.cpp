@@ -20,11 +20,11 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 // Long enough for the watcher's settle window and a loaded CI machine; only reached on failure.
-constexpr auto kTimeout = 5s;
+constexpr auto kDirTimeout = 5s;
 // How long "nothing more happens" is watched for: past the watcher's 300 ms batch limit.
 constexpr auto kQuiet = 400ms;
 
-class RecordingSink : public proxier::EventSink {
+class DirSink : public proxier::EventSink {
  public:
   void upsertService(proxier::ServicePtr svc) override {
     std::lock_guard lock(mu_);
@@ -74,7 +74,7 @@ class RecordingSink : public proxier::EventSink {
   // after making sure no further event follows within kQuiet.
   std::vector<std::string> take(size_t n) {
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, kTimeout, [&] { return events_.size() >= n; });
+    cv_.wait_for(lock, kDirTimeout, [&] { return events_.size() >= n; });
     cv_.wait_for(lock, kQuiet, [&] { return events_.size() > n; });
     std::vector<std::string> out;
     out.swap(events_);
@@ -160,7 +160,7 @@ class SlicewatchManifestDir : public ::testing::Test {
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   fs::path dir_;
-  RecordingSink sink_;
+  DirSink sink_;
   std::unique_ptr<ManifestDirSource> source_;
 };
 
@@ -258,8 +258,8 @@ TEST_F(SlicewatchManifestDir, ConfigMapVolumeUpdate) {
   fs::create_directory_symlink("..v1", dir_ / "..data");
   fs::create_symlink("..data/app.yaml", dir_ / "app.yaml");
   start();
-  EXPECT_EQ(sink_.take(3), (Events{"upsert Service default/a", "upsert Service default/b",
-                                   "synced"}));
+  EXPECT_EQ(sink_.take(3),
+            (Events{"upsert Service default/a", "upsert Service default/b", "synced"}));
   fs::create_directory(dir_ / "..v2");
   write("..v2/app.yaml", serviceYaml("a", 80) + "---\n" + serviceYaml("b", 82));
   fs::create_directory_symlink("..v2", dir_ / "..data_tmp");
