@@ -1,8 +1,10 @@
-// The Maglev lookup table's computation (issue 16): what a NodePort service's table costs to
-// build from its backend set, at the default table size and at the size the default policy
-// gives a service of 100,000 endpoints (a prime >= 100 x backends, capped below 2^24). An
-// endpoint change rebuilds the table of its service, so this is the floor of that change's cost
-// in the eBPF backend's packet path, before any map write.
+// The Maglev lookup table's computation (issue 16), at the default table size and at the size
+// the default policy gives a service of 100,000 endpoints (a prime >= 100 x backends, capped
+// below 2^24): what a NodePort service's table costs to build from its backend set (a new
+// service, a restart), what one backend coming or going costs in a table kept up to date (an
+// endpoint change: the floor of its cost in the eBPF backend's packet path, before any map
+// write), and the pass that finds the runner-ups again after a removal (after the change is in
+// the kernel).
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -13,6 +15,7 @@ namespace sliceproxy::bench {
 namespace {
 
 using backends::ebpf::kMaglevDefaultTableSize;
+using backends::ebpf::MaglevTable;
 using backends::ebpf::maglevTable;
 using backends::ebpf::maglevTableSizeFor;
 
@@ -41,6 +44,63 @@ void BM_MaglevTable(benchmark::State& st) {
 BENCHMARK(BM_MaglevTable)
     ->Arg(10)
     ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
+    ->Unit(benchmark::kMillisecond);
+
+// One iteration = one change as the eBPF backend's writer makes it (update() with the backend
+// that left or came): the middle backend leaves, or comes back (alternately).
+void BM_MaglevOneBackendChange(benchmark::State& st) {
+  const auto all = backendsOf(st.range(0));
+  const std::vector<proxier::EndpointKey> one{all[all.size() / 2]}, none;
+  const uint32_t size = maglevTableSizeFor(kMaglevDefaultTableSize, all.size());
+  MaglevTable t(size);
+  t.assign(all, nullptr);
+  std::vector<uint32_t> moved;
+  size_t movedTotal = 0;
+  bool full = true;
+  for (auto _ : st) {
+    moved.clear();
+    t.update(full ? one : none, full ? none : one, &moved);
+    full = !full;
+    movedTotal += moved.size();
+    if (!full) {
+      st.PauseTiming();
+      t.settle();
+      st.ResumeTiming();
+    }
+  }
+  st.counters["table_entries"] = size;
+  st.counters["entries_moved"] = static_cast<double>(movedTotal) / st.iterations();
+  st.counters["depth"] = t.depth();
+}
+BENCHMARK(BM_MaglevOneBackendChange)
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
+    ->Unit(benchmark::kMicrosecond);
+
+// settle() after one backend left: off the change's path, but it holds the sync loop.
+void BM_MaglevSettleAfterRemoval(benchmark::State& st) {
+  const auto all = backendsOf(st.range(0));
+  const uint32_t size = maglevTableSizeFor(kMaglevDefaultTableSize, all.size());
+  MaglevTable t(size);
+  t.assign(all, nullptr);
+  const std::vector<proxier::EndpointKey> one{all[all.size() / 2]}, none;
+  for (auto _ : st) {
+    st.PauseTiming();
+    t.update(one, none, nullptr);
+    st.ResumeTiming();
+    t.settle();
+    st.PauseTiming();
+    t.update(none, one, nullptr);
+    st.ResumeTiming();
+  }
+}
+BENCHMARK(BM_MaglevSettleAfterRemoval)
     ->Arg(1000)
     ->Arg(10000)
     ->Arg(100000)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace sliceproxy::backends::ebpf {
 namespace {
@@ -69,37 +70,264 @@ uint64_t maglevHash(const proxier::EndpointKey& backend, uint64_t seed) {
   return h;
 }
 
+namespace {
+
+// The inverse of a modulo the prime m (0 < a < m), by the extended Euclidean algorithm.
+uint32_t inverseMod(uint32_t a, uint32_t m) {
+  int64_t t = 0, newT = 1, r = m, newR = a;
+  while (newR != 0) {
+    const int64_t q = r / newR;
+    t = std::exchange(newT, t - q * newT);
+    r = std::exchange(newR, r - q * newR);
+  }
+  return static_cast<uint32_t>(t < 0 ? t + m : t);
+}
+
+}  // namespace
+
+MaglevTable::MaglevTable(uint32_t size)
+    : size_(size), reciprocal_(size ? UINT64_MAX / size : 0), slots_(size) {}
+
+uint32_t MaglevTable::mod(uint64_t x) const {
+  // Barrett reduction: the quotient estimate is at most one short for x < 2^48.
+  const uint64_t q = static_cast<uint64_t>((static_cast<unsigned __int128>(x) * reciprocal_) >> 64);
+  uint64_t r = x - q * size_;
+  while (r >= size_) r -= size_;
+  return static_cast<uint32_t>(r);
+}
+
+uint32_t MaglevTable::rank(uint32_t m, uint32_t entry) const {
+  const Member& b = members_[m];
+  const uint64_t steps = entry >= b.offset ? entry - b.offset : entry + size_ - b.offset;
+  return mod(steps * b.inverse);
+}
+
+bool MaglevTable::before(uint32_t a, uint32_t b, uint32_t entry) const {
+  const uint32_t ra = rank(a, entry), rb = rank(b, entry);
+  return ra < rb || (ra == rb && members_[a].key < members_[b].key);
+}
+
+uint32_t MaglevTable::best(uint32_t entry, uint32_t except) const {
+  uint32_t found = kNone, foundRank = 0;
+  for (uint32_t m : live_) {
+    if (m == except) continue;
+    const uint32_t r = rank(m, entry);
+    if (found == kNone || r < foundRank ||
+        (r == foundRank && members_[m].key < members_[found].key)) {
+      found = m;
+      foundRank = r;
+    }
+  }
+  return found;
+}
+
+uint32_t MaglevTable::admit(const proxier::EndpointKey& key) {
+  uint32_t m;
+  if (free_.empty()) {
+    m = static_cast<uint32_t>(members_.size());
+    members_.emplace_back();
+  } else {
+    m = free_.back();
+    free_.pop_back();
+  }
+  Member& b = members_[m];
+  b.key = key;
+  b.offset = static_cast<uint32_t>(maglevHash(key, kOffsetSeed) % size_);
+  b.skip = static_cast<uint32_t>(maglevHash(key, kSkipSeed) % (size_ - 1) + 1);
+  b.inverse = inverseMod(b.skip, size_);
+  b.at = static_cast<uint32_t>(live_.size());
+  live_.push_back(m);
+  index_.emplace(key, m);
+  return m;
+}
+
+void MaglevTable::reset() {
+  members_.clear();
+  live_.clear();
+  free_.clear();
+  index_.clear();
+  unsettled_.clear();
+  std::fill(slots_.begin(), slots_.end(), Slot{});
+  depth_ = 0;
+}
+
+void MaglevTable::offer(uint32_t m, uint32_t entry, std::vector<uint32_t>* changed) {
+  Slot& s = slots_[entry];
+  if (s.owner == kNone || before(m, s.owner, entry)) {
+    // The owner it displaces was the best of the rest: the runner-up is known again.
+    s.runner = s.owner;
+    s.owner = m;
+    if (changed) changed->push_back(entry);
+  } else if (s.runner == kNone || (s.runner != kUnknown && before(m, s.runner, entry))) {
+    s.runner = m;
+  }
+}
+
+void MaglevTable::build() {
+  // Every backend in turn offers the entry at its next permutation position, position by
+  // position, until each entry has its best two: later positions cannot change them.
+  const std::vector<uint32_t>& live = live_;
+  std::vector<uint32_t> pos;
+  for (uint32_t m : live) pos.push_back(members_[m].offset);
+  const bool wantRunner = live.size() >= 2;
+  uint32_t owners = 0, runners = 0;
+  for (uint32_t r = 0;; ++r) {
+    for (size_t i = 0; i < live.size(); ++i) {
+      Slot& s = slots_[pos[i]];
+      const bool hadOwner = s.owner != kNone, hadRunner = s.runner != kNone;
+      offer(live[i], pos[i], nullptr);
+      if (!hadOwner) {
+        ++owners;
+      } else if (!hadRunner && s.runner != kNone) {
+        ++runners;
+      }
+      pos[i] += members_[live[i]].skip;
+      if (pos[i] >= size_) pos[i] -= size_;
+    }
+    if (owners == size_ && (!wantRunner || runners == size_)) {
+      depth_ = r;
+      return;
+    }
+  }
+}
+
+void MaglevTable::fillRoundRobin() {
+  // Maglev's own fill: each backend in turn (in address order) takes the next free entry of its
+  // permutation, so every backend ends with floor(size/n) or ceil(size/n) entries.
+  std::sort(live_.begin(), live_.end(),
+            [this](uint32_t a, uint32_t b) { return members_[a].key < members_[b].key; });
+  for (size_t i = 0; i < live_.size(); ++i) members_[live_[i]].at = static_cast<uint32_t>(i);
+  std::vector<uint32_t> pos;
+  for (uint32_t m : live_) pos.push_back(members_[m].offset);
+  uint32_t filled = 0;
+  for (;;) {
+    for (size_t i = 0; i < live_.size(); ++i) {
+      const uint32_t skip = members_[live_[i]].skip;
+      uint32_t c = pos[i];
+      while (slots_[c].owner != kNone) {
+        c += skip;
+        if (c >= size_) c -= size_;
+      }
+      slots_[c].owner = live_[i];
+      c += skip;
+      if (c >= size_) c -= size_;
+      pos[i] = c;
+      if (++filled == size_) return;
+    }
+  }
+}
+
+void MaglevTable::add(uint32_t m, std::vector<uint32_t>* changed) {
+  const Member& b = members_[m];
+  uint32_t e = b.offset;
+  for (uint32_t r = 0; r <= depth_; ++r) {
+    offer(m, e, changed);
+    e += b.skip;
+    if (e >= size_) e -= size_;
+  }
+}
+
+void MaglevTable::remove(uint32_t m, std::vector<uint32_t>* changed) {
+  // Out of the passes first; everything it owns or backs up is within its first depth_ + 1
+  // positions.
+  index_.erase(members_[m].key);
+  const uint32_t at = members_[m].at;
+  live_[at] = live_.back();
+  members_[live_[at]].at = at;
+  live_.pop_back();
+  const size_t rest = live_.size();
+  const uint32_t noRunner = rest >= 2 ? kUnknown : kNone;
+  const Member& b = members_[m];
+  uint32_t e = b.offset;
+  for (uint32_t r = 0; r <= depth_; ++r) {
+    Slot& s = slots_[e];
+    if (s.owner == m) {
+      uint32_t next = s.runner;
+      if (next == kUnknown || (next == kNone && rest > 0)) next = best(e, kNone);
+      s.owner = next;
+      s.runner = noRunner;
+      if (next != kNone) depth_ = std::max(depth_, rank(next, e));
+      if (changed) changed->push_back(e);
+      if (noRunner == kUnknown) unsettled_.push_back(e);
+    } else if (s.runner == m) {
+      s.runner = noRunner;
+      if (noRunner == kUnknown) unsettled_.push_back(e);
+    }
+    e += b.skip;
+    if (e >= size_) e -= size_;
+  }
+  free_.push_back(m);
+}
+
+void MaglevTable::settle() {
+  for (uint32_t e : unsettled_) {
+    Slot& s = slots_[e];
+    if (s.runner != kUnknown) continue;
+    s.runner = best(e, s.owner);
+    if (s.runner != kNone) depth_ = std::max(depth_, rank(s.runner, e));
+  }
+  unsettled_.clear();
+}
+
+bool MaglevTable::update(const std::vector<proxier::EndpointKey>& removed,
+                         const std::vector<proxier::EndpointKey>& added,
+                         std::vector<uint32_t>* changed) {
+  if (removed.empty() && added.empty()) return false;
+  std::vector<uint32_t> gone;
+  gone.reserve(removed.size());
+  for (const auto& key : removed) gone.push_back(index_.at(key));
+  // Changing most of the set costs more one backend at a time than all at once; the result
+  // is the same either way. A small table is filled afresh by Maglev's round robin.
+  if (!incremental() || live_.size() < gone.size() + gone.size() + added.size() + 1) {
+    std::sort(gone.begin(), gone.end());
+    std::vector<proxier::EndpointKey> next;
+    for (uint32_t m : live_) {
+      if (!std::binary_search(gone.begin(), gone.end(), m)) next.push_back(members_[m].key);
+    }
+    next.insert(next.end(), added.begin(), added.end());
+    reset();
+    for (const auto& key : next) admit(key);
+    if (live_.empty()) {
+      // no owners
+    } else if (incremental()) {
+      build();
+    } else {
+      fillRoundRobin();
+    }
+    if (changed) {
+      for (uint32_t e = 0; e < size_; ++e) changed->push_back(e);
+    }
+    return true;
+  }
+  for (uint32_t m : gone) remove(m, changed);
+  for (const auto& key : added) add(admit(key), changed);
+  return false;
+}
+
+void MaglevTable::assign(const std::vector<proxier::EndpointKey>& backends,
+                         std::vector<uint32_t>* changed) {
+  std::vector<proxier::EndpointKey> removed, added;
+  for (uint32_t m : live_) {
+    if (!std::binary_search(backends.begin(), backends.end(), members_[m].key)) {
+      removed.push_back(members_[m].key);
+    }
+  }
+  for (const auto& key : backends) {
+    if (index_.count(key) == 0) added.push_back(key);
+  }
+  update(removed, added, changed);
+}
+
 std::vector<uint32_t> maglevTable(std::vector<proxier::EndpointKey>& backends, uint32_t size) {
   std::sort(backends.begin(), backends.end());
   backends.erase(std::unique(backends.begin(), backends.end()), backends.end());
-  const size_t n = backends.size();
-  if (n == 0 || size == 0) return {};
-  // Backend i visits entries offset, offset + skip, offset + 2 skip, ... (mod size): a
-  // permutation of the table since size is prime and 0 < skip < size.
-  std::vector<uint32_t> pos(n), skip(n);
-  for (size_t i = 0; i < n; ++i) {
-    pos[i] = static_cast<uint32_t>(maglevHash(backends[i], kOffsetSeed) % size);
-    skip[i] = static_cast<uint32_t>(maglevHash(backends[i], kSkipSeed) % (size - 1) + 1);
-  }
-  constexpr uint32_t kEmpty = UINT32_MAX;
-  std::vector<uint32_t> table(size, kEmpty);
-  // Round robin: each backend in turn takes the next free entry of its permutation, so every
-  // backend ends with floor(size/n) or ceil(size/n) entries.
-  uint32_t filled = 0;
-  for (;;) {
-    for (size_t i = 0; i < n; ++i) {
-      uint32_t c = pos[i];
-      while (table[c] != kEmpty) {
-        c += skip[i];
-        if (c >= size) c -= size;
-      }
-      table[c] = static_cast<uint32_t>(i);
-      c += skip[i];
-      if (c >= size) c -= size;
-      pos[i] = c;
-      if (++filled == size) return table;
-    }
-  }
+  if (backends.empty() || size == 0) return {};
+  MaglevTable t(size);
+  t.assign(backends, nullptr);
+  // A fresh table admits the backends in order: member i is backends[i].
+  std::vector<uint32_t> table(size);
+  for (uint32_t e = 0; e < size; ++e) table[e] = t.owner(e);
+  return table;
 }
 
 }  // namespace sliceproxy::backends::ebpf

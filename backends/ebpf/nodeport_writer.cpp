@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 
 #include "backends/ebpf/maglev.h"
@@ -58,26 +59,43 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
       value.svc_id = p.baseTableId;  // stable for the group's life: the affinity scope
       if (leftovers_) takeOver(p, value, plan);
     }
-    if (created || plan.backends != p.backends) {
+    // What came and went, by one pass over both sorted lists: a change costs the backends it
+    // touches, not a lookup of each of 100,000.
+    std::vector<EndpointKey> removed, added;
+    std::set_difference(p.backends.begin(), p.backends.end(), plan.backends.begin(),
+                        plan.backends.end(), std::back_inserter(removed));
+    std::set_difference(plan.backends.begin(), plan.backends.end(), p.backends.begin(),
+                        p.backends.end(), std::back_inserter(added));
+    if (created || !removed.empty() || !added.empty()) {
       const uint32_t size =
           plan.backends.empty() ? 0 : maglevTableSizeFor(maglevTableSize_, plan.backends.size());
       if (size == 0) {
-        value.size = 0;  // no lookup: the tables stay for the next backends
+        value.size = 0;    // no lookup: the tables stay for the next backends
+        p.maglev.reset();  // and the next backends start a table afresh
       } else {
-        std::vector<EndpointKey> sorted = plan.backends;
-        const std::vector<uint32_t> table = maglevTable(sorted, size);
-        std::vector<uint32_t> idOf(sorted.size());
-        for (size_t i = 0; i < sorted.size(); ++i) {
-          auto [at, added] = p.ids.try_emplace(sorted[i], nextBackendId_);
-          if (added) {
-            ++nextBackendId_;
-            np_backend b{};
-            std::memcpy(b.addr, sorted[i].ip.bytes.data(), sorted[i].ip.size());
-            b.port = htons(sorted[i].port);
-            b.family = sorted[i].ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
-            progs_.setBackend(at->second, b);
-          }
-          idOf[i] = at->second;
+        std::vector<uint32_t> moved;
+        bool renumbered;  // member indices all new: the id of each is looked up again
+        if (!p.maglev || p.maglev->size() != size) {
+          p.maglev = std::make_unique<MaglevTable>(size);
+          p.lastMoved.clear();
+          renumbered = p.maglev->update({}, plan.backends, &moved);
+        } else {
+          renumbered = p.maglev->update(removed, added, &moved);
+        }
+        for (const EndpointKey& k : added) {
+          auto [at, isNew] = p.ids.try_emplace(k, nextBackendId_);
+          if (!isNew) continue;
+          ++nextBackendId_;
+          np_backend b{};
+          std::memcpy(b.addr, k.ip.bytes.data(), k.ip.size());
+          b.port = htons(k.port);
+          b.family = k.ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+          progs_.setBackend(at->second, b);
+        }
+        const MaglevTable& m = *p.maglev;
+        p.idOfMember.resize(m.memberSlots());
+        for (const EndpointKey& k : renumbered ? plan.backends : added) {
+          p.idOfMember[m.indexOf(k)] = p.ids.at(k);
         }
         const int idle = p.active == 0 ? 1 : 0;
         auto& t = p.tables[idle];
@@ -87,7 +105,16 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
         } else {
           t->open();
         }
-        for (uint32_t i = 0; i < size; ++i) t->set(i, idOf[table[i]]);
+        if (fresh || moved.size() + p.lastMoved.size() >= size) {
+          for (uint32_t i = 0; i < size; ++i) t->set(i, p.idOfMember[m.owner(i)]);
+        } else {
+          // The idle table is one change behind: what moved then and what moves now.
+          for (const auto* entries : {&p.lastMoved, &moved}) {
+            for (uint32_t e : *entries) t->set(e, p.idOfMember[m.owner(e)]);
+          }
+        }
+        p.lastMoved = std::move(moved);
+        toSettle_.push_back(key);
         if (fresh && batching_) {
           pendingInstalls_.emplace_back(p.baseTableId + idle, t->fd());
           deferred = true;  // parked by commit(), once installed
@@ -108,14 +135,23 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
         progs_.addSourceRange(p.rangesId, rangeKey(p.rangesId, c));
     }
     // The ids of the backends that left: out of the mirror now, out of the map in the tail.
+    // A group new to this run may hold ids taken over for backends the plan no longer has.
     std::vector<uint32_t> leaving;
-    for (auto at = p.ids.begin(); at != p.ids.end();) {
-      if (std::binary_search(plan.backends.begin(), plan.backends.end(), at->first)) {
-        ++at;
-        continue;
+    if (created) {
+      for (auto at = p.ids.begin(); at != p.ids.end();) {
+        if (std::binary_search(plan.backends.begin(), plan.backends.end(), at->first)) {
+          ++at;
+          continue;
+        }
+        leaving.push_back(at->second);
+        at = p.ids.erase(at);
       }
-      leaving.push_back(at->second);
-      at = p.ids.erase(at);
+    }
+    for (const EndpointKey& k : removed) {
+      if (auto at = p.ids.find(k); at != p.ids.end()) {
+        leaving.push_back(at->second);
+        p.ids.erase(at);
+      }
     }
     // After the table they switch to is installed: the frontends, then what the old table or
     // the old plan named and the new one does not.
@@ -155,6 +191,9 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
     p.backends = std::move(plan.backends);
     return "";
   } catch (const std::exception& e) {
+    // The computed table may be ahead of p.backends and of the maps: the next attempt starts
+    // it afresh and writes it whole.
+    if (auto it = ports_.find(key); it != ports_.end()) it->second.maglev.reset();
     return e.what();
   }
 }
@@ -194,6 +233,14 @@ std::string NodePortWriter::commit() {
   batching_ = false;
   try {
     flushPending();
+    // Once the batch is in the kernel: the changes reach the data plane before the runner-ups
+    // of the entries they touched are found again (a pass over the backends per entry).
+    for (const GroupKey& k : toSettle_) {
+      if (auto it = ports_.find(k); it != ports_.end() && it->second.maglev) {
+        it->second.maglev->settle();
+      }
+    }
+    toSettle_.clear();
     return "";
   } catch (const std::exception& e) {
     return e.what();

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/ebpf/maglev.h"
 #include "backends/ebpf/nodeport_loader.h"
 #include "backends/ebpf/nodeport_plan.h"
 
@@ -58,6 +59,11 @@ class NodePortWriter {
     uint32_t baseTableId = 0;
     int active = -1;  // none yet
     std::unique_ptr<MaglevTableMap> tables[2];
+    // The lookup table as computed (kept up to date entry by entry), and the entries the last
+    // change moved: the other table is one change behind, so a change writes those and its own.
+    std::unique_ptr<MaglevTable> maglev;
+    std::vector<uint32_t> lastMoved;
+    std::vector<uint32_t> idOfMember;  // backend id by MaglevTable member index
     std::vector<np_fe_key> frontends;
     np_frontend value{};
     std::vector<proxier::EndpointKey> backends;
@@ -90,6 +96,7 @@ class NodePortWriter {
   std::string removeGroup(const GroupKey& key);
   std::map<GroupKey, Port> ports_;
   bool batching_ = false;
+  std::vector<GroupKey> toSettle_;  // ports whose Maglev tables settle() at commit()
   std::vector<std::pair<uint32_t, int>> pendingInstalls_;  // table id, inner map fd
   static constexpr size_t kInstallChunk = 512;
   // Installs the pending tables, parks every open one, then runs the frontends' tails.
