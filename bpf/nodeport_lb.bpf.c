@@ -25,16 +25,24 @@
 #define NP_IP6_SRC_OFF (NP_ETH_HLEN + 8)
 #define NP_IP6_DST_OFF (NP_ETH_HLEN + 24)
 #define NP_LOOPBACK_IFINDEX 1
+#define NP_IPPROTO_DSTOPTS 60
 
-/* 0 with p filled for an unfragmented IPv4/IPv6 TCP or UDP packet, -1 for anything else
- * (which passes untouched). */
+/* 0 with p filled for an unfragmented IPv4/IPv6 TCP or UDP packet, 1 for one that carries the
+ * DSR option after its fixed IP header (p filled as for 0, l4_off past the option), -1 for
+ * anything else (which passes untouched). */
 static __always_inline int np_parse(struct __sk_buff* skb, struct np_pkt* p) {
+  int dsr = 0;
   __u16 proto;
   if (bpf_skb_load_bytes(skb, 12, &proto, 2) < 0) return -1;
   if (proto == bpf_htons(NP_ETH_P_IP)) {
     struct iphdr ip;
     if (bpf_skb_load_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip)) < 0) return -1;
     if (ip.ihl < 5 || (ip.frag_off & bpf_htons(0x3fff))) return -1;
+    if (ip.ihl == 5 + NP_DSR_OPT4_LEN / 4) {
+      __u8 opt[2];
+      if (bpf_skb_load_bytes(skb, NP_ETH_HLEN + 20, opt, 2) < 0) return -1;
+      dsr = opt[0] == NP_DSR_OPT4_TYPE && opt[1] == NP_DSR_OPT4_LEN;
+    }
     p->family = NP_FAMILY_V4;
     p->proto = ip.protocol;
     p->l4_off = NP_ETH_HLEN + ip.ihl * 4;
@@ -45,10 +53,20 @@ static __always_inline int np_parse(struct __sk_buff* skb, struct np_pkt* p) {
   } else if (proto == bpf_htons(NP_ETH_P_IPV6)) {
     struct ipv6hdr ip6;
     if (bpf_skb_load_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6)) < 0) return -1;
-    /* Extension headers are not followed: such packets pass untranslated. */
+    /* Extension headers are not followed (such packets pass untranslated), but for the
+     * Destination Options header that carries the DSR option and nothing else. */
     p->family = NP_FAMILY_V6;
     p->proto = ip6.nexthdr;
     p->l4_off = NP_ETH_HLEN + sizeof(ip6);
+    if (ip6.nexthdr == NP_IPPROTO_DSTOPTS) {
+      __u8 h[4];
+      if (bpf_skb_load_bytes(skb, p->l4_off, h, 4) < 0) return -1;
+      if (h[1] != NP_DSR_HDR6_LEN / 8 - 1 || h[2] != NP_DSR_OPT6_TYPE || h[3] != NP_DSR_OPT6_LEN)
+        return -1;
+      dsr = 1;
+      p->proto = h[0];
+      p->l4_off += NP_DSR_HDR6_LEN;
+    }
     __builtin_memcpy(p->saddr, &ip6.saddr, 16);
     __builtin_memcpy(p->daddr, &ip6.daddr, 16);
     p->saddr_off = NP_IP6_SRC_OFF;
@@ -69,7 +87,7 @@ static __always_inline int np_parse(struct __sk_buff* skb, struct np_pkt* p) {
   if (bpf_skb_load_bytes(skb, p->l4_off, ports, 4) < 0) return -1;
   p->sport = ports[0];
   p->dport = ports[1];
-  return 0;
+  return dsr;
 }
 
 /* Rewrites the address at off from old to new, with the IPv4 header checksum and the L4
@@ -170,6 +188,112 @@ static __always_inline int np_forward(struct __sk_buff* skb, const struct np_pkt
   return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 }
 
+static __always_inline __u16 np_ip4_check(struct iphdr* ip, const __u16* opt, int opt_words) {
+  __u64 sum = 0;
+  ip->check = 0;
+  const __u16* w = (const __u16*)ip;
+  for (int i = 0; i < 10; i++) sum += w[i];
+  for (int i = 0; i < opt_words; i++) sum += opt[i];
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return (__u16)~sum;
+}
+
+/* Whether a DSR flow's packet carries the frontend: every UDP datagram, a TCP SYN (the
+ * backend's node keeps it for the connection's life). */
+static __always_inline int np_dsr_carries(struct __sk_buff* skb, const struct np_pkt* p) {
+  if (p->proto == NP_IPPROTO_UDP) return 1;
+  __u8 flags;
+  if (bpf_skb_load_bytes(skb, p->l4_off + 13, &flags, 1) < 0) return 0;
+  return (flags & 0x12) == 0x02; /* SYN without ACK */
+}
+
+/* Puts the frontend p was sent to (p->daddr, p->dport: the packet is DNATed already) in the
+ * DSR option right after the fixed IP header. The L4 checksum does not change: neither IPv4
+ * options nor IPv6 extension headers are in its pseudo-header. The stores keep a receive
+ * checksum (CHECKSUM_COMPLETE) true to the bytes. */
+static __always_inline int np_dsr_push(struct __sk_buff* skb, const struct np_pkt* p) {
+  if (p->family == NP_FAMILY_V4) {
+    struct iphdr ip;
+    if (bpf_skb_load_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip)) < 0 || ip.ihl != 5) return -1;
+    if (bpf_skb_adjust_room(skb, NP_DSR_OPT4_LEN, BPF_ADJ_ROOM_NET, 0) < 0) return -1;
+    __u8 opt[NP_DSR_OPT4_LEN] = {NP_DSR_OPT4_TYPE, NP_DSR_OPT4_LEN};
+    __builtin_memcpy(opt + 2, &p->dport, 2);
+    __builtin_memcpy(opt + 4, p->daddr, 4);
+    ip.ihl = 5 + NP_DSR_OPT4_LEN / 4;
+    ip.tot_len = bpf_htons(bpf_ntohs(ip.tot_len) + NP_DSR_OPT4_LEN);
+    ip.check = np_ip4_check(&ip, (const __u16*)opt, NP_DSR_OPT4_LEN / 2);
+    if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) < 0 ||
+        bpf_skb_store_bytes(skb, NP_ETH_HLEN + sizeof(ip), opt, sizeof(opt), BPF_F_RECOMPUTE_CSUM) < 0)
+      return -1;
+    return 0;
+  }
+  struct ipv6hdr ip6;
+  if (bpf_skb_load_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6)) < 0) return -1;
+  if (bpf_skb_adjust_room(skb, NP_DSR_HDR6_LEN, BPF_ADJ_ROOM_NET, 0) < 0) return -1;
+  __u8 h[NP_DSR_HDR6_LEN] = {ip6.nexthdr, NP_DSR_HDR6_LEN / 8 - 1, NP_DSR_OPT6_TYPE,
+                             NP_DSR_OPT6_LEN};
+  __builtin_memcpy(h + 4, &p->dport, 2);
+  __builtin_memcpy(h + 6, p->daddr, 16);
+  h[22] = 1; /* PadN, no data bytes */
+  ip6.nexthdr = NP_IPPROTO_DSTOPTS;
+  ip6.payload_len = bpf_htons(bpf_ntohs(ip6.payload_len) + NP_DSR_HDR6_LEN);
+  if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6), BPF_F_RECOMPUTE_CSUM) < 0 ||
+      bpf_skb_store_bytes(skb, NP_ETH_HLEN + sizeof(ip6), h, sizeof(h), BPF_F_RECOMPUTE_CSUM) < 0)
+    return -1;
+  return 0;
+}
+
+/* A packet another node sent here by DSR (np_parse found the option): its flow's reverse entry
+ * is recorded -- the backend's replies to the client get the frontend as their source when they
+ * enter this node (np_ingress at the pod's interface) and leave for the client from here -- and
+ * the option is taken out before the stack delivers the packet to the backend. */
+static __always_inline int np_dsr_accept(struct __sk_buff* skb, struct np_pkt* p) {
+  struct np_rnat_key rk = {};
+  __builtin_memcpy(rk.backend, p->daddr, 16);
+  __builtin_memcpy(rk.dst, p->saddr, 16);
+  rk.bport = p->dport;
+  rk.dport = p->sport;
+  rk.proto = p->proto;
+  rk.family = p->family;
+  struct np_rnat_value rv = {};
+  __builtin_memcpy(rv.client, p->saddr, 16);
+  rv.cport = p->sport;
+  if (p->family == NP_FAMILY_V4) {
+    struct iphdr ip;
+    __u8 opt[6];
+    if (bpf_skb_load_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip)) < 0 ||
+        bpf_skb_load_bytes(skb, NP_ETH_HLEN + sizeof(ip) + 2, opt, 6) < 0)
+      return NP_TC_ACT_SHOT;
+    __builtin_memcpy(&rv.vport, opt, 2);
+    __builtin_memcpy(rv.vip, opt + 2, 4);
+    if (bpf_skb_adjust_room(skb, -NP_DSR_OPT4_LEN, BPF_ADJ_ROOM_NET, 0) < 0) return NP_TC_ACT_SHOT;
+    ip.ihl = 5;
+    ip.tot_len = bpf_htons(bpf_ntohs(ip.tot_len) - NP_DSR_OPT4_LEN);
+    ip.check = np_ip4_check(&ip, 0, 0);
+    if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) < 0) return NP_TC_ACT_SHOT;
+  } else {
+    struct ipv6hdr ip6;
+    __u8 opt[18];
+    if (bpf_skb_load_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6)) < 0 ||
+        bpf_skb_load_bytes(skb, NP_ETH_HLEN + sizeof(ip6) + 4, opt, 18) < 0)
+      return NP_TC_ACT_SHOT;
+    __builtin_memcpy(&rv.vport, opt, 2);
+    __builtin_memcpy(rv.vip, opt + 2, 16);
+    if (bpf_skb_adjust_room(skb, -NP_DSR_HDR6_LEN, BPF_ADJ_ROOM_NET, 0) < 0) return NP_TC_ACT_SHOT;
+    ip6.nexthdr = p->proto;
+    ip6.payload_len = bpf_htons(bpf_ntohs(ip6.payload_len) - NP_DSR_HDR6_LEN);
+    if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6), BPF_F_RECOMPUTE_CSUM) < 0) return NP_TC_ACT_SHOT;
+  }
+  bpf_map_update_elem(&np_rnat, &rk, &rv, BPF_ANY);
+  const __u32 src = np_source_key(p->daddr, p->family);
+  if (!bpf_map_lookup_elem(&np_rnat_sources, &src)) {
+    __u8 one = 1;
+    bpf_map_update_elem(&np_rnat_sources, &src, &one, BPF_ANY);
+  }
+  return NP_TC_ACT_OK;
+}
+
 /* TCP RST in answer to p, built in place of the packet and sent back out of its interface
  * (with egress: back in, to the node's socket that sent it). */
 static __always_inline int np_reject_tcp(struct __sk_buff* skb, const struct np_pkt* p, __u64 back);
@@ -199,6 +323,8 @@ static __always_inline int np_balance(struct __sk_buff* skb, struct np_pkt* pp, 
     __builtin_memcpy(addr, snat->addr, 16);
     if (np_set_addr(skb, pp, pp->saddr_off, pp->saddr, addr) < 0) return NP_TC_ACT_SHOT;
     if (np_set_port(skb, pp, pp->l4_off, pp->sport, cv.snat_port) < 0) return NP_TC_ACT_SHOT;
+  } else if ((cv.flags & NP_F_DSR) && np_dsr_carries(skb, pp) && np_dsr_push(skb, pp) < 0) {
+    return NP_TC_ACT_SHOT;
   }
   return np_forward(skb, pp, cv.backend.addr, egress);
 }
@@ -206,7 +332,9 @@ static __always_inline int np_balance(struct __sk_buff* skb, struct np_pkt* pp, 
 SEC("tc")
 int np_ingress(struct __sk_buff* skb) {
   struct np_pkt p = {};
-  if (np_parse(skb, &p) < 0) return NP_TC_ACT_OK;
+  const int parsed = np_parse(skb, &p);
+  if (parsed < 0) return NP_TC_ACT_OK;
+  if (parsed == 1) return np_dsr_accept(skb, &p);
   int r = np_may_be_reply(&p) ? np_reverse(skb, &p) : 0;
   if (r != 0) return r < 0 ? NP_TC_ACT_SHOT : np_forward(skb, &p, p.daddr, 0);
   return np_balance(skb, &p, 0);
@@ -611,6 +739,13 @@ int np_xdp(struct xdp_md* ctx) {
   const int d = np_decide(&p, 0, &cv);
   if (d == NP_D_DROP) return XDP_DROP;
   if (d != NP_D_NAT) return XDP_PASS;
+  /* A DSR flow's packet that carries the frontend (UDP, a TCP SYN) gets its option at tc;
+   * the rest of the flow is DNATed here. */
+  if ((cv.flags & NP_F_DSR) && !cv.snat_port) {
+    if (p.proto == NP_IPPROTO_UDP) return XDP_PASS;
+    const __u8* tcp = (const __u8*)ports;
+    if ((void*)(tcp + 14) > end || (tcp[13] & 0x12) == 0x02) return XDP_PASS;
+  }
   __u8 nsaddr[16];
   __builtin_memcpy(nsaddr, p.saddr, 16);
   __u16 nport[2] = {p.sport, cv.backend.port};

@@ -277,7 +277,10 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
     rv.cport = pp->sport;
     rv.vport = pp->dport;
     __u32 slot = pp->family == NP_FAMILY_V4 ? 0 : 1;
-    struct np_snat* snat = (fe->flags & NP_F_SNAT) ? bpf_map_lookup_elem(&np_snat, &slot) : 0;
+    /* With DSR a flow from outside keeps its client (the reply leaves the backend's node
+     * straight to it); the node's own flows (egress) are SNATed all the same. */
+    const int snat_it = (fe->flags & NP_F_SNAT) && (egress || !(fe->flags & NP_F_DSR));
+    struct np_snat* snat = snat_it ? bpf_map_lookup_elem(&np_snat, &slot) : 0;
     if (snat && (snat->addr[0] | snat->addr[1] | snat->addr[2] | snat->addr[3] | snat->addr[12] |
                  snat->addr[15])) {
       __builtin_memcpy(rk.dst, snat->addr, 16);

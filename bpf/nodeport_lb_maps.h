@@ -58,6 +58,24 @@ struct np_aff_value {
 /* A LoadBalancer address with loadBalancerSourceRanges: a new flow from a client outside them
  * is dropped before any translation. */
 #define NP_F_SOURCE_RANGES 8u
+/* Direct server return (--enable-dsr), with NP_F_SNAT: a flow that enters the node from outside
+ * is DNATed only, the client's address kept, and its frontend travels to the backend's node in
+ * an IP option (below), where sliceproxy's np_ingress records it, so the backend's replies leave
+ * that node with the frontend as their source, straight to the client. The node's own flows
+ * (np_egress) are still SNATed: a reply to the node's address from another node's pod, with
+ * this node's address as its source, would be martian here. */
+#define NP_F_DSR 16u
+
+/* The DSR option. IPv4: type 158 (copied, class 0, number 30: RFC 4727's experiment value),
+ * length 8: the frontend's port, then its address. IPv6: a Destination Options header of 24
+ * bytes: option type 0x1e (RFC 4727's experiment value; its top bits 00 tell a node that does not
+ * know it to skip it), length 18: port, address, then a PadN option of 2 bytes. TCP carries it on
+ * the SYN only (a full-size segment has no room for it), UDP on every datagram. */
+#define NP_DSR_OPT4_TYPE 0x9e
+#define NP_DSR_OPT4_LEN 8
+#define NP_DSR_OPT6_TYPE 0x1e
+#define NP_DSR_OPT6_LEN 18
+#define NP_DSR_HDR6_LEN 24
 
 /* np_src_ranges, an LPM trie: (ranges_id, family, client prefix). prefixlen counts the bits of
  * everything after it: 64 for ranges_id and family, then the CIDR's prefix length. */

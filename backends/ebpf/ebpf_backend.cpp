@@ -155,6 +155,10 @@ EbpfBackend::EbpfBackend(const NetworkConfig& net) {
         "--masquerade-all: the ebpf backend masquerades in its packet path only, which "
         "--devices none turned off");
   }
+  if (net.directServerReturn && net.devices.empty()) {
+    throw std::invalid_argument("--enable-dsr: direct server return is the packet path's, which "
+                                "--devices none turned off");
+  }
   options_.pinDir = net.bpfPinDir;
   options_.cgroupRoot = net.cgroupRoot;
   sockmapShortcut_ = net.sockmapShortcut;

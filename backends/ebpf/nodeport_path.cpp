@@ -115,7 +115,8 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     f << "1";
     if (!f.flush()) throw std::runtime_error("--devices lo: setting net.ipv4.conf.lo.accept_local");
   }
-  writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize);
+  writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize,
+                                             net.directServerReturn);
   // The previous run's entries keep serving until the first full sync has written this run's.
   if (!progs_->adoptedMaps().empty()) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -27,7 +27,7 @@ np_range_key rangeKey(uint32_t rangesId, const proxier::Cidr& cidr) {
 }
 
 NodePortPlan planNodePort(const proxier::ServicePortView& v,
-                          const std::vector<IpAddr>& nodeAddresses) {
+                          const std::vector<IpAddr>& nodeAddresses, bool dsr) {
   NodePortPlan plan;
   if (!v.active()) return plan;
   const proxier::ServicePortInfo& info = *v.info();
@@ -75,6 +75,7 @@ NodePortPlan planNodePort(const proxier::ServicePortView& v,
     plan.flags = NP_F_DROP;  // eTP Local with endpoints on other nodes only: kube-proxy drops
   } else if (set == proxier::epset::kCluster) {
     plan.flags = NP_F_SNAT;  // eTP Cluster: masqueraded, so the reply returns through this node
+    if (dsr) plan.flags |= NP_F_DSR;  // ... unless the backend's node answers the client itself
   }
   return plan;
 }

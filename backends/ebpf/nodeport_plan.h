@@ -35,8 +35,9 @@ np_range_key rangeKey(uint32_t rangesId, const proxier::Cidr& cidr);
 
 // nodeAddresses: this node's addresses that accept NodePorts (other families are ignored).
 // SCTP ports and inactive views get an empty plan: the program translates TCP and UDP only.
+// dsr (--enable-dsr): eTP Cluster frontends get NP_F_DSR besides NP_F_SNAT.
 NodePortPlan planNodePort(const proxier::ServicePortView& v,
-                          const std::vector<proxier::IpAddr>& nodeAddresses);
+                          const std::vector<proxier::IpAddr>& nodeAddresses, bool dsr = false);
 
 }  // namespace sliceproxy::backends::ebpf
 

@@ -17,8 +17,11 @@ namespace sliceproxy::backends::ebpf {
 using proxier::EndpointKey;
 
 NodePortWriter::NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpAddr> nodeAddresses,
-                               uint32_t maglevTableSize)
-    : progs_(progs), nodeAddresses_(std::move(nodeAddresses)), maglevTableSize_(maglevTableSize) {}
+                               uint32_t maglevTableSize, bool directServerReturn)
+    : progs_(progs),
+      nodeAddresses_(std::move(nodeAddresses)),
+      maglevTableSize_(maglevTableSize),
+      directServerReturn_(directServerReturn) {}
 
 size_t NodePortWriter::backendEntries() const {
   size_t n = 0;
@@ -27,7 +30,7 @@ size_t NodePortWriter::backendEntries() const {
 }
 
 std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
-  if (auto err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_)); !err.empty()) {
+  if (auto err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_, directServerReturn_)); !err.empty()) {
     return fmt::format("{}: {}", v.key().str(), err);
   }
   if (auto err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v)); !err.empty()) {

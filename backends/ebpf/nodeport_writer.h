@@ -23,7 +23,7 @@ namespace sliceproxy::backends::ebpf {
 class NodePortWriter {
  public:
   NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpAddr> nodeAddresses,
-                 uint32_t maglevTableSize);
+                 uint32_t maglevTableSize, bool directServerReturn = false);
   // Upserts the port; returns "" or an error naming the service port and the map.
   std::string sync(const proxier::ServicePortView& v);
   std::string remove(const proxier::ServicePortKey& key);
@@ -89,6 +89,7 @@ class NodePortWriter {
   NodePortPrograms& progs_;
   std::vector<proxier::IpAddr> nodeAddresses_;
   uint32_t maglevTableSize_;
+  bool directServerReturn_;
   // Each service port has up to two groups of frontends, each with its own tables: 0, reached
   // from outside (the external set); 1, its ClusterIP reached from outside (the internal set).
   using GroupKey = std::pair<proxier::ServicePortKey, int>;

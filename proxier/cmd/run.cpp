@@ -127,6 +127,10 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "PREFIX+ matches by prefix; default + (every interface, as netfilter's hooks "
                  "see every one); none: off")
       ->delimiter(',');
+  app.add_flag("--enable-dsr", cfg.network.directServerReturn,
+               "eBPF backend: direct server return for externalTrafficPolicy Cluster: traffic "
+               "from outside keeps its client address and the backend's node answers the client "
+               "itself (every node runs sliceproxy's eBPF backend; see backends/ebpf/NODEPORT.md)");
   app.add_flag("--conntrack-cleanup,!--no-conntrack-cleanup", cfg.conntrackCleanup,
                "After each sync, delete the UDP/SCTP conntrack entries it made stale (default on)");
   // kube-proxy's conntrack flags (KubeProxyConfiguration `conntrack`), applied at start to the
@@ -246,6 +250,12 @@ int run(int argc, char** argv, const Extensions& ext) {
     if (cfg.network.sockmapShortcut && cfg.backend != "ebpf") {
       spdlog::error("--sockmap-shortcut: only the ebpf backend has it (the backend is {})",
                     cfg.backend);
+      return kExitUsage;
+    }
+    if (cfg.network.directServerReturn &&
+        (cfg.backend != "ebpf" || cfg.network.devices.empty())) {
+      spdlog::error("--enable-dsr: only the ebpf backend's packet path has it ({})",
+                    cfg.backend != "ebpf" ? "the backend is " + cfg.backend : "--devices none");
       return kExitUsage;
     }
   }

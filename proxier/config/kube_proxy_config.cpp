@@ -367,6 +367,9 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
         } else if (k == "sockmapShortcut") {
           bool b = r.boolean(n, field);
           if (!r.overridden("--sockmap-shortcut")) cfg.network.sockmapShortcut = b;
+        } else if (k == "enableDSR") {
+          bool b = r.boolean(n, field);
+          if (!r.overridden("--enable-dsr")) cfg.network.directServerReturn = b;
         } else if (k == "debugPort") {
           int p = static_cast<int>(r.integer(n, field, 0, 65535));
           if (!r.overridden("--debug-port")) cfg.debugPort = p;
@@ -478,6 +481,7 @@ std::string renderConfig(const Config& cfg) {
   e << YAML::Key << "debugPort" << YAML::Value << cfg.debugPort;
   e << YAML::Key << "flowRecordMax" << YAML::Value << cfg.network.flowRecordMax;
   e << YAML::Key << "sockmapShortcut" << YAML::Value << cfg.network.sockmapShortcut;
+  e << YAML::Key << "enableDSR" << YAML::Value << cfg.network.directServerReturn;
   e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";

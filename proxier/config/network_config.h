@@ -45,6 +45,9 @@ struct NetworkConfig {
   uint32_t maglevTableSize = 16381;
   // --devices: the eBPF backend's NodePort load balancer attaches to these interfaces (none: off).
   std::vector<std::string> devices;
+  // --enable-dsr (ebpf only): eTP Cluster traffic from outside is answered by the backend's node
+  // directly (direct server return) instead of SNATed back through this one.
+  bool directServerReturn = false;
   // The IPVS backend's scheduler (--ipvs-scheduler, else the config file's ipvs.scheduler):
   // rr, sh, mh or another the kernel has; "" means rr, kube-proxy's default.
   std::string ipvsScheduler;

@@ -142,6 +142,7 @@ class ConfigTest(unittest.TestCase):
             base + "sliceproxy: {snatAddresses: [x]}\n": "sliceproxy.snatAddresses",
             base + "sliceproxy: {flowRecordMax: -1}\n": "sliceproxy.flowRecordMax",
             base + "sliceproxy: {sockmapShortcut: maybe}\n": "sliceproxy.sockmapShortcut",
+            base + "sliceproxy: {enableDSR: maybe}\n": "sliceproxy.enableDSR",
             base + "mode: [unclosed\n": "not valid YAML",
         }
         for text, field in cases.items():
@@ -170,6 +171,15 @@ class ConfigTest(unittest.TestCase):
                         "--debug-port", "0")
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn("--sockmap-shortcut: only the ebpf backend", r.stderr)
+        # So is direct server return (its packet path's).
+        dsr = self.path("dsr.yaml", base + "sliceproxy: {enableDSR: true}\n")
+        for args in (["--enable-dsr"], ["--config", dsr]):
+            with self.subTest(args=args):
+                r = run(*args, "--backend", "dry-run", "--source-dir", self.dir,
+                        "--healthz-bind-address", "", "--metrics-bind-address", "",
+                        "--debug-port", "0")
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("--enable-dsr: only the ebpf backend", r.stderr)
 
 
 CLUSTER = """

@@ -376,6 +376,133 @@ INSTANTIATE_TEST_SUITE_P(Proto, NodePortFixture,
                            return info.param == IPPROTO_TCP ? "TCP" : "UDP";
                          });
 
+// Direct server return (NP_F_DSR with NP_F_SNAT, eTP Cluster with --enable-dsr): the node that
+// takes the flow in DNATs it without SNAT and puts the frontend in an IP option (a TCP SYN, every
+// UDP datagram); the backend's node records it, takes the option out, and turns the backend's
+// reply into the frontend's answer to the client there.
+class NodePortDsr : public ::testing::TestWithParam<std::tuple<uint8_t, bool>> {};
+
+// The option as the ingress node writes it: IPv4 type 0x9e, length 8, port, address; IPv6 a
+// Destination Options header of 24 bytes: option 0x1e, length 18, port, address, PadN.
+std::vector<uint8_t> dsrOption(const std::string& frontend, uint16_t port, uint8_t next) {
+  const auto a = bytes16(frontend);
+  if (!packet::isV6(frontend)) {
+    return {0x9e, 8, static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port), a[0], a[1], a[2],
+            a[3]};
+  }
+  std::vector<uint8_t> h{next, 2, 0x1e, 18, static_cast<uint8_t>(port >> 8),
+                         static_cast<uint8_t>(port)};
+  h.insert(h.end(), a.begin(), a.end());
+  h.insert(h.end(), {1, 0});
+  return h;
+}
+
+TEST_P(NodePortDsr, TheFrontendTravelsInAnOptionAndTheBackendsNodeAnswersForIt) {
+  const auto [proto, v6] = GetParam();
+  const std::string fe = v6 ? "2001:db8::10" : kNode, client = v6 ? "2001:db8:1::7" : "203.0.113.7";
+  std::vector<EndpointKey> backends;
+  for (int i = 1; i <= 3; ++i)
+    backends.push_back(be((v6 ? "fd00:244:1::" : "10.244.1.") + std::to_string(i), 8080));
+  Node ingress;
+  np_snat snat{};
+  auto a = bytes16(fe);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61099;
+  ingress.progs().setSnat(v6 ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
+  np_local_key lk{};
+  std::memcpy(lk.addr, a.data(), 16);
+  lk.family = v6 ? NP_FAMILY_V6 : NP_FAMILY_V4;
+  ingress.progs().addLocalAddress(lk);
+  ingress.service(feKey(fe, kNodePort, proto), backends, NP_F_SNAT | NP_F_DSR);
+  Node backendNode(100);  // another node: maps of its own, no frontend at all
+
+  for (uint16_t sport = 44000; sport < 44006; ++sport) {
+    const Flow f{client, fe, sport, kNodePort, proto};
+    const EndpointKey want = ingress.predict(f);
+    auto in = run(ingress.progs().ingressFd(), packet::build(f, "ping"));
+    ASSERT_EQ(in.verdict, kTcOk);
+    expectChecksums(in);
+    EXPECT_EQ(in.parsed.flow.src, client) << "DSR keeps the client's address (no SNAT)";
+    EXPECT_EQ(in.parsed.flow.sport, sport);
+    EXPECT_EQ(in.parsed.flow.dst, want.ip.str());
+    EXPECT_EQ(in.parsed.flow.dport, want.port);
+    EXPECT_EQ(in.parsed.ipOptions, dsrOption(fe, kNodePort, proto)) << "the frontend, in the option";
+    EXPECT_EQ(in.parsed.payload, "ping");
+
+    // The rest of a TCP connection travels without it (a full-size segment has no room).
+    if (proto == IPPROTO_TCP) {
+      auto ack = run(ingress.progs().ingressFd(), packet::build(f, "more", {1001, 5000, 0x10}));
+      ASSERT_EQ(ack.verdict, kTcOk);
+      expectChecksums(ack);
+      EXPECT_EQ(ack.parsed.flow.dst, want.ip.str());
+      EXPECT_TRUE(ack.parsed.ipOptions.empty()) << "an ACK carries no option";
+    }
+
+    // The backend's node: the option goes, the packet is otherwise as it came.
+    auto at = run(backendNode.progs().ingressFd(), in.out);
+    ASSERT_EQ(at.verdict, kTcOk);
+    expectChecksums(at);
+    EXPECT_TRUE(at.parsed.ipOptions.empty()) << "the option is taken out before the backend";
+    EXPECT_EQ(at.parsed.flow.src, client);
+    EXPECT_EQ(at.parsed.flow.dst, want.ip.str());
+    EXPECT_EQ(at.parsed.flow.proto, proto);
+    EXPECT_EQ(at.parsed.payload, "ping");
+    EXPECT_EQ(at.out.size(), in.out.size() - (v6 ? 24 : 8));
+
+    // The backend's reply enters its node (its pod interface) and leaves as the frontend's.
+    const Flow reply{want.ip.str(), client, want.port, sport, proto};
+    auto back = run(backendNode.progs().ingressFd(), packet::build(reply, "pong", {7000, 1001, 0x12}));
+    ASSERT_EQ(back.verdict, kTcOk);
+    expectChecksums(back);
+    EXPECT_EQ(back.parsed.flow.src, fe) << "the reply leaves the backend's node as the frontend";
+    EXPECT_EQ(back.parsed.flow.sport, kNodePort);
+    EXPECT_EQ(back.parsed.flow.dst, client);
+    EXPECT_EQ(back.parsed.flow.dport, sport);
+    EXPECT_EQ(back.parsed.payload, "pong");
+  }
+
+  // The node's own flow to the frontend (np_egress) is still SNATed: a reply to its own address
+  // coming from another node with its own address as source would be martian.
+  const Flow own{fe, fe, 44100, kNodePort, proto};
+  auto out = run(ingress.progs().egressFd(), packet::build(own, "self"));
+  ASSERT_EQ(out.verdict, kTcOk);
+  EXPECT_EQ(out.parsed.flow.src, fe);
+  EXPECT_GE(out.parsed.flow.sport, 61000) << "SNAT port";
+  EXPECT_TRUE(out.parsed.ipOptions.empty());
+}
+
+// A packet that carries something else after its IP header is none of the backend's node's
+// business: an IPv4 option of another type passes untouched and records nothing.
+TEST(NodePortDsrForeign, AnotherIpOptionPassesUntouched) {
+  Node node;
+  Flow f{"203.0.113.7", "10.244.1.1", 45000, 8080, IPPROTO_UDP};
+  auto frame = packet::build(f, "ping");
+  // Insert a record-route-sized no-op option block (4 x NOP... then EOL) as ihl 7.
+  const uint8_t opt[8] = {1, 1, 1, 1, 1, 1, 1, 0};
+  frame.insert(frame.begin() + 34, opt, opt + 8);
+  frame[14] = 0x47;
+  packet::put16(&frame[16], static_cast<uint16_t>(packet::get16(&frame[16]) + 8));
+  frame[24] = frame[25] = 0;
+  packet::put16(&frame[24], packet::fold(packet::sum16(&frame[14], 28)));
+  auto r = run(node.progs().ingressFd(), frame);
+  ASSERT_EQ(r.verdict, kTcOk);
+  EXPECT_EQ(r.out, frame) << "untouched";
+  const Flow reply{"10.244.1.1", "203.0.113.7", 8080, 45000, IPPROTO_UDP};
+  auto back = run(node.progs().ingressFd(), packet::build(reply, "pong"));
+  EXPECT_EQ(back.parsed.flow.src, "10.244.1.1") << "no reverse entry was recorded";
+}
+
+INSTANTIATE_TEST_SUITE_P(ProtoFamily, NodePortDsr,
+                         ::testing::Combine(::testing::Values(uint8_t{IPPROTO_TCP},
+                                                              uint8_t{IPPROTO_UDP}),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return fmt::format("{}{}",
+                                              std::get<0>(info.param) == IPPROTO_TCP ? "TCP" : "UDP",
+                                              std::get<1>(info.param) ? "v6" : "v4");
+                         });
+
 // The node's own packets at egress (np_egress): to an eTP Cluster frontend (the socket programs
 // leave those to the packet path) they are translated and SNATed, or rejected back in when the
 // service has no endpoints; a packet from another source, or to a frontend without SNAT (eTP

@@ -110,6 +110,8 @@ struct Parsed {
   uint8_t tcpFlags = 0;
   uint8_t icmpType = 0, icmpCode = 0;
   std::vector<uint8_t> icmpQuote;  // what an ICMP error carries of the original packet
+  // IPv4 options, or an IPv6 Destination Options header (its bytes, the header's own included).
+  std::vector<uint8_t> ipOptions;
   std::string payload;
 };
 
@@ -134,6 +136,13 @@ inline Parsed parse(const std::vector<uint8_t>& b) {
     total = 40 + get16(ip + 4);
     r.flow.proto = ip[6];
     src = ip + 8, dst = ip + 24;
+    if (r.flow.proto == 60 && b.size() >= 14 + 42u) {  // Destination Options
+      const size_t len = (ip[41] + 1u) * 8;
+      if (b.size() < 14 + 40 + len) return r;
+      r.ipOptions.assign(ip + 40, ip + 40 + len);
+      r.flow.proto = ip[40];
+      l3 += len;
+    }
   } else {
     if (b.size() < 34) return r;
     l3 = (ip[0] & 0xf) * 4u;
@@ -141,6 +150,7 @@ inline Parsed parse(const std::vector<uint8_t>& b) {
     r.flow.proto = ip[9];
     src = ip + 12, dst = ip + 16;
     r.ipChecksumOk = fold(sum16(ip, l3)) == 0;
+    r.ipOptions.assign(ip + 20, ip + l3);
   }
   if (14 + total > b.size()) return r;
   r.flow.src = addrStr(src, v6);

@@ -57,6 +57,18 @@ TEST_F(NodePortPlanTest, ClusterPolicyServesEveryEndpointAndSnats) {
   EXPECT_EQ(p.flags, NP_F_SNAT);
 }
 
+TEST_F(NodePortPlanTest, DirectServerReturnMarksClusterPolicyFrontendsOnly) {
+  nodePortService(TrafficPolicy::Cluster, {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}});
+  EXPECT_EQ(planNodePort(*view(), nodeIPs, true).flags, NP_F_SNAT | NP_F_DSR)
+      << "SNAT stays for the node's own flows; flows from outside go DSR";
+  EXPECT_EQ(backends::ebpf::planClusterIpFromOutside(*view()).flags, NP_F_SNAT)
+      << "a ClusterIP reached from outside is always SNATed";
+  nodePortService(TrafficPolicy::Local, {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}});
+  EXPECT_EQ(planNodePort(*view(), nodeIPs, true).flags, 0u) << "eTP Local keeps the client anyway";
+  nodePortService(TrafficPolicy::Cluster, {});
+  EXPECT_EQ(planNodePort(*view(), nodeIPs, true).flags, NP_F_REJECT);
+}
+
 TEST_F(NodePortPlanTest, LocalPolicyServesLocalEndpointsAndKeepsTheClientAddress) {
   nodePortService(TrafficPolicy::Local, {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}});
   auto p = planNodePort(*view(), nodeIPs);
