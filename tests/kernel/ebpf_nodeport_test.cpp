@@ -958,6 +958,40 @@ TEST_P(NodePortXdp, SnatFlowGetsTheNodeAddressAndItsReplyPassesToTc) {
   EXPECT_EQ(tc.parsed.flow.dport, f.sport);
 }
 
+// Direct server return at XDP: what carries the frontend (a TCP SYN, every UDP datagram) passes to
+// tc, which adds the option; the rest of a TCP connection is DNATed at the driver, the client's
+// address kept and no option.
+TEST_P(NodePortXdp, DsrPacketsThatCarryTheFrontendPassToTcTheRestIsForwarded) {
+  const auto [proto, v6] = GetParam();
+  const XdpLink& link = xdpLink();
+  Node node;
+  xdpOut(node);
+  const std::string fe = v6 ? "2001:db8::10" : kNode;
+  np_snat snat{};
+  auto a = bytes16(fe);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 65535;
+  node.progs().setSnat(v6 ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
+  node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 3), NP_F_SNAT | NP_F_DSR);
+  Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, 47300, kNodePort, proto};
+  const auto first = packet::build(f);
+  auto r = runXdp(node.progs().xdpFd(), first, link.in);
+  EXPECT_EQ(r.verdict, kXdpPass);
+  EXPECT_EQ(r.out, first) << "untouched: tc adds the option";
+  auto tc = run(node.progs().ingressFd(), first);
+  EXPECT_EQ(tc.parsed.flow.dst, node.predict(f).ip.str());
+  EXPECT_EQ(tc.parsed.ipOptions, dsrOption(fe, kNodePort, proto));
+  if (proto != IPPROTO_TCP) return;
+  auto ack = runXdp(node.progs().xdpFd(), packet::build(f, "more", {1001, 5000, 0x10}), link.in);
+  ASSERT_EQ(ack.verdict, kXdpRedirect);
+  expectChecksums(ack);
+  EXPECT_EQ(ack.parsed.flow.src, f.src) << "DSR: no SNAT";
+  EXPECT_EQ(ack.parsed.flow.sport, f.sport);
+  EXPECT_EQ(ack.parsed.flow.dst, node.predict(f).ip.str());
+  EXPECT_TRUE(ack.parsed.ipOptions.empty());
+}
+
 // No resolved next hop for the backend: XDP passes the frame untouched, and tc, finding the flow
 // XDP entered in the connection tracking, sends it to the same backend.
 TEST_P(NodePortXdp, WithoutANextHopTheFrameFallsBackToTcAndTheSameBackend) {
@@ -1285,6 +1319,55 @@ TEST_F(NodePortTraffic, BatchedSyncInstallsTablesTogetherAndFrontendsAfterThem) 
   EXPECT_EQ(after.text.rfind("10.244.0.3:8080 ", 0), 0u) << after.text;
 }
 
+// --enable-dsr through the writer: the NodePort's frontends get NP_F_DSR with NP_F_SNAT, the
+// ClusterIP reached from outside stays SNATed. A backend whose replies come back through this
+// node (a local pod, or a node that does not read the option: its kernel skips it) still
+// answers: the reverse entry DNAT made turns the reply back here, and it keeps the client.
+TEST_F(NodePortTraffic, DsrFrontendsFromTheWriterAndRepliesThatComeBackHere) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  np_snat snat{};
+  auto a = bytes16("10.244.0.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  progs.setSnat(NP_FAMILY_V4, snat);
+  backends::ebpf::NodePortWriter writer(progs, {ip("203.0.113.1")}, kMaglevDefaultTableSize,
+                                        /*directServerReturn=*/true);
+  for (const char* dev : {"n0", "n1"}) progs.attach(static_cast<int>(if_nametoindex(dev)));
+  SvcSpec s;
+  s.name = "web";
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}},
+             {"echo", Protocol::UDP, 80, kNodePort, {8080, ""}}};
+  tracker.upsertService(service(s));
+  tracker.upsertSlice(slice("web-1", "web", {{"10.244.0.2", "node-b"}, {"10.244.0.3", "node-b"}},
+                            {{"http", Protocol::TCP, 8080}, {"echo", Protocol::UDP, 8080}}));
+  Diff d = state.apply(tracker.take());
+  for (const auto& u : d.upserts) ASSERT_EQ(writer.sync(*u.view), "");
+  auto flagsOf = [&](const std::string& addr, uint16_t port) {
+    const np_fe_key k = feKey(addr, port, IPPROTO_TCP);
+    np_frontend v{};
+    return bpf_map_lookup_elem(progs.frontendsFd(), &k, &v) == 0 ? v.flags : ~0u;
+  };
+  EXPECT_EQ(flagsOf("203.0.113.1", kNodePort), NP_F_SNAT | NP_F_DSR);
+  EXPECT_EQ(flagsOf("10.96.0.1", 80), NP_F_SNAT) << "ClusterIP from outside: always SNATed";
+  for (uint16_t p = 50550; p < 50554; ++p) {
+    auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, p);
+    ASSERT_EQ(r.error, "") << "from port " << p;
+    EXPECT_EQ(r.text.substr(r.text.find(' ') + 1), fmt::format("203.0.113.2:{}", p))
+        << "DSR keeps the client's address: " << r.text;
+  }
+  for (uint16_t p = 50560; p < 50564; ++p) {
+    auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_DGRAM, p);
+    ASSERT_EQ(r.error, "") << "UDP from port " << p;
+    EXPECT_EQ(r.from, fmt::format("203.0.113.1:{}", kNodePort));
+    EXPECT_EQ(r.text.substr(r.text.find(' ') + 1), fmt::format("203.0.113.2:{}", p));
+  }
+}
+
 TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
   ChangeTracker tracker{"node-a", {}};
   tracker.synced();
@@ -1526,6 +1609,129 @@ TEST_F(NodePortTraffic, TheNodeReachesItsOwnNodePortThroughLo) {
 // --- restarts: the packet path pinned and adopted ----------------------------------------
 
 // The id of the object pinned at path and, for a link, the id of the program it runs.
+// Per-interface packet counters of the calling process's namespace (/proc/net/dev is per
+// namespace; /sys/class/net is the mount's).
+uint64_t rxPackets(const std::string& dev, const std::string& ns = "") {
+  const std::string cmd = (ns.empty() ? "" : "ip netns exec " + ns + " ") + "cat /proc/net/dev";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return 0;
+  char line[512];
+  uint64_t rx = 0;
+  while (fgets(line, sizeof(line), f)) {
+    std::string l = line;
+    const auto colon = l.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = l.substr(0, colon);
+    name.erase(0, name.find_first_not_of(' '));
+    if (name != dev) continue;
+    unsigned long long bytes = 0, packets = 0;
+    std::sscanf(l.c_str() + colon + 1, "%llu %llu", &bytes, &packets);
+    rx = packets;
+  }
+  pclose(f);
+  return rx;
+}
+
+// Direct server return with real traffic between two nodes. The test's own namespace is node A,
+// which takes the client's flows to its NodePort in; node B holds the backend pod and answers the
+// client itself over a link of its own:
+//   client c0 198.18.1.2 -- d0 198.18.1.1 [A] d1 10.1.0.1 -- w1 10.1.0.2 [B] p0 10.244.9.1 -- pod
+//   client c1 198.18.2.2 ---------------------------------- w0 198.18.2.1 [B]       e0 10.244.9.2
+// A routes the pod network to B; B routes the client back over its own link. Each node runs its
+// own copy of the programs (maps of its own): A has the frontend with NP_F_SNAT | NP_F_DSR, B no
+// frontend at all. The client must get its answer from A's address and NodePort, the backend must
+// see the client's own address, and no reply may enter A.
+TEST(NodePortDsrTraffic, TheBackendsNodeAnswersTheClientDirectly) {
+  const int pid = getpid();
+  const std::string c = fmt::format("spnp-dc-{}", pid), b = fmt::format("spnp-db-{}", pid),
+                    pod = fmt::format("spnp-dp-{}", pid);
+  const std::string setup = fmt::format(
+      "set -e; for n in {c} {b} {p}; do ip netns add $n; ip -n $n link set lo up; done;"
+      // IPv4 only: no neighbour discovery or MLD may enter A while replies are counted.
+      "ip netns exec {b} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+      "net.ipv6.conf.default.disable_ipv6=1;"
+      "ip link add d0 type veth peer name c0 netns {c};"
+      "ip link add d1 type veth peer name w1 netns {b};"
+      "sysctl -qw net.ipv6.conf.d1.disable_ipv6=1;"
+      "ip -n {b} link add w0 type veth peer name c1 netns {c};"
+      "ip -n {b} link add p0 type veth peer name e0 netns {p};"
+      "ip addr add 198.18.1.1/24 dev d0; ip link set d0 up;"
+      "ip addr add 10.1.0.1/24 dev d1; ip link set d1 up;"
+      "ip route add 10.244.9.0/24 via 10.1.0.2;"
+      "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0;"
+      "ip -n {c} addr add 198.18.1.2/24 dev c0; ip -n {c} link set c0 up;"
+      "ip -n {c} addr add 198.18.2.2/24 dev c1; ip -n {c} link set c1 up;"
+      "ip -n {c} route add default via 198.18.1.1;"
+      "ip netns exec {c} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.c1.rp_filter=0;"
+      "ip -n {b} addr add 10.1.0.2/24 dev w1; ip -n {b} link set w1 up;"
+      "ip -n {b} addr add 198.18.2.1/24 dev w0; ip -n {b} link set w0 up;"
+      "ip -n {b} addr add 10.244.9.1/24 dev p0; ip -n {b} link set p0 up;"
+      "ip -n {b} route add 198.18.1.0/24 via 198.18.2.2;"
+      "ip netns exec {b} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+      "net.ipv4.conf.w1.rp_filter=0;"
+      "ip -n {p} addr add 10.244.9.2/24 dev e0; ip -n {p} link set e0 up;"
+      "ip -n {p} route add default via 10.244.9.1;"
+      // A knows B's address for good: no ARP answer from B may enter A while replies are counted.
+      "m=$(ip -n {b} -o link show w1 | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p');"
+      "ip neigh replace 10.1.0.2 lladdr $m dev d1 nud permanent",
+      fmt::arg("c", c), fmt::arg("b", b), fmt::arg("p", pod));
+  struct Cleanup {
+    std::string cmd;
+    ~Cleanup() { topo::sh(cmd); }
+  } cleanup{fmt::format("ip link del d0 2>/dev/null; ip link del d1 2>/dev/null; "
+                        "ip route del 10.244.9.0/24 2>/dev/null; ip netns del {} 2>/dev/null; "
+                        "ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null",
+                        c, b, pod)};
+  ASSERT_EQ(topo::sh(setup), 0) << "building the two-node topology";
+  const pid_t server = topo::startServer(pod, {"10.244.9.2"}, 8080);
+  ASSERT_GT(server, 0);
+  struct Stop {
+    pid_t p;
+    ~Stop() { topo::stopServer(p); }
+  } stop{server};
+
+  Node nodeA, nodeB(100);
+  np_snat snat{};
+  auto a = bytes16("198.18.1.1");
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = 61999;
+  nodeA.progs().setSnat(NP_FAMILY_V4, snat);
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    nodeA.service(feKey("198.18.1.1", kNodePort, proto), {be("10.244.9.2", 8080)},
+                  NP_F_SNAT | NP_F_DSR, proto == IPPROTO_TCP ? 1 : 2);
+  }
+  nodeA.progs().attach(static_cast<int>(if_nametoindex("d0")));
+  {
+    // B's interfaces are B's: attach from inside its namespace (tcx links hold the device).
+    const int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    ASSERT_TRUE(topo::enter(b));
+    for (const char* dev : {"w1", "p0"}) nodeB.progs().attach(static_cast<int>(if_nametoindex(dev)));
+    ASSERT_EQ(setns(self, CLONE_NEWNET), 0);
+    close(self);
+  }
+
+  const uint64_t aBefore = rxPackets("d1"), cBefore = rxPackets("c1", c), inBefore = rxPackets("d0");
+  int answers = 0;
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    for (uint16_t i = 0; i < 5; ++i) {
+      const uint16_t cport = static_cast<uint16_t>(51000 + i + (type == SOCK_DGRAM ? 50 : 0));
+      auto r = topo::request(c, "198.18.1.1", kNodePort, type, cport);
+      ASSERT_EQ(r.error, "") << (type == SOCK_STREAM ? "TCP" : "UDP") << " from port " << cport;
+      EXPECT_EQ(r.from, fmt::format("198.18.1.1:{}", kNodePort)) << "the frontend answers";
+      EXPECT_EQ(r.text, fmt::format("10.244.9.2:8080 198.18.1.2:{}", cport))
+          << "the backend sees the client's own address";
+      ++answers;
+    }
+  }
+  const uint64_t aAfter = rxPackets("d1"), cAfter = rxPackets("c1", c);
+  EXPECT_GE(rxPackets("d0") - inBefore, static_cast<uint64_t>(answers))
+      << "the requests entered A (the counters are read where they are kept)";
+  EXPECT_EQ(aAfter - aBefore, 0u) << "no reply came back through node A";
+  EXPECT_GE(cAfter - cBefore, static_cast<uint64_t>(answers))
+      << "every answer reached the client over node B's own link";
+}
+
 std::pair<uint32_t, uint32_t> pinnedIds(const std::string& path, bool isLink) {
   const int fd = bpf_obj_get(path.c_str());
   if (fd < 0) return {0, 0};
