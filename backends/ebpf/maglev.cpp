@@ -165,26 +165,42 @@ void MaglevTable::offer(uint32_t m, uint32_t entry, std::vector<uint32_t>* chang
 
 void MaglevTable::build() {
   // Every backend in turn offers the entry at its next permutation position, position by
-  // position, until each entry has its best two: later positions cannot change them.
-  const std::vector<uint32_t>& live = live_;
-  std::vector<uint32_t> pos;
-  for (uint32_t m : live) pos.push_back(members_[m].offset);
-  const bool wantRunner = live.size() >= 2;
-  uint32_t owners = 0, runners = 0;
+  // position, until each entry has its best two: later positions cannot change them. Offers
+  // come in the order that decides an entry -- position, then within a position the lower
+  // address, as the backends take turns in address order -- so an entry's first offer is its
+  // owner and its second the runner-up, and no rank is computed here: the build touches one
+  // slot per offer and nothing else (offer() reads both contenders' permutations too, a second
+  // cache miss per offer in a table far bigger than the caches).
+  std::vector<uint32_t> order(live_);
+  std::sort(order.begin(), order.end(),
+            [this](uint32_t a, uint32_t b) { return members_[a].key < members_[b].key; });
+  std::vector<uint32_t> pos, skip;
+  pos.reserve(order.size());
+  skip.reserve(order.size());
+  for (uint32_t m : order) {
+    pos.push_back(members_[m].offset);
+    skip.push_back(members_[m].skip);
+  }
+  const size_t n = order.size();
+  const uint32_t needed = n >= 2 ? 2 * size_ : size_;  // owners, and runners-up with two or more
+  // Slots a few offers ahead are fetched while this one is decided: the offers are independent.
+  constexpr size_t kAhead = 16;
+  uint32_t filled = 0;
   for (uint32_t r = 0;; ++r) {
-    for (size_t i = 0; i < live.size(); ++i) {
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) __builtin_prefetch(&slots_[pos[i + kAhead]], 1);
       Slot& s = slots_[pos[i]];
-      const bool hadOwner = s.owner != kNone, hadRunner = s.runner != kNone;
-      offer(live[i], pos[i], nullptr);
-      if (!hadOwner) {
-        ++owners;
-      } else if (!hadRunner && s.runner != kNone) {
-        ++runners;
+      if (s.owner == kNone) {
+        s.owner = order[i];
+        ++filled;
+      } else if (s.runner == kNone) {
+        s.runner = order[i];
+        ++filled;
       }
-      pos[i] += members_[live[i]].skip;
+      pos[i] += skip[i];
       if (pos[i] >= size_) pos[i] -= size_;
     }
-    if (owners == size_ && (!wantRunner || runners == size_)) {
+    if (filled == needed) {
       depth_ = r;
       return;
     }
