@@ -1,5 +1,7 @@
 #include "backends/ebpf/nodeport_loader.h"
 
+#include "backends/ebpf/maglev.h"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
@@ -374,6 +376,10 @@ void MaglevTableMap::map() {
 }
 
 void MaglevTableMap::park() {
+  if (size_ < kMaglevIncrementalMinSize) release();
+}
+
+void MaglevTableMap::release() {
   if (data_) munmap(data_, mapped_);
   data_ = nullptr;
   if (fd_ >= 0) close(fd_);
@@ -389,7 +395,7 @@ void MaglevTableMap::open() {
 }
 
 MaglevTableMap::~MaglevTableMap() {
-  park();
+  release();
 }
 
 void NodePortPrograms::installMaglevTable(uint32_t tableId, const MaglevTableMap& table) {

@@ -246,7 +246,7 @@ std::string NodePortPath::applyBatch(const proxier::Diff& diff) {
   for (const auto& u : diff.upserts) {
     ports_[u.view->key()] = u.view;
     if (moved) continue;
-    if (auto err = writer_->sync(*u.view); !err.empty()) return err;
+    if (auto err = writer_->sync(*u.view, u); !err.empty()) return err;
   }
   return moved ? syncAll() : "";
 }

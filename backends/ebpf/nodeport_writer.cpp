@@ -39,12 +39,174 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
   return "";
 }
 
+std::string NodePortWriter::sync(const proxier::ServicePortView& v,
+                                 const proxier::ServicePortUpsert& u) {
+  const bool endpointsOnly =
+      v.active() && !u.created && !u.infoChanged && !u.modesChanged && !u.anyEndpointsChanged;
+  for (int g : {0, 1}) {
+    const GroupKey key{v.key(), g};
+    std::string err;
+    if (endpointsOnly && syncGroupDelta(key, g == 0 ? v.externalSet() : v.internalSet(), u, err)) {
+      if (err.empty()) continue;
+    } else {
+      err = syncGroup(key, g == 0 ? planNodePort(v, nodeAddresses_, directServerReturn_)
+                                  : planClusterIpFromOutside(v));
+    }
+    if (!err.empty()) {
+      return fmt::format("{}{}: {}", v.key().str(), g == 0 ? "" : " (ClusterIP from outside)", err);
+    }
+  }
+  return "";
+}
+
+bool NodePortWriter::syncGroupDelta(const GroupKey& key, uint8_t set,
+                                    const proxier::ServicePortUpsert& u, std::string& err) {
+  auto it = ports_.find(key);
+  if (it == ports_.end() || leftovers_) return false;
+  Port& p = it->second;
+  if (!p.maglev || p.active < 0) return false;
+  std::vector<EndpointKey> removed, added;  // sorted, as u.endpoints is
+  for (const auto& c : u.endpoints) {
+    const bool was = c.oldSets & set, is = c.newSets & set;
+    if (was && !is) removed.push_back(c.key);
+    if (!was && is) added.push_back(c.key);
+  }
+  if (removed.empty() && added.empty()) return true;
+  // The plan's cases: no backends left (reject or drop), a table size step, a small table's
+  // refill (it renumbers every member), a change of most of the set (a rebuild).
+  if (removed.size() >= p.backends.size()) return false;
+  const size_t count = p.backends.size() - removed.size() + added.size();
+  const uint32_t size = maglevTableSizeFor(maglevTableSize_, count);
+  if (size != p.maglev->size() || size < kMaglevIncrementalMinSize ||
+      p.maglev->backends() < 2 * removed.size() + added.size() + 1)
+    return false;
+  for (const EndpointKey& k : removed) {
+    if (!p.ids.contains(k)) return false;
+  }
+  for (const EndpointKey& k : added) {
+    if (p.ids.contains(k)) return false;
+  }
+  try {
+    np_frontend value = p.value;
+    // Same size, kept up to date, a minority changing: member indices stay (no full set needed).
+    const bool deferred = applyBackends(key, p, false, size, nullptr, removed, added, value);
+    std::vector<uint32_t> leaving;
+    for (const EndpointKey& k : removed) leaving.push_back(p.ids.at(k));
+    auto finish = [this, frontends = p.frontends, ranged = p.ranged, value, rangesId = p.rangesId,
+                   gone = std::move(leaving)]() {
+      for (const np_fe_key& k : frontends) {
+        np_frontend fv = value;
+        if (std::binary_search(ranged.begin(), ranged.end(), k)) {
+          fv.flags |= NP_F_SOURCE_RANGES;
+          fv.ranges_id = rangesId;
+        }
+        progs_.setFrontend(k, fv);
+      }
+      for (uint32_t id : gone) progs_.removeBackend(id);
+    };
+    if (deferred) {
+      pendingTails_.push_back(std::move(finish));
+    } else {
+      finish();
+    }
+    // The mirror last, as in syncGroup: after a failure it still describes the old set, and the
+    // next sync finds the same difference.
+    for (const EndpointKey& k : removed) {
+      p.ids.erase(k);
+      p.backends.erase(std::lower_bound(p.backends.begin(), p.backends.end(), k));
+    }
+    for (const EndpointKey& k : added) {
+      p.backends.insert(std::lower_bound(p.backends.begin(), p.backends.end(), k), k);
+    }
+    p.value = value;
+  } catch (const std::exception& e) {
+    // As in syncGroup: the next attempt starts the table afresh and writes it whole.
+    p.maglev.reset();
+    err = e.what();
+  }
+  return true;
+}
+
 std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
   for (int g : {0, 1}) {
     if (auto err = removeGroup({key, g}); !err.empty())
       return fmt::format("{}: {}", key.str(), err);
   }
   return "";
+}
+
+// The group's Maglev table (of `size` entries; 0: no backends) and its idle map brought to the
+// backend set that differs from the group's by `removed` and `added`; `all` is that set (sorted),
+// needed only when the table starts afresh or renumbers its members (null: the caller knows it
+// does not). value gets the table the frontends switch to. True when the switch waits for the
+// batch's install (the frontends' tail must wait too).
+bool NodePortWriter::applyBackends(const GroupKey& key, Port& p, bool created, uint32_t size,
+                                   const std::vector<EndpointKey>* all,
+                                   const std::vector<EndpointKey>& removed,
+                                   const std::vector<EndpointKey>& added, np_frontend& value) {
+  bool deferred = false;
+  if (created || !removed.empty() || !added.empty()) {
+    if (size == 0) {
+      value.size = 0;    // no lookup: the tables stay for the next backends
+      p.maglev.reset();  // and the next backends start a table afresh
+    } else {
+      std::vector<uint32_t> moved;
+      bool renumbered;  // member indices all new: the id of each is looked up again
+      if (!p.maglev || p.maglev->size() != size) {
+        if (!all) throw std::logic_error("a new Maglev table needs the whole backend set");
+        p.maglev = std::make_unique<MaglevTable>(size);
+        p.lastMoved.clear();
+        renumbered = p.maglev->update({}, *all, &moved);
+      } else {
+        renumbered = p.maglev->update(removed, added, &moved);
+      }
+      if (renumbered && !all) throw std::logic_error("a renumbered table needs the backend set");
+      for (const EndpointKey& k : added) {
+        auto [at, isNew] = p.ids.try_emplace(k, nextBackendId_);
+        if (!isNew) continue;
+        ++nextBackendId_;
+        np_backend b{};
+        std::memcpy(b.addr, k.ip.bytes.data(), k.ip.size());
+        b.port = htons(k.port);
+        b.family = k.ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
+        progs_.setBackend(at->second, b);
+      }
+      const MaglevTable& m = *p.maglev;
+      p.idOfMember.resize(m.memberSlots());
+      for (const EndpointKey& k : renumbered ? *all : added) {
+        p.idOfMember[m.indexOf(k)] = p.ids.at(k);
+      }
+      const int idle = p.active == 0 ? 1 : 0;
+      auto& t = p.tables[idle];
+      const bool fresh = !t || t->size() != size;
+      if (fresh) {
+        t = std::make_unique<MaglevTableMap>(size);
+      } else {
+        t->open();
+      }
+      if (fresh || moved.size() + p.lastMoved.size() >= size) {
+        for (uint32_t i = 0; i < size; ++i) t->set(i, p.idOfMember[m.owner(i)]);
+      } else {
+        // The idle table is one change behind: what moved then and what moves now.
+        for (const auto* entries : {&p.lastMoved, &moved}) {
+          for (uint32_t e : *entries) t->set(e, p.idOfMember[m.owner(e)]);
+        }
+      }
+      p.lastMoved = std::move(moved);
+      toSettle_.push_back(key);
+      if (fresh && batching_) {
+        pendingInstalls_.emplace_back(p.baseTableId + idle, t->fd());
+        deferred = true;  // parked by commit(), once installed
+      } else {
+        if (fresh) progs_.installMaglevTable(p.baseTableId + idle, *t);
+        t->park();
+      }
+      p.active = idle;
+      value.table_id = p.baseTableId + idle;
+      value.size = size;
+    }
+  }
+  return deferred;
 }
 
 std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
@@ -69,67 +231,9 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
                         plan.backends.end(), std::back_inserter(removed));
     std::set_difference(plan.backends.begin(), plan.backends.end(), p.backends.begin(),
                         p.backends.end(), std::back_inserter(added));
-    if (created || !removed.empty() || !added.empty()) {
-      const uint32_t size =
-          plan.backends.empty() ? 0 : maglevTableSizeFor(maglevTableSize_, plan.backends.size());
-      if (size == 0) {
-        value.size = 0;    // no lookup: the tables stay for the next backends
-        p.maglev.reset();  // and the next backends start a table afresh
-      } else {
-        std::vector<uint32_t> moved;
-        bool renumbered;  // member indices all new: the id of each is looked up again
-        if (!p.maglev || p.maglev->size() != size) {
-          p.maglev = std::make_unique<MaglevTable>(size);
-          p.lastMoved.clear();
-          renumbered = p.maglev->update({}, plan.backends, &moved);
-        } else {
-          renumbered = p.maglev->update(removed, added, &moved);
-        }
-        for (const EndpointKey& k : added) {
-          auto [at, isNew] = p.ids.try_emplace(k, nextBackendId_);
-          if (!isNew) continue;
-          ++nextBackendId_;
-          np_backend b{};
-          std::memcpy(b.addr, k.ip.bytes.data(), k.ip.size());
-          b.port = htons(k.port);
-          b.family = k.ip.isV4() ? NP_FAMILY_V4 : NP_FAMILY_V6;
-          progs_.setBackend(at->second, b);
-        }
-        const MaglevTable& m = *p.maglev;
-        p.idOfMember.resize(m.memberSlots());
-        for (const EndpointKey& k : renumbered ? plan.backends : added) {
-          p.idOfMember[m.indexOf(k)] = p.ids.at(k);
-        }
-        const int idle = p.active == 0 ? 1 : 0;
-        auto& t = p.tables[idle];
-        const bool fresh = !t || t->size() != size;
-        if (fresh) {
-          t = std::make_unique<MaglevTableMap>(size);
-        } else {
-          t->open();
-        }
-        if (fresh || moved.size() + p.lastMoved.size() >= size) {
-          for (uint32_t i = 0; i < size; ++i) t->set(i, p.idOfMember[m.owner(i)]);
-        } else {
-          // The idle table is one change behind: what moved then and what moves now.
-          for (const auto* entries : {&p.lastMoved, &moved}) {
-            for (uint32_t e : *entries) t->set(e, p.idOfMember[m.owner(e)]);
-          }
-        }
-        p.lastMoved = std::move(moved);
-        toSettle_.push_back(key);
-        if (fresh && batching_) {
-          pendingInstalls_.emplace_back(p.baseTableId + idle, t->fd());
-          deferred = true;  // parked by commit(), once installed
-        } else {
-          if (fresh) progs_.installMaglevTable(p.baseTableId + idle, *t);
-          t->park();
-        }
-        p.active = idle;
-        value.table_id = p.baseTableId + idle;
-        value.size = size;
-      }
-    }
+    const uint32_t size =
+        plan.backends.empty() ? 0 : maglevTableSizeFor(maglevTableSize_, plan.backends.size());
+    deferred = applyBackends(key, p, created, size, &plan.backends, removed, added, value);
     // Source ranges before the frontends that consult them; stale ones after.
     const std::vector<proxier::Cidr> oldRanges = p.ranges;
     if (!plan.sourceRanges.empty()) {
@@ -187,6 +291,7 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
       finish();
     }
     p.frontends = std::move(plan.frontends);
+    p.ranged = std::move(plan.rangedFrontends);
     // A new table holds a descriptor until it is installed: a full sync of thousands of
     // frontends installs them in chunks, each chunk's frontends right after it.
     if (pendingInstalls_.size() >= kInstallChunk) flushPending();
