@@ -102,8 +102,8 @@ uint32_t MaglevTable::rank(uint32_t m, uint32_t entry) const {
   return mod(steps * b.inverse);
 }
 
-bool MaglevTable::before(uint32_t a, uint32_t b, uint32_t entry) const {
-  const uint32_t ra = rank(a, entry), rb = rank(b, entry);
+bool MaglevTable::before(uint32_t a, uint32_t ra, uint32_t b, uint32_t entry) const {
+  const uint32_t rb = rank(b, entry);
   return ra < rb || (ra == rb && members_[a].key < members_[b].key);
 }
 
@@ -151,14 +151,15 @@ void MaglevTable::reset() {
   depth_ = 0;
 }
 
-void MaglevTable::offer(uint32_t m, uint32_t entry, std::vector<uint32_t>* changed) {
+void MaglevTable::offer(uint32_t m, uint32_t rankM, uint32_t entry,
+                        std::vector<uint32_t>* changed) {
   Slot& s = slots_[entry];
-  if (s.owner == kNone || before(m, s.owner, entry)) {
+  if (s.owner == kNone || before(m, rankM, s.owner, entry)) {
     // The owner it displaces was the best of the rest: the runner-up is known again.
     s.runner = s.owner;
     s.owner = m;
     if (changed) changed->push_back(entry);
-  } else if (s.runner == kNone || (s.runner != kUnknown && before(m, s.runner, entry))) {
+  } else if (s.runner == kNone || (s.runner != kUnknown && before(m, rankM, s.runner, entry))) {
     s.runner = m;
   }
 }
@@ -184,7 +185,7 @@ void MaglevTable::build() {
   const size_t n = order.size();
   const uint32_t needed = n >= 2 ? 2 * size_ : size_;  // owners, and runners-up with two or more
   // Slots a few offers ahead are fetched while this one is decided: the offers are independent.
-  constexpr size_t kAhead = 16;
+  constexpr size_t kAhead = kPrefetch;
   uint32_t filled = 0;
   for (uint32_t r = 0;; ++r) {
     for (size_t i = 0; i < n; ++i) {
@@ -235,9 +236,19 @@ void MaglevTable::fillRoundRobin() {
 
 void MaglevTable::add(uint32_t m, std::vector<uint32_t>* changed) {
   const Member& b = members_[m];
-  uint32_t e = b.offset;
+  // The positions are known in advance: slots kPrefetch positions ahead are fetched while this
+  // one is decided (each is a cache miss in a table far bigger than the caches).
+  uint32_t e = b.offset, ahead = b.offset;
+  for (uint32_t r = 0; r < kPrefetch && r <= depth_; ++r) {
+    __builtin_prefetch(&slots_[ahead], 1);
+    ahead += b.skip;
+    if (ahead >= size_) ahead -= size_;
+  }
   for (uint32_t r = 0; r <= depth_; ++r) {
-    offer(m, e, changed);
+    __builtin_prefetch(&slots_[ahead], 1);
+    ahead += b.skip;
+    if (ahead >= size_) ahead -= size_;
+    offer(m, r, e, changed);
     e += b.skip;
     if (e >= size_) e -= size_;
   }
@@ -254,8 +265,16 @@ void MaglevTable::remove(uint32_t m, std::vector<uint32_t>* changed) {
   const size_t rest = live_.size();
   const uint32_t noRunner = rest >= 2 ? kUnknown : kNone;
   const Member& b = members_[m];
-  uint32_t e = b.offset;
+  uint32_t e = b.offset, ahead = b.offset;
+  for (uint32_t r = 0; r < kPrefetch && r <= depth_; ++r) {
+    __builtin_prefetch(&slots_[ahead], 1);
+    ahead += b.skip;
+    if (ahead >= size_) ahead -= size_;
+  }
   for (uint32_t r = 0; r <= depth_; ++r) {
+    __builtin_prefetch(&slots_[ahead], 1);
+    ahead += b.skip;
+    if (ahead >= size_) ahead -= size_;
     Slot& s = slots_[e];
     if (s.owner == m) {
       uint32_t next = s.runner;

@@ -83,6 +83,7 @@ class MaglevTable {
 
  private:
   static constexpr uint32_t kUnknown = UINT32_MAX - 1;  // runner-up to be found by settle()
+  static constexpr uint32_t kPrefetch = 16;  // slots fetched ahead on walks through the table
   struct Member {
     proxier::EndpointKey key;
     uint32_t offset = 0, skip = 0, inverse = 0;  // entry = offset + rank x skip (mod size)
@@ -95,11 +96,12 @@ class MaglevTable {
 
   uint32_t mod(uint64_t x) const;  // x % size_ for x < 2^48, without a division
   uint32_t rank(uint32_t m, uint32_t entry) const;
-  bool before(uint32_t a, uint32_t b, uint32_t entry) const;  // a ranks entry ahead of b
+  // a, which ranks entry at ra, ranks it ahead of b.
+  bool before(uint32_t a, uint32_t ra, uint32_t b, uint32_t entry) const;
   uint32_t best(uint32_t entry, uint32_t except) const;       // a pass over every member
   uint32_t admit(const proxier::EndpointKey& key);
   void reset();
-  void offer(uint32_t m, uint32_t entry, std::vector<uint32_t>* changed);
+  void offer(uint32_t m, uint32_t rankM, uint32_t entry, std::vector<uint32_t>* changed);
   void build();
   void fillRoundRobin();
   bool incremental() const { return size_ >= kMaglevIncrementalMinSize; }
