@@ -224,7 +224,8 @@ static __always_inline int np_dsr_push(struct __sk_buff* skb, const struct np_pk
     ip.tot_len = bpf_htons(bpf_ntohs(ip.tot_len) + NP_DSR_OPT4_LEN);
     ip.check = np_ip4_check(&ip, (const __u16*)opt, NP_DSR_OPT4_LEN / 2);
     if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) < 0 ||
-        bpf_skb_store_bytes(skb, NP_ETH_HLEN + sizeof(ip), opt, sizeof(opt), BPF_F_RECOMPUTE_CSUM) < 0)
+        bpf_skb_store_bytes(skb, NP_ETH_HLEN + sizeof(ip), opt, sizeof(opt), BPF_F_RECOMPUTE_CSUM) <
+            0)
       return -1;
     return 0;
   }
@@ -271,7 +272,8 @@ static __always_inline int np_dsr_accept(struct __sk_buff* skb, struct np_pkt* p
     ip.ihl = 5;
     ip.tot_len = bpf_htons(bpf_ntohs(ip.tot_len) - NP_DSR_OPT4_LEN);
     ip.check = np_ip4_check(&ip, 0, 0);
-    if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) < 0) return NP_TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) < 0)
+      return NP_TC_ACT_SHOT;
   } else {
     struct ipv6hdr ip6;
     __u8 opt[18];
@@ -283,7 +285,8 @@ static __always_inline int np_dsr_accept(struct __sk_buff* skb, struct np_pkt* p
     if (bpf_skb_adjust_room(skb, -NP_DSR_HDR6_LEN, BPF_ADJ_ROOM_NET, 0) < 0) return NP_TC_ACT_SHOT;
     ip6.nexthdr = p->proto;
     ip6.payload_len = bpf_htons(bpf_ntohs(ip6.payload_len) - NP_DSR_HDR6_LEN);
-    if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6), BPF_F_RECOMPUTE_CSUM) < 0) return NP_TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, NP_ETH_HLEN, &ip6, sizeof(ip6), BPF_F_RECOMPUTE_CSUM) < 0)
+      return NP_TC_ACT_SHOT;
   }
   bpf_map_update_elem(&np_rnat, &rk, &rv, BPF_ANY);
   const __u32 src = np_source_key(p->daddr, p->family);

@@ -156,8 +156,9 @@ EbpfBackend::EbpfBackend(const NetworkConfig& net) {
         "--devices none turned off");
   }
   if (net.directServerReturn && net.devices.empty()) {
-    throw std::invalid_argument("--enable-dsr: direct server return is the packet path's, which "
-                                "--devices none turned off");
+    throw std::invalid_argument(
+        "--enable-dsr: direct server return is the packet path's, which "
+        "--devices none turned off");
   }
   options_.pinDir = net.bpfPinDir;
   options_.cgroupRoot = net.cgroupRoot;

@@ -98,7 +98,7 @@ class MaglevTable {
   uint32_t rank(uint32_t m, uint32_t entry) const;
   // a, which ranks entry at ra, ranks it ahead of b.
   bool before(uint32_t a, uint32_t ra, uint32_t b, uint32_t entry) const;
-  uint32_t best(uint32_t entry, uint32_t except) const;       // a pass over every member
+  uint32_t best(uint32_t entry, uint32_t except) const;  // a pass over every member
   uint32_t admit(const proxier::EndpointKey& key);
   void reset();
   void offer(uint32_t m, uint32_t rankM, uint32_t entry, std::vector<uint32_t>* changed);

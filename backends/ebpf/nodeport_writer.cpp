@@ -30,7 +30,8 @@ size_t NodePortWriter::backendEntries() const {
 }
 
 std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
-  if (auto err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_, directServerReturn_)); !err.empty()) {
+  if (auto err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_, directServerReturn_));
+      !err.empty()) {
     return fmt::format("{}: {}", v.key().str(), err);
   }
   if (auto err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v)); !err.empty()) {

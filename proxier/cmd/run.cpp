@@ -252,8 +252,7 @@ int run(int argc, char** argv, const Extensions& ext) {
                     cfg.backend);
       return kExitUsage;
     }
-    if (cfg.network.directServerReturn &&
-        (cfg.backend != "ebpf" || cfg.network.devices.empty())) {
+    if (cfg.network.directServerReturn && (cfg.backend != "ebpf" || cfg.network.devices.empty())) {
       spdlog::error("--enable-dsr: only the ebpf backend's packet path has it ({})",
                     cfg.backend != "ebpf" ? "the backend is " + cfg.backend : "--devices none");
       return kExitUsage;

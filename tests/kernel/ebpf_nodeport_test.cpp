@@ -387,11 +387,11 @@ class NodePortDsr : public ::testing::TestWithParam<std::tuple<uint8_t, bool>> {
 std::vector<uint8_t> dsrOption(const std::string& frontend, uint16_t port, uint8_t next) {
   const auto a = bytes16(frontend);
   if (!packet::isV6(frontend)) {
-    return {0x9e, 8, static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port), a[0], a[1], a[2],
-            a[3]};
+    return {0x9e, 8,   static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port), a[0], a[1],
+            a[2], a[3]};
   }
-  std::vector<uint8_t> h{next, 2, 0x1e, 18, static_cast<uint8_t>(port >> 8),
-                         static_cast<uint8_t>(port)};
+  std::vector<uint8_t> h{
+      next, 2, 0x1e, 18, static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port)};
   h.insert(h.end(), a.begin(), a.end());
   h.insert(h.end(), {1, 0});
   return h;
@@ -427,7 +427,8 @@ TEST_P(NodePortDsr, TheFrontendTravelsInAnOptionAndTheBackendsNodeAnswersForIt) 
     EXPECT_EQ(in.parsed.flow.sport, sport);
     EXPECT_EQ(in.parsed.flow.dst, want.ip.str());
     EXPECT_EQ(in.parsed.flow.dport, want.port);
-    EXPECT_EQ(in.parsed.ipOptions, dsrOption(fe, kNodePort, proto)) << "the frontend, in the option";
+    EXPECT_EQ(in.parsed.ipOptions, dsrOption(fe, kNodePort, proto))
+        << "the frontend, in the option";
     EXPECT_EQ(in.parsed.payload, "ping");
 
     // The rest of a TCP connection travels without it (a full-size segment has no room).
@@ -452,7 +453,8 @@ TEST_P(NodePortDsr, TheFrontendTravelsInAnOptionAndTheBackendsNodeAnswersForIt) 
 
     // The backend's reply enters its node (its pod interface) and leaves as the frontend's.
     const Flow reply{want.ip.str(), client, want.port, sport, proto};
-    auto back = run(backendNode.progs().ingressFd(), packet::build(reply, "pong", {7000, 1001, 0x12}));
+    auto back =
+        run(backendNode.progs().ingressFd(), packet::build(reply, "pong", {7000, 1001, 0x12}));
     ASSERT_EQ(back.verdict, kTcOk);
     expectChecksums(back);
     EXPECT_EQ(back.parsed.flow.src, fe) << "the reply leaves the backend's node as the frontend";
@@ -498,9 +500,9 @@ INSTANTIATE_TEST_SUITE_P(ProtoFamily, NodePortDsr,
                                                               uint8_t{IPPROTO_UDP}),
                                             ::testing::Bool()),
                          [](const auto& info) {
-                           return fmt::format("{}{}",
-                                              std::get<0>(info.param) == IPPROTO_TCP ? "TCP" : "UDP",
-                                              std::get<1>(info.param) ? "v6" : "v4");
+                           return fmt::format(
+                               "{}{}", std::get<0>(info.param) == IPPROTO_TCP ? "TCP" : "UDP",
+                               std::get<1>(info.param) ? "v6" : "v4");
                          });
 
 // The node's own packets at egress (np_egress): to an eTP Cluster frontend (the socket programs
@@ -1682,10 +1684,11 @@ TEST(NodePortDsrTraffic, TheBackendsNodeAnswersTheClientDirectly) {
   struct Cleanup {
     std::string cmd;
     ~Cleanup() { topo::sh(cmd); }
-  } cleanup{fmt::format("ip link del d0 2>/dev/null; ip link del d1 2>/dev/null; "
-                        "ip route del 10.244.9.0/24 2>/dev/null; ip netns del {} 2>/dev/null; "
-                        "ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null",
-                        c, b, pod)};
+  } cleanup{
+      fmt::format("ip link del d0 2>/dev/null; ip link del d1 2>/dev/null; "
+                  "ip route del 10.244.9.0/24 2>/dev/null; ip netns del {} 2>/dev/null; "
+                  "ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null",
+                  c, b, pod)};
   ASSERT_EQ(topo::sh(setup), 0) << "building the two-node topology";
   const pid_t server = topo::startServer(pod, {"10.244.9.2"}, 8080);
   ASSERT_GT(server, 0);
@@ -1710,12 +1713,14 @@ TEST(NodePortDsrTraffic, TheBackendsNodeAnswersTheClientDirectly) {
     // B's interfaces are B's: attach from inside its namespace (tcx links hold the device).
     const int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     ASSERT_TRUE(topo::enter(b));
-    for (const char* dev : {"w1", "p0"}) nodeB.progs().attach(static_cast<int>(if_nametoindex(dev)));
+    for (const char* dev : {"w1", "p0"})
+      nodeB.progs().attach(static_cast<int>(if_nametoindex(dev)));
     ASSERT_EQ(setns(self, CLONE_NEWNET), 0);
     close(self);
   }
 
-  const uint64_t aBefore = rxPackets("d1"), cBefore = rxPackets("c1", c), inBefore = rxPackets("d0");
+  const uint64_t aBefore = rxPackets("d1"), cBefore = rxPackets("c1", c),
+                 inBefore = rxPackets("d0");
   int answers = 0;
   for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
     for (uint16_t i = 0; i < 5; ++i) {
