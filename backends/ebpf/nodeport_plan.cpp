@@ -60,6 +60,9 @@ NodePortPlan planNodePort(const proxier::ServicePortView& v,
   std::sort(plan.frontends.begin(), plan.frontends.end());
   plan.frontends.erase(std::unique(plan.frontends.begin(), plan.frontends.end()),
                        plan.frontends.end());
+  // A ClusterIP-only port has nothing here: no pass over (and sort of) its endpoints, which at
+  // 100,000 took ~35 ms of every change.
+  if (plan.frontends.empty()) return {};
 
   if (info.sessionAffinity == proxier::SessionAffinity::ClientIP) {
     plan.affinityTimeout = info.affinityTimeoutSeconds;

@@ -132,7 +132,9 @@ TEST_F(NodePortPlanTest, ClusterIpServiceHasNoFrontendFromOutside) {
   tracker.upsertService(service({}));
   tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.1.1", "node-a"}}));
   sync();
-  EXPECT_TRUE(planNodePort(*view(), nodeIPs).frontends.empty());
+  const auto p = planNodePort(*view(), nodeIPs);
+  EXPECT_TRUE(p.frontends.empty());
+  EXPECT_TRUE(p.backends.empty()) << "nothing to plan: its endpoints are not even read";
 }
 
 // A packet from outside to a ClusterIP: the internal set, masqueraded.
