@@ -127,6 +127,28 @@ struct {
   __type(value, __u32);
 } np_fe_ports SEC(".maps");
 
+/* Room for one np_range_key off the stack, which has none left (512 bytes for the programs and
+ * what they inline): the DSR check of this node's pod CIDRs builds its key here. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct np_range_key);
+} np_scratch_range SEC(".maps");
+
+/* Whether the client is a pod of this node (NP_RANGES_LOCAL_PODS in np_src_ranges). */
+static __always_inline int np_local_pod(const __u8* client, __u8 family) {
+  const __u32 zero = 0;
+  struct np_range_key* k = bpf_map_lookup_elem(&np_scratch_range, &zero);
+  if (!k) return 0;
+  k->prefixlen = NP_RANGE_FIXED_BITS + (family == NP_FAMILY_V4 ? 32 : 128);
+  k->ranges_id = NP_RANGES_LOCAL_PODS;
+  k->family = family;
+  k->pad[0] = k->pad[1] = k->pad[2] = 0;
+  __builtin_memcpy(k->addr, client, 16);
+  return bpf_map_lookup_elem(&np_src_ranges, k) != 0;
+}
+
 /* What the program read from a packet; offsets are from the start of the frame. */
 struct np_pkt {
   __u8 saddr[16];
@@ -278,8 +300,9 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
     rv.vport = pp->dport;
     __u32 slot = pp->family == NP_FAMILY_V4 ? 0 : 1;
     /* With DSR a flow from outside keeps its client (the reply leaves the backend's node
-     * straight to it); the node's own flows (egress) are SNATed all the same. */
-    const int snat_it = (fe->flags & NP_F_SNAT) && (egress || !(fe->flags & NP_F_DSR));
+     * straight to it); the node's own flows (egress) and its pods' are SNATed all the same. */
+    const int snat_it = (fe->flags & NP_F_SNAT) &&
+                        (egress || !(fe->flags & NP_F_DSR) || np_local_pod(pp->saddr, pp->family));
     struct np_snat* snat = snat_it ? bpf_map_lookup_elem(&np_snat, &slot) : 0;
     if (snat && (snat->addr[0] | snat->addr[1] | snat->addr[2] | snat->addr[3] | snat->addr[12] |
                  snat->addr[15])) {

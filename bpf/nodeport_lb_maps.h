@@ -87,6 +87,11 @@ struct np_range_key {
   __u8 addr[16];
 };
 #define NP_RANGE_FIXED_BITS 64
+/* Ranges id 0 is no service's: this node's pod CIDRs (the Node's spec.podCIDRs), written with
+ * --enable-dsr. A client there is a pod of this node, whose flows to a DSR frontend are SNATed
+ * all the same: the backend's node would answer it with the frontend as source, which is this
+ * node's own address for a NodePort, and martian when it arrives back here. */
+#define NP_RANGES_LOCAL_PODS 0u
 
 /* np_backends: id -> backend. Ids belong to one frontend's table (the same endpoint in two
  * services has two ids) and are never reused while the writer lives, so a missing id means the

@@ -1,5 +1,6 @@
 #include "backends/ebpf/nodeport_path.h"
 
+#include <bpf/bpf.h>
 #include <fmt/ranges.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -73,6 +74,7 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
   // primary: the Node's InternalIPs arrive with the Node object, after the programs are
   // loaded; followNode() sets them.
   primaryOnly_ = net.nodePortPrimaryOnly;
+  dsr_ = net.directServerReturn;
   const std::vector<std::string> named = every_ ? std::vector<std::string>{} : exact_;
   if (!primaryOnly_) addresses_ = deviceAddresses(named, net.nodePortAddresses);
   // The SNAT default: the first device's own first address of the family, whatever
@@ -114,6 +116,13 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     std::ofstream f("/proc/sys/net/ipv4/conf/lo/accept_local");
     f << "1";
     if (!f.flush()) throw std::runtime_error("--devices lo: setting net.ipv4.conf.lo.accept_local");
+  }
+  // A previous run's pod CIDRs: replaced (or removed) at the first sync.
+  np_range_key k{}, next{};
+  for (const np_range_key* prev = nullptr;
+       bpf_map_get_next_key(progs_->srcRangesFd(), prev, &next) == 0; prev = &k) {
+    k = next;
+    if (k.ranges_id == NP_RANGES_LOCAL_PODS) localPods_.push_back(k);
   }
   writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize,
                                              net.directServerReturn);
@@ -222,6 +231,32 @@ bool NodePortPath::followNode(const proxier::NodeContext* node) {
   return true;
 }
 
+void NodePortPath::followPodCidrs(const proxier::NodeContext* node) {
+  std::vector<np_range_key> now;
+  if (dsr_ && node && node->node) {
+    for (const proxier::Cidr& c : node->node->podCIDRs) {
+      now.push_back(rangeKey(NP_RANGES_LOCAL_PODS, c));
+    }
+  }
+  auto same = [](const np_range_key& a, const np_range_key& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+  };
+  if (now.size() == localPods_.size() &&
+      std::equal(now.begin(), now.end(), localPods_.begin(), same)) {
+    return;
+  }
+  for (const np_range_key& k : now) progs_->addSourceRange(NP_RANGES_LOCAL_PODS, k);
+  for (const np_range_key& k : localPods_) {
+    if (std::none_of(now.begin(), now.end(), [&](const np_range_key& n) { return same(n, k); }))
+      progs_->removeSourceRange(k);
+  }
+  localPods_ = std::move(now);
+  if (dsr_) {
+    spdlog::info("ebpf: direct server return: {} pod CIDR(s) of this node stay SNATed",
+                 localPods_.size());
+  }
+}
+
 std::string NodePortPath::syncAll() {
   for (const auto& [k, v] : ports_) {
     if (auto err = writer_->sync(*v); !err.empty()) return err;
@@ -242,6 +277,7 @@ std::string NodePortPath::applyBatch(const proxier::Diff& diff) {
     if (auto err = writer_->remove(d.key); !err.empty()) return err;
     ports_.erase(d.key);
   }
+  followPodCidrs(diff.node);
   const bool moved = followNode(diff.node);
   for (const auto& u : diff.upserts) {
     ports_[u.view->key()] = u.view;
@@ -268,6 +304,7 @@ std::string NodePortPath::fullSync(const proxier::State& state) {
 
 std::string NodePortPath::fullSyncBatch(const proxier::State& state) {
   attachNew();
+  followPodCidrs(state.node);
   followNode(state.node);
   std::map<proxier::ServicePortKey, const proxier::ServicePortView*> want;
   for (const auto* v : state.ports) want[v->key()] = v;

@@ -46,12 +46,17 @@ class NodePortPath {
   void attachNew();
   // --nodeport-addresses primary: follows the Node's InternalIPs; true when they changed.
   bool followNode(const proxier::NodeContext* node);
+  // --enable-dsr: this node's pod CIDRs (the Node's spec.podCIDRs) in np_src_ranges under
+  // NP_RANGES_LOCAL_PODS, whose clients stay SNATed (see nodeport_lb_maps.h).
+  void followPodCidrs(const proxier::NodeContext* node);
   std::string syncAll();
   // apply / fullSync inside the writer's batch (one RCU wait for all the new tables).
   std::string applyBatch(const proxier::Diff& diff);
   std::string fullSyncBatch(const proxier::State& state);
   bool primaryOnly_ = false;
-  bool every_ = false;  // `+`: every interface, present and future
+  bool dsr_ = false;
+  std::vector<np_range_key> localPods_;  // as written (a previous run's, until the first sync)
+  bool every_ = false;                   // `+`: every interface, present and future
   std::vector<std::string> exact_, prefixes_, xdp_;
   std::map<int, std::string> attached_;  // ifindex -> name
   std::vector<proxier::IpAddr> addresses_;

@@ -389,6 +389,7 @@ void NodePortWriter::adopt() {
     maxTable = std::max(maxTable, id);
   });
   forEachEntry<np_range_key, uint8_t>(progs_.srcRangesFd(), [&](const np_range_key& k, uint8_t) {
+    if (k.ranges_id == NP_RANGES_LOCAL_PODS) return;  // NodePortPath's, not a service's
     l->ranges.push_back(k);
     maxRanges = std::max(maxRanges, k.ranges_id);
   });

@@ -464,6 +464,21 @@ TEST_P(NodePortDsr, TheFrontendTravelsInAnOptionAndTheBackendsNodeAnswersForIt) 
     EXPECT_EQ(back.parsed.payload, "pong");
   }
 
+  // A pod of this node (a client in NP_RANGES_LOCAL_PODS) is SNATed as before: the backend's node
+  // would answer it with this node's address as source, martian when it arrives back here.
+  const std::string podNet = v6 ? "fd00:244:7::/64" : "10.244.7.0/24",
+                    pod = v6 ? "fd00:244:7::9" : "10.244.7.9";
+  ingress.progs().addSourceRange(
+      NP_RANGES_LOCAL_PODS,
+      backends::ebpf::rangeKey(NP_RANGES_LOCAL_PODS, *proxier::Cidr::parse(podNet)));
+  auto fromPod =
+      run(ingress.progs().ingressFd(), packet::build({pod, fe, 44200, kNodePort, proto}));
+  ASSERT_EQ(fromPod.verdict, kTcOk);
+  expectChecksums(fromPod);
+  EXPECT_EQ(fromPod.parsed.flow.src, fe) << "this node's pod: SNATed";
+  EXPECT_GE(fromPod.parsed.flow.sport, 61000);
+  EXPECT_TRUE(fromPod.parsed.ipOptions.empty());
+
   // The node's own flow to the frontend (np_egress) is still SNATed: a reply to its own address
   // coming from another node with its own address as source would be martian.
   const Flow own{fe, fe, 44100, kNodePort, proto};
@@ -1499,6 +1514,46 @@ TEST_F(NodePortTraffic, DevicesPathFollowsDiffsAndFullSyncs) {
 
 // --nodeport-addresses primary: NodePorts answer on the Node's InternalIPs only, none before
 // the Node object arrives, and they follow the Node when its addresses change.
+// --enable-dsr through NodePortPath: the Node's pod CIDRs go into np_src_ranges under
+// NP_RANGES_LOCAL_PODS (and follow the Node), so this node's own pods stay SNATed.
+TEST_F(NodePortTraffic, DsrPathKeepsTheNodesPodCidrsForSnat) {
+  NetworkConfig net;
+  net.bpfPinDir = "";
+  net.devices = {"n0", "n1"};
+  net.directServerReturn = true;
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  auto path = std::make_unique<backends::ebpf::NodePortPath>(net);
+  auto nodeWith = [](const std::vector<std::string>& cidrs, const std::string& rv) {
+    auto n = std::make_shared<proxier::Node>();
+    n->key = {"", "node-a"};
+    n->resourceVersion = rv;
+    for (const auto& c : cidrs) n->podCIDRs.push_back(*proxier::Cidr::parse(c));
+    return proxier::NodePtr(n);
+  };
+  auto localPods = [&]() {
+    std::set<std::string> out;
+    np_range_key k{}, next{};
+    const int fd = path->programs().srcRangesFd();
+    for (const np_range_key* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0;
+         prev = &k) {
+      k = next;
+      if (k.ranges_id != NP_RANGES_LOCAL_PODS) continue;
+      char buf[INET6_ADDRSTRLEN] = {};
+      inet_ntop(k.family == NP_FAMILY_V4 ? AF_INET : AF_INET6, k.addr, buf, sizeof(buf));
+      out.insert(fmt::format("{}/{}", buf, k.prefixlen - NP_RANGE_FIXED_BITS));
+    }
+    return out;
+  };
+  tracker.upsertNode(nodeWith({"10.244.7.0/24", "fd00:244:7::/64"}, "1"));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(localPods(), (std::set<std::string>{"10.244.7.0/24", "fd00:244:7::/64"}));
+  tracker.upsertNode(nodeWith({"10.244.8.0/24"}, "2"));
+  ASSERT_EQ(path->apply(state.apply(tracker.take())), "");
+  EXPECT_EQ(localPods(), (std::set<std::string>{"10.244.8.0/24"})) << "the Node's CIDRs followed";
+}
+
 TEST_F(NodePortTraffic, PrimaryNodePortAddressesFollowTheNodesInternalIps) {
   NetworkConfig net;
   net.bpfPinDir = "";  // not pinned: gone with the path
@@ -2018,7 +2073,7 @@ TEST_F(NodePortTraffic, NetlinkFiltersAreReplacedInPlaceAndFoundByCleanup) {
   auto fourth = std::make_unique<NodePortPrograms>(opts);
   fourth->attach(n0);
   fourth.reset();
-  EXPECT_EQ(NodePortPrograms::removePinned(gPinDir), 2u + 12u) << "two filters, twelve maps";
+  EXPECT_EQ(NodePortPrograms::removePinned(gPinDir), 2u + 13u) << "two filters, thirteen maps";
   EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS) + tcFilterProgram(n0, BPF_TC_EGRESS), 0u);
   EXPECT_TRUE(npPins("maps").empty());
 }
