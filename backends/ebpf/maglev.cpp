@@ -234,7 +234,8 @@ void MaglevTable::fillRoundRobin() {
   }
 }
 
-void MaglevTable::add(uint32_t m, std::vector<uint32_t>* changed) {
+template <typename F>
+void MaglevTable::walk(uint32_t m, F&& f) {
   const Member& b = members_[m];
   // The positions are known in advance: slots kPrefetch positions ahead are fetched while this
   // one is decided (each is a cache miss in a table far bigger than the caches).
@@ -248,10 +249,14 @@ void MaglevTable::add(uint32_t m, std::vector<uint32_t>* changed) {
     __builtin_prefetch(&slots_[ahead], 1);
     ahead += b.skip;
     if (ahead >= size_) ahead -= size_;
-    offer(m, r, e, changed);
+    f(r, e);
     e += b.skip;
     if (e >= size_) e -= size_;
   }
+}
+
+void MaglevTable::add(uint32_t m, std::vector<uint32_t>* changed) {
+  walk(m, [&](uint32_t r, uint32_t e) { offer(m, r, e, changed); });
 }
 
 void MaglevTable::remove(uint32_t m, std::vector<uint32_t>* changed) {
@@ -264,17 +269,7 @@ void MaglevTable::remove(uint32_t m, std::vector<uint32_t>* changed) {
   live_.pop_back();
   const size_t rest = live_.size();
   const uint32_t noRunner = rest >= 2 ? kUnknown : kNone;
-  const Member& b = members_[m];
-  uint32_t e = b.offset, ahead = b.offset;
-  for (uint32_t r = 0; r < kPrefetch && r <= depth_; ++r) {
-    __builtin_prefetch(&slots_[ahead], 1);
-    ahead += b.skip;
-    if (ahead >= size_) ahead -= size_;
-  }
-  for (uint32_t r = 0; r <= depth_; ++r) {
-    __builtin_prefetch(&slots_[ahead], 1);
-    ahead += b.skip;
-    if (ahead >= size_) ahead -= size_;
+  walk(m, [&](uint32_t, uint32_t e) {
     Slot& s = slots_[e];
     if (s.owner == m) {
       uint32_t next = s.runner;
@@ -288,9 +283,7 @@ void MaglevTable::remove(uint32_t m, std::vector<uint32_t>* changed) {
       s.runner = noRunner;
       if (noRunner == kUnknown) unsettled_.push_back(e);
     }
-    e += b.skip;
-    if (e >= size_) e -= size_;
-  }
+  });
   free_.push_back(m);
 }
 

@@ -105,6 +105,10 @@ class MaglevTable {
   void build();
   void fillRoundRobin();
   bool incremental() const { return size_ >= kMaglevIncrementalMinSize; }
+  // Calls f(rank, entry) for m's first depth_ + 1 permutation positions (depth_ read each step:
+  // f may raise it), the slots ahead prefetched.
+  template <typename F>
+  void walk(uint32_t m, F&& f);
   void add(uint32_t m, std::vector<uint32_t>* changed);
   void remove(uint32_t m, std::vector<uint32_t>* changed);
 

@@ -95,14 +95,7 @@ bool NodePortWriter::syncGroupDelta(const GroupKey& key, uint8_t set,
     for (const EndpointKey& k : removed) leaving.push_back(p.ids.at(k));
     auto finish = [this, frontends = p.frontends, ranged = p.ranged, value, rangesId = p.rangesId,
                    gone = std::move(leaving)]() {
-      for (const np_fe_key& k : frontends) {
-        np_frontend fv = value;
-        if (std::binary_search(ranged.begin(), ranged.end(), k)) {
-          fv.flags |= NP_F_SOURCE_RANGES;
-          fv.ranges_id = rangesId;
-        }
-        progs_.setFrontend(k, fv);
-      }
+      setFrontends(frontends, ranged, value, rangesId);
       for (uint32_t id : gone) progs_.removeBackend(id);
     };
     if (deferred) {
@@ -126,6 +119,19 @@ bool NodePortWriter::syncGroupDelta(const GroupKey& key, uint8_t set,
     err = e.what();
   }
   return true;
+}
+
+void NodePortWriter::setFrontends(const std::vector<np_fe_key>& frontends,
+                                  const std::vector<np_fe_key>& ranged, const np_frontend& value,
+                                  uint32_t rangesId) {
+  for (const np_fe_key& k : frontends) {
+    np_frontend fv = value;
+    if (std::binary_search(ranged.begin(), ranged.end(), k)) {
+      fv.flags |= NP_F_SOURCE_RANGES;
+      fv.ranges_id = rangesId;
+    }
+    progs_.setFrontend(k, fv);
+  }
 }
 
 std::string NodePortWriter::remove(const proxier::ServicePortKey& key) {
@@ -266,14 +272,7 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
     auto finish = [this, frontends = plan.frontends, ranged = plan.rangedFrontends,
                    ranges = plan.sourceRanges, oldRanges, oldFrontends = p.frontends, value,
                    rangesId = p.rangesId, gone = std::move(leaving)]() {
-      for (const np_fe_key& k : frontends) {
-        np_frontend fv = value;
-        if (std::binary_search(ranged.begin(), ranged.end(), k)) {
-          fv.flags |= NP_F_SOURCE_RANGES;
-          fv.ranges_id = rangesId;
-        }
-        progs_.setFrontend(k, fv);
-      }
+      setFrontends(frontends, ranged, value, rangesId);
       for (const auto& c : oldRanges) {
         if (std::find(ranges.begin(), ranges.end(), c) == ranges.end()) {
           progs_.removeSourceRange(rangeKey(rangesId, c));

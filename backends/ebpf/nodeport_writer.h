@@ -103,6 +103,9 @@ class NodePortWriter {
   // False when the change needs the plan (see sync(v, u)); err set when it failed.
   bool syncGroupDelta(const GroupKey& key, uint8_t set, const proxier::ServicePortUpsert& u,
                       std::string& err);
+  // Points the frontends at value's table; those in `ranged` get the port's source ranges.
+  void setFrontends(const std::vector<np_fe_key>& frontends, const std::vector<np_fe_key>& ranged,
+                    const np_frontend& value, uint32_t rangesId);
   bool applyBackends(const GroupKey& key, Port& p, bool created, uint32_t size,
                      const std::vector<proxier::EndpointKey>* all,
                      const std::vector<proxier::EndpointKey>& removed,

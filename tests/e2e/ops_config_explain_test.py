@@ -161,25 +161,18 @@ class ConfigTest(unittest.TestCase):
         r = run("--healthz-bind-address", "10256", "--backend", "dry-run")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--healthz-bind-address", r.stderr)
-        # The sockmap shortcut is the eBPF backend's: refused for any other, from the flag
-        # and from the file.
-        sockmap = self.path("sockmap.yaml", base + "sliceproxy: {sockmapShortcut: true}\n")
-        for args in (["--sockmap-shortcut"], ["--config", sockmap]):
-            with self.subTest(args=args):
-                r = run(*args, "--backend", "dry-run", "--source-dir", self.dir,
-                        "--healthz-bind-address", "", "--metrics-bind-address", "",
-                        "--debug-port", "0")
-                self.assertEqual(r.returncode, 2, r.stderr)
-                self.assertIn("--sockmap-shortcut: only the ebpf backend", r.stderr)
-        # So is direct server return (its packet path's).
-        dsr = self.path("dsr.yaml", base + "sliceproxy: {enableDSR: true}\n")
-        for args in (["--enable-dsr"], ["--config", dsr]):
-            with self.subTest(args=args):
-                r = run(*args, "--backend", "dry-run", "--source-dir", self.dir,
-                        "--healthz-bind-address", "", "--metrics-bind-address", "",
-                        "--debug-port", "0")
-                self.assertEqual(r.returncode, 2, r.stderr)
-                self.assertIn("--enable-dsr: only the ebpf backend", r.stderr)
+        # The sockmap shortcut and direct server return are the eBPF backend's: refused for any
+        # other, from the flag and from the file.
+        for flag, field in (("--sockmap-shortcut", "sockmapShortcut"),
+                            ("--enable-dsr", "enableDSR")):
+            conf = self.path(field + ".yaml", base + "sliceproxy: {%s: true}\n" % field)
+            for args in ([flag], ["--config", conf]):
+                with self.subTest(args=args):
+                    r = run(*args, "--backend", "dry-run", "--source-dir", self.dir,
+                            "--healthz-bind-address", "", "--metrics-bind-address", "",
+                            "--debug-port", "0")
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn(flag + ": only the ebpf backend", r.stderr)
 
 
 CLUSTER = """

@@ -156,6 +156,25 @@ std::vector<EndpointKey> backendsV4(int n) {
   return out;
 }
 
+// SNAT to addr (its family) with ports 61000..portMax, as the path writes np_snat.
+void snatTo(NodePortPrograms& progs, const std::string& addr, uint16_t portMax) {
+  np_snat snat{};
+  const auto a = bytes16(addr);
+  std::memcpy(snat.addr, a.data(), 16);
+  snat.port_min = 61000;
+  snat.port_max = portMax;
+  progs.setSnat(packet::isV6(addr) ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
+}
+
+// addr is one of the node's own addresses (np_local).
+void addLocal(NodePortPrograms& progs, const std::string& addr) {
+  np_local_key lk{};
+  const auto a = bytes16(addr);
+  std::memcpy(lk.addr, a.data(), 16);
+  lk.family = packet::isV6(addr) ? NP_FAMILY_V6 : NP_FAMILY_V4;
+  progs.addLocalAddress(lk);
+}
+
 constexpr const char* kNode = "192.168.0.10";
 constexpr uint16_t kNodePort = 30080;
 
@@ -244,12 +263,7 @@ TEST_P(NodePortFixture, FlowWhoseBackendLeftMovesForUdpAndStaysForTcp) {
 TEST_P(NodePortFixture, ClusterPolicySnatsToTheNodeAndTheReplyIsTranslatedBack) {
   const uint8_t proto = GetParam();
   Node node;
-  np_snat snat{};
-  auto a = bytes16(kNode);
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61099;
-  node.progs().setSnat(NP_FAMILY_V4, snat);
+  snatTo(node.progs(), kNode, 61099);
   node.service(feKey(kNode, kNodePort, proto), backendsV4(3), NP_F_SNAT);
   Flow f{"203.0.113.7", kNode, 42000, kNodePort, proto};
   auto fwd = run(node.progs().ingressFd(), packet::build(f, "ping"));
@@ -404,16 +418,8 @@ TEST_P(NodePortDsr, TheFrontendTravelsInAnOptionAndTheBackendsNodeAnswersForIt) 
   for (int i = 1; i <= 3; ++i)
     backends.push_back(be((v6 ? "fd00:244:1::" : "10.244.1.") + std::to_string(i), 8080));
   Node ingress;
-  np_snat snat{};
-  auto a = bytes16(fe);
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61099;
-  ingress.progs().setSnat(v6 ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
-  np_local_key lk{};
-  std::memcpy(lk.addr, a.data(), 16);
-  lk.family = v6 ? NP_FAMILY_V6 : NP_FAMILY_V4;
-  ingress.progs().addLocalAddress(lk);
+  snatTo(ingress.progs(), fe, 61099);
+  addLocal(ingress.progs(), fe);
   ingress.service(feKey(fe, kNodePort, proto), backends, NP_F_SNAT | NP_F_DSR);
   Node backendNode(100);  // another node: maps of its own, no frontend at all
 
@@ -526,16 +532,8 @@ INSTANTIATE_TEST_SUITE_P(ProtoFamily, NodePortDsr,
 // Local: rewritten at the socket), leaves untouched.
 TEST(NodePortEgress, TheNodesOwnPacketToAClusterPolicyFrontendIsTranslatedAtEgress) {
   Node node;
-  np_snat snat{};
-  auto a = bytes16(kNode);
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 65535;
-  node.progs().setSnat(NP_FAMILY_V4, snat);
-  np_local_key lk{};
-  std::memcpy(lk.addr, a.data(), 16);
-  lk.family = NP_FAMILY_V4;
-  node.progs().addLocalAddress(lk);
+  snatTo(node.progs(), kNode, 65535);
+  addLocal(node.progs(), kNode);
   const char* vip = "203.0.113.50";
   node.service(feKey(vip, 80, IPPROTO_TCP), backendsV4(3), NP_F_SNAT, 1);
   node.service(feKey(vip, 81, IPPROTO_TCP), backendsV4(3), 0, 2);
@@ -953,12 +951,7 @@ TEST_P(NodePortXdp, SnatFlowGetsTheNodeAddressAndItsReplyPassesToTc) {
   Node node;
   xdpOut(node);
   const std::string fe = v6 ? "2001:db8::10" : kNode;
-  np_snat snat{};
-  auto a = bytes16(fe);
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 65535;
-  node.progs().setSnat(v6 ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
+  snatTo(node.progs(), fe, 65535);
   node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 3), NP_F_SNAT);
   Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, 47200, kNodePort, proto};
   auto r = runXdp(node.progs().xdpFd(), packet::build(f), link.in);
@@ -988,12 +981,7 @@ TEST_P(NodePortXdp, DsrPacketsThatCarryTheFrontendPassToTcTheRestIsForwarded) {
   Node node;
   xdpOut(node);
   const std::string fe = v6 ? "2001:db8::10" : kNode;
-  np_snat snat{};
-  auto a = bytes16(fe);
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 65535;
-  node.progs().setSnat(v6 ? NP_FAMILY_V6 : NP_FAMILY_V4, snat);
+  snatTo(node.progs(), fe, 65535);
   node.service(feKey(fe, kNodePort, proto), xdpBackends(v6, 3), NP_F_SNAT | NP_F_DSR);
   Flow f{v6 ? "2001:db8:1::7" : "203.0.113.7", fe, 47300, kNodePort, proto};
   const auto first = packet::build(f);
@@ -1170,12 +1158,7 @@ TEST_F(NodePortTraffic, NodePortReachesTheMaglevBackendKeepingTheClientAddress) 
 // back. The backends are resolved first (XDP forwards only to a known next hop).
 TEST_F(NodePortTraffic, NativeXdpOnVethForwardsNewFlowsWithoutTcIngress) {
   Node node;
-  np_snat snat{};
-  auto a = bytes16("10.244.0.1");
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61999;
-  node.progs().setSnat(NP_FAMILY_V4, snat);
+  snatTo(node.progs(), "10.244.0.1", 61999);
   for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
     node.service(feKey("203.0.113.1", kNodePort, proto), backends(), NP_F_SNAT,
                  proto == IPPROTO_TCP ? 1 : 2);
@@ -1210,12 +1193,7 @@ TEST_F(NodePortTraffic, NativeXdpOnVethForwardsNewFlowsWithoutTcIngress) {
 
 TEST_F(NodePortTraffic, ClusterPolicySnatsToTheNodeAndRepliesFindTheirWayBack) {
   Node node;
-  np_snat snat{};
-  auto a = bytes16("10.244.0.1");
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61999;
-  node.progs().setSnat(NP_FAMILY_V4, snat);
+  snatTo(node.progs(), "10.244.0.1", 61999);
   for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
     node.service(feKey("203.0.113.1", kNodePort, proto), backends(), NP_F_SNAT,
                  proto == IPPROTO_TCP ? 1 : 2);
@@ -1236,12 +1214,7 @@ TEST_F(NodePortTraffic, ClusterPolicySnatsToTheNodeAndRepliesFindTheirWayBack) {
 
 TEST_F(NodePortTraffic, Ipv6NodePortDnatAndSnatWithRealTraffic) {
   Node node;
-  np_snat snat{};
-  auto a = bytes16("fd00:244::1");
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61999;
-  node.progs().setSnat(NP_FAMILY_V6, snat);
+  snatTo(node.progs(), "fd00:244::1", 61999);
   std::vector<EndpointKey> v6{be("fd00:244::2", 8080), be("fd00:244::3", 8080)};
   node.service(feKey("2001:db8:c::1", kNodePort, IPPROTO_TCP), v6, 0, 1);
   node.service(feKey("2001:db8:c::1", kNodePort, IPPROTO_UDP), v6, NP_F_SNAT, 2);
@@ -1349,12 +1322,7 @@ TEST_F(NodePortTraffic, DsrFrontendsFromTheWriterAndRepliesThatComeBackHere) {
   tracker.synced();
   NodeState state{"node-a"};
   NodePortPrograms progs;
-  np_snat snat{};
-  auto a = bytes16("10.244.0.1");
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61999;
-  progs.setSnat(NP_FAMILY_V4, snat);
+  snatTo(progs, "10.244.0.1", 61999);
   backends::ebpf::NodePortWriter writer(progs, {ip("203.0.113.1")}, kMaglevDefaultTableSize,
                                         /*directServerReturn=*/true);
   for (const char* dev : {"n0", "n1"}) progs.attach(static_cast<int>(if_nametoindex(dev)));
@@ -1394,12 +1362,7 @@ TEST_F(NodePortTraffic, ProxierViewsDriveTheMapsThroughEveryPolicy) {
   tracker.synced();
   NodeState state{"node-a"};
   NodePortPrograms progs;
-  np_snat snat{};
-  auto a = bytes16("10.244.0.1");
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61999;
-  progs.setSnat(NP_FAMILY_V4, snat);
+  snatTo(progs, "10.244.0.1", 61999);
   backends::ebpf::NodePortWriter writer(progs, {ip("203.0.113.1")}, kMaglevDefaultTableSize);
   for (const char* dev : {"n0", "n1"}) progs.attach(static_cast<int>(if_nametoindex(dev)));
   const ServicePortKey key{{"default", "web"}, {"http", Protocol::TCP, IpFamily::V4}};
@@ -1753,12 +1716,7 @@ TEST(NodePortDsrTraffic, TheBackendsNodeAnswersTheClientDirectly) {
   } stop{server};
 
   Node nodeA, nodeB(100);
-  np_snat snat{};
-  auto a = bytes16("198.18.1.1");
-  std::memcpy(snat.addr, a.data(), 16);
-  snat.port_min = 61000;
-  snat.port_max = 61999;
-  nodeA.progs().setSnat(NP_FAMILY_V4, snat);
+  snatTo(nodeA.progs(), "198.18.1.1", 61999);
   for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
     nodeA.service(feKey("198.18.1.1", kNodePort, proto), {be("10.244.9.2", 8080)},
                   NP_F_SNAT | NP_F_DSR, proto == IPPROTO_TCP ? 1 : 2);
