@@ -23,6 +23,12 @@ NodePortWriter::NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpA
       maglevTableSize_(maglevTableSize),
       directServerReturn_(directServerReturn) {}
 
+bool NodePortWriter::sharesTable(const proxier::ServicePortKey& key) const {
+  auto a = ports_.find({key, 0}), b = ports_.find({key, 1});
+  return a != ports_.end() && b != ports_.end() && a->second.maglev &&
+         a->second.maglev == b->second.maglev;
+}
+
 size_t NodePortWriter::backendEntries() const {
   size_t n = 0;
   for (const auto& [k, p] : ports_) n += p.ids.size();
@@ -30,23 +36,25 @@ size_t NodePortWriter::backendEntries() const {
 }
 
 std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
-  if (auto err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_, directServerReturn_));
-      !err.empty()) {
-    return fmt::format("{}: {}", v.key().str(), err);
+  unshareIfDiverging(v);
+  std::string err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_, directServerReturn_));
+  if (!err.empty()) {
+    err = fmt::format("{}: {}", v.key().str(), err);
+  } else if (err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v)); !err.empty()) {
+    err = fmt::format("{} (ClusterIP from outside): {}", v.key().str(), err);
   }
-  if (auto err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v)); !err.empty()) {
-    return fmt::format("{} (ClusterIP from outside): {}", v.key().str(), err);
-  }
-  return "";
+  endSharedUpdate(v.key());
+  return err;
 }
 
 std::string NodePortWriter::sync(const proxier::ServicePortView& v,
                                  const proxier::ServicePortUpsert& u) {
   const bool endpointsOnly =
       v.active() && !u.created && !u.infoChanged && !u.modesChanged && !u.anyEndpointsChanged;
+  unshareIfDiverging(v);
+  std::string err;
   for (int g : {0, 1}) {
     const GroupKey key{v.key(), g};
-    std::string err;
     if (endpointsOnly && syncGroupDelta(key, g == 0 ? v.externalSet() : v.internalSet(), u, err)) {
       if (err.empty()) continue;
     } else {
@@ -54,10 +62,65 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v,
                                   : planClusterIpFromOutside(v));
     }
     if (!err.empty()) {
-      return fmt::format("{}{}: {}", v.key().str(), g == 0 ? "" : " (ClusterIP from outside)", err);
+      err = fmt::format("{}{}: {}", v.key().str(), g == 0 ? "" : " (ClusterIP from outside)", err);
+      break;
     }
   }
-  return "";
+  endSharedUpdate(v.key());
+  return err;
+}
+
+NodePortWriter::Port* NodePortWriter::find(const GroupKey& k) {
+  auto it = ports_.find(k);
+  return it == ports_.end() ? nullptr : &it->second;
+}
+
+void NodePortWriter::unshareIfDiverging(const proxier::ServicePortView& v) {
+  if (v.active() && v.internalSet() == v.externalSet()) return;
+  Port* p0 = find({v.key(), 0});
+  Port* p1 = find({v.key(), 1});
+  if (p0 && p1 && p0->maglev && p0->maglev == p1->maglev) {
+    // Rare (a traffic policy changed) and O(table): a copy, not a rebuild.
+    p1->maglev = std::make_shared<MaglevTable>(*p0->maglev);
+  }
+}
+
+void NodePortWriter::endSharedUpdate(const proxier::ServicePortKey& key) {
+  if (shared_.table) {
+    if (Port* p1 = find({key, 1}); p1 && p1->maglev.get() == shared_.table) p1->maglev.reset();
+  }
+  shared_ = {};
+}
+
+std::shared_ptr<MaglevTable> NodePortWriter::sharedTable(const GroupKey& key, uint32_t size,
+                                                         const std::vector<EndpointKey>& all) {
+  if (key.second != 1) return nullptr;
+  const Port* p0 = find(sibling(key));
+  if (!p0 || !p0->maglev || p0->maglev->size() != size || p0->backends != all) return nullptr;
+  return p0->maglev;
+}
+
+void NodePortWriter::reshare(const GroupKey& key, Port& p) {
+  if (key.second != 1 || !p.maglev) return;
+  const Port* p0 = find(sibling(key));
+  if (!p0 || !p0->maglev || p0->maglev == p.maglev || p0->maglev->size() != p.maglev->size() ||
+      p0->backends != p.backends)
+    return;
+  // Owners are a function of the set and the size: this group's maps already hold what the
+  // other table says; only the member indices differ.
+  p.maglev = p0->maglev;
+  const MaglevTable& m = *p.maglev;
+  p.idOfMember.assign(m.memberSlots(), 0);
+  for (uint32_t i = 0; i < m.memberSlots(); ++i) {
+    if (auto at = p.ids.find(m.member(i)); at != p.ids.end()) p.idOfMember[i] = at->second;
+  }
+}
+
+void NodePortWriter::dropTable(const GroupKey& key) {
+  Port* p = find(key);
+  if (!p || !p->maglev) return;
+  if (Port* s = find(sibling(key)); s && s->maglev == p->maglev) s->maglev.reset();
+  p->maglev.reset();
 }
 
 bool NodePortWriter::syncGroupDelta(const GroupKey& key, uint8_t set,
@@ -115,7 +178,7 @@ bool NodePortWriter::syncGroupDelta(const GroupKey& key, uint8_t set,
     p.value = value;
   } catch (const std::exception& e) {
     // As in syncGroup: the next attempt starts the table afresh and writes it whole.
-    p.maglev.reset();
+    dropTable(key);
     err = e.what();
   }
   return true;
@@ -158,16 +221,37 @@ bool NodePortWriter::applyBackends(const GroupKey& key, Port& p, bool created, u
       p.maglev.reset();  // and the next backends start a table afresh
     } else {
       std::vector<uint32_t> moved;
-      bool renumbered;  // member indices all new: the id of each is looked up again
+      bool renumbered;     // member indices all new: the id of each is looked up again
+      bool whole = false;  // the idle table is written whole
       if (!p.maglev || p.maglev->size() != size) {
         if (!all) throw std::logic_error("a new Maglev table needs the whole backend set");
-        p.maglev = std::make_unique<MaglevTable>(size);
         p.lastMoved.clear();
-        renumbered = p.maglev->update({}, *all, &moved);
+        if (auto t = sharedTable(key, size, *all)) {
+          p.maglev = std::move(t);
+          renumbered = whole = true;
+        } else {
+          p.maglev = std::make_shared<MaglevTable>(size);
+          renumbered = p.maglev->update({}, *all, &moved);
+        }
+      } else if (shared_.table == p.maglev.get() && key.second == 1) {
+        // Group 0 made this very change to the table both use: its outcome, for these maps.
+        moved = std::move(shared_.moved);
+        renumbered = shared_.renumbered;
+        whole = shared_.whole;
+        shared_ = {};
       } else {
+        // Only group 0 changes a shared table (group 1 follows it): group 1 changing alone
+        // would put group 0's table ahead of its maps, so it takes a copy first.
+        if (key.second == 1 && p.maglev.use_count() > 1) {
+          p.maglev = std::make_shared<MaglevTable>(*p.maglev);
+        }
         renumbered = p.maglev->update(removed, added, &moved);
+        if (p.maglev.use_count() > 1) {
+          const bool everything = moved.size() >= size;
+          shared_ = {p.maglev.get(), everything ? std::vector<uint32_t>{} : moved, renumbered,
+                     everything};
+        }
       }
-      if (renumbered && !all) throw std::logic_error("a renumbered table needs the backend set");
       for (const EndpointKey& k : added) {
         auto [at, isNew] = p.ids.try_emplace(k, nextBackendId_);
         if (!isNew) continue;
@@ -180,8 +264,13 @@ bool NodePortWriter::applyBackends(const GroupKey& key, Port& p, bool created, u
       }
       const MaglevTable& m = *p.maglev;
       p.idOfMember.resize(m.memberSlots());
-      for (const EndpointKey& k : renumbered ? *all : added) {
-        p.idOfMember[m.indexOf(k)] = p.ids.at(k);
+      if (renumbered) {
+        // Every member, by its index in m (freed indices own no entry: skipped).
+        for (uint32_t i = 0; i < m.memberSlots(); ++i) {
+          if (auto at = p.ids.find(m.member(i)); at != p.ids.end()) p.idOfMember[i] = at->second;
+        }
+      } else {
+        for (const EndpointKey& k : added) p.idOfMember[m.indexOf(k)] = p.ids.at(k);
       }
       const int idle = p.active == 0 ? 1 : 0;
       auto& t = p.tables[idle];
@@ -191,7 +280,7 @@ bool NodePortWriter::applyBackends(const GroupKey& key, Port& p, bool created, u
       } else {
         t->open();
       }
-      if (fresh || moved.size() + p.lastMoved.size() >= size) {
+      if (fresh || whole || p.lastWhole || moved.size() + p.lastMoved.size() >= size) {
         for (uint32_t i = 0; i < size; ++i) t->set(i, p.idOfMember[m.owner(i)]);
       } else {
         // The idle table is one change behind: what moved then and what moves now.
@@ -200,6 +289,7 @@ bool NodePortWriter::applyBackends(const GroupKey& key, Port& p, bool created, u
         }
       }
       p.lastMoved = std::move(moved);
+      p.lastWhole = whole;
       toSettle_.push_back(key);
       if (fresh && batching_) {
         pendingInstalls_.emplace_back(p.baseTableId + idle, t->fd());
@@ -297,11 +387,12 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
     if (pendingInstalls_.size() >= kInstallChunk) flushPending();
     p.value = value;
     p.backends = std::move(plan.backends);
+    reshare(key, p);
     return "";
   } catch (const std::exception& e) {
     // The computed table may be ahead of p.backends and of the maps: the next attempt starts
     // it afresh and writes it whole.
-    if (auto it = ports_.find(key); it != ports_.end()) it->second.maglev.reset();
+    dropTable(key);
     return e.what();
   }
 }
@@ -343,9 +434,10 @@ std::string NodePortWriter::commit() {
     flushPending();
     // Once the batch is in the kernel: the changes reach the data plane before the runner-ups
     // of the entries they touched are found again (a pass over the backends per entry).
+    std::set<const MaglevTable*> settled;  // a table both groups share settles once
     for (const GroupKey& k : toSettle_) {
-      if (auto it = ports_.find(k); it != ports_.end() && it->second.maglev) {
-        it->second.maglev->settle();
+      if (Port* p = find(k); p && p->maglev && settled.insert(p->maglev.get()).second) {
+        p->maglev->settle();
       }
     }
     toSettle_.clear();

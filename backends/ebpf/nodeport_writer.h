@@ -56,6 +56,8 @@ class NodePortWriter {
   // For tests: the table id and size a port's frontends use (0, 0 when none).
   std::pair<uint32_t, uint32_t> tableOf(const proxier::ServicePortKey& key) const;
   size_t backendEntries() const;
+  // For tests: the port's two groups compute one Maglev table.
+  bool sharesTable(const proxier::ServicePortKey& key) const;
 
  private:
   struct Port {
@@ -66,8 +68,12 @@ class NodePortWriter {
     std::unique_ptr<MaglevTableMap> tables[2];
     // The lookup table as computed (kept up to date entry by entry), and the entries the last
     // change moved: the other table is one change behind, so a change writes those and its own.
-    std::unique_ptr<MaglevTable> maglev;
+    // Shared with the port's other group while both serve the same set of the same table
+    // size (eTP and iTP alike: NodePort and ClusterIP from outside pick among the same
+    // backends), so a change computes the table once: half the time and memory at 100,000.
+    std::shared_ptr<MaglevTable> maglev;
     std::vector<uint32_t> lastMoved;
+    bool lastWhole = false;            // the last change rewrote every entry (lastMoved left empty)
     std::vector<uint32_t> idOfMember;  // backend id by MaglevTable member index
     std::vector<np_fe_key> frontends;
     std::vector<np_fe_key> ranged;  // those of the frontends guarded by source ranges
@@ -111,9 +117,35 @@ class NodePortWriter {
                      const std::vector<proxier::EndpointKey>& removed,
                      const std::vector<proxier::EndpointKey>& added, np_frontend& value);
   std::string removeGroup(const GroupKey& key);
+  static GroupKey sibling(const GroupKey& k) { return {k.first, 1 - k.second}; }
+  Port* find(const GroupKey& k);
+  // Before a sync touches group 0: a table shared with group 1 is copied for group 1 when the
+  // two groups' sets no longer agree (the traffic policies differ now).
+  void unshareIfDiverging(const proxier::ServicePortView& v);
+  // After a sync: group 1 that did not take the shared table's last update (it failed) has
+  // maps that no longer follow the table: it starts afresh at its next sync.
+  void endSharedUpdate(const proxier::ServicePortKey& key);
+  // The table group 1 takes over instead of building its own: group 0's, when it holds the
+  // same set at the same size (group 0 is synced first, so it is already this sync's).
+  std::shared_ptr<MaglevTable> sharedTable(const GroupKey& key, uint32_t size,
+                                           const std::vector<proxier::EndpointKey>& all);
+  // After group 1's full sync: takes group 0's table again when the sets agree once more
+  // (a traffic policy back as it was), so the next change is computed once.
+  void reshare(const GroupKey& key, Port& p);
+  // Forgets a group's computed table (after a failure: it may be ahead of the maps) and, when
+  // group 1 shared it, group 1's too.
+  void dropTable(const GroupKey& key);
   std::map<GroupKey, Port> ports_;
   bool batching_ = false;
   std::vector<GroupKey> toSettle_;  // ports whose Maglev tables settle() at commit()
+  // Group 0's last update of a table it shares: group 1 applies the same change to its own
+  // maps from this instead of updating the table a second time.
+  struct SharedUpdate {
+    const MaglevTable* table = nullptr;
+    std::vector<uint32_t> moved;
+    bool renumbered = false, whole = false;
+  };
+  SharedUpdate shared_;
   std::vector<std::pair<uint32_t, int>> pendingInstalls_;  // table id, inner map fd
   static constexpr size_t kInstallChunk = 512;
   // Installs the pending tables, parks every open one, then runs the frontends' tails.

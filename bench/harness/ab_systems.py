@@ -40,7 +40,7 @@ def profile_ebpf(cases, tests, seconds):
     fd = ebpf_cgroup.enable_run_time_stats()
     try:
         for (s, c), case in cases.items():
-            if s != "sliceproxy-ebpf":
+            if not s.startswith("sliceproxy-ebpf"):
                 continue
             for t in tests:
                 before = ebpf_cgroup.program_stats(case.pin)
@@ -73,8 +73,9 @@ def main():
     counts = [int(c) for c in args.services.split(",")]
     tests = args.tests.split(",")
     for s in systems:
-        if s not in dataplane.SYSTEMS:
-            ap.error(f"unknown system {s} (one of {', '.join(dataplane.SYSTEMS)})")
+        if s not in dataplane.SYSTEMS and s not in dataplane.VARIANTS:
+            known = dataplane.SYSTEMS + list(dataplane.VARIANTS)
+            ap.error(f"unknown system {s} (one of {', '.join(known)})")
     b = os.path.abspath(args.bin_dir)
     bins = {"sliceproxy": os.path.join(b, "sliceproxy"),
             "loadgen": os.path.join(b, "bench", "bench_loadgen"),
@@ -87,7 +88,7 @@ def main():
 
     run = Run(f"abs{os.getpid()}")
     work = tempfile.mkdtemp(prefix="sliceproxy-ab-systems-")
-    ebpf = ebpf_cgroup.EbpfPlace() if "sliceproxy-ebpf" in systems else None
+    ebpf = ebpf_cgroup.EbpfPlace() if any(s.startswith("sliceproxy-ebpf") for s in systems) else None
     cases = {}
     profile = {}
     load = [("start", loadavg())]

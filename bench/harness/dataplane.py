@@ -29,6 +29,11 @@ PORT, TARGET_PORT = 80, 8080
 
 SYSTEMS = ["direct", "sliceproxy-nftables", "sliceproxy-ebpf", "kube-proxy-iptables",
            "kube-proxy-nftables"]
+# Variants only the A/B tools measure (bench/harness/ab_systems.py), not `bench/run`: system ->
+# (the system it runs, more sliceproxy flags). Socket LB alone: in this topology the node's
+# veths to the client and to the pods hold node addresses, so the default --devices puts the
+# packet path on the pods' side too, which a CNI's pod interfaces would not get.
+VARIANTS = {"sliceproxy-ebpf-sock": ("sliceproxy-ebpf", ["--devices", "none"])}
 
 
 def systems(backends):
@@ -101,7 +106,7 @@ def manifests(svcs, path):
 
 
 SHORT = {"direct": "d", "sliceproxy-nftables": "s", "sliceproxy-ebpf": "e",
-         "kube-proxy-iptables": "i", "kube-proxy-nftables": "n"}
+         "kube-proxy-iptables": "i", "kube-proxy-nftables": "n", "sliceproxy-ebpf-sock": "es"}
 
 
 class Topology:
@@ -213,11 +218,12 @@ class Case:
         self.system, self.count, self.run, self.bins = system, count, run, bins
         self.topo = self.echo = self.daemon = None
         self.ebpf, self.cgroup, self.pin, extra = ebpf, None, None, []
-        if system == "sliceproxy-ebpf":
+        runs, more = VARIANTS.get(system, (system, []))
+        if runs == "sliceproxy-ebpf":
             # The socket programs act on the client's cgroup: one per case, so cases never
             # rewrite each other's clients.
             self.cgroup, self.pin = ebpf.case(f"dp{count}")
-            extra = ebpf.flags(self.cgroup, self.pin)
+            extra = ebpf.flags(self.cgroup, self.pin) + more
         svcs, target_vip = services(count)
         self.target = (f"{ENDPOINTS[0]}:{TARGET_PORT}" if system == "direct"
                        else f"{target_vip}:{PORT}")
@@ -225,7 +231,7 @@ class Case:
         self.echo = start_echo(run, self.topo, bins)
         casedir = os.path.join(workdir, f"dp-{system}-{count}")
         os.makedirs(casedir, exist_ok=True)
-        self.daemon, self.setup_s = install(system, run, self.topo, svcs, bins, casedir, log,
+        self.daemon, self.setup_s = install(runs, run, self.topo, svcs, bins, casedir, log,
                                             extra)
         # Warm-up: the first connections populate neighbour and route caches.
         r = loadgen(self.topo, bins, "tcp_rr", self.target, 0.3, 1, self.cgroup)

@@ -671,6 +671,27 @@ TEST(NodePortSourceRanges, LoadBalancerAddressAdmitsClientsInItsRangesOnly) {
   EXPECT_STREQ(verdict("192.168.7.7", "198.18.0.6", 80), "dnat") << "no ranges: everyone";
 }
 
+// New flows to dst:dport go where a node computing the table from scratch for `set` sends them.
+// Every call sends new flows (source ports not used before): an established flow would keep
+// its backend.
+void expectFlowsFollow(NodePortPrograms& progs, std::vector<EndpointKey> set,
+                       const std::string& dst, uint16_t dport, const std::string& what) {
+  static uint16_t nextPort = 20000;
+  const uint32_t size = maglevTableSizeFor(kMaglevDefaultTableSize, set.size());
+  const auto table = maglevTable(set, size);
+  for (int k = 0; k < 8; ++k) {
+    Flow f{"203.0.113.7", dst, nextPort++, dport, IPPROTO_TCP};
+    auto r = run(progs.ingressFd(), packet::build(f));
+    ASSERT_EQ(r.verdict, kTcOk);
+    auto sa = bytes16(f.src), da = bytes16(f.dst);
+    const uint8_t sp[2] = {static_cast<uint8_t>(f.sport >> 8), static_cast<uint8_t>(f.sport)};
+    const uint8_t dp[2] = {static_cast<uint8_t>(f.dport >> 8), static_cast<uint8_t>(f.dport)};
+    const EndpointKey& want =
+        set[table[np_flow_hash(sa.data(), da.data(), sp, dp, f.proto) % table.size()]];
+    EXPECT_EQ(r.parsed.flow.dst, want.ip.str()) << what << ", flow " << k;
+  }
+}
+
 // One endpoint leaving an n-endpoint service and coming back, as the writer applies it (the
 // Maglev table kept up to date and its changed entries written; the runner-ups found again
 // at commit, after the change is in the kernel), and the packets that follow still reach
@@ -711,20 +732,11 @@ void oneEndpointChange(int n) {
     if (n > 20000 && round % 10 != 0) continue;
     std::vector<EndpointKey> set;
     for (const Ep& e : now) set.push_back({ip(e.addr), 8080});
-    const uint32_t size = maglevTableSizeFor(kMaglevDefaultTableSize, set.size());
-    const auto table = maglevTable(set, size);
-    for (int k = 0; k < 8; ++k) {
-      Flow f{"203.0.113.7", kNode, static_cast<uint16_t>(20000 + round * 8 + k), kNodePort,
-             IPPROTO_TCP};
-      auto r = run(progs.ingressFd(), packet::build(f));
-      ASSERT_EQ(r.verdict, kTcOk);
-      auto sa = bytes16(f.src), da = bytes16(f.dst);
-      const uint8_t sp[2] = {static_cast<uint8_t>(f.sport >> 8), static_cast<uint8_t>(f.sport)};
-      const uint8_t dp[2] = {static_cast<uint8_t>(f.dport >> 8), static_cast<uint8_t>(f.dport)};
-      const EndpointKey& want =
-          set[table[np_flow_hash(sa.data(), da.data(), sp, dp, f.proto) % table.size()]];
-      EXPECT_EQ(r.parsed.flow.dst, want.ip.str()) << n << " endpoints, round " << round;
-    }
+    // The NodePort and the ClusterIP from outside: one table computed, two written.
+    EXPECT_TRUE(writer.sharesTable(d.upserts[0].view->key()));
+    const std::string what = fmt::format("{} endpoints, round {}", n, round);
+    expectFlowsFollow(progs, set, kNode, kNodePort, what + ", NodePort");
+    expectFlowsFollow(progs, set, "10.96.0.1", 80, what + ", ClusterIP from outside");
   }
   std::sort(us.begin(), us.end());
   std::sort(commitUs.begin(), commitUs.end());
@@ -745,6 +757,54 @@ TEST(NodePortWriterCost, OneEndpointChangeAtHundredEndpoints) {
 TEST(NodePortWriterCost, OneEndpointChangeAtThousandEndpoints) {
   const char* n = std::getenv("SLICEPROXY_WRITER_COST_ENDPOINTS");
   oneEndpointChange(n ? std::atoi(n) : 1000);
+}
+
+// The two groups of a NodePort share one computed table while their sets agree and part when a
+// traffic policy makes them differ: each group's packets follow its own set throughout.
+TEST(NodePortWriterShare, GroupsPartWhenPoliciesDifferAndEachFollowsItsSet) {
+  ChangeTracker tracker{"node-a", {}};
+  tracker.synced();
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  SvcSpec s;
+  s.type = ServiceType::NodePort;
+  s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
+  std::vector<Ep> eps;
+  for (int i = 0; i < 1000; ++i) {  // a table of 131,059 entries: kept up to date by changes
+    eps.push_back({fmt::format("10.64.{}.{}", i / 250, i % 250 + 1), i % 2 ? "node-b" : "node-a"});
+  }
+  auto step = [&](const std::string& what, bool wantShared) {
+    tracker.upsertService(service(s));
+    tracker.upsertSlice(slice("svc-1", "svc", eps));
+    Diff d = state.apply(tracker.take());
+    ASSERT_EQ(d.upserts.size(), 1u) << what;
+    writer.begin();
+    ASSERT_EQ(writer.sync(*d.upserts[0].view, d.upserts[0]), "") << what;
+    ASSERT_EQ(writer.commit(), "") << what;
+    std::vector<EndpointKey> all, local;
+    for (const Ep& e : eps) {
+      all.push_back({ip(e.addr), 8080});
+      if (e.node == "node-a") local.push_back(all.back());
+    }
+    EXPECT_EQ(writer.sharesTable(d.upserts[0].view->key()), wantShared) << what;
+    expectFlowsFollow(progs, s.etp == TrafficPolicy::Local ? local : all, kNode, kNodePort,
+                      what + ", NodePort");
+    expectFlowsFollow(progs, all, "10.96.0.1", 80, what + ", ClusterIP from outside");
+  };
+  step("cold", true);
+  eps.erase(eps.begin() + 10);
+  step("one endpoint left", true);
+  s.etp = TrafficPolicy::Local;
+  step("eTP Local", false);
+  eps.erase(eps.begin() + 20);
+  step("eTP Local, a local endpoint left", false);
+  eps.push_back({"10.64.9.9", "node-a"});
+  step("eTP Local, a local endpoint came", false);
+  s.etp = TrafficPolicy::Cluster;
+  step("eTP Cluster again", true);
+  eps.erase(eps.begin() + 30);
+  step("eTP Cluster again, one endpoint left", true);
 }
 
 // sessionAffinity ClientIP through the writer: every new flow of a client reaches one backend;
