@@ -39,7 +39,7 @@ struct np_maglev_inner {
   __uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
   __type(key, __u32);
   __type(value, __u64); /* a struct np_maglev_pair: clang gives libbpf no size for a struct
-                          * used only through pointers */
+                         * used only through pointers */
 };
 
 /* Entries allocated as tables come (no preallocation of 65,536 slots); the flag also tells this
@@ -101,8 +101,9 @@ struct {
  * or comes from one of these, so only those packets look in np_rnat: its key holds both ports,
  * so for any other packet (most of what crosses a node) that lookup was a cache and TLB miss in
  * a table of megabytes. Local endpoints only, far fewer than the entries; LRU all the same.
- * Keyed by a fold of the address (np_source_key; NodePortPrograms::rnatSourceKey in userspace): another address folding to the same key only
- * costs that address's packets the np_rnat lookup, and the programs' stack has no room for more. */
+ * Keyed by a fold of the address (np_source_key; NodePortPrograms::rnatSourceKey in userspace):
+ * another address folding to the same key only costs that address's packets the np_rnat lookup, and
+ * the programs' stack has no room for more. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, 16384);
@@ -186,7 +187,8 @@ static __always_inline struct np_backend* np_pick(const struct np_frontend* fe,
       np_flow_hash(p->saddr, p->daddr, (const __u8*)&p->sport, (const __u8*)&p->dport, p->proto) %
       fe->size;
   const __u32 elem = idx >> 1;
-  const struct np_maglev_pair* pair = (const struct np_maglev_pair*)bpf_map_lookup_elem(table, &elem);
+  const struct np_maglev_pair* pair =
+      (const struct np_maglev_pair*)bpf_map_lookup_elem(table, &elem);
   if (!pair) return 0;
   const __u32 id = pair->id[idx & 1];
   *backend_id = id;
@@ -226,9 +228,10 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
   fk.port = pp->dport;
   fk.proto = pp->proto;
   fk.family = pp->family;
-  struct np_frontend* fe = bpf_map_lookup_elem(&np_frontends, &fk);
-  if (!fe) return NP_D_PASS;
+  struct np_frontend* fe = 0;
   if (egress) {
+    fe = bpf_map_lookup_elem(&np_frontends, &fk);
+    if (!fe) return NP_D_PASS;
     struct np_local_key lk = {};
     __builtin_memcpy(lk.addr, pp->saddr, 16);
     lk.family = pp->family;
@@ -251,8 +254,13 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
       !bpf_map_lookup_elem(&np_backends, &known->backend_id))
     known = 0;
   if (known) {
+    /* At ingress the frontend is not looked at for a flow already translated (the tracking
+     * entry names everything; a frontend gone or changed since leaves established flows as
+     * conntrack does): one lookup less per packet, a cache miss at 10,000 services. */
     *cv = *known;
   } else {
+    if (!fe) fe = bpf_map_lookup_elem(&np_frontends, &fk);
+    if (!fe) return NP_D_PASS;
     if (fe->flags & NP_F_DROP) return NP_D_DROP;
     if (fe->flags & NP_F_SOURCE_RANGES) {
       struct np_range_key rk = {};

@@ -70,6 +70,15 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v,
   return err;
 }
 
+namespace {
+
+bool sameKeys(const std::map<EndpointKey, uint32_t>& ids, const std::vector<EndpointKey>& keys) {
+  return std::equal(ids.begin(), ids.end(), keys.begin(), keys.end(),
+                    [](const auto& a, const EndpointKey& b) { return a.first == b; });
+}
+
+}  // namespace
+
 NodePortWriter::Port* NodePortWriter::find(const GroupKey& k) {
   auto it = ports_.find(k);
   return it == ports_.end() ? nullptr : &it->second;
@@ -96,7 +105,7 @@ std::shared_ptr<MaglevTable> NodePortWriter::sharedTable(const GroupKey& key, ui
                                                          const std::vector<EndpointKey>& all) {
   if (key.second != 1) return nullptr;
   const Port* p0 = find(sibling(key));
-  if (!p0 || !p0->maglev || p0->maglev->size() != size || p0->backends != all) return nullptr;
+  if (!p0 || !p0->maglev || p0->maglev->size() != size || !sameKeys(p0->ids, all)) return nullptr;
   return p0->maglev;
 }
 
@@ -104,7 +113,8 @@ void NodePortWriter::reshare(const GroupKey& key, Port& p) {
   if (key.second != 1 || !p.maglev) return;
   const Port* p0 = find(sibling(key));
   if (!p0 || !p0->maglev || p0->maglev == p.maglev || p0->maglev->size() != p.maglev->size() ||
-      p0->backends != p.backends)
+      !std::equal(p0->ids.begin(), p0->ids.end(), p.ids.begin(), p.ids.end(),
+                  [](const auto& a, const auto& b) { return a.first == b.first; }))
     return;
   // Owners are a function of the set and the size: this group's maps already hold what the
   // other table says; only the member indices differ.
@@ -138,8 +148,8 @@ bool NodePortWriter::syncGroupDelta(const GroupKey& key, uint8_t set,
   if (removed.empty() && added.empty()) return true;
   // The plan's cases: no backends left (reject or drop), a table size step, a small table's
   // refill (it renumbers every member), a change of most of the set (a rebuild).
-  if (removed.size() >= p.backends.size()) return false;
-  const size_t count = p.backends.size() - removed.size() + added.size();
+  if (removed.size() >= p.ids.size()) return false;
+  const size_t count = p.ids.size() - removed.size() + added.size();
   const uint32_t size = maglevTableSizeFor(maglevTableSize_, count);
   if (size != p.maglev->size() || size < kMaglevIncrementalMinSize ||
       p.maglev->backends() < 2 * removed.size() + added.size() + 1)
@@ -168,13 +178,7 @@ bool NodePortWriter::syncGroupDelta(const GroupKey& key, uint8_t set,
     }
     // The mirror last, as in syncGroup: after a failure it still describes the old set, and the
     // next sync finds the same difference.
-    for (const EndpointKey& k : removed) {
-      p.ids.erase(k);
-      p.backends.erase(std::lower_bound(p.backends.begin(), p.backends.end(), k));
-    }
-    for (const EndpointKey& k : added) {
-      p.backends.insert(std::lower_bound(p.backends.begin(), p.backends.end(), k), k);
-    }
+    for (const EndpointKey& k : removed) p.ids.erase(k);
     p.value = value;
   } catch (const std::exception& e) {
     // As in syncGroup: the next attempt starts the table afresh and writes it whole.
@@ -324,10 +328,22 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
     // What came and went, by one pass over both sorted lists: a change costs the backends it
     // touches, not a lookup of each of 100,000.
     std::vector<EndpointKey> removed, added;
-    std::set_difference(p.backends.begin(), p.backends.end(), plan.backends.begin(),
-                        plan.backends.end(), std::back_inserter(removed));
-    std::set_difference(plan.backends.begin(), plan.backends.end(), p.backends.begin(),
-                        p.backends.end(), std::back_inserter(added));
+    if (created) {
+      added = plan.backends;  // ids taken over from a previous run are no change here
+    } else {
+      auto have = p.ids.begin();
+      auto want = plan.backends.begin();
+      while (have != p.ids.end() || want != plan.backends.end()) {
+        if (want == plan.backends.end() || (have != p.ids.end() && have->first < *want)) {
+          removed.push_back((have++)->first);
+        } else if (have == p.ids.end() || *want < have->first) {
+          added.push_back(*want++);
+        } else {
+          ++have;
+          ++want;
+        }
+      }
+    }
     const uint32_t size =
         plan.backends.empty() ? 0 : maglevTableSizeFor(maglevTableSize_, plan.backends.size());
     deferred = applyBackends(key, p, created, size, &plan.backends, removed, added, value);
@@ -386,11 +402,10 @@ std::string NodePortWriter::syncGroup(const GroupKey& key, NodePortPlan plan) {
     // frontends installs them in chunks, each chunk's frontends right after it.
     if (pendingInstalls_.size() >= kInstallChunk) flushPending();
     p.value = value;
-    p.backends = std::move(plan.backends);
     reshare(key, p);
     return "";
   } catch (const std::exception& e) {
-    // The computed table may be ahead of p.backends and of the maps: the next attempt starts
+    // The computed table may be ahead of p.ids and of the maps: the next attempt starts
     // it afresh and writes it whole.
     dropTable(key);
     return e.what();

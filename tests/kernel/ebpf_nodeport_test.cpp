@@ -350,9 +350,12 @@ TEST_P(NodePortFixture, AFrontendPortStaysWhileAnyFrontendHasIt) {
                   second = feKey("192.168.0.11", kNodePort, proto);
   node.service(first, backendsV4(2), 0);
   node.service(second, backendsV4(2), 0, 3);
+  // A new flow each time: an established one keeps its translation (as conntrack keeps a
+  // deleted service's established TCP connections).
+  uint16_t sport = 45000;
   auto translated = [&](const char* dst) {
-    auto r =
-        run(node.progs().ingressFd(), packet::build({"203.0.113.7", dst, 45000, kNodePort, proto}));
+    auto r = run(node.progs().ingressFd(),
+                 packet::build({"203.0.113.7", dst, sport++, kNodePort, proto}));
     return r.parsed.flow.dst != dst;
   };
   EXPECT_TRUE(translated(kNode));
