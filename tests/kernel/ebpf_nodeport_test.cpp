@@ -88,6 +88,14 @@ std::string str(const EndpointKey& e) {
   return fmt::format("{}:{}", e.ip.str(), e.port);
 }
 
+// The flow's hash as the program computes it (np_flow_hash over addresses and ports).
+uint32_t flowHash(const Flow& f) {
+  auto s = bytes16(f.src), d = bytes16(f.dst);
+  const uint8_t sp[2] = {static_cast<uint8_t>(f.sport >> 8), static_cast<uint8_t>(f.sport)};
+  const uint8_t dp[2] = {static_cast<uint8_t>(f.dport >> 8), static_cast<uint8_t>(f.dport)};
+  return np_flow_hash(s.data(), d.data(), sp, dp, f.proto);
+}
+
 // One node's view of the load balancer: writes services as the eBPF backend will (backend ids
 // of its own choosing, one Maglev table per frontend).
 class Node {
@@ -117,12 +125,8 @@ class Node {
 
   // The backend the Maglev table gives this flow, computed here as the program does.
   EndpointKey predict(const Flow& f, uint32_t tableId = 1) {
-    auto s = bytes16(f.src), d = bytes16(f.dst);
-    uint8_t sp[2] = {static_cast<uint8_t>(f.sport >> 8), static_cast<uint8_t>(f.sport)};
-    uint8_t dp[2] = {static_cast<uint8_t>(f.dport >> 8), static_cast<uint8_t>(f.dport)};
-    const uint32_t h = np_flow_hash(s.data(), d.data(), sp, dp, f.proto);
     auto& [backends, table] = tables_.at(tableId);
-    return backends[table[h % table.size()]];
+    return backends[table[flowHash(f) % table.size()]];
   }
 
  private:
@@ -635,14 +639,21 @@ TEST(NodePortReject, Ipv6TcpGetsARstAndUdpAnIcmpv6PortUnreachable) {
   EXPECT_TRUE(std::equal(u.parsed.icmpQuote.begin(), u.parsed.icmpQuote.end(), in.begin() + 14));
 }
 
+// What the writer tests drive: a synced tracker, node-a's state, the programs and a writer
+// answering on kNode.
+struct WriterRig {
+  ChangeTracker tracker{"node-a", {}};
+  NodeState state{"node-a"};
+  NodePortPrograms progs;
+  backends::ebpf::NodePortWriter writer{progs, {ip(kNode)}, kMaglevDefaultTableSize};
+  WriterRig() { tracker.synced(); }
+};
+
 // loadBalancerSourceRanges through the writer: the LB address admits clients in the ranges
 // only; the NodePort of the same service is not guarded (as kube-proxy).
 TEST(NodePortSourceRanges, LoadBalancerAddressAdmitsClientsInItsRangesOnly) {
-  ChangeTracker tracker{"node-a", {}};
-  tracker.synced();
-  NodeState state{"node-a"};
-  NodePortPrograms progs;
-  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  WriterRig rig;
+  auto& [tracker, state, progs, writer] = rig;
   auto apply = [&](std::vector<Cidr> ranges) {
     SvcSpec s;
     s.type = ServiceType::LoadBalancer;
@@ -686,11 +697,7 @@ void expectFlowsFollow(NodePortPrograms& progs, std::vector<EndpointKey> set,
     Flow f{"203.0.113.7", dst, nextPort++, dport, IPPROTO_TCP};
     auto r = run(progs.ingressFd(), packet::build(f));
     ASSERT_EQ(r.verdict, kTcOk);
-    auto sa = bytes16(f.src), da = bytes16(f.dst);
-    const uint8_t sp[2] = {static_cast<uint8_t>(f.sport >> 8), static_cast<uint8_t>(f.sport)};
-    const uint8_t dp[2] = {static_cast<uint8_t>(f.dport >> 8), static_cast<uint8_t>(f.dport)};
-    const EndpointKey& want =
-        set[table[np_flow_hash(sa.data(), da.data(), sp, dp, f.proto) % table.size()]];
+    const EndpointKey& want = set[table[flowHash(f) % table.size()]];
     EXPECT_EQ(r.parsed.flow.dst, want.ip.str()) << what << ", flow " << k;
   }
 }
@@ -700,11 +707,8 @@ void expectFlowsFollow(NodePortPrograms& progs, std::vector<EndpointKey> set,
 // at commit, after the change is in the kernel), and the packets that follow still reach
 // live backends. Prints the writer's time per change and commit's.
 void oneEndpointChange(int n) {
-  ChangeTracker tracker{"node-a", {}};
-  tracker.synced();
-  NodeState state{"node-a"};
-  NodePortPrograms progs;
-  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  WriterRig rig;
+  auto& [tracker, state, progs, writer] = rig;
   SvcSpec s;
   s.type = ServiceType::NodePort;
   s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
@@ -765,11 +769,8 @@ TEST(NodePortWriterCost, OneEndpointChangeAtThousandEndpoints) {
 // The two groups of a NodePort share one computed table while their sets agree and part when a
 // traffic policy makes them differ: each group's packets follow its own set throughout.
 TEST(NodePortWriterShare, GroupsPartWhenPoliciesDifferAndEachFollowsItsSet) {
-  ChangeTracker tracker{"node-a", {}};
-  tracker.synced();
-  NodeState state{"node-a"};
-  NodePortPrograms progs;
-  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  WriterRig rig;
+  auto& [tracker, state, progs, writer] = rig;
   SvcSpec s;
   s.type = ServiceType::NodePort;
   s.ports = {{"http", Protocol::TCP, 80, kNodePort, {8080, ""}}};
@@ -813,11 +814,8 @@ TEST(NodePortWriterShare, GroupsPartWhenPoliciesDifferAndEachFollowsItsSet) {
 // sessionAffinity ClientIP through the writer: every new flow of a client reaches one backend;
 // when that backend leaves, the client moves to another and stays there.
 TEST(NodePortAffinity, ClientIpKeepsEveryNewFlowOfAClientOnOneBackend) {
-  ChangeTracker tracker{"node-a", {}};
-  tracker.synced();
-  NodeState state{"node-a"};
-  NodePortPrograms progs;
-  backends::ebpf::NodePortWriter writer(progs, {ip(kNode)}, kMaglevDefaultTableSize);
+  WriterRig rig;
+  auto& [tracker, state, progs, writer] = rig;
   auto apply = [&](int from, int to) {
     SvcSpec s;
     s.type = ServiceType::NodePort;
@@ -1889,10 +1887,8 @@ TEST_F(NodePortTraffic, RestartAdoptsThePinnedPacketPathWithoutAGap) {
   const uint32_t size = maglevTableSizeFor(net.maglevTableSize, both.size());
   const auto table = maglevTable(both, size);
   auto pick = [&](uint16_t cport) {
-    auto src = bytes16("203.0.113.2"), dst = bytes16("203.0.113.1");
-    uint8_t sp[2] = {static_cast<uint8_t>(cport >> 8), static_cast<uint8_t>(cport)};
-    uint8_t dp[2] = {static_cast<uint8_t>(kNodePort >> 8), static_cast<uint8_t>(kNodePort)};
-    return both[table[np_flow_hash(src.data(), dst.data(), sp, dp, IPPROTO_UDP) % size]];
+    return both[table[flowHash({"203.0.113.2", "203.0.113.1", cport, kNodePort, IPPROTO_UDP}) %
+                      size]];
   };
   std::vector<uint16_t> toThree;
   for (uint16_t p = 51000; p < 51200 && toThree.size() < 2; ++p) {
