@@ -309,8 +309,16 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
     __u32 slot = pp->family == NP_FAMILY_V4 ? 0 : 1;
     /* With DSR a flow from outside keeps its client (the reply leaves the backend's node
      * straight to it); the node's own flows (egress) and its pods' are SNATed all the same. */
-    const int snat_it = (fe->flags & NP_F_SNAT) &&
-                        (egress || !(fe->flags & NP_F_DSR) || np_local_pod(pp->saddr, pp->family));
+    const __u32 *bw = (const __u32*)be->addr, *cw = (const __u32*)pp->saddr;
+    const int hairpin =
+        bw[0] == cw[0] && bw[1] == cw[1] && bw[2] == cw[2] && bw[3] == cw[3] && !egress;
+    int snat_it = (fe->flags & NP_F_SNAT) &&
+                  (egress || !(fe->flags & NP_F_DSR) || np_local_pod(pp->saddr, pp->family));
+    if (hairpin)
+      snat_it = 1;
+    else if (snat_it && (fe->flags & NP_F_POD_KEEPS_SOURCE) && !egress &&
+             np_local_pod(pp->saddr, pp->family))
+      snat_it = 0;
     struct np_snat* snat = snat_it ? bpf_map_lookup_elem(&np_snat, &slot) : 0;
     if (snat && (snat->addr[0] | snat->addr[1] | snat->addr[2] | snat->addr[3] | snat->addr[12] |
                  snat->addr[15])) {

@@ -65,6 +65,12 @@ struct np_aff_value {
  * (np_egress) are still SNATed: a reply to the node's address from another node's pod, with
  * this node's address as its source, would be martian here. */
 #define NP_F_DSR 16u
+/* A ClusterIP reached from a pod of this node (np_local_pod): the socket programs leave a pod's
+ * flows to its own service to the packet path (sp_hairpin), which keeps the pod's address as
+ * kube-proxy keeps it for pod-to-ClusterIP traffic, unless the flow lands on the pod itself:
+ * that one is SNATed (kube-proxy's hairpin masquerade) whatever the flags, or the pod would
+ * answer itself directly. Not set with --masquerade-all (every pod is SNATed). */
+#define NP_F_POD_KEEPS_SOURCE 32u
 
 /* The DSR option. IPv4: type 158 (copied, class 0, number 30: RFC 4727's experiment value),
  * length 8: the frontend's port, then its address. IPv6: a Destination Options header of 24
@@ -87,10 +93,12 @@ struct np_range_key {
   __u8 addr[16];
 };
 #define NP_RANGE_FIXED_BITS 64
-/* Ranges id 0 is no service's: this node's pod CIDRs (the Node's spec.podCIDRs), written with
- * --enable-dsr. A client there is a pod of this node, whose flows to a DSR frontend are SNATed
- * all the same: the backend's node would answer it with the frontend as source, which is this
- * node's own address for a NodePort, and martian when it arrives back here. */
+/* Ranges id 0 is no service's: this node's pods, as its pod CIDRs (the Node's spec.podCIDRs,
+ * with --enable-dsr) and as the addresses of the pods' network namespaces that userspace found
+ * (host prefixes, for NP_F_POD_KEEPS_SOURCE, also where the Node has no podCIDRs). A pod's flows
+ * to a DSR frontend are SNATed all the same: the backend's node would answer it with the
+ * frontend as source, which is this node's own address for a NodePort, and martian when it
+ * arrives back here. */
 #define NP_RANGES_LOCAL_PODS 0u
 
 /* np_backends: id -> backend. Ids belong to one frontend's table (the same endpoint in two

@@ -51,6 +51,13 @@ struct {
   __type(value, struct sp_affinity_value);
 } sp_affinity SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct sp_hairpin_key);
+  __type(value, __u8);
+} sp_hairpin SEC(".maps");
 
 /* What a program sees of the address it is given, in one shape for both families. */
 struct sp_addr {
@@ -177,6 +184,14 @@ static __always_inline int translate(struct bpf_sock_addr* ctx, __u8 family) {
   }
 
   if (svc->flags & SP_SVC_F_PASS) return SP_ALLOW;
+  if (svc->flags & SP_SVC_F_HAIRPIN) {
+    /* A pod that is one of the port's backends: translated in the packet path, which
+     * masquerades it only if it lands on itself (a translation here could not: the flow would
+     * never leave the pod). */
+    struct sp_hairpin_key hk = {.netns = bpf_get_netns_cookie(ctx),
+                                .set_id = svc->set_id - !(svc->set_id & 1u)};
+    if (bpf_map_lookup_elem(&sp_hairpin, &hk)) return SP_ALLOW;
+  }
   const struct sp_backend* b = 0;
   if (!(svc->flags & SP_SVC_F_REJECT) && svc->count) {
     struct sp_backend fe = {.port = dst.port, .family = dst.family};

@@ -45,6 +45,12 @@ struct sp_svc_value {
  * the ClusterIP's catch-all entry does not reject it instead. */
 #define SP_SVC_F_PASS 2u
 
+/* Some pods of this node are backends of this frontend's port (sp_hairpin names them): a
+ * socket in one of them is left untranslated, so the packet path picks its backend and
+ * masquerades it when it lands on itself (kube-proxy's hairpin). Set on ClusterIP frontends
+ * only, and only while such pods exist: every other socket pays no lookup for it. */
+#define SP_SVC_F_HAIRPIN 4u
+
 /* A ClusterIP's catch-all entry, keyed with port 0 and proto 0: a port the service does not
  * define is rejected, as kube-proxy does. Looked up only when the exact frontend is missing. */
 #define SP_SVC_ANY_PORT 0
@@ -84,6 +90,14 @@ struct sp_affinity_value {
   struct sp_backend backend;
   __u32 pad;
   __u64 last_ns; /* bpf_ktime_get_ns() of the last use */
+};
+
+/* (network namespace, port) for each pod of this node that is a backend of the port: the
+ * port is its cluster-wide set id (odd; the node-local set is the next id). */
+struct sp_hairpin_key {
+  __u64 netns; /* netns cookie */
+  __u32 set_id;
+  __u32 pad;
 };
 
 /* Reverse translation for recvmsg and getpeername: which frontend a socket dialled, and the

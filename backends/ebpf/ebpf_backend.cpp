@@ -92,7 +92,7 @@ sp_svc_key frontendKey(const IpAddr& ip, uint16_t port, uint8_t proto) {
 // none on this node) passes untranslated (its packets get no answer, as kube-proxy drops them).
 std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(
     const ServicePortInfo& info, const ServicePortView& v, const SlotSet (&sets)[2],
-    const std::vector<IpAddr>* nodeAddrs) {
+    const std::vector<IpAddr>* nodeAddrs, bool hairpin) {
   std::vector<std::pair<sp_svc_key, sp_svc_value>> out;
   const uint8_t proto = protoOf(info);
   if (proto == 0) return out;
@@ -114,6 +114,7 @@ std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(
     out.emplace_back(frontendKey(ip, port, proto), val);
   };
   add(info.clusterIP, v.internalSet(), info.port);
+  if (hairpin && out.back().second.flags == 0) out.back().second.flags = SP_SVC_F_HAIRPIN;
   // Traffic of local origin to an external frontend goes to every endpoint (kube-proxy's
   // short circuit), the node's masqueraded, the pods' not. Without the packet path the socket
   // does it all. With it, eTP Cluster frontends are left to the packet path, which masquerades
@@ -128,6 +129,16 @@ std::vector<std::pair<sp_svc_key, sp_svc_value>> desiredFrontends(
       if (ip.family == info.key.port.family) add(ip, epset::kCluster, info.nodePort);
     }
   }
+  return out;
+}
+
+// The port's backends on this node, in the set its ClusterIP uses.
+std::set<EndpointKey> localBackendsOf(const ServicePortView& v) {
+  std::set<EndpointKey> out;
+  const uint8_t set = v.internalSet();
+  v.forEachEndpoint([&](const MergedEndpoint& e) {
+    if ((e.sets & set) && e.isLocal()) out.insert(e.key);
+  });
   return out;
 }
 
@@ -173,14 +184,13 @@ EbpfBackend::EbpfBackend(const NetworkConfig& net) {
 EbpfBackend::~EbpfBackend() = default;
 
 Capabilities EbpfBackend::supported() {
-  // Part 1 rewrites at the socket: traffic that starts on this node. NodePorts, externalIPs and
-  // load-balancer addresses reached from outside, and what only concerns such traffic (eTP,
-  // source ranges, hairpin masquerade), need the tc/XDP programs of part 2.
-  // With the packet path (on by default: --devices), traffic from outside too.
+  // The socket programs serve traffic that starts on this node; the packet path (on by default:
+  // --devices) traffic from outside, and a pod reaching itself (hairpin, see PodHairpin).
   return Capabilities{{Feature::ClusterIP, Feature::InternalTrafficPolicyLocal,
                        Feature::SessionAffinity, Feature::IPv6, Feature::NodePort,
                        Feature::ExternalIPs, Feature::LoadBalancerVIP,
-                       Feature::ExternalTrafficPolicyLocal, Feature::LoadBalancerSourceRanges}};
+                       Feature::ExternalTrafficPolicyLocal, Feature::LoadBalancerSourceRanges,
+                       Feature::Hairpin}};
 }
 
 std::string EbpfBackend::ensureLoaded() {
@@ -219,6 +229,15 @@ std::string EbpfBackend::ensureLoaded() {
     }
   } catch (const std::exception& e) {
     return e.what();
+  }
+  if (nodePort_ && nodePort_->reachesPods() && !masqueradeAtPackets()) {
+    hairpin_ = std::make_unique<PodHairpin>(progs_->hairpinFd(), progs_->cgroupRoot());
+  } else if (!masqueradeAtPackets()) {
+    // Said because it differs from kube-proxy: no hairpin masquerade.
+    spdlog::info(
+        "ebpf: a pod reaching itself through its service keeps its own address: the packet "
+        "path does not run on pods' interfaces (--devices {})",
+        nodePort_ ? "without `+` or PREFIX+" : "none");
   }
   spdlog::info(
       "ebpf: socket load balancing attached to cgroup {} ({} maps, {} links updated in "
@@ -285,7 +304,8 @@ std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
   auto next =
       masqueradeAtPackets()
           ? decltype(p.frontends){}
-          : desiredFrontends(*p.info, v, p.sets, nodePort_ ? &nodePort_->nodeAddresses() : nullptr);
+          : desiredFrontends(*p.info, v, p.sets, nodePort_ ? &nodePort_->nodeAddresses() : nullptr,
+                             p.hairpin);
   for (const auto& [k, val] : next) {
     auto it = std::find_if(p.frontends.begin(), p.frontends.end(),
                            [&](const auto& f) { return f.first == k; });
@@ -332,9 +352,36 @@ std::string EbpfBackend::moveClusterIp(Port& p, const ServicePortView& v) {
   return clusterIpRef(before, -1);
 }
 
+std::string EbpfBackend::syncHairpin(const std::vector<Port*>& dirty, bool rescan) {
+  std::vector<Port*> all;
+  if (rescan) {
+    if (auto err = hairpin_->rescan(); !err.empty()) spdlog::warn("ebpf: hairpin: {}", err);
+    nodePort_->setPodAddresses(hairpin_->podAddresses());
+    spdlog::debug("ebpf: hairpin: {} pod addresses in {} network namespaces, found in {:.1f} ms",
+                  hairpin_->podAddresses().size(), hairpin_->namespaces(),
+                  hairpin_->rescanMillis());
+    // A pod may have taken the address of one that went: every port is checked again.
+    for (auto& [key, p] : ports_) {
+      if (!p.local.empty() || p.hairpin) all.push_back(&p);
+    }
+  }
+  for (Port* p : rescan ? all : dirty) {
+    bool any = false;
+    if (auto err = hairpin_->set(p->sets[0].id(), p->local, &any); !err.empty()) {
+      return fmt::format("{}: {}", p->view->key().str(), err);
+    }
+    if (any == p->hairpin) continue;
+    p->hairpin = any;
+    if (auto err = syncFrontends(*p, *p->view); !err.empty()) return err;
+  }
+  return "";
+}
+
 std::string EbpfBackend::createPort(const ServicePortView& v, SlotSet (*adopted)[2]) {
   Port& p = ports_[v.key()];
   p.info = v.info();
+  p.view = &v;
+  if (hairpin_) p.local = localBackendsOf(v);
   if (auto err = clusterIpRef(p.info->clusterIP, +1); !err.empty()) return err;
   if (adopted) {
     p.sets[0] = std::move((*adopted)[0]);
@@ -373,6 +420,11 @@ std::string EbpfBackend::dropPort(std::map<ServicePortKey, Port>::iterator it) {
     }
   }
   if (auto err = clusterIpRef(p.info->clusterIP, -1); !err.empty()) return err;
+  if (hairpin_) {
+    if (auto err = hairpin_->drop(p.sets[0].id()); !err.empty()) {
+      return fmt::format("{}: {}", it->first.str(), err);
+    }
+  }
   for (const SlotSet& s : p.sets) {
     SlotPlan all;
     all.garbage = s.live();
@@ -405,14 +457,42 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
     if (it == ports_.end()) continue;
     if (auto err = dropPort(it); !err.empty()) return BackendResult::failure(err);
   }
+  // Ports whose backends on this node changed; rescan: one came, whose namespace may be new.
+  std::vector<Port*> hairpinDirty;
+  bool rescan = false;
   for (const auto& u : diff.upserts) {
     const ServicePortView& v = *u.view;
     auto it = ports_.find(v.key());
     if (it == ports_.end()) {
       if (auto err = createPort(v); !err.empty()) return BackendResult::failure(err);
+      Port& created = ports_.at(v.key());
+      if (!created.local.empty()) {
+        hairpinDirty.push_back(&created);
+        rescan = true;
+      }
       continue;
     }
     Port& p = it->second;
+    p.view = &v;
+    if (hairpin_) {
+      bool changed = false;
+      if (u.infoChanged || u.modesChanged) {
+        auto now = localBackendsOf(v);
+        changed = now != p.local;
+        rescan = rescan || !std::includes(p.local.begin(), p.local.end(), now.begin(), now.end());
+        p.local = std::move(now);
+      } else {
+        const uint8_t in = v.internalSet();
+        for (const auto& c : u.endpoints) {
+          if ((c.newSets & in) && (c.flags & epflag::kLocal)) {
+            if (p.local.insert(c.key).second) changed = rescan = true;
+          } else if (p.local.erase(c.key) > 0) {
+            changed = true;
+          }
+        }
+      }
+      if (changed) hairpinDirty.push_back(&p);
+    }
     const bool hadMembers = usesMembers(*p.info);
     if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
     for (uint8_t set : {epset::kCluster, epset::kLocal}) {
@@ -443,6 +523,11 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
       return BackendResult::failure(fmt::format("{}: {}", v.key().str(), err));
     }
     if (auto err = syncFrontends(p, v); !err.empty()) return BackendResult::failure(err);
+  }
+  if (hairpin_ && !hairpinDirty.empty()) {
+    if (auto err = syncHairpin(hairpinDirty, rescan); !err.empty()) {
+      return BackendResult::failure(err);
+    }
   }
   if (auto err = flushGarbage(false); !err.empty()) return BackendResult::failure(err);
   if (nodePort_) {
@@ -589,6 +674,8 @@ BackendResult EbpfBackend::fullSync(const State& state) {
   // Ports this run already programmed keep their sets (and so their clients' affinity).
   for (auto& [key, p] : ports_) {
     const ServicePortView& v = *want.at(key);
+    p.view = &v;
+    if (hairpin_) p.local = localBackendsOf(v);
     const bool hadMembers = usesMembers(*p.info);
     if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
     const auto members = membersBySet(v);
@@ -614,6 +701,16 @@ BackendResult EbpfBackend::fullSync(const State& state) {
       if (auto err = createPort(*v); !err.empty()) return BackendResult::failure(err);
     }
   }
+  if (hairpin_) {
+    std::vector<Port*> withLocal;
+    for (auto& [key, p] : ports_) {
+      if (!p.local.empty() || p.hairpin) withLocal.push_back(&p);
+    }
+    if (auto err = syncHairpin(withLocal, !withLocal.empty()); !err.empty()) {
+      return BackendResult::failure(err);
+    }
+    if (auto err = hairpin_->dropLeftovers(); !err.empty()) return BackendResult::failure(err);
+  }
   if (auto err = flushGarbage(true); !err.empty()) return BackendResult::failure(err);
   if (nodePort_) {
     if (auto err = nodePort_->fullSync(state); !err.empty()) return BackendResult::failure(err);
@@ -622,6 +719,7 @@ BackendResult EbpfBackend::fullSync(const State& state) {
 }
 
 BackendResult EbpfBackend::cleanup() {
+  hairpin_.reset();
   nodePort_.reset();
   maps_.reset();
   sockmap_.reset();  // its pins are under the same links/ and maps/ directories
@@ -654,6 +752,12 @@ std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) c
                     : v.flags & SP_SVC_F_PASS ? " untranslated (dropped)"
                                               : "",
                     v.affinity_timeout ? fmt::format(" affinity {}s", v.affinity_timeout) : ""));
+  }
+  if (p.hairpin) {
+    out.push_back(fmt::format(
+        "map sp_hairpin set {}: its pods on this node reach the ClusterIP through the packet "
+        "path (masqueraded when they land on themselves)",
+        p.sets[0].id()));
   }
   out.push_back(fmt::format("map sp_services {} -> reject (the service's other ports)",
                             describe(frontendKey(p.info->clusterIP, SP_SVC_ANY_PORT, 0))));

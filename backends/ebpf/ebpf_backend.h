@@ -6,12 +6,14 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "backends/ebpf/garbage.h"
 #include "backends/ebpf/map_writer.h"
 #include "backends/ebpf/nodeport_path.h"
+#include "backends/ebpf/pod_hairpin.h"
 #include "backends/ebpf/slot_set.h"
 #include "backends/ebpf/sock_lb_loader.h"
 #include "backends/ebpf/sockmap_loader.h"
@@ -50,6 +52,12 @@ class EbpfBackend : public proxier::Backend {
     proxier::ServicePortInfoPtr info;
     SlotSet sets[2];  // [0] cluster-wide, [1] node-local
     std::vector<std::pair<sp_svc_key, sp_svc_value>> frontends;
+    // The proxier keeps a port's view at one address until it deletes the port.
+    const proxier::ServicePortView* view = nullptr;
+    // Its backends on this node (in the set its ClusterIP uses), and whether some of them are
+    // pods whose sockets leave the ClusterIP to the packet path (PodHairpin).
+    std::set<proxier::EndpointKey> local;
+    bool hairpin = false;
   };
 
   std::string ensureLoaded();
@@ -68,11 +76,15 @@ class EbpfBackend : public proxier::Backend {
   // Counts the ports on each ClusterIP and writes or deletes its catch-all entry.
   std::string clusterIpRef(const proxier::IpAddr& ip, int delta);
   std::string moveClusterIp(Port& p, const proxier::ServicePortView& v);
+  // The hairpin entries of the ports in `dirty` (every port after a rescan), and their
+  // ClusterIP frontends' SP_SVC_F_HAIRPIN. rescan: a backend on this node came.
+  std::string syncHairpin(const std::vector<Port*>& dirty, bool rescan);
 
   LoaderOptions options_;
   proxier::NetworkConfig net_;
   bool masqueradeAtPackets() const { return net_.masqueradeAll && !net_.devices.empty(); }
   std::unique_ptr<NodePortPath> nodePort_;  // with --devices only
+  std::unique_ptr<PodHairpin> hairpin_;     // with the packet path on pods' interfaces
   std::unique_ptr<SockLbPrograms> progs_;
   bool sockmapShortcut_ = false;
   std::unique_ptr<SockmapPrograms> sockmap_;

@@ -125,7 +125,7 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
     if (k.ranges_id == NP_RANGES_LOCAL_PODS) localPods_.push_back(k);
   }
   writer_ = std::make_unique<NodePortWriter>(*progs_, addresses_, net.maglevTableSize,
-                                             net.directServerReturn);
+                                             net.directServerReturn, net.masqueradeAll);
   // The previous run's entries keep serving until the first full sync has written this run's.
   if (!progs_->adoptedMaps().empty()) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -238,6 +238,9 @@ void NodePortPath::followPodCidrs(const proxier::NodeContext* node) {
       now.push_back(rangeKey(NP_RANGES_LOCAL_PODS, c));
     }
   }
+  for (const IpAddr& a : podAddresses_) {
+    now.push_back(rangeKey(NP_RANGES_LOCAL_PODS, proxier::Cidr{a, a.isV4() ? uint8_t{32} : uint8_t{128}}));
+  }
   auto same = [](const np_range_key& a, const np_range_key& b) {
     return std::memcmp(&a, &b, sizeof(a)) == 0;
   };
@@ -252,7 +255,7 @@ void NodePortPath::followPodCidrs(const proxier::NodeContext* node) {
   }
   localPods_ = std::move(now);
   if (dsr_) {
-    spdlog::info("ebpf: direct server return: {} pod CIDR(s) of this node stay SNATed",
+    spdlog::info("ebpf: direct server return: {} pod CIDR(s) and addresses of this node stay SNATed",
                  localPods_.size());
   }
 }

@@ -36,6 +36,12 @@ class NodePortPath {
   // The interfaces the programs are attached to, by name.
   std::vector<std::string> attached() const;
   const NodePortPrograms& programs() const { return *progs_; }
+  // Whether pods' host-side interfaces get the programs (`+` or a PREFIX+ device): only then
+  // can the socket programs leave a pod's flows to its own service to the packet path.
+  bool reachesPods() const { return !prefixes_.empty(); }
+  // The addresses of this node's pods (their network namespaces'), NP_RANGES_LOCAL_PODS host
+  // entries from the next sync on: their flows to a ClusterIP keep their source.
+  void setPodAddresses(std::vector<proxier::IpAddr> a) { podAddresses_ = std::move(a); }
   // Those of them where the XDP program runs natively too.
   const std::vector<std::string>& xdp() const { return xdp_; }
 
@@ -46,8 +52,9 @@ class NodePortPath {
   void attachNew();
   // --nodeport-addresses primary: follows the Node's InternalIPs; true when they changed.
   bool followNode(const proxier::NodeContext* node);
-  // --enable-dsr: this node's pod CIDRs (the Node's spec.podCIDRs) in np_src_ranges under
-  // NP_RANGES_LOCAL_PODS, whose clients stay SNATed (see nodeport_lb_maps.h).
+  // This node's pods in np_src_ranges under NP_RANGES_LOCAL_PODS (see nodeport_lb_maps.h): the
+  // addresses setPodAddresses() gave, and with --enable-dsr the pod CIDRs (the Node's
+  // spec.podCIDRs), whose clients stay SNATed.
   void followPodCidrs(const proxier::NodeContext* node);
   std::string syncAll();
   // apply / fullSync inside the writer's batch (one RCU wait for all the new tables).
@@ -56,6 +63,7 @@ class NodePortPath {
   bool primaryOnly_ = false;
   bool dsr_ = false;
   std::vector<np_range_key> localPods_;  // as written (a previous run's, until the first sync)
+  std::vector<proxier::IpAddr> podAddresses_;
   bool every_ = false;                   // `+`: every interface, present and future
   std::vector<std::string> exact_, prefixes_, xdp_;
   std::map<int, std::string> attached_;  // ifindex -> name

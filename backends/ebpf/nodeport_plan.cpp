@@ -83,7 +83,7 @@ NodePortPlan planNodePort(const proxier::ServicePortView& v,
   return plan;
 }
 
-NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v) {
+NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v, bool podsKeepSource) {
   NodePortPlan plan;
   if (!v.active()) return plan;
   const proxier::ServicePortInfo& info = *v.info();
@@ -110,7 +110,7 @@ NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v) {
   } else if (plan.backends.empty()) {
     plan.flags = NP_F_DROP;
   } else {
-    plan.flags = NP_F_SNAT;
+    plan.flags = NP_F_SNAT | (podsKeepSource ? NP_F_POD_KEEPS_SOURCE : 0);
   }
   return plan;
 }

@@ -24,11 +24,14 @@ struct NodePortPlan {
   std::vector<np_fe_key> rangedFrontends;  // sorted
 };
 
-// The service's ClusterIP x port reached from outside the node (a packet that arrives on a
-// --devices interface: no socket of this node sent it): the internal set, always SNATed so the
-// reply comes back through this node (kube-proxy masquerades traffic to a ClusterIP from
-// outside the cluster); no endpoints anywhere: reject; none in the internal set: drop.
-NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v);
+// The service's ClusterIP x port reached in the packet path (a packet that arrives on a
+// --devices interface: no socket of this node sent it, or the socket programs left it, see
+// sp_hairpin): the internal set, SNATed so the reply comes back through this node (kube-proxy
+// masquerades traffic to a ClusterIP from outside the cluster); no endpoints anywhere: reject;
+// none in the internal set: drop. podsKeepSource (all but --masquerade-all): a pod of this
+// node keeps its address unless it lands on itself (NP_F_POD_KEEPS_SOURCE).
+NodePortPlan planClusterIpFromOutside(const proxier::ServicePortView& v,
+                                      bool podsKeepSource = true);
 
 // The trie key that admits cidr's clients to the frontends of rangesId.
 np_range_key rangeKey(uint32_t rangesId, const proxier::Cidr& cidr);

@@ -17,11 +17,13 @@ namespace sliceproxy::backends::ebpf {
 using proxier::EndpointKey;
 
 NodePortWriter::NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpAddr> nodeAddresses,
-                               uint32_t maglevTableSize, bool directServerReturn)
+                               uint32_t maglevTableSize, bool directServerReturn,
+                               bool masqueradeAll)
     : progs_(progs),
       nodeAddresses_(std::move(nodeAddresses)),
       maglevTableSize_(maglevTableSize),
-      directServerReturn_(directServerReturn) {}
+      directServerReturn_(directServerReturn),
+      podsKeepSource_(!masqueradeAll) {}
 
 bool NodePortWriter::sharesTable(const proxier::ServicePortKey& key) const {
   auto a = ports_.find({key, 0}), b = ports_.find({key, 1});
@@ -40,7 +42,7 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
   std::string err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_, directServerReturn_));
   if (!err.empty()) {
     err = fmt::format("{}: {}", v.key().str(), err);
-  } else if (err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v)); !err.empty()) {
+  } else if (err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v, podsKeepSource_)); !err.empty()) {
     err = fmt::format("{} (ClusterIP from outside): {}", v.key().str(), err);
   }
   endSharedUpdate(v.key());
@@ -59,7 +61,7 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v,
       if (err.empty()) continue;
     } else {
       err = syncGroup(key, g == 0 ? planNodePort(v, nodeAddresses_, directServerReturn_)
-                                  : planClusterIpFromOutside(v));
+                                  : planClusterIpFromOutside(v, podsKeepSource_));
     }
     if (!err.empty()) {
       err = fmt::format("{}{}: {}", v.key().str(), g == 0 ? "" : " (ClusterIP from outside)", err);

@@ -24,7 +24,8 @@ namespace sliceproxy::backends::ebpf {
 class NodePortWriter {
  public:
   NodePortWriter(NodePortPrograms& progs, std::vector<proxier::IpAddr> nodeAddresses,
-                 uint32_t maglevTableSize, bool directServerReturn = false);
+                 uint32_t maglevTableSize, bool directServerReturn = false,
+                 bool masqueradeAll = false);
   // Upserts the port; returns "" or an error naming the service port and the map.
   std::string sync(const proxier::ServicePortView& v);
   // The same for a sync's upsert: when only endpoints changed (frontends and policy as they
@@ -102,6 +103,7 @@ class NodePortWriter {
   std::vector<proxier::IpAddr> nodeAddresses_;
   uint32_t maglevTableSize_;
   bool directServerReturn_;
+  bool podsKeepSource_;  // not --masquerade-all: NP_F_POD_KEEPS_SOURCE on ClusterIP frontends
   // Each service port has up to two groups of frontends, each with its own tables: 0, reached
   // from outside (the external set); 1, its ClusterIP reached from outside (the internal set).
   using GroupKey = std::pair<proxier::ServicePortKey, int>;

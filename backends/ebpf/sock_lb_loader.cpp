@@ -265,6 +265,9 @@ int SockLbPrograms::slotsFd() const {
 int SockLbPrograms::destroyFd() const {
   return bpf_map__fd(skel_->maps.sp_destroy);
 }
+int SockLbPrograms::hairpinFd() const {
+  return bpf_map__fd(skel_->maps.sp_hairpin);
+}
 int SockLbPrograms::membersFd() const {
   return bpf_map__fd(skel_->maps.sp_members);
 }

@@ -39,6 +39,7 @@ class SockLbPrograms {
   int affinityFd() const;
   int reverseFd() const;
   int destroyFd() const;
+  int hairpinFd() const;
   // Links of the stale-socket iterators (iter/udp, iter/tcp), created on first use; an
   // iterator made from one walks the sockets of the calling thread's network namespace. Empty
   // when the kernel cannot destroy sockets from BPF (bpf_sock_destroy, 6.5+): staleSocketsGap()

@@ -302,6 +302,57 @@ TEST_P(NodePortFixture, ClusterPolicySnatsToTheNodeAndTheReplyIsTranslatedBack) 
   EXPECT_EQ(fwd3.parsed.flow.sport, fwd.parsed.flow.sport);
 }
 
+// A ClusterIP reached in the packet path (the socket programs leave a pod's flows to its own
+// service there): a pod of this node keeps its address, unless the flow lands on the pod itself,
+// which is SNATed (kube-proxy's hairpin) and whose reply goes back to it from the ClusterIP;
+// any other client is SNATed.
+TEST_P(NodePortFixture, PodKeepsItsSourceUnlessItLandsOnItself) {
+  const uint8_t proto = GetParam();
+  Node node;
+  snatTo(node.progs(), kNode, 61999);
+  const std::string vip = "10.96.0.1", pod = "10.244.0.1";
+  auto backends = backendsV4(3);  // 10.244.0.1, .2, .3
+  node.service(feKey(vip, 80, proto), backends, NP_F_SNAT | NP_F_POD_KEEPS_SOURCE);
+  node.progs().addSourceRange(
+      NP_RANGES_LOCAL_PODS,
+      backends::ebpf::rangeKey(NP_RANGES_LOCAL_PODS, *proxier::Cidr::parse(pod + "/32")));
+  int itself = 0, others = 0;
+  for (uint16_t sport = 45000; sport < 45060; ++sport) {
+    Flow f{pod, vip, sport, 80, proto};
+    auto fwd = run(node.progs().ingressFd(), packet::build(f, "ping"));
+    ASSERT_EQ(fwd.verdict, kTcOk);
+    expectChecksums(fwd);
+    const EndpointKey want = node.predict(f);
+    ASSERT_EQ(fwd.parsed.flow.dst, want.ip.str());
+    if (want.ip.str() != pod) {
+      ++others;
+      EXPECT_EQ(fwd.parsed.flow.src, pod) << "a pod of this node keeps its address";
+      EXPECT_EQ(fwd.parsed.flow.sport, sport);
+      continue;
+    }
+    ++itself;
+    EXPECT_EQ(fwd.parsed.flow.src, kNode) << "hairpin: the pod must see another source";
+    EXPECT_GE(fwd.parsed.flow.sport, 61000);
+    Flow reply{pod, kNode, want.port, fwd.parsed.flow.sport, proto};
+    auto back = run(node.progs().ingressFd(), packet::build(reply, "pong", {7000, 1001, 0x12}));
+    ASSERT_EQ(back.verdict, kTcOk);
+    expectChecksums(back);
+    EXPECT_EQ(back.parsed.flow.src, vip);
+    EXPECT_EQ(back.parsed.flow.sport, 80);
+    EXPECT_EQ(back.parsed.flow.dst, pod);
+    EXPECT_EQ(back.parsed.flow.dport, sport);
+  }
+  EXPECT_GT(itself, 0) << "60 flows over 3 backends land on the pod itself now and then";
+  EXPECT_GT(others, 0);
+  // A client that is no pod of this node is SNATed, the flag notwithstanding.
+  for (const std::string client : {"203.0.113.7", "10.244.0.2"}) {
+    Flow f{client, vip, 45100, 80, proto};
+    auto fwd = run(node.progs().ingressFd(), packet::build(f, "ping"));
+    ASSERT_EQ(fwd.verdict, kTcOk);
+    EXPECT_EQ(fwd.parsed.flow.src, kNode) << client;
+  }
+}
+
 TEST_P(NodePortFixture, LocalBackendReplyGetsTheFrontendBackAtEgress) {
   const uint8_t proto = GetParam();
   Node node;
@@ -1403,7 +1454,8 @@ TEST_F(NodePortTraffic, DsrFrontendsFromTheWriterAndRepliesThatComeBackHere) {
     return bpf_map_lookup_elem(progs.frontendsFd(), &k, &v) == 0 ? v.flags : ~0u;
   };
   EXPECT_EQ(flagsOf("203.0.113.1", kNodePort), NP_F_SNAT | NP_F_DSR);
-  EXPECT_EQ(flagsOf("10.96.0.1", 80), NP_F_SNAT) << "ClusterIP from outside: always SNATed";
+  EXPECT_EQ(flagsOf("10.96.0.1", 80), NP_F_SNAT | NP_F_POD_KEEPS_SOURCE)
+      << "ClusterIP from outside: always SNATed (this node's pods: on hairpin only), never DSR";
   for (uint16_t p = 50550; p < 50554; ++p) {
     auto r = topo::request(gTopo.client, "203.0.113.1", kNodePort, SOCK_STREAM, p);
     ASSERT_EQ(r.error, "") << "from port " << p;

@@ -32,6 +32,7 @@
 
 #include "../unit/builders.h"
 #include "backends/ebpf/ebpf_backend.h"
+#include "backends/ebpf/pod_hairpin.h"
 #include "backends/ebpf/sock_lb_loader.h"
 #include "proxier/core/change_tracker.h"
 #include "proxier/core/node_state.h"
@@ -687,6 +688,84 @@ void EbpfSockLbTest::staleUdpClient(bool podNetns) {
   for (int fd : {ready[0], go[0], go[1], result[0]}) close(fd);
 }
 
+// PodHairpin finds which network namespace under the cgroup holds a pod's address (by the
+// cookie the socket programs see), writes (cookie, port) for the port's backends that are such
+// pods only, follows the port's changes, and removes what a previous run left.
+TEST(PodHairpin, FindsThePodsNamespaceAndKeepsOneEntryPerPodAndPort) {
+  const int map = bpf_map_create(BPF_MAP_TYPE_HASH, "sp_hairpin_t", sizeof(sp_hairpin_key), 1,
+                                 64, nullptr);
+  ASSERT_GE(map, 0) << std::strerror(errno);
+  const uint8_t one = 1;
+  sp_hairpin_key stale{};
+  stale.netns = 12345;
+  stale.set_id = 99;
+  ASSERT_EQ(bpf_map_update_elem(map, &stale, &one, BPF_ANY), 0);
+  int ready[2], done[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int cg = open((gCgroup + "/cgroup.procs").c_str(), O_WRONLY);
+    if (cg < 0 || write(cg, "0", 1) != 1) _exit(3);
+    close(cg);
+    if (unshare(CLONE_NEWNET) != 0) _exit(7);
+    const int s = socket(AF_INET, SOCK_DGRAM, 0);
+    uint64_t cookie = 0;
+    socklen_t len = sizeof(cookie);
+    if (getsockopt(s, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &len) != 0) _exit(8);
+    (void)!write(ready[1], &cookie, sizeof(cookie));
+    char c;
+    (void)!read(done[0], &c, 1);
+    _exit(0);
+  }
+  uint64_t cookie = 0;
+  ASSERT_EQ(read(ready[0], &cookie, sizeof(cookie)), static_cast<ssize_t>(sizeof(cookie)));
+  ASSERT_EQ(shell(fmt::format("ip link add sp-hp0 type veth peer name eth0 netns {0} && "
+                              "nsenter -t {0} -n sh -c 'ip link set eth0 up && "
+                              "ip addr add 10.0.6.2/24 dev eth0 && "
+                              "ip addr add fd00:6::2/64 dev eth0 nodad'",
+                              pid)),
+            0);
+  {
+    backends::ebpf::PodHairpin h(map, gCgroup);
+    EXPECT_EQ(h.rescan(), "");
+    const auto pods = h.podAddresses();
+    std::set<std::string> shown;
+    for (const auto& a : pods) shown.insert(a.str());
+    EXPECT_TRUE(shown.contains("10.0.6.2")) << fmt::format("{}", fmt::join(shown, ","));
+    EXPECT_TRUE(shown.contains("fd00:6::2"));
+    EXPECT_GE(h.namespaces(), 1u);
+    bool any = false;
+    std::set<EndpointKey> local{{*IpAddr::parse("10.0.6.2"), 8080},
+                                {*IpAddr::parse("fd00:6::2"), 8080},
+                                {*IpAddr::parse("192.168.0.10"), 8080}};  // host network
+    ASSERT_EQ(h.set(7, local, &any), "");
+    EXPECT_TRUE(any);
+    EXPECT_EQ(h.entries(), 1u) << "one entry per pod and port, whatever its addresses";
+    sp_hairpin_key k{};
+    k.netns = cookie;
+    k.set_id = 7;
+    uint8_t v = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(map, &k, &v), 0) << "keyed by the cookie the pod's sockets see";
+    ASSERT_EQ(h.set(7, {{*IpAddr::parse("192.168.0.10"), 8080}}, &any), "");
+    EXPECT_FALSE(any) << "a backend that is no pod of this node";
+    EXPECT_NE(bpf_map_lookup_elem(map, &k, &v), 0);
+    ASSERT_EQ(h.set(9, local, &any), "");
+    EXPECT_EQ(bpf_map_lookup_elem(map, &stale, &v), 0) << "a previous run's entry stays until";
+    ASSERT_EQ(h.dropLeftovers(), "");
+    EXPECT_NE(bpf_map_lookup_elem(map, &stale, &v), 0);
+    ASSERT_EQ(h.drop(9), "");
+    EXPECT_EQ(h.entries(), 0u);
+    sp_hairpin_key next{};
+    EXPECT_NE(bpf_map_get_next_key(map, nullptr, &next), 0) << "the map is empty";
+  }
+  (void)!write(done[1], "x", 1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  for (int fd : {ready[0], ready[1], done[0], done[1], map}) close(fd);
+}
+
 TEST_F(EbpfSockLbTest, ConnectedUdpSocketToARemovedEndpointIsDestroyed) {
   staleUdpClient(false);
 }
@@ -847,7 +926,7 @@ TEST_F(EbpfSockLbTest, RestartAdoptsPinnedProgramsAndMapsAndCleanupRemovesThem) 
   EXPECT_EQ(replies(dialFromCgroup(Mode::Tcp, to, 5)), std::set<std::string>{"10.244.1.2:8080"});
   auto r = backend->cleanup();
   ASSERT_TRUE(r.ok) << r.error;
-  EXPECT_EQ(r.operations, 14u) << "8 links and 6 maps";
+  EXPECT_EQ(r.operations, 15u) << "8 links and 7 maps";
   EXPECT_FALSE(std::filesystem::exists(gPinDir));
   EXPECT_EQ(dialFromCgroup(Mode::Tcp, to)[0].error, "connect: Network is unreachable");
 }

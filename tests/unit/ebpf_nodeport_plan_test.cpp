@@ -61,8 +61,9 @@ TEST_F(NodePortPlanTest, DirectServerReturnMarksClusterPolicyFrontendsOnly) {
   nodePortService(TrafficPolicy::Cluster, {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}});
   EXPECT_EQ(planNodePort(*view(), nodeIPs, true).flags, NP_F_SNAT | NP_F_DSR)
       << "SNAT stays for the node's own flows; flows from outside go DSR";
-  EXPECT_EQ(backends::ebpf::planClusterIpFromOutside(*view()).flags, NP_F_SNAT)
-      << "a ClusterIP reached from outside is always SNATed";
+  EXPECT_EQ(backends::ebpf::planClusterIpFromOutside(*view()).flags,
+            NP_F_SNAT | NP_F_POD_KEEPS_SOURCE)
+      << "a ClusterIP reached from outside is always SNATed, this node's pods only on hairpin";
   nodePortService(TrafficPolicy::Local, {{"10.244.1.1", "node-a"}, {"10.244.2.1", "node-b"}});
   EXPECT_EQ(planNodePort(*view(), nodeIPs, true).flags, 0u) << "eTP Local keeps the client anyway";
   nodePortService(TrafficPolicy::Cluster, {});
@@ -147,7 +148,9 @@ TEST_F(NodePortPlanTest, ClusterIpFromOutsideUsesTheInternalSetAndSnats) {
   auto p = backends::ebpf::planClusterIpFromOutside(*view());
   EXPECT_EQ(frontends(p), (Strings{"10.96.0.1:80/tcp"}));
   EXPECT_EQ(backendsOf(p), (Strings{"10.244.1.1:8080"})) << "iTP Local: the local endpoint";
-  EXPECT_EQ(p.flags, NP_F_SNAT);
+  EXPECT_EQ(p.flags, NP_F_SNAT | NP_F_POD_KEEPS_SOURCE);
+  EXPECT_EQ(backends::ebpf::planClusterIpFromOutside(*view(), false).flags, NP_F_SNAT)
+      << "--masquerade-all: pods too";
   tracker.upsertSlice(slice("svc-1", "svc", {{"10.244.2.1", "node-b"}}));
   sync();
   EXPECT_EQ(backends::ebpf::planClusterIpFromOutside(*view()).flags, NP_F_DROP);
