@@ -12,6 +12,7 @@
 #include "backends/nftables/kernel_probe.h"
 #include "backends/nftables/linux_capabilities.h"
 #include "backends/nftables/nftables_backend.h"
+#include "backends/nftables/sctp_ports.h"
 
 namespace sliceproxy::backends {
 
@@ -43,13 +44,13 @@ const BackendInfo kBackends[] = {
         .mode = "ebpf",
         .summary = "socket load balancing in the client's kernel (cgroup connect/sendmsg/recvmsg/"
                    "getpeername programs, BPF maps) for traffic that starts on this node",
-        .cleaner = StaleFlowCleaner::Backend,
+        .cleaner = StaleFlowCleaner::BackendSctpConntrack,
         .programsKernel = true,
         .capabilities = &ebpf::EbpfBackend::supported,
         .kernelSupport = &ebpf::kernelSupport,
         .linuxCapabilities = ebpf::kLinuxCapabilities,
         .make = [](const proxier::NetworkConfig& net) -> std::unique_ptr<proxier::Backend> {
-          return std::make_unique<ebpf::EbpfBackend>(net);
+          return std::make_unique<ebpf::EbpfBackend>(net, std::make_unique<nft::SctpPorts>(net));
         },
     },
     {

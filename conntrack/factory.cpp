@@ -17,18 +17,28 @@ std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const proxier::BackendInf
     spdlog::info("conntrack cleanup disabled: stale UDP flows stay until they time out");
     return nullptr;
   }
-  if (backend.cleaner != proxier::StaleFlowCleaner::Conntrack) {
+  const bool sctpOnly = backend.cleaner == proxier::StaleFlowCleaner::BackendSctpConntrack;
+  if (backend.cleaner != proxier::StaleFlowCleaner::Conntrack && !sctpOnly) {
     spdlog::info("conntrack cleanup: backend {} keeps no conntrack flows to clean{}", backend.name,
                  backend.cleaner == proxier::StaleFlowCleaner::Backend
                      ? " (it removes its own stale flows)"
                      : "");
     return nullptr;
   }
-  auto cleaner = std::make_unique<NetfilterCleaner>();
+  NetfilterCleanerOptions cleanerOpts;
+  cleanerOpts.sctpOnly = sctpOnly;
+  auto cleaner = std::make_unique<NetfilterCleaner>(cleanerOpts);
+  if (sctpOnly && !cleaner->sctpTracked()) {
+    spdlog::info("conntrack cleanup: backend {} removes its own stale flows; the kernel tracks "
+                 "no SCTP", backend.name);
+    return nullptr;
+  }
   const bool recorded = flows != nullptr;
   cleaner->setFlowIndex(std::move(flows));
-  spdlog::info("conntrack cleanup: UDP{} flows, found {}, reconcile {}",
-               cleaner->sctpTracked() ? " and SCTP" : "",
+  spdlog::info("conntrack cleanup: {} flows, found {}, reconcile {}",
+               sctpOnly ? "SCTP (the backend removes its own TCP and UDP ones)"
+               : cleaner->sctpTracked() ? "UDP and SCTP"
+                                        : "UDP",
                recorded ? "through the data plane's flow record" : "by walking the table",
                reconcilePeriod.count() > 0 ? "every " + proxier::formatDuration(reconcilePeriod)
                                            : std::string("after start only"));

@@ -118,7 +118,8 @@ NetfilterCleaner::NetfilterCleaner(NetfilterCleanerOptions opts) : opts_(opts) {
 }
 
 bool NetfilterCleaner::handles(proxier::Protocol p) const {
-  return p == proxier::Protocol::UDP || (p == proxier::Protocol::SCTP && sctp_);
+  return (p == proxier::Protocol::UDP && !opts_.sctpOnly) ||
+         (p == proxier::Protocol::SCTP && sctp_);
 }
 
 CleanResult NetfilterCleaner::deleteFlows(std::span<const FlowSelector> selectors,

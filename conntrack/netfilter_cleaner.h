@@ -24,6 +24,8 @@ struct NetfilterCleanerOptions {
   size_t maxFilteredDumps = 8;
   // Per call, log at most this many individual delete failures (the rest are only counted).
   size_t maxLoggedErrors = 10;
+  // SCTP flows only: a backend that keeps its own UDP flows and leaves SCTP to netfilter (eBPF).
+  bool sctpOnly = false;
 };
 
 class NetfilterCleaner final : public StaleFlowCleaner {

@@ -158,7 +158,8 @@ std::array<std::vector<EndpointKey>, 2> membersBySet(const ServicePortView& v) {
 
 }  // namespace
 
-EbpfBackend::EbpfBackend(const NetworkConfig& net) {
+EbpfBackend::EbpfBackend(const NetworkConfig& net, std::unique_ptr<Backend> sctp)
+    : sctp_(std::move(sctp)) {
   if (net.masqueradeAll && net.devices.empty()) {
     // Refused rather than ignored: a flow rewritten at the socket leaves with the client's own
     // address; only the packet path (--devices) masquerades.
@@ -185,12 +186,13 @@ EbpfBackend::~EbpfBackend() = default;
 
 Capabilities EbpfBackend::supported() {
   // The socket programs serve traffic that starts on this node; the packet path (on by default:
-  // --devices) traffic from outside, and a pod reaching itself (hairpin, see PodHairpin).
+  // --devices) traffic from outside, and a pod reaching itself (hairpin, see PodHairpin); SCTP
+  // ports the backend the registry gives it (nftables).
   return Capabilities{{Feature::ClusterIP, Feature::InternalTrafficPolicyLocal,
                        Feature::SessionAffinity, Feature::IPv6, Feature::NodePort,
                        Feature::ExternalIPs, Feature::LoadBalancerVIP,
                        Feature::ExternalTrafficPolicyLocal, Feature::LoadBalancerSourceRanges,
-                       Feature::Hairpin}};
+                       Feature::Hairpin, Feature::SCTP}};
 }
 
 std::string EbpfBackend::ensureLoaded() {
@@ -381,7 +383,7 @@ std::string EbpfBackend::createPort(const ServicePortView& v, SlotSet (*adopted)
   Port& p = ports_[v.key()];
   p.info = v.info();
   p.view = &v;
-  if (hairpin_) p.local = localBackendsOf(v);
+  if (hairpin_ && protoOf(*p.info) != 0) p.local = localBackendsOf(v);
   if (auto err = clusterIpRef(p.info->clusterIP, +1); !err.empty()) return err;
   if (adopted) {
     p.sets[0] = std::move((*adopted)[0]);
@@ -474,7 +476,7 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
     }
     Port& p = it->second;
     p.view = &v;
-    if (hairpin_) {
+    if (hairpin_ && protoOf(*v.info()) != 0) {
       bool changed = false;
       if (u.infoChanged || u.modesChanged) {
         auto now = localBackendsOf(v);
@@ -533,7 +535,13 @@ BackendResult EbpfBackend::apply(const Diff& diff) {
   if (nodePort_) {
     if (auto err = nodePort_->apply(diff); !err.empty()) return BackendResult::failure(err);
   }
-  const uint64_t ops = maps_->operations() - before;
+  uint64_t sctpOps = 0;
+  if (sctp_) {
+    auto r = sctp_->apply(diff);
+    if (!r.ok) return r;
+    sctpOps = r.operations;
+  }
+  const uint64_t ops = maps_->operations() - before + sctpOps;
   const auto t1 = std::chrono::steady_clock::now();
   lastApply_.mapMicros = std::chrono::duration<double, std::micro>(t1 - t0).count();
   // After the maps: a client that reconnects at once is already sent elsewhere.
@@ -646,7 +654,11 @@ std::string EbpfBackend::adoptLeftovers(const State& state) {
 }
 
 std::string EbpfBackend::drift() {
-  return progs_ ? progs_->detached() : std::string();
+  std::string gone = progs_ ? progs_->detached() : std::string();
+  if (sctp_) {
+    if (auto s = sctp_->drift(); !s.empty()) gone += (gone.empty() ? "" : "; ") + s;
+  }
+  return gone;
 }
 
 BackendResult EbpfBackend::fullSync(const State& state) {
@@ -675,7 +687,7 @@ BackendResult EbpfBackend::fullSync(const State& state) {
   for (auto& [key, p] : ports_) {
     const ServicePortView& v = *want.at(key);
     p.view = &v;
-    if (hairpin_) p.local = localBackendsOf(v);
+    if (hairpin_ && protoOf(*v.info()) != 0) p.local = localBackendsOf(v);
     const bool hadMembers = usesMembers(*p.info);
     if (auto err = moveClusterIp(p, v); !err.empty()) return BackendResult::failure(err);
     const auto members = membersBySet(v);
@@ -715,7 +727,13 @@ BackendResult EbpfBackend::fullSync(const State& state) {
   if (nodePort_) {
     if (auto err = nodePort_->fullSync(state); !err.empty()) return BackendResult::failure(err);
   }
-  return {true, "", maps_->operations() - before};
+  uint64_t sctpOps = 0;
+  if (sctp_) {
+    auto r = sctp_->fullSync(state);
+    if (!r.ok) return r;
+    sctpOps = r.operations;
+  }
+  return {true, "", maps_->operations() - before + sctpOps};
 }
 
 BackendResult EbpfBackend::cleanup() {
@@ -728,18 +746,25 @@ BackendResult EbpfBackend::cleanup() {
   clusterIpRefs_.clear();
   garbage_.clear();
   adopted_ = false;
+  uint64_t sctpOps = 0;
+  if (sctp_) {
+    auto r = sctp_->cleanup();
+    if (!r.ok) return r;
+    sctpOps = r.operations;
+  }
   try {
     // The packet path first: its tc filters (kernels before 6.6) are found on the interfaces,
     // not under the pin directory.
     uint64_t n = NodePortPrograms::removePinned(options_.pinDir);
     n += SockLbPrograms::removePinned(options_.pinDir);
-    return {true, "", n};
+    return {true, "", n + sctpOps};
   } catch (const std::exception& e) {
     return BackendResult::failure(e.what());
   }
 }
 
 std::vector<std::string> EbpfBackend::kernelObjects(const ServicePortKey& key) const {
+  if (key.port.protocol == Protocol::SCTP && sctp_) return sctp_->kernelObjects(key);
   auto it = ports_.find(key);
   if (it == ports_.end()) return {};
   const Port& p = it->second;

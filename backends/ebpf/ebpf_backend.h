@@ -24,7 +24,10 @@ namespace sliceproxy::backends::ebpf {
 
 class EbpfBackend : public proxier::Backend {
  public:
-  explicit EbpfBackend(const proxier::NetworkConfig& net);
+  // sctp: the data plane of the SCTP service ports (neither eBPF path translates SCTP; the
+  // registry gives nft::SctpPorts), or null to leave them unserved.
+  explicit EbpfBackend(const proxier::NetworkConfig& net,
+                       std::unique_ptr<proxier::Backend> sctp = nullptr);
   ~EbpfBackend() override;
   std::string name() const override { return "ebpf"; }
   static proxier::Capabilities supported();
@@ -33,6 +36,9 @@ class EbpfBackend : public proxier::Backend {
   proxier::BackendResult fullSync(const proxier::State& state) override;
   proxier::BackendResult cleanup() override;
   std::string drift() override;
+  std::shared_ptr<proxier::FlowIndex> flowIndex() override {
+    return sctp_ ? sctp_->flowIndex() : nullptr;
+  }
   std::vector<std::string> kernelObjects(const proxier::ServicePortKey& key) const override;
 
   // For tests and benchmarks: the loaded programs (null before the first sync).
@@ -85,6 +91,7 @@ class EbpfBackend : public proxier::Backend {
   bool masqueradeAtPackets() const { return net_.masqueradeAll && !net_.devices.empty(); }
   std::unique_ptr<NodePortPath> nodePort_;  // with --devices only
   std::unique_ptr<PodHairpin> hairpin_;     // with the packet path on pods' interfaces
+  std::unique_ptr<proxier::Backend> sctp_;
   std::unique_ptr<SockLbPrograms> progs_;
   bool sockmapShortcut_ = false;
   std::unique_ptr<SockmapPrograms> sockmap_;

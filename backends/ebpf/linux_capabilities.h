@@ -10,6 +10,8 @@
 // namespace walk it would be CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON: the socket programs are a
 // network program type, the stale-socket iterators are tracing programs.) The kernel charges
 // BPF memory to the cgroup (5.11 and later): no CAP_SYS_RESOURCE for RLIMIT_MEMLOCK.
+// CAP_NET_ADMIN for nftables, which serves the SCTP ports (nft::SctpPorts): nfnetlink asks for
+// it whatever else the process holds, and the first sync looks for a previous run's tables.
 
 #include <linux/capability.h>
 
@@ -18,9 +20,13 @@
 namespace sliceproxy::backends::ebpf {
 
 inline constexpr proxier::LinuxCapability kLinuxCapabilities[] = {
+    {CAP_NET_ADMIN, "CAP_NET_ADMIN",
+     "nftables for the SCTP service ports (neither eBPF path translates SCTP; the first sync "
+     "also removes a previous run's tables)"},
     {CAP_SYS_ADMIN, "CAP_SYS_ADMIN",
-     "setns() into the clients' network namespaces to destroy their stale sockets; it also "
-     "covers loading and attaching the BPF programs (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)"},
+     "setns() into the clients' network namespaces to destroy their stale sockets and find "
+     "pods' addresses; it also covers loading and attaching the BPF programs (CAP_BPF, "
+     "CAP_PERFMON)"},
     {CAP_SYS_PTRACE, "CAP_SYS_PTRACE",
      "opening /proc/PID/ns/net of client processes of other users or with other capabilities"},
 };

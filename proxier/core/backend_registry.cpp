@@ -12,6 +12,8 @@ const char* staleFlowCleanerName(StaleFlowCleaner c) {
       return "conntrack";
     case StaleFlowCleaner::Backend:
       return "backend";
+    case StaleFlowCleaner::BackendSctpConntrack:
+      return "backend (SCTP: conntrack)";
   }
   return "?";
 }

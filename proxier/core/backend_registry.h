@@ -20,6 +20,8 @@ enum class StaleFlowCleaner : uint8_t {
   None,       // the backend programs no data path (dry-run)
   Conntrack,  // the kernel's conntrack table: the netfilter data planes (nftables, IPVS)
   Backend,    // the backend's own flow state (eBPF maps and sockets)
+  // Its own for TCP and UDP, conntrack's for SCTP, which it leaves to netfilter (eBPF).
+  BackendSctpConntrack,
 };
 const char* staleFlowCleanerName(StaleFlowCleaner c);
 

@@ -440,7 +440,7 @@ TEST_F(EbpfSockmapTest, CleanupAndTurningItOffDetachTheShortcut) {
   EXPECT_EQ(progs, 1u);
   auto r = backend->cleanup();
   ASSERT_TRUE(r.ok) << r.error;
-  EXPECT_EQ(r.operations, 19u) << "10 links and 9 maps";
+  EXPECT_EQ(r.operations, 20u) << "10 links and 10 maps";
   EXPECT_FALSE(std::filesystem::exists(gPinDir));
   progs = 9;
   ASSERT_EQ(bpf_prog_query(cg, BPF_CGROUP_SOCK_OPS, 0, nullptr, nullptr, &progs), 0);

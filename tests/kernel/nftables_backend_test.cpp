@@ -13,6 +13,7 @@
 
 #include "../unit/builders.h"
 #include "backends/nftables/nftables_backend.h"
+#include "backends/nftables/sctp_ports.h"
 #include "backends/nftnl/rule_builder.h"
 #include "proxier/core/change_tracker.h"
 #include "proxier/core/node_state.h"
@@ -243,6 +244,70 @@ TEST_F(NftablesBackendTest, CleanupRemovesEverything) {
   state.apply(tracker.take(), false);
   ASSERT_TRUE(backend.fullSync(state.state()).ok);
   ASSERT_TRUE(backend.cleanup().ok);
+  EXPECT_EQ(run("nft list tables").find("sliceproxy"), std::string::npos);
+}
+
+// SctpPorts (the eBPF backend's SCTP data plane) programs the SCTP ports of a diff and nothing
+// else: no table, hence no netfilter hook, while no SCTP port exists; the first creates them,
+// the last removes them, and a full sync without one removes what a previous run left.
+TEST(SctpPorts, TablesExistExactlyWhileSomeSctpPortDoes) {
+  backends::nft::SctpPorts sctp{net()};
+  ASSERT_TRUE(sctp.cleanup().ok);
+  ChangeTracker tracker{"node-a", {}};
+  NodeState state{"node-a"};
+  auto apply = [&] {
+    auto r = sctp.apply(state.apply(tracker.take()));
+    ASSERT_TRUE(r.ok) << r.error;
+  };
+  SvcSpec tcp;
+  tcp.name = "web";
+  tracker.upsertService(service(tcp));
+  tracker.upsertSlice(slice("web-1", "web", {{"10.244.1.1"}}));
+  apply();
+  EXPECT_EQ(run("nft list tables").find("sliceproxy"), std::string::npos)
+      << "a TCP port is not SCTP's business";
+  SvcSpec sc;
+  sc.name = "diameter";
+  sc.clusterIPs = {"10.96.0.131"};
+  sc.ports = {{"d", Protocol::SCTP, 3868, 0, {3869, ""}}};
+  tracker.upsertService(service(sc));
+  tracker.upsertSlice(slice("diameter-1", "diameter", {{"10.244.1.2"}},
+                            {{"d", Protocol::SCTP, 3869}}));
+  apply();
+  EXPECT_EQ(sctp.ports(), 1u);
+  const std::string rules = run("nft list ruleset ip");
+  EXPECT_NE(rules.find("10.96.0.131"), std::string::npos) << rules;
+  EXPECT_NE(rules.find("10.244.1.2"), std::string::npos);
+  EXPECT_EQ(rules.find("10.96.0.1 "), std::string::npos) << "the TCP service stays out";
+  EXPECT_EQ(rules.find("10.244.1.1 "), std::string::npos);
+  const ServicePortKey key = state.state().ports.front()->key().port.protocol == Protocol::SCTP
+                                 ? state.state().ports.front()->key()
+                                 : state.state().ports.back()->key();
+  EXPECT_FALSE(sctp.kernelObjects(key).empty());
+  EXPECT_EQ(sctp.drift(), "");
+  // An endpoint change of the SCTP port goes through as a diff.
+  tracker.upsertSlice(slice("diameter-1", "diameter", {{"10.244.1.3"}},
+                            {{"d", Protocol::SCTP, 3869}}));
+  apply();
+  EXPECT_NE(run("nft list ruleset ip").find("10.244.1.3"), std::string::npos);
+  tracker.deleteService({sc.ns, sc.name});
+  apply();
+  EXPECT_EQ(sctp.ports(), 0u);
+  EXPECT_EQ(run("nft list tables").find("sliceproxy"), std::string::npos)
+      << "the last SCTP port took the tables with it";
+  // A previous run's tables, and a full sync without SCTP ports: removed.
+  {
+    backends::nft::NftablesBackend other{net()};
+    state.apply(tracker.take(), false);
+    tracker.upsertService(service(sc));
+    state.apply(tracker.take(), false);
+    ASSERT_TRUE(other.fullSync(state.state()).ok);
+  }
+  ASSERT_NE(run("nft list tables").find("sliceproxy"), std::string::npos);
+  tracker.deleteService({sc.ns, sc.name});
+  state.apply(tracker.take(), false);
+  auto r = sctp.fullSync(state.state());
+  ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(run("nft list tables").find("sliceproxy"), std::string::npos);
 }
 
