@@ -165,13 +165,18 @@ struct np_pkt {
   __u16 l4_flags; /* BPF_F_MARK_MANGLED_0 for UDP: a zero checksum means none */
 };
 
-/* Whether p may be the reply of a translated flow (see np_rnat_sources). */
+/* Whether p may be the reply of a translated flow (see np_rnat_sources). A reply to the SNAT
+ * address comes to a port of the SNAT range: a NodePort on that address (most of what a node
+ * forwards, when the SNAT address is its own) never is, and so costs no np_rnat lookup. */
 static __always_inline int np_may_be_reply(const struct np_pkt* p) {
   __u32 slot = p->family == NP_FAMILY_V4 ? 0 : 1;
   const struct np_snat* snat = bpf_map_lookup_elem(&np_snat, &slot);
   if (snat) {
     const __u32 *a = (const __u32*)snat->addr, *d = (const __u32*)p->daddr;
-    if (a[0] == d[0] && a[1] == d[1] && a[2] == d[2] && a[3] == d[3]) return 1;
+    const __u16 port = bpf_ntohs(p->dport);
+    if (a[0] == d[0] && a[1] == d[1] && a[2] == d[2] && a[3] == d[3] &&
+        port >= snat->port_min && port <= snat->port_max)
+      return 1;
   }
   const __u32 k = np_source_key(p->saddr, p->family);
   return bpf_map_lookup_elem(&np_rnat_sources, &k) != 0;
