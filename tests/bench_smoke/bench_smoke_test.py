@@ -75,7 +75,7 @@ def main():
             objects = r.get("kernel_objects") or {}
             if r["system"] == "sliceproxy-ebpf":
                 # Maps, not rules: their memory, and the map-update time of one change.
-                expect(objects.get("maps") == 6 and objects.get("memlock_bytes", 0) > 0,
+                expect(objects.get("maps") == 7 and objects.get("memlock_bytes", 0) > 0,
                        f"{r['workload']} ebpf: maps not reported: {objects}")
                 expect(r.get("one_change_map_us", 0) > 0 and r.get("ebpf_load_ms", 0) > 0,
                        f"{r['workload']} ebpf: no map-update or load time")
