@@ -29,6 +29,16 @@ struct {
   __type(value, struct np_backend);
 } np_backends SEC(".maps");
 
+/* Two slots per element: an array's elements are 8 bytes apart, and userspace indexes the
+ * mapping as an array of 32-bit slots. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, NP_LIVE_SLOTS / 2);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __type(key, __u32);
+  __type(value, __u64);
+} np_live SEC(".maps");
+
 /* Two tables per service port, each of its own prime size (BPF_F_INNER_MAP), written by
  * userspace through mmap (BPF_F_MMAPABLE): it rewrites the table no frontend points at and then
  * points the frontends at it, one map update each, so a reader sees the old table or the new
@@ -252,12 +262,14 @@ static __always_inline int np_decide(const struct np_pkt* pp, int egress, struct
   ck.proto = pp->proto;
   ck.family = pp->family;
   struct np_ct_value* known = bpf_map_lookup_elem(&np_ct, &ck);
-  /* A UDP flow whose backend left the service (its id is gone from np_backends: ids are never
-   * reused) moves to a live one, as kube-proxy's conntrack cleanup moves it; a TCP connection
-   * stays with its backend until it ends (graceful termination). */
-  if (known && pp->proto == NP_IPPROTO_UDP &&
-      !bpf_map_lookup_elem(&np_backends, &known->backend_id))
-    known = 0;
+  /* A UDP flow whose backend left the service (its id is no longer live: ids are never reused)
+   * moves to a live one, as kube-proxy's conntrack cleanup moves it; a TCP connection stays
+   * with its backend until it ends (graceful termination). */
+  if (known && pp->proto == NP_IPPROTO_UDP) {
+    const __u32 slot = known->backend_id & (NP_LIVE_SLOTS - 1), elem = slot >> 1;
+    const __u32* pair = bpf_map_lookup_elem(&np_live, &elem);
+    if (!pair || pair[slot & 1] != known->backend_id) known = 0;
+  }
   if (known) {
     /* At ingress the frontend is not looked at for a flow already translated (the tracking
      * entry names everything; a frontend gone or changed since leaves established flows as

@@ -101,6 +101,14 @@ struct np_range_key {
  * arrives back here. */
 #define NP_RANGES_LOCAL_PODS 0u
 
+/* np_live: which backend ids are live, for the check every packet of an established UDP flow
+ * makes (its backend left: balanced again). An array indexed by id % NP_LIVE_SLOTS holding the
+ * id while it is live, 0 after: ids are handed out in sequence, skipping a slot a live id still
+ * holds, so the live ones are a dense run of slots and the check is one cached load, where a
+ * lookup in np_backends was a random bucket of a table of megabytes (at 10,000 services, 30,000
+ * backends, 530 of the 680 ns a packet cost at XDP). Written by userspace through mmap. */
+#define NP_LIVE_SLOTS (1u << 20)
+
 /* np_backends: id -> backend. Ids belong to one frontend's table (the same endpoint in two
  * services has two ids) and are never reused while the writer lives, so a missing id means the
  * backend left that frontend. */

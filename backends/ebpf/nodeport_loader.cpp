@@ -223,6 +223,15 @@ NodePortPrograms::NodePortPrograms(const NodePortOptions& opts)
                   err);
   }
   ports_ = std::make_unique<FrontendPorts>(bpf_map__fd(skel_->maps.np_fe_ports));
+  void* live = mmap(nullptr, NP_LIVE_SLOTS * sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_SHARED,
+                    bpf_map__fd(skel_->maps.np_live), 0);
+  if (live == MAP_FAILED) {
+    const int err = errno;
+    nodeport_lb::destroy(skel_);
+    skel_ = nullptr;
+    throwBpfError("mapping np_live", err);
+  }
+  live_ = static_cast<uint32_t*>(live);
   seedPrefilters();
 }
 
@@ -239,6 +248,15 @@ void NodePortPrograms::seedPrefilters() {
     const void* at = nullptr;
     while (bpf_map_get_next_key(frontendsFd(), at, &next) == 0) {
       ports_->keep(next.port);
+      k = next;
+      at = &k;
+    }
+  }
+  if (adopted("np_backends") && !adopted("np_live")) {
+    uint32_t k = 0, next = 0;
+    const void* at = nullptr;
+    while (bpf_map_get_next_key(backendsFd(), at, &next) == 0) {
+      live_[next & (NP_LIVE_SLOTS - 1)] = next;
       k = next;
       at = &k;
     }
@@ -271,6 +289,7 @@ NodePortPrograms::~NodePortPrograms() {
   }
   // Pinned links stay attached: closing this process's reference detaches nothing.
   for (auto& [name, fd] : links_) close(fd);
+  if (live_) munmap(live_, NP_LIVE_SLOTS * sizeof(uint32_t));
   if (skel_) nodeport_lb::destroy(skel_);
 }
 
@@ -334,12 +353,26 @@ void NodePortPrograms::setBackend(uint32_t id, const np_backend& backend) {
   if (bpf_map_update_elem(backendsFd(), &id, &backend, BPF_ANY) != 0) {
     throwBpfError(fmt::format("np_backends: writing backend {}", id), errno);
   }
+  __atomic_store_n(&live_[id & (NP_LIVE_SLOTS - 1)], id, __ATOMIC_RELEASE);
 }
 
 void NodePortPrograms::removeBackend(uint32_t id) {
+  // Dead first: a UDP flow on it moves before its entry goes.
+  uint32_t* slot = &live_[id & (NP_LIVE_SLOTS - 1)];
+  if (__atomic_load_n(slot, __ATOMIC_RELAXED) == id) __atomic_store_n(slot, 0, __ATOMIC_RELEASE);
   if (bpf_map_delete_elem(backendsFd(), &id) != 0 && errno != ENOENT) {
     throwBpfError(fmt::format("np_backends: deleting backend {}", id), errno);
   }
+}
+
+uint32_t NodePortPrograms::freeBackendId(uint32_t from) const {
+  // Bounded: with every slot live (a million backends) the id collides, and the older id's
+  // UDP flows are balanced again.
+  for (uint32_t i = 0; i < NP_LIVE_SLOTS; ++i, ++from) {
+    if (from == 0) continue;
+    if (__atomic_load_n(&live_[from & (NP_LIVE_SLOTS - 1)], __ATOMIC_RELAXED) == 0) return from;
+  }
+  return from;
 }
 
 MaglevTableMap::MaglevTableMap(uint32_t size) : size_(size) {

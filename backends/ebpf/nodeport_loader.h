@@ -104,8 +104,11 @@ class NodePortPrograms {
 
   void setFrontend(const np_fe_key& key, const np_frontend& value);
   void removeFrontend(const np_fe_key& key);
+  // np_backends, and np_live: the id is live from setBackend to removeBackend.
   void setBackend(uint32_t id, const np_backend& backend);
   void removeBackend(uint32_t id);
+  // The first id from `from` on whose np_live slot no live id holds (see NP_LIVE_SLOTS).
+  uint32_t freeBackendId(uint32_t from) const;
   // Builds a table holding backendIds (a Maglev table: its size is a prime) in a new inner map
   // and swaps it in for tableId in one update, so the program sees the old or the new table.
   void setMaglevTable(uint32_t tableId, const std::vector<uint32_t>& backendIds);
@@ -160,6 +163,7 @@ class NodePortPrograms {
   TcMode tcMode_ = TcMode::Unknown;
   std::set<int> attached_, xdp_;
   void seedPrefilters();
+  uint32_t* live_ = nullptr;  // np_live, mapped
 
   std::unique_ptr<FrontendPorts> ports_;
   struct KeyLess {

@@ -259,9 +259,9 @@ bool NodePortWriter::applyBackends(const GroupKey& key, Port& p, bool created, u
         }
       }
       for (const EndpointKey& k : added) {
-        auto [at, isNew] = p.ids.try_emplace(k, nextBackendId_);
-        if (!isNew) continue;
-        ++nextBackendId_;
+        if (p.ids.contains(k)) continue;
+        nextBackendId_ = progs_.freeBackendId(nextBackendId_);
+        auto at = p.ids.emplace(k, nextBackendId_++).first;
         np_backend b{};
         std::memcpy(b.addr, k.ip.bytes.data(), k.ip.size());
         b.port = htons(k.port);

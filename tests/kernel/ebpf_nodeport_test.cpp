@@ -353,6 +353,22 @@ TEST_P(NodePortFixture, PodKeepsItsSourceUnlessItLandsOnItself) {
   }
 }
 
+// np_live: a live id holds its slot (id % NP_LIVE_SLOTS) until it is removed, and the writer's
+// next id skips a held slot, so two live ids never share one (a UDP flow would otherwise see
+// its backend dead, or a dead one live).
+TEST(NodePortLive, LiveIdsNeverShareASlot) {
+  NodePortPrograms progs;
+  np_backend b{};
+  b.family = NP_FAMILY_V4;
+  progs.setBackend(5, b);
+  EXPECT_EQ(progs.freeBackendId(5), 6u);
+  EXPECT_EQ(progs.freeBackendId(5 + NP_LIVE_SLOTS), 6u + NP_LIVE_SLOTS)
+      << "the id one lap later would share slot 5";
+  EXPECT_EQ(progs.freeBackendId(0), 1u) << "0 is no id";
+  progs.removeBackend(5);
+  EXPECT_EQ(progs.freeBackendId(5 + NP_LIVE_SLOTS), 5u + NP_LIVE_SLOTS);
+}
+
 TEST_P(NodePortFixture, LocalBackendReplyGetsTheFrontendBackAtEgress) {
   const uint8_t proto = GetParam();
   Node node;
@@ -2142,7 +2158,7 @@ TEST_F(NodePortTraffic, NetlinkFiltersAreReplacedInPlaceAndFoundByCleanup) {
   auto fourth = std::make_unique<NodePortPrograms>(opts);
   fourth->attach(n0);
   fourth.reset();
-  EXPECT_EQ(NodePortPrograms::removePinned(gPinDir), 2u + 13u) << "two filters, thirteen maps";
+  EXPECT_EQ(NodePortPrograms::removePinned(gPinDir), 2u + 14u) << "two filters, fourteen maps";
   EXPECT_EQ(tcFilterProgram(n0, BPF_TC_INGRESS) + tcFilterProgram(n0, BPF_TC_EGRESS), 0u);
   EXPECT_TRUE(npPins("maps").empty());
 }
