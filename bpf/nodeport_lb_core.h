@@ -184,8 +184,8 @@ static __always_inline int np_may_be_reply(const struct np_pkt* p) {
   if (snat) {
     const __u32 *a = (const __u32*)snat->addr, *d = (const __u32*)p->daddr;
     const __u16 port = bpf_ntohs(p->dport);
-    if (a[0] == d[0] && a[1] == d[1] && a[2] == d[2] && a[3] == d[3] &&
-        port >= snat->port_min && port <= snat->port_max)
+    if (a[0] == d[0] && a[1] == d[1] && a[2] == d[2] && a[3] == d[3] && port >= snat->port_min &&
+        port <= snat->port_max)
       return 1;
   }
   const __u32 k = np_source_key(p->saddr, p->family);

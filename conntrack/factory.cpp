@@ -29,14 +29,16 @@ std::unique_ptr<StaleFlowCleanup> makeStaleFlowCleanup(const proxier::BackendInf
   cleanerOpts.sctpOnly = sctpOnly;
   auto cleaner = std::make_unique<NetfilterCleaner>(cleanerOpts);
   if (sctpOnly && !cleaner->sctpTracked()) {
-    spdlog::info("conntrack cleanup: backend {} removes its own stale flows; the kernel tracks "
-                 "no SCTP", backend.name);
+    spdlog::info(
+        "conntrack cleanup: backend {} removes its own stale flows; the kernel tracks "
+        "no SCTP",
+        backend.name);
     return nullptr;
   }
   const bool recorded = flows != nullptr;
   cleaner->setFlowIndex(std::move(flows));
   spdlog::info("conntrack cleanup: {} flows, found {}, reconcile {}",
-               sctpOnly ? "SCTP (the backend removes its own TCP and UDP ones)"
+               sctpOnly                 ? "SCTP (the backend removes its own TCP and UDP ones)"
                : cleaner->sctpTracked() ? "UDP and SCTP"
                                         : "UDP",
                recorded ? "through the data plane's flow record" : "by walking the table",

@@ -102,8 +102,8 @@ std::vector<NamespaceAddresses> clientNamespaceAddresses(const std::string& root
       }
       ifaddrs* list = nullptr;
       if (getifaddrs(&list) != 0) {
-        walkError = fmt::format("listing a network namespace's addresses: {}",
-                                std::strerror(errno));
+        walkError =
+            fmt::format("listing a network namespace's addresses: {}", std::strerror(errno));
         continue;
       }
       for (ifaddrs* i = list; i; i = i->ifa_next) {

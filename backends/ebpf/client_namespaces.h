@@ -18,7 +18,7 @@ namespace sliceproxy::backends::ebpf {
 std::vector<int> clientNamespaces(const std::string& root, std::string& error);
 
 struct NamespaceAddresses {
-  uint64_t cookie = 0;                  // SO_NETNS_COOKIE
+  uint64_t cookie = 0;                     // SO_NETNS_COOKIE
   std::vector<proxier::IpAddr> addresses;  // its interfaces' addresses, loopback excepted
 };
 

@@ -303,11 +303,10 @@ std::string EbpfBackend::flushGarbage(bool all) {
 std::string EbpfBackend::syncFrontends(Port& p, const ServicePortView& v) {
   // --masquerade-all: every flow is masqueraded, so none is rewritten at its socket; the
   // packet path translates them all (pods' at their interface, the node's at its egress).
-  auto next =
-      masqueradeAtPackets()
-          ? decltype(p.frontends){}
-          : desiredFrontends(*p.info, v, p.sets, nodePort_ ? &nodePort_->nodeAddresses() : nullptr,
-                             p.hairpin);
+  auto next = masqueradeAtPackets()
+                  ? decltype(p.frontends){}
+                  : desiredFrontends(*p.info, v, p.sets,
+                                     nodePort_ ? &nodePort_->nodeAddresses() : nullptr, p.hairpin);
   for (const auto& [k, val] : next) {
     auto it = std::find_if(p.frontends.begin(), p.frontends.end(),
                            [&](const auto& f) { return f.first == k; });

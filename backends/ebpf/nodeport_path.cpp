@@ -239,7 +239,8 @@ void NodePortPath::followPodCidrs(const proxier::NodeContext* node) {
     }
   }
   for (const IpAddr& a : podAddresses_) {
-    now.push_back(rangeKey(NP_RANGES_LOCAL_PODS, proxier::Cidr{a, a.isV4() ? uint8_t{32} : uint8_t{128}}));
+    now.push_back(
+        rangeKey(NP_RANGES_LOCAL_PODS, proxier::Cidr{a, a.isV4() ? uint8_t{32} : uint8_t{128}}));
   }
   auto same = [](const np_range_key& a, const np_range_key& b) {
     return std::memcmp(&a, &b, sizeof(a)) == 0;
@@ -255,8 +256,9 @@ void NodePortPath::followPodCidrs(const proxier::NodeContext* node) {
   }
   localPods_ = std::move(now);
   if (dsr_) {
-    spdlog::info("ebpf: direct server return: {} pod CIDR(s) and addresses of this node stay SNATed",
-                 localPods_.size());
+    spdlog::info(
+        "ebpf: direct server return: {} pod CIDR(s) and addresses of this node stay SNATed",
+        localPods_.size());
   }
 }
 

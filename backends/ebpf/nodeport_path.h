@@ -64,7 +64,7 @@ class NodePortPath {
   bool dsr_ = false;
   std::vector<np_range_key> localPods_;  // as written (a previous run's, until the first sync)
   std::vector<proxier::IpAddr> podAddresses_;
-  bool every_ = false;                   // `+`: every interface, present and future
+  bool every_ = false;  // `+`: every interface, present and future
   std::vector<std::string> exact_, prefixes_, xdp_;
   std::map<int, std::string> attached_;  // ifindex -> name
   std::vector<proxier::IpAddr> addresses_;

@@ -42,7 +42,8 @@ std::string NodePortWriter::sync(const proxier::ServicePortView& v) {
   std::string err = syncGroup({v.key(), 0}, planNodePort(v, nodeAddresses_, directServerReturn_));
   if (!err.empty()) {
     err = fmt::format("{}: {}", v.key().str(), err);
-  } else if (err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v, podsKeepSource_)); !err.empty()) {
+  } else if (err = syncGroup({v.key(), 1}, planClusterIpFromOutside(v, podsKeepSource_));
+             !err.empty()) {
     err = fmt::format("{} (ClusterIP from outside): {}", v.key().str(), err);
   }
   endSharedUpdate(v.key());

@@ -22,7 +22,8 @@ sp_hairpin_key keyOf(uint32_t setId, uint64_t netns) {
 
 }  // namespace
 
-PodHairpin::PodHairpin(int mapFd, std::string cgroupRoot) : fd_(mapFd), root_(std::move(cgroupRoot)) {
+PodHairpin::PodHairpin(int mapFd, std::string cgroupRoot)
+    : fd_(mapFd), root_(std::move(cgroupRoot)) {
   sp_hairpin_key k{}, next{};
   for (const sp_hairpin_key* prev = nullptr; bpf_map_get_next_key(fd_, prev, &next) == 0;
        prev = &k) {
@@ -89,8 +90,8 @@ std::string PodHairpin::dropLeftovers() {
   for (const auto& [setId, ns] : leftovers_) {
     const sp_hairpin_key k = keyOf(setId, ns);
     if (bpf_map_delete_elem(fd_, &k) != 0 && errno != ENOENT) {
-      return fmt::format("deleting a previous run's sp_hairpin entry (set {}, netns {}): {}",
-                         setId, ns, std::strerror(errno));
+      return fmt::format("deleting a previous run's sp_hairpin entry (set {}, netns {}): {}", setId,
+                         ns, std::strerror(errno));
     }
   }
   leftovers_.clear();

@@ -692,8 +692,8 @@ void EbpfSockLbTest::staleUdpClient(bool podNetns) {
 // cookie the socket programs see), writes (cookie, port) for the port's backends that are such
 // pods only, follows the port's changes, and removes what a previous run left.
 TEST(PodHairpin, FindsThePodsNamespaceAndKeepsOneEntryPerPodAndPort) {
-  const int map = bpf_map_create(BPF_MAP_TYPE_HASH, "sp_hairpin_t", sizeof(sp_hairpin_key), 1,
-                                 64, nullptr);
+  const int map =
+      bpf_map_create(BPF_MAP_TYPE_HASH, "sp_hairpin_t", sizeof(sp_hairpin_key), 1, 64, nullptr);
   ASSERT_GE(map, 0) << std::strerror(errno);
   const uint8_t one = 1;
   sp_hairpin_key stale{};

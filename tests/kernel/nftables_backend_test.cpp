@@ -271,8 +271,8 @@ TEST(SctpPorts, TablesExistExactlyWhileSomeSctpPortDoes) {
   sc.clusterIPs = {"10.96.0.131"};
   sc.ports = {{"d", Protocol::SCTP, 3868, 0, {3869, ""}}};
   tracker.upsertService(service(sc));
-  tracker.upsertSlice(slice("diameter-1", "diameter", {{"10.244.1.2"}},
-                            {{"d", Protocol::SCTP, 3869}}));
+  tracker.upsertSlice(
+      slice("diameter-1", "diameter", {{"10.244.1.2"}}, {{"d", Protocol::SCTP, 3869}}));
   apply();
   EXPECT_EQ(sctp.ports(), 1u);
   const std::string rules = run("nft list ruleset ip");
@@ -286,8 +286,8 @@ TEST(SctpPorts, TablesExistExactlyWhileSomeSctpPortDoes) {
   EXPECT_FALSE(sctp.kernelObjects(key).empty());
   EXPECT_EQ(sctp.drift(), "");
   // An endpoint change of the SCTP port goes through as a diff.
-  tracker.upsertSlice(slice("diameter-1", "diameter", {{"10.244.1.3"}},
-                            {{"d", Protocol::SCTP, 3869}}));
+  tracker.upsertSlice(
+      slice("diameter-1", "diameter", {{"10.244.1.3"}}, {{"d", Protocol::SCTP, 3869}}));
   apply();
   EXPECT_NE(run("nft list ruleset ip").find("10.244.1.3"), std::string::npos);
   tracker.deleteService({sc.ns, sc.name});
