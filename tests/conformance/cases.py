@@ -401,6 +401,11 @@ CASES = [
          one(svc("self", "10.96.0.92", HTTP, EPS("a2", "b2"))),
          [Phase([answered("a2", "10.96.0.92", 80, {"a2", "b2"}, SRC_HAIRPIN)])],
          extra_features=("Hairpin",)),
+    Case("hairpin_nodeport", "a pod reaching itself through its service's NodePort on its own "
+         "node is masqueraded",
+         one(svc("self", "10.96.0.94", HTTP_NP, EPS("a2"), type="NodePort")),
+         [Phase([answered("a2", A4, 30080, {"a2"}, SRC_NODE)])],
+         extra_features=("Hairpin",)),
     Case("hairpin_ipv6", "hairpin over IPv6",
          one(svc("self", ["10.96.0.93", "fd00:96::93"], HTTP, EPS("a2"))),
          [Phase([answered("a2", "fd00:96::93", 80, {"a2"}, SRC_HAIRPIN),
