@@ -26,6 +26,14 @@ POD_CIDR = "198.18.2.0/24"
 SERVICE_CIDR = "198.19.0.0/16"
 ENDPOINTS = [f"198.18.2.{10 + i}" for i in range(10)]
 PORT, TARGET_PORT = 80, 8080
+# The client, the pod's server and the softirq work their packets cause (veth hands a packet to
+# the sending CPU's backlog) all run on this CPU, so a case measures the CPU cost of a request
+# through its rules and not where the scheduler placed two processes: on the 2-core VM, four
+# identical "direct" topologies measured tcp_rr p50 28-40 us unpinned and 23.0-23.2 us pinned
+# (bench/RESULTS.md, "Pinned data plane"). The daemons run elsewhere (SLICEPROXY_CPU).
+_CPUS = sorted(os.sched_getaffinity(0))
+DP_CPU, SLICEPROXY_CPU = str(_CPUS[0]), str(_CPUS[-1])
+PIN = ["taskset", "-c", DP_CPU]
 
 SYSTEMS = ["direct", "sliceproxy-nftables", "sliceproxy-ebpf", "kube-proxy-iptables",
            "kube-proxy-nftables"]
@@ -141,7 +149,8 @@ class Topology:
 
 
 def start_echo(run, topo, bins):
-    p = run.spawn(topo.pod, [bins["echo"], "--port", str(TARGET_PORT), "--max-seconds", "3600"])
+    p = run.spawn(topo.pod, [*PIN, bins["echo"], "--port", str(TARGET_PORT),
+                             "--max-seconds", "3600"])
     if p.stdout.readline().strip() != "ready":
         raise RuntimeError("bench_echo_server did not start in the pod namespace")
     return p
@@ -151,7 +160,8 @@ def start_sliceproxy(run, ns, mdir, backend, bins, workdir, flags=()):
     """The daemon in namespace `ns`, fed the manifests in `mdir`; returns once its first full
     sync is done (its log in workdir/sliceproxy.log)."""
     logf = open(os.path.join(workdir, "sliceproxy.log"), "w")
-    p = run.spawn(ns, [bins["sliceproxy"], "--source-dir", mdir, "--backend", backend,
+    p = run.spawn(ns, ["taskset", "-c", SLICEPROXY_CPU, bins["sliceproxy"], "--source-dir", mdir,
+                       "--backend", backend,
                        "--hostname-override", "node-a", "--min-sync-period", "100ms",
                        "--debug-port", "0", *flags],
                   stdout=logf, stderr=subprocess.STDOUT)
@@ -201,7 +211,8 @@ def install(system, run, topo, svcs, bins, workdir, log, extra=()):
 
 def loadgen(topo, bins, mode, target, seconds, concurrency, cgroup=None):
     """`cgroup`: the client runs in it (where the ebpf backend's socket programs are attached)."""
-    out = sh("ip", "netns", "exec", topo.cli, bins["loadgen"], "--mode", mode, "--target", target,
+    out = sh("ip", "netns", "exec", topo.cli, *PIN, bins["loadgen"], "--mode", mode,
+             "--target", target,
              "--seconds", str(seconds), "--concurrency", str(concurrency), check=False,
              capture=True, timeout=seconds + 30, cgroup=cgroup)
     try:
