@@ -71,7 +71,7 @@ NodePortPath::NodePortPath(const proxier::NetworkConfig& net) {
       exact_.push_back(d);
     }
   }
-  // primary: the Node's InternalIPs arrive with the Node object, after the programs are
+  // primary: the node's primary IPs arrive with the Node object, after the programs are
   // loaded; followNode() sets them.
   primaryOnly_ = net.nodePortPrimaryOnly;
   dsr_ = net.directServerReturn;
@@ -215,19 +215,13 @@ std::vector<std::string> NodePortPath::attached() const {
 
 bool NodePortPath::followNode(const proxier::NodeContext* node) {
   if (!primaryOnly_) return false;
-  std::vector<IpAddr> now;
-  if (node && node->node) {
-    for (const auto& a : node->node->addresses) {
-      if (a.type == "InternalIP" && a.ip && std::find(now.begin(), now.end(), *a.ip) == now.end())
-        now.push_back(*a.ip);
-    }
-  }
+  std::vector<IpAddr> now = node ? node->primaryIps : std::vector<IpAddr>{};
   if (now == addresses_) return false;
   addresses_ = std::move(now);
   writer_->setNodeAddresses(addresses_);
   std::vector<std::string> shown;
   for (const auto& a : addresses_) shown.push_back(a.str());
-  spdlog::info("ebpf: NodePorts answer on the Node's InternalIPs {}", fmt::join(shown, ","));
+  spdlog::info("ebpf: NodePorts answer on the node's primary IPs {}", fmt::join(shown, ","));
   return true;
 }
 

@@ -30,7 +30,7 @@ class NodePortPath {
   explicit NodePortPath(const proxier::NetworkConfig& net);
   std::string apply(const proxier::Diff& diff);
   std::string fullSync(const proxier::State& state);
-  // Where NodePorts answer. With --nodeport-addresses primary: the Node's InternalIPs, none
+  // Where NodePorts answer. With --nodeport-addresses primary: the node's primary IPs, none
   // until the Node object is seen (a sync that brings it re-plans every port).
   const std::vector<proxier::IpAddr>& nodeAddresses() const { return addresses_; }
   // The interfaces the programs are attached to, by name.
@@ -50,7 +50,7 @@ class NodePortPath {
   // host-side interfaces, where a local backend's replies and a pod's own NodePort traffic
   // enter. Scanned at each sync (O(interfaces); a netlink link watcher is the follow-up).
   void attachNew();
-  // --nodeport-addresses primary: follows the Node's InternalIPs; true when they changed.
+  // --nodeport-addresses primary: follows the node's primary IPs; true when they changed.
   bool followNode(const proxier::NodeContext* node);
   // This node's pods in np_src_ranges under NP_RANGES_LOCAL_PODS (see nodeport_lb_maps.h): the
   // addresses setPodAddresses() gave, and with --enable-dsr the pod CIDRs (the Node's

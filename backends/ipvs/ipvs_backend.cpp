@@ -114,13 +114,9 @@ std::string IpvsBackend::ensureOpen() {
 
 void IpvsBackend::refreshNodeAddresses(const proxier::NodeContext* node) {
   if (net_.nodePortPrimaryOnly) {
-    // --nodeport-addresses=primary: the Node's InternalIPs only (none until the Node is seen).
-    nodeAddrs_.clear();
-    if (node && node->node) {
-      for (const auto& a : node->node->addresses) {
-        if (a.type == "InternalIP" && a.ip) nodeAddrs_.push_back(*a.ip);
-      }
-    }
+    // --nodeport-addresses=primary: the node's primary IPs only (none until the Node is seen,
+    // unless --bind-address names one).
+    nodeAddrs_ = node ? node->primaryIps : std::vector<IpAddr>{};
     return;
   }
   nodeAddrs_.clear();
@@ -485,12 +481,12 @@ IpvsBackend::Drift IpvsBackend::findDrift() {
         nft::listTables(nftSocket(), fam == proxier::IpFamily::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
     if (!tables.ok) continue;
     auto missing = [&](bool built, const std::string& name) {
-      if (!built || std::find(tables.names.begin(), tables.names.end(), name) !=
-                        tables.names.end()) {
+      if (!built ||
+          std::find(tables.names.begin(), tables.names.end(), name) != tables.names.end()) {
         return;
       }
-      gone.push_back(fmt::format("table {} {} removed",
-                                 fam == proxier::IpFamily::V4 ? "ip" : "ip6", name));
+      gone.push_back(
+          fmt::format("table {} {} removed", fam == proxier::IpFamily::V4 ? "ip" : "ip6", name));
     };
     missing(masq, kMasqueradeTable);
     missing(pol, nft::kMainTableName);

@@ -43,11 +43,9 @@ void addNodePortIps(Transaction& tx, const NodeFamily& fam, const std::string& t
   addSet(tx, table, mainSetName(kNodePortIps), {ipType(fam.family), fam.addrLen()});
   if (!fam.net->nodePortPrimaryOnly) return;
   std::vector<nftnl_set_elem*> elems;
-  if (node && node->node) {
-    for (const auto& a : node->node->addresses) {
-      if (a.ip && a.ip->family == fam.family && a.type == "InternalIP") {
-        elems.push_back(makeElem(Bytes().addr(*a.ip), nullptr));
-      }
+  if (node) {
+    for (const auto& ip : node->primaryIps) {
+      if (ip.family == fam.family) elems.push_back(makeElem(Bytes().addr(ip), nullptr));
     }
   }
   if (!elems.empty()) tx.addElements(table, mainSetName(kNodePortIps), elems, "NodePort addresses");

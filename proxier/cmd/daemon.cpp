@@ -61,6 +61,11 @@ int runDaemon(const Config& cfg, const Extensions& ext) {
   ChangeTracker tracker(nodeName, FilterConfig{cfg.serviceProxyName});
   std::unique_ptr<Backend> wrapped = ext.wrapBackend ? ext.wrapBackend(*backend) : nullptr;
   Proxier proxy(tracker, wrapped ? *wrapped : *backend, nodeName);
+  proxy.setNodeIpOverride(cfg.network.nodeIpOverride);
+  if (cfg.network.nodeIpOverride) {
+    spdlog::info("--bind-address {}: this node's primary {} address",
+                 cfg.network.nodeIpOverride->str(), familyName(cfg.network.nodeIpOverride->family));
+  }
   Ops ops(cfg, tracker, proxy, *backend);
   if (auto err = ops.start(); !err.empty()) {
     spdlog::error("{}", err);

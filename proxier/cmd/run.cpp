@@ -96,9 +96,16 @@ int run(int argc, char** argv, const Extensions& ext) {
                  "SNAT masqueraded traffic to this fixed address instead of MASQUERADE (one per "
                  "family, comma-separated), for hosts whose egress address is not routable")
       ->delimiter(',');
-  app.add_option("--nodeport-addresses", cfg.nodePortAddresses,
-                 "CIDRs of local addresses that accept NodePorts, or \"primary\" for the Node's "
-                 "InternalIPs (default: every local address)")
+  app.add_option("--bind-address", cfg.bindAddress,
+                 "This node's primary IP of its family, in place of the Node's first InternalIP "
+                 "(kube-proxy's flag: nothing binds to it; 0.0.0.0 and :: mean no override); "
+                 "\"--nodeport-addresses primary\" serves on it")
+      ->capture_default_str();
+  app.add_option(
+         "--nodeport-addresses", cfg.nodePortAddresses,
+         "CIDRs of local addresses that accept NodePorts, or \"primary\" for the node's "
+         "primary IPs (its first InternalIP of each family, --bind-address; default: every local "
+         "address)")
       ->delimiter(',');
   app.add_option("--cgroup-root", cfg.network.cgroupRoot,
                  "eBPF backend: cgroup v2 directory whose processes get socket load balancing "
@@ -291,6 +298,10 @@ int run(int argc, char** argv, const Extensions& ext) {
   if (auto err = buildNetworkConfig(cfg.network, cfg.clusterCIDRs, cfg.detectLocalMode,
                                     cfg.snatAddresses, cfg.nodePortAddresses, cfg.masqueradeBit);
       !err.empty()) {
+    spdlog::error("{}", err);
+    return kExitUsage;
+  }
+  if (auto err = setNodeIpOverride(cfg.network, cfg.bindAddress); !err.empty()) {
     spdlog::error("{}", err);
     return kExitUsage;
   }

@@ -214,7 +214,7 @@ void apply(const YAML::Node& root, Reader& r, Config& cfg, std::string& minSyncT
       auto a = r.str(v, key);
       if (!a.empty() && !IpAddr::parse(a))
         r.fail(key, fmt::format("\"{}\" is not an IP address", a));
-      cfg.bindAddress = a;
+      if (!r.overridden("--bind-address")) cfg.bindAddress = a;
     } else if (key == "healthzBindAddress") {
       bindAddr("--healthz-bind-address", cfg.healthzBindAddress, v, key);
     } else if (key == "metricsBindAddress") {

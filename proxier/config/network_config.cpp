@@ -42,6 +42,15 @@ const Cidr* NetworkConfig::clusterCIDR(IpFamily f) const {
   return nullptr;
 }
 
+std::string setNodeIpOverride(NetworkConfig& out, const std::string& bindAddress) {
+  out.nodeIpOverride.reset();
+  if (bindAddress.empty()) return "";
+  auto a = IpAddr::parse(bindAddress);
+  if (!a) return fmt::format("--bind-address: \"{}\" is not an IP address", bindAddress);
+  if (!a->isUnspecified()) out.nodeIpOverride = *a;
+  return "";
+}
+
 std::string buildNetworkConfig(NetworkConfig& out, const std::vector<std::string>& clusterCIDRs,
                                const std::string& detectLocalMode,
                                const std::vector<std::string>& snatAddresses,

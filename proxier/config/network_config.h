@@ -30,11 +30,13 @@ struct NetworkConfig {
   bool masqueradeAll = false;           // --masquerade-all
   std::vector<IpAddr> snatAddresses;    // --snat-address: SNAT to these instead of MASQUERADE
   std::vector<Cidr> nodePortAddresses;  // --nodeport-addresses; empty = every local address
-  bool nodePortPrimaryOnly = false;     // --nodeport-addresses=primary: the Node's InternalIPs
-  uint32_t masqueradeMark = 0x4000;     // bit --masquerade-bit (default 14)
+  bool nodePortPrimaryOnly = false;     // --nodeport-addresses=primary: NodeContext::primaryIps
+  // --bind-address / bindAddress other than 0.0.0.0 and ::: this node's primary IP of its family.
+  std::optional<IpAddr> nodeIpOverride;
+  uint32_t masqueradeMark = 0x4000;  // bit --masquerade-bit (default 14)
   // The eBPF backend: the cgroup v2 directory its socket programs attach to ("" = the cgroup2
   // mount) and where it pins them, on a bpf filesystem.
-  std::string cgroupRoot;                           // --cgroup-root
+  std::string cgroupRoot;                            // --cgroup-root
   std::string bpfPinDir = "/sys/fs/bpf/sliceproxy";  // --bpf-pin-dir
   // --sockmap-shortcut (ebpf only): same-node TCP payload goes socket to socket.
   bool sockmapShortcut = false;
@@ -55,6 +57,10 @@ struct NetworkConfig {
   const IpAddr* snatAddress(IpFamily f) const;
   const Cidr* clusterCIDR(IpFamily f) const;
 };
+
+// --bind-address (kube-proxy's name for "this node's primary IP"): "" or an unspecified address
+// leaves the Node's addresses alone. Returns an error naming the flag, or "".
+std::string setNodeIpOverride(NetworkConfig& out, const std::string& bindAddress);
 
 // Validates the flag values; returns an error message naming the flag, or "" when valid.
 std::string buildNetworkConfig(NetworkConfig& out, const std::vector<std::string>& clusterCIDRs,

@@ -44,6 +44,9 @@ struct ServicePortDelete {
 struct NodeContext {
   NodeIdentity identity;
   NodePtr node;  // null until the Node object has been seen
+  // The node's IPs as kube-proxy detects them, --bind-address applied (model/node_ips.h):
+  // where `--nodeport-addresses primary` serves.
+  std::vector<IpAddr> primaryIps;
 };
 
 struct Diff {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "proxier/model/node_ips.h"
+
 namespace sliceproxy::proxier {
 
 // The service ports a sync has to finish, each listed once however many slices touched it.
@@ -39,6 +41,11 @@ std::vector<const MergedEndpoint*> ServicePortView::sortedEndpoints() const {
 
 NodeState::NodeState(std::string nodeName) {
   node_.identity.nodeName = std::move(nodeName);
+}
+
+void NodeState::setNodeIpOverride(std::optional<IpAddr> ip) {
+  nodeIpOverride_ = ip;
+  node_.primaryIps = primaryNodeIps(node_.node.get(), nodeIpOverride_);
 }
 
 ServicePortView& NodeState::portView(ServiceRecord& rec, const ObjectKey& key,
@@ -298,6 +305,7 @@ Diff NodeState::apply(PendingChanges changes, bool wantDiff) {
     // that a full sync); a label or taint change is no work for them.
     diff.nodeChanged = shapeChanged(node_.node.get(), changes.node.get());
     node_.node = std::move(changes.node);
+    node_.primaryIps = primaryNodeIps(node_.node.get(), nodeIpOverride_);
     node_.identity.zone = std::move(zone);
     // Zone hints match against this node's zone, so a new zone re-decides every endpoint.
     if (zoneChanged) touchAll(work);

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -33,6 +34,8 @@ class NodeState {
   size_t activePortCount() const;
   const FrontendConflicts& conflicts() const { return conflicts_; }
   void setObjectEvents(ObjectEvents* events) { conflicts_.setEvents(events); }
+  // --bind-address when it is not 0.0.0.0 or ::: this node's primary IP of its family.
+  void setNodeIpOverride(std::optional<IpAddr> ip);
 
  private:
   struct SliceRecord {
@@ -64,6 +67,7 @@ class NodeState {
   FrontendConflicts conflicts_;
   std::set<ObjectKey> conflictAffected_;
   NodeContext node_;
+  std::optional<IpAddr> nodeIpOverride_;
 };
 
 }  // namespace sliceproxy::proxier

@@ -73,6 +73,8 @@ class Proxier {
   const NodeState& nodeState() const { return state_; }
   // Before start: where Warning events about Services go (frontend conflicts).
   void setObjectEvents(ObjectEvents* events) { state_.setObjectEvents(events); }
+  // Before start: --bind-address (NodeState::setNodeIpOverride).
+  void setNodeIpOverride(std::optional<IpAddr> ip) { state_.setNodeIpOverride(ip); }
   SyncStats stats() const;
 
  private:

@@ -28,6 +28,12 @@ struct IpAddr {
   std::string str() const;
   bool isV4() const { return family == IpFamily::V4; }
   size_t size() const { return isV4() ? 4 : 16; }
+  bool isLoopback() const {
+    static constexpr std::array<uint8_t, 16> kV6Loopback{0, 0, 0, 0, 0, 0, 0, 0,
+                                                         0, 0, 0, 0, 0, 0, 0, 1};
+    return isV4() ? bytes[0] == 127 : bytes == kV6Loopback;
+  }
+  bool isUnspecified() const { return bytes == std::array<uint8_t, 16>{}; }
 
   friend bool operator==(const IpAddr&, const IpAddr&) = default;
   friend auto operator<=>(const IpAddr& a, const IpAddr& b) {

@@ -65,6 +65,7 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(doc["clusterCIDR"], "10.244.0.0/16,fd00:244::/48")
         self.assertEqual(doc["hostnameOverride"], "node-x")
         self.assertEqual(doc["healthzBindAddress"], "127.0.0.1:11256")
+        self.assertEqual(doc["bindAddress"], "0.0.0.0")
         self.assertEqual(doc["nodePortAddresses"], ["10.0.0.0/8"])
         self.assertEqual(doc["detectLocal"], {"bridgeInterface": "cbr0", "interfaceNamePrefix": "veth"})
         self.assertEqual(doc["conntrack"]["maxPerCore"], 1000)
@@ -81,11 +82,13 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(yaml.safe_load(open(out2)), doc)
         # Flags override the file.
         r = run("--config", src, "--masquerade-bit", "9", "--hostname-override", "node-y",
-                "--min-sync-period", "3s", "--write-config-to", out2)
+                "--min-sync-period", "3s", "--bind-address", "198.18.0.9",
+                "--write-config-to", out2)
         self.assertEqual(r.returncode, 0, r.stderr)
         doc2 = yaml.safe_load(open(out2))
         self.assertEqual(doc2["nftables"]["masqueradeBit"], 9)
         self.assertEqual(doc2["hostnameOverride"], "node-y")
+        self.assertEqual(doc2["bindAddress"], "198.18.0.9")
         self.assertNotEqual(doc2["nftables"]["minSyncPeriod"], doc["nftables"]["minSyncPeriod"])
         self.assertEqual(doc2["nftables"]["syncPeriod"], doc["nftables"]["syncPeriod"])
 
@@ -134,6 +137,7 @@ class ConfigTest(unittest.TestCase):
             base + "healthzBindAddress: nonsense\n": "healthzBindAddress",
             base + "metricsBindAddress: 127.0.0.1:99999\n": "metricsBindAddress",
             base + "nodePortAddresses: [bogus]\n": "nodePortAddresses",
+            base + "bindAddress: node-a\n": "bindAddress",
             base + "detectLocalMode: Magic\n": "detectLocalMode",
             base + "nftables: {masqueradeBit: 40}\n": "nftables.masqueradeBit",
             base + "nftables: {syncPeriod: soon}\n": "nftables.syncPeriod",

@@ -27,5 +27,23 @@ TEST(NodePortAddresses, BroaderCidrsAndPrimaryAreAccepted) {
   }
 }
 
+// kube-proxy's --bind-address: not a socket address but "this node's primary IP".
+TEST(BindAddress, UnspecifiedMeansNoOverrideAndAnythingElseMustBeAnAddress) {
+  NetworkConfig net;
+  for (const char* none : {"", "0.0.0.0", "::"}) {
+    EXPECT_EQ(setNodeIpOverride(net, none), "") << none;
+    EXPECT_FALSE(net.nodeIpOverride) << none;
+  }
+  EXPECT_EQ(setNodeIpOverride(net, "198.18.0.7"), "");
+  ASSERT_TRUE(net.nodeIpOverride);
+  EXPECT_EQ(net.nodeIpOverride->str(), "198.18.0.7");
+  EXPECT_EQ(setNodeIpOverride(net, "fd00::7"), "");
+  EXPECT_EQ(net.nodeIpOverride->str(), "fd00::7");
+  auto err = setNodeIpOverride(net, "node-a.example");
+  EXPECT_NE(err.find("--bind-address"), std::string::npos) << err;
+  EXPECT_NE(err.find("node-a.example"), std::string::npos) << err;
+  EXPECT_FALSE(net.nodeIpOverride);
+}
+
 }  // namespace
 }  // namespace sliceproxy::proxier
