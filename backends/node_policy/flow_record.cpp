@@ -37,14 +37,27 @@ uint32_t readSysctl(const char* name) {
   return in ? v : 0;
 }
 
-// Longest time a live UDP/SCTP flow can go without a packet, plus a margin; capped at a day (an
-// SCTP association idle longer than that would be missed by the record, and walked for by the
-// periodic reconcile if enabled).
-std::chrono::seconds elementTimeoutFromSysctls() {
-  uint32_t t = std::max({readSysctl("nf_conntrack_udp_timeout_stream"),
-                         readSysctl("nf_conntrack_udp_timeout"),
-                         readSysctl("nf_conntrack_sctp_timeout_established"), 120u});
-  return std::chrono::seconds(std::min<uint32_t>(t + 30, 86400));
+// An element's timeout is what conntrack gives the flow after the same packet, plus a margin
+// (a sysctl changed later, the moment between the two refreshes): a UDP flow not yet answered
+// lives nf_conntrack_udp_timeout (30 s), an answered one up to nf_conntrack_udp_timeout_stream
+// (120 s; the kernel extends a replied flow at any later packet, so the client's packet must
+// cover it), an SCTP association its established timeout. One timeout for all (the longest,
+// 240 s) kept every one-shot DNS flow's element eight times longer than its conntrack entry,
+// and a busy node's record full of flows long gone. Capped at a day (an SCTP association idle
+// longer than that is found by the periodic reconcile, if enabled).
+constexpr uint32_t kTimeoutMarginS = 10;
+
+std::chrono::seconds withMargin(uint32_t conntrackSeconds, uint32_t fallback) {
+  const uint32_t t = conntrackSeconds ? conntrackSeconds : fallback;
+  return std::chrono::seconds(std::min<uint32_t>(t + kTimeoutMarginS, 86400));
+}
+
+FlowRecord::Timeouts timeoutsFromSysctls() {
+  FlowRecord::Timeouts t;
+  t.udpUnreplied = withMargin(readSysctl("nf_conntrack_udp_timeout"), 30);
+  t.udpReplied = withMargin(readSysctl("nf_conntrack_udp_timeout_stream"), 120);
+  t.sctp = withMargin(readSysctl("nf_conntrack_sctp_timeout_established"), 210);
+  return t;
 }
 
 uint32_t addrLen(IpFamily f) {
@@ -89,6 +102,9 @@ bool decode(IpFamily family, const uint8_t* k, uint32_t len, RecordedFlow& out) 
 
 constexpr const char* kFrontends = "frontends";  // ct original daddr . proto . dport
 constexpr const char* kNodePorts = "nodeports";  // proto . ct original dport
+constexpr const char* kRecordChain = "record-flow";
+// In the flows set's user data: a table without it has an older layout and is replaced.
+constexpr std::string_view kLayout = "sliceproxy flow record 2";
 
 // Most packets leave after the first rule (not UDP/SCTP), the rest after the second or third
 // unless they belong to a flow DNATed here and travel in its original direction. Replies are
@@ -113,13 +129,10 @@ void addGuards(Transaction& tx, const char* chain) {
   tx.addRule(kFlowTable, chain, dnat.release(), "not DNATed");
 }
 
-// Records the packet's flow if its original destination is one of our frontends (`set`): the
-// packet's conntrack entry has both tuples, the reply one naming the endpoint DNAT chose.
+// Sends the packet to record-flow if its original destination is one of our frontends (`set`).
 void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, const char* set) {
-  const bool v4 = ctx.family == IpFamily::V4;
   const uint32_t aw = ctx.addrWords();
-  const uint32_t srcIp = v4 ? NFT_CT_SRC_IP : NFT_CT_SRC_IP6,
-                 dstIp = v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6;
+  const uint32_t dstIp = ctx.family == IpFamily::V4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6;
   const bool nodePorts = std::strcmp(set, kNodePorts) == 0;
   RuleBuilder b;
   // Ours: the destination the client addressed is one of our frontends.
@@ -129,19 +142,53 @@ void addRecordRule(Transaction& tx, const NodeFamily& ctx, const char* chain, co
     b.ct(dstIp, reg32(0), IP_CT_DIR_ORIGINAL).meta(NFT_META_L4PROTO, reg32(aw));
     b.ct(NFT_CT_PROTO_DST, reg32(aw + 1), IP_CT_DIR_ORIGINAL);
   }
-  b.lookup(reg32(0), set);
+  b.lookup(reg32(0), set).verdict(NFT_GOTO, kRecordChain);
+  tx.addRule(kFlowTable, chain, b.release(),
+             nodePorts ? "record flows translated for our NodePorts"
+                       : "record flows translated for our service addresses");
+}
+
+// The element of the packet's flow, refreshed with `timeout`: the packet's conntrack entry has
+// both tuples, the reply one naming the endpoint DNAT chose. `test` adds the rule's condition
+// (it may use the registers: the key is loaded after it).
+void addFlowUpdate(Transaction& tx, const NodeFamily& ctx, std::chrono::seconds timeout,
+                   const std::function<void(RuleBuilder&)>& test, const char* what) {
+  const bool v4 = ctx.family == IpFamily::V4;
+  const uint32_t aw = ctx.addrWords();
+  const uint32_t srcIp = v4 ? NFT_CT_SRC_IP : NFT_CT_SRC_IP6,
+                 dstIp = v4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6;
+  RuleBuilder b;
+  if (test) test(b);
   b.ct(srcIp, reg32(0), IP_CT_DIR_REPLY).ct(NFT_CT_PROTO_SRC, reg32(aw), IP_CT_DIR_REPLY);
   b.meta(NFT_META_L4PROTO, reg32(aw + 1));
   b.ct(srcIp, reg32(aw + 2), IP_CT_DIR_ORIGINAL);
   b.ct(NFT_CT_PROTO_SRC, reg32(2 * aw + 2), IP_CT_DIR_ORIGINAL);
   b.ct(dstIp, reg32(2 * aw + 3), IP_CT_DIR_ORIGINAL);
   b.ct(NFT_CT_PROTO_DST, reg32(3 * aw + 3), IP_CT_DIR_ORIGINAL);
-  b.dynset(NFT_DYNSET_OP_UPDATE, kSet, reg32(0), 0, 0);
-  // A frontend's flow is not a NodePort's: the second lookup would only miss.
-  if (!nodePorts) b.verdict(NFT_RETURN);
-  tx.addRule(kFlowTable, chain, b.release(),
-             nodePorts ? "record flows translated for our NodePorts"
-                       : "record flows translated for our service addresses");
+  b.dynset(NFT_DYNSET_OP_UPDATE, kSet, reg32(0), 0, static_cast<uint64_t>(timeout.count()) * 1000);
+  b.verdict(NFT_RETURN);
+  tx.addRule(kFlowTable, kRecordChain, b.release(), what);
+}
+
+// record-flow: one element update per packet, its timeout chosen by protocol and by whether
+// the flow has been answered yet.
+void addFlowUpdates(Transaction& tx, const NodeFamily& ctx, const FlowRecord::Timeouts& t) {
+  const uint8_t sctp = IPPROTO_SCTP;
+  addFlowUpdate(
+      tx, ctx, t.sctp,
+      [&](RuleBuilder& b) {
+        b.meta(NFT_META_L4PROTO, NFT_REG_1).cmp(NFT_REG_1, NFT_CMP_EQ, &sctp, 1);
+      },
+      "record an SCTP flow");
+  const uint32_t seenReply = IPS_SEEN_REPLY, zero = 0;
+  addFlowUpdate(
+      tx, ctx, t.udpUnreplied,
+      [&](RuleBuilder& b) {
+        b.ct(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, 4, &seenReply, &zero);
+        b.cmpU32(NFT_REG_1, NFT_CMP_EQ, 0);
+      },
+      "record a UDP flow not answered yet");
+  addFlowUpdate(tx, ctx, t.udpReplied, nullptr, "record an answered UDP flow");
 }
 
 nftnl_set* keySet(const char* name, uint32_t keyLen) {
@@ -157,6 +204,7 @@ nftnl_set* keySet(const char* name, uint32_t keyLen) {
 // a slower collection only keeps their memory (and their share of the cap) a little longer.
 constexpr uint32_t kGcIntervalMs = 10'000;
 constexpr const char* kGcSuffix = "#gc-interval";
+constexpr const char* kLayoutSuffix = "#layout";
 
 // The sets of the flow table and their sizes (0 when unsized) and the flows set's collection
 // interval: tells a table of this layout and cap from one an older sliceproxy or another
@@ -168,8 +216,15 @@ int onSet(const nlmsghdr* nlh, void* data) {
     const std::string name = nftnl_set_get_str(s, NFTNL_SET_NAME);
     (*out)[name] =
         nftnl_set_is_set(s, NFTNL_SET_DESC_SIZE) ? nftnl_set_get_u32(s, NFTNL_SET_DESC_SIZE) : 0;
-    (*out)[name + kGcSuffix] =
-        nftnl_set_is_set(s, NFTNL_SET_GC_INTERVAL) ? nftnl_set_get_u32(s, NFTNL_SET_GC_INTERVAL) : 0;
+    (*out)[name + kGcSuffix] = nftnl_set_is_set(s, NFTNL_SET_GC_INTERVAL)
+                                   ? nftnl_set_get_u32(s, NFTNL_SET_GC_INTERVAL)
+                                   : 0;
+    uint32_t len = 0;
+    const void* ud = nftnl_set_is_set(s, NFTNL_SET_USERDATA)
+                         ? nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len)
+                         : nullptr;
+    (*out)[name + kLayoutSuffix] =
+        ud && std::string_view(static_cast<const char*>(ud), len) == kLayout ? 1 : 0;
   }
   nftnl_set_free(s);
   return MNL_CB_OK;
@@ -202,8 +257,11 @@ int onElements(const nlmsghdr* nlh, void* data) {
 
 }  // namespace
 
-FlowRecord::FlowRecord(uint32_t maxFlows)
-    : maxFlows_(maxFlows), timeout_(elementTimeoutFromSysctls()) {}
+FlowRecord::FlowRecord(uint32_t maxFlows) : maxFlows_(maxFlows), timeouts_(timeoutsFromSysctls()) {}
+
+std::chrono::seconds FlowRecord::Timeouts::longest() const {
+  return std::max({udpUnreplied, udpReplied, sctp});
+}
 
 void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList& existing,
                         const std::vector<const proxier::ServicePortInfo*>& ports) {
@@ -230,7 +288,8 @@ void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList&
         onSet, &sets);
     auto it = sets.find(kSet);
     if (!err.empty() || it == sets.end() || it->second != maxFlows_ || !sets.contains(kNodePorts) ||
-        sets[std::string(kSet) + kGcSuffix] != kGcIntervalMs) {
+        sets[std::string(kSet) + kGcSuffix] != kGcIntervalMs ||
+        sets[std::string(kSet) + kLayoutSuffix] != 1) {
       // An older layout (one that recorded every DNAT) or another cap: start over.
       spdlog::info("flow record ({}): replacing table {} (another layout or cap{})",
                    proxier::familyName(ctx.family), kFlowTable, err.empty() ? "" : ": " + err);
@@ -250,6 +309,7 @@ void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList&
     tx.flushSet(kFlowTable, kFrontends);
     tx.flushSet(kFlowTable, kNodePorts);
     for (auto [chain, hook] : kChains) tx.flushChain(kFlowTable, chain);
+    tx.flushChain(kFlowTable, kRecordChain);
   } else {
     // Created now (first start, replaced, or removed behind our back): what it has not seen
     // needs a seed.
@@ -257,7 +317,11 @@ void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList&
     tx.addTable(kFlowTable);
     nftnl_set* set = keySet(kSet, keyLen(ctx.family));
     nftnl_set_set_u32(set, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
-    nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT, static_cast<uint64_t>(timeout_.count()) * 1000);
+    // The set's own timeout applies to elements the seeding walk adds: the longest.
+    nftnl_set_set_u64(set, NFTNL_SET_TIMEOUT,
+                      static_cast<uint64_t>(timeouts_.longest().count()) * 1000);
+    nftnl_set_set_data(set, NFTNL_SET_USERDATA, kLayout.data(),
+                       static_cast<uint32_t>(kLayout.size()));
     nftnl_set_set_u32(set, NFTNL_SET_GC_INTERVAL, kGcIntervalMs);
     nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, maxFlows_);
     tx.addSet(kFlowTable, set, "set flows (translated UDP/SCTP flows)");
@@ -265,7 +329,9 @@ void FlowRecord::ensure(Transaction& tx, const NodeFamily& ctx, const TableList&
               "set frontends (our UDP/SCTP service addresses)");
     tx.addSet(kFlowTable, keySet(kNodePorts, 8), "set nodeports (our UDP/SCTP NodePorts)");
     for (auto [chain, hook] : kChains) tx.addChain(kFlowTable, chain, hook);
+    tx.addChain(kFlowTable, kRecordChain);
   }
+  addFlowUpdates(tx, ctx, timeouts_);
   for (auto [chain, hook] : kChains) {
     addGuards(tx, chain);
     addRecordRule(tx, ctx, chain, kFrontends);

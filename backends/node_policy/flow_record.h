@@ -2,11 +2,12 @@
 // The record of the UDP and SCTP flows that the node DNATed for services: a table of its own
 // (`sliceproxy-flows`, per family) whose filter hooks put every packet a client sends in a
 // DNATed UDP/SCTP flow into a timeout set keyed endpoint . endpoint port . protocol . client .
-// client port . frontend . frontend port. Each such packet refreshes its element and elements
-// outlive the conntrack timeouts, so every live translated flow whose client sent a packet since
-// the table was created is in the set; conntrack cleanup seeds it with older flows by walking once after start.
-// Cleanup then finds a removed endpoint's flows by exact tuple instead of walking the kernel's
-// whole conntrack table.
+// client port . frontend . frontend port. Each such packet refreshes its element, with the
+// timeout conntrack gave the flow after that packet plus a margin (flow_record.cpp), so every
+// live translated flow whose client sent a packet since
+// the table was created is in the set; conntrack cleanup seeds it with older flows by walking once
+// after start. Cleanup then finds a removed endpoint's flows by exact tuple instead of walking the
+// kernel's whole conntrack table.
 //
 // Only flows sliceproxy translated are recorded, not every DNAT on the node (Docker, hostPort,
 // other proxies): a packet is recorded when its conntrack original destination is one of our
@@ -64,8 +65,13 @@ class FlowRecord final : public proxier::FlowIndex {
   void recordFlows(std::span<const proxier::RecordedFlow> flows, std::string& error) override;
   void markSeeded(uint64_t generation) override;
 
-  // How long elements live: above every conntrack timeout of a live UDP/SCTP flow.
-  std::chrono::seconds elementTimeout() const { return timeout_; }
+  // How long an element lives after its client's last packet: the conntrack timeout that packet
+  // gave the flow, plus a margin (flow_record.cpp).
+  struct Timeouts {
+    std::chrono::seconds udpUnreplied{40}, udpReplied{130}, sctp{220};
+    std::chrono::seconds longest() const;
+  };
+  const Timeouts& elementTimeouts() const { return timeouts_; }
   uint32_t maxFlows() const { return maxFlows_; }
   // Flows in the record now (the fuller family; a dump, at most once per kFillMaxAge).
   Fill fill() override;
@@ -80,7 +86,7 @@ class FlowRecord final : public proxier::FlowIndex {
   const uint32_t maxFlows_;
   std::mutex mu_;  // the conntrack worker, the sync thread and scrapes all use sock_
   Socket sock_;
-  std::chrono::seconds timeout_;
+  Timeouts timeouts_;
   // Per family, frontend keys -> number of ports holding them (sync thread only).
   std::map<std::pair<std::string, std::string>, uint32_t> frontends_[2];
   Fill lastFill_;

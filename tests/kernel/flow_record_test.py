@@ -248,6 +248,30 @@ class FlowRecordTest(unittest.TestCase):
         self.assertGreater(self.expires_ms(sport), after_replies + 2000,
                            "the client's packet did not refresh its element")
 
+    def test_elements_live_as_long_as_their_conntrack_entries_not_longer(self):
+        """A flow's element lasts what conntrack gives the flow after the same packet, plus a
+        margin of 10 s: nf_conntrack_udp_timeout before the flow is answered,
+        nf_conntrack_udp_timeout_stream after. One timeout for every flow (the longest, 240 s)
+        kept a one-shot DNS flow's element eight times longer than its conntrack entry, and a
+        busy node's record full of flows long gone."""
+        def sysctl(name):
+            return int(in_ns(NODE, "sysctl", "-n", "net.netfilter." + name).stdout)
+        unreplied, stream = sysctl("nf_conntrack_udp_timeout"), sysctl(
+            "nf_conntrack_udp_timeout_stream")
+        sport = 40030
+        # The client's first packet is recorded as it passes the node, before the answer.
+        got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport), "later").stdout.strip()
+        self.assertEqual(got, "pod")
+        first = self.expires_ms(sport)
+        self.assertLessEqual(first, (unreplied + 10) * 1000, "unanswered flow kept too long")
+        self.assertGreater(first, (unreplied - 5) * 1000, "unanswered flow kept too short")
+        # Answered now: the client's next packet gives the flow the stream timeout.
+        got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport)).stdout.strip()
+        self.assertEqual(got, "pod")
+        second = self.expires_ms(sport)
+        self.assertLessEqual(second, (stream + 10) * 1000, "answered flow kept too long")
+        self.assertGreater(second, (stream - 5) * 1000, "answered flow kept too short")
+
     def test_full_sync_rewrites_the_rules_and_keeps_the_flows(self):
         sport = 40020
         got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport)).stdout.strip()
@@ -269,7 +293,9 @@ class FlowRecordTest(unittest.TestCase):
             self.assertLess(time.time(), deadline, "SIGHUP brought no full sync")
             time.sleep(0.2)
         listed = in_ns(NODE, "nft", "list", "table", "ip", "sliceproxy-flows").stdout
-        self.assertEqual(listed.count("@flows"), 6, "the rules were not written again:\n" + listed)
+        self.assertEqual(listed.count("@flows"), 3, "the rules were not written again:\n" + listed)
+        self.assertEqual(listed.count("goto record-flow"), 6,
+                         "the rules were not written again:\n" + listed)
         ports, text = self.recorded_client_ports()
         self.assertIn(sport, ports, "the full sync lost a recorded flow:\n" + text)
         got = in_ns(CLIENT, "python3", "-c", ASK, VIP, "53", str(sport + 1)).stdout.strip()
