@@ -18,6 +18,20 @@ namespace sliceproxy::proxier {
 
 namespace {
 
+// Fields each mode reads from its own section, as kube-proxy does.
+const std::string kPerModeFields[] = {"masqueradeAll", "masqueradeBit", "minSyncPeriod",
+                                      "syncPeriod"};
+
+// The section `mode` reads a per-mode field from: iptables.* for iptables; for ipvs, ipvs.* for
+// the sync periods and iptables.* for masquerading; nftables.* otherwise. Reading and writing
+// (--write-config-to) both go through it, so what is written reads back the same.
+std::string modeSection(const std::string& mode, const std::string& field) {
+  const bool sync = field == "minSyncPeriod" || field == "syncPeriod";
+  if (mode == "iptables") return "iptables";
+  if (mode == "ipvs") return sync ? "ipvs" : "iptables";
+  return "nftables";
+}
+
 struct Invalid {
   std::string message;
 };
@@ -108,11 +122,8 @@ void applySections(Reader& r, Config& cfg,
     if (k == "masqueradeBit") return r.integer(f->second, field, 0, 31) >= 0;
     return r.duration(f->second, field).count() > 0;
   };
-  for (const std::string k : {"masqueradeAll", "masqueradeBit", "minSyncPeriod", "syncPeriod"}) {
-    bool sync = k == "minSyncPeriod" || k == "syncPeriod";
-    std::string primary = mode == "iptables" ? "iptables"
-                          : mode == "ipvs"   ? (sync ? "ipvs" : "iptables")
-                                             : "nftables";
+  for (const std::string& k : kPerModeFields) {
+    const std::string primary = modeSection(mode, k);
     std::string from;
     if (isSet(primary, k)) {
       from = primary;
@@ -456,14 +467,30 @@ std::string renderConfig(const Config& cfg) {
   e << YAML::Key << "udpTimeout" << YAML::Value << formatDuration(c.udpTimeout);
   e << YAML::Key << "udpStreamTimeout" << YAML::Value << formatDuration(c.udpStreamTimeout);
   e << YAML::EndMap;
-  e << YAML::Key << "nftables" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "masqueradeAll" << YAML::Value << cfg.network.masqueradeAll;
-  e << YAML::Key << "masqueradeBit" << YAML::Value << cfg.masqueradeBit;
-  e << YAML::Key << "minSyncPeriod" << YAML::Value << formatDuration(cfg.minSyncPeriod);
-  e << YAML::Key << "syncPeriod" << YAML::Value << formatDuration(cfg.syncPeriod);
-  e << YAML::EndMap;
+  // The per-mode fields go where cfg.mode reads them back (an ipvs configuration written with
+  // them under nftables: lost its masqueradeBit and sync periods when read again).
+  auto perMode = [&](const std::string& section) {
+    for (const std::string& k : kPerModeFields) {
+      if (modeSection(cfg.mode, k) != section) continue;
+      e << YAML::Key << k << YAML::Value;
+      if (k == "masqueradeAll") e << cfg.network.masqueradeAll;
+      if (k == "masqueradeBit") e << cfg.masqueradeBit;
+      if (k == "minSyncPeriod") e << formatDuration(cfg.minSyncPeriod);
+      if (k == "syncPeriod") e << formatDuration(cfg.syncPeriod);
+    }
+  };
+  for (const std::string section : {"iptables", "nftables"}) {
+    if (modeSection(cfg.mode, "masqueradeBit") != section &&
+        modeSection(cfg.mode, "syncPeriod") != section) {
+      continue;
+    }
+    e << YAML::Key << section << YAML::Value << YAML::BeginMap;
+    perMode(section);
+    e << YAML::EndMap;
+  }
   const auto& i = cfg.ipvs;
   e << YAML::Key << "ipvs" << YAML::Value << YAML::BeginMap;
+  perMode("ipvs");
   e << YAML::Key << "scheduler" << YAML::Value << i.scheduler;
   e << YAML::Key << "excludeCIDRs" << YAML::Value << YAML::Flow << i.excludeCIDRs;
   e << YAML::Key << "strictARP" << YAML::Value << i.strictARP;

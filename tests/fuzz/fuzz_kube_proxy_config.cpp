@@ -25,8 +25,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string minSync2, sync2;
   auto r2 = applyConfigText(rendered, "rendered", again, minSync2, sync2, noFlags);
   if (!r2.error.empty() || renderConfig(again) != rendered) {
-    std::fprintf(stderr, "accepted configuration does not round-trip: %s\n--- rendered:\n%s\n",
-                 r2.error.c_str(), rendered.c_str());
+    std::fprintf(stderr,
+                 "accepted configuration does not round-trip: %s\n--- rendered:\n%s\n--- read "
+                 "back and rendered again:\n%s\n",
+                 r2.error.c_str(), rendered.c_str(), renderConfig(again).c_str());
     std::abort();
   }
   return 0;

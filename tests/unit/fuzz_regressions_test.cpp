@@ -8,7 +8,9 @@
 #include <tuple>
 #include <vector>
 
+#include "proxier/config/config.h"
 #include "proxier/config/duration.h"
+#include "proxier/config/kube_proxy_config.h"
 #include "proxier/core/log_text.h"
 #include "slice-watch/json_decoder.h"
 #include "slice-watch/manifest_file.h"
@@ -94,6 +96,44 @@ TEST(FuzzRegressionTest, StrayCommaInBlockContextIsAnErrorNotAHang) {
   }
   // Documents that are really empty are still fine.
   EXPECT_TRUE(slicewatch::yamlToJson("---\n---\n---\n").empty());
+}
+
+// fuzz_kube_proxy_config, after 293,400 executions (tests/fuzz/regressions/kube_proxy_config/
+// mode-iptables-round-trip): --write-config-to wrote masqueradeAll, masqueradeBit and the sync
+// periods under nftables: whatever the mode, so a configuration of mode ipvs (or iptables, as
+// read before the backend choice) lost them when read back.
+TEST(FuzzRegressionTest, PerModeFieldsAreWrittenWhereTheirModeReadsThem) {
+  const std::string head =
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n";
+  const std::vector<std::string> inputs = {
+      head +
+          "mode: ipvs\niptables: {masqueradeAll: true, masqueradeBit: 10}\n"
+          "ipvs: {syncPeriod: 40s, minSyncPeriod: 3s}\n",
+      head + "mode: iptables\niptables: {masqueradeBit: 10, syncPeriod: 40s}\n",
+      head + "mode: nftables\nnftables: {masqueradeBit: 10, syncPeriod: 40s}\n",
+  };
+  auto noFlags = [](const std::string&) { return false; };
+  for (const auto& text : inputs) {
+    proxier::Config first;
+    std::string minSync, sync;
+    auto r = proxier::applyConfigText(text, "in.yaml", first, minSync, sync, noFlags);
+    ASSERT_EQ(r.error, "") << text;
+    // The daemon applies the sync periods it was handed; so does this test.
+    first.syncPeriod = *parseDuration(sync.empty() ? "30s" : sync);
+    first.minSyncPeriod = *parseDuration(minSync.empty() ? "1s" : minSync);
+    EXPECT_EQ(first.masqueradeBit, 10) << text;
+    const std::string rendered = proxier::renderConfig(first);
+    proxier::Config again;
+    std::string minSync2, sync2;
+    auto r2 = proxier::applyConfigText(rendered, "rendered.yaml", again, minSync2, sync2, noFlags);
+    ASSERT_EQ(r2.error, "") << rendered;
+    for (const auto& w : r2.warnings) EXPECT_EQ(w.find("ignored"), std::string::npos) << w;
+    again.syncPeriod = *parseDuration(sync2.empty() ? "30s" : sync2);
+    again.minSyncPeriod = *parseDuration(minSync2.empty() ? "1s" : minSync2);
+    EXPECT_EQ(again.masqueradeBit, 10) << rendered;
+    EXPECT_EQ(again.syncPeriod, 40s) << rendered;
+    EXPECT_EQ(proxier::renderConfig(again), rendered);
+  }
 }
 
 // manifest_hostile_test.py: a random-bytes file's YAML error quoted a byte that is not UTF-8,
