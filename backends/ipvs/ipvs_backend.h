@@ -98,7 +98,8 @@ class IpvsBackend : public proxier::Backend {
                                    const std::vector<proxier::EndpointChange>& changes);
   std::string addrRef(const proxier::IpAddr& a, int delta);
   // The addresses NodePorts are served on: every local one but loopback, link-local and ours,
-  // narrowed by --nodeport-addresses CIDRs; the node's primary IPs (NodeContext::primaryIps) for "primary".
+  // narrowed by --nodeport-addresses CIDRs; for "primary", the node's primary IPs
+  // (NodeContext::primaryIps).
   void refreshNodeAddresses(const proxier::NodeContext* node);
   // Brings table ip sliceproxy-ipvs to the programmed virtual services' addresses.
   std::string syncMasquerade(bool replace);

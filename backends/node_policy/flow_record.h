@@ -4,10 +4,9 @@
 // DNATed UDP/SCTP flow into a timeout set keyed endpoint . endpoint port . protocol . client .
 // client port . frontend . frontend port. Each such packet refreshes its element, with the
 // timeout conntrack gave the flow after that packet plus a margin (flow_record.cpp), so every
-// live translated flow whose client sent a packet since
-// the table was created is in the set; conntrack cleanup seeds it with older flows by walking once
-// after start. Cleanup then finds a removed endpoint's flows by exact tuple instead of walking the
-// kernel's whole conntrack table.
+// live translated flow whose client sent a packet since the table was created is in the set;
+// conntrack cleanup seeds it with older flows by walking once after start. Cleanup then finds a
+// removed endpoint's flows by exact tuple instead of walking the kernel's whole conntrack table.
 //
 // Only flows sliceproxy translated are recorded, not every DNAT on the node (Docker, hostPort,
 // other proxies): a packet is recorded when its conntrack original destination is one of our
