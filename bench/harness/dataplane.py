@@ -148,8 +148,8 @@ class Topology:
             self.run.delete(ns)
 
 
-def start_echo(run, topo, bins):
-    p = run.spawn(topo.pod, [*PIN, bins["echo"], "--port", str(TARGET_PORT),
+def start_echo(run, topo, bins, pin=True):
+    p = run.spawn(topo.pod, [*(PIN if pin else []), bins["echo"], "--port", str(TARGET_PORT),
                              "--max-seconds", "3600"])
     if p.stdout.readline().strip() != "ready":
         raise RuntimeError("bench_echo_server did not start in the pod namespace")
@@ -209,9 +209,10 @@ def install(system, run, topo, svcs, bins, workdir, log, extra=()):
     return None, time.monotonic() - t0
 
 
-def loadgen(topo, bins, mode, target, seconds, concurrency, cgroup=None):
-    """`cgroup`: the client runs in it (where the ebpf backend's socket programs are attached)."""
-    out = sh("ip", "netns", "exec", topo.cli, *PIN, bins["loadgen"], "--mode", mode,
+def loadgen(topo, bins, mode, target, seconds, concurrency, cgroup=None, pin=True):
+    """`cgroup`: the client runs in it (where the ebpf backend's socket programs are attached).
+    `pin`: on DP_CPU (bench/harness/pin_check.py measures without)."""
+    out = sh("ip", "netns", "exec", topo.cli, *(PIN if pin else []), bins["loadgen"], "--mode", mode,
              "--target", target,
              "--seconds", str(seconds), "--concurrency", str(concurrency), check=False,
              capture=True, timeout=seconds + 30, cgroup=cgroup)

@@ -8,7 +8,6 @@ Prints each topology's per-round p50s. Needs root; leaves nothing behind.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -16,32 +15,25 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataplane  # noqa: E402
 import netns  # noqa: E402
-from netns import sh  # noqa: E402
 
 MODES = ("tcp_rr", "tcp_crr", "udp_rr")
 
 
 def measure(bins, topologies, rounds, seconds, pin):
-    prefix = dataplane.PIN if pin else []
     run = netns.Run(f"pin{os.getpid()}{int(pin)}")
     try:
         topos = []
         for i in range(topologies):
             t = dataplane.Topology(run, f"d{i}")
-            p = run.spawn(t.pod, [*prefix, bins["echo"], "--port", str(dataplane.TARGET_PORT),
-                                  "--max-seconds", "600"])
-            if p.stdout.readline().strip() != "ready":
-                raise RuntimeError("bench_echo_server did not start")
+            dataplane.start_echo(run, t, bins, pin=pin)
             topos.append(t)
         res = {}
         target = f"{dataplane.ENDPOINTS[0]}:{dataplane.TARGET_PORT}"
         for _ in range(rounds):
             for i, t in enumerate(topos):
                 for mode in MODES:
-                    out = sh("ip", "netns", "exec", t.cli, *prefix, bins["loadgen"], "--mode",
-                             mode, "--target", target, "--seconds", str(seconds),
-                             "--concurrency", "1", capture=True, timeout=seconds + 30).stdout
-                    res.setdefault((i, mode), []).append(json.loads(out)["p50_us"])
+                    r = dataplane.loadgen(t, bins, mode, target, seconds, 1, pin=pin)
+                    res.setdefault((i, mode), []).append(r.get("p50_us"))
         return res
     finally:
         run.cleanup()
@@ -60,8 +52,8 @@ def main():
         res = measure(bins, args.topologies, args.rounds, args.seconds, pin)
         print("pinned to CPU " + dataplane.DP_CPU if pin else "unpinned")
         for mode in MODES:
-            per = [res[(i, mode)] for i in range(args.topologies)]
-            print(f"  {mode:8} medians {[round(statistics.median(r), 1) for r in per]}  "
+            per = [[x for x in res[(i, mode)] if x is not None] for i in range(args.topologies)]
+            print(f"  {mode:8} medians {[round(statistics.median(r), 1) for r in per if r]}  "
                   f"rounds {[[round(x, 1) for x in r] for r in per]}")
 
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -480,8 +481,8 @@ std::string renderConfig(const Config& cfg) {
     }
   };
   for (const std::string section : {"iptables", "nftables"}) {
-    if (modeSection(cfg.mode, "masqueradeBit") != section &&
-        modeSection(cfg.mode, "syncPeriod") != section) {
+    if (std::none_of(std::begin(kPerModeFields), std::end(kPerModeFields),
+                     [&](const std::string& k) { return modeSection(cfg.mode, k) == section; })) {
       continue;
     }
     e << YAML::Key << section << YAML::Value << YAML::BeginMap;
