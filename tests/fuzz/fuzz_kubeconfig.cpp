@@ -17,8 +17,11 @@ namespace {
 struct PrivateDir {
   std::string dir, path;
   PrivateDir() {
-    char tmpl[] = "/tmp/fuzz-kubeconfig.XXXXXX";
-    if (!mkdtemp(tmpl)) abort();
+    // tmpfs when there is one: a file rewritten a million times on a disk file system costs
+    // block I/O that is none of the decoder's work (here 2,100 inputs/s on /tmp, 5,400 on tmpfs).
+    std::string tmpl = access("/dev/shm", W_OK) == 0 ? "/dev/shm/fuzz-kubeconfig.XXXXXX"
+                                                     : "/tmp/fuzz-kubeconfig.XXXXXX";
+    if (!mkdtemp(tmpl.data())) abort();
     dir = tmpl;
     path = dir + "/config";
   }
