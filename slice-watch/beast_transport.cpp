@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
@@ -254,6 +255,12 @@ struct BeastTransport::Impl {
     error_code ec = run([&](auto done) { tls->async_handshake(ssl::stream_base::client, done); });
     if (!ec) return;
     std::string why = describe(ec);
+    if (ec.category() == net::error::get_ssl_category()) {
+      // OpenSSL's own words ("tlsv1 alert protocol version") do not say which side refused.
+      int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+      if (reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION || reason == SSL_R_UNSUPPORTED_PROTOCOL)
+        why += ": the server offers no TLS version from 1.2 up (1.0 and 1.1 are refused)";
+    }
     long verify = SSL_get_verify_result(s);
     if (verify != X509_V_OK) {
       why = fmt::format("the server certificate was refused: {} (verified against {}{})",

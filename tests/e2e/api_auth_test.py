@@ -4,14 +4,16 @@ certificate from the wrong CA is refused, a missing token is a clear error, a ro
 is picked up without a restart, client certificates work (files and *-data), rotated CA and
 client certificate files are used from the next connection without a restart, exec credential
 plugins give a token or a client certificate (renewed when the server rejects it), and so do
-tls-server-name, insecure-skip-tls-verify (with a warning) and --master over plain HTTP."""
+tls-server-name, a minimum of TLS 1.2, insecure-skip-tls-verify (with a warning) and --master over plain HTTP."""
 
 import json
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import unittest
+import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "apiserver"))
 
@@ -64,6 +66,30 @@ class ApiAuthTest(unittest.TestCase):
         self.assertEqual(p.full_syncs, 0, "nothing is programmed from an unverified server")
         self.assertFalse(any(path.startswith("/api/v1/services") for _, path in self.srv.requests),
                          "no request was sent over the refused connection")
+
+    def test_tls_below_1_2_is_refused_and_1_2_works(self):
+        # A server that offers at most TLS 1.1 (its own security level lowered so it can) is
+        # refused at the handshake; one that offers at most TLS 1.2 is used.
+        old = ApiServer(self.certs, tokens=["token-a"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the point of the test
+            old._ctx.minimum_version = ssl.TLSVersion.TLSv1
+            old._ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        old._ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        old.start()
+        try:
+            p = self.run_plane(self.kubeconfig("tls11", server=old.url, ca=self.certs.ca_cert,
+                                               token="token-a"))
+            p.wait_log(r"TLS handshake with https://127\.0\.0\.1:\d+ failed: .*the server "
+                       r"offers no TLS version from 1\.2 up", timeout=10)
+            p.assert_unchanged(1.0)
+            self.assertEqual(p.full_syncs, 0)
+            self.assertEqual(old.requests, [], "no request over TLS 1.1")
+        finally:
+            old.stop()
+        self.srv._ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        p = self.run_plane(self.kubeconfig("tls12", ca=self.certs.ca_cert, token="token-a"))
+        p.wait_for(WEB)
 
     def test_server_name_is_verified(self):
         # The certificate holds apiserver.test: tls-server-name makes it match; a wrong one fails.
