@@ -212,8 +212,8 @@ def install(system, run, topo, svcs, bins, workdir, log, extra=()):
 def loadgen(topo, bins, mode, target, seconds, concurrency, cgroup=None, pin=True):
     """`cgroup`: the client runs in it (where the ebpf backend's socket programs are attached).
     `pin`: on DP_CPU (bench/harness/pin_check.py measures without)."""
-    out = sh("ip", "netns", "exec", topo.cli, *(PIN if pin else []), bins["loadgen"], "--mode", mode,
-             "--target", target,
+    out = sh("ip", "netns", "exec", topo.cli, *(PIN if pin else []), bins["loadgen"],
+             "--mode", mode, "--target", target,
              "--seconds", str(seconds), "--concurrency", str(concurrency), check=False,
              capture=True, timeout=seconds + 30, cgroup=cgroup)
     try:

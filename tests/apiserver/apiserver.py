@@ -95,9 +95,11 @@ class ApiServer:
     def __init__(self, certs, tokens=("test-token",), port=0, host="127.0.0.1",
                  client_ca=None, bookmark_interval=5.0, watch_410_as_status=False,
                  max_watch_timeout=1800, require_auth=True, verbose=False, tls=True, netns=None,
-                 too_large_wait=1.0):
+                 too_large_wait=1.0, tls_versions=None):
         """certs: a certs.Bundle-like object with ca_cert, server_cert, server_key paths.
-        netns: listen in this network namespace (`ip netns` name) instead of this process's."""
+        netns: listen in this network namespace (`ip netns` name) instead of this process's.
+        tls_versions: (lowest, highest) ssl.TLSVersion offered; below 1.2 lowers the security
+        level so that OpenSSL offers them at all."""
         self.store = Store(RESOURCES)
         self.tokens = set(tokens)
         self.certs = certs
@@ -112,6 +114,7 @@ class ApiServer:
         self.verbose = verbose
         self.tls = tls  # False: plain HTTP (as behind `kubectl proxy` or an insecure port)
         self.netns = netns
+        self.tls_versions = tls_versions
         self.stall_until = 0.0
         self.faults = []  # [kind, remaining, arg, path prefix]: see fail_requests, cut_lists, hang
         self.requests = []  # (method, path) of every request, for tests
@@ -129,6 +132,10 @@ class ApiServer:
     def _tls_context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.certs.server_cert, self.certs.server_key)
+        if self.tls_versions:
+            ctx.minimum_version, ctx.maximum_version = self.tls_versions
+            if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         if self.client_ca:
             ctx.load_verify_locations(self.client_ca)
             ctx.verify_mode = ssl.CERT_OPTIONAL

@@ -3,8 +3,9 @@
 certificate from the wrong CA is refused, a missing token is a clear error, a rotated token file
 is picked up without a restart, client certificates work (files and *-data), rotated CA and
 client certificate files are used from the next connection without a restart, exec credential
-plugins give a token or a client certificate (renewed when the server rejects it), and so do
-tls-server-name, a minimum of TLS 1.2, insecure-skip-tls-verify (with a warning) and --master over plain HTTP."""
+plugins give a token or a client certificate (renewed when the server rejects it), TLS below
+1.2 is refused, and tls-server-name, insecure-skip-tls-verify (with a warning) and --master
+over plain HTTP work."""
 
 import json
 import os
@@ -68,15 +69,12 @@ class ApiAuthTest(unittest.TestCase):
                          "no request was sent over the refused connection")
 
     def test_tls_below_1_2_is_refused_and_1_2_works(self):
-        # A server that offers at most TLS 1.1 (its own security level lowered so it can) is
-        # refused at the handshake; one that offers at most TLS 1.2 is used.
-        old = ApiServer(self.certs, tokens=["token-a"])
+        # A server that offers at most TLS 1.1 is refused at the handshake; one that offers at
+        # most TLS 1.2 is used.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the point of the test
-            old._ctx.minimum_version = ssl.TLSVersion.TLSv1
-            old._ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-        old._ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-        old.start()
+            old = ApiServer(self.certs, tokens=["token-a"],
+                            tls_versions=(ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)).start()
         try:
             p = self.run_plane(self.kubeconfig("tls11", server=old.url, ca=self.certs.ca_cert,
                                                token="token-a"))
@@ -87,9 +85,17 @@ class ApiAuthTest(unittest.TestCase):
             self.assertEqual(old.requests, [], "no request over TLS 1.1")
         finally:
             old.stop()
-        self.srv._ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        p = self.run_plane(self.kubeconfig("tls12", ca=self.certs.ca_cert, token="token-a"))
-        p.wait_for(WEB)
+        tls12 = ApiServer(self.certs, tokens=["token-a"],
+                          tls_versions=(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2)).start()
+        try:
+            tls12.create(k.node("node-a"))
+            tls12.create(k.service("web", "10.96.0.20"))
+            tls12.create(k.endpoint_slice("web-1", "web", [k.endpoint("10.244.1.1", "node-a")]))
+            p = self.run_plane(self.kubeconfig("tls12", server=tls12.url, ca=self.certs.ca_cert,
+                                               token="token-a"))
+            p.wait_for(WEB)
+        finally:
+            tls12.stop()
 
     def test_server_name_is_verified(self):
         # The certificate holds apiserver.test: tls-server-name makes it match; a wrong one fails.
